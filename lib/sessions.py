@@ -54,7 +54,7 @@ def parse_sessions(data: Any, source: str = "<sessions>") -> SessionsTable:
         raise SessionsError(f"{source}: expected a JSON list of sessions, got {type(data).__name__}")
     sessions: dict[int, list[Any]] = {}
     for i, item in enumerate(data):
-        if not isinstance(item, dict) or not isinstance(item.get("id"), int) or not isinstance(item.get("rounds"), list):
+        if not (isinstance(item, dict) and isinstance(item.get("id"), int) and isinstance(item.get("rounds"), list)):
             raise SessionsError(f"{source}: sessions[{i}] must be an object with an integer 'id' and a 'rounds' list")
         sessions[item["id"]] = item["rounds"]
     return SessionsTable(source, sessions)
