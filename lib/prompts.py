@@ -1,0 +1,144 @@
+"""The prompts a model sees: the rules and the player's role (system), then what the player knows now and the
+action-required message (user). The dataset builder and the agents both call `build_messages`, so a model is
+trained on exactly the prompts it is later played with.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lib.game import CONDITIONS, NO_PROJECT, PHASES, PROJECT, ROLE_DEVELOPER, ROLE_NAMES
+from lib.view import PlayerView, RoundRecord
+
+CONDITION_NAMES = {cond["id"]: cond["name"] for cond in CONDITIONS}
+
+
+def _range_text(boundaries: dict[str, Any] | None, who: str) -> str:
+    if not isinstance(boundaries, dict) or not isinstance(boundaries.get(who), dict):
+        return ""
+    parts = []
+    for cond in CONDITIONS:
+        b = boundaries[who].get(cond["key"])
+        if isinstance(b, dict) and "low" in b and "high" in b:
+            parts.append(f"{cond['name']} {b['low']}-{b['high']}")
+    return "; ".join(parts)
+
+
+def system_prompt(view: PlayerView) -> str:
+    """The voting game's rules and this player's role."""
+    role = ROLE_NAMES.get(view.role or 0, "player")
+    rounds = ""
+    if view.round_count is not None:
+        practice = " after a practice round (round 0) that does not count" if view.practice_round else ""
+        rounds = f" The game has {view.round_count} paid rounds{practice}."
+    owner_range = _range_text(view.boundaries, "owner")
+    developer_range = _range_text(view.boundaries, "developer")
+    ranges = ""
+    if owner_range or developer_range:
+        ranges = (f" Private values are drawn anew every round, owners' from {owner_range or 'unknown ranges'}, "
+                  f"the developer's from {developer_range or 'unknown ranges'}.")
+    return (
+        "You are a participant in an economic experiment, the IBEX voting game. Six players: one developer "
+        "(player 2) and five owners (players 1, 3, 4, 5, 6). In every round each player has two private values: "
+        "the value of their lot if there is No Project, and if the Project goes ahead. The Project raises the "
+        "developer's value and usually lowers the owners' values." + ranges + rounds + "\n"
+        "Each round has phases: 1 presentation; 2 chat; 3 every owner privately sends the developer a "
+        "compensation request; 4 the developer sees all requests and makes one offer X; 5 chat; 6 the owners vote "
+        "for the Project [1] or No Project [0]; 7 results. The condition with more votes among owners who voted "
+        "wins (a tie goes to the Project). If the Project wins, every owner receives X and the developer pays 5X.\n"
+        "Profit in a round: an owner gets their value under the winning condition plus X if the Project won; the "
+        "developer gets their value under the winning condition minus 5X if the Project won. Your payment depends "
+        "on your profit.\n"
+        f"You are {view.tag or 'a player'} (player {view.number}), the {role}. When an action is required, answer "
+        "with exactly one JSON object in the format given, and nothing else."
+    )
+
+
+def _amount(amounts: Any) -> str:
+    if isinstance(amounts, list) and len(amounts) > PROJECT:
+        return json.dumps(amounts[PROJECT])
+    return "none"
+
+
+def _vote(vote: Any) -> str:
+    if isinstance(vote, list) and vote:
+        names = [CONDITION_NAMES.get(v, json.dumps(v)) for v in vote]
+        return " and ".join(names)
+    return "none"
+
+
+def _values_line(rec: RoundRecord) -> str:
+    if rec.values is None:
+        return "Your private values this round: unknown."
+    return (f"Your private values this round: {rec.values[NO_PROJECT]} if No Project, "
+            f"{rec.values[PROJECT]} if Project.")
+
+
+def _round_lines(view: PlayerView, rec: RoundRecord, finished: bool) -> list[str]:
+    lines = []
+    if view.role == ROLE_DEVELOPER:
+        if rec.requests:
+            reqs = ", ".join(f"{view.tag_of(n)} {_amount(r)}" for n, r in sorted(rec.requests.items()))
+            lines.append(f"Requests received: {reqs}.")
+        if rec.offer is not None:
+            lines.append(f"Your offer: {_amount(rec.offer)}.")
+    else:
+        if rec.my_request is not None:
+            lines.append(f"Your request: {_amount(rec.my_request)}.")
+        if rec.offer is not None:
+            lines.append(f"Developer's offer: {_amount(rec.offer)}.")
+        if rec.my_vote is not None:
+            lines.append(f"Your vote: {_vote(rec.my_vote)}.")
+    if finished and rec.outcome is not None:
+        cond = rec.outcome.get("condition")
+        lines.append(
+            f"Outcome: {CONDITION_NAMES.get(cond, 'unknown')} won with {rec.outcome.get('tally')} votes; your value "
+            f"{rec.outcome.get('value')}, compensation {rec.outcome.get('compensation')}"
+            + (f", profit {rec.profit}." if rec.profit is not None else ".")
+        )
+    return lines
+
+
+def _chat_lines(view: PlayerView, rec: RoundRecord) -> list[str]:
+    lines = []
+    for msg in rec.chat:
+        who = "You" if msg.get("sender") == view.number else view.tag_of(msg.get("sender"))
+        to = msg.get("to") if isinstance(msg.get("to"), list) else []
+        audience = "everyone" if len(to) >= 5 else ", ".join(view.tag_of(n) for n in to)
+        text = json.dumps(msg.get("text"), ensure_ascii=False)
+        lines.append(f"- phase {msg.get('phase')}, {who} to {audience}: {text}")
+    return lines
+
+
+def user_prompt(view: PlayerView, action_required: dict[str, Any]) -> str:
+    """What this player knows now (round, own values, earlier rounds, this round so far), then the message."""
+    label = " (practice)" if view.round == 0 else ""
+    of = f" of {view.round_count}" if view.round_count is not None else ""
+    lines = [f"Game {view.game_id}, round {view.round}{of}{label}, phase {view.phase} ({PHASES.get(view.phase)})."]
+    lines.append(_values_line(view.current))
+    earlier = [r for n, r in sorted(view.rounds.items()) if n < view.round]
+    if earlier:
+        lines.append("Earlier rounds:")
+        for rec in earlier:
+            values = f" values {rec.values[NO_PROJECT]}/{rec.values[PROJECT]}" if rec.values else ""
+            lines.append(f"Round {rec.round}{values}: " + " ".join(_round_lines(view, rec, finished=True)))
+    now = _round_lines(view, view.current, finished=False)
+    if now:
+        lines.append("This round so far: " + " ".join(now))
+    chat = _chat_lines(view, view.current)
+    if chat:
+        lines.append("Chat this round:")
+        lines.extend(chat)
+    lines.append("Action required:")
+    lines.append(json.dumps(action_required, ensure_ascii=False))
+    return "\n".join(lines)
+
+
+def build_messages(view: PlayerView, action_required: dict[str, Any]) -> list[dict[str, str]]:
+    """The chat messages for a model call: system, then user."""
+    return [
+        {"role": "system", "content": system_prompt(view)},
+        {"role": "user", "content": user_prompt(view, action_required)},
+    ]
+
