@@ -1,0 +1,146 @@
+#!/bin/sh
+# Stop the agent manager started by serverStarter.sh: SIGTERM, a bounded wait so the agents can leave their
+# games and flush their transcripts, then SIGKILL; the PID file is removed. Exits 0 when nothing runs.
+#
+#   sh killer.sh
+#
+# Settings (environment):
+#   HANDLER_STOP_TIMEOUT  seconds to wait after SIGTERM before SIGKILL (default 30)
+#
+# Only "our" process is ever signalled: one whose command line has this project's handler.py (absolute
+# path) as an argument. A PID file naming any other process, e.g. a reused PID, is stale and is removed.
+
+case $0 in
+    */*) script_dir=${0%/*} ;;
+    *) script_dir=. ;;
+esac
+PROJECT_DIR=$(CDPATH='' cd -- "$script_dir" && pwd -P) || {
+    echo "killer.sh: cannot find the project directory from $0" >&2
+    exit 1
+}
+HANDLER="$PROJECT_DIR/handler.py"
+PID_FILE="$PROJECT_DIR/run/handler.pid"
+
+STOP_TIMEOUT=${HANDLER_STOP_TIMEOUT:-30}
+# After SIGKILL the kernel needs a moment to tear the process down.
+KILL_WAIT_TENTHS=50
+
+die() {
+    echo "killer.sh: $*" >&2
+    exit 1
+}
+
+if [ "$#" -gt 0 ]; then
+    echo "usage: sh killer.sh   (stops the handler started by serverStarter.sh)" >&2
+    exit 2
+fi
+
+# Seconds (integer or decimal, e.g. 30 or 0.5) -> tenths of a second, for the polling loops.
+tenths() {
+    case $2 in
+        '' | *[!0-9.]* | *.*.* | .) die "$1 must be a number of seconds, got '$2'" ;;
+    esac
+    int=${2%%.*}
+    frac=${2#"$int"}
+    frac=${frac#.}
+    digit=${frac%"${frac#?}"}
+    echo $(( ${int:-0} * 10 + ${digit:-0} ))
+}
+
+stop_timeout_tenths=$(tenths HANDLER_STOP_TIMEOUT "$STOP_TIMEOUT") || exit 1
+
+# POSIX sleep takes whole seconds only; use tenths where the system's sleep allows it.
+if sleep 0.01 2>/dev/null; then
+    NAP=0.1
+    NAP_TENTHS=1
+else
+    NAP=1
+    NAP_TENTHS=10
+fi
+
+# Alive = exists and is not a zombie (an exited handler may wait unreaped under a parent that never reaps).
+is_alive() {
+    if [ -d /proc/self ]; then
+        stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+        state=${stat##*) }
+        state=${state%% *}
+        [ "$state" != Z ] && [ "$state" != X ]
+    else
+        state=$(ps -p "$1" -o stat= 2>/dev/null) || return 1
+        case $state in Z*) return 1 ;; esac
+    fi
+}
+
+# Ours = one of its arguments is exactly this project's handler.py, so a reused PID is never taken for ours.
+is_ours() {
+    if [ -d /proc/self ]; then
+        tr '\0' '\n' 2>/dev/null <"/proc/$1/cmdline" | grep -Fxq -- "$HANDLER"
+    else
+        case " $(ps -p "$1" -o args= 2>/dev/null) " in
+            *" $HANDLER "*) return 0 ;;
+            *) return 1 ;;
+        esac
+    fi
+}
+
+running_ours() {
+    is_alive "$1" && is_ours "$1"
+}
+
+# Wait up to $2 tenths of a second for process $1 to end (or stop being ours); true when it has.
+wait_gone() {
+    waited=0
+    while running_ours "$1"; do
+        [ "$waited" -ge "$2" ] && return 1
+        sleep "$NAP"
+        waited=$((waited + NAP_TENTHS))
+    done
+}
+
+# Remove the PID file only while it still names this PID: a new start may have replaced it meanwhile.
+remove_pid_file() {
+    [ "$(cat "$PID_FILE" 2>/dev/null)" = "$1" ] || return 0
+    rm -f "$PID_FILE" || die "cannot remove $PID_FILE"
+}
+
+if [ ! -e "$PID_FILE" ]; then
+    echo "Handler is not running (no $PID_FILE)."
+    exit 0
+fi
+
+pid=$(cat "$PID_FILE" 2>/dev/null)
+case $pid in
+    '' | *[!0-9]*)
+        rm -f "$PID_FILE" || die "cannot remove $PID_FILE"
+        echo "Handler is not running; removed a PID file that held no PID."
+        exit 0
+        ;;
+esac
+
+if ! is_alive "$pid"; then
+    remove_pid_file "$pid"
+    echo "Handler is not running (PID $pid is gone); removed the stale PID file."
+    exit 0
+fi
+if ! is_ours "$pid"; then
+    remove_pid_file "$pid"
+    echo "PID $pid is another program, not this project's handler: left it alone, removed the stale PID file."
+    exit 0
+fi
+
+echo "Stopping the handler (PID $pid): SIGTERM, waiting up to ${STOP_TIMEOUT}s for it to leave its games..."
+kill -TERM "$pid" 2>/dev/null
+if wait_gone "$pid" "$stop_timeout_tenths"; then
+    remove_pid_file "$pid"
+    echo "Handler stopped."
+    exit 0
+fi
+
+# Checked again right before the signal: the PID could have been reused since.
+if running_ours "$pid"; then
+    echo "The handler did not stop within ${STOP_TIMEOUT}s: sending SIGKILL (its transcripts may be incomplete)."
+    kill -KILL "$pid" 2>/dev/null
+fi
+wait_gone "$pid" "$KILL_WAIT_TENTHS" || die "PID $pid survived SIGKILL; $PID_FILE left in place"
+remove_pid_file "$pid"
+echo "Handler killed."
