@@ -10,11 +10,15 @@
 # Only "our" process is ever signalled: one whose command line has this project's handler.py (absolute
 # path) as an argument. A PID file naming any other process, e.g. a reused PID, is stale and is removed.
 
-case $0 in
-    */*) script_dir=${0%/*} ;;
-    *) script_dir=. ;;
-esac
-PROJECT_DIR=$(CDPATH='' cd -- "$script_dir" && pwd -P) || {
+# The project is where this script really lives (following symlinks to it), never $PWD or $HOME.
+script=$0
+while [ -L "$script" ] && target=$(readlink "$script"); do
+    case $target in
+        /*) script=$target ;;
+        *) script=$(dirname -- "$script")/$target ;; # relative to the link's own folder
+    esac
+done
+PROJECT_DIR=$(CDPATH='' cd -- "$(dirname -- "$script")" && pwd -P) || {
     echo "killer.sh: cannot find the project directory from $0" >&2
     exit 1
 }
@@ -41,6 +45,7 @@ tenths() {
         '' | *[!0-9.]* | *.*.* | .) die "$1 must be a number of seconds, got '$2'" ;;
     esac
     int=${2%%.*}
+    int=${int#"${int%%[!0]*}"} # 08 would read as octal
     frac=${2#"$int"}
     frac=${frac#.}
     digit=${frac%"${frac#?}"}
@@ -129,7 +134,10 @@ if ! is_ours "$pid"; then
 fi
 
 echo "Stopping the handler (PID $pid): SIGTERM, waiting up to ${STOP_TIMEOUT}s for it to leave its games..."
-kill -TERM "$pid" 2>/dev/null
+# A failed kill with the handler still there means no permission; one that just exited is fine.
+if ! kill -TERM "$pid" 2>/dev/null && running_ours "$pid"; then
+    die "cannot signal PID $pid (started by another user?); run killer.sh as that user"
+fi
 if wait_gone "$pid" "$stop_timeout_tenths"; then
     remove_pid_file "$pid"
     echo "Handler stopped."

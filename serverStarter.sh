@@ -14,12 +14,15 @@
 # A process is "ours" only when its command line has this project's handler.py (absolute path) as an
 # argument: a PID file pointing at any other process is stale, and that process is left alone.
 
-# The project is where this script lives, never $PWD or $HOME, so it works from any directory.
-case $0 in
-    */*) script_dir=${0%/*} ;;
-    *) script_dir=. ;;
-esac
-PROJECT_DIR=$(CDPATH='' cd -- "$script_dir" && pwd -P) || {
+# The project is where this script really lives (following symlinks to it), never $PWD or $HOME.
+script=$0
+while [ -L "$script" ] && target=$(readlink "$script"); do
+    case $target in
+        /*) script=$target ;;
+        *) script=$(dirname -- "$script")/$target ;; # relative to the link's own folder
+    esac
+done
+PROJECT_DIR=$(CDPATH='' cd -- "$(dirname -- "$script")" && pwd -P) || {
     echo "serverStarter.sh: cannot find the project directory from $0" >&2
     exit 1
 }
@@ -51,6 +54,7 @@ tenths() {
         '' | *[!0-9.]* | *.*.* | .) die "$1 must be a number of seconds, got '$2'" ;;
     esac
     int=${2%%.*}
+    int=${int#"${int%%[!0]*}"} # 08 would read as octal
     frac=${2#"$int"}
     frac=${frac#.}
     digit=${frac%"${frac#?}"}

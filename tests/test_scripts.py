@@ -410,6 +410,32 @@ def test_scripts_work_through_a_relative_path(project):
     assert project.handlers() == []
 
 
+def test_scripts_work_through_symlinks_elsewhere(project):
+    bin_dir = project.cwd / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "start-agents").symlink_to(project.root / "serverStarter.sh")
+    (bin_dir / "stop-agents").symlink_to(os.path.relpath(project.root / "killer.sh", bin_dir))
+
+    def run(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [SH, f"bin/{command}"],
+            cwd=project.cwd,
+            env=project.env,
+            capture_output=True,
+            text=True,
+            timeout=SCRIPT_TIMEOUT,
+        )
+
+    started = run("start-agents")
+    assert started.returncode == 0, started.stderr
+    assert project.handlers() == [project.recorded_pid()]
+
+    stopped = run("stop-agents")
+    assert stopped.returncode == 0, stopped.stderr
+    assert "Handler stopped" in stopped.stdout
+    assert project.handlers() == []
+
+
 def test_bad_timeout_setting_is_a_clear_error(project):
     stopped = project.stop(HANDLER_STOP_TIMEOUT="soon")
 
