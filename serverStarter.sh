@@ -8,7 +8,8 @@
 # Settings (environment):
 #   HANDLER_START_WAIT   seconds to watch the new handler before calling the start good (default 2);
 #                        a line matching HANDLER_READY_PATTERN in the log ends the wait early
-#   HANDLER_READY_PATTERN  extended regex, case-insensitive (default: ready|listening)
+#   HANDLER_READY_PATTERN  extended regex, case-insensitive (default: the word "ready" or "listening";
+#                        whole words, so "already in use" is no ready line)
 #   HANDLER_LOCK_WAIT    seconds to wait for another start in progress (default 30)
 #
 # A process is "ours" only when its command line has this project's handler.py (absolute path) as an
@@ -40,7 +41,7 @@ case $KILLER in
 esac
 
 START_WAIT=${HANDLER_START_WAIT:-2}
-READY_PATTERN=${HANDLER_READY_PATTERN:-ready|listening}
+READY_PATTERN=${HANDLER_READY_PATTERN:-(^|[^[:alnum:]])(ready|listening)([^[:alnum:]]|$)}
 LOCK_WAIT=${HANDLER_LOCK_WAIT:-30}
 
 die() {
@@ -213,7 +214,11 @@ fi
 
 waited=0
 while is_alive "$pid"; do
-    tail -c +"$log_start" "$LOG_FILE" | grep -Eiq -- "$READY_PATTERN" && break
+    if tail -c +"$log_start" "$LOG_FILE" | grep -Eiq -- "$READY_PATTERN"; then
+        # One more look shortly after: a handler that printed the line on its way out is gone by then.
+        sleep "$NAP"
+        break
+    fi
     [ "$waited" -ge "$start_wait_tenths" ] && break
     sleep "$NAP"
     waited=$((waited + NAP_TENTHS))
