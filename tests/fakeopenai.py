@@ -22,6 +22,7 @@ import itertools
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -87,6 +88,7 @@ class FakeOpenAI:
         self.training_blocked = False
         # "succeeded" or ("failed", {"code": ..., "message": ...}), applied when a job leaves running.
         self.job_outcome: str | tuple[str, dict] = "succeeded"
+        self.jobs_advance = True    # False holds every job at its status (to interrupt a follow)
         self.finetunable_models = set(FINETUNABLE_MODELS)
         self.files: dict[str, dict] = {}        # id -> {"object": FileObject dict, "content": bytes}
         self.jobs: dict[str, dict] = {}         # id -> {"job": FineTuningJob dict, "events": [...]}
@@ -101,7 +103,7 @@ class FakeOpenAI:
 
     def start(self) -> FakeOpenAI:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._server.block_on_close = False
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -438,7 +440,8 @@ class FakeOpenAI:
             return 200, _cursor(jobs, query), {}
         if len(rest) == 1 and method == "GET":
             self._get_job(rest[0])
-            self._advance(rest[0])
+            if self.jobs_advance:
+                self._advance(rest[0])
             return 200, self.jobs[rest[0]]["job"], {}
         if len(rest) == 2 and rest[1] == "events" and method == "GET":
             events = list(reversed(self._get_job(rest[0])["events"]))   # newest first, like OpenAI
@@ -491,6 +494,14 @@ def _parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | No
         if name:
             fields[name.group(1)] = (filename.group(1) if filename else None, data)
     return fields
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that goes away mid-request (a killed subprocess, a stopped fake) is normal
+        # in tests; anything else is a bug in the fake and should be seen.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
