@@ -171,7 +171,8 @@ class CheckReport:
             "estimated_cost_usd": self.estimated_cost_usd,
         }
 
-    def format_text(self) -> str:
+    def format_text(self, billing: bool = True) -> str:
+        """A human summary; billing=False leaves out epochs and cost (validation files)."""
         verdict = "OK" if self.ok else f"{self.n_errors} error(s)"
         lines = [f"{self.source}: {self.n_examples} examples, {verdict}, "
                  f"{len(self.warnings)} warning(s)"]
@@ -181,7 +182,7 @@ class CheckReport:
             stats = self.token_stats.get(name)
             if stats:
                 lines.append(f"  {label:<19} " + ", ".join(f"{k} {v:g}" for k, v in stats.items()))
-        if self.n_examples:
+        if self.n_examples and billing:
             how = "OpenAI's default" if self.epochs_are_default else "chosen"
             lines.append(f"  billed tokens: {self.billed_tokens:,} ({self.tokens_per_epoch:,} x "
                          f"{self.epochs} epochs, {how}; examples capped at "
@@ -222,8 +223,10 @@ def _message_problems(message: Any, index: int) -> list[str]:
 
 
 def check_examples(lines: Iterable[str | bytes], *, source: str = "<input>",
-                   model: str = DEFAULT_MODEL, epochs: int | None = None) -> CheckReport:
-    """Check JSONL lines (str, or bytes that must be UTF-8). epochs=None uses OpenAI's default."""
+                   model: str = DEFAULT_MODEL, epochs: int | None = None,
+                   min_examples: int = MIN_EXAMPLES) -> CheckReport:
+    """Check JSONL lines (str, or bytes that must be UTF-8). epochs=None uses OpenAI's default.
+    min_examples: 10 for a training file (OpenAI's minimum); a validation file needs only 1."""
     info = MODELS.get(base_model(model))
     report = CheckReport(source=source, model=model,
                          max_tokens=int(info["max_tokens"]) if info else DEFAULT_MAX_TOKENS)
@@ -291,11 +294,11 @@ def check_examples(lines: Iterable[str | bytes], *, source: str = "<input>",
             more = ", ..." if len(lines_without) > 5 else ""
             report.warnings.append(f"{source}: {len(lines_without)} example(s) have no {what} "
                                    f"message (lines {sample}{more})")
-    if report.n_examples < MIN_EXAMPLES:
+    if report.n_examples < min_examples:
         report.n_errors += 1
         report.errors.append(f"{source}: {report.n_examples} example(s); OpenAI needs at least "
-                             f"{MIN_EXAMPLES} (and recommends {RECOMMENDED_EXAMPLES}+)")
-    elif report.n_examples < RECOMMENDED_EXAMPLES:
+                             f"{min_examples} (and recommends {RECOMMENDED_EXAMPLES}+)")
+    elif report.n_examples < RECOMMENDED_EXAMPLES and min_examples >= MIN_EXAMPLES:
         report.warnings.append(f"{source}: only {report.n_examples} examples; OpenAI recommends "
                                f"{RECOMMENDED_EXAMPLES}+ for clear improvements")
     report.n_over_limit = sum(1 for n in totals if n > report.max_tokens)
@@ -317,14 +320,15 @@ def check_examples(lines: Iterable[str | bytes], *, source: str = "<input>",
     return report
 
 
-def check_file(path: str | Path, *, model: str = DEFAULT_MODEL,
-               epochs: int | None = None) -> CheckReport:
+def check_file(path: str | Path, *, model: str = DEFAULT_MODEL, epochs: int | None = None,
+               min_examples: int = MIN_EXAMPLES) -> CheckReport:
     """check_examples on a file, read line by line. A missing file is a one-error report."""
     path = Path(path)
     try:
         with path.open("rb") as f:
             lines = (line.rstrip(b"\r\n") for line in f)
-            return check_examples(lines, source=str(path), model=model, epochs=epochs)
+            return check_examples(lines, source=str(path), model=model, epochs=epochs,
+                                  min_examples=min_examples)
     except OSError as exc:
         report = CheckReport(source=str(path), model=model)
         report.n_errors = 1
