@@ -1,0 +1,98 @@
+"""The fine-tuning job record, data/finetune_job.json, and the chat model choice that reads it.
+
+finetune.py writes the record (job id, base model, uploaded files with their sha256, status,
+fine_tuned_model, error); handler.py asks resolve_model() which model to play with. The record
+is always replaced atomically, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RECORD_PATH = PROJECT_ROOT / "data" / "finetune_job.json"
+
+# Used when neither OPENAI_MODEL nor a succeeded fine-tuning job names a model: the base of
+# the default fine-tune, so untuned and tuned agents are comparable.
+DEFAULT_CHAT_MODEL = "gpt-4.1-mini-2025-04-14"
+
+FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+class JobRecordError(ValueError):
+    """The record exists but cannot be used; the message names the file and what to do."""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_record(path: str | Path) -> dict[str, Any] | None:
+    """The record as a dict, or None when there is none yet."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise JobRecordError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        raise JobRecordError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); "
+                             "delete it or set OPENAI_MODEL") from None
+    if not isinstance(record, dict):
+        raise JobRecordError(f"{path}: expected a JSON object; delete it or set OPENAI_MODEL")
+    return record
+
+
+def write_record(path: str | Path, record: Mapping[str, Any]) -> None:
+    """Write the record atomically: a temp file in the same directory, then os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def resolve_model(env: Mapping[str, str],
+                  record_path: str | Path = DEFAULT_RECORD_PATH) -> tuple[str, str]:
+    """(model, where it came from): OPENAI_MODEL if set, else the fine_tuned_model of a
+    succeeded job in the record, else DEFAULT_CHAT_MODEL. Raises JobRecordError when the
+    record exists but is unreadable, rather than silently playing with another model."""
+    if env.get("OPENAI_MODEL", "").strip():
+        return env["OPENAI_MODEL"].strip(), "OPENAI_MODEL"
+    record = read_record(record_path)
+    if record is None or not record.get("job_id"):
+        return DEFAULT_CHAT_MODEL, f"default (no fine-tuning job recorded in {record_path})"
+    job_id = record.get("job_id", "?")
+    model = record.get("fine_tuned_model")
+    if record.get("status") == "succeeded" and isinstance(model, str) and model:
+        return model, f"{record_path} (job {job_id})"
+    status = record.get("status", "unknown")
+    return DEFAULT_CHAT_MODEL, (f"default ({record_path}: job {job_id} is {status}, "
+                                "no fine-tuned model)")
