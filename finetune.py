@@ -87,7 +87,7 @@ def _positive_int(text: str) -> int:
 # ----------------------------------------------------------------------------- errors
 
 def base_url() -> str:
-    return os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+    return os.environ.get("OPENAI_BASE_URL", "").strip() or "https://api.openai.com/v1"
 
 
 def _api_message(exc: openai.APIError) -> str:
@@ -173,8 +173,10 @@ def make_client(args: argparse.Namespace) -> openai.OpenAI:
     if not os.environ.get("OPENAI_API_KEY", "").strip():
         raise Fatal("OPENAI_API_KEY is not set: put OPENAI_API_KEY=sk-... in a .env file next to "
                     "finetune.py (see .env.example) or export it", EXIT_USAGE)
-    # The SDK reads OPENAI_API_KEY and OPENAI_BASE_URL itself and retries 429/5xx/network errors.
-    return openai.OpenAI(max_retries=args.max_retries)
+    # Passed explicitly: the SDK would take an empty OPENAI_BASE_URL= line from .env literally.
+    # It retries 429, 5xx and network errors itself, max_retries times with backoff.
+    return openai.OpenAI(api_key=os.environ["OPENAI_API_KEY"].strip(), base_url=base_url(),
+                         max_retries=args.max_retries)
 
 
 def upload_once(client: openai.OpenAI, path: Path, sha256: str, uploads: dict) -> str:

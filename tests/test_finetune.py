@@ -329,6 +329,13 @@ def test_missing_api_key_is_one_line_with_how_to_set_it(data_dir):
         "finetune.py (see .env.example) or export it"]
 
 
+def test_an_empty_openai_base_url_means_openai_itself(monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "")       # what "OPENAI_BASE_URL=" in .env gives
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-anything")
+    client = finetune.make_client(finetune.parse_args([]))
+    assert str(client.base_url) == "https://api.openai.com/v1/"
+
+
 def test_rejected_key_is_reported_without_printing_it(env, data_dir, capsys, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-not-the-right-one")
     code, out, err = run(capsys, "--data-dir", data_dir)
