@@ -1,0 +1,189 @@
+"""The model policy through the real openai SDK against the fake OpenAI server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from lib.actions import DECISION, REQUEST, build_action_required
+from lib.game import parameters_from_dict
+from lib.llm import LLMPolicy
+from lib.prompts import build_messages
+from lib.transcript import Transcript, read_transcript
+from lib.view import PlayerView
+from tests.fakeopenai import FakeOpenAI
+from tests.frames import phase_start, round_start
+
+T0 = 1795624173543
+CAP = parameters_from_dict().amount_cap()
+GOOD_REQUEST = '{"gameId":7,"type":"compensation-request","compensationRequests":[null,335000]}'
+
+
+@pytest.fixture
+def fake():
+    with FakeOpenAI() as server:
+        yield server
+
+
+def owner_view(phase: int = 3) -> PlayerView:
+    view = PlayerView(game_id=7, round_count=2, practice_round=False)
+    for frame in round_start(1, 3, [468000, 164000], T0):
+        view.apply(frame)
+    for p in range(2, phase + 1):
+        for frame in phase_start(1, p, T0 + p * 1000):
+            view.apply(frame)
+    return view
+
+
+def decide(fake: FakeOpenAI, tmp_path, *, wire_type: str = REQUEST, seconds: float = 10.0, policy=None,
+           view: PlayerView | None = None, max_retries: int = 2, times: int = 1):
+    """Run `times` decisions one after another in one event loop, then close the client.
+
+    Returns (the last action, transcript records, the policy)."""
+    view = view or owner_view(3 if wire_type == REQUEST else 6)
+    policy = policy or LLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="ft:gpt-4.1-mini:test",
+                                 max_retries=max_retries)
+    required = build_action_required(view, wire_type, cap=CAP)
+    path = tmp_path / "t.jsonl"
+    transcript = Transcript(path)
+
+    async def go():
+        try:
+            for _ in range(times):
+                action = await policy.decide(view, wire_type, cap=CAP, action_required=required,
+                                             deadline=time.monotonic() + seconds, transcript=transcript)
+            return action
+        finally:
+            await policy.close()
+
+    action = asyncio.run(go())
+    transcript.close()
+    return action, read_transcript(path), policy
+
+
+def chat_bodies(fake: FakeOpenAI) -> list[dict]:
+    return [c["json"] for c in fake.calls_to("POST", "/chat/completions")]
+
+
+def test_a_good_answer_uses_structured_output_and_the_training_prompt(fake, tmp_path):
+    fake.chat_replies.append(GOOD_REQUEST)
+    view = owner_view()
+    action, records, _ = decide(fake, tmp_path, view=view)
+
+    assert action == {"gameId": 7, "type": REQUEST, "compensationRequests": [None, 335000]}
+    [body] = chat_bodies(fake)
+    assert body["model"] == "ft:gpt-4.1-mini:test"
+    assert body["messages"] == build_messages(view, build_action_required(view, REQUEST, cap=CAP))
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["schema"]["required"] == ["gameId", "type", "compensationRequests"]
+    [call] = [r for r in records if r["kind"] == "model-call"]
+    assert call["attempt"] == 1 and call["answer"] == GOOD_REQUEST and call["action"] == action
+    assert call["structured"] is True and call["messages"] == body["messages"] and call["latency_s"] >= 0
+
+
+@pytest.mark.parametrize("bad", [
+    "I would like 300000 please",                                                          # not JSON
+    '{"gameId":7,"type":"compensation-request","compensationRequests":[null,"300000"]}',   # string amount
+    '{"gameId":7,"type":"compensation-request","compensationRequests":[null,99999999]}',   # out of range
+    '{"gameId":7,"type":"compensation-offer","compensationOffers":[null,300000]}',         # the developer's action
+])
+def test_an_invalid_answer_is_retried_with_the_reason_fed_back(fake, tmp_path, bad):
+    fake.chat_replies.extend([bad, GOOD_REQUEST])
+    action, records, _ = decide(fake, tmp_path)
+
+    assert action["compensationRequests"] == [None, 335000]
+    first, second = chat_bodies(fake)
+    assert second["messages"][:-2] == first["messages"]
+    assert second["messages"][-2] == {"role": "assistant", "content": bad}
+    feedback = second["messages"][-1]
+    assert feedback["role"] == "user" and feedback["content"].startswith("That answer cannot be sent: ")
+    calls = [r for r in records if r["kind"] == "model-call"]
+    assert [c["attempt"] for c in calls] == [1, 2]
+    assert calls[0]["error"].startswith("invalid answer: ") and "action" not in calls[0]
+
+
+def test_retries_are_bounded_and_then_there_is_no_answer(fake, tmp_path):
+    fake.chat_default = lambda body: "[1]"
+    action, records, _ = decide(fake, tmp_path, wire_type=DECISION, max_retries=2)
+
+    assert action is None
+    assert len(chat_bodies(fake)) == 3
+    assert all("error" in r for r in records if r["kind"] == "model-call")
+
+
+def test_an_endpoint_without_json_schema_gets_plain_json_requests_from_then_on(fake, tmp_path):
+    fake.json_schema_supported = False
+    fake.chat_default = lambda body: f"```json\n{GOOD_REQUEST}\n```"
+    action, _, policy = decide(fake, tmp_path, times=2)
+
+    assert action["compensationRequests"] == [None, 335000]
+    assert policy.structured is False
+    # Refused once, then plain JSON for this and every later decision.
+    assert [("response_format" in b) for b in chat_bodies(fake)] == [True, False, False]
+
+
+def test_a_rate_limit_is_retried_after_the_servers_retry_after(fake, tmp_path):
+    fake.chat_replies.extend([{"status": 429, "error": {"message": "Rate limit reached"}}, GOOD_REQUEST])
+    action, records, _ = decide(fake, tmp_path)
+
+    assert action["compensationRequests"] == [None, 335000]
+    assert len(chat_bodies(fake)) == 2
+    first, second = [r for r in records if r["kind"] == "model-call"]
+    assert first["error"].startswith("RateLimitError") and second["action"] == action
+
+
+def test_an_answer_slower_than_the_deadline_is_abandoned(fake, tmp_path):
+    fake.chat_replies.append({"content": GOOD_REQUEST, "delay": 2.0})
+    action, records, _ = decide(fake, tmp_path, seconds=0.6)
+
+    assert action is None
+    calls = [r for r in records if r["kind"] == "model-call"]
+    assert calls and calls[0]["error"].startswith(("APITimeoutError", "TimeoutError"))
+
+
+def test_the_api_key_never_reaches_the_transcript(fake, tmp_path):
+    fake.chat_replies.append(GOOD_REQUEST)
+    decide(fake, tmp_path)
+    wrong_key = "sk-wrong-key-for-this-test-1234"
+    policy = LLMPolicy(api_key=wrong_key, base_url=fake.base_url, model="m")
+    action, records, _ = decide(fake, tmp_path, policy=policy)
+
+    assert action is None and "AuthenticationError" in records[-1]["error"]
+    text = (tmp_path / "t.jsonl").read_text(encoding="utf-8")
+    assert fake.api_key not in text and wrong_key not in text
+    assert fake.calls[-1]["headers"]["authorization"] == f"Bearer {wrong_key}"
+
+
+def test_concurrent_calls_are_bounded_by_one_semaphore_for_all_agents(fake, tmp_path):
+    lock = threading.Lock()
+    active = {"now": 0, "max": 0}
+
+    def slow_reply(body):
+        with lock:
+            active["now"] += 1
+            active["max"] = max(active["max"], active["now"])
+        time.sleep(0.15)
+        with lock:
+            active["now"] -= 1
+        return GOOD_REQUEST
+
+    fake.chat_default = slow_reply
+    policy = LLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="m", max_concurrent_calls=2)
+    view = owner_view()
+    required = build_action_required(view, REQUEST, cap=CAP)
+
+    async def many():
+        deadline = time.monotonic() + 20
+        try:
+            return await asyncio.gather(*[
+                policy.decide(view, REQUEST, cap=CAP, action_required=required, deadline=deadline, transcript=None)
+                for _ in range(6)])
+        finally:
+            await policy.close()
+
+    actions = asyncio.run(many())
+    assert all(a["compensationRequests"] == [None, 335000] for a in actions)
+    assert active["max"] == 2
