@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,12 +25,13 @@ OWNER_SEATS = (1, 3, 4, 5, 6)
 class Client:
     """One WebSocket connection that records what it receives (`frames`) and sends (`sent`)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, arrived: asyncio.Condition | None = None) -> None:
         self.url = url
         self.ws: ClientConnection | None = None
         self.frames: list[dict[str, Any]] = []
+        self.arrival: list[int] = []  # time.monotonic_ns() of each frame, to merge several sockets in order
         self.sent: list[Any] = []
-        self._arrived = asyncio.Condition()
+        self._arrived = arrived or asyncio.Condition()  # shared by clients that wait on each other
         self._reader: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
 
@@ -45,6 +47,7 @@ class Client:
                 frame = json.loads(text)
                 async with self._arrived:
                     self.frames.append(frame)
+                    self.arrival.append(time.monotonic_ns())
                     self._arrived.notify_all()
         except ConnectionClosed:
             pass
