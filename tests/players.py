@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -159,16 +161,37 @@ class ScriptedPlayer:
         self.actions.append(message)
         await self.client.send(message)
 
-    async def play(self, timeout: float = 60.0) -> None:
-        """Play until game-over (a first phase-0 transition is assumed to have happened before joining)."""
-        assert self.client is not None
-        await asyncio.wait_for(self._play(), timeout)
+    async def play(self, timeout: float = 60.0, resume_from: str | None = None) -> None:
+        """Play until game-over.
 
-    async def _play(self) -> None:
+        A fresh player starts in phase 0 (the first phase-0 transition came before anyone joined). A player that
+        rejoins a running game passes `resume_from` (the REST base URL): it reads seat and values from
+        GET /games/status, as an agent must, and acts from the next phase on.
+        """
+        assert self.client is not None
+        await asyncio.wait_for(self._play(resume_from), timeout)
+
+    async def resume(self, api_url: str) -> dict[str, Any]:
+        """Seat, values and game position from GET /games/status (the real server replays nothing)."""
+        query = urllib.parse.urlencode({"id": self.game_id, "recovery": self.recovery})
+
+        def fetch() -> dict[str, Any]:
+            with urllib.request.urlopen(f"{api_url}/games/status?{query}", timeout=10) as answer:
+                return json.loads(answer.read())["data"]["gameData"]
+
+        data = await asyncio.to_thread(fetch)
+        self.number = data["player"]["number"]
+        self.values[data["game"]["round"]] = list(data["player"]["property"]["v"][:2])
+        return data
+
+    async def _play(self, resume_from: str | None) -> None:
         assert self.client is not None
         client = self.client
         cursor = len(client.frames)
-        await self._ready(cursor)
+        if resume_from is None:
+            await self._ready(cursor)
+        else:
+            await self.resume(resume_from)
         round_number = 0
         while True:
             index, frame = await client.wait_for(

@@ -16,10 +16,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from lib.localserver import LocalServer
 from lib.localserver_game import new_recovery_code
 from tests.fixtures.build_game5_fixture import counts, log_skeleton, server_log_skeleton, skeleton
-from tests.players import Client
+from tests.players import Behaviour, Client, is_event, is_message, join_all, play_game
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "game5_replay.json"
@@ -152,3 +154,210 @@ def test_replaying_the_recorded_game_gives_every_player_the_real_servers_frames(
             assert json.loads(server.log_path(game_id).read_text()) == recorded
 
     run(scenario())
+
+
+# ---------------------------------------------------------------------------------------------- complete games
+
+def round_template(fixture: dict[str, Any], seat: str) -> list[str]:
+    """What `seat` received in round 1 of the recording, from ready-received to the next round's phase 0.
+
+    In round 1 of the recording seat 6 (an owner) and seat 2 (the developer) did what every player does here:
+    ready, request or offer, vote. Chat, info and error frames depend on the other players and are left out.
+    """
+    frames = [f for f in expand(fixture["players"][seat]["expect"]) if not f.startswith(IGNORED)]
+    start = frames.index("event phase-transition round,phase 1.0") + 1
+    return frames[start:frames.index("event phase-transition round,phase 2.0") + 1]
+
+
+IGNORED = ("event message-received", "info", "error")
+
+
+def expected_game(template: list[str], rounds: list[int]) -> list[str]:
+    out = []
+    for r in rounds:
+        block = [f.replace("round,phase 1.", f"round,phase {r}.").replace("round-end round 1", f"round-end round {r}")
+                 .replace("round,phase 2.0", f"round,phase {r + 1}.0") for f in template]
+        if r == rounds[-1]:
+            block = block[:-1] + [
+                "event reward number,round,reward,basePoints,showupFee,gameFee,profit,points,factor,exchange,"
+                "paymentToken",
+                "event game-over ",
+            ]
+        out += block
+    return out
+
+
+def seat_skeleton(client: Client, game_id: int) -> list[str]:
+    frames = [skeleton(f, game_id) for f in client.frames]
+    frames = [f for f in frames if not f.startswith(IGNORED)]
+    return frames[frames.index("event ready-received "):]
+
+
+CHATTY = Behaviour(chat=lambda phase, r: [([1, 2, 3, 4, 5, 6], f"phase {phase} of round {r}")], ready_retry=1.0)
+QUIET = Behaviour(ready_retry=1.0)
+
+
+@pytest.mark.parametrize("practice", [True, False])
+def test_complete_games_give_each_seat_the_real_servers_sequence(practice: bool, tmp_path: Path) -> None:
+    fixture = json.loads(FIXTURE.read_text())
+
+    async def scenario() -> None:
+        async with LocalServer(records_dir=tmp_path) as server:
+            game_id = server.create_game({**FAST, "practice_round": practice, "round_count": 2})
+            behaviours = [CHATTY, QUIET, QUIET, CHATTY, QUIET, QUIET]
+            players = await play_game(server.ws_url, game_id, codes(), behaviours)
+            await server.wait_game_over(game_id, timeout=10)
+        rounds = [0, 1, 2] if practice else [1, 2]
+        for player in players:
+            seat = "2" if player.number == 2 else "6"
+            expected = expected_game(round_template(fixture, seat), rounds)
+            actual = seat_skeleton(player.client, game_id)
+            assert actual == expected, f"seat {player.number}:\n{diff(expected, actual)}"
+
+    run(scenario())
+
+
+def test_results_follow_the_winner_rule_the_values_table_and_the_offer(tmp_path: Path) -> None:
+    from lib.game import profit, winner
+    from lib.sessions import load_sessions
+
+    table = load_sessions(ROOT / "jsonFiles" / "sessions.json")
+    votes = {1: 1, 3: 1, 4: 0, 5: 0, 6: None}  # seat 6 never votes: a 2-2 tie among valid votes goes to Project
+    behaviours = [Behaviour(vote=lambda o, v, r, s=s: votes[s], ready_retry=1.0) if s != 2 else
+                  Behaviour(offer=lambda q, v, r: 100000 + r, ready_retry=1.0) for s in range(1, 7)]
+
+    async def scenario() -> dict[str, Any]:
+        async with LocalServer(records_dir=tmp_path) as server:
+            params = {**FAST, "timer_phase_6": 0.3, "practice_round": False, "round_count": 2, "session_number": 3,
+                      "simulation_reward_round": 2}
+            game_id = server.create_game(params)
+            players = await play_game(server.ws_url, game_id, codes(), behaviours)
+            recorded = await server.wait_game_over(game_id, timeout=10)
+        condition, tally = winner([[1], [1], [0], [0], []])
+        assert (condition, tally) == (1, 2)
+        for player in players:
+            seat = player.number
+            role = 2 if seat == 2 else 3
+            summaries = [e["data"] for e in player.client.events("round-summary")]
+            for summary in summaries:
+                r = summary["round"]
+                values = table.values(3, r, seat)
+                assert player.values[r] == values
+                offer = 100000 + r
+                assert summary == {"round": r, "condition": 1, "value": values[1], "tally": 2,
+                                   "compensation": -5 * offer if role == 2 else offer,
+                                   "profit": profit(role, values[1], offer)}
+            reward = player.client.events("reward")[0]["data"]
+            factor, base = (50000, 500000) if role == 2 else (20000, 0)
+            points = base + summaries[1]["profit"]
+            assert reward["round"] == 2 and reward["points"] == points and reward["factor"] == factor
+            assert reward["gameFee"] == pytest.approx(round(points * 100 / factor) / 100)
+            assert reward["reward"] == pytest.approx(reward["gameFee"] + 5)
+        return recorded
+
+    recorded = run(scenario())
+    # Event data is recorded by value: each round's assign-role keeps that round's values (not the last round's).
+    roles = [e["sent"]["data"] for e in recorded["server-log"] if e["sent"]["type"] == "assign-role"
+             and e["meta"]["recipient"] == 1]
+    assert [r["property"]["v"][:2] for r in roles] == [table.values(3, r, 1) for r in (1, 2)]
+    assert [p for p in recorded["parameters"] if p["key"] == "simulation_reward_round"][-1]["value"] == "2"
+
+
+def test_several_games_run_at_once(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with LocalServer(records_dir=tmp_path) as server:
+            first = server.create_game({**FAST, "practice_round": False, "round_count": 1})
+            second = server.create_game({**FAST, "practice_round": False, "round_count": 1})
+            await asyncio.gather(play_game(server.ws_url, first, codes(), [QUIET] * 6),
+                                 play_game(server.ws_url, second, codes(), [QUIET] * 6))
+            await server.wait_game_over(first, timeout=10)
+            await server.wait_game_over(second, timeout=10)
+            assert {p.name for p in (server.log_path(first), server.log_path(second))} == {"1.log.json", "2.log.json"}
+
+    run(scenario())
+
+
+# ---------------------------------------------------------------------------------------------- joining
+
+def test_a_seventh_player_is_refused_and_rest_status_says_the_game_is_full(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with LocalServer() as server:
+            game_id = server.create_game(FAST)
+            players = await join_all(server.ws_url, game_id, codes())
+            seventh = await Client(server.ws_url).connect()
+            await seventh.send({"gameId": game_id, "type": "join", "recovery": new_recovery_code()})
+            _, frame = await seventh.wait_for(lambda f: True)
+            assert frame == {"type": "error", "message": f"Game {game_id} is full (and no current player matching "
+                                                         "your recovery string). You cannot join"}
+            query = urllib.parse.urlencode({"id": game_id, "recovery": "nobody"})
+            status, body = await http("GET", f"{server.api_url}/games/status?{query}")
+            assert status == 200 and body["data"] == {"found": False, "canJoin": False, "gameData": None,
+                                                      "ruleset": "Voting"}
+            assert body["message"] == f"Game {game_id} is full"
+            for player in players:
+                await player.close()
+            await seventh.close()
+
+    run(scenario())
+
+
+def test_a_dropped_player_rejoins_mid_phase_and_catches_up_through_rest_status() -> None:
+    async def scenario() -> None:
+        async with LocalServer() as server:
+            game_id = server.create_game({**FAST, "timer_phase_3": 5})
+            recoveries = codes()
+            players = await join_all(server.ws_url, game_id, recoveries)
+            for player in players:
+                await player.client.send(player.message("player-is-ready"))
+            third = players[2].client
+            await third.wait_for(is_event("phase-transition", phase=3))
+            await server.drop_connection(game_id, 3)
+            await third.closed.wait()
+            assert server.game(game_id).phase == 3  # the game goes on without the seat
+            back = await Client(server.ws_url).connect()
+            await back.send({"gameId": game_id, "type": "join", "recovery": recoveries[2]})
+            await back.wait_for(is_message("info", "Player 3 rejoined the game"))
+            assert back.events() == []  # no replay of what was missed
+            query = urllib.parse.urlencode({"id": game_id, "recovery": recoveries[2]})
+            _, body = await http("GET", f"{server.api_url}/games/status?{query}")
+            game, me = body["data"]["gameData"]["game"], body["data"]["gameData"]["player"]
+            assert (game["round"], game["phase"], me["number"], me["tag"]) == (0, 3, 3, "Owner 2")
+            assert body["data"]["gameData"]["timer"] == server.game(game_id).timer_end
+            await back.send({"gameId": game_id, "type": "compensation-request", "compensationRequests": [None, 1]})
+            await back.wait_for(is_event("compensation-request-received"))
+            for player in players:
+                await player.close()
+            await back.close()
+
+    run(scenario())
+
+
+def test_the_server_can_restart_its_listeners_and_the_game_goes_on(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with LocalServer(records_dir=tmp_path) as server:
+            game_id = server.create_game({**FAST, "practice_round": False, "round_count": 1, "timer_phase_1": 0.5})
+            recoveries = codes()
+            players = await join_all(server.ws_url, game_id, recoveries)
+            for player in players:
+                await player.client.send(player.message("player-is-ready"))
+            await players[0].client.wait_for(is_event("phase-transition", phase=1))
+            await server.restart(pause=0.1)
+            for player in players:
+                await player.client.closed.wait()
+            again = await play_game_after_restart(server, game_id, recoveries)
+            await server.wait_game_over(game_id, timeout=10)
+            assert all(p.client.events("game-over") for p in again)
+
+    run(scenario())
+
+
+async def play_game_after_restart(server: LocalServer, game_id: int, recoveries: list[str]) -> list[Any]:
+    from tests.players import ScriptedPlayer
+
+    players = [ScriptedPlayer(server.ws_url, game_id, code, QUIET) for code in recoveries]
+    for player in players:
+        await player.join()
+    await asyncio.gather(*(p.play(resume_from=server.api_url) for p in players))
+    for player in players:
+        await player.close()
+    return players
