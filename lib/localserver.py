@@ -178,10 +178,13 @@ class LocalServer:
 
     # ------------------------------------------------------------------ games
 
-    def create_game(self, parameters: dict[str, Any] | GameParams | None = None, title: str | None = None) -> int:
+    def create_game(self, parameters: dict[str, Any] | GameParams | None = None, title: str | None = None,
+                    spawn: bool = True) -> int:
         """Create and start a game (phase 0 of its first round); overrides apply to lib.game's defaults.
 
-        Raises ParamError or ValueError (naming the parameter or the sessions table) when the game cannot start.
+        An agents-only game asks the agent manager for agents in the background (unless `spawn` is False: the
+        caller then awaits `spawn_agents` itself). Raises ParamError or ValueError (naming the parameter or the
+        sessions table) when the game cannot start.
         """
         params = parameters if isinstance(parameters, GameParams) else parameters_from_dict(parameters)
         if params.game_type != "voting":
@@ -195,7 +198,7 @@ class LocalServer:
         self._next_player_id += SEATS
         self._games[game_id] = game
         self._waiters[game_id] = asyncio.get_running_loop().create_future()
-        if params.agents_only:
+        if params.agents_only and spawn:
             self._background(self.spawn_agents(game_id))
         return game_id
 
@@ -339,7 +342,7 @@ class LocalServer:
             return self._fail(401, "Login failed")
         try:
             params = _params_from_request(body.get("gameParameters"))
-            game_id = self.create_game(params)
+            game_id = self.create_game(params, spawn=False)
         except (ParamError, ValueError) as exc:
             return self._fail(400, str(exc))
         if params.agents_only:

@@ -20,6 +20,7 @@ import pytest
 
 from lib.localserver import LocalServer
 from lib.localserver_game import new_recovery_code
+from lib.localserver_js import MISSING
 from tests.fixtures.build_game5_fixture import counts, log_skeleton, server_log_skeleton, skeleton
 from tests.players import Behaviour, Client, is_event, is_message, join_all, play_game
 
@@ -361,3 +362,252 @@ async def play_game_after_restart(server: LocalServer, game_id: int, recoveries:
     for player in players:
         await player.close()
     return players
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs
+
+async def ready_game(server: LocalServer, params: dict[str, Any]) -> tuple[int, list[Any]]:
+    """A game whose six players have joined and sent ready (round 0 started)."""
+    game_id = server.create_game({**FAST, **params})
+    players = await join_all(server.ws_url, game_id, codes())
+    for player in players:
+        await player.client.send(player.message("player-is-ready"))
+    return game_id, players
+
+
+def test_by_default_wrong_roles_and_absurd_amounts_are_accepted_as_on_the_real_server() -> None:
+    async def scenario() -> None:
+        async with LocalServer() as server:
+            game_id, players = await ready_game(server, {"timer_phase_3": 5})
+            developer, owner = players[1].client, players[0].client
+            await owner.wait_for(is_event("phase-transition", phase=3))
+            request = {"gameId": game_id, "type": "compensation-request"}
+            await developer.send({**request, "compensationRequests": [None, -5]})
+            await owner.send({**request, "compensationRequests": "a lot"})
+            _, ack = await developer.wait_for(is_event("compensation-request-received"))
+            assert ack["data"] == {"compensationRequests": [None, -5]}
+            _, ack = await owner.wait_for(is_event("compensation-request-received"))
+            assert ack["data"] == {"compensationRequests": "a lot"}
+            for player in players:
+                await player.close()
+
+    run(scenario())
+
+
+def test_strict_mode_rejects_wrong_roles_and_out_of_range_values_with_an_error_frame() -> None:
+    async def scenario() -> None:
+        async with LocalServer(strict=True) as server:
+            game_id, players = await ready_game(server, {"timer_phase_3": 5})
+            developer, owner = players[1].client, players[0].client
+            await owner.wait_for(is_event("phase-transition", phase=3))
+            start = len(owner.frames)
+            await developer.send({"gameId": game_id, "type": "compensation-request", "compensationRequests": [None, 5]})
+            _, error = await developer.wait_for(is_message("error"))
+            assert error["message"] == f"Game {game_id}: only 3 can send this message in this phase. You are 2."
+            for bad in ([None, -1], [None, 10**15], [None, "5"], 5, [None, 1.5]):
+                await owner.send({"gameId": game_id, "type": "compensation-request", "compensationRequests": bad})
+                index, error = await owner.wait_for(is_message("error"), start)
+                start = index + 1
+                assert "compensationRequests must be [null, X] with X a whole number from 0 to" in error["message"]
+            await owner.send({"gameId": game_id, "type": "compensation-request", "compensationRequests": [None, 5]})
+            await owner.wait_for(is_event("compensation-request-received"), start)
+            assert owner.events("compensation-request-received")[0]["data"] == {"compensationRequests": [None, 5]}
+            assert server.game(game_id).players[2].requests is MISSING  # the rejected request was not stored...
+            assert server.game(game_id).players[1].requests == [None, 5]  # ...only the valid one
+            for player in players:
+                await player.close()
+
+    run(scenario())
+
+
+def test_the_round_start_race_drops_an_early_ready_and_a_careful_player_resends_it(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with LocalServer(records_dir=tmp_path, ready_race_window=0.3) as server:
+            game_id = server.create_game({**FAST, "practice_round": True, "round_count": 1})
+            hasty = [Behaviour(ready_retry=1.5)] + [Behaviour(ready_retry=0.05)] * 5
+            players = await join_all(server.ws_url, game_id, codes(), hasty)
+            tasks = [asyncio.create_task(p.play()) for p in players]
+            first = players[0].client
+            index, _ = await first.wait_for(is_event("phase-transition", round=1, phase=0))
+            await asyncio.sleep(0.6)
+            # The hasty player's ready arrived inside the window: no answer, and the game waits for it.
+            assert not [f for f in first.frames[index:] if f.get("eventType") == "ready-received"]
+            assert server.game(game_id).phase == 0
+            await asyncio.gather(*tasks)  # it re-sends later and the game finishes
+            recorded = await server.wait_game_over(game_id, timeout=10)
+            readies = [e for e in recorded["log"] if e["content"].get("type") == "player-is-ready" and e["round"] == 1]
+            assert sorted(e["number"] for e in readies) == [1, 2, 3, 4, 5, 6]  # the dropped frames left no trace
+            for player in players:
+                await player.close()
+
+    run(scenario())
+
+
+def test_an_apostrophe_in_a_stored_vote_freezes_the_game_as_on_the_real_server() -> None:
+    async def scenario() -> None:
+        async with LocalServer() as server:
+            game_id, players = await ready_game(server, {"timer_phase_3": 0.1, "timer_phase_4": 0.1,
+                                                         "timer_phase_6": 0.1})
+            owner = players[0].client
+            await owner.wait_for(is_event("phase-transition", phase=6))
+            vote = {"gameId": game_id, "type": "compensation-decision", "compensationDecisions": ["it's yes"]}
+            await owner.send(vote)
+            await owner.wait_for(is_event("compensation-decision-received"))
+            await asyncio.sleep(0.5)
+            assert not owner.events("phase-transition") or owner.events("phase-transition")[-1]["data"]["phase"] == 6
+            assert server.game(game_id).frozen and not server.game(game_id).over
+            for player in players:
+                await player.close()
+
+    run(scenario())
+
+
+# ---------------------------------------------------------------------------------------------- REST
+
+def test_rest_api_answers_with_the_real_envelopes_and_codes(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with LocalServer(records_dir=tmp_path, admin_password="s3cret") as server:
+            api = server.api_url
+            status, body = await http("POST", f"{api}/auth/login", {"username": "admin", "password": "wrong"})
+            assert (status, body) == (401, {"data": {}, "status": True, "message": "Login failed"})
+            status, body = await http("POST", f"{api}/auth/login", {"username": "admin", "password": "s3cret"})
+            assert status == 200 and body["status"] is True
+            token = body["data"]["token"]
+
+            credentials = {"username": "admin", "password": "s3cret"}
+            status, body = await http("POST", f"{api}/games/create-for-llm", {**credentials, "password": "no"})
+            assert (status, body["message"]) == (401, "Login failed")
+            status, body = await http("POST", f"{api}/games/create-for-llm",
+                                      {**credentials, "gameParameters": {"round_count": "many"}})
+            assert status == 400 and "round_count" in body["message"]
+            params = {**FAST, "practice_round": False, "round_count": 1}
+            status, body = await http("POST", f"{api}/games/create-for-llm", {**credentials, "gameParameters": params})
+            assert (status, body) == (200, {"data": {"id": 1}, "status": True, "message": "Game created and started"})
+
+            status, body = await http("GET", f"{api}/games/get-recovery?game_id=1")
+            assert status == 200 and len(body["data"]["recovery"]) == 64
+            assert set(body["data"]["recovery"]) <= set("abcdefghijklmnopqrstuvwxyz0123456789")
+            status, body = await http("GET", f"{api}/games/get-recovery?game_id=99")
+            assert (status, body["message"]) == (400, "Game 99 was not found")
+            status, body = await http("GET", f"{api}/games/status?id=1&recovery=nobody")
+            assert body["data"] == {"found": False, "canJoin": True, "gameData": None, "ruleset": "Voting"}
+            assert body["message"] == "Player not found but game 1 can still be joined"
+            status, body = await http("GET", f"{api}/games/status?id=abc")
+            assert (status, body["message"]) == (400, "Game with id NaN not found")
+            status, body = await http("GET", f"{api}/games/started")
+            assert body["data"] == [{"id": 1, "title": None, "type": "voting", "assignedPlayers": 0,
+                                     "currentRound": {"id": 1, "number": 1, "phase": 0, "gameId": 1}}]
+
+            status, body = await http("GET", f"{api}/games/json?gameId=1&token={token}")
+            assert status == 500 and body["message"].startswith("ENOENT")  # not finished: no log yet
+            await play_game(server.ws_url, 1, codes(), [QUIET] * 6)
+            recorded = await server.wait_game_over(1, timeout=10)
+            status, body = await http("GET", f"{api}/games/json?gameId=1&token=forged")
+            assert (status, body["message"]) == (401, "Could not verify your token")
+            status, body = await http("GET", f"{api}/games/json?gameId=1&token={token}")
+            assert status == 200 and isinstance(body["data"], str) and json.loads(body["data"]) == recorded
+            status, body = await http("GET", f"{api}/games/started")
+            assert body["data"] == []
+            status, _ = await http("GET", f"{api}/games/nothing-here")
+            assert status == 404
+
+    run(scenario())
+
+
+async def agent_manager_listener(calls: list[Any]) -> tuple[asyncio.Server, int]:
+    """A stand-in agent manager that records each POST /spawn-agents and answers 200."""
+
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        length = int(next((line.split(":")[1] for line in head.split("\r\n") if line.lower().startswith(
+            "content-length")), "0"))
+        body = await reader.readexactly(length)
+        calls.append((head.split(" ")[0], head.split(" ")[1], json.loads(body)))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(on_client, "127.0.0.1", 0)
+    return listener, listener.sockets[0].getsockname()[1]
+
+
+def test_agents_only_games_ask_the_agent_manager_to_spawn_agents() -> None:
+    async def scenario() -> None:
+        calls: list[Any] = []
+        listener, port = await agent_manager_listener(calls)
+        async with LocalServer(agent_manager=f"127.0.0.1:{port}") as server:
+            credentials = {"username": "admin", "password": "admin"}
+            status, body = await http("POST", f"{server.api_url}/games/create-for-llm",
+                                      {**credentials, "gameParameters": {"agents_only": True}})
+            assert (status, body["data"]) == (200, {"id": 1})
+            assert calls == [("POST", "/spawn-agents", {"game_id": 1, "game_type": "voting", "agents": 6})]
+            game_id = server.create_game({"agents_only": True})  # in-process: the call happens in the background
+            for _ in range(100):
+                if len(calls) == 2:
+                    break
+                await asyncio.sleep(0.02)
+            assert calls[1][2] == {"game_id": game_id, "game_type": "voting", "agents": 6}
+        listener.close()
+        await listener.wait_closed()
+
+    run(scenario())
+
+
+def test_when_no_agent_manager_listens_the_game_starts_anyway_and_the_caller_hears_of_it() -> None:
+    async def scenario() -> None:
+        listener, port = await agent_manager_listener([])
+        listener.close()
+        await listener.wait_closed()  # nothing listens on that port any more
+        async with LocalServer(agent_manager=f"127.0.0.1:{port}") as server:
+            request = {"username": "admin", "password": "admin", "gameParameters": {"agents_only": True}}
+            status, body = await http("POST", f"{server.api_url}/games/create-for-llm", request)
+            assert status == 500 and body["data"] == {"id": 1}
+            assert f"could not reach the agent manager at 127.0.0.1:{port}" in body["message"]
+            assert server.game(1).phase == 0 and server.game(1).spawn_error
+            status, body = await http("GET", f"{server.api_url}/games/get-recovery?game_id=1")
+            assert status == 200  # agents started by hand can still join
+
+    run(scenario())
+
+
+# ---------------------------------------------------------------------------------------------- standalone
+
+def test_standalone_server_prints_its_urls_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "PYTHON_DOTENV_DISABLED": "1", "IBEX_PASSWORD": "from-env"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lib.localserver", "--ws-port", "0", "--api-port", "0", "--records", str(tmp_path)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("IBEX local server: ws://127.0.0.1:") and " api http://127.0.0.1:" in line
+        api = line.split(" api ")[1].strip()
+
+        async def login() -> int:
+            status, _ = await http("POST", f"{api}/auth/login", {"username": "admin", "password": "from-env"})
+            return status
+
+        assert run(login()) == 200
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=10)
+        assert process.returncode == 0
+        assert "from-env" not in out + err + line
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_standalone_server_reports_a_bad_sessions_file_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "sessions.json"
+    bad.write_text("[{]")
+    result = subprocess.run([sys.executable, "-m", "lib.localserver", "--sessions", str(bad)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=30, env={"PYTHON_DOTENV_DISABLED": "1"})
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and str(bad) in result.stderr and "Traceback" not in result.stderr
