@@ -611,3 +611,53 @@ def test_standalone_server_reports_a_bad_sessions_file_in_one_line(tmp_path: Pat
                             capture_output=True, text=True, timeout=30, env={"PYTHON_DOTENV_DISABLED": "1"})
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and str(bad) in result.stderr and "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------- recorded logs
+
+def test_the_sample_logs_are_complete_games_in_the_real_format() -> None:
+    from lib.game import parse_parameters
+
+    logs = sorted((ROOT / "jsonFiles").glob("*.log.json"))
+    assert len(logs) >= 3
+    for path in logs:
+        recorded = json.loads(path.read_text())
+        assert list(recorded) == ["parameters", "log", "server-log"], path
+        params = parse_parameters(recorded["parameters"], str(path))
+        sent = [e["sent"]["type"] for e in recorded["server-log"]]
+        assert sent[-1] == "game-over" and sent.count("reward") == 6, path
+        assert sent.count("round-end") == len(params.rounds()), path
+        assert {e["type"] for e in recorded["log"]} <= {"message", "phase-timeout"}, path
+
+
+def test_a_recorded_game_becomes_the_dataset_of_the_actions_the_players_sent(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    if not (ROOT / "constructDataset.py").exists():
+        pytest.skip("constructDataset.py is not in this checkout yet")
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    behaviours = [Behaviour(request=lambda v, r, s=s: 100000 + 1000 * s + r, vote=lambda o, v, r, s=s: s % 2,
+                            ready_retry=1.0) for s in (1, 2, 3, 4, 5, 6)]
+    behaviours[1] = Behaviour(offer=lambda q, v, r: 123000 + r, ready_retry=1.0)
+
+    async def scenario() -> list[Any]:
+        async with LocalServer(records_dir=logs) as server:
+            game_id = server.create_game({**FAST, "practice_round": False, "round_count": 2})
+            players = await play_game(server.ws_url, game_id, codes(), behaviours)
+            await server.wait_game_over(game_id, timeout=10)
+        return [action for player in players for action in player.actions]
+
+    actions = run(scenario())
+    result = subprocess.run([sys.executable, "constructDataset.py", "--input", str(logs), "--output-dir", str(out),
+                             "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "PYTHON_DOTENV_DISABLED": "1"})
+    assert result.returncode == 0, result.stderr
+    answers = []
+    for name in ("training_set.jsonl", "validation_set.jsonl"):  # one game: it may all go to one side
+        lines = (out / name).read_text().splitlines() if (out / name).exists() else []
+        for line in lines:
+            answers += [json.loads(m["content"]) for m in json.loads(line)["messages"] if m["role"] == "assistant"]
+    assert len(actions) == 22  # 2 rounds x (5 requests + 1 offer + 5 votes)
+    canonical = sorted(json.dumps(a, sort_keys=True) for a in actions)
+    assert sorted(json.dumps(a, sort_keys=True) for a in answers) == canonical
