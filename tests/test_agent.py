@@ -1,0 +1,303 @@
+"""Complete games of six agents on the local IBEX server, asserting on what the server received and recorded.
+
+Timers are sub-second; phases 3, 4 and 6 end as soon as everyone has acted. Model agents talk to the fake OpenAI
+server through the real openai SDK; a scripted "brain" answers per seat and action, so each seat can exercise one
+failure: malformed JSON, an out-of-range or wrong-role answer, an answer slower than the deadline, a 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lib.agent import Agent, AgentSettings
+from lib.game import SEATS, parameters_from_dict
+from lib.llm import LLMPolicy
+from lib.localserver import LocalServer
+from lib.policy import BaselinePolicy
+from lib.transcript import Transcript, read_transcript
+
+FAST = {"timer_phase_1": 0.1, "timer_phase_2": 0.2, "timer_phase_3": 1.5, "timer_phase_4": 1.5,
+        "timer_phase_5": 0.2, "timer_phase_6": 1.5, "timer_phase_7": 0.1, "round_count": 1, "practice_round": False}
+SETTINGS = AgentSettings(safety_margin=0.4, ready_delay=0.05, ready_resend=0.3)
+CAP = parameters_from_dict().amount_cap()
+ACTIONS = ("compensation-request", "compensation-offer", "compensation-decision", "chat-with-players")
+
+
+@dataclass
+class Played:
+    recorded: dict[str, Any]  # the log the server wrote at game-over
+    agents: list[Agent]
+    transcripts: dict[int, list[dict[str, Any]]]  # seat -> records
+
+    def received(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Client messages the server logged (its handlers saw them), joins and readies left out."""
+        return [e for e in self.recorded["log"] if e["type"] == "message" and e["content"].get("type") in ACTIONS
+                and (kind is None or e["content"]["type"] == kind)]
+
+
+async def _play(tmp_path: Path, policy: Any, overrides: dict[str, Any], settings: AgentSettings,
+                server_kwargs: dict[str, Any], during: Any, agent_params: bool) -> Played:
+    params = parameters_from_dict(overrides)
+    async with LocalServer(records_dir=tmp_path / "records", **server_kwargs) as server:
+        game_id = server.create_game(overrides)
+        agents = []
+        for k in range(1, SEATS + 1):
+            transcript = Transcript(tmp_path / "logs" / f"agent{k}.jsonl")
+            agents.append(Agent(server.ws_url, game_id, f"recovery-code-{k:02d}-{'x' * 40}", policy, transcript,
+                                params=params if agent_params else None, settings=settings, name=f"agent{k}"))
+        tasks = []
+        try:
+            for agent in agents:  # one after another, so agent k takes seat k
+                tasks.append(asyncio.ensure_future(agent.run()))
+                await asyncio.wait_for(agent.joined.wait(), 5)
+            if during is not None:
+                await during(server, game_id)
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
+            recorded = await server.wait_game_over(game_id, 5)
+            assert server.log_path(game_id).exists()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for agent in agents:
+                agent.transcript.close()
+            if isinstance(policy, LLMPolicy):
+                await policy.close()
+    transcripts = {a.view.number: read_transcript(a.transcript.path) for a in agents}
+    return Played(recorded, agents, transcripts)
+
+
+def play(tmp_path: Path, policy: Any, overrides: dict[str, Any] | None = None, *,
+         settings: AgentSettings = SETTINGS, server_kwargs: dict[str, Any] | None = None, during: Any = None,
+         agent_params: bool = True) -> Played:
+    return asyncio.run(_play(tmp_path, policy, {**FAST, **(overrides or {})}, settings, server_kwargs or {},
+                             during, agent_params))
+
+
+def assert_clean_game(played: Played, rounds: list[int]) -> None:
+    """Every seat played every round with exactly one well-formed action of its own role, and saw no error."""
+    for agent in played.agents:
+        assert agent.view.game_over and agent.view.errors == [], (agent.name, agent.view.errors)
+    for seat, records in played.transcripts.items():
+        assert records[-1]["kind"] == "shutdown" and records[-1]["reason"] == "game-over", seat
+    expected = {("compensation-request", 3, seat) for seat in (1, 3, 4, 5, 6)}
+    expected |= {("compensation-offer", 4, 2)} | {("compensation-decision", 6, seat) for seat in (1, 3, 4, 5, 6)}
+    for number in rounds:
+        got = [(e["content"]["type"], e["phase"], e["number"]) for e in played.received() if e["round"] == number
+               and e["content"]["type"] != "chat-with-players"]
+        assert sorted(got) == sorted(expected), f"round {number}: {got}"
+    assert {e["round"] for e in played.received()} == set(rounds)
+    for entry in played.received():
+        content = entry["content"]
+        assert content["gameId"] == played.agents[0].game_id
+        for field in ("compensationRequests", "compensationOffers"):
+            if field in content:
+                first, amount = content[field]
+                assert first is None and type(amount) is int and 0 <= amount <= CAP, content
+        if "compensationDecisions" in content:
+            assert content["compensationDecisions"] in ([0], [1]), content
+
+
+def sent_by(played: Played, seat: int) -> list[dict[str, Any]]:
+    return [r["msg"] for r in played.transcripts[seat] if r["kind"] == "send"]
+
+
+# ---------------------------------------------------------------------- baseline agents
+
+
+def test_baseline_agents_play_a_game_without_practice_round(tmp_path):
+    played = play(tmp_path, BaselinePolicy(), {"round_count": 2})
+
+    assert_clean_game(played, rounds=[1, 2])
+    # The server holds exactly what the agents sent, in their own words.
+    for seat in range(1, SEATS + 1):
+        actions = [m for m in sent_by(played, seat) if m["type"] in ACTIONS]
+        assert actions == [e["content"] for e in played.received() if e["number"] == seat]
+    assert [e for e in played.recorded["log"] if e["type"] == "phase-timeout" and e["phase"] in (3, 4, 6)] == []
+
+
+def test_baseline_agents_play_a_practice_round_and_resend_ready_when_the_server_drops_it(tmp_path):
+    # The server drops every frame for 0.3 s after a round's phase-0 transition, as the real one does while it
+    # saves the round; the agents' first ready (sent without a pause here) falls into that window.
+    played = play(tmp_path, BaselinePolicy(), {"practice_round": True, "round_count": 1},
+                  settings=AgentSettings(safety_margin=0.4, ready_delay=0.0, ready_resend=0.3),
+                  server_kwargs={"ready_race_window": 0.3})
+
+    assert_clean_game(played, rounds=[0, 1])
+    for seat in range(1, SEATS + 1):
+        readies = [r for r in played.transcripts[seat] if r["kind"] == "send"
+                   and r["msg"]["type"] == "player-is-ready"]
+        assert len(readies) >= 3, f"seat {seat}: join, round 0 and at least two for round 1"
+    summaries = [a.view.rounds[1].profit for a in played.agents]
+    assert all(isinstance(p, int) for p in summaries)
+
+
+def test_chat_agents_talk_in_phases_two_and_five(tmp_path):
+    played = play(tmp_path, BaselinePolicy(seed=1), settings=AgentSettings(
+        chat=True, safety_margin=0.1, ready_delay=0.05, ready_resend=0.3))
+
+    assert_clean_game(played, rounds=[1])
+    chats = played.received("chat-with-players")
+    assert sorted((e["phase"], e["number"]) for e in chats) == sorted(
+        (phase, seat) for phase in (2, 5) for seat in range(1, SEATS + 1))
+    for entry in chats:
+        assert entry["content"]["to"] == [n for n in range(1, SEATS + 1) if n != entry["number"]]
+        assert isinstance(entry["content"]["text"], str) and "'" not in entry["content"]["text"]
+
+
+def test_server_sent_action_required_is_obeyed_top_level_and_nested(tmp_path):
+    async def inject(server: LocalServer, game_id: int) -> None:
+        game = server.game(game_id)
+        await wait_for_phase(game, 1)
+        # Sent in phase 1 for the chat of phase 2: the agent keeps it until phase 2 begins.
+        game.sockets[5].send({"type": "event", "eventType": "action-required", "data": {
+            "actionType": "SendChatMessage", "instructions": "Greet the others."}})
+        await wait_for_phase(game, 2)
+        game.sockets[3].send({"type": "event", "eventType": "action-required", "data": {
+            "actionType": "SendChatMessage", "instructions": "Tell the others what you think.",
+            "deadline": "before the timer ends", "format": "{'type':'chat-with-players','to':[...],'text':'...'}"}})
+        # An action of another role is never sent, whoever asks for it.
+        game.sockets[4].send({"type": "event", "eventType": "action-required", "data": {
+            "actionType": "SubmitCompensationOffer", "instructions": "Make an offer."}})
+        await wait_for_phase(game, 5)
+        game.sockets[2].send({"type": "event", "eventType": "instruction", "data": {
+            "eventType": "action-required", "data": {
+                "actionType": "SendChatMessage", "instructions": "Explain your offer.",
+                "format": "{'gameId':1,'type':'chat-with-players','to':[1,3,4,5,6],'text':'...'}"}}})
+
+    played = play(tmp_path, BaselinePolicy(), {"timer_phase_1": 0.5, "timer_phase_2": 1.0, "timer_phase_5": 1.0},
+                  during=inject)
+
+    assert_clean_game(played, rounds=[1])
+    chats = [(e["phase"], e["number"]) for e in played.received("chat-with-players")]
+    assert sorted(chats) == [(2, 3), (2, 5), (5, 2)]
+    assert [r["event"] for r in played.transcripts[5] if "server action-required" in r.get("event", "")] == [
+        "server action-required deferred to the next phase"]
+    assert played.received("compensation-offer") == [e for e in played.received() if e["number"] == 2
+                                                     and e["content"]["type"] == "compensation-offer"]
+    ignored = [r for r in played.transcripts[4] if r.get("event") == "server action-required ignored"]
+    assert ignored and "not an action of role 3" in ignored[0]["reason"]
+    decided = [r for r in played.transcripts[2] if r["kind"] == "decide" and r["source"] == "server"]
+    assert [(d["wire_type"], d["phase"]) for d in decided] == [("chat-with-players", 5)]
+
+
+async def wait_for_phase(game: Any, phase: int) -> None:
+    while game.phase != phase:
+        await asyncio.sleep(0.005)
+
+
+# ---------------------------------------------------------------------- model agents (fake OpenAI)
+
+
+GOOD = {
+    "SubmitCompensationRequest": lambda seat: {"type": "compensation-request",
+                                               "compensationRequests": [None, 300000 + seat * 1000]},
+    "SubmitCompensationOffer": lambda seat: {"type": "compensation-offer", "compensationOffers": [None, 150000]},
+    "SubmitCompensationDecision": lambda seat: {"type": "compensation-decision", "compensationDecisions": [1]},
+    "SendChatMessage": lambda seat: {"type": "chat-with-players", "to": [2], "text": f"Player {seat} here."},
+}
+
+
+class Brain:
+    """The fake model: reads seat and action from the prompt, plays scripted replies first, then good answers."""
+
+    def __init__(self, script: dict[tuple[int, str], list[Any]] | None = None) -> None:
+        self.script = {key: list(replies) for key, replies in (script or {}).items()}
+        self.lock = threading.Lock()
+        self.asked: list[tuple[int, str]] = []
+
+    def __call__(self, body: dict[str, Any]) -> str | dict[str, Any]:
+        system, user = body["messages"][0]["content"], body["messages"][1]["content"]
+        seat = int(re.search(r"You are [^.(]*\(player (\d)\), the", system).group(1))
+        action = json.loads(user.split("Action required:\n", 1)[1])["data"]["actionType"]
+        with self.lock:
+            self.asked.append((seat, action))
+            queue = self.script.get((seat, action))
+            reply = queue.pop(0) if queue else None
+        if reply is None:
+            return json.dumps({"gameId": 1, **GOOD[action](seat)})
+        return reply
+
+
+@pytest.mark.parametrize("structured", [True, False], ids=["json-schema", "plain-json"])
+def test_model_agents_recover_from_bad_answers_and_fall_back_when_too_slow(tmp_path, structured):
+    from tests.fakeopenai import FakeOpenAI
+
+    brain = Brain({
+        (1, "SubmitCompensationRequest"): ['{"gameId":1,"type":"compensation-request","compensationRequests":'],
+        (3, "SubmitCompensationRequest"): ['{"gameId":1,"type":"compensation-request",'
+                                           '"compensationRequests":[null,"lots"]}'],
+        (4, "SubmitCompensationRequest"): ['{"gameId":1,"type":"compensation-offer","compensationOffers":[null,1]}'],
+        (5, "SubmitCompensationRequest"): [{"content": json.dumps(GOOD["SubmitCompensationRequest"](5)),
+                                            "delay": 3.0}],
+        (6, "SubmitCompensationRequest"): [{"status": 429, "error": {"message": "Rate limit reached"}}],
+        (2, "SubmitCompensationOffer"): ['{"gameId":1,"type":"compensation-offer","compensationOffers":'
+                                         '[null,99999999]}'],
+        (3, "SubmitCompensationDecision"): ["I vote yes"],
+    })
+    with FakeOpenAI() as fake:
+        fake.chat_default = brain
+        fake.json_schema_supported = structured
+        policy = LLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="ft:test-model", max_retries=2)
+        played = play(tmp_path, policy)
+
+    assert_clean_game(played, rounds=[1])
+    requests = {e["number"]: e["content"]["compensationRequests"] for e in played.received("compensation-request")}
+    fallback = [r for r in played.transcripts[5] if r["kind"] == "fallback"]
+    assert len(fallback) == 1 and fallback[0]["reason"] == "deadline minus safety margin reached"
+    assert requests == {1: [None, 301000], 3: [None, 303000], 4: [None, 304000],
+                        5: fallback[0]["action"]["compensationRequests"], 6: [None, 306000]}
+    assert [e["content"]["compensationOffers"] for e in played.received("compensation-offer")] == [[None, 150000]]
+    assert [e["content"]["compensationDecisions"] for e in played.received("compensation-decision")] == [[1]] * 5
+    for seat, phase in ((1, 3), (3, 3), (4, 3), (2, 4), (3, 6)):
+        errors = [r["error"] for r in played.transcripts[seat]
+                  if r["kind"] == "model-call" and r["phase"] == phase and "error" in r]
+        assert len(errors) == 1 and errors[0].startswith("invalid answer: "), (seat, errors)
+    assert any(r.get("error", "").startswith("RateLimitError") for r in played.transcripts[6])
+    assert sum(a.fallbacks for a in played.agents) == 1
+    with_schema = [("response_format" in c["json"]) for c in fake.calls_to("POST", "/chat/completions")]
+    if structured:
+        assert all(with_schema)
+    else:
+        # Only the owners' first, simultaneous calls ask for json_schema; once refused, never again.
+        assert policy.structured is False and 1 <= sum(with_schema) <= 5
+        assert not any(with_schema[-6:])  # the offer and the votes, long after the refusal
+    for seat, records in played.transcripts.items():
+        text = json.dumps(records)
+        assert fake.api_key not in text and f"recovery-code-{seat:02d}" not in text
+
+
+def test_an_answer_still_pending_when_its_phase_ends_is_dropped(tmp_path):
+    """Seat 3's model answers after the request phase has ended; the answer must never reach the server.
+
+    The agent is told nothing of the timers (no parameters) and believes the server's clock 5 s behind its own,
+    so it expects the deadline later than it is and no fallback goes out in time: the timer ends phase 3 first.
+    """
+    from tests.fakeopenai import FakeOpenAI
+
+    brain = Brain({(3, "SubmitCompensationRequest"): [{"content": json.dumps(GOOD["SubmitCompensationRequest"](3)),
+                                                      "delay": 2.5}]})
+    settings = AgentSettings(safety_margin=0.2, ready_delay=0.05, ready_resend=0.3, clock_offset_ms=-5000)
+    with FakeOpenAI() as fake:
+        fake.chat_default = brain
+        policy = LLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="ft:test-model")
+        played = play(tmp_path, policy, {"timer_phase_3": 0.8}, settings=settings, agent_params=False)
+
+    assert (3, "SubmitCompensationRequest") in brain.asked
+    assert [e["number"] for e in played.received("compensation-request")] == [1, 4, 5, 6]
+    assert [e for e in played.received() if e["number"] == 3 and e["phase"] != 6] == []
+    timeouts = [e["phase"] for e in played.recorded["log"] if e["type"] == "phase-timeout"]
+    assert 3 in timeouts
+    dropped = [r for r in played.transcripts[3] if r["kind"] == "dropped"]
+    assert len(dropped) == 1 and dropped[0]["wire_type"] == "compensation-request" and dropped[0]["phase"] == 3
+    cancelled = [r for r in played.transcripts[3] if r["kind"] == "model-call" and "cancelled" in r.get("error", "")]
+    assert len(cancelled) == 1
+    assert [m for m in sent_by(played, 3) if m["type"] == "compensation-request"] == []
