@@ -1,0 +1,157 @@
+"""`python handler.py --local` as a user runs it: a subprocess, tmp directories for the log and the transcripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lib.transcript import read_transcript
+from tests.fakeopenai import FakeOpenAI
+
+REPO = Path(__file__).resolve().parent.parent
+FAST = ["--rounds", "1", "--no-practice", "--timer-scale", "0.005"]
+
+
+def handler_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "IBEX_"))}
+    env["PYTHON_DOTENV_DISABLED"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_handler(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "handler.py"), "--local", *args,
+         "--records", str(tmp_path / "records"), "--logs-dir", str(tmp_path / "logs")],
+        cwd=tmp_path, env=env or handler_env(), capture_output=True, text=True, timeout=60,
+    )
+
+
+def transcripts(tmp_path: Path) -> dict[str, list[dict]]:
+    [run_dir] = (tmp_path / "logs").iterdir()
+    return {p.stem: read_transcript(p) for p in sorted(run_dir.glob("agent*.jsonl"))}
+
+
+def test_demo_without_api_key_plays_the_baseline_and_prints_a_summary(tmp_path):
+    result = run_handler(tmp_path, *FAST)
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "policy: baseline (no OPENAI_API_KEY set)"
+    [log_file] = (tmp_path / "records").glob("*.log.json")
+    recorded = json.loads(log_file.read_text(encoding="utf-8"))
+    assert f"game log: {log_file}" in lines
+    # The summary says what the server recorded.
+    received = [e["content"] for e in recorded["log"] if e["type"] == "message"]
+    offer = next(c["compensationOffers"][1] for c in received if c["type"] == "compensation-offer")
+    requests = [c["compensationRequests"][1] for c in received if c["type"] == "compensation-request"]
+    votes = [c["compensationDecisions"][0] for c in received if c["type"] == "compensation-decision"]
+    summary = "\n".join(lines[lines.index("round 1"):])
+    assert f"  offer:    {offer}\n" in summary
+    assert all(f" {r}" in summary.split("\n")[1] for r in requests)
+    assert summary.count(" Project") - summary.count("No Project") >= votes.count(1)
+    assert re.search(r"  outcome:  (Project|No Project) \(\d votes\)", summary)
+    assert re.search(r"  profit:   Owner 1 \d+, Developer -?\d+, Owner 2 \d+", summary)
+    assert "game-over" in json.dumps(recorded["server-log"])
+    records = transcripts(tmp_path)
+    assert sorted(records) == [f"agent{k}" for k in range(1, 7)]
+    for agent, lines_ in records.items():
+        assert lines_[0]["kind"] == "start" and lines_[-1]["kind"] == "shutdown", agent
+        assert lines_[-1]["reason"] == "game-over"
+    assert not list((tmp_path / "records").glob(".local-records-*")), "the temporary records folder is removed"
+
+
+def test_a_log_already_in_the_records_folder_is_never_overwritten(tmp_path):
+    (tmp_path / "records").mkdir()
+    real = tmp_path / "records" / "1.log.json"
+    real.write_text('{"a real game": true}', encoding="utf-8")
+
+    result = run_handler(tmp_path, *FAST)
+
+    assert result.returncode == 0, result.stderr
+    assert real.read_text(encoding="utf-8") == '{"a real game": true}'
+    [kept] = [p for p in (tmp_path / "records").glob("1-local-*.log.json")]
+    assert f"game log: {kept}" in result.stdout
+
+
+def test_model_agents_run_through_an_openai_compatible_endpoint(tmp_path):
+    answers = {
+        "SubmitCompensationRequest": {"type": "compensation-request", "compensationRequests": [None, 250000]},
+        "SubmitCompensationOffer": {"type": "compensation-offer", "compensationOffers": [None, 260000]},
+        "SubmitCompensationDecision": {"type": "compensation-decision", "compensationDecisions": [1]},
+    }
+
+    def brain(body):
+        action = json.loads(body["messages"][-1]["content"].split("Action required:\n", 1)[1])
+        return json.dumps({"gameId": 1, **answers[action["data"]["actionType"]]})
+
+    with FakeOpenAI() as fake:
+        fake.chat_default = brain
+        env = handler_env(**fake.env(), OPENAI_MODEL="ft:gpt-4.1-mini:lab:voting:abc")
+        result = run_handler(tmp_path, "--rounds", "1", "--no-practice", "--timer-scale", "0.01", env=env)
+        calls = fake.calls_to("POST", "/chat/completions")
+        base_url = fake.base_url
+
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first == (f"policy: llm, model ft:gpt-4.1-mini:lab:voting:abc (from OPENAI_MODEL), "
+                     f"endpoint {base_url}/")
+    assert len(calls) == 11 and {c["json"]["model"] for c in calls} == {"ft:gpt-4.1-mini:lab:voting:abc"}
+    assert "  offer:    260000" in result.stdout and "fallback actions: 0" in result.stdout
+    for path in (tmp_path / "logs").rglob("*.jsonl"):
+        assert fake.api_key not in path.read_text(encoding="utf-8")
+
+
+def test_sigterm_mid_game_closes_sockets_and_leaves_complete_transcripts(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "handler.py"), "--local", "--rounds", "3", "--timer-scale", "0.05",
+         "--records", str(tmp_path / "records"), "--logs-dir", str(tmp_path / "logs")],
+        cwd=tmp_path, env=handler_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        # Wait until the game is under way: some agent has received the start of a chat phase.
+        give_up = time.monotonic() + 20
+        while time.monotonic() < give_up:
+            found = [p for p in (tmp_path / "logs").rglob("agent6.jsonl")
+                     if '"phase": 2}' in p.read_text(encoding="utf-8")]
+            if found:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the game never reached phase 2")
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert process.returncode == 0, stderr
+    assert "stopped by signal" in stdout and "Traceback" not in stderr
+    records = transcripts(tmp_path)
+    assert len(records) == 6
+    for agent, lines in records.items():
+        assert lines[-1]["kind"] == "shutdown" and lines[-1]["reason"] == "cancelled", agent
+        assert {"kind": "meta", "event": "socket closed", "code": 1001}.items() <= lines[-2].items(), agent
+    assert not list((tmp_path / "records").glob("*.log.json")), "an unfinished game has no log"
+
+
+def test_asking_for_a_model_without_an_api_key_is_a_one_line_error(tmp_path):
+    result = run_handler(tmp_path, "--policy", "llm", *FAST)
+
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "OPENAI_API_KEY" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_without_a_mode_the_handler_says_what_to_do(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "handler.py")], cwd=tmp_path, env=handler_env(),
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "--local" in result.stderr
