@@ -123,6 +123,10 @@ class LocalServer:
     async def start(self) -> None:
         if self.records_dir is not None:
             self.records_dir.mkdir(parents=True, exist_ok=True)
+            # Game ids go on from the logs already there, as the real server's database ids do: none is overwritten.
+            names = (re.fullmatch(r"(\d+)\.log\.json", p.name) for p in self.records_dir.iterdir())
+            ids = [int(m.group(1)) for m in names if m]
+            self._next_game_id = max([self._next_game_id - 1, *ids]) + 1
         await self._listen()
 
     async def _listen(self) -> None:

@@ -97,6 +97,9 @@ GAMES = [
 async def make(out: Path, seed: int) -> list[Path]:
     rng = random.Random(seed)
     written = []
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.log.json"):
+        old.unlink()  # the new games take ids 1.. again
     async with LocalServer(records_dir=out) as server:
         for params, behaviours in GAMES:
             game_id = server.create_game({**TIMERS, **params})

@@ -661,3 +661,40 @@ def test_a_recorded_game_becomes_the_dataset_of_the_actions_the_players_sent(tmp
     assert len(actions) == 22  # 2 rounds x (5 requests + 1 offer + 5 votes)
     canonical = sorted(json.dumps(a, sort_keys=True) for a in actions)
     assert sorted(json.dumps(a, sort_keys=True) for a in answers) == canonical
+
+
+def test_a_silent_developer_leaves_the_last_offer_standing_as_in_the_real_servers_code() -> None:
+    behaviours = [Behaviour(vote=lambda o, v, r: 1, ready_retry=1.0) for _ in range(6)]
+    behaviours[1] = Behaviour(offer=lambda q, v, r: 111000 if r == 1 else None, ready_retry=1.0)
+
+    async def scenario() -> list[Any]:
+        async with LocalServer() as server:
+            game_id = server.create_game({**FAST, "timer_phase_4": 0.2, "practice_round": False, "round_count": 2})
+            players = await play_game(server.ws_url, game_id, codes(), behaviours)
+            await server.wait_game_over(game_id, timeout=10)
+        return players
+
+    owner = run(scenario())[0].client
+    assert [e["data"]["compensationOffers"] for e in owner.events("compensation-offer-made")] == [
+        [None, 111000], [0, 0]]
+    assert [e["data"]["compensation"] for e in owner.events("final-profit")] == [111000, 111000]
+
+
+def test_create_for_llm_refuses_a_game_longer_than_its_session_in_the_values_table() -> None:
+    async def scenario() -> None:
+        async with LocalServer() as server:
+            request = {"username": "admin", "password": "admin", "gameParameters": {"round_count": 20}}
+            status, body = await http("POST", f"{server.api_url}/games/create-for-llm", request)
+            assert status == 400 and "session 1 has no private values for round 8" in body["message"]
+
+    run(scenario())
+
+
+def test_game_ids_continue_after_the_logs_already_in_the_records_folder(tmp_path: Path) -> None:
+    (tmp_path / "41.log.json").write_text("{}")
+
+    async def scenario() -> int:
+        async with LocalServer(records_dir=tmp_path) as server:
+            return server.create_game(FAST)
+
+    assert run(scenario()) == 42
