@@ -89,6 +89,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="model calls in flight at once, all agents together "
                              f"(default {DEFAULT_MAX_CONCURRENT_CALLS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the baseline policy's chat phrasing (default 0)")
+    parser.add_argument("--sessions", type=Path, metavar="FILE",
+                        help="private values table of the local server (default jsonFiles/sessions.json)")
     parser.add_argument("--records", type=Path, default=DEFAULT_RECORDS,
                         help="directory for the game's log (default jsonFiles/)")
     parser.add_argument("--logs-dir", type=Path, default=DEFAULT_LOGS,
@@ -234,8 +236,15 @@ async def play_local(args: argparse.Namespace, policy: Policy, env: Mapping[str,
 
     args.records.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".local-records-", dir=args.records) as tmp_records:
-        async with LocalServer(records_dir=tmp_records) as server:
-            game_id = server.create_game(overrides)
+        try:
+            server = LocalServer(records_dir=tmp_records, sessions=args.sessions)
+        except ValueError as exc:  # the private-values table cannot be read
+            raise UsageError(str(exc)) from None
+        async with server:
+            try:
+                game_id = server.create_game(overrides)
+            except ValueError as exc:  # parameters or the private-values table do not fit this game
+                raise UsageError(str(exc)) from None
             run_dir = args.logs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-local-game{game_id}"
             print(f"local server {server.ws_url}, game {game_id}: {args.rounds} round{'s' if args.rounds > 1 else ''}"
                   f"{' after a practice round' if args.practice else ''}, timers x{scale:g}, "

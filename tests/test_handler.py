@@ -110,7 +110,8 @@ def test_model_agents_run_through_an_openai_compatible_endpoint(tmp_path):
         assert fake.api_key not in path.read_text(encoding="utf-8")
 
 
-def test_sigterm_mid_game_closes_sockets_and_leaves_complete_transcripts(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_mid_game_closes_sockets_and_leaves_complete_transcripts(tmp_path, signum):
     process = subprocess.Popen(
         [sys.executable, str(REPO / "handler.py"), "--local", "--rounds", "3", "--timer-scale", "0.05",
          "--records", str(tmp_path / "records"), "--logs-dir", str(tmp_path / "logs")],
@@ -127,7 +128,7 @@ def test_sigterm_mid_game_closes_sockets_and_leaves_complete_transcripts(tmp_pat
             time.sleep(0.05)
         else:
             pytest.fail("the game never reached phase 2")
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=15)
     finally:
         if process.poll() is None:
@@ -149,6 +150,15 @@ def test_asking_for_a_model_without_an_api_key_is_a_one_line_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "OPENAI_API_KEY" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_more_rounds_than_the_private_values_table_holds_is_a_one_line_error(tmp_path):
+    result = run_handler(tmp_path, "--rounds", "40")
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and result.stderr.strip().count("\n") == 0
+    assert "sessions.json" in result.stderr and "round" in result.stderr
+    assert not list((tmp_path / "records").iterdir()), "no temporary folder left behind"
 
 
 def test_without_a_mode_the_handler_says_what_to_do(tmp_path):
