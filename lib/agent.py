@@ -155,7 +155,12 @@ class Agent:
         self._start_ready(delay=0.0)
         try:
             async for raw in ws:
-                self._on_text(raw if isinstance(raw, str) else raw.decode("utf-8", "replace"))
+                text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+                try:
+                    self._on_text(text)
+                except Exception as exc:  # one odd frame must not end the game for this seat
+                    self.transcript.write("meta", event="frame handling failed",
+                                          error=f"{type(exc).__name__}: {exc}", raw=text[:2000])
                 if self.view.game_over:
                     return "game-over"
                 if self._join_error:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from lib.agent import Agent, AgentSettings
+from lib.agent import Agent, AgentError, AgentSettings
 from lib.game import SEATS, parameters_from_dict
 from lib.llm import LLMPolicy
 from lib.localserver import LocalServer
@@ -301,3 +301,23 @@ def test_an_answer_still_pending_when_its_phase_ends_is_dropped(tmp_path):
     cancelled = [r for r in played.transcripts[3] if r["kind"] == "model-call" and "cancelled" in r.get("error", "")]
     assert len(cancelled) == 1
     assert [m for m in sent_by(played, 3) if m["type"] == "compensation-request"] == []
+
+
+# ---------------------------------------------------------------------- games that cannot be played
+
+
+def test_a_refused_join_or_an_unreachable_server_is_an_agent_error_with_a_complete_transcript(tmp_path):
+    async def attempt(url_of) -> str:
+        async with LocalServer(records_dir=None) as server:
+            path = tmp_path / f"agent-{len(list(tmp_path.iterdir()))}.jsonl"
+            with Transcript(path) as transcript:
+                agent = Agent(url_of(server), 99, "r" * 64, BaselinePolicy(), transcript, settings=SETTINGS)
+                with pytest.raises(AgentError) as caught:
+                    await asyncio.wait_for(agent.run(), 10)
+            records = read_transcript(path)
+            assert records[-1]["kind"] == "shutdown" and records[-1]["reason"].startswith("error: ")
+            return str(caught.value)
+
+    assert asyncio.run(attempt(lambda s: s.ws_url)) == "game 99 refused the join: Game 99 not found"
+    refused = asyncio.run(attempt(lambda s: "ws://127.0.0.1:9/"))
+    assert refused.startswith("cannot connect to ws://127.0.0.1:9/")
