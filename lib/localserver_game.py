@@ -362,7 +362,9 @@ class Game:
             return
         self._update_and_test()
 
-    # ----------------------------------------------------------------- handlers (False: rejected in strict mode)
+    # ----------------------------------------------------------------- handlers
+    # A handler returns False where the real server stops before its completion check (a rejection in --strict
+    # mode, or a frame that makes the real server throw).
 
     def _on_join(self, conn: Conn, message: dict[str, Any], _player: Any, game_ref: str) -> bool | None:
         recovery = js.get(message, "recovery")
