@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from lib.agent import Agent, AgentError, AgentSettings
 from lib.game import (
@@ -128,7 +129,17 @@ def choose_policy(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Pol
     base_url = env.get("OPENAI_BASE_URL", "").strip() or None
     policy = LLMPolicy(api_key=api_key, model=model, base_url=base_url, max_retries=args.max_retries,
                        max_concurrent_calls=args.max_concurrent_calls)
-    return policy, f"policy: llm, model {model} (from {source}), endpoint {policy.base_url}"
+    return policy, f"policy: llm, model {model} (from {source}), endpoint {_public_url(policy.base_url)}"
+
+
+def _public_url(url: str) -> str:
+    """The URL without any user:password part, fit to print."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=f"[redacted]@{netloc}"))
 
 
 def game_overrides(args: argparse.Namespace, scale: float) -> dict[str, Any]:
