@@ -19,7 +19,6 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -217,20 +216,6 @@ def summary_lines(views: Sequence[PlayerView], params: GameParams) -> list[str]:
 # ---------------------------------------------------------------------- the local demo
 
 
-def _keep_log(tmp_file: Path, records: Path, game_id: int) -> Path:
-    """Move the recorded log into `records` as <id>.log.json without ever replacing an existing log there."""
-    records.mkdir(parents=True, exist_ok=True)
-    for name in (f"{game_id}.log.json", f"{game_id}-local-{time.strftime('%Y%m%d-%H%M%S')}.log.json"):
-        target = records / name
-        try:
-            os.link(tmp_file, target)  # fails if the name is taken: a real game's log is never overwritten
-        except FileExistsError:
-            continue
-        tmp_file.unlink()
-        return target
-    raise OSError(f"{records}: no free name for the log of game {game_id}")
-
-
 async def play_local(args: argparse.Namespace, policy: Policy, env: Mapping[str, str], out: Any) -> int:
     from lib.localserver import LocalServer
 
@@ -245,41 +230,38 @@ async def play_local(args: argparse.Namespace, policy: Policy, env: Mapping[str,
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    args.records.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".local-records-", dir=args.records) as tmp_records:
+    try:
+        # The local server numbers its games after the logs already in the records folder: none is overwritten.
+        server = LocalServer(records_dir=args.records, sessions=args.sessions)
+    except ValueError as exc:  # the private-values table cannot be read
+        raise UsageError(str(exc)) from None
+    async with server:
         try:
-            server = LocalServer(records_dir=tmp_records, sessions=args.sessions)
-        except ValueError as exc:  # the private-values table cannot be read
+            game_id = server.create_game(overrides)
+        except ValueError as exc:  # parameters or the private-values table do not fit this game
             raise UsageError(str(exc)) from None
-        async with server:
-            try:
-                game_id = server.create_game(overrides)
-            except ValueError as exc:  # parameters or the private-values table do not fit this game
-                raise UsageError(str(exc)) from None
-            run_dir = args.logs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-local-game{game_id}"
-            print(f"local server {server.ws_url}, game {game_id}: {args.rounds} round{'s' if args.rounds > 1 else ''}"
-                  f"{' after a practice round' if args.practice else ''}, timers x{scale:g}, "
-                  f"safety margin {margin:g} s, chat {'on' if args.chat else 'off'}", file=out, flush=True)
-            print(f"transcripts: {run_dir}/", file=out, flush=True)
-            with contextlib.ExitStack() as closing:
-                transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=secrets))
-                               for k in range(1, SEATS + 1)]
-                agents = [Agent(server.ws_url, game_id, _recovery(), policy, transcripts[k - 1], params=params,
-                                settings=settings, name=f"agent{k}") for k in range(1, SEATS + 1)]
-                outcome = await _run_agents(agents, stop, game_timeout(params))
-                if outcome == "stopped":
-                    print("stopped by signal: sockets closed, transcripts flushed", file=out, flush=True)
-                    return 0
-                if outcome != "game-over":
-                    print(f"error: {outcome}", file=sys.stderr, flush=True)
-                    return 1
-                await server.wait_game_over(game_id, timeout=5)
-                kept = _keep_log(server.log_path(game_id), args.records, game_id)
-            for line in summary_lines([a.view for a in agents], params):
-                print(line, file=out)
-            fallbacks = sum(a.fallbacks for a in agents)
-            print(f"game log: {kept}", file=out)
-            print(f"fallback actions: {fallbacks}", file=out, flush=True)
+        run_dir = args.logs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-local-game{game_id}"
+        print(f"local server {server.ws_url}, game {game_id}: {args.rounds} round{'s' if args.rounds > 1 else ''}"
+              f"{' after a practice round' if args.practice else ''}, timers x{scale:g}, "
+              f"safety margin {margin:g} s, chat {'on' if args.chat else 'off'}", file=out, flush=True)
+        print(f"transcripts: {run_dir}/", file=out, flush=True)
+        with contextlib.ExitStack() as closing:
+            transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=secrets))
+                           for k in range(1, SEATS + 1)]
+            agents = [Agent(server.ws_url, game_id, _recovery(), policy, transcripts[k - 1], params=params,
+                            settings=settings, name=f"agent{k}") for k in range(1, SEATS + 1)]
+            outcome = await _run_agents(agents, stop, game_timeout(params))
+            if outcome == "stopped":
+                print("stopped by signal: sockets closed, transcripts flushed", file=out, flush=True)
+                return 0
+            if outcome != "game-over":
+                print(f"error: {outcome}", file=sys.stderr, flush=True)
+                return 1
+            await server.wait_game_over(game_id, timeout=5)
+        for line in summary_lines([a.view for a in agents], params):
+            print(line, file=out)
+        print(f"game log: {server.log_path(game_id)}", file=out)
+        print(f"fallback actions: {sum(a.fallbacks for a in agents)}", file=out, flush=True)
     return 0
 
 
