@@ -125,6 +125,8 @@ def print_summary(result: BuildResult, out: TextIO) -> None:
     if report["chat_messages_not_included"]:
         print(f"  chat messages not included: {report['chat_messages_not_included']} (see --include-chat)",
               file=out)
+    for warning in report["warnings"]:
+        print(f"  warning: {warning}", file=out)
     written = [str(path) for key, path in result.outputs.items() if key != "validation" or examples["validation"]]
     print("Wrote " + ", ".join(written), file=out)
     training = report["checks"]["training"]
@@ -187,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: the previous output files were left as they were", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:  # e.g. a full disk or a read-only output folder
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: cannot write the output: {where}{exc.strerror or exc}; the previous output files were left "
+              "as they were", file=sys.stderr)
+        return EXIT_FAILED
     if result.n_examples == 0:
         print(f"error: no example produced from {', '.join(map(str, options.inputs))}; the output files were "
               "left as they were", file=sys.stderr)

@@ -264,7 +264,9 @@ def values_plan(log: IbexLog, sessions: SessionsTable | None) -> tuple[dict[int,
                 return False
         return True
 
-    rounds = sorted(set(params.rounds()) | {r for r, _ in server_values} | {r for r, _ in results})
+    # The rounds something happened in (never range(round_count): a log's parameters are not to be trusted blindly).
+    played = {entry["round"] for entry in log.entries} | {event["meta"]["round"] for event in log.server_log or ()}
+    rounds = sorted(played | {r for r, _ in server_values} | {r for r, _ in results})
     plan: dict[int, tuple[str, dict[int, list[int]]]] = {}
     notes = []
     untrusted, disagreeing, not_in_table = [], [], []
@@ -304,6 +306,10 @@ def _rounds_text(rounds: list[int]) -> str:
     return ", ".join(map(str, rounds))
 
 
+def _first_round(params: GameParams) -> int:
+    return 0 if params.practice_round else 1
+
+
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -340,7 +346,7 @@ class _Game:
         self.result.values_by_round = {r: source for r, (source, _) in self.plan.items()}
         # Views start in the game's first round: starting in round 0 of a game without a practice round would
         # leave an empty round-0 record behind at the first phase-transition, and prompts would list it.
-        first_round = self.params.rounds()[0]
+        first_round = _first_round(self.params)
         self.views = {
             seat: PlayerView(game_id=log.game_id, number=seat, role=seat_role(seat), tag=seat_tag(seat),
                              round=first_round, round_count=self.params.round_count,
@@ -558,8 +564,7 @@ class _Reconstruction:
     def __init__(self, game: _Game) -> None:
         self.game = game
         self.params = game.params
-        rounds = self.params.rounds()
-        self.round, self.phase = rounds[0], 0
+        self.round, self.phase = _first_round(self.params), 0
         self.requests: dict[int, Any] = {}
         self.offer: Any = None
         self.decisions: dict[int, Any] = {}
@@ -984,6 +989,8 @@ def _report(options: BuildOptions, model: str, paths: list[Path], errors: list[s
                            "private_values": _counter(g["values"])}
                      for key, g in sorted(tally.per_game.items())},
         "per_file": tally.files,
+        "warnings": [f"game {key} comes from {len(g['files'])} files ({', '.join(g['files'])}): its decisions are "
+                     "counted once per file" for key, g in sorted(tally.per_game.items()) if len(g["files"]) > 1],
         "tokens": {side: ftcheck.distribution(values) for side, values in tokens.items()},
         "training_cost": {
             "model": model, "epochs": train_check.epochs, "billed_tokens": train_check.billed_tokens,

@@ -95,7 +95,21 @@ def parse_log(data: Any, source: str = "<log>") -> IbexLog:
     server_log = data.get("server-log")
     if server_log is not None:
         _check_server_log(server_log, source)
+    _check_rounds(entries, server_log, params.round_count, source)
     return IbexLog(source, params, entries, server_log, _game_id(entries, params))
+
+
+def _check_rounds(entries: list[dict[str, Any]], server_log: list[dict[str, Any]] | None, round_count: int,
+                  source: str) -> None:
+    # The server records nothing after the last round; a later round means the parameters or the log are wrong
+    # (and replaying up to it could take forever).
+    for i, entry in enumerate(entries):
+        if entry["round"] > round_count:
+            raise _where(source, f"log[{i}].round", f"round {entry['round']} is beyond round_count {round_count}")
+    for i, event in enumerate(server_log or ()):
+        if event["meta"]["round"] > round_count:
+            raise _where(source, f"server-log[{i}].meta.round",
+                         f"round {event['meta']['round']} is beyond round_count {round_count}")
 
 
 def _where(source: str, field: str, problem: str) -> LogError:

@@ -300,6 +300,21 @@ def test_the_split_is_by_game_deterministic_and_independent_of_file_order(tmp_pa
     assert {split_games(["901", "902", "903"], 0.34, seed).pop() for seed in range(12)} == {"901", "902", "903"}
 
 
+def test_a_game_found_in_two_files_stays_on_one_side_and_is_flagged(tmp_path):
+    data = json.loads((LOGS / "901.log.json").read_text(encoding="utf-8"))
+    del data["server-log"]
+    copy = tmp_path / "901-noserverlog.log.json"
+    copy.write_text(json.dumps(data), encoding="utf-8")
+    for seed in range(4):
+        result = build(tmp_path, LOGS / "901.log.json", copy, LOGS / "902.log.json", validation_fraction=0.5,
+                       seed=seed)
+        sides = [game_ids(tmp_path / "out" / name) for name in ("training_set.jsonl", "validation_set.jsonl")]
+        assert sum("901" in side for side in sides) == 1
+    assert result.report["per_game"]["901"]["examples"] == 36
+    assert result.report["warnings"] == [
+        f"game 901 comes from 2 files ({LOGS / '901.log.json'}, {copy}): its decisions are counted once per file"]
+
+
 def test_split_sizes():
     keys = [str(i) for i in range(10)]
     assert len(split_games(keys, 0.2, 0)) == 2
@@ -405,6 +420,7 @@ def test_cli_exits_1_without_any_example_and_keeps_the_old_files(tmp_path):
     (["--validation-fraction", "1.5"], "argument --validation-fraction: must be at least 0 and below 1, got 1.5"),
     (["--workers", "0"], "argument --workers: must be at least 1, got 0"),
     (["--sessions", "/nonexistent/sessions.json"], "error: /nonexistent/sessions.json: cannot read"),
+    (["--output-dir", str(LOGS / "901.log.json")], f"error: {LOGS / '901.log.json'}: cannot create the output folder"),
 ])
 def test_cli_usage_errors_exit_2_with_one_line(tmp_path, args, message):
     proc = run_cli("--input", str(LOGS), "--output-dir", str(tmp_path), *args)

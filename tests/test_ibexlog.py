@@ -104,6 +104,9 @@ def mutated(change) -> dict:
      'server-log[3].meta.recipient: expected "all" or a seat/role number, got string'),
     (lambda d: d["server-log"][3]["meta"].update(phase=None),
      "server-log[3].meta.phase: expected an integer, got null"),
+    (lambda d: d["log"][7].update(round=3), "log[7].round: round 3 is beyond round_count 2"),
+    (lambda d: d["server-log"][9]["meta"].update(round=10**9),
+     "server-log[9].meta.round: round 1000000000 is beyond round_count 2"),
 ])
 def test_wrong_types_are_reported_with_their_field_path(change, message):
     data = mutated(change)
