@@ -103,7 +103,7 @@ NOT_DECISIONS = frozenset({"join", "player-is-ready", "status"})
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Token counting, cached per line
+# Token counting, cached per piece of text
 
 
 _LINE_CACHE: dict[str, int] = {}
@@ -658,14 +658,15 @@ class _Reconstruction:
         self.broadcast(_event("players-known", {"players": players}))
 
     def outcomes(self) -> dict[int, dict[str, Any]]:
-        """final-profit per seat, by the server's rules; the value is null when the values are unknown."""
+        """final-profit per seat, by the server's rules. Without known values the value is the word "unknown":
+        the real server always sent a number, and lib.prompts prints the value as it is (a null reads "None")."""
         owners = [seat for seat in SEAT_NUMBERS if seat_role(seat) == ROLE_OWNER]
         condition, tally = winner(self.decisions.get(seat) or [] for seat in owners)
         amount = offer_for(self.offer, condition)
         values = self.game.plan.get(self.round, (UNKNOWN, {}))[1]
         result = {}
         for seat in SEAT_NUMBERS:
-            value = values[seat][condition] if seat in values else None
+            value = values[seat][condition] if seat in values else UNKNOWN
             result[seat] = {"condition": condition, "tally": tally, "value": value,
                             "compensation": compensation(seat_role(seat), amount)}
         return result
@@ -674,7 +675,7 @@ class _Reconstruction:
         self.broadcast(_event("round-end", {"round": self.round}))
         for seat, outcome in self.outcomes().items():
             value = outcome["value"]
-            profit = value + outcome["compensation"] if value is not None else None
+            profit = value + outcome["compensation"] if _is_int(value) else None
             self.game.views[seat].apply(_event("round-summary", {"round": self.round, **outcome, "profit": profit}))
 
 

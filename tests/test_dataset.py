@@ -254,6 +254,12 @@ def test_a_2023_game_is_reconstructed_from_the_client_messages_and_the_rules():
             ) in offer_1
 
 
+def test_reconstructed_outcomes_without_values_say_the_value_is_unknown():
+    items, _ = examples("902.log.json")
+    assert ("Round 0: Your request: 320000. Developer's offer: 280000. Your vote: Project. Outcome: Project won "
+            "with 5 votes; your value unknown, compensation 280000.") in user(items[-1])
+
+
 def test_reconstruction_and_replay_of_the_same_game_give_the_same_examples():
     data = json.loads((LOGS / "901.log.json").read_text(encoding="utf-8"))
     sessions = load_sessions(SESSIONS)
