@@ -114,6 +114,18 @@ def test_every_counted_human_decision_of_a_replayed_game_gives_one_example_in_or
     assert result.chat_not_included == 5
 
 
+def test_unusual_human_choices_are_kept_as_made_in_the_wire_format():
+    data = json.loads((LOGS / "901.log.json").read_text(encoding="utf-8"))
+    requests = [e for e in data["log"] if e["type"] == "message" and e["content"]["type"] == "compensation-request"]
+    requests[2]["content"]["compensationRequests"] = [None, 5_000_000]  # owner 2: far above any value
+    requests[5]["content"]["compensationRequests"] = [0, -20000]  # owner 3: negative, with the UI's 0 first
+    result = game_examples(parse_log(data, "901"))
+    assert [json.loads(line)["messages"][2]["content"] for line in result.lines[1:3]] == [
+        '{"gameId":901,"type":"compensation-request","compensationRequests":[null,5000000]}',
+        '{"gameId":901,"type":"compensation-request","compensationRequests":[null,-20000]}',
+    ]
+
+
 def test_submissions_the_server_would_not_count_for_that_player_are_skipped_with_their_reason():
     _, result = examples("901.log.json")
     assert {reason: dict(by_action) for reason, by_action in result.skipped.items()} == {
