@@ -91,10 +91,10 @@ def _round_lines(view: PlayerView, rec: RoundRecord, finished: bool) -> list[str
         if rec.my_vote is not None:
             lines.append(f"Your vote: {_vote(rec.my_vote)}.")
     if finished and rec.outcome is not None:
-        cond = rec.outcome.get("condition")
+        out = {k: ("unknown" if v is None else v) for k, v in rec.outcome.items()}
         lines.append(
-            f"Outcome: {CONDITION_NAMES.get(cond, 'unknown')} won with {rec.outcome.get('tally')} votes; your value "
-            f"{rec.outcome.get('value')}, compensation {rec.outcome.get('compensation')}"
+            f"Outcome: {CONDITION_NAMES.get(out.get('condition'), 'unknown')} won with {out.get('tally')} votes; "
+            f"your value {out.get('value')}, compensation {out.get('compensation')}"
             + (f", profit {rec.profit}." if rec.profit is not None else ".")
         )
     return lines

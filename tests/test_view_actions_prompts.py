@@ -285,3 +285,20 @@ def test_answer_schema_is_strict_and_names_every_field():
     assert schema["strict"] is True
     assert schema["schema"]["required"] == ["gameId", "type", "compensationOffers"]
     assert schema["schema"]["additionalProperties"] is False
+
+
+def test_a_round_never_seen_leaves_no_empty_history_line():
+    view = PlayerView(game_id=7)
+    view.apply(event("phase-transition", {"round": 1, "phase": 0}))
+    for frame in round_start(1, 1, [500000, 200000], T0):
+        view.apply(frame)
+    assert list(view.rounds) == [1]
+    _, user = build_messages(view, build_action_required(view, REQUEST, cap=CAP))
+    assert "Earlier rounds" not in user["content"]
+
+
+def test_unknown_outcome_values_are_said_plainly():
+    view = developer_view_in_phase_4()
+    view.record(0).outcome = {"condition": 0, "tally": 3, "value": None, "compensation": None}
+    _, user = build_messages(view, build_action_required(view, OFFER, cap=CAP))
+    assert "Outcome: No Project won with 3 votes; your value unknown, compensation unknown." in user["content"]
