@@ -21,6 +21,15 @@ dataset builder uses) and reacts; it never waits for a model. Decisions run as s
   after its phase has passed is dropped, never sent into the next phase.
 - Everything sent is validated by lib.actions.validate_action: plain integers in range, right role, right phase.
 
+Network (PROTOCOL.md sections 2 and 4): a lost connection is reconnected with backoff (`reconnect_delays`: one
+pause per attempt, so the attempts are bounded and a server that stays away ends the agent with an AgentError
+that says so), the seat is rejoined with the same recovery code, and, because the server replays nothing, the
+view is resynced from GET /games/status (lib.resync; an earlier round's `player.result` is never taken for this
+round's). An action owed in the current phase is then still delivered: the server's snapshot says what it already
+has; an answer chosen but not delivered is sent again, an answer not chosen yet is decided. The game ends at
+game-over, or with an AgentError naming the reason when the server says the game is gone. Error frames from the
+server are written to the transcript ("server-error") and change nothing else.
+
 Shutdown: cancelling `Agent.run` closes the socket with code 1001 (going away), cancels the decision and ready
 tasks and writes a final "shutdown" record; the caller closes the transcript.
 """
@@ -28,7 +37,7 @@ tasks and writes a final "shutdown" record; the caller closes the transcript.
 from __future__ import annotations
 
 import asyncio
-import copy
+import dataclasses
 import json
 import re
 import time
@@ -36,9 +45,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from lib.actions import (
+    CHAT,
     SPECS,
     ActionError,
     action_due,
@@ -48,12 +58,19 @@ from lib.actions import (
     wire_json,
 )
 from lib.game import GameParams
+from lib.ibexapi import GameNotFound, IbexApi, IbexApiError
 from lib.policy import Policy, amount_cap, fallback_action
+from lib.resync import apply_resync
 from lib.transcript import Transcript
 from lib.view import PlayerView
 
 # The join was refused: the game does not exist or has no free seat (PROTOCOL.md section 2).
 _JOIN_REFUSED = re.compile(r"^Game \S+ not found|is full", re.IGNORECASE)
+_GONE = re.compile(r"^Game \S+ not found", re.IGNORECASE)
+# Acknowledgements of our own actions: the server has them.
+_ACKS = {"compensation-request-received": "compensation-request", "compensation-offer-received": "compensation-offer",
+         "compensation-decision-received": "compensation-decision"}
+MAX_FRAME_BYTES = 16 * 1024 * 1024  # far above any real frame; a bigger one closes the socket (1009) and we rejoin
 
 
 @dataclass
@@ -68,10 +85,29 @@ class AgentSettings:
     unknown_deadline: float = 30.0  # seconds allowed to decide when no timer is known at all
     open_timeout: float = 10.0
     close_timeout: float = 2.0
+    # Pause before each new connection attempt after a failed or lost one; its length bounds the attempts
+    # (about a minute in all by default, then the agent gives up with an AgentError).
+    reconnect_delays: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0)
+    ping_interval: float = 10.0  # keepalive: a silent, half-open connection is noticed within two intervals
+    resync_attempts: int = 5  # status snapshots to try after a rejoin (one may be mid round change)
 
 
 class AgentError(RuntimeError):
-    """The agent cannot play this game (refused join, unreachable server); the message says why."""
+    """The agent cannot play this game (refused join, unreachable server, game gone); the message says why."""
+
+
+Key = tuple[int, int, str]  # (round, phase, wire type)
+
+
+def view_snapshot(view: PlayerView) -> PlayerView:
+    """A copy of the view that later frames cannot change, for a decision that outlives the frame.
+
+    The view replaces (never mutates) the values it stores, except chat lists and request dicts, which are copied
+    here; this is much cheaper than a deepcopy, and it runs for every decision of every agent.
+    """
+    rounds = {number: dataclasses.replace(rec, chat=list(rec.chat), requests=dict(rec.requests))
+              for number, rec in view.rounds.items()}
+    return dataclasses.replace(view, rounds=rounds, players=list(view.players), errors=list(view.errors))
 
 
 class Agent:
@@ -79,7 +115,7 @@ class Agent:
 
     def __init__(self, ws_url: str, game_id: int, recovery: str, policy: Policy, transcript: Transcript, *,
                  params: GameParams | None = None, settings: AgentSettings | None = None,
-                 name: str = "agent", joined: asyncio.Event | None = None) -> None:
+                 name: str = "agent", joined: asyncio.Event | None = None, api: IbexApi | None = None) -> None:
         self.ws_url = ws_url
         self.game_id = game_id
         self.recovery = recovery
@@ -89,6 +125,7 @@ class Agent:
         self.settings = settings or AgentSettings()
         self.name = name
         self.joined = joined or asyncio.Event()
+        self.api = api  # for the status snapshot after a rejoin; without it the view catches up at the next phase
         self.view = PlayerView(game_id=game_id)
         if params is not None:
             self.view.round_count = params.round_count
@@ -96,15 +133,21 @@ class Agent:
         self.sent: list[dict[str, Any]] = []  # every wire message sent, in order
         self.fallbacks = 0
         self.dropped = 0
+        self.reconnects = 0
         self.end_reason: str | None = None
         self._ws: ClientConnection | None = None
+        self._connection = 0  # how many sockets this agent has opened
         self._ready_task: asyncio.Task[None] | None = None
-        self._decisions: dict[tuple[int, int, str], asyncio.Task[None]] = {}
-        self._handled: set[tuple[int, int, str]] = set()  # (round, phase, wire type) already decided
+        self._decisions: dict[Key, asyncio.Task[None]] = {}
+        self._handled: set[Key] = set()  # (round, phase, wire type) already decided
+        self._chosen: dict[Key, dict[str, Any]] = {}  # the answer decided for a key, kept to re-send after a rejoin
+        self._acked: set[Key] = set()  # actions the server acknowledged
         self._tasks: set[asyncio.Task[Any]] = set()
         self._set_timer_at: float | None = None  # monotonic time of the last set-timer
         self._phase_started: float = time.monotonic()
         self._join_error: str | None = None
+        self._join_confirmed = False  # on the current socket
+        self._gone: str | None = None  # why the game is over for us without a game-over (deleted, lost)
         self._deferred_action: dict[str, Any] | None = None  # a server action-required for the coming phase
         transcript.add_secret(recovery)
 
@@ -118,13 +161,7 @@ class Agent:
         reason = "error"
         try:
             try:
-                ws = await connect(self.ws_url, open_timeout=self.settings.open_timeout,
-                                   close_timeout=self.settings.close_timeout)
-            except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-                raise AgentError(f"cannot connect to {self.ws_url}: {exc}") from None
-            self._ws = ws
-            try:
-                reason = await self._play(ws)
+                reason = await self._session()
             except asyncio.CancelledError:
                 reason = "cancelled"
                 await self._close(1001, "agent shutting down")
@@ -132,6 +169,8 @@ class Agent:
             await self._close(1000, "game over" if self.view.game_over else reason)
             if self._join_error:
                 raise AgentError(f"game {self.game_id} refused the join: {self._join_error}")
+            if self._gone:
+                raise AgentError(self._gone)
             return self.view
         except asyncio.CancelledError:
             reason = "cancelled"
@@ -148,11 +187,63 @@ class Agent:
             self.end_reason = reason
             self.transcript.write("shutdown", agent=self.name, reason=reason, seat=self.view.number,
                                   round=self.view.round, phase=self.view.phase, game_over=self.view.game_over,
-                                  sent=len(self.sent), fallbacks=self.fallbacks, dropped=self.dropped)
+                                  sent=len(self.sent), fallbacks=self.fallbacks, dropped=self.dropped,
+                                  reconnects=self.reconnects)
 
-    async def _play(self, ws: ClientConnection) -> str:
+    async def _session(self) -> str:
+        """Connections one after another until game-over, a refused join or a game that is gone."""
+        while True:
+            ws = await self._connect()
+            self._ws = ws
+            reason = await self._play(ws, rejoin=self._connection > 1)
+            if reason != "connection closed" or self.view.game_over or self._gone:
+                return "game-over" if self.view.game_over else reason
+            self.reconnects += 1
+            self.transcript.write("meta", event="connection lost; reconnecting", round=self.view.round,
+                                  phase=self.view.phase, reconnects=self.reconnects)
+
+    async def _connect(self) -> ClientConnection:
+        """A new socket; after a failed attempt, the next pause of `reconnect_delays`, and AgentError after the last."""
+        delays = self.settings.reconnect_delays
+        started = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                ws = await connect(self.ws_url, open_timeout=self.settings.open_timeout,
+                                   close_timeout=self.settings.close_timeout, compression=None,
+                                   ping_interval=self.settings.ping_interval,
+                                   ping_timeout=self.settings.ping_interval, max_size=MAX_FRAME_BYTES)
+            except InvalidURI as exc:
+                raise AgentError(f"cannot connect to {self.ws_url}: {exc}") from None
+            except InvalidStatus as exc:
+                code = exc.response.status_code
+                if 400 <= code < 500:  # a wrong path or a refused upgrade: waiting will not change it
+                    raise AgentError(f"cannot connect to {self.ws_url}: the server answered HTTP {code} to the "
+                                     "WebSocket handshake (is the URL, or the proxy path, right?)") from None
+                error = f"HTTP {code}"
+            except (OSError, TimeoutError, InvalidHandshake) as exc:
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            else:
+                self._connection += 1
+                self._join_confirmed = False
+                if failures or self._connection > 1:
+                    self.transcript.write("meta", event="connected", connection=self._connection,
+                                          failed_attempts=failures)
+                return ws
+            if failures >= len(delays):
+                raise AgentError(f"cannot connect to {self.ws_url}: {error} (gave up after {failures + 1} attempts "
+                                 f"over {time.monotonic() - started:.0f} s)")
+            pause = delays[failures]
+            failures += 1
+            self.transcript.write("meta", event="connect failed", attempt=failures, error=error, retry_in=pause)
+            await asyncio.sleep(pause)
+
+    async def _play(self, ws: ClientConnection, rejoin: bool) -> str:
         await self._send({"gameId": self.game_id, "type": "join", "recovery": self.recovery})
-        self._start_ready(delay=0.0)
+        if rejoin:
+            self._spawn(self._resync(self._connection))
+        else:
+            self._start_ready(delay=0.0)
         try:
             async for raw in ws:
                 text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
@@ -165,9 +256,16 @@ class Agent:
                     return "game-over"
                 if self._join_error:
                     return "join refused"
+                if self._gone:
+                    return "game gone"
         except ConnectionClosed as exc:
-            self.transcript.write("meta", event="connection closed", code=exc.rcvd.code if exc.rcvd else None)
-        return "connection closed"
+            close = exc.rcvd or exc.sent  # sent: we closed it, e.g. 1009 for a frame above max_size
+            self.transcript.write("meta", event="connection closed", code=close.code if close else None,
+                                  by="server" if exc.rcvd else "agent" if exc.sent else "network",
+                                  reason=close.reason if close else None)
+        if self.view.game_over:
+            return "game-over"
+        return "game gone" if self._gone else "connection closed"
 
     async def _close(self, code: int, reason: str) -> None:
         ws = self._ws
@@ -198,12 +296,90 @@ class Agent:
             exc = task.exception()
             self.transcript.write("meta", event="task failed", error=f"{type(exc).__name__}: {exc}")
 
+    # ------------------------------------------------------------------ rejoin
+
+    async def _resync(self, connection: int) -> None:
+        """After a rejoin: fold the server's status snapshot into the view and deliver what is still owed."""
+        if self.api is None:
+            self._after_rejoin(acted=set())
+            return
+        for attempt in range(1, self.settings.resync_attempts + 1):
+            try:
+                status = await self.api.status(self.game_id, self.recovery)
+            except GameNotFound as exc:
+                self._game_gone(f"game {self.game_id} is gone from the server ({exc.message})")
+                return
+            except IbexApiError as exc:
+                self.transcript.write("meta", event="resync failed", error=str(exc))
+                self._after_rejoin(acted=set())
+                return
+            if connection != self._connection or self.view.game_over:
+                return  # another socket took over meanwhile, or the game ended
+            game = (status.game_data or {}).get("game") or {}
+            snapshot_at = (game.get("round"), game.get("phase"))
+            if not status.found or status.game_data is None:
+                self.transcript.write("meta", event="resync: the server does not know this code yet")
+                self._after_rejoin(acted=set())
+                return
+            usable = all(isinstance(x, int) and not isinstance(x, bool) for x in snapshot_at)
+            if usable and snapshot_at >= (self.view.round, self.view.phase):
+                self._apply_snapshot(status.game_data)
+                return
+            # Between rounds (null phase), or older than a frame the new socket already brought: ask again.
+            self.transcript.write("meta", event="resync snapshot not usable yet", snapshot=list(snapshot_at),
+                                  view=[self.view.round, self.view.phase], attempt=attempt)
+            await asyncio.sleep(0.05 * attempt)
+        self._after_rejoin(acted=set())
+
+    def _apply_snapshot(self, game_data: dict[str, Any]) -> None:
+        view = self.view
+        before = (view.round, view.phase)
+        sync = apply_resync(view, game_data)
+        self.transcript.write("resync", round=sync.round, phase=sync.phase, deadline_ms=sync.deadline_ms,
+                              acted=sorted(sync.acted), ignored_result=sync.ignored_result,
+                              chat_added=sync.chat_added, frames=sync.frames)
+        if view.game_over:
+            self._finish_connection()
+            return
+        if (view.round, view.phase) != before:
+            self._set_timer_at = None  # the snapshot's deadline is all we know of this phase
+            self._on_new_phase()
+        for wire_type in sync.acted:
+            self._handled.add((view.round, view.phase, wire_type))
+            self._acked.add((view.round, view.phase, wire_type))
+        self._after_rejoin(sync.acted)
+
+    def _after_rejoin(self, acted: set[str]) -> None:
+        """Re-send answers chosen for this phase that the server may not have; decide what is still owed."""
+        view = self.view
+        if view.phase == 0 and not view.ready_acked and (self._ready_task is None or self._ready_task.done()):
+            self._start_ready(delay=0.0)
+        for key, message in list(self._chosen.items()):
+            if key[:2] != (view.round, view.phase) or key[2] in acted or key in self._acked or key in self._decisions:
+                continue
+            if key[2] == CHAT and self.api is None:
+                continue  # no snapshot to say whether it arrived: a second copy would reach every recipient
+            self.transcript.write("meta", event="re-sending an answer the server may not have", wire_type=key[2])
+            self._spawn(self._send(message, source="re-sent after rejoin"))
+        self._consider()
+
+    def _game_gone(self, why: str) -> None:
+        self._gone = why
+        self.transcript.write("meta", event="game gone", reason=why)
+        self._finish_connection()
+
+    def _finish_connection(self) -> None:
+        """End the receive loop of the current socket (game over, or gone) from outside it."""
+        ws = self._ws
+        if ws is not None:
+            self._spawn(ws.close(1000, "game over"))
+
     # ------------------------------------------------------------------ frames in
 
     def _on_text(self, text: str) -> None:
         try:
             frame = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             self.transcript.write("recv", raw=text[:2000], error="not JSON")
             return
         self.transcript.write("recv", msg=frame)
@@ -217,6 +393,8 @@ class Agent:
             self._set_timer_at = time.monotonic()
         view.apply(frame)
         self._note_join(frame)
+        if kind in _ACKS:
+            self._acked.add((view.round, view.phase, _ACKS[kind]))
         if kind == "phase-transition" and (view.round, view.phase) != before:
             self._on_new_phase()
         elif kind == "phase-transition":
@@ -226,15 +404,28 @@ class Agent:
         self._consider()
 
     def _note_join(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "event" and self._join_confirmed:
+            return  # the common case, once joined: nothing to note
+        error = kind == "error" or ("error" in frame and kind is None)
         message = frame.get("message") if frame.get("type") in ("info", "error") else frame.get("error")
+        if error:
+            self.transcript.write("server-error", message=message, round=self.view.round, phase=self.view.phase)
         if not isinstance(message, str):
             if frame.get("type") == "event":
-                self.joined.set()
+                self._confirm_join()
             return
         if frame.get("type") == "info" and ("joined" in message or "rejoined" in message):
-            self.joined.set()
-        elif not self.joined.is_set() and self.view.number is None and _JOIN_REFUSED.search(message):
-            self._join_error = message
+            self._confirm_join()
+        elif error and not self._join_confirmed and _JOIN_REFUSED.search(message):
+            if self._connection > 1 and _GONE.search(message):
+                self._gone = f"game {self.game_id} is gone from the server: {message}"
+            elif self._connection <= 1 and self.view.number is None:
+                self._join_error = message
+
+    def _confirm_join(self) -> None:
+        self._join_confirmed = True
+        self.joined.set()
 
     def _on_new_phase(self) -> None:
         view = self.view
@@ -326,14 +517,14 @@ class Agent:
             return now + self.settings.unknown_deadline, "no timer known"
         return min(estimates)
 
-    def _start_decision(self, key: tuple[int, int, str], wire_type: str, server_data: dict[str, Any] | None) -> None:
+    def _start_decision(self, key: Key, wire_type: str, server_data: dict[str, Any] | None) -> None:
         self._handled.add(key)
         task = self._spawn(self._decide(key, wire_type, server_data))
         self._decisions[key] = task
         task.add_done_callback(lambda _t: self._decisions.pop(key, None))
 
-    async def _decide(self, key: tuple[int, int, str], wire_type: str, server_data: dict[str, Any] | None) -> None:
-        snapshot = copy.deepcopy(self.view)
+    async def _decide(self, key: Key, wire_type: str, server_data: dict[str, Any] | None) -> None:
+        snapshot = view_snapshot(self.view)
         cap = amount_cap(snapshot, self.params)
         phase_end, how = self._deadline()
         act_by = phase_end - self.settings.safety_margin
@@ -350,9 +541,10 @@ class Agent:
         budget = act_by - time.monotonic()
         try:
             if budget > 0:
-                message = await asyncio.wait_for(
-                    self.policy.decide(snapshot, wire_type, cap=cap, action_required=action_required,
-                                       deadline=act_by, transcript=self.transcript), budget)
+                # asyncio.timeout, not wait_for: no extra task, so an instant policy answers in the same step.
+                async with asyncio.timeout(budget):
+                    message = await self.policy.decide(snapshot, wire_type, cap=cap, action_required=action_required,
+                                                       deadline=act_by, transcript=self.transcript)
                 if message is None:
                     reason = "no valid answer"
             else:
@@ -383,6 +575,7 @@ class Agent:
         except ActionError as exc:  # a policy bug; never send what the checks refuse
             self.transcript.write("meta", event="refused to send an invalid action", error=str(exc), action=message)
             return
+        self._chosen[key] = message
         await self._send(message, source=source)
 
     # ------------------------------------------------------------------ frames out
@@ -394,6 +587,7 @@ class Agent:
         try:
             await ws.send(wire_json(message))
         except ConnectionClosed:
+            # Kept in _chosen when it is an action: re-sent after the rejoin if the server does not have it.
             self.transcript.write("meta", event="send failed: connection closed", msg=message)
             return
         self.view.apply_sent(message)
@@ -403,8 +597,9 @@ class Agent:
 
 async def run_agent(ws_url: str, game_id: int, recovery: str, policy: Policy, transcript: Transcript, *,
                     params: GameParams | None = None, settings: AgentSettings | None = None,
-                    name: str = "agent", joined: asyncio.Event | None = None) -> PlayerView:
+                    name: str = "agent", joined: asyncio.Event | None = None,
+                    api: IbexApi | None = None) -> PlayerView:
     """Play one seat of game `game_id` on the server at `ws_url` until game-over; the final view."""
     agent = Agent(ws_url, game_id, recovery, policy, transcript, params=params, settings=settings, name=name,
-                  joined=joined)
+                  joined=joined, api=api)
     return await agent.run()

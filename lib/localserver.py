@@ -226,6 +226,24 @@ class LocalServer:
                 client.abort()
         await asyncio.sleep(0)
 
+    def send_to(self, game_id: int, seat: int, frame: dict[str, Any]) -> bool:
+        """Test hook: send `frame` to the socket that currently gets `seat`'s events; False if none has joined."""
+        conn = self._games[game_id].sockets.get(seat)
+        if conn is None:
+            return False
+        conn.send(frame)
+        return True
+
+    async def delete_game(self, game_id: int) -> None:
+        """Forget a game, as the real server's /games/delete does: its timers stop, its players' sockets are cut,
+        and from then on REST and WebSocket answer that the game is not found."""
+        game = self._games.pop(game_id)
+        game.close()
+        for client in list(self._clients):
+            if client.game_id == game_id:
+                client.abort()
+        await asyncio.sleep(0)
+
     def _on_game_over(self, game: Game) -> None:
         assert game.recorded is not None
         if self.records_dir is not None:

@@ -1,36 +1,59 @@
 """One JSONL transcript per agent: every frame in and out, every model call, every fallback, and how it ended.
 
-Each record is one line, written and flushed at once, so a transcript cut short by a crash or a kill is still
-valid JSONL up to its last line. Secrets (the API key, recovery codes, anything else registered) are replaced by
-"[redacted]" in the serialised line before it reaches the disk, wherever they occur: in a join frame, in an SDK
-error message, in a prompt.
+Each record is one line, written whole, so a transcript cut short by a crash or a kill is still valid JSONL up to
+its last line. By default each line reaches the OS as it is written. With `flush_delay` (the agents use it), lines
+written inside an event loop are encoded and written in one batch at most `flush_delay` seconds later: hundreds
+of agents in one process then spend no time on their transcripts between a frame and their answer (see
+bench/agents_bench.py); a SIGKILL loses at most that much, close() writes everything. In that mode the fields
+passed to write() must not be changed afterwards (they are encoded later). Record times are those of write().
+
+Secrets (the API key, recovery codes, anything else registered) are replaced by "[redacted]" in the serialised
+line before it reaches the disk, wherever they occur: in a join frame, in an SDK error message, in a prompt.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 REDACTED = "[redacted]"
 # Key-shaped strings are scrubbed even when nobody registered them (an SDK error may quote another key).
 _KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")
+# One encoder for every line: json.dumps with options builds a new one per call. Hundreds of agents write a line
+# per frame, so the cost per line matters (bench/agents_bench.py).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+_second_cache: tuple[int, str] = (-1, "")
+
+
+def utc_iso_ms(now: float) -> str:
+    """`now` (epoch seconds) as ISO 8601 UTC with milliseconds, e.g. 2026-11-25T16:29:24.301+00:00."""
+    global _second_cache
+    second = int(now)
+    if _second_cache[0] != second:  # formatting the date part once a second is enough
+        _second_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second_cache[1]}.{int(now * 1000) % 1000:03d}+00:00"
 
 
 class Transcript:
     """Append-only JSONL writer. Records: {"t", "ts_ms", "kind", ...fields}."""
 
-    def __init__(self, path: str | Path, secrets: list[str] | tuple[str, ...] = ()) -> None:
+    def __init__(self, path: str | Path, secrets: list[str] | tuple[str, ...] = (), *,
+                 flush_delay: float = 0.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._secrets: list[str] = []
+        self._patterns: list[str] = []
         for secret in secrets:
             self.add_secret(secret)
-        # Line-buffered text: each write of a full line reaches the OS immediately.
+        self.flush_delay = max(0.0, flush_delay)
+        self._pending: list[dict[str, Any]] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
+        # Line-buffered text: each write of a full line (or of a batch of them) reaches the OS immediately.
         self._file = open(self.path, "a", encoding="utf-8", buffering=1)
         self.closed = False
 
@@ -41,33 +64,52 @@ class Transcript:
             self._secrets.append(secret)
             # Longest first, so a secret containing another is scrubbed whole.
             self._secrets.sort(key=len, reverse=True)
+            # Each secret as it appears in a JSON line: itself, and escaped when it holds quotes or backslashes.
+            self._patterns = []
+            for known in self._secrets:
+                self._patterns.append(known)
+                escaped = json.dumps(known, ensure_ascii=False)[1:-1]
+                if escaped != known:
+                    self._patterns.append(escaped)
 
     def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-            escaped = json.dumps(secret)[1:-1]
-            if escaped != secret:
-                text = text.replace(escaped, REDACTED)
-        return _KEY_PATTERN.sub(REDACTED, text)
+        for pattern in self._patterns:
+            if pattern in text:
+                text = text.replace(pattern, REDACTED)
+        return _KEY_PATTERN.sub(REDACTED, text) if "sk-" in text else text
 
     def write(self, kind: str, **fields: Any) -> None:
-        """Append one record and flush it. Writing to a closed transcript does nothing (late callbacks)."""
+        """Append one record (now, or within flush_delay). Writing to a closed transcript does nothing."""
         if self.closed:
             return
         now = time.time()
-        record = {
-            "t": datetime.fromtimestamp(now, tz=UTC).isoformat(timespec="milliseconds"),
-            "ts_ms": int(now * 1000),
-            "kind": kind,
-            **fields,
-        }
-        line = self.scrub(json.dumps(record, ensure_ascii=False, default=str))
-        self._file.write(line + "\n")
-        self._file.flush()
+        record = {"t": utc_iso_ms(now), "ts_ms": int(now * 1000), "kind": kind, **fields}
+        if self.flush_delay > 0:
+            if self._flush_handle is None:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    loop = None
+                if loop is not None:
+                    self._flush_handle = loop.call_later(self.flush_delay, self.flush)
+            if self._flush_handle is not None:
+                self._pending.append(record)
+                return
+        self._file.write(self.scrub(_ENCODER.encode(record)) + "\n")
+
+    def flush(self) -> None:
+        """Write the records waiting for their batch."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._file.write("".join(self.scrub(_ENCODER.encode(record)) + "\n" for record in pending))
 
     def close(self) -> None:
         if self.closed:
             return
+        self.flush()
         self.closed = True
         self._file.flush()
         try:

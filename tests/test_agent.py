@@ -26,7 +26,7 @@ from lib.transcript import Transcript, read_transcript
 
 FAST = {"timer_phase_1": 0.1, "timer_phase_2": 0.2, "timer_phase_3": 1.5, "timer_phase_4": 1.5,
         "timer_phase_5": 0.2, "timer_phase_6": 1.5, "timer_phase_7": 0.1, "round_count": 1, "practice_round": False}
-SETTINGS = AgentSettings(safety_margin=0.4, ready_delay=0.05, ready_resend=0.3)
+SETTINGS = AgentSettings(safety_margin=0.4, ready_delay=0.05, ready_resend=0.3, reconnect_delays=(0.05, 0.1))
 CAP = parameters_from_dict().amount_cap()
 ACTIONS = ("compensation-request", "compensation-offer", "compensation-decision", "chat-with-players")
 
