@@ -58,7 +58,7 @@ def dead_pid() -> int:
 class Project:
     def __init__(self, root: Path, elsewhere: Path, handler_source: Path | None) -> None:
         self.root = root
-        root.mkdir(parents=True)
+        root.mkdir(parents=True, exist_ok=True)
         for script in ("serverStarter.sh", "killer.sh"):
             shutil.copy(REPO / script, root / script)
         if handler_source is not None:
@@ -490,8 +490,13 @@ def test_real_handler_starts_and_stops(tmp_path):
             ".git", ".venv", "venv", "data", "logs", "run", "__pycache__", ".*_cache", ".env"
         ),
     )
-    (root / ".venv" / "bin").mkdir(parents=True)
-    (root / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    # The Python running the tests, with its packages: a virtual environment is linked whole so that its
+    # pyvenv.cfg comes along; a plain installation just by its executable.
+    if sys.prefix != sys.base_prefix:
+        (root / ".venv").symlink_to(sys.prefix, target_is_directory=True)
+    else:
+        (root / ".venv" / "bin").mkdir(parents=True)
+        (root / ".venv" / "bin" / "python").symlink_to(sys.executable)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     project = Project(root, elsewhere, handler_source=None)
@@ -519,6 +524,7 @@ def test_real_handler_starts_and_stops(tmp_path):
 
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
         assert "Handler stopped" in stopped.stdout, project.log()
+        assert "stopped cleanly" in project.log()
         assert not is_running(pid)
         assert not project.pid_file.exists()
     finally:
