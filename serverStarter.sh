@@ -10,7 +10,7 @@
 #                        a line matching HANDLER_READY_PATTERN in the log ends the wait early
 #   HANDLER_READY_PATTERN  extended regex, case-insensitive (default: the word "ready" or "listening";
 #                        whole words, so "already in use" is no ready line)
-#   HANDLER_LOCK_WAIT    seconds to wait for another start in progress (default 30)
+#   HANDLER_LOCK_WAIT    seconds to wait for another start in progress (default HANDLER_START_WAIT + 30)
 #
 # A process is "ours" only when its command line has this project's handler.py (absolute path) as an
 # argument: a PID file pointing at any other process is stale, and that process is left alone.
@@ -42,7 +42,6 @@ esac
 
 START_WAIT=${HANDLER_START_WAIT:-2}
 READY_PATTERN=${HANDLER_READY_PATTERN:-(^|[^[:alnum:]])(ready|listening)([^[:alnum:]]|$)}
-LOCK_WAIT=${HANDLER_LOCK_WAIT:-30}
 
 die() {
     echo "serverStarter.sh: $*" >&2
@@ -63,7 +62,12 @@ tenths() {
 }
 
 start_wait_tenths=$(tenths HANDLER_START_WAIT "$START_WAIT") || exit 1
-lock_wait_tenths=$(tenths HANDLER_LOCK_WAIT "$LOCK_WAIT") || exit 1
+if [ -n "${HANDLER_LOCK_WAIT:-}" ]; then
+    lock_wait_tenths=$(tenths HANDLER_LOCK_WAIT "$HANDLER_LOCK_WAIT") || exit 1
+else
+    # Long enough for the other starter to watch its handler start.
+    lock_wait_tenths=$((start_wait_tenths + 300))
+fi
 
 # POSIX sleep takes whole seconds only; use tenths where the system's sleep allows it.
 if sleep 0.01 2>/dev/null; then

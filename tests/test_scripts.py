@@ -71,7 +71,7 @@ class Project:
             "PYTHON_DOTENV_DISABLED": "1",
             "AGENT_MANAGER_HOST": "127.0.0.1",
             "AGENT_MANAGER_PORT": str(self.port),
-            "HANDLER_START_WAIT": "10",  # the fake prints a ready line, which ends the wait early
+            "HANDLER_START_WAIT": "30",  # the fake prints a ready line, which ends the wait early
             "HANDLER_STOP_TIMEOUT": "10",
             "HANDLER_LOCK_WAIT": "30",
         }
@@ -505,7 +505,7 @@ def test_real_handler_starts_and_stops(tmp_path):
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL"):
         project.env.pop(name, None)
     project.env.update(
-        HANDLER_START_WAIT="3",
+        HANDLER_START_WAIT="30",  # its ready line ends the wait early
         HANDLER_STOP_TIMEOUT="20",
         IBEX_WS_URL=f"ws://127.0.0.1:{free_port()}",
         IBEX_API_URL=f"http://127.0.0.1:{free_port()}/api/v1",
