@@ -162,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{build['seconds']:.2f} s for {examples} examples")
         print(f"ratio builder / json.load: {ratio:.1f} (target <= 1.5: {'met' if ratio <= 1.5 else 'NOT met'})")
         parts = report["seconds"]
-        print(f"  builder time: {parts['read_and_build_examples']:.2f} s reading logs and building examples "
-              f"(replay, prompts, token counts), {parts['checks']:.2f} s checking the output (lib.ftcheck), "
-              f"{parts['split_and_write']:.2f} s splitting and writing")
+        print(f"  builder time: {parts['read_build_and_check_examples']:.2f} s reading logs, building and checking "
+              f"examples, {parts['split_and_write']:.2f} s splitting and writing, {parts['check_reports']:.2f} s "
+              "putting the check reports together")
         half = max(1, n // 2)
         small = measure("build", folder, Path(tmp) / "out-small", half, args.workers)
         growth = build["peak_kb"] / small["peak_kb"]

@@ -113,8 +113,9 @@ class GameResult:
     game_id: int
     log_format: str  # "server-log" or "reconstructed"
     lines: list[str] = field(default_factory=list)
-    # per example: (seat, action, values source, tokens)
-    meta: list[tuple[int, str, str, int]] = field(default_factory=list)
+    meta: list[tuple[int, str, str]] = field(default_factory=list)  # per example: seat, action, values source
+    counts: list[tuple[int, int]] = field(default_factory=list)  # per example: tokens, assistant tokens
+    check: ftcheck.LinesCheck | None = None  # lib.ftcheck's checks of `lines`, see check_game
     skipped: dict[str, Counter[str]] = field(default_factory=dict)  # reason -> action -> count
     samples: dict[str, list[str]] = field(default_factory=dict)  # reason -> a few "where: what" lines
     values_by_round: dict[int, str] = field(default_factory=dict)
@@ -285,7 +286,8 @@ class _Game:
               values_source: str) -> None:
         example = [*messages, {"role": "assistant", "content": wire_json(answer)}]
         self.result.lines.append(json.dumps({"messages": example}, ensure_ascii=False))
-        self.result.meta.append((seat, action, values_source, ftcheck.count_tokens(example)))
+        self.result.meta.append((seat, action, values_source))
+        self.result.counts.append((ftcheck.count_tokens(example), ftcheck.assistant_tokens(example)))
 
     def submission(self, index: int, entry: dict[str, Any]) -> None:
         """A client message, at the moment the server received it."""
@@ -643,10 +645,18 @@ class _FileOutcome:
     result: GameResult | None = None
 
 
+def check_game(result: GameResult) -> GameResult:
+    """lib.ftcheck's checks of a game's lines, with the token counts made with them, where the lines are made (in
+    the worker processes): the output files are these lines, so their reports follow from the games'."""
+    result.check = ftcheck.check_lines(result.lines, result.counts)
+    return result
+
+
 def _process(path: Path, sessions: SessionsTable | None, include_chat: bool) -> _FileOutcome:
     try:
         log = read_log(path)
-        return _FileOutcome(str(path), result=game_examples(log, sessions=sessions, include_chat=include_chat))
+        result = game_examples(log, sessions=sessions, include_chat=include_chat)
+        return _FileOutcome(str(path), result=check_game(result))
     except LogError as exc:
         return _FileOutcome(str(path), error=str(exc))
     except RecursionError:
@@ -734,7 +744,7 @@ class _Tally:
         roles: Counter[str] = Counter()
         actions: Counter[str] = Counter()
         values: Counter[str] = Counter()
-        for seat, action, values_source, _tokens in result.meta:
+        for seat, action, values_source in result.meta:
             role = ROLE_NAMES[seat_role(seat)]
             roles[role] += 1
             actions[action] += 1
@@ -776,12 +786,6 @@ def _tmp_in(directory: Path, name: str) -> Path:
     raise OSError(f"{directory}: cannot create a temporary file")
 
 
-def _check_lines(path: Path, source: str, model: str, min_examples: int) -> Any:
-    with path.open("rb") as f:
-        return ftcheck.check_examples((line.rstrip(b"\r\n") for line in f), source=source, model=model,
-                                      min_examples=min_examples)
-
-
 def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None] | None = None,
                   on_error: Callable[[str], None] | None = None) -> BuildResult:
     """Read every log, write the training and validation sets and the report into options.output_dir.
@@ -807,9 +811,9 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
     try:
         spool_path = _tmp_in(out, "examples")
         temps.append(spool_path)
-        games: list[tuple[str, int, int]] = []  # (game key, offset, length) of each file's examples in the spool
-        tokens = {"training": array("l"), "validation": array("l")}
-        per_file_tokens: list[array[int]] = []
+        # Per usable file: game key, offset and length of its lines in the spool, its examples' tokens and
+        # the checks of its lines (small: a few numbers per example).
+        games: list[tuple[str, int, int, array[int], ftcheck.LinesCheck]] = []
         with spool_path.open("wb") as spool:
             for done, outcome in enumerate(_outcomes(paths, options.sessions, options.include_chat,
                                                      options.workers), 1):
@@ -822,32 +826,38 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
                     key = str(result.game_id)
                     tally.add(result, key)
                     blob = "".join(line + "\n" for line in result.lines).encode("utf-8")
-                    games.append((key, spool.tell(), len(blob)))
+                    games.append((key, spool.tell(), len(blob), array("l", (n for n, _ in result.counts)),
+                                  result.check or check_game(result).check))
                     spool.write(blob)
-                    per_file_tokens.append(array("l", (meta[3] for meta in result.meta)))
                 if progress:
                     progress(done, len(paths))
-        timings = {"read_and_build_examples": time.monotonic() - started}
-        validation_games = split_games((k for k, _, n in games if n), options.validation_fraction, options.seed)
+        timings = {"read_build_and_check_examples": time.monotonic() - started}
+        validation_games = split_games((k for k, _, n, _, _ in games if n), options.validation_fraction,
+                                       options.seed)
         train_path, val_path = _tmp_in(out, "training_set"), _tmp_in(out, "validation_set")
         temps += [train_path, val_path]
         counts = {"training": 0, "validation": 0}
+        tokens = {"training": array("l"), "validation": array("l")}
+        checked: dict[str, list[ftcheck.LinesCheck]] = {"training": [], "validation": []}
         with spool_path.open("rb") as spool, train_path.open("wb") as train, val_path.open("wb") as val:
-            for (key, offset, length), file_tokens in zip(games, per_file_tokens, strict=True):
+            for key, offset, length, file_tokens, file_check in games:
                 side = "validation" if key in validation_games else "training"
                 spool.seek(offset)
                 (val if side == "validation" else train).write(spool.read(length))
                 counts[side] += len(file_tokens)
                 tokens[side].extend(file_tokens)
+                checked[side].append(file_check)
         for key, game in tally.per_game.items():
             game["split"] = "validation" if key in validation_games else "training"
         n_examples = counts["training"] + counts["validation"]
         timings["split_and_write"] = time.monotonic() - started - sum(timings.values())
-        train_check = _check_lines(train_path, str(out / TRAINING_FILE), model, ftcheck.MIN_EXAMPLES)
-        val_check = _check_lines(val_path, str(out / VALIDATION_FILE), model, 1) if counts["validation"] else None
+        # The files are the games' lines in this order, so their reports are the games' checks put together.
+        train_check = ftcheck.report_of(checked["training"], source=str(out / TRAINING_FILE), model=model)
+        val_check = ftcheck.report_of(checked["validation"], source=str(out / VALIDATION_FILE), model=model,
+                                      min_examples=1) if counts["validation"] else None
         shared = ftcheck.shared_examples(train_check, val_check) if val_check is not None else 0
         checks_ok = train_check.ok and (val_check is None or val_check.ok) and shared == 0
-        timings["checks"] = time.monotonic() - started - sum(timings.values())
+        timings["check_reports"] = time.monotonic() - started - sum(timings.values())
         report = _report(options, model, paths, errors, tally, counts, tokens, train_check, val_check, shared,
                          validation_games, timings)
         report_path = _tmp_in(out, "dataset_report")

@@ -262,6 +262,17 @@ class CheckReport:
         return "\n".join(lines)
 
 
+def _is_unicode(text: str) -> bool:
+    """False for text holding a lone surrogate (JSON allows the escape "\\ud800"; UTF-8 and the tokenizer do not)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _message_problems(message: Any, index: int) -> list[str]:
     where = f"message {index}"
     if not isinstance(message, dict):
@@ -279,6 +290,10 @@ def _message_problems(message: Any, index: int) -> list[str]:
         problems.append(f"{where} has no 'content'")
     elif not calls_a_tool and not _text_of(content).strip():
         problems.append(f"{where} ({role}) has empty content")
+    for key in ("content", "name"):
+        if not _is_unicode(_text_of(message.get(key))):
+            problems.append(f"{where} has a '{key}' that is not valid Unicode (an unpaired surrogate such as "
+                            "\\ud800)")
     unknown = sorted(set(message) - MESSAGE_KEYS)
     if unknown:
         problems.append(f"{where} has unknown key(s): {', '.join(unknown)}")
@@ -290,77 +305,157 @@ def _message_problems(message: Any, index: int) -> list[str]:
     return problems
 
 
-def check_examples(lines: Iterable[str | bytes], *, source: str = "<input>",
-                   model: str = DEFAULT_MODEL, epochs: int | None = None,
-                   min_examples: int = MIN_EXAMPLES) -> CheckReport:
-    """Check JSONL lines (str, or bytes that must be UTF-8). epochs=None uses OpenAI's default.
-    min_examples: 10 for a training file (OpenAI's minimum); a validation file needs only 1."""
-    info = MODELS.get(base_model(model))
-    report = CheckReport(source=source, model=model,
-                         max_tokens=int(info["max_tokens"]) if info else DEFAULT_MAX_TOKENS)
-    totals, assistants = array("l"), array("l")
-    no_system, no_user = [], []
+DIGEST_SIZE = 8
+N_SAMPLE_LINES = 5  # lines named in the "no system message" kind of warnings
 
-    def error(lineno: int, message: str) -> None:
-        report.n_errors += 1
-        if len(report.errors) < MAX_REPORTED_ERRORS:
-            report.errors.append(f"{source}:{lineno}: {message}")
 
-    for lineno, line in enumerate(lines, 1):
+def _digest(messages: list[dict]) -> bytes:
+    """A short hash of an example's messages, the same whatever the key order or JSON spacing: enough to spot
+    examples shared by training and validation. Each field is length-prefixed, so no two examples run together."""
+    parts = []
+    for message in messages:
+        parts.append("\x1e")
+        for key in sorted(message):
+            value = message[key]
+            if type(value) is str:
+                parts.append(f"{key}\x1fs{len(value)}\x1f")
+                parts.append(value)
+            else:
+                text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+                parts.append(f"{key}\x1fj{len(text)}\x1f")
+                parts.append(text)
+    # surrogatepass: a lone surrogate written as a JSON escape is still text to hash, not a crash.
+    return hashlib.blake2b("".join(parts).encode("utf-8", "surrogatepass"), digest_size=DIGEST_SIZE).digest()
+
+
+@dataclass
+class LinesCheck:
+    """What check_lines found in consecutive JSONL lines, before their place in a file is known: problems are
+    kept with the line's index among these lines, the numbers per counted example in compact arrays."""
+
+    n_lines: int = 0
+    n_examples: int = 0
+    n_errors: int = 0
+    # (index, is an error, text) in line order; errors beyond MAX_REPORTED_ERRORS are only counted
+    problems: list[tuple[int, bool, str]] = field(default_factory=list)
+    n_no_system: int = 0
+    no_system: list[int] = field(default_factory=list)  # the first N_SAMPLE_LINES indexes
+    n_no_user: int = 0
+    no_user: list[int] = field(default_factory=list)
+    totals: array[int] = field(default_factory=lambda: array("l"))
+    assistants: array[int] = field(default_factory=lambda: array("l"))
+    digests: bytearray = field(default_factory=bytearray)  # DIGEST_SIZE bytes per counted example
+
+    def error(self, index: int, text: str) -> None:
+        self.n_errors += 1
+        if self.n_errors <= MAX_REPORTED_ERRORS:
+            self.problems.append((index, True, text))
+
+
+def _check_example(example: Any, index: int, checked: LinesCheck, counts: tuple[int, int] | None) -> None:
+    """The cookbook's checks of one decoded line (see check_lines)."""
+    if not isinstance(example, dict):
+        checked.error(index, f"expected a JSON object, got {type(example).__name__}")
+        return
+    messages = example.get("messages")
+    if "messages" not in example:
+        checked.error(index, "no 'messages' key")
+        return
+    if not isinstance(messages, list) or not messages:
+        checked.error(index, "'messages' must be a non-empty list")
+        return
+    unknown = sorted(set(example) - EXAMPLE_KEYS)
+    if unknown:
+        checked.problems.append((index, False, f"unknown top-level key(s) {', '.join(unknown)} (ignored by OpenAI)"))
+    problems = [p for i, m in enumerate(messages, 1) for p in _message_problems(m, i)]
+    for problem in problems:
+        checked.error(index, problem)
+    roles = [m.get("role") for m in messages if isinstance(m, dict)]
+    if "assistant" not in roles:
+        checked.error(index, "no assistant message (nothing to train on)")
+    if problems or not all(isinstance(m, dict) for m in messages):
+        return
+    if "system" not in roles:
+        checked.n_no_system += 1
+        if len(checked.no_system) < N_SAMPLE_LINES:
+            checked.no_system.append(index)
+    if "user" not in roles:
+        checked.n_no_user += 1
+        if len(checked.no_user) < N_SAMPLE_LINES:
+            checked.no_user.append(index)
+    total, assistant = counts if counts is not None else (count_tokens(messages), assistant_tokens(messages))
+    checked.totals.append(total)
+    checked.assistants.append(assistant)
+    checked.digests += _digest(messages)
+
+
+def check_lines(lines: Iterable[str | bytes], counts: Iterable[tuple[int, int]] | None = None) -> LinesCheck:
+    """The per-line checks of JSONL lines (str, or bytes that must be UTF-8), streamed.
+
+    counts: (count_tokens, assistant_tokens) of each line's messages, in line order, when the caller already
+    counted them (the dataset builder counts every example as it makes it); otherwise they are counted here.
+    """
+    checked = LinesCheck()
+    known_counts = iter(counts) if counts is not None else None
+    for index, line in enumerate(lines):
+        checked.n_lines += 1
+        line_counts = next(known_counts) if known_counts is not None else None
         if isinstance(line, bytes):
             try:
                 line = line.decode("utf-8")
             except UnicodeDecodeError as exc:
-                error(lineno, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
+                checked.error(index, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
                 continue
         if not line.strip():
-            error(lineno, "empty line (JSONL needs one JSON object per line)")
+            checked.error(index, "empty line (JSONL needs one JSON object per line)")
             continue
         try:
             example = json.loads(line)
         except json.JSONDecodeError as exc:
-            error(lineno, f"invalid JSON: {exc.msg} (column {exc.colno})")
+            checked.error(index, f"invalid JSON: {exc.msg} (column {exc.colno})")
             continue
-        report.n_examples += 1
-        if not isinstance(example, dict):
-            error(lineno, f"expected a JSON object, got {type(example).__name__}")
-            continue
-        messages = example.get("messages")
-        if "messages" not in example:
-            error(lineno, "no 'messages' key")
-            continue
-        if not isinstance(messages, list) or not messages:
-            error(lineno, "'messages' must be a non-empty list")
-            continue
-        unknown = sorted(set(example) - EXAMPLE_KEYS)
-        if unknown:
-            report.warnings.append(f"{source}:{lineno}: unknown top-level key(s) "
-                                   f"{', '.join(unknown)} (ignored by OpenAI)")
-        problems = [p for i, m in enumerate(messages, 1) for p in _message_problems(m, i)]
-        for problem in problems:
-            error(lineno, problem)
-        roles = [m.get("role") for m in messages if isinstance(m, dict)]
-        if "assistant" not in roles:
-            error(lineno, "no assistant message (nothing to train on)")
-        if problems or not all(isinstance(m, dict) for m in messages):
-            continue
-        if "system" not in roles:
-            no_system.append(lineno)
-        if "user" not in roles:
-            no_user.append(lineno)
-        totals.append(count_tokens(messages))
-        assistants.append(assistant_tokens(messages))
-        digest = json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()
-        report.example_hashes.add(hashlib.blake2b(digest, digest_size=8).digest())
+        checked.n_examples += 1
+        _check_example(example, index, checked, line_counts)
+    return checked
+
+
+def report_of(parts: Iterable[LinesCheck], *, source: str = "<input>", model: str = DEFAULT_MODEL,
+              epochs: int | None = None, min_examples: int = MIN_EXAMPLES) -> CheckReport:
+    """The report on a file made of `parts` (consecutive runs of its lines, in order): errors and warnings named
+    "source:line", token statistics, epochs and cost. epochs=None uses OpenAI's default. min_examples: 10 for a
+    training file (OpenAI's minimum); a validation file needs only 1."""
+    info = MODELS.get(base_model(model))
+    report = CheckReport(source=source, model=model,
+                         max_tokens=int(info["max_tokens"]) if info else DEFAULT_MAX_TOKENS)
+    totals, assistants = array("l"), array("l")
+    no_what = {"system": [0, []], "user": [0, []]}  # count, first line numbers
+    first_line = 1
+    for part in parts:
+        report.n_examples += part.n_examples
+        report.n_errors += part.n_errors
+        for index, is_error, text in part.problems:
+            if not is_error:
+                report.warnings.append(f"{source}:{first_line + index}: {text}")
+            elif len(report.errors) < MAX_REPORTED_ERRORS:
+                report.errors.append(f"{source}:{first_line + index}: {text}")
+        for what, n, indexes in (("system", part.n_no_system, part.no_system),
+                                 ("user", part.n_no_user, part.no_user)):
+            no_what[what][0] += n
+            no_what[what][1].extend(first_line + i for i in indexes[:N_SAMPLE_LINES - len(no_what[what][1])])
+        totals.extend(part.totals)
+        assistants.extend(part.assistants)
+        digests = part.digests
+        report.example_hashes.update(bytes(digests[i:i + DIGEST_SIZE]) for i in range(0, len(digests), DIGEST_SIZE))
+        first_line += part.n_lines
 
     if report.n_errors > len(report.errors):
         report.errors.append(f"{source}: ... and {report.n_errors - len(report.errors)} more "
                              "error(s)")
-    for lines_without, what in ((no_system, "system"), (no_user, "user")):
-        if lines_without:
-            sample = ", ".join(map(str, lines_without[:5]))
-            more = ", ..." if len(lines_without) > 5 else ""
-            report.warnings.append(f"{source}: {len(lines_without)} example(s) have no {what} "
+    for what, (n, lines_without) in no_what.items():
+        if n:
+            sample = ", ".join(map(str, lines_without))
+            more = ", ..." if n > len(lines_without) else ""
+            report.warnings.append(f"{source}: {n} example(s) have no {what} "
                                    f"message (lines {sample}{more})")
     if report.n_examples < min_examples:
         report.n_errors += 1
@@ -386,6 +481,14 @@ def check_examples(lines: Iterable[str | bytes], *, source: str = "<input>",
         report.usd_per_1m = info["usd_per_1m"]
         report.estimated_cost_usd = round(report.billed_tokens / 1e6 * info["usd_per_1m"], 4)
     return report
+
+
+def check_examples(lines: Iterable[str | bytes], *, source: str = "<input>",
+                   model: str = DEFAULT_MODEL, epochs: int | None = None,
+                   min_examples: int = MIN_EXAMPLES) -> CheckReport:
+    """Check JSONL lines (str, or bytes that must be UTF-8). epochs=None uses OpenAI's default.
+    min_examples: 10 for a training file (OpenAI's minimum); a validation file needs only 1."""
+    return report_of([check_lines(lines)], source=source, model=model, epochs=epochs, min_examples=min_examples)
 
 
 def check_file(path: str | Path, *, model: str = DEFAULT_MODEL, epochs: int | None = None,

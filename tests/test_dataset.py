@@ -83,7 +83,7 @@ def test_counting_by_pieces_equals_counting_whole_prompts():
             assert ftcheck.count_text_tokens(message["content"]) == len(ENC.encode_ordinary(message["content"]))
         assert ftcheck.count_tokens(item["messages"]) == whole_text_count(item["messages"])
     _, result = examples("901.log.json", include_chat=True)
-    assert [meta[3] for meta in result.meta] == [whole_text_count(json.loads(line)["messages"])
+    assert [total for total, _ in result.counts] == [whole_text_count(json.loads(line)["messages"])
                                                  for line in result.lines]
 
 
@@ -368,6 +368,10 @@ def test_the_report_counts_games_roles_actions_skips_values_tokens_and_cost(tmp_
     counts = sorted(ftcheck.count_tokens(item["messages"]) for item in train)
     assert report["tokens"]["training"]["min"] == counts[0] and report["tokens"]["training"]["max"] == counts[-1]
     check = ftcheck.check_file(tmp_path / "out" / "training_set.jsonl")
+    # The builder checks each game's lines where it makes them: the same report as checking the files.
+    assert report["checks"]["training"] == check.to_dict()
+    validation = ftcheck.check_file(tmp_path / "out" / "validation_set.jsonl", min_examples=1)
+    assert report["checks"]["validation"] == validation.to_dict()
     assert report["checks"]["training"]["ok"] and report["checks"]["training"]["n_examples"] == len(train)
     assert report["training_cost"]["billed_tokens"] == check.billed_tokens == sum(counts) * check.epochs
     assert report["training_cost"]["estimated_cost_usd"] == check.estimated_cost_usd

@@ -103,6 +103,9 @@ def test_a_good_file_passes_with_stats_epochs_and_cost(tmp_path):
     (json.dumps({"messages": [{"role": "user", "content": "hi"},
                               {"role": "assistant", "content": "a", "weight": 2}]}),
      "message 2 has weight 2 (must be 0 or 1)"),
+    (json.dumps({"messages": [{"role": "user", "content": "hi \ud800"},
+                              {"role": "assistant", "content": "a"}]}),
+     "message 1 has a 'content' that is not valid Unicode"),
     (json.dumps({"messages": [{"role": "user", "content": "hi", "weight": 1},
                               {"role": "assistant", "content": "a"}]}),
      "message 1 has a 'weight' but only assistant messages may"),
@@ -217,3 +220,29 @@ def test_shared_examples_between_training_and_validation():
     train = check_examples(good_lines(12))
     validation = check_examples(lines_of(example(3), example(100)))
     assert ftcheck.shared_examples(train, validation) == 1
+
+
+def test_a_file_checked_in_parts_gives_the_report_of_the_whole_file():
+    no_system = {"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]}
+    lines = good_lines(30) + ["{bad", ""] + lines_of(*[no_system] * 7) + lines_of(example(1, extra=1))
+    lines.insert(3, "[1]")
+    whole = check_examples(lines, source="t")
+    parts = [ftcheck.check_lines(lines[:5]), ftcheck.check_lines(lines[5:33]), ftcheck.check_lines([]),
+             ftcheck.check_lines(lines[33:])]
+
+    in_parts = ftcheck.report_of(parts, source="t")
+
+    assert in_parts.to_dict() == whole.to_dict()
+    assert "t:4: expected a JSON object, got list" in in_parts.errors
+    assert "t:33: empty line (JSONL needs one JSON object per line)" in in_parts.errors
+    assert "t: 7 example(s) have no system message (lines 34, 35, 36, 37, 38, ...)" in in_parts.warnings
+    assert in_parts.example_hashes == whole.example_hashes
+
+
+def test_counts_made_with_the_lines_are_used_instead_of_counting_again():
+    lines = good_lines(12)
+    counted = ftcheck.check_lines(lines)
+    given = ftcheck.check_lines(lines, counts=[(1000 + i, 10) for i in range(12)])
+    assert list(counted.totals) == [count_tokens(example(i)["messages"]) for i in range(12)]
+    assert list(given.totals) == [1000 + i for i in range(12)] and list(given.assistants) == [10] * 12
+    assert ftcheck.report_of([given]).billed_tokens == sum(1000 + i for i in range(12)) * 8  # 100 // 12 epochs
