@@ -1,14 +1,32 @@
-"""Run LLM (or baseline) agents as the six players of an IBEX voting game.
+"""Run LLM (or baseline) agents as players of IBEX voting games.
 
-    python handler.py --local            the offline demo: a local IBEX server, one game, six agents, a summary
+    python handler.py --local                      offline demo: a local IBEX server, one game, six agents
+    python handler.py --game ID [--players N] [--recovery CODE ...]
+                                                   join an existing game on the IBEX server
+    python handler.py --create [--agents-only] [--params FILE] [--players N]
+                                                   create a game with create-for-llm, then play it
+    python handler.py --serve                      the agent manager for agents-only games (serverStarter.sh)
 
-The demo starts lib.localserver in this process, creates a game, runs six agents (lib.agent) to game-over, writes
-the game's log into jsonFiles/ and one transcript per agent under logs/, and prints a per-round summary. Without
-OPENAI_API_KEY it plays with the baseline policy (lib.policy) and says so in its first line.
+--local starts lib.localserver in this process, creates a game, runs six agents (lib.agent) to game-over, writes
+the game's log into jsonFiles/ and one transcript per agent under logs/, and prints a per-round summary.
 
-Settings come from the environment or .env: OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_MODEL (see lib/llm.py and
-lib/jobrecord.py). SIGTERM or SIGINT: the agents close their sockets (code 1001), the transcripts get a final
-"shutdown" record, and the handler exits 0.
+The other modes talk to a real server: IBEX_WS_URL (ws://HOST:3088, or wss://HOST/wss behind a reverse proxy)
+and IBEX_API_URL (http://HOST:3080/api/v1 or https://HOST/api/v1), from .env or --ws-url / --api-url; both
+default to the local ports. --game takes the given recovery codes first (a code the server knows resumes its
+seat after a crash) and fetches fresh ones with get-recovery for the other seats it should fill (--players N;
+by default every free seat, or only the given codes); seats left over stay free for humans. The codes of a run
+are kept in logs/<run>/seats.json (private file) to resume it. --create needs IBEX_USERNAME and IBEX_PASSWORD;
+its parameters are the real server's defaults with --params FILE on top (see lib/play.py). With --agents-only
+the server asks an agent manager for the agents: this process is that manager for its game when nobody else
+listens on AGENT_MANAGER_HOST:AGENT_MANAGER_PORT, and plays the game itself when the server's call fails.
+--serve listens there (default 127.0.0.1:10341) for the server's POST /spawn-agents, answers at once and plays
+every game it is asked to, several at a time (lib/agentmanager.py).
+
+Agents reconnect and resync on their own when the network fails (lib/agent.py). Without OPENAI_API_KEY the
+agents play the baseline policy (lib.policy) and the first line says so. Settings come from the environment or
+.env: OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_MODEL, IBEX_WS_URL, IBEX_API_URL, IBEX_USERNAME, IBEX_PASSWORD,
+AGENT_MANAGER_HOST, AGENT_MANAGER_PORT. SIGTERM or SIGINT: the agents close their sockets (code 1001), the
+transcripts are flushed with a final "shutdown" record, and the handler exits 0.
 """
 
 from __future__ import annotations
@@ -16,16 +34,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from lib.agent import Agent, AgentError, AgentSettings
+from lib.agentmanager import DEFAULT_HOST, DEFAULT_PORT, AgentManager, run_agent_manager
 from lib.game import (
     CONDITIONS,
     DEFAULT_PARAMETERS,
@@ -37,7 +59,9 @@ from lib.game import (
     parameters_from_dict,
     seat_tag,
 )
+from lib.ibexapi import IbexApi, IbexApiError
 from lib.llm import DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_RETRIES, LLMPolicy
+from lib.play import NOT_STARTED_WAIT, PlayError, Seat, ServerUrls, load_game_parameters, prepare_seats, server_urls
 from lib.policy import BaselinePolicy, Policy
 from lib.transcript import Transcript
 from lib.view import PlayerView
@@ -52,6 +76,10 @@ DEFAULT_SCALE = {"baseline": 0.02, "llm": 0.25}
 MAX_SAFETY_MARGIN = 2.0  # seconds, for real timers; scaled-down timers get a quarter of their shortest action phase
 JOIN_TIMEOUT = 10.0
 ACTION_PHASES = (3, 4, 6)
+TRANSCRIPT_FLUSH_DELAY = 0.05  # seconds: transcripts are written in batches, off the path from frame to answer
+SPAWN_WAIT = 10.0  # seconds --create --agents-only waits for the server's /spawn-agents call for its game
+DEFAULT_WS_URL = "ws://127.0.0.1:3088"
+DEFAULT_API_URL = "http://127.0.0.1:3080/api/v1"
 CONDITION_NAMES = {cond["id"]: cond["name"] for cond in CONDITIONS}
 
 
@@ -62,10 +90,31 @@ class UsageError(Exception):
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python handler.py",
-        description="Run six agents in an IBEX voting game. --local: an offline demo on a local server.",
+        description="Run agents in IBEX voting games: an offline demo (--local), an existing game (--game), a new "
+                    "game (--create), or the agent manager for agents-only games (--serve).",
     )
-    parser.add_argument("--local", action="store_true",
-                        help="start a local IBEX server in this process, play one game, print a summary")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--local", action="store_true",
+                       help="start a local IBEX server in this process, play one game, print a summary")
+    modes.add_argument("--game", type=int, metavar="ID", help="join game ID on the IBEX server and play it")
+    modes.add_argument("--create", action="store_true",
+                       help="create a game with create-for-llm (IBEX_USERNAME, IBEX_PASSWORD), then play it")
+    modes.add_argument("--serve", action="store_true",
+                       help="agent manager: answer the server's POST /spawn-agents on AGENT_MANAGER_HOST:"
+                            "AGENT_MANAGER_PORT and play every agents-only game it asks for")
+    real = parser.add_argument_group("real server (--game, --create, --serve)")
+    real.add_argument("--ws-url", metavar="URL", help=f"WebSocket URL (default $IBEX_WS_URL, else {DEFAULT_WS_URL})")
+    real.add_argument("--api-url", metavar="URL",
+                      help=f"REST base URL (default $IBEX_API_URL, else {DEFAULT_API_URL})")
+    real.add_argument("--players", type=int, metavar="N",
+                      help="seats to fill (--game: default every free seat, or only the --recovery codes; "
+                           "--create: default 6); the others stay free for humans")
+    real.add_argument("--recovery", nargs="+", action="extend", default=[], metavar="CODE",
+                      help="--game: recovery codes to play with; a code the server knows resumes its seat")
+    real.add_argument("--params", type=Path, metavar="FILE",
+                      help="--create: JSON game parameters over the real server's defaults (lib/play.py)")
+    real.add_argument("--agents-only", action="store_true",
+                      help="--create: an agents-only game, whose agents the server asks an agent manager for")
     parser.add_argument("--policy", choices=("llm", "baseline"),
                         help="who decides: a chat model (needs OPENAI_API_KEY) or the built-in baseline rules "
                              "(default: llm when OPENAI_API_KEY is set, else baseline)")
@@ -96,6 +145,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--logs-dir", type=Path, default=DEFAULT_LOGS,
                         help="directory for the agents' transcripts (default logs/)")
     args = parser.parse_args(argv)
+    if args.recovery and args.game is None:
+        parser.error("--recovery works with --game only")
+    if (args.params or args.agents_only) and not args.create:
+        parser.error("--params and --agents-only work with --create only")
+    if args.players is not None and args.game is None and not args.create:
+        parser.error("--players works with --game and --create only")
+    if args.players is not None and not 1 <= args.players <= SEATS:
+        parser.error(f"--players must be from 1 to {SEATS}, got {args.players}")
+    if args.agents_only and args.players is not None:
+        parser.error("--players does not go with --agents-only: the server asks for every seat")
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.timer_scale is not None and args.timer_scale <= 0:
@@ -176,13 +235,19 @@ def _vote(vote: Any) -> str:
     return "-"
 
 
-def summary_lines(views: Sequence[PlayerView], params: GameParams) -> list[str]:
-    """Per round: requests, offer, votes, outcome and each seat's profit, from what the players saw."""
+def rounds_seen(views: Sequence[PlayerView]) -> list[int]:
+    """The rounds any of the players has a result for (when the game's parameters are unknown)."""
+    return sorted({n for v in views for n, rec in v.rounds.items() if rec.outcome or rec.profit is not None})
+
+
+def summary_lines(views: Sequence[PlayerView], rounds: Sequence[int]) -> list[str]:
+    """Per round: requests, offer, votes, outcome and each seat's profit, from what the players saw (seats played
+    by others show "-")."""
     by_seat = {v.number: v for v in views if v.number is not None}
     developer = next((v for v in by_seat.values() if v.role == 2), None)
     owners = [by_seat[n] for n in sorted(by_seat) if by_seat[n].role == 3]
     lines = []
-    for number in params.rounds():
+    for number in rounds:
         label = " (practice)" if number == 0 else ""
         lines.append(f"round {number}{label}")
         dev_rec = developer.rounds.get(number) if developer else None
@@ -246,11 +311,13 @@ async def play_local(args: argparse.Namespace, policy: Policy, env: Mapping[str,
               f"safety margin {margin:g} s, chat {'on' if args.chat else 'off'}", file=out, flush=True)
         print(f"transcripts: {run_dir}/", file=out, flush=True)
         with contextlib.ExitStack() as closing:
-            transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=secrets))
+            transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=secrets,
+                                                            flush_delay=TRANSCRIPT_FLUSH_DELAY))
                            for k in range(1, SEATS + 1)]
-            agents = [Agent(server.ws_url, game_id, _recovery(), policy, transcripts[k - 1], params=params,
-                            settings=settings, name=f"agent{k}") for k in range(1, SEATS + 1)]
-            outcome = await _run_agents(agents, stop, game_timeout(params))
+            async with IbexApi(server.api_url) as api:
+                agents = [Agent(server.ws_url, game_id, _recovery(), policy, transcripts[k - 1], params=params,
+                                settings=settings, name=f"agent{k}", api=api) for k in range(1, SEATS + 1)]
+                outcome = await _run_agents(agents, stop, game_timeout(params))
             if outcome == "stopped":
                 print("stopped by signal: sockets closed, transcripts flushed", file=out, flush=True)
                 return 0
@@ -258,7 +325,7 @@ async def play_local(args: argparse.Namespace, policy: Policy, env: Mapping[str,
                 print(f"error: {outcome}", file=sys.stderr, flush=True)
                 return 1
             await server.wait_game_over(game_id, timeout=5)
-        for line in summary_lines([a.view for a in agents], params):
+        for line in summary_lines([a.view for a in agents], params.rounds()):
             print(line, file=out)
         print(f"game log: {server.log_path(game_id)}", file=out)
         print(f"fallback actions: {sum(a.fallbacks for a in agents)}", file=out, flush=True)
@@ -271,9 +338,10 @@ def _recovery() -> str:
     return secrets.token_hex(32)
 
 
-async def _run_agents(agents: list[Agent], stop: asyncio.Event, timeout: float) -> str:
+async def _run_agents(agents: list[Agent], stop: asyncio.Event, timeout: float | None) -> str:
     """Start the agents one after another (so agent k gets seat k), then wait for game-over, a signal, a failed
-    agent or the timeout. Returns "game-over", "stopped" or what went wrong."""
+    agent or the timeout. Returns "game-over", "stopped" or what went wrong. Cancelled itself (the agent manager
+    shutting down), it cancels the agents and waits for them to close their sockets."""
     loop = asyncio.get_running_loop()
     tasks: list[asyncio.Task[PlayerView]] = []
     stopper = asyncio.ensure_future(stop.wait())
@@ -285,11 +353,11 @@ async def _run_agents(agents: list[Agent], stop: asyncio.Event, timeout: float) 
             joined.cancel()
             if stop.is_set():
                 break
-        give_up = loop.time() + timeout
+        give_up = loop.time() + timeout if timeout is not None else None
         pending: set[asyncio.Future[Any]] = set(tasks)
         while pending and not stop.is_set():
-            left = give_up - loop.time()
-            if left <= 0:
+            left = give_up - loop.time() if give_up is not None else None
+            if left is not None and left <= 0:
                 return await _cancel(tasks, f"the game did not end within {timeout:g} s")
             done, _ = await asyncio.wait(pending | {stopper}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
             for task in done - {stopper}:
@@ -306,6 +374,7 @@ async def _run_agents(agents: list[Agent], stop: asyncio.Event, timeout: float) 
         return "game-over"
     finally:
         stopper.cancel()
+        await _cancel(tasks, "")
 
 
 async def _cancel(tasks: list[asyncio.Task[Any]], result: str) -> str:
@@ -315,11 +384,255 @@ async def _cancel(tasks: list[asyncio.Task[Any]], result: str) -> str:
     return result
 
 
+# ---------------------------------------------------------------------- a real server
+
+
+@dataclass
+class Real:
+    """What every real-server mode shares: settings, the policy, the server and one REST client."""
+
+    args: argparse.Namespace
+    env: Mapping[str, str]
+    policy: Policy
+    urls: ServerUrls
+    api: IbexApi
+    stop: asyncio.Event
+    out: Any
+
+    @property
+    def secrets(self) -> list[str]:
+        return [self.env.get(name, "") for name in ("OPENAI_API_KEY", "IBEX_PASSWORD")]
+
+    def say(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+
+def _rounds(count: int) -> str:
+    return f"{count} round{'s' if count != 1 else ''}"
+
+
+def real_server(args: argparse.Namespace, env: Mapping[str, str]) -> ServerUrls:
+    """IBEX_WS_URL / IBEX_API_URL (or the flags), defaulting to a server on this machine."""
+    defaults = {"IBEX_WS_URL": DEFAULT_WS_URL, "IBEX_API_URL": DEFAULT_API_URL}
+    merged = {**defaults, **{k: v for k, v in env.items() if k in defaults and v.strip()}}
+    try:
+        return server_urls(merged, args.ws_url, args.api_url)
+    except PlayError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def agent_manager_address(env: Mapping[str, str]) -> tuple[str, int]:
+    host = env.get("AGENT_MANAGER_HOST", "").strip() or DEFAULT_HOST
+    text = env.get("AGENT_MANAGER_PORT", "").strip() or str(DEFAULT_PORT)
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise UsageError(f"AGENT_MANAGER_PORT must be a port number (1-65535), got {text!r}")
+    return host, int(text)
+
+
+def write_seats_file(run_dir: Path, game_id: int, seats: Sequence[Seat]) -> Path:
+    """The run's recovery codes, readable by the owner only, to resume the seats after a crash (--recovery)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "seats.json"
+    body = {"game_id": game_id, "seats": [{"agent": f"agent{k}", "recovery": seat.recovery, "resumes": seat.resumes}
+                                          for k, seat in enumerate(seats, 1)]}
+    fd, tmp = tempfile.mkstemp(prefix=".seats.", dir=run_dir)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(body, fh, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+async def play_seats(real: Real, game_id: int, seats: Sequence[Seat],
+                     params: GameParams | None) -> tuple[str, list[Agent]]:
+    """One agent per seat, joined in order, until game-over; (how it ended, the agents)."""
+    args = real.args
+    if args.safety_margin is not None:
+        margin = args.safety_margin
+    else:
+        margin = default_margin(params) if params is not None else MAX_SAFETY_MARGIN
+    settings = AgentSettings(chat=args.chat, safety_margin=margin)
+    run_dir = args.logs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-game{game_id}"
+    seats_file = write_seats_file(run_dir, game_id, seats)
+    real.say(f"game {game_id}: {len(seats)} agent{'s' if len(seats) > 1 else ''}: "
+             + "; ".join(seat.describe() for seat in seats))
+    real.say(f"transcripts: {run_dir}/ (recovery codes to resume: {seats_file}, private)")
+    with contextlib.ExitStack() as closing:
+        transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=real.secrets,
+                                                        flush_delay=TRANSCRIPT_FLUSH_DELAY))
+                       for k in range(1, len(seats) + 1)]
+        agents = [Agent(real.urls.ws_url, game_id, seat.recovery, real.policy, transcripts[k], params=params,
+                        settings=settings, name=f"agent{k + 1}", api=real.api, resume=seat.resumes is not None)
+                  for k, seat in enumerate(seats)]
+        outcome = await _run_agents(agents, real.stop, None)
+    return outcome, agents
+
+
+def report_game(real: Real, game_id: int, outcome: str, agents: Sequence[Agent], params: GameParams | None) -> int:
+    """The summary of a finished game, or why it did not finish; the exit code."""
+    if outcome == "stopped":
+        real.say("stopped by signal: sockets closed, transcripts flushed")
+        return 0
+    if outcome != "game-over":
+        print(f"error: game {game_id}: {outcome}", file=sys.stderr, flush=True)
+        return 1
+    views = [a.view for a in agents]
+    for line in summary_lines(views, params.rounds() if params is not None else rounds_seen(views)):
+        real.say(line)
+    real.say(f"game {game_id} over; reconnects: {sum(a.reconnects for a in agents)}, "
+             f"fallback actions: {sum(a.fallbacks for a in agents)}")
+    return 0
+
+
+async def play_game_mode(real: Real) -> int:
+    """--game ID: given codes first, then fresh ones up to --players."""
+    game_id = real.args.game
+    seats = await prepare_seats(real.api, game_id, real.args.players, list(real.args.recovery))
+    outcome, agents = await play_seats(real, game_id, seats, None)
+    return report_game(real, game_id, outcome, agents, None)
+
+
+async def create_mode(real: Real) -> int:
+    """--create: create-for-llm, then play (or, agents only, let the agent manager the server calls play)."""
+    args, env = real.args, real.env
+    username, password = env.get("IBEX_USERNAME", "").strip(), env.get("IBEX_PASSWORD", "")
+    if not username or not password:
+        missing = "IBEX_USERNAME" if not username else "IBEX_PASSWORD"
+        raise UsageError(f"missing setting {missing} (the admin account create-for-llm logs in with; set it in .env)")
+    try:
+        parameters, params = load_game_parameters(args.params, agents_only=args.agents_only)
+    except PlayError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.agents_only:
+        created = await real.api.create_for_llm(username, password, parameters)
+        real.say(f"created game {created.id}: {_rounds(params.round_count)}"
+                 f"{' after a practice round' if params.practice_round else ''}")
+        seats = await prepare_seats(real.api, created.id, args.players or SEATS, [])
+        outcome, agents = await play_seats(real, created.id, seats, params)
+        return report_game(real, created.id, outcome, agents, params)
+    return await create_agents_only(real, username, password, parameters, params)
+
+
+async def create_agents_only(real: Real, username: str, password: str, parameters: dict[str, Any],
+                             params: GameParams) -> int:
+    """An agents-only game: the server POSTs /spawn-agents while it creates the game. This process answers that
+    call itself when the agent manager's address is free; when another agent manager took the call, that one
+    plays; when the call failed, this process plays the six seats directly."""
+    host, port = agent_manager_address(real.env)
+    loop = asyncio.get_running_loop()
+    ours: asyncio.Future[int] = loop.create_future()  # the id create-for-llm answers with
+    played: asyncio.Future[tuple[str, list[Agent]]] = loop.create_future()
+
+    async def spawn(game_id: int, agents: int) -> None:
+        if await asyncio.wait_for(asyncio.shield(ours), SPAWN_WAIT) != game_id:
+            real.say(f"ignored a /spawn-agents call for game {game_id}: this process plays only its own game")
+            return
+        try:
+            seats = [Seat(await real.api.get_recovery(game_id, wait_for_start=NOT_STARTED_WAIT))
+                     for _ in range(agents)]
+            result = await play_seats(real, game_id, seats, params)
+        except Exception as exc:
+            if not played.done():
+                played.set_exception(exc)
+            raise
+        if not played.done():
+            played.set_result(result)
+
+    manager: AgentManager | None = None
+    candidate = AgentManager(spawn, host, port)
+    try:
+        await candidate.start()
+        manager = candidate
+        real.say(f"agent manager for this game listening on {manager.url}")
+    except OSError:
+        real.say(f"{host}:{port} is taken (an agent manager runs there?): the server's call for agents goes to it")
+    try:
+        created = await real.api.create_for_llm(username, password, parameters)
+        ours.set_result(created.id)
+        real.say(f"created agents-only game {created.id}: {_rounds(params.round_count)}"
+                 f"{' after a practice round' if params.practice_round else ''}")
+        if created.warning:
+            real.say(f"the server could not get agents ({created.warning}); playing its six seats from here")
+            seats = await prepare_seats(real.api, created.id, SEATS, [])
+            outcome, agents = await play_seats(real, created.id, seats, params)
+            return report_game(real, created.id, outcome, agents, params)
+        if manager is None or not await _spawned(manager, created.id):
+            real.say(f"game {created.id} is played by the agent manager the server called, not by this process")
+            return 0
+        stopper = asyncio.ensure_future(real.stop.wait())
+        try:
+            await asyncio.wait({played, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if not played.done():
+            await manager.stop()
+            real.say("stopped by signal: sockets closed, transcripts flushed")
+            return 0
+        outcome, agents = played.result()  # raises what made the agents fail
+        return report_game(real, created.id, outcome, agents, params)
+    finally:
+        if not ours.done():
+            ours.cancel()
+        if not played.done():
+            played.cancel()
+        if manager is not None:
+            await manager.stop()
+
+
+async def _spawned(manager: AgentManager, game_id: int) -> bool:
+    """Whether the server's /spawn-agents call for `game_id` reached `manager` (it comes before create answers)."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + SPAWN_WAIT
+    while game_id not in manager.games and game_id not in manager.finished:
+        if loop.time() > give_up:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def serve_mode(real: Real) -> int:
+    """--serve: the agent manager. Each /spawn-agents call becomes one game played by fresh seats."""
+    host, port = agent_manager_address(real.env)
+
+    async def spawn(game_id: int, agents: int) -> None:
+        seats = [Seat(await real.api.get_recovery(game_id, wait_for_start=NOT_STARTED_WAIT)) for _ in range(agents)]
+        outcome, played = await play_seats(real, game_id, seats, None)
+        if outcome != "game-over":
+            raise RuntimeError(outcome)
+        real.say(f"game {game_id} over; reconnects: {sum(a.reconnects for a in played)}, "
+                 f"fallback actions: {sum(a.fallbacks for a in played)}")
+
+    real.say(f"IBEX server {real.urls.ws_url}, api {real.urls.api_url}")
+    return await run_agent_manager(spawn, host, port)
+
+
+async def play_real(args: argparse.Namespace, policy: Policy, env: Mapping[str, str], out: Any) -> int:
+    urls = real_server(args, env)
+    stop = asyncio.Event()
+    if not args.serve:  # --serve handles its own signals: stop listening, then leave every game
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+    async with IbexApi(urls.api_url) as api:
+        real = Real(args, env, policy, urls, api, stop, out)
+        if args.serve:
+            return await serve_mode(real)
+        real.say(f"IBEX server {urls.ws_url}, api {urls.api_url}")
+        if args.create:
+            return await create_mode(real)
+        return await play_game_mode(real)
+
+
 async def _main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     policy, first_line = choose_policy(args, env)
     print(first_line, flush=True)
     try:
-        return await play_local(args, policy, env, sys.stdout)
+        if args.local:
+            return await play_local(args, policy, env, sys.stdout)
+        return await play_real(args, policy, env, sys.stdout)
     finally:
         if isinstance(policy, LLMPolicy):
             await policy.close()
@@ -330,15 +643,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dotenv import load_dotenv
 
     load_dotenv(ROOT / ".env")
-    if not args.local:
-        print("error: nothing to do: use --local for the offline demo (joining real IBEX games comes with "
-              "--game/--create/--serve)", file=sys.stderr)
+    if not (args.local or args.create or args.serve or args.game is not None):
+        print("error: nothing to do: choose a mode: --local (offline demo), --game ID, --create or --serve "
+              "(see --help)", file=sys.stderr)
         return 2
     try:
         return asyncio.run(_main(args, dict(os.environ)))
     except (UsageError, ParamError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (PlayError, IbexApiError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -115,7 +115,8 @@ class Agent:
 
     def __init__(self, ws_url: str, game_id: int, recovery: str, policy: Policy, transcript: Transcript, *,
                  params: GameParams | None = None, settings: AgentSettings | None = None,
-                 name: str = "agent", joined: asyncio.Event | None = None, api: IbexApi | None = None) -> None:
+                 name: str = "agent", joined: asyncio.Event | None = None, api: IbexApi | None = None,
+                 resume: bool = False) -> None:
         self.ws_url = ws_url
         self.game_id = game_id
         self.recovery = recovery
@@ -126,6 +127,7 @@ class Agent:
         self.name = name
         self.joined = joined or asyncio.Event()
         self.api = api  # for the status snapshot after a rejoin; without it the view catches up at the next phase
+        self.resume = resume  # the code already holds a seat (a crashed run's): the first join is a rejoin too
         self.view = PlayerView(game_id=game_id)
         if params is not None:
             self.view.round_count = params.round_count
@@ -195,7 +197,7 @@ class Agent:
         while True:
             ws = await self._connect()
             self._ws = ws
-            reason = await self._play(ws, rejoin=self._connection > 1)
+            reason = await self._play(ws, rejoin=self._connection > 1 or self.resume)
             if reason != "connection closed" or self.view.game_over or self._gone:
                 return "game-over" if self.view.game_over else reason
             self.reconnects += 1
@@ -598,8 +600,8 @@ class Agent:
 async def run_agent(ws_url: str, game_id: int, recovery: str, policy: Policy, transcript: Transcript, *,
                     params: GameParams | None = None, settings: AgentSettings | None = None,
                     name: str = "agent", joined: asyncio.Event | None = None,
-                    api: IbexApi | None = None) -> PlayerView:
+                    api: IbexApi | None = None, resume: bool = False) -> PlayerView:
     """Play one seat of game `game_id` on the server at `ws_url` until game-over; the final view."""
     agent = Agent(ws_url, game_id, recovery, policy, transcript, params=params, settings=settings, name=name,
-                  joined=joined, api=api)
+                  joined=joined, api=api, resume=resume)
     return await agent.run()

@@ -142,7 +142,7 @@ def test_amount_cap_comes_from_parameters_else_from_the_boundaries_the_player_sa
 
 def test_transcript_lines_are_flushed_json_and_never_hold_registered_secrets(tmp_path):
     key = "sk-proj-Secret123456789"
-    recovery = "w1yda3od5z1efumrofbfo2cdae7bwdv5fn5p9lgr97r5bzpn9iau30zh8ujp9foe"
+    recovery = "made-up-recovery-code-" * 3
     path = tmp_path / "logs" / "agent1.jsonl"
     transcript = Transcript(path, secrets=[key])
     transcript.add_secret(recovery)
@@ -158,3 +158,35 @@ def test_transcript_lines_are_flushed_json_and_never_hold_registered_secrets(tmp
     assert [r["kind"] for r in records] == ["send", "model-call"]
     assert all(isinstance(r["ts_ms"], int) for r in records)
     assert json.loads(text.splitlines()[1])["error"] == f"401 Incorrect API key provided: {REDACTED}"
+
+
+def test_a_batched_transcript_writes_within_its_delay_and_everything_on_close(tmp_path):
+    path = tmp_path / "agent.jsonl"
+    late_secret = "recovery-known-only-later-0123456789"
+
+    async def scenario():
+        transcript = Transcript(path, flush_delay=0.05)
+        transcript.write("recv", msg={"n": 1, "echo": late_secret})
+        before = path.read_text()
+        transcript.add_secret(late_secret)  # registered before the batch is written: still scrubbed
+        await asyncio.sleep(0.2)
+        after_delay = [r["msg"] for r in read_transcript(path)]
+        transcript.write("send", msg={"n": 2})
+        transcript.close()
+        return before, after_delay
+
+    before, after_delay = asyncio.run(scenario())
+
+    assert before == ""
+    assert after_delay == [{"n": 1, "echo": REDACTED}]
+    records = read_transcript(path)
+    assert [r["kind"] for r in records] == ["recv", "send"]
+    assert records[0]["ts_ms"] <= records[1]["ts_ms"]
+    assert late_secret not in path.read_text()
+
+
+def test_a_batched_transcript_outside_an_event_loop_writes_at_once(tmp_path):
+    path = tmp_path / "agent.jsonl"
+    with Transcript(path, flush_delay=0.05) as transcript:
+        transcript.write("meta", note="no loop running")
+        assert read_transcript(path)[0]["note"] == "no loop running"

@@ -1,0 +1,177 @@
+"""lib.play: server URLs, the parameters of a game to create, and which seats an agent run takes (against the
+local IBEX server's REST API, with scripted players holding seats)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from lib.game import DEFAULT_PARAMETERS
+from lib.ibexapi import IbexApi
+from lib.localserver import LocalServer
+from lib.play import PlayError, Seat, load_game_parameters, prepare_seats, server_urls
+from tests.players import ScriptedPlayer
+
+# --- server_urls -----------------------------------------------------------------------------------------------
+
+
+def test_flags_win_over_the_environment_and_a_trailing_slash_goes():
+    env = {"IBEX_WS_URL": "ws://env:3088", "IBEX_API_URL": "http://env:3080/api/v1/"}
+
+    assert server_urls(env).api_url == "http://env:3080/api/v1"
+    urls = server_urls(env, "wss://ibex.example.org/wss", "https://ibex.example.org/api/v1")
+    assert (urls.ws_url, urls.api_url) == ("wss://ibex.example.org/wss", "https://ibex.example.org/api/v1")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"IBEX_API_URL": "http://h/api/v1"}, "missing setting IBEX_WS_URL"),
+        ({"IBEX_WS_URL": "ws://h:3088"}, "missing setting IBEX_API_URL"),
+        ({"IBEX_WS_URL": "http://h:3088", "IBEX_API_URL": "http://h/api/v1"},
+         "IBEX_WS_URL must be ws://HOST:PORT or wss://HOST/PATH, got 'http://h:3088'"),
+        ({"IBEX_WS_URL": "ws://h:3088", "IBEX_API_URL": "h:3080/api/v1"},
+         "IBEX_API_URL must be http://HOST:PORT/api/v1 or https://HOST/api/v1, got 'h:3080/api/v1'"),
+    ],
+)
+def test_missing_or_malformed_urls_are_named(env, message):
+    with pytest.raises(PlayError, match="^" + message.replace("(", r"\(").replace("?", r"\?")):
+        server_urls(env)
+
+
+# --- load_game_parameters --------------------------------------------------------------------------------------
+
+
+def test_without_a_file_the_real_servers_defaults_are_sent():
+    sent, params = load_game_parameters(None, agents_only=False)
+
+    defaults = {key: value for key, _kind, value in DEFAULT_PARAMETERS}
+    assert set(sent) == set(defaults)
+    assert (sent["round_count"], sent["practice_round"], sent["timer_phase_3"]) == (5, True, 120)
+    assert sent["agents_only"] is False and params.round_count == 5
+
+
+def test_an_object_file_overrides_and_agents_only_comes_from_the_flag(tmp_path):
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps({"round_count": 3, "timer_phase_3": 45, "agents_only": False}))
+
+    sent, params = load_game_parameters(path, agents_only=True)
+
+    assert (sent["round_count"], sent["timer_phase_3"], sent["agents_only"]) == (3, 45, True)
+    assert params.timer(3) == 45.0
+
+
+def test_a_recorded_logs_parameter_list_is_accepted(tmp_path):
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps([{"key": "round_count", "type": "number", "value": "2"},
+                                {"key": "practice_round", "type": "boolean", "value": "false"}]))
+
+    sent, _params = load_game_parameters(path, agents_only=False)
+
+    assert (sent["round_count"], sent["practice_round"]) == (2, False)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"round_count": 2,\n"timer_phase_3": }', "{path}:2: not valid JSON (Expecting value)"),
+        ('"voting"', "{path}: expected a JSON object of parameters or a list of {{key, type, value}}, got str"),
+        ('{"round_count": "many"}', "{path}: parameter 'round_count' must be a number, got 'many'"),
+        ('{"timer_phase_4": 0}', "{path}: parameter 'timer_phase_4' must be a positive number of seconds"),
+        ('[{"value": "2"}]', "{path}[0]: expected an object with string 'key' and a 'value', got {{'value': '2'}}"),
+        ('{"game_type": "harberger"}', "{path}: game_type 'harberger' is not supported (voting only)"),
+    ],
+)
+def test_bad_parameter_files_name_the_file_and_the_field(tmp_path, text, message):
+    path = tmp_path / "params.json"
+    path.write_text(text)
+
+    with pytest.raises(PlayError) as caught:
+        load_game_parameters(path, agents_only=False)
+
+    assert str(caught.value) == message.format(path=path)
+
+
+def test_a_missing_parameter_file_is_named(tmp_path):
+    with pytest.raises(PlayError, match="params.json: cannot read the game parameters: No such file"):
+        load_game_parameters(tmp_path / "params.json", agents_only=False)
+
+
+# --- prepare_seats ---------------------------------------------------------------------------------------------
+
+
+async def _with_game(scenario, joined: int = 0):
+    """Run scenario(api, game_id, held) on a fresh game where `joined` scripted players hold the first seats."""
+    async with LocalServer() as server, IbexApi(server.api_url) as api:
+        game_id = server.create_game({})
+        held = [await api.get_recovery(game_id) for _ in range(joined)]
+        players = [ScriptedPlayer(server.ws_url, game_id, code) for code in held]
+        for player in players:
+            await player.join()
+        try:
+            return await scenario(api, game_id, held)
+        finally:
+            for player in players:
+                await player.client.close()
+
+
+def seats(scenario, joined: int = 0):
+    return asyncio.run(asyncio.wait_for(_with_game(scenario, joined), 20))
+
+
+def test_by_default_every_free_seat_is_taken_with_fresh_codes():
+    taken = seats(lambda api, game_id, held: prepare_seats(api, game_id, None, []), joined=2)
+
+    assert len(taken) == 4 and len({s.recovery for s in taken}) == 4
+    assert all(s.resumes is None and not s.given for s in taken)
+
+
+def test_known_codes_resume_their_seats_and_fresh_ones_fill_up_to_players():
+    async def scenario(api, game_id, held):
+        return held, await prepare_seats(api, game_id, 4, [held[1], held[0]])
+
+    held, taken = seats(scenario, joined=2)
+
+    assert taken[:2] == [Seat(held[1], resumes=2, given=True), Seat(held[0], resumes=1, given=True)]
+    assert [s.resumes for s in taken[2:]] == [None, None] and len(taken) == 4
+    assert taken[0].describe() == f"code {held[1][:6]}… resumes seat 2"
+
+
+def test_a_given_code_the_server_does_not_know_takes_a_free_seat():
+    taken = seats(lambda api, game_id, held: prepare_seats(api, game_id, None, ["my-own-code-123456"]))
+
+    assert taken == [Seat("my-own-code-123456", given=True)]
+    assert taken[0].describe() == "code my-own… takes a free seat (given)"
+
+
+@pytest.mark.parametrize(
+    ("players", "codes", "joined", "message"),
+    [
+        (None, ["unknown-code-123456"], 6, "game 1 is full and recovery code unknow… is none of its players"),
+        (None, [], 6, "game 1 has no free seat: pass the recovery codes of its agents (--recovery) to resume them"),
+        (5, [], 3, "game 1 has 3 free seat(s), 5 asked for"),
+        (1, ["code-one-123456", "code-two-123456"], 0, "--players 1 is fewer than the 2 recovery codes given"),
+        (None, ["same-code-123456", "same-code-123456"], 0, "the same recovery code is given twice (--recovery)"),
+        (7, [], 0, "--players must be from 1 to 6, got 7"),
+    ],
+)
+def test_seats_that_cannot_be_had_are_a_clear_error(players, codes, joined, message):
+    async def scenario(api, game_id, held):
+        with pytest.raises(PlayError) as caught:
+            await prepare_seats(api, game_id, players, codes)
+        return str(caught.value)
+
+    assert seats(scenario, joined=joined) == message
+
+
+def test_a_game_that_does_not_exist_is_named():
+    async def scenario(api, game_id, held):
+        with pytest.raises(PlayError) as caught:
+            await prepare_seats(api, 42, None, [])
+        return str(caught.value), api.base_url
+
+    message, base = seats(scenario)
+
+    assert message == f"game 42 is not on the server at {base}: Game with id 42 not found"
