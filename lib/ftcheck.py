@@ -16,9 +16,10 @@ import functools
 import hashlib
 import json
 import math
+import re
 import statistics
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,40 +80,65 @@ def _text_of(value: Any) -> str:
 
 
 # Token counts are cached per line and per piece of line: prompts repeat most of their lines from one example to
-# the next (rules, earlier rounds, chat), and the rest of their pieces (the action-required fields) from one game
-# to the next, so a dictionary lookup replaces most of the pure-Python BPE work. Each cache is emptied when full:
-# memory stays bounded on any corpus, and what repeats is counted again at once.
+# the next (rules, earlier rounds, chat), and most pieces of the other lines (the action-required fields, words,
+# numbers) from one game to the next, so dictionary lookups replace most of the pure-Python BPE work. Each cache is
+# emptied when full: memory stays bounded on any corpus, and what repeats is counted again at once.
 CACHE_MAX_LINES = 20_000
 CACHE_MAX_PIECES = 100_000
 _line_counts: dict[str, int] = {}
 _piece_counts: dict[str, int] = {}
+# Before a digit run that follows a printable ASCII character other than a digit or a space (see count_text_tokens).
+_BEFORE_DIGITS = re.compile(r"(?<=[!-/:-~])(?=[0-9])")
 
 
-def _count_piece(piece: str) -> int:
+def _bpe_count(text: str) -> int:
+    return len(_encoding().encode_ordinary(text))
+
+
+def _cached(piece: str, count: Callable[[str], int]) -> int:
     n = _piece_counts.get(piece)
     if n is None:
-        n = len(_encoding().encode_ordinary(piece))
+        n = count(piece)
         if len(_piece_counts) >= CACHE_MAX_PIECES:
             _piece_counts.clear()
         _piece_counts[piece] = n
     return n
 
 
+def _count_numbers(word: str) -> int:
+    parts = _BEFORE_DIGITS.split(word)
+    return _bpe_count(word) if len(parts) == 1 else sum(_cached(part, _bpe_count) for part in parts)
+
+
+def _count_words(piece: str) -> int:
+    """The piece cut before every space that follows a non-space character."""
+    parts = piece.split(" ")
+    total = 0
+    word = parts[0]
+    for part in parts[1:]:
+        if word and not word[-1].isspace():
+            total += _cached(word, _count_numbers)
+            word = " " + part
+        else:
+            word += " " + part
+    return total + (_cached(word, _count_numbers) if word else 0)
+
+
 def _count_line(line: str) -> int:
     n = _line_counts.get(line)
     if n is not None:
         return n
-    # Cut before the space of every ", ": fields of the action-required JSON and names in lists become pieces
-    # that repeat from one example to the next, while the timestamps stay in small pieces of their own.
+    # Cut before the space of every ", " first: the fields of the action-required JSON and names in lists become
+    # pieces that repeat from one example to the next.
     if ", " not in line:
-        n = len(_encoding().encode_ordinary(line))
+        n = _count_words(line)
     else:
         parts = line.split(", ")
         last = len(parts) - 1
-        n = _count_piece(parts[0] + ",")
+        n = _cached(parts[0] + ",", _count_words)
         for i in range(1, last):
-            n += _count_piece(" " + parts[i] + ",")
-        n += _count_piece(" " + parts[last])
+            n += _cached(" " + parts[i] + ",", _count_words)
+        n += _cached(" " + parts[last], _count_words)
     if len(_line_counts) >= CACHE_MAX_LINES:
         _line_counts.clear()
     _line_counts[line] = n
@@ -127,8 +153,11 @@ def count_text_tokens(text: str) -> int:
     - after a newline followed by a character other than whitespace or "/": an o200k pre-token holds a newline
       only at its end, or followed by whitespace, another newline or "/" (the ` ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*` and
       whitespace patterns);
-    - before a space that follows a non-space character (here: every ", "): a space is only ever the first
-      character of a pre-token, unless the pre-token is all whitespace.
+    - before a space that follows a non-space character (every ", " first, then between words): a space is only
+      ever the first character of a pre-token, unless the pre-token is all whitespace. Python's isspace() counts
+      a few more characters as whitespace than o200k's \\s, so such a cut is at worst left out, never wrong;
+    - before a digit that follows a printable ASCII character other than a digit or a space: numbers are
+      pre-tokens of their own, in groups of three from the first digit, and no other pre-token holds a digit.
     No o200k pattern looks ahead past such a cut (the only lookahead, `\\s+(?!\\S)`, ends a whitespace run).
     """
     if "\n" not in text:
