@@ -99,6 +99,7 @@ ACCEPTED_IN_PHASE = {3: REQUEST, 4: OFFER, 6: DECISION}
 ROLE_BROADCASTS = frozenset({"compensation-requests-received", "phase-instructions"})
 # Client frames that are not decisions and never give an example.
 NOT_DECISIONS = frozenset({"join", "player-is-ready", "status"})
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False), one encoder for all lines
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -285,7 +286,7 @@ class _Game:
     def _emit(self, seat: int, action: str, messages: list[dict[str, str]], answer: dict[str, Any],
               values_source: str) -> None:
         example = [*messages, {"role": "assistant", "content": wire_json(answer)}]
-        self.result.lines.append(json.dumps({"messages": example}, ensure_ascii=False))
+        self.result.lines.append(_JSON_TEXT.encode({"messages": example}))
         self.result.meta.append((seat, action, values_source))
         self.result.counts.append((ftcheck.count_tokens(example), ftcheck.assistant_tokens(example)))
 

@@ -6,12 +6,20 @@ trained on exactly the prompts it is later played with.
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring
 from typing import Any
 
 from lib.game import CONDITIONS, NO_PROJECT, PHASES, PROJECT, ROLE_DEVELOPER, ROLE_NAMES
 from lib.view import PlayerView, RoundRecord
 
 CONDITION_NAMES = {cond["id"]: cond["name"] for cond in CONDITIONS}
+# json.dumps(..., ensure_ascii=False) without building an encoder per call (a prompt makes dozens of these calls).
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False)
+
+
+def _json_number(value: Any) -> str:
+    """json.dumps(value), with a shortcut for the usual int."""
+    return str(value) if type(value) is int else json.dumps(value)
 
 
 def _range_text(boundaries: dict[str, Any] | None, who: str) -> str:
@@ -57,14 +65,18 @@ def system_prompt(view: PlayerView) -> str:
 
 def _amount(amounts: Any) -> str:
     if isinstance(amounts, list) and len(amounts) > PROJECT:
-        return json.dumps(amounts[PROJECT])
+        return _json_number(amounts[PROJECT])
     return "none"
+
+
+def _condition_name(vote: Any) -> str:
+    name = CONDITION_NAMES.get(vote)
+    return name if name is not None else _json_number(vote)
 
 
 def _vote(vote: Any) -> str:
     if isinstance(vote, list) and vote:
-        names = [CONDITION_NAMES.get(v, json.dumps(v)) for v in vote]
-        return " and ".join(names)
+        return " and ".join(_condition_name(v) for v in vote)
     return "none"
 
 
@@ -106,7 +118,8 @@ def _chat_lines(view: PlayerView, rec: RoundRecord) -> list[str]:
         who = "You" if msg.get("sender") == view.number else view.tag_of(msg.get("sender"))
         to = msg.get("to") if isinstance(msg.get("to"), list) else []
         audience = "everyone" if len(to) >= 5 else ", ".join(view.tag_of(n) for n in to)
-        text = json.dumps(msg.get("text"), ensure_ascii=False)
+        text = msg.get("text")
+        text = encode_basestring(text) if type(text) is str else _JSON_TEXT.encode(text)
         lines.append(f"- phase {msg.get('phase')}, {who} to {audience}: {text}")
     return lines
 
@@ -131,7 +144,7 @@ def user_prompt(view: PlayerView, action_required: dict[str, Any]) -> str:
         lines.append("Chat this round:")
         lines.extend(chat)
     lines.append("Action required:")
-    lines.append(json.dumps(action_required, ensure_ascii=False))
+    lines.append(_JSON_TEXT.encode(action_required))
     return "\n".join(lines)
 
 

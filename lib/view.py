@@ -80,19 +80,17 @@ class PlayerView:
         """Fold one frame the server sent (any shape; unknown or malformed frames change nothing)."""
         if not isinstance(frame, dict):
             return
-        if frame.get("type") == "error" or "error" in frame and frame.get("type") is None:
+        kind = frame.get("type")
+        if kind == "error" or "error" in frame and kind is None:
             message = frame.get("message", frame.get("error"))
             self.errors.append(str(message))
             return
-        if frame.get("type") != "event":
+        if kind != "event":
             return
-        kind = frame.get("eventType")
-        data = frame.get("data")
-        if not isinstance(data, dict):
-            data = {}
-        handler = _HANDLERS.get(kind)
+        handler = _HANDLERS.get(frame.get("eventType"))
         if handler is not None:
-            handler(self, data)
+            data = frame.get("data")
+            handler(self, data if isinstance(data, dict) else {})
 
     def apply_sent(self, message: dict[str, Any]) -> None:
         """Record an action this player sent (the server echoes no chat and acks votes without content)."""
