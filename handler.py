@@ -76,7 +76,9 @@ DEFAULT_SCALE = {"baseline": 0.02, "llm": 0.25}
 MAX_SAFETY_MARGIN = 2.0  # seconds, for real timers; scaled-down timers get a quarter of their shortest action phase
 JOIN_TIMEOUT = 10.0
 ACTION_PHASES = (3, 4, 6)
-TRANSCRIPT_FLUSH_DELAY = 0.05  # seconds: transcripts are written in batches, off the path from frame to answer
+# Transcripts reach the OS line by line unless --transcript-batch asks for batches (hundreds of agents in one
+# process: the writes then leave the path from frame to answer; a SIGKILL loses at most that many seconds).
+DEFAULT_TRANSCRIPT_BATCH = 0.0
 SPAWN_WAIT = 10.0  # seconds --create --agents-only waits for the server's /spawn-agents call for its game
 DEFAULT_WS_URL = "ws://127.0.0.1:3088"
 DEFAULT_API_URL = "http://127.0.0.1:3080/api/v1"
@@ -142,6 +144,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="private values table of the local server (default jsonFiles/sessions.json)")
     parser.add_argument("--records", type=Path, default=DEFAULT_RECORDS,
                         help="directory for the game's log (default jsonFiles/)")
+    parser.add_argument("--transcript-batch", type=float, default=DEFAULT_TRANSCRIPT_BATCH, metavar="SECONDS",
+                        help="write transcript lines in batches at most this many seconds apart, for hundreds of "
+                             "agents in one process (default 0: every line reaches the OS as it is written)")
     parser.add_argument("--logs-dir", type=Path, default=DEFAULT_LOGS,
                         help="directory for the agents' transcripts (default logs/)")
     args = parser.parse_args(argv)
@@ -312,7 +317,7 @@ async def play_local(args: argparse.Namespace, policy: Policy, env: Mapping[str,
         print(f"transcripts: {run_dir}/", file=out, flush=True)
         with contextlib.ExitStack() as closing:
             transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=secrets,
-                                                            flush_delay=TRANSCRIPT_FLUSH_DELAY))
+                                                            flush_delay=args.transcript_batch))
                            for k in range(1, SEATS + 1)]
             async with IbexApi(server.api_url) as api:
                 agents = [Agent(server.ws_url, game_id, _recovery(), policy, transcripts[k - 1], params=params,
@@ -462,7 +467,7 @@ async def play_seats(real: Real, game_id: int, seats: Sequence[Seat],
     real.say(f"transcripts: {run_dir}/ (recovery codes to resume: {seats_file}, private)")
     with contextlib.ExitStack() as closing:
         transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=real.secrets,
-                                                        flush_delay=TRANSCRIPT_FLUSH_DELAY))
+                                                        flush_delay=args.transcript_batch))
                        for k in range(1, len(seats) + 1)]
         agents = [Agent(real.urls.ws_url, game_id, seat.recovery, real.policy, transcripts[k], params=params,
                         settings=settings, name=f"agent{k + 1}", api=real.api, resume=seat.resumes is not None)

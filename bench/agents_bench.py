@@ -38,7 +38,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from handler import TRANSCRIPT_FLUSH_DELAY  # noqa: E402  (transcripts batched as handler.py's agents have them)
 from lib.actions import DECISION, OFFER, REQUEST  # noqa: E402
 from lib.agent import Agent, AgentSettings  # noqa: E402
 from lib.game import parameters_from_dict  # noqa: E402
@@ -81,8 +80,8 @@ class TimedPolicy:
 class TimedTranscript(Transcript):
     """A transcript that also notes, with perf_counter, when phase-transitions were read and actions sent."""
 
-    def __init__(self, path: Path, agent_key: int, timers: dict[int, float]) -> None:
-        super().__init__(path, flush_delay=TRANSCRIPT_FLUSH_DELAY)
+    def __init__(self, path: Path, agent_key: int, timers: dict[int, float], batch: float) -> None:
+        super().__init__(path, flush_delay=batch)
         self.agent_key = agent_key
         self.timers = timers  # phase -> seconds, to date a phase's start from its set-timer end
         self.at: tuple[int, int] = (0, 0)
@@ -188,7 +187,8 @@ async def run_games(k: int, ws_url: str, api_url: str, args: argparse.Namespace,
         agents: list[Agent] = []
         for game_id in game_ids:
             for seat in range(6):
-                transcript = TimedTranscript(logs / f"k{k}-game{game_id}-agent{seat + 1}.jsonl", len(agents), timers)
+                transcript = TimedTranscript(logs / f"k{k}-game{game_id}-agent{seat + 1}.jsonl", len(agents), timers,
+                                             args.transcript_batch)
                 agents.append(Agent(ws_url, game_id, await api.get_recovery(game_id), policy, transcript,
                                     params=params, settings=settings, name=f"g{game_id}a{seat + 1}"))
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -274,6 +274,8 @@ def main() -> int:
                         help="instant model: the baseline rules, or LLMPolicy against a fake OpenAI server")
     parser.add_argument("--rounds", type=int, default=2, help="paid rounds per game, after a practice round")
     parser.add_argument("--wait", type=float, default=0.5, help="seconds of the phases where nobody acts")
+    parser.add_argument("--transcript-batch", type=float, default=0.0, metavar="SECONDS",
+                        help="handler.py's --transcript-batch (default 0: line by line, as handler.py by default)")
     parser.add_argument("--act", type=float, default=10.0, help="timer of the action phases 3, 4, 6 (seconds)")
     args = parser.parse_args()
     if any(k < 1 or k > 200 for k in args.games) or args.rounds < 1 or args.wait <= 0 or args.act <= 0:
