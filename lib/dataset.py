@@ -115,8 +115,10 @@ class GameResult:
     log_format: str  # "server-log" or "reconstructed"
     lines: list[str] = field(default_factory=list)
     meta: list[tuple[int, str, str]] = field(default_factory=list)  # per example: seat, action, values source
-    counts: list[tuple[int, int]] = field(default_factory=list)  # per example: tokens, assistant tokens
-    check: ftcheck.LinesCheck | None = None  # lib.ftcheck's checks of `lines`, see check_game
+    tokens: array[int] = field(default_factory=lambda: array("l"))  # per example
+    # lib.ftcheck's checks of `lines`, made with them: the output files are these lines, so the files' reports are
+    # the games' checks put together (lib.ftcheck.report_of).
+    check: ftcheck.LinesCheck = field(default_factory=ftcheck.LinesCheck)
     skipped: dict[str, Counter[str]] = field(default_factory=dict)  # reason -> action -> count
     samples: dict[str, list[str]] = field(default_factory=dict)  # reason -> a few "where: what" lines
     values_by_round: dict[int, str] = field(default_factory=dict)
@@ -285,10 +287,12 @@ class _Game:
 
     def _emit(self, seat: int, action: str, messages: list[dict[str, str]], answer: dict[str, Any],
               values_source: str) -> None:
-        example = [*messages, {"role": "assistant", "content": wire_json(answer)}]
-        self.result.lines.append(_JSON_TEXT.encode({"messages": example}))
+        example = {"messages": [*messages, {"role": "assistant", "content": wire_json(answer)}]}
+        tokens = ftcheck.count_tokens(example["messages"])
+        self.result.lines.append(_JSON_TEXT.encode(example))
         self.result.meta.append((seat, action, values_source))
-        self.result.counts.append((ftcheck.count_tokens(example), ftcheck.assistant_tokens(example)))
+        self.result.tokens.append(tokens)
+        self.result.check.add(example, (tokens, ftcheck.assistant_tokens(example["messages"])))
 
     def submission(self, index: int, entry: dict[str, Any]) -> None:
         """A client message, at the moment the server received it."""
@@ -646,18 +650,10 @@ class _FileOutcome:
     result: GameResult | None = None
 
 
-def check_game(result: GameResult) -> GameResult:
-    """lib.ftcheck's checks of a game's lines, with the token counts made with them, where the lines are made (in
-    the worker processes): the output files are these lines, so their reports follow from the games'."""
-    result.check = ftcheck.check_lines(result.lines, result.counts)
-    return result
-
-
 def _process(path: Path, sessions: SessionsTable | None, include_chat: bool) -> _FileOutcome:
     try:
         log = read_log(path)
-        result = game_examples(log, sessions=sessions, include_chat=include_chat)
-        return _FileOutcome(str(path), result=check_game(result))
+        return _FileOutcome(str(path), result=game_examples(log, sessions=sessions, include_chat=include_chat))
     except LogError as exc:
         return _FileOutcome(str(path), error=str(exc))
     except RecursionError:
@@ -681,17 +677,31 @@ def _process_in_worker(path: Path) -> _FileOutcome:
     return _process(path, sessions, include_chat)
 
 
+MAX_DEFAULT_WORKERS = 4
+FILES_PER_WORKER = 4  # fewer files than this per process, and starting the processes costs more than it saves
+
+
+def default_workers() -> int:
+    """The CPUs this process may use, at most MAX_DEFAULT_WORKERS."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_WORKERS, cpus))
+
+
 def _outcomes(paths: list[Path], sessions: SessionsTable | None, include_chat: bool,
               workers: int) -> Iterator[_FileOutcome]:
     """Each file's outcome, in input order (so the output never depends on the number of workers)."""
-    if workers <= 1 or len(paths) < 2:
+    workers = min(workers, len(paths) // FILES_PER_WORKER)
+    if workers <= 1:
         for path in paths:
             yield _process(path, sessions, include_chat)
         return
     ftcheck.load_tokenizer()  # once, before forking, so workers share it
     context = multiprocessing.get_context("fork")
     with context.Pool(workers, initializer=_init_worker, initargs=(sessions, include_chat)) as pool:
-        yield from pool.imap(_process_in_worker, paths, chunksize=4)
+        yield from pool.imap(_process_in_worker, paths, chunksize=2)
 
 
 def split_games(keys: Iterable[str], fraction: float, seed: int) -> set[str]:
@@ -827,8 +837,7 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
                     key = str(result.game_id)
                     tally.add(result, key)
                     blob = "".join(line + "\n" for line in result.lines).encode("utf-8")
-                    games.append((key, spool.tell(), len(blob), array("l", (n for n, _ in result.counts)),
-                                  result.check or check_game(result).check))
+                    games.append((key, spool.tell(), len(blob), result.tokens, result.check))
                     spool.write(blob)
                 if progress:
                     progress(done, len(paths))

@@ -359,8 +359,9 @@ def _digest(messages: list[dict]) -> bytes:
 
 @dataclass
 class LinesCheck:
-    """What check_lines found in consecutive JSONL lines, before their place in a file is known: problems are
-    kept with the line's index among these lines, the numbers per counted example in compact arrays."""
+    """The per-line checks of consecutive JSONL lines, before their place in a file is known: problems are kept
+    with the line's index among these lines, the numbers per counted example in compact arrays. Fed by
+    check_lines, or line by line with `add` (the dataset builder checks each example as it writes it)."""
 
     n_lines: int = 0
     n_examples: int = 0
@@ -375,76 +376,80 @@ class LinesCheck:
     assistants: array[int] = field(default_factory=lambda: array("l"))
     digests: bytearray = field(default_factory=bytearray)  # DIGEST_SIZE bytes per counted example
 
-    def error(self, index: int, text: str) -> None:
+    def _error(self, index: int, text: str) -> None:
         self.n_errors += 1
         if self.n_errors <= MAX_REPORTED_ERRORS:
             self.problems.append((index, True, text))
 
+    def bad_line(self, problem: str) -> None:
+        """The next line is not an example at all (not UTF-8, empty, not JSON)."""
+        self._error(self.n_lines, problem)
+        self.n_lines += 1
 
-def _check_example(example: Any, index: int, checked: LinesCheck, counts: tuple[int, int] | None) -> None:
-    """The cookbook's checks of one decoded line (see check_lines)."""
-    if not isinstance(example, dict):
-        checked.error(index, f"expected a JSON object, got {type(example).__name__}")
-        return
-    messages = example.get("messages")
-    if "messages" not in example:
-        checked.error(index, "no 'messages' key")
-        return
-    if not isinstance(messages, list) or not messages:
-        checked.error(index, "'messages' must be a non-empty list")
-        return
-    unknown = sorted(set(example) - EXAMPLE_KEYS)
-    if unknown:
-        checked.problems.append((index, False, f"unknown top-level key(s) {', '.join(unknown)} (ignored by OpenAI)"))
-    problems = [p for i, m in enumerate(messages, 1) for p in _message_problems(m, i)]
-    for problem in problems:
-        checked.error(index, problem)
-    roles = [m.get("role") for m in messages if isinstance(m, dict)]
-    if "assistant" not in roles:
-        checked.error(index, "no assistant message (nothing to train on)")
-    if problems or not all(isinstance(m, dict) for m in messages):
-        return
-    if "system" not in roles:
-        checked.n_no_system += 1
-        if len(checked.no_system) < N_SAMPLE_LINES:
-            checked.no_system.append(index)
-    if "user" not in roles:
-        checked.n_no_user += 1
-        if len(checked.no_user) < N_SAMPLE_LINES:
-            checked.no_user.append(index)
-    total, assistant = counts if counts is not None else (count_tokens(messages), assistant_tokens(messages))
-    checked.totals.append(total)
-    checked.assistants.append(assistant)
-    checked.digests += _digest(messages)
+    def add(self, example: Any, counts: tuple[int, int] | None = None) -> None:
+        """The next line, decoded: the cookbook's checks of one example.
+
+        `example` is json.loads of the line, or the object the line is about to be json.dumps of (JSON gives
+        back the same strings, lists and dicts). counts: (count_tokens, assistant_tokens) of its messages when
+        the caller has already counted them; otherwise they are counted here.
+        """
+        index = self.n_lines
+        self.n_lines += 1
+        self.n_examples += 1
+        if not isinstance(example, dict):
+            self._error(index, f"expected a JSON object, got {type(example).__name__}")
+            return
+        messages = example.get("messages")
+        if "messages" not in example:
+            self._error(index, "no 'messages' key")
+            return
+        if not isinstance(messages, list) or not messages:
+            self._error(index, "'messages' must be a non-empty list")
+            return
+        unknown = sorted(set(example) - EXAMPLE_KEYS)
+        if unknown:
+            self.problems.append((index, False, f"unknown top-level key(s) {', '.join(unknown)} (ignored by OpenAI)"))
+        problems = [p for i, m in enumerate(messages, 1) for p in _message_problems(m, i)]
+        for problem in problems:
+            self._error(index, problem)
+        roles = [m.get("role") for m in messages if isinstance(m, dict)]
+        if "assistant" not in roles:
+            self._error(index, "no assistant message (nothing to train on)")
+        if problems or not all(isinstance(m, dict) for m in messages):
+            return
+        if "system" not in roles:
+            self.n_no_system += 1
+            if len(self.no_system) < N_SAMPLE_LINES:
+                self.no_system.append(index)
+        if "user" not in roles:
+            self.n_no_user += 1
+            if len(self.no_user) < N_SAMPLE_LINES:
+                self.no_user.append(index)
+        total, assistant = counts if counts is not None else (count_tokens(messages), assistant_tokens(messages))
+        self.totals.append(total)
+        self.assistants.append(assistant)
+        self.digests += _digest(messages)
 
 
-def check_lines(lines: Iterable[str | bytes], counts: Iterable[tuple[int, int]] | None = None) -> LinesCheck:
-    """The per-line checks of JSONL lines (str, or bytes that must be UTF-8), streamed.
-
-    counts: (count_tokens, assistant_tokens) of each line's messages, in line order, when the caller already
-    counted them (the dataset builder counts every example as it makes it); otherwise they are counted here.
-    """
+def check_lines(lines: Iterable[str | bytes]) -> LinesCheck:
+    """The per-line checks of JSONL lines (str, or bytes that must be UTF-8), streamed."""
     checked = LinesCheck()
-    known_counts = iter(counts) if counts is not None else None
-    for index, line in enumerate(lines):
-        checked.n_lines += 1
-        line_counts = next(known_counts) if known_counts is not None else None
+    for line in lines:
         if isinstance(line, bytes):
             try:
                 line = line.decode("utf-8")
             except UnicodeDecodeError as exc:
-                checked.error(index, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
+                checked.bad_line(f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
                 continue
         if not line.strip():
-            checked.error(index, "empty line (JSONL needs one JSON object per line)")
+            checked.bad_line("empty line (JSONL needs one JSON object per line)")
             continue
         try:
             example = json.loads(line)
         except json.JSONDecodeError as exc:
-            checked.error(index, f"invalid JSON: {exc.msg} (column {exc.colno})")
+            checked.bad_line(f"invalid JSON: {exc.msg} (column {exc.colno})")
             continue
-        checked.n_examples += 1
-        _check_example(example, index, checked, line_counts)
+        checked.add(example)
     return checked
 
 

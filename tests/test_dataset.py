@@ -20,6 +20,7 @@ import pytest
 from lib import ftcheck
 from lib.actions import build_action_required
 from lib.dataset import (
+    FILES_PER_WORKER,
     BuildOptions,
     build_dataset,
     game_examples,
@@ -83,7 +84,7 @@ def test_counting_by_pieces_equals_counting_whole_prompts():
             assert ftcheck.count_text_tokens(message["content"]) == len(ENC.encode_ordinary(message["content"]))
         assert ftcheck.count_tokens(item["messages"]) == whole_text_count(item["messages"])
     _, result = examples("901.log.json", include_chat=True)
-    assert [total for total, _ in result.counts] == [whole_text_count(json.loads(line)["messages"])
+    assert list(result.tokens) == [whole_text_count(json.loads(line)["messages"])
                                                  for line in result.lines]
 
 
@@ -380,11 +381,21 @@ def test_the_report_counts_games_roles_actions_skips_values_tokens_and_cost(tmp_
 
 
 def test_workers_do_not_change_the_output(tmp_path):
-    one = build(tmp_path / "a", include_chat=True, workers=1)
-    two = build(tmp_path / "b", include_chat=True, workers=2)
+    # Enough files for three worker processes (each takes at least FILES_PER_WORKER), unusable ones among them.
+    logs = tmp_path / "logs"
+    for copy in range(3):
+        shutil.copytree(LOGS, logs / f"copy{copy}")
+    shutil.copytree(BROKEN, logs / "broken")
+    assert len(list(logs.rglob("*.log.json"))) >= 3 * FILES_PER_WORKER
+    one = build(tmp_path / "a", logs, include_chat=True, workers=1)
+    three = build(tmp_path / "b", logs, include_chat=True, workers=3)
     for name in ("training_set.jsonl", "validation_set.jsonl"):
         assert (tmp_path / "a" / "out" / name).read_bytes() == (tmp_path / "b" / "out" / name).read_bytes()
-    assert one.report["per_game"] == two.report["per_game"]
+    for result in (one, three):
+        del result.report["seconds"], result.report["options"]["output_dir"]
+    assert json.loads(json.dumps(one.report).replace(str(tmp_path / "a"), "")) == \
+        json.loads(json.dumps(three.report).replace(str(tmp_path / "b"), ""))
+    assert one.errors == three.errors and len(one.errors) == 7
 
 
 def test_an_interrupted_run_leaves_the_previous_files_and_no_temporary_file(tmp_path):

@@ -239,10 +239,12 @@ def test_a_file_checked_in_parts_gives_the_report_of_the_whole_file():
     assert in_parts.example_hashes == whole.example_hashes
 
 
-def test_counts_made_with_the_lines_are_used_instead_of_counting_again():
-    lines = good_lines(12)
-    counted = ftcheck.check_lines(lines)
-    given = ftcheck.check_lines(lines, counts=[(1000 + i, 10) for i in range(12)])
+def test_counts_made_with_the_examples_are_used_instead_of_counting_again():
+    counted, given = ftcheck.LinesCheck(), ftcheck.LinesCheck()
+    for i in range(12):
+        counted.add(example(i))
+        given.add(example(i), counts=(1000 + i, 10))
     assert list(counted.totals) == [count_tokens(example(i)["messages"]) for i in range(12)]
     assert list(given.totals) == [1000 + i for i in range(12)] and list(given.assistants) == [10] * 12
     assert ftcheck.report_of([given]).billed_tokens == sum(1000 + i for i in range(12)) * 8  # 100 // 12 epochs
+    assert ftcheck.report_of([counted]).to_dict() == check_examples(good_lines(12)).to_dict()
