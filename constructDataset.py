@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import TextIO
 
 from lib import ftcheck
-from lib.dataset import BuildOptions, BuildResult, UsageError, build_dataset, check_file_report
+from lib.dataset import (
+    MAX_DEFAULT_WORKERS,
+    BuildOptions,
+    BuildResult,
+    UsageError,
+    build_dataset,
+    check_file_report,
+    default_workers,
+)
 from lib.sessions import SessionsError, load_sessions
 
 HERE = Path(__file__).resolve().parent
@@ -66,8 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the split by game (default: 0)")
     p.add_argument("--model", default=ftcheck.DEFAULT_MODEL,
                    help=f"model whose token limit and price the checks use (default: {ftcheck.DEFAULT_MODEL})")
-    p.add_argument("--workers", type=_positive_int, default=1,
-                   help="processes reading logs in parallel; the output is the same for any number (default: 1)")
+    p.add_argument("--workers", type=_positive_int, default=default_workers(),
+                   help="processes reading logs in parallel; the output is the same for any number (default: the "
+                        f"number of CPUs, at most {MAX_DEFAULT_WORKERS}: {default_workers()} here)")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when any input is unusable or a check of the output fails")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; errors still shown")
