@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
 """Benchmark of constructDataset's builder on synthetic IBEX logs.
 
-    .venv/bin/python bench/dataset_bench.py                 # 1,000 logs, memory at 500 and 1,000 logs
-    .venv/bin/python bench/dataset_bench.py --files 2000 --workers 2
+    .venv/bin/python bench/dataset_bench.py                 # 1,000 logs; also 500 for the memory comparison
+    .venv/bin/python bench/dataset_bench.py --files 2000 --workers 3
 
 Generates realistic games (a practice round and five paid rounds, chat in both chat phases, human-like
-odd submissions, a by-value server-log; about 100 KB each) in a temporary folder, then prints, from one run:
+odd submissions, a by-value server-log; about 100 KB each) in a temporary folder, then prints, from one run,
+with one worker process and with the default number (constructDataset.py's --workers default):
 
-- the builder's time divided by the time to merely json.load the same files (target: at most 1.5);
-- the builder's peak memory (max RSS of a fresh process) at two corpus sizes (target: no growth with the corpus).
+- the builder's time divided by the time to merely json.load the same files (target: at most 1.5), at the full
+  corpus size and at half of it;
+- the builder's peak memory at both sizes (target: no growth with the corpus): the max RSS of the largest process,
+  the builder or any one of its workers;
+- where one worker's time goes, per stage, on the first STAGE_FILES logs (timed in-process, so a little slower).
 
 Each measurement runs in its own fresh Python process, so imports, caches and peak memory do not leak from one
-to the next; times exclude interpreter start-up and imports. Nothing asserts on timings: this prints the truth.
+to the next; times exclude interpreter start-up, imports and loading the tokenizer. The files are read once
+before every timed run, so json.load and the builder both read them from a warm page cache. Nothing asserts on
+timings: this prints the truth, and other work on the machine shows in it (the load average is printed).
 """
 
 from __future__ import annotations
@@ -102,13 +108,14 @@ def generate(folder: Path, n: int, seed: int) -> int:
 
 
 MEASURE = r"""
-import json, resource, sys, time
+import collections, json, resource, sys, time, types
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 mode, folder, out, n, workers = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 files = sorted(folder.glob("*.log.json"))[:n]
+result = {}
 if mode == "load":
-    for f in files:  # warm the page cache so both measurements read from memory
+    for f in files:  # warm the page cache, as for the builder
         f.read_bytes()
     start = time.perf_counter()
     for f in files:
@@ -116,19 +123,48 @@ if mode == "load":
             json.load(fh)
     seconds = time.perf_counter() - start
 else:
-    from lib.dataset import BuildOptions, build_dataset
-    from lib.ftcheck import load_tokenizer
-    load_tokenizer()  # the tokenizer's one-off load (about 0.5 s) is start-up, like the imports
+    import lib.dataset as D
+    from lib import ftcheck
+    ftcheck.load_tokenizer()  # the tokenizer's one-off load (about 0.5 s) is start-up, like the imports
+    stages = collections.Counter()
+    if mode == "stages":
+        def timed(owner, name, stage):
+            inner = getattr(owner, name)
+            def wrapper(*args, **kwargs):
+                started = time.perf_counter()
+                try:
+                    return inner(*args, **kwargs)
+                finally:
+                    stages[stage] += time.perf_counter() - started
+            setattr(owner, name, wrapper)
+        D._JSON_TEXT = types.SimpleNamespace(encode=D._JSON_TEXT.encode)
+        timed(D._JSON_TEXT, "encode", "JSON lines")
+        timed(D, "read_log", "read")
+        timed(D, "build_messages", "prompts")
+        timed(D, "build_action_required", "prompts")
+        timed(ftcheck, "count_tokens", "tokens")
+        timed(ftcheck, "assistant_tokens", "tokens")
+        timed(ftcheck.LinesCheck, "add", "checks")
+        timed(D, "_process", "per file")
     for f in files:
         f.read_bytes()
     start = time.perf_counter()
-    result = build_dataset(BuildOptions(inputs=files, output_dir=out, workers=workers))
+    built = D.build_dataset(D.BuildOptions(inputs=files, output_dir=out, workers=workers))
     seconds = time.perf_counter() - start
-    assert result.n_examples > 0 and not result.errors, result.errors[:3]
+    assert built.n_examples > 0 and not built.errors, built.errors[:3]
+    result = {"examples": built.n_examples, "stages": stages, "report_seconds": built.report["seconds"]}
 peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"seconds": seconds, "peak_kb": max(peak_kb, children_kb)}))
+print(json.dumps({"seconds": seconds, "peak_kb": max(peak_kb, children_kb), **result}))
 """
+STAGE_FILES = 200
+STAGES = (("read", "reading logs (json.loads and lib.ibexlog's checks)"),
+          ("replay", "replay: events folded into six PlayerViews, submissions matched and validated"),
+          ("prompts", "prompts (lib.prompts, lib.actions' action-required)"),
+          ("JSON lines", "JSON encoding of the examples"),
+          ("tokens", "token counts (lib.ftcheck, cached)"),
+          ("checks", "checks of each example (lib.ftcheck)"),
+          ("parent", "spool, split, copy to the output files, report"))
 
 
 def measure(mode: str, folder: Path, out: Path, n: int, workers: int) -> dict:
@@ -139,38 +175,65 @@ def measure(mode: str, folder: Path, out: Path, n: int, workers: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def print_stages(folder: Path, out: Path, n: int) -> None:
+    """One worker's time per stage, in ms per log and as a share, next to json.load's time per log."""
+    load = measure("load", folder, out, n, 1)
+    run = measure("stages", folder, out, n, 1)
+    stages = dict(run["stages"])
+    per_file = stages.pop("per file")
+    stages["replay"] = per_file - sum(stages.values())
+    stages["parent"] = run["seconds"] - per_file
+    print(f"Where one worker's time goes ({n} logs, {run['examples']} examples; json.load alone: "
+          f"{load['seconds'] / n * 1000:.1f} ms per log):")
+    for key, label in STAGES:
+        seconds = stages.get(key, 0.0)
+        print(f"  {seconds / n * 1000:6.1f} ms per log {seconds / run['seconds']:4.0%}  {label}")
+    print(f"  {run['seconds'] / n * 1000:6.1f} ms per log in all ({run['seconds'] / load['seconds']:.1f} x json.load)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from lib.dataset import default_workers
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--files", type=int, default=1000, help="corpus size (default: 1000; at least 2)")
-    p.add_argument("--workers", type=int, default=1, help="builder processes (default: 1)")
+    p.add_argument("--files", type=int, default=1000, help="corpus size (default: 1000; at least 4)")
+    p.add_argument("--workers", type=int, default=default_workers(),
+                   help=f"builder processes to compare with one (default: {default_workers()}, as constructDataset.py)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
-    n = max(2, args.files)
+    n = max(4, args.files)
+    sizes = (n // 2, n)
+    worker_counts = sorted({1, max(1, args.workers)})
     with tempfile.TemporaryDirectory(prefix="ibex-bench-") as tmp:
-        folder, out = Path(tmp) / "logs", Path(tmp) / "out"
+        folder = Path(tmp) / "logs"
         folder.mkdir()
         started = time.perf_counter()
         size = generate(folder, n, args.seed)
         print(f"generated {n} logs, {size / n / 1024:.0f} KB each on average ({size / 2**20:.0f} MB), "
-              f"in {time.perf_counter() - started:.0f} s")
-        load = measure("load", folder, out, n, 1)
-        build = measure("build", folder, out, n, args.workers)
-        report = json.loads((out / "dataset_report.json").read_text(encoding="utf-8"))
-        examples = report["examples"]["total"]
-        ratio = build["seconds"] / load["seconds"]
-        print(f"json.load of {n} files: {load['seconds']:.2f} s; builder ({args.workers} worker(s)): "
-              f"{build['seconds']:.2f} s for {examples} examples")
-        print(f"ratio builder / json.load: {ratio:.1f} (target <= 1.5: {'met' if ratio <= 1.5 else 'NOT met'})")
-        parts = report["seconds"]
-        print(f"  builder time: {parts['read_build_and_check_examples']:.2f} s reading logs, building and checking "
-              f"examples, {parts['split_and_write']:.2f} s splitting and writing, {parts['check_reports']:.2f} s "
-              "putting the check reports together")
-        half = max(1, n // 2)
-        small = measure("build", folder, Path(tmp) / "out-small", half, args.workers)
-        growth = build["peak_kb"] / small["peak_kb"]
-        print(f"peak memory: {small['peak_kb'] / 1024:.0f} MB for {half} logs, {build['peak_kb'] / 1024:.0f} MB "
-              f"for {n} logs (x{growth:.2f}; target: no growth with the number of files)")
-        print(f"output: {os.path.getsize(out / 'training_set.jsonl') / 2**20:.0f} MB training set")
+              f"in {time.perf_counter() - started:.0f} s; {os.cpu_count()} CPU(s), load average "
+              f"{os.getloadavg()[0]:.2f}")
+        print("page cache warm for json.load and the builder alike; times without start-up and imports")
+        loads = {size_: measure("load", folder, Path(tmp) / "unused", size_, 1)["seconds"] for size_ in sizes}
+        print(f"{'logs':>6} {'json.load':>10} {'workers':>8} {'builder':>9} {'ratio':>6} {'peak MB':>8} "
+              f"{'examples':>9}")
+        ratios = {}
+        for workers in worker_counts:
+            peaks = []
+            for size_ in sizes:
+                out = Path(tmp) / f"out-{workers}-{size_}"
+                build = measure("build", folder, out, size_, workers)
+                ratios[(workers, size_)] = ratio = build["seconds"] / loads[size_]
+                peaks.append(build["peak_kb"])
+                print(f"{size_:>6} {loads[size_]:>9.2f}s {workers:>8} {build['seconds']:>8.2f}s {ratio:>6.1f} "
+                      f"{build['peak_kb'] / 1024:>8.0f} {build['examples']:>9}")
+            print(f"{'':>6} peak memory x{peaks[1] / peaks[0]:.2f} from {sizes[0]} to {sizes[1]} logs with {workers} "
+                  "worker(s) (target: no growth)")
+        best = min(ratios.values())
+        print(f"ratio builder / json.load at {n} logs: " + ", ".join(
+            f"{ratios[(w, n)]:.1f} with {w} worker(s)" for w in worker_counts)
+            + f" (target <= 1.5: {'met' if best <= 1.5 else 'NOT met'})")
+        print(f"output: {os.path.getsize(Path(tmp) / f'out-1-{n}' / 'training_set.jsonl') / 2**20:.0f} MB "
+              "training set")
+        print_stages(folder, Path(tmp) / "out-stages", min(n, STAGE_FILES))
     return 0
 
 
