@@ -67,7 +67,7 @@ from lib.game import (
 from lib.ibexlog import MESSAGE, IbexLog, LogError, read_log, server_frame
 from lib.prompts import build_messages
 from lib.sessions import SessionsTable
-from lib.view import PlayerView
+from lib.view import PlayerView, apply_to_all
 
 TRAINING_FILE, VALIDATION_FILE, REPORT_FILE = "training_set.jsonl", "validation_set.jsonl", "dataset_report.json"
 SEAT_NUMBERS = tuple(range(1, SEATS + 1))
@@ -365,8 +365,7 @@ class _Game:
     # -- frames ------------------------------------------------------------------------------------------------
 
     def deliver(self, seats: Iterable[int], frame: dict[str, Any]) -> None:
-        for seat in seats:
-            self.views[seat].apply(frame)
+        apply_to_all([self.views[seat] for seat in seats], frame)
 
     def assign_role_data(self, round_number: int, seat: int, data: dict[str, Any]) -> dict[str, Any]:
         """assign-role data with the values the plan trusts for this round (none when unknown)."""

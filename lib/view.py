@@ -11,6 +11,7 @@ copies were a sixth of the dataset builder's time.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +122,20 @@ class PlayerView:
             return seat_tag(int(number))
         except (TypeError, ValueError):
             return f"player {number}"
+
+
+def apply_to_all(views: Iterable[PlayerView], frame: Any) -> None:
+    """view.apply(frame) for every view, with the frame read once (the dataset builder replays broadcasts to six
+    views, hundreds of times per game)."""
+    handler = _HANDLERS.get(frame.get("eventType")) if isinstance(frame, dict) and frame.get("type") == "event" \
+        else None
+    data = frame.get("data") if handler is not None else None
+    if handler is None or not isinstance(data, dict):  # anything unusual: the general path
+        for view in views:
+            view.apply(frame)
+        return
+    for view in views:
+        handler(view, data)
 
 
 def _on_status(view: PlayerView, data: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from lib.actions import (
 )
 from lib.game import parameters_from_dict
 from lib.prompts import build_messages
-from lib.view import PlayerView
+from lib.view import PlayerView, apply_to_all
 from tests.frames import event, phase_start, round_start
 
 CAP = parameters_from_dict().amount_cap()
@@ -123,6 +123,22 @@ def test_error_frames_are_kept_and_change_nothing_else():
     view.apply("not a frame")
     assert view.errors == ["Game 99999 not found", "Game 15: could not find an handler for make-me-rich"]
     assert view.phase == 3
+
+
+def test_a_frame_applied_to_all_views_at_once_changes_each_as_applying_it_to_each():
+    frames = [*round_start(1, 1, [400000, 200000], T0), *phase_start(1, 2, T0 + 1),
+              event("message-received", {"sender": 2, "to": [1, 3], "number": 0, "text": "hi", "time": 1}),
+              event("reward", "not an object"), event("reward", {"amount": 3}), event("game-over"),
+              {"error": "Game 99999 not found"}, {"type": "error", "message": "no handler"}, "not a frame",
+              {"type": "notice", "message": "Phase 2 has begun."}, event("no-such-event", {"x": 1})]
+    one_by_one = [PlayerView(game_id=15, number=seat) for seat in (1, 3, 4)]
+    all_at_once = [PlayerView(game_id=15, number=seat) for seat in (1, 3, 4)]
+    for frame in frames:
+        for view in one_by_one:
+            view.apply(frame)
+        apply_to_all(all_at_once, frame)
+    assert all_at_once == one_by_one
+    assert one_by_one[0].errors == ["Game 99999 not found", "no handler"] and one_by_one[0].reward == {"amount": 3}
 
 
 @pytest.mark.parametrize("phase,seat,chat,due", [
