@@ -8,89 +8,34 @@
 #   HANDLER_STOP_TIMEOUT  seconds to wait after SIGTERM before SIGKILL (default 30)
 #
 # Only "our" process is ever signalled: one whose command line has this project's handler.py (absolute
-# path) as an argument. A PID file naming any other process, e.g. a reused PID, is stale and is removed.
-
-# The project is where this script really lives (following symlinks to it), never $PWD or $HOME.
-script=$0
-while [ -L "$script" ] && target=$(readlink "$script"); do
-    case $target in
-        /*) script=$target ;;
-        *) script=$(dirname -- "$script")/$target ;; # relative to the link's own folder
-    esac
-done
-PROJECT_DIR=$(CDPATH='' cd -- "$(dirname -- "$script")" && pwd -P) || {
-    echo "killer.sh: cannot find the project directory from $0" >&2
-    exit 1
-}
-HANDLER="$PROJECT_DIR/handler.py"
-PID_FILE="$PROJECT_DIR/run/handler.pid"
-
-STOP_TIMEOUT=${HANDLER_STOP_TIMEOUT:-30}
-# After SIGKILL the kernel needs a moment to tear the process down.
-KILL_WAIT_TENTHS=50
+# path) as an argument (lib/handlerctl.sh, shared with serverStarter.sh). A PID file naming any other
+# process, e.g. a reused PID, is stale and is removed.
 
 die() {
     echo "killer.sh: $*" >&2
     exit 1
 }
 
+# The project is where this script really lives (following symlinks to it), never $PWD or $HOME. Found here,
+# not in lib/handlerctl.sh with the rest of what serverStarter.sh shares: that file is found through it.
+script=$0
+while [ -L "$script" ] && target=$(readlink "$script"); do
+    case $target in /*) script=$target ;; *) script=$(dirname -- "$script")/$target ;; esac # relative to the link
+done
+PROJECT_DIR=$(CDPATH='' cd -- "$(dirname -- "$script")" && pwd -P) || die "cannot find the project directory from $0"
+# shellcheck source=SCRIPTDIR/lib/handlerctl.sh disable=SC1091 # followed with -x; also linted on its own
+. "$PROJECT_DIR/lib/handlerctl.sh"
+
+STOP_TIMEOUT=${HANDLER_STOP_TIMEOUT:-30}
+# After SIGKILL the kernel needs a moment to tear the process down.
+KILL_WAIT_TENTHS=50
+
 if [ "$#" -gt 0 ]; then
     echo "usage: sh killer.sh   (stops the handler started by serverStarter.sh)" >&2
     exit 2
 fi
 
-# Seconds (integer or decimal, e.g. 30 or 0.5) -> tenths of a second, for the polling loops.
-tenths() {
-    case $2 in
-        '' | *[!0-9.]* | *.*.* | .) die "$1 must be a number of seconds, got '$2'" ;;
-    esac
-    int=${2%%.*}
-    int=${int#"${int%%[!0]*}"} # 08 would read as octal
-    frac=${2#"$int"}
-    frac=${frac#.}
-    digit=${frac%"${frac#?}"}
-    echo $(( ${int:-0} * 10 + ${digit:-0} ))
-}
-
 stop_timeout_tenths=$(tenths HANDLER_STOP_TIMEOUT "$STOP_TIMEOUT") || exit 1
-
-# POSIX sleep takes whole seconds only; use tenths where the system's sleep allows it.
-if sleep 0.01 2>/dev/null; then
-    NAP=0.1
-    NAP_TENTHS=1
-else
-    NAP=1
-    NAP_TENTHS=10
-fi
-
-# Alive = exists and is not a zombie (an exited handler may wait unreaped under a parent that never reaps).
-is_alive() {
-    if [ -d /proc/self ]; then
-        stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-        state=${stat##*) }
-        state=${state%% *}
-        [ "$state" != Z ] && [ "$state" != X ]
-    else
-        state=$(ps -p "$1" -o stat= 2>/dev/null) || return 1
-        case $state in Z*) return 1 ;; esac
-    fi
-}
-
-# Ours = one of its arguments is exactly this project's handler.py, so a reused PID is never taken for ours.
-is_ours() {
-    if [ -d /proc/self ]; then
-        tr '\0' '\n' 2>/dev/null <"/proc/$1/cmdline" | grep -Fxq -- "$HANDLER"
-    else
-        case " $(ps -p "$1" -o args= 2>/dev/null) " in
-            *" $HANDLER "*) return 0 ;;
-            *) return 1 ;;
-        esac
-    fi
-}
-
-running_ours() {
-    is_alive "$1" && is_ours "$1"
-}
 
 # Wait up to $2 tenths of a second for process $1 to end (or stop being ours); true when it has.
 wait_gone() {
@@ -114,13 +59,11 @@ if [ ! -e "$PID_FILE" ]; then
 fi
 
 pid=$(cat "$PID_FILE" 2>/dev/null)
-case $pid in
-    '' | *[!0-9]*)
-        rm -f "$PID_FILE" || die "cannot remove $PID_FILE"
-        echo "Handler is not running; removed a PID file that held no PID."
-        exit 0
-        ;;
-esac
+if ! valid_pid "$pid"; then
+    rm -f "$PID_FILE" || die "cannot remove $PID_FILE"
+    echo "Handler is not running; removed a PID file that held no PID."
+    exit 0
+fi
 
 if ! is_alive "$pid"; then
     remove_pid_file "$pid"

