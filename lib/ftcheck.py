@@ -82,9 +82,10 @@ def _text_of(value: Any) -> str:
 # Token counts are cached per line and per piece of line: prompts repeat most of their lines from one example to
 # the next (rules, earlier rounds, chat), and most pieces of the other lines (the action-required fields, words,
 # numbers) from one game to the next, so dictionary lookups replace most of the pure-Python BPE work. Each cache is
-# emptied when full: memory stays bounded on any corpus, and what repeats is counted again at once.
-CACHE_MAX_LINES = 20_000
-CACHE_MAX_PIECES = 100_000
+# emptied when full: memory stays bounded on any corpus (a few MB; both fill within the first hundred or so games
+# of a dataset, and larger caps bought no speed), and what repeats is counted again at once.
+CACHE_MAX_LINES = 10_000
+CACHE_MAX_PIECES = 30_000
 _line_counts: dict[str, int] = {}
 _piece_counts: dict[str, int] = {}
 # Before a digit run that follows a printable ASCII character other than a digit or a space (see count_text_tokens).
