@@ -680,8 +680,14 @@ MAX_DEFAULT_WORKERS = 4
 FILES_PER_WORKER = 4  # fewer files than this per process, and starting the processes costs more than it saves
 
 
+def _can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()  # not on Windows: one process there
+
+
 def default_workers() -> int:
     """The CPUs this process may use, at most MAX_DEFAULT_WORKERS."""
+    if not _can_fork():
+        return 1
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -693,7 +699,7 @@ def _outcomes(paths: list[Path], sessions: SessionsTable | None, include_chat: b
               workers: int) -> Iterator[_FileOutcome]:
     """Each file's outcome, in input order (so the output never depends on the number of workers)."""
     workers = min(workers, len(paths) // FILES_PER_WORKER)
-    if workers <= 1:
+    if workers <= 1 or not _can_fork():
         for path in paths:
             yield _process(path, sessions, include_chat)
         return
