@@ -220,6 +220,11 @@ def test_shared_examples_between_training_and_validation():
     train = check_examples(good_lines(12))
     validation = check_examples(lines_of(example(3), example(100)))
     assert ftcheck.shared_examples(train, validation) == 1
+    # Distinct examples, whatever the key order, spacing or repeats, and whichever file is larger.
+    reordered = json.dumps({"messages": [{"content": m["content"], "role": m["role"]} for m in example(5)["messages"]]},
+                           indent=2).replace("\n", "")
+    repeated = check_examples(lines_of(example(3), example(3), example(4)) + [reordered] * 20)
+    assert ftcheck.shared_examples(train, repeated) == ftcheck.shared_examples(repeated, train) == 3
 
 
 def test_a_file_checked_in_parts_gives_the_report_of_the_whole_file():
@@ -236,7 +241,7 @@ def test_a_file_checked_in_parts_gives_the_report_of_the_whole_file():
     assert "t:4: expected a JSON object, got list" in in_parts.errors
     assert "t:33: empty line (JSONL needs one JSON object per line)" in in_parts.errors
     assert "t: 7 example(s) have no system message (lines 34, 35, 36, 37, 38, ...)" in in_parts.warnings
-    assert in_parts.example_hashes == whole.example_hashes
+    assert in_parts.example_digests == whole.example_digests and len(whole.example_digests) == 8 * 38
 
 
 def test_counts_made_with_the_examples_are_used_instead_of_counting_again():
