@@ -272,6 +272,7 @@ class _Game:
                              practice_round=self.params.practice_round)
             for seat in SEAT_NUMBERS
         }
+        self.all_views = [self.views[seat] for seat in SEAT_NUMBERS]
         self.pending: dict[tuple[int, str], _Pending] = {}
         self.phase_reached: tuple[int, int] | None = None  # (round, phase) of the last phase-transition replayed
         self.accepted: dict[int, dict[str, Any]] = {}  # seat -> last message this phase's handler accepted
@@ -365,7 +366,7 @@ class _Game:
     # -- frames ------------------------------------------------------------------------------------------------
 
     def deliver(self, seats: Iterable[int], frame: dict[str, Any]) -> None:
-        apply_to_all([self.views[seat] for seat in seats], frame)
+        apply_to_all(self.all_views if seats is SEAT_NUMBERS else [self.views[seat] for seat in seats], frame)
 
     def assign_role_data(self, round_number: int, seat: int, data: dict[str, Any]) -> dict[str, Any]:
         """assign-role data with the values the plan trusts for this round (none when unknown)."""
@@ -400,14 +401,16 @@ def _segment(item: dict[str, Any]) -> tuple[int, int]:
 
 def _same_delivery(event: dict[str, Any], first: dict[str, Any]) -> bool:
     data = event["sent"].get("data", {})
-    return event["sent"]["type"] == "message-received" and all(
-        data.get(key) == first.get(key) for key in ("sender", "to", "text", "time"))
+    return (event["sent"]["type"] == "message-received" and data.get("sender") == first.get("sender")
+            and data.get("to") == first.get("to") and data.get("text") == first.get("text")
+            and data.get("time") == first.get("time"))
 
 
 def _replay(game: _Game) -> None:
     """Logs with server-log: every event to its recipients, every client message just before the server's reply."""
     events = game.log.server_log or []
     n = len(events)
+    segments = [_segment(event["meta"]) for event in events]
     pos = 0
 
     def dispatch(event: dict[str, Any]) -> None:
@@ -433,7 +436,7 @@ def _replay(game: _Game) -> None:
         segment = _segment(entry)
         for j in range(start, n):
             event = events[j]
-            if _segment(event["meta"]) != segment:
+            if segments[j] != segment:
                 return None
             if event["sent"]["type"] != ack:
                 continue
@@ -453,7 +456,7 @@ def _replay(game: _Game) -> None:
         # Everything sent in earlier phases, and the transition into the message's phase (its meta already
         # carries the new phase, while the frames announcing it carry the old one).
         while pos < n:
-            at = _segment(events[pos]["meta"])
+            at = segments[pos]
             if not (at < segment or (at == segment and game.phase_reached != segment)):
                 break
             dispatch(events[pos])
