@@ -344,24 +344,28 @@ class LocalServer:
                 and secrets.compare_digest(str(body.get("username", "")), self.admin_username)
                 and secrets.compare_digest(str(body.get("password", "")), self.admin_password))
 
-    async def _login(self, request: Request) -> Response:
+    def _admin_body(self, request: Request) -> Any:
+        """The JSON body of a request that carries the admin credentials, or the error Response to send."""
         try:
             body = request.json()
         except ValueError as exc:
             return self._fail(400, f"Request body is not JSON: {exc}")
         if not self._credentials_ok(body):
             return self._fail(401, "Login failed")
+        return body
+
+    async def _login(self, request: Request) -> Response:
+        body = self._admin_body(request)
+        if isinstance(body, Response):
+            return body
         token = secrets.token_hex(32)
         self._tokens.add(token)
         return self._ok({"token": token, "username": self.admin_username, "role": 0}, "Login successful")
 
     async def _create_for_llm(self, request: Request) -> Response:
-        try:
-            body = request.json()
-        except ValueError as exc:
-            return self._fail(400, f"Request body is not JSON: {exc}")
-        if not self._credentials_ok(body):
-            return self._fail(401, "Login failed")
+        body = self._admin_body(request)
+        if isinstance(body, Response):
+            return body
         try:
             params = _params_from_request(body.get("gameParameters"))
             game_id = self.create_game(params, spawn=False)
