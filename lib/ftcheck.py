@@ -73,7 +73,7 @@ def _text_of(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return "".join(p.get("text", "") for p in value if isinstance(p, dict))
+        return "".join(t for p in value if isinstance(p, dict) and isinstance(t := p.get("text", ""), str))
     if isinstance(value, dict):
         return json.dumps(value)   # function_call: counted as its JSON text
     return ""
@@ -305,34 +305,34 @@ def _is_unicode(text: str) -> bool:
 
 
 def _message_problems(message: Any, index: int) -> list[str]:
-    where = f"message {index}"
     if not isinstance(message, dict):
-        return [f"{where} is not an object"]
+        return [f"message {index} is not an object"]
     problems = []
     role, content = message.get("role"), message.get("content")
     if "role" not in message:
-        problems.append(f"{where} has no 'role'")
-    elif role not in ROLES:
-        problems.append(f"{where} has unknown role {role!r} (expected one of "
+        problems.append(f"message {index} has no 'role'")
+    elif not isinstance(role, str) or role not in ROLES:
+        problems.append(f"message {index} has unknown role {role!r} (expected one of "
                         f"{', '.join(sorted(ROLES))})")
     calls_a_tool = role == "assistant" and (message.get("tool_calls")
                                             or message.get("function_call"))
+    text = _text_of(content)
     if "content" not in message and not calls_a_tool:
-        problems.append(f"{where} has no 'content'")
-    elif not calls_a_tool and not _text_of(content).strip():
-        problems.append(f"{where} ({role}) has empty content")
-    for key in ("content", "name"):
-        if not _is_unicode(_text_of(message.get(key))):
-            problems.append(f"{where} has a '{key}' that is not valid Unicode (an unpaired surrogate such as "
-                            "\\ud800)")
-    unknown = sorted(set(message) - MESSAGE_KEYS)
+        problems.append(f"message {index} has no 'content'")
+    elif not calls_a_tool and (not text or text.isspace()):  # not text.strip(), without copying the text
+        problems.append(f"message {index} ({role}) has empty content")
+    for key, value in (("content", text), ("name", _text_of(message.get("name")))):
+        if not _is_unicode(value):
+            problems.append(f"message {index} has a '{key}' that is not valid Unicode (an unpaired surrogate "
+                            "such as \\ud800)")
+    unknown = message.keys() - MESSAGE_KEYS
     if unknown:
-        problems.append(f"{where} has unknown key(s): {', '.join(unknown)}")
+        problems.append(f"message {index} has unknown key(s): {', '.join(sorted(unknown))}")
     if "weight" in message:
         if role != "assistant":
-            problems.append(f"{where} has a 'weight' but only assistant messages may")
+            problems.append(f"message {index} has a 'weight' but only assistant messages may")
         elif message["weight"] not in (0, 1) or isinstance(message["weight"], bool):
-            problems.append(f"{where} has weight {message['weight']!r} (must be 0 or 1)")
+            problems.append(f"message {index} has weight {message['weight']!r} (must be 0 or 1)")
     return problems
 
 
