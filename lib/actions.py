@@ -223,6 +223,11 @@ def validate_action(message: Any, view: PlayerView, wire_type: str, *, cap: int 
             raise ActionError('"text" must be a non-empty string')
         if cap is not None and len(text) > CHAT_MAX_CHARS:
             raise ActionError(f'"text" must be at most {CHAT_MAX_CHARS} characters, got {len(text)}')
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800") cannot be written or sent as UTF-8
+                raise ActionError('"text" holds an invalid character (a lone surrogate)') from None
         out["to"], out["text"] = list(to), text
     elif wire_type == DECISION:
         vote = message.get("compensationDecisions")

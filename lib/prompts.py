@@ -112,6 +112,14 @@ def _round_lines(view: PlayerView, rec: RoundRecord, finished: bool) -> list[str
     return lines
 
 
+def _printable(text: str) -> str:
+    """Chat text that can be written as UTF-8. The server relays a lone surrogate (JSON "\\ud800") as it is; here it
+    becomes U+FFFD instead of breaking the prompt, its token count or the model call."""
+    if text.isascii():
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def _chat_lines(view: PlayerView, rec: RoundRecord) -> list[str]:
     lines = []
     for msg in rec.chat:
@@ -119,7 +127,7 @@ def _chat_lines(view: PlayerView, rec: RoundRecord) -> list[str]:
         to = msg.get("to") if isinstance(msg.get("to"), list) else []
         audience = "everyone" if len(to) >= 5 else ", ".join(view.tag_of(n) for n in to)
         text = msg.get("text")
-        text = encode_basestring(text) if type(text) is str else _JSON_TEXT.encode(text)
+        text = encode_basestring(_printable(text)) if type(text) is str else _JSON_TEXT.encode(text)
         lines.append(f"- phase {msg.get('phase')}, {who} to {audience}: {text}")
     return lines
 

@@ -234,6 +234,7 @@ def test_wrong_role_and_wrong_phase_are_rejected():
 @pytest.mark.parametrize("to,text,reason", [
     ([], "hi", "non-empty list"), ([3], "hi", "other than your own"), ([99], "hi", "1-6"), ([1, 1], "hi", "distinct"),
     (["1"], "hi", "1-6"), ([1], "  ", "non-empty string"), ([1], "x" * 501, "at most 500"),
+    ([1], "caf\ud800", "lone surrogate"),
 ])
 def test_chat_rules(to, text, reason):
     with pytest.raises(ActionError, match=reason):
@@ -246,6 +247,10 @@ def test_human_mode_keeps_unusual_choices_but_not_malformed_ones():
                            cap=None)["compensationRequests"] == [None, 10**15]
     with pytest.raises(ActionError):
         validate_action({"type": REQUEST, "compensationRequests": [None, "a lot"]}, owner, REQUEST, cap=None)
+    chatter = owner_view_in_phase(2)
+    assert validate_action({"type": CHAT, "to": [1], "text": "x" * 900}, chatter, CHAT, cap=None)["text"] == "x" * 900
+    with pytest.raises(ActionError, match="lone surrogate"):
+        validate_action({"type": CHAT, "to": [1], "text": "\ud800"}, chatter, CHAT, cap=None)
 
 
 def test_server_sent_action_required_is_understood_top_level_and_nested():
@@ -318,3 +323,11 @@ def test_unknown_outcome_values_are_said_plainly():
     view.record(0).outcome = {"condition": 0, "tally": 3, "value": None, "compensation": None}
     _, user = build_messages(view, build_action_required(view, OFFER, cap=CAP))
     assert "Outcome: No Project won with 3 votes; your value unknown, compensation unknown." in user["content"]
+
+
+def test_a_lone_surrogate_in_received_chat_is_replaced_not_fatal():
+    view = owner_view_in_phase(2, seat=1)
+    view.apply(event("message-received", {"sender": 3, "to": [1], "number": 0, "text": "bad \ud800 text"}))
+    _, user = build_messages(view, build_action_required(view, CHAT, cap=CAP))
+    user["content"].encode("utf-8")  # would raise on a lone surrogate
+    assert 'Owner 2 to Owner 1: "bad \ufffd text"' in user["content"]
