@@ -4,14 +4,16 @@
 
 Plays four games with scripted players of varied behaviour (cooperative, greedy, silent, chatty; practice round
 on and off; different sessions of jsonFiles/sessions.json) and writes `<id>.log.json` for each into the output
-folder, replacing earlier sample logs. The players are scripts, not people: these logs show the format and
-exercise the tools, they are no data about human behaviour.
+folder, replacing earlier sample logs; the second game without its server-log, as the 2023 logs are. The
+players are scripts, not people: these logs show the format and exercise the tools, they are no data about human
+behaviour.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import sys
 from pathlib import Path
@@ -94,6 +96,9 @@ GAMES = [
 ]
 
 
+OLDER_FORMAT_GAME = 1  # index in GAMES: the second game is written without its server-log
+
+
 async def make(out: Path, seed: int) -> list[Path]:
     rng = random.Random(seed)
     written = []
@@ -106,6 +111,12 @@ async def make(out: Path, seed: int) -> list[Path]:
             await play_game(server.ws_url, game_id, [new_recovery_code() for _ in range(6)], behaviours(rng))
             await server.wait_game_over(game_id, timeout=60)
             written.append(server.log_path(game_id))
+    # One game in the older format (the 2023 logs have no server-log), so both formats of PROTOCOL.md section 5
+    # are in the samples; its values can be joined from jsonFiles/sessions.json with --sessions.
+    older = written[OLDER_FORMAT_GAME]
+    recorded = json.loads(older.read_text(encoding="utf-8"))
+    del recorded["server-log"]
+    older.write_text(json.dumps(recorded), encoding="utf-8")
     return written
 
 
