@@ -38,9 +38,11 @@ class SlowPolicy(BaselinePolicy):
         super().__init__()
         self.wire_type = wire_type
         self.delay = delay
+        self.deciding = asyncio.Event()  # set when the slow decision has begun
 
     async def decide(self, view, wire_type, **kwargs):
         if wire_type == self.wire_type:
+            self.deciding.set()
             await asyncio.sleep(self.delay)
         return await super().decide(view, wire_type, **kwargs)
 
@@ -125,14 +127,15 @@ def test_an_answer_decided_while_cut_off_is_sent_again_after_the_rejoin(tmp_path
     rejoin the snapshot shows the server lacks it, so the same answer is sent (the model is not asked twice)."""
 
     async def scenario():
+        slow = SlowPolicy("compensation-request", 0.3)
         async with LocalServer() as server, Proxy(server.ws_port) as flaky:
             async def cut(game_id: int) -> None:
-                game = server.game(game_id)
-                await wait_for(lambda: game.phase == 3)
-                await flaky.outage(0.6)  # the answer comes 0.3 s into the outage
+                # Cut only once seat 3 has seen phase 3 and is deciding: cut earlier, and it would learn of the
+                # phase from the snapshot after the rejoin and decide then, with nothing to re-send.
+                await asyncio.wait_for(slow.deciding.wait(), 10)
+                await flaky.outage(0.6)  # the answer comes 0.3 s after the decision began, inside the outage
 
-            return await play_game(tmp_path, server, during=cut,
-                                   policies={3: SlowPolicy("compensation-request", 0.3)},
+            return await play_game(tmp_path, server, during=cut, policies={3: slow},
                                    ws_url=lambda k: f"ws://127.0.0.1:{flaky.port}" if k == 3 else server.ws_url)
 
     played, _results = asyncio.run(scenario())
