@@ -12,9 +12,15 @@ and whether the server counted them is decided later (lib.actions), not here.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+try:  # parses logs about 2.5 times as fast as json; optional, json gives the same values
+    import orjson
+except ImportError:  # pragma: no cover - requirements.txt installs it
+    orjson = None
 
 from lib.game import LAST_PHASE, SEATS, GameParams, ParamError, parse_parameters
 
@@ -65,7 +71,7 @@ def read_log(path: str | Path) -> IbexLog:
     if not raw.strip():
         raise LogError(f"{path}: empty file, not an IBEX log")
     try:
-        data = json.loads(raw)
+        data = _loads(raw)
     except UnicodeDecodeError as exc:
         raise LogError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
@@ -73,6 +79,35 @@ def read_log(path: str | Path) -> IbexLog:
             raise LogError(f"{path}:{exc.lineno}: the JSON ends early (truncated file?): {exc.msg}") from None
         raise LogError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})") from None
     return parse_log(data, str(path))
+
+
+_DIGIT_RUN = re.compile(rb"[0-9]{19,}")
+
+
+def _may_hold_huge_integer(raw: bytes) -> bool:
+    """Whether a JSON number in raw may lie beyond 64-bit integers, which orjson turns into a float (json keeps the
+    int). Any run of 19 digits after a JSON delimiter counts: a false alarm only costs json's slower parse."""
+    for match in _DIGIT_RUN.finditer(raw):
+        i = match.start() - 1
+        if i >= 0 and raw[i] == 0x2D:  # a minus sign
+            i -= 1
+        while i >= 0 and raw[i] in b" \t\r\n":
+            i -= 1
+        if i < 0 or raw[i] in b":,[":
+            return True
+    return False
+
+
+def _loads(raw: bytes) -> Any:
+    """json.loads(raw), through orjson when it gives the same values. What orjson refuses (NaN, 1e400, a lone
+    surrogate escape, a byte-order mark, UTF-16, broken files) goes to json, which accepts what it accepts and
+    words the errors, and so does a file that may hold an integer beyond 64 bits (orjson would make it a float)."""
+    if orjson is not None and not _may_hold_huge_integer(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw)
 
 
 def parse_log(data: Any, source: str = "<log>") -> IbexLog:

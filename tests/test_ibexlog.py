@@ -131,3 +131,32 @@ def test_top_level_shapes_that_are_not_logs():
         parse_log([1, 2], "x")
     with pytest.raises(LogError, match=r"^x: not an IBEX log \(no 'log'\)$"):
         parse_log({"parameters": []}, "x")
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": 18446744073709551616}',  # beyond 64 bits: orjson would give a float
+    '[-9223372036854775809, 9223372036854775808, 123456789012345678901234567890]',
+    '{"n": 1e400, "m": NaN, "i": -Infinity}',
+    '{"text": "\\ud800 lone surrogate"}',
+    '\ufeff{"bom": true}',
+    '{"a": 1, "a": 2, "f": 0.1, "g": -0.0, "h": 5e-324, "z": -0, "s": "\\u0000\\ud83d\\ude00"}',
+    '{"code": "code000000000000000000000000000000", "t": ": 12345678901234567890"}',
+])
+def test_logs_are_parsed_to_exactly_the_values_the_json_module_gives(text):
+    from lib.ibexlog import _loads
+
+    raw = text.encode("utf-8")
+    parsed, expected = _loads(raw), json.loads(raw)
+    assert repr(parsed) == repr(expected)  # repr: NaN != NaN, and 1 == 1.0 would hide a float
+    assert json.dumps(parsed) == json.dumps(expected)
+
+
+def test_a_huge_integer_in_a_log_stays_an_integer(tmp_path):
+    data = load(sorted(p.name for p in LOGS.glob("*.log.json"))[0])
+    data["log"].append({"type": "message", "round": 1, "phase": 3, "number": 1,
+                        "content": {"gameId": 9, "type": "compensation-request",
+                                    "compensationRequests": [None, 10**20]}})
+    path = tmp_path / "9.log.json"
+    path.write_text(json.dumps(data))
+    amount = read_log(path).entries[-1]["content"]["compensationRequests"][1]
+    assert amount == 10**20 and type(amount) is int
