@@ -108,7 +108,7 @@ def generate(folder: Path, n: int, seed: int) -> int:
 
 
 MEASURE = r"""
-import collections, json, resource, sys, time, types
+import collections, json, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 mode, folder, out, n, workers = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
@@ -137,13 +137,12 @@ else:
                 finally:
                     stages[stage] += time.perf_counter() - started
             setattr(owner, name, wrapper)
-        D._JSON_TEXT = types.SimpleNamespace(encode=D._JSON_TEXT.encode)
-        timed(D._JSON_TEXT, "encode", "JSON lines")
+        timed(D, "_example_line", "JSON lines")
         timed(D, "read_log", "read")
-        timed(D, "build_messages", "prompts")
+        timed(D, "system_prompt", "prompts")
+        timed(D, "user_prompt_lines", "prompts")
         timed(D, "build_action_required", "prompts")
-        timed(ftcheck, "count_tokens", "tokens")
-        timed(ftcheck, "assistant_tokens", "tokens")
+        timed(ftcheck, "chat_example_tokens", "tokens")
         timed(ftcheck.LinesCheck, "add", "checks")
         timed(D, "_process", "per file")
     for f in files:

@@ -24,6 +24,7 @@ old ones only when everything is written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -34,6 +35,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring as _encode_string
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +69,7 @@ from lib.game import (
     winner,
 )
 from lib.ibexlog import MESSAGE, IbexLog, LogError, read_log, server_frame
-from lib.prompts import build_messages
+from lib.prompts import system_prompt, user_prompt_lines
 from lib.sessions import SessionsTable
 from lib.view import PlayerView, apply_to_all
 
@@ -101,7 +103,14 @@ ACCEPTED_IN_PHASE = {3: REQUEST, 4: OFFER, 6: DECISION}
 ROLE_BROADCASTS = frozenset({"compensation-requests-received", "phase-instructions"})
 # Client frames that are not decisions and never give an example.
 NOT_DECISIONS = frozenset({"join", "player-is-ready", "status"})
-_JSON_TEXT = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False), one encoder for all lines
+
+
+def _example_line(system: str, user: str, assistant: str) -> str:
+    """json.dumps({"messages": [system, user, assistant messages]}, ensure_ascii=False), written out: the same
+    text, without walking the example."""
+    return ('{"messages": [{"role": "system", "content": ' + _encode_string(system)
+            + '}, {"role": "user", "content": ' + _encode_string(user)
+            + '}, {"role": "assistant", "content": ' + _encode_string(assistant) + "}]}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -145,7 +154,7 @@ class _Pending:
 
     seat: int
     action: str
-    messages: list[dict[str, str]]
+    prompt: tuple[str, list[str]]  # system prompt, user prompt's lines
     values_source: str
     message: dict[str, Any]
     at: tuple[int, dict[str, Any]]  # the last submission's place in `log`
@@ -281,21 +290,26 @@ class _Game:
 
     # -- examples ----------------------------------------------------------------------------------------------
 
-    def _prompt(self, view: PlayerView, action: str) -> list[dict[str, str]]:
+    def _prompt(self, view: PlayerView, action: str) -> tuple[str, list[str]]:
+        """The prompt as lib.prompts.build_messages makes it, with the user prompt still in lines (see _emit)."""
         required = build_action_required(view, action, cap=self.cap, timer_seconds=self.params.timer(view.phase))
-        return build_messages(view, required)
+        return system_prompt(view), user_prompt_lines(view, required)
 
     def _values_source(self, view: PlayerView) -> str:
         return view.current.values_source if view.current.values is not None else UNKNOWN
 
-    def _emit(self, seat: int, action: str, messages: list[dict[str, str]], answer: dict[str, Any],
+    def _emit(self, seat: int, action: str, prompt: tuple[str, list[str]], answer: dict[str, Any],
               values_source: str) -> None:
-        example = {"messages": [*messages, {"role": "assistant", "content": wire_json(answer)}]}
-        tokens = ftcheck.count_tokens(example["messages"])
-        self.result.lines.append(_JSON_TEXT.encode(example))
+        system, user_lines = prompt
+        user, assistant = "\n".join(user_lines), wire_json(answer)
+        # Counted per line: most lines repeat from one prompt to the next and are counted once (lib.ftcheck).
+        tokens = ftcheck.chat_example_tokens(system, user_lines, assistant)
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user},
+                    {"role": "assistant", "content": assistant}]
+        self.result.lines.append(_example_line(system, user, assistant))
         self.result.meta.append((seat, action, values_source))
-        self.result.tokens.append(tokens)
-        self.result.check.add(example, (tokens, ftcheck.assistant_tokens(example["messages"])))
+        self.result.tokens.append(tokens[0])
+        self.result.check.add({"messages": messages}, tokens)
 
     def submission(self, index: int, entry: dict[str, Any]) -> None:
         """A client message, at the moment the server received it."""
@@ -359,7 +373,7 @@ class _Game:
             except ActionError as exc:
                 self.result.skip(MALFORMED, pending.action, pending.at, str(exc))
             else:
-                self._emit(pending.seat, pending.action, pending.messages, answer, pending.values_source)
+                self._emit(pending.seat, pending.action, pending.prompt, answer, pending.values_source)
         for seat, message in self.accepted.items():
             self.views[seat].apply_sent(message)
         self.pending.clear()
@@ -651,13 +665,31 @@ def find_logs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
 class _FileOutcome:
     source: str
     error: str | None = None
-    result: GameResult | None = None
+    result: GameResult | None = None  # its lines are in a spool file by then, at `spooled`
+    spooled: tuple[int, int, int] = (0, 0, 0)  # spool number, offset, length
 
 
-def _process(path: Path, sessions: SessionsTable | None, include_chat: bool) -> _FileOutcome:
+class _Spool:
+    """The file one process appends the JSONL lines of its games to. The lines stay in the process that made them
+    (only their place goes back to the builder), and the builder copies each game's bytes to its output file."""
+
+    def __init__(self, number: int, path: Path) -> None:
+        self.number, self.size = number, 0
+        self.file = path.open("ab", buffering=0)  # unbuffered: a worker may be ended without flushing
+
+    def put(self, result: GameResult) -> tuple[int, int, int]:
+        blob = "".join(line + "\n" for line in result.lines).encode("utf-8")
+        result.lines = []
+        self.file.write(blob)
+        offset, self.size = self.size, self.size + len(blob)
+        return self.number, offset, len(blob)
+
+
+def _process(path: Path, sessions: SessionsTable | None, include_chat: bool, spool: _Spool) -> _FileOutcome:
     try:
         log = read_log(path)
-        return _FileOutcome(str(path), result=game_examples(log, sessions=sessions, include_chat=include_chat))
+        result = game_examples(log, sessions=sessions, include_chat=include_chat)
+        return _FileOutcome(str(path), result=result, spooled=spool.put(result))
     except LogError as exc:
         return _FileOutcome(str(path), error=str(exc))
     except RecursionError:
@@ -667,18 +699,20 @@ def _process(path: Path, sessions: SessionsTable | None, include_chat: bool) -> 
                                              f"({type(exc).__name__}: {exc}); please report it")
 
 
-# Worker processes get the options once, through the pool initializer.
-_WORKER_OPTIONS: tuple[SessionsTable | None, bool] = (None, False)
+# Worker processes get the options once, through the pool initializer, and each takes its own spool.
+_WORKER: tuple[SessionsTable | None, bool, _Spool | None] = (None, False, None)
 
 
-def _init_worker(sessions: SessionsTable | None, include_chat: bool) -> None:
-    global _WORKER_OPTIONS
-    _WORKER_OPTIONS = (sessions, include_chat)
+def _init_worker(sessions: SessionsTable | None, include_chat: bool, spools: Any) -> None:
+    global _WORKER
+    number, path = spools.get()
+    _WORKER = (sessions, include_chat, _Spool(number, path))
 
 
 def _process_in_worker(path: Path) -> _FileOutcome:
-    sessions, include_chat = _WORKER_OPTIONS
-    return _process(path, sessions, include_chat)
+    sessions, include_chat, spool = _WORKER
+    assert spool is not None
+    return _process(path, sessions, include_chat, spool)
 
 
 MAX_DEFAULT_WORKERS = 4
@@ -700,17 +734,27 @@ def default_workers() -> int:
     return max(1, min(MAX_DEFAULT_WORKERS, cpus))
 
 
+def _processes(n_files: int, workers: int) -> int:
+    """How many processes build examples: 1 means the builder itself, no workers."""
+    return max(1, min(workers, n_files // FILES_PER_WORKER)) if _can_fork() else 1
+
+
 def _outcomes(paths: list[Path], sessions: SessionsTable | None, include_chat: bool,
-              workers: int) -> Iterator[_FileOutcome]:
-    """Each file's outcome, in input order (so the output never depends on the number of workers)."""
-    workers = min(workers, len(paths) // FILES_PER_WORKER)
-    if workers <= 1 or not _can_fork():
+              spool_paths: list[Path]) -> Iterator[_FileOutcome]:
+    """Each file's outcome, in input order (so the output never depends on the number of workers), from one
+    process per spool file."""
+    if len(spool_paths) == 1:
+        spool = _Spool(0, spool_paths[0])
         for path in paths:
-            yield _process(path, sessions, include_chat)
+            yield _process(path, sessions, include_chat, spool)
         return
     ftcheck.load_tokenizer()  # once, before forking, so workers share it
     context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=_init_worker, initargs=(sessions, include_chat)) as pool:
+    spools = context.SimpleQueue()
+    for numbered in enumerate(spool_paths):
+        spools.put(numbered)
+    with context.Pool(len(spool_paths), initializer=_init_worker,
+                      initargs=(sessions, include_chat, spools)) as pool:
         yield from pool.imap(_process_in_worker, paths, chunksize=2)
 
 
@@ -830,40 +874,38 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
     tally = _Tally()
     started = time.monotonic()
     try:
-        spool_path = _tmp_in(out, "examples")
-        temps.append(spool_path)
-        # Per usable file: game key, offset and length of its lines in the spool, its examples' tokens and
-        # the checks of its lines (small: a few numbers per example).
-        games: list[tuple[str, int, int, array[int], ftcheck.LinesCheck]] = []
-        with spool_path.open("wb") as spool:
-            for done, outcome in enumerate(_outcomes(paths, options.sessions, options.include_chat,
-                                                     options.workers), 1):
-                if outcome.error is not None:
-                    errors.append(outcome.error)
-                    if on_error:
-                        on_error(outcome.error)
-                elif outcome.result is not None:
-                    result = outcome.result
-                    key = str(result.game_id)
-                    tally.add(result, key)
-                    blob = "".join(line + "\n" for line in result.lines).encode("utf-8")
-                    games.append((key, spool.tell(), len(blob), result.tokens, result.check))
-                    spool.write(blob)
-                if progress:
-                    progress(done, len(paths))
+        spool_paths = [_tmp_in(out, "examples") for _ in range(_processes(len(paths), options.workers))]
+        temps += spool_paths
+        # Per usable file: game key, where its lines are in the spools, its examples' tokens and the checks of
+        # its lines (small: a few numbers per example).
+        games: list[tuple[str, tuple[int, int, int], array[int], ftcheck.LinesCheck]] = []
+        for done, outcome in enumerate(_outcomes(paths, options.sessions, options.include_chat, spool_paths), 1):
+            if outcome.error is not None:
+                errors.append(outcome.error)
+                if on_error:
+                    on_error(outcome.error)
+            elif outcome.result is not None:
+                result = outcome.result
+                key = str(result.game_id)
+                tally.add(result, key)
+                games.append((key, outcome.spooled, result.tokens, result.check))
+            if progress:
+                progress(done, len(paths))
         timings = {"read_build_and_check_examples": time.monotonic() - started}
-        validation_games = split_games((k for k, _, n, _, _ in games if n), options.validation_fraction,
+        validation_games = split_games((k for k, spooled, _, _ in games if spooled[2]), options.validation_fraction,
                                        options.seed)
         train_path, val_path = _tmp_in(out, "training_set"), _tmp_in(out, "validation_set")
         temps += [train_path, val_path]
         counts = {"training": 0, "validation": 0}
         tokens = {"training": array("l"), "validation": array("l")}
         checked: dict[str, list[ftcheck.LinesCheck]] = {"training": [], "validation": []}
-        with spool_path.open("rb") as spool, train_path.open("wb") as train, val_path.open("wb") as val:
-            for key, offset, length, file_tokens, file_check in games:
+        with contextlib.ExitStack() as stack:
+            spools = [stack.enter_context(path.open("rb")) for path in spool_paths]
+            train, val = stack.enter_context(train_path.open("wb")), stack.enter_context(val_path.open("wb"))
+            for key, (number, offset, length), file_tokens, file_check in games:
                 side = "validation" if key in validation_games else "training"
-                spool.seek(offset)
-                (val if side == "validation" else train).write(spool.read(length))
+                spools[number].seek(offset)
+                (val if side == "validation" else train).write(spools[number].read(length))
                 counts[side] += len(file_tokens)
                 tokens[side].extend(file_tokens)
                 checked[side].append(file_check)

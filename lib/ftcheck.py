@@ -177,6 +177,61 @@ def count_text_tokens(text: str) -> int:
     return total + (_count_line(line) if line else 0)
 
 
+_joined_counts: dict[str, tuple[int, bool]] = {}  # line -> (tokens of line + newline, starts a pre-token)
+
+
+def count_joined_tokens(lines: list[str]) -> int:
+    """count_text_tokens("\\n".join(lines)), without joining: per line, cached by the line itself, so lines that a
+    caller hands over again (a prompt's earlier rounds, its chat) cost one dictionary lookup.
+
+    Each line after the first must start where a pre-token surely starts (see count_text_tokens: not whitespace,
+    not "/"); otherwise the joined text is counted instead.
+    """
+    if not lines:
+        return 0
+    *body, last = lines
+    total = 0
+    for i, line in enumerate(body):
+        entry = _joined_counts.get(line)
+        if entry is None:
+            entry = (count_text_tokens(line + "\n"), _starts_pre_token(line))
+            if len(_joined_counts) >= CACHE_MAX_LINES:
+                _joined_counts.clear()
+            _joined_counts[line] = entry
+        if i and not entry[1]:
+            return count_text_tokens("\n".join(lines))
+        total += entry[0]
+    if body and not _starts_pre_token(last):
+        return count_text_tokens("\n".join(lines))
+    # The last line, often seen once (a prompt's action-required message), is not kept in this cache.
+    return total + count_text_tokens(last)
+
+
+def _starts_pre_token(line: str) -> bool:
+    return bool(line) and not line[0].isspace() and line[0] != "/"
+
+
+_ROLE_TOKENS: dict[str, int] = {}
+_system_counts: dict[str, int] = {}  # a player's system prompt is the same all game long
+
+
+def chat_example_tokens(system: str, user_lines: list[str], assistant: str) -> tuple[int, int]:
+    """(count_tokens, assistant_tokens) of the example [system, user ("\\n".join(user_lines)), assistant]: the
+    dataset builder's examples, counted without joining the user prompt."""
+    if not _ROLE_TOKENS:
+        _ROLE_TOKENS.update({role: count_text_tokens(role) for role in ("system", "user", "assistant")})
+    answer = count_text_tokens(assistant)
+    system_tokens = _system_counts.get(system)
+    if system_tokens is None:
+        system_tokens = count_text_tokens(system)
+        if len(_system_counts) >= CACHE_MAX_PIECES:
+            _system_counts.clear()
+        _system_counts[system] = system_tokens
+    total = (3 + 3 * 3 + _ROLE_TOKENS["system"] + _ROLE_TOKENS["user"] + _ROLE_TOKENS["assistant"]
+             + system_tokens + count_joined_tokens(user_lines) + answer)
+    return total, answer
+
+
 def count_tokens(messages: list[dict]) -> int:
     """Tokens of one chat example, counted like the cookbook: 3 per message, the tokens of
     every string field (role, content, name; +1 for a name), and 3 priming the reply."""
@@ -307,6 +362,11 @@ def _is_unicode(text: str) -> bool:
 
 
 def _message_problems(message: Any, index: int) -> list[str]:
+    if type(message) is dict and len(message) == 2:  # the usual {"role", "content"} with text, checked fast
+        role, content = message.get("role"), message.get("content")
+        if type(role) is str and role in ROLES and type(content) is str and content and not content.isspace() \
+                and _is_unicode(content):
+            return []
     if not isinstance(message, dict):
         return [f"message {index} is not an object"]
     problems = []
@@ -348,6 +408,10 @@ def _digest(messages: list[dict]) -> bytes:
     parts = []
     for message in messages:
         parts.append("\x1e")
+        if len(message) == 2 and type(content := message.get("content")) is str \
+                and type(role := message.get("role")) is str:  # the usual case, as the loop below would write it
+            parts += (f"content\x1fs{len(content)}\x1f", content, f"role\x1fs{len(role)}\x1f", role)
+            continue
         for key in sorted(message):
             value = message[key]
             if type(value) is str:

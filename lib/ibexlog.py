@@ -12,7 +12,6 @@ and whether the server counted them is decided later (lib.actions), not here.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,20 +80,28 @@ def read_log(path: str | Path) -> IbexLog:
     return parse_log(data, str(path))
 
 
-_DIGIT_RUN = re.compile(rb"[0-9]{19,}")
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))  # digits -> "0", else "."
+_LONG_RUN = b"0" * 19
 
 
 def _may_hold_huge_integer(raw: bytes) -> bool:
     """Whether a JSON number in raw may lie beyond 64-bit integers, which orjson turns into a float (json keeps the
-    int). Any run of 19 digits after a JSON delimiter counts: a false alarm only costs json's slower parse."""
-    for match in _DIGIT_RUN.finditer(raw):
-        i = match.start() - 1
+    int). Any run of 19 digits after a JSON delimiter counts: a false alarm only costs json's slower parse. Digit
+    runs are found with bytes.translate and find, at C speed (a regex took most of the time orjson saves)."""
+    runs = raw.translate(_DIGITS_AS_ZEROS)
+    start = runs.find(_LONG_RUN)
+    while start >= 0:
+        i = start - 1
         if i >= 0 and raw[i] == 0x2D:  # a minus sign
             i -= 1
         while i >= 0 and raw[i] in b" \t\r\n":
             i -= 1
         if i < 0 or raw[i] in b":,[":
             return True
+        end = runs.find(b".", start)
+        if end < 0:
+            return False
+        start = runs.find(_LONG_RUN, end)
     return False
 
 

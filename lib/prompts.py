@@ -34,7 +34,17 @@ def _range_text(boundaries: dict[str, Any] | None, who: str) -> str:
 
 
 def system_prompt(view: PlayerView) -> str:
-    """The voting game's rules and this player's role."""
+    """The voting game's rules and this player's role (the same text all game long: kept with the view)."""
+    made_from = (view.role, view.tag, view.number, view.round_count, view.practice_round)
+    cached = view.system_rendered
+    if cached is not None and cached[0] == made_from and _same(cached[1], view.boundaries):
+        return cached[2]
+    text = _system_prompt(view)
+    view.system_rendered = (made_from, view.boundaries, text)
+    return text
+
+
+def _system_prompt(view: PlayerView) -> str:
     role = ROLE_NAMES.get(view.role or 0, "player")
     rounds = ""
     if view.round_count is not None:
@@ -120,30 +130,60 @@ def _printable(text: str) -> str:
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
+def _same(old: Any, new: Any) -> bool:
+    # players-known comes again every round, as a new but equal list: equal players give the same tags.
+    return old is new or old == new
+
+
+def _chat_line(view: PlayerView, msg: dict[str, Any]) -> str:
+    who = "You" if msg.get("sender") == view.number else view.tag_of(msg.get("sender"))
+    to = msg.get("to") if isinstance(msg.get("to"), list) else []
+    audience = "everyone" if len(to) >= 5 else ", ".join(view.tag_of(n) for n in to)
+    text = msg.get("text")
+    text = encode_basestring(_printable(text)) if type(text) is str else _JSON_TEXT.encode(text)
+    return f"- phase {msg.get('phase')}, {who} to {audience}: {text}"
+
+
 def _chat_lines(view: PlayerView, rec: RoundRecord) -> list[str]:
-    lines = []
-    for msg in rec.chat:
-        who = "You" if msg.get("sender") == view.number else view.tag_of(msg.get("sender"))
-        to = msg.get("to") if isinstance(msg.get("to"), list) else []
-        audience = "everyone" if len(to) >= 5 else ", ".join(view.tag_of(n) for n in to)
-        text = msg.get("text")
-        text = encode_basestring(_printable(text)) if type(text) is str else _JSON_TEXT.encode(text)
-        lines.append(f"- phase {msg.get('phase')}, {who} to {audience}: {text}")
+    """One line per chat message of the round. A round's chat only grows, and a player sees it in every later
+    prompt of the round, so the lines are kept with the record and only new messages are rendered."""
+    cached = rec.chat_rendered
+    if cached is None or not _same(cached[0], view.players) or cached[1] != view.number \
+            or len(cached[2]) > len(rec.chat):
+        cached = rec.chat_rendered = (view.players, view.number, [])
+    lines = cached[2]
+    for msg in rec.chat[len(lines):]:
+        lines.append(_chat_line(view, msg))
     return lines
 
 
-def user_prompt(view: PlayerView, action_required: dict[str, Any]) -> str:
-    """What this player knows now (round, own values, earlier rounds, this round so far), then the message."""
+def _earlier_round_line(view: PlayerView, rec: RoundRecord) -> str:
+    """A finished round in one line. Every later prompt repeats it: it is rendered again only when something it is
+    made from was replaced (the view replaces what it stores, never changes it in place)."""
+    made_from = (rec.values, rec.requests, rec.my_request, rec.offer, rec.my_vote, rec.outcome)
+    cached = rec.rendered
+    if cached is not None:
+        old, players, role, profit, line = cached
+        if role == view.role and profit == rec.profit and _same(players, view.players) \
+                and all(a is b for a, b in zip(old, made_from, strict=True)):
+            return line
+    values = f" values {rec.values[NO_PROJECT]}/{rec.values[PROJECT]}" if rec.values else ""
+    line = f"Round {rec.round}{values}: " + " ".join(_round_lines(view, rec, finished=True))
+    rec.rendered = (made_from, view.players, view.role, rec.profit, line)
+    return line
+
+
+def user_prompt_lines(view: PlayerView, action_required: dict[str, Any]) -> list[str]:
+    """The user prompt's lines (user_prompt joins them with newlines): the dataset builder counts tokens per line."""
     label = " (practice)" if view.round == 0 else ""
     of = f" of {view.round_count}" if view.round_count is not None else ""
-    lines = [f"Game {view.game_id}, round {view.round}{of}{label}, phase {view.phase} ({PHASES.get(view.phase)})."]
-    lines.append(_values_line(view.current))
+    lines = [f"Game {view.game_id}, round {view.round}{of}{label}, phase {view.phase} ({PHASES.get(view.phase)}).",
+             _values_line(view.current)]
     earlier = [r for n, r in sorted(view.rounds.items()) if n < view.round]
     if earlier:
         lines.append("Earlier rounds:")
         for rec in earlier:
-            values = f" values {rec.values[NO_PROJECT]}/{rec.values[PROJECT]}" if rec.values else ""
-            lines.append(f"Round {rec.round}{values}: " + " ".join(_round_lines(view, rec, finished=True)))
+            lines.append(_earlier_round_line(view, rec))
     now = _round_lines(view, view.current, finished=False)
     if now:
         lines.append("This round so far: " + " ".join(now))
@@ -153,7 +193,12 @@ def user_prompt(view: PlayerView, action_required: dict[str, Any]) -> str:
         lines.extend(chat)
     lines.append("Action required:")
     lines.append(_JSON_TEXT.encode(action_required))
-    return "\n".join(lines)
+    return lines
+
+
+def user_prompt(view: PlayerView, action_required: dict[str, Any]) -> str:
+    """What this player knows now (round, own values, earlier rounds, this round so far), then the message."""
+    return "\n".join(user_prompt_lines(view, action_required))
 
 
 def build_messages(view: PlayerView, action_required: dict[str, Any]) -> list[dict[str, str]]:

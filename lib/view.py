@@ -32,6 +32,10 @@ class RoundRecord:
     chat: list[dict[str, Any]] = field(default_factory=list)  # {"phase","sender","to","text"}, sent and received
     outcome: dict[str, Any] | None = None  # final-profit data: condition, tally, value, compensation
     profit: int | None = None  # round-summary profit
+    # lib.prompts' renderings of this record, reused while what they were made from is unchanged (by identity: the
+    # view replaces what it stores and only ever appends to `chat`). Not part of the record's value.
+    rendered: Any = field(default=None, init=False, compare=False, repr=False)
+    chat_rendered: Any = field(default=None, init=False, compare=False, repr=False)
 
 
 @dataclass
@@ -55,6 +59,8 @@ class PlayerView:
     reward: dict[str, Any] | None = None
     server_action: dict[str, Any] | None = None  # last action-required the server itself sent (its data)
     errors: list[str] = field(default_factory=list)  # error frames received, newest last
+    _tags: Any = field(default=None, init=False, compare=False, repr=False)  # (players list, number -> tag)
+    system_rendered: Any = field(default=None, init=False, compare=False, repr=False)  # lib.prompts' system prompt
 
     @property
     def current(self) -> RoundRecord:
@@ -115,9 +121,22 @@ class PlayerView:
         return [n for n in known if isinstance(n, int)] or [n for n in range(1, 7) if n != DEVELOPER_SEAT]
 
     def tag_of(self, number: Any) -> str:
-        for p in self.players:
-            if p.get("number") == number and isinstance(p.get("tag"), str):
-                return p["tag"]
+        """The tag players-known gave this seat, else the real server's tag for it (prompts ask for it often)."""
+        cached = self._tags
+        if cached is None or cached[0] is not self.players:
+            tags: dict[Any, str] = {}
+            for p in self.players:
+                n, tag = p.get("number"), p.get("tag")
+                if isinstance(tag, str) and (n is None or isinstance(n, int | float | str)):
+                    tags.setdefault(n, tag)
+            cached = self._tags = (self.players, tags)
+        try:
+            tag = cached[1].get(number)
+        except TypeError:  # an unhashable "number" (a list): compare with each player's, as == does
+            tag = next((p["tag"] for p in self.players if p.get("number") == number and isinstance(p.get("tag"), str)),
+                       None)
+        if tag is not None:
+            return tag
         try:
             return seat_tag(int(number))
         except (TypeError, ValueError):

@@ -141,6 +141,7 @@ def test_top_level_shapes_that_are_not_logs():
     '\ufeff{"bom": true}',
     '{"a": 1, "a": 2, "f": 0.1, "g": -0.0, "h": 5e-324, "z": -0, "s": "\\u0000\\ud83d\\ude00"}',
     '{"code": "code000000000000000000000000000000", "t": ": 12345678901234567890"}',
+    '{"code": "code0000000000000000000000000", "then": [1, -12345678901234567890123]}',
 ])
 def test_logs_are_parsed_to_exactly_the_values_the_json_module_gives(text):
     from lib.ibexlog import _loads
