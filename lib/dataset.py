@@ -68,10 +68,10 @@ from lib.game import (
     seat_tag,
     winner,
 )
-from lib.ibexlog import MESSAGE, IbexLog, LogError, read_log, server_frame
+from lib.ibexlog import MESSAGE, IbexLog, LogError, read_log
 from lib.prompts import system_prompt, user_prompt_lines
 from lib.sessions import SessionsTable
-from lib.view import PlayerView, apply_to_all
+from lib.view import PlayerView, apply_event, apply_to_all
 
 TRAINING_FILE, VALIDATION_FILE, REPORT_FILE = "training_set.jsonl", "validation_set.jsonl", "dataset_report.json"
 SEAT_NUMBERS = tuple(range(1, SEATS + 1))
@@ -402,13 +402,16 @@ class _Game:
                 rec.values_source = source
 
 
-def _recipients(event: dict[str, Any]) -> tuple[int, ...]:
+def _recipients(game: _Game, event: dict[str, Any]) -> list[PlayerView]:
     recipient = event["meta"]["recipient"]
     if recipient == "all":
-        return SEAT_NUMBERS
+        return game.all_views
     if event["sent"]["type"] in ROLE_BROADCASTS:
-        return tuple(seat for seat in SEAT_NUMBERS if seat_role(seat) == recipient)
-    return (recipient,) if recipient in SEAT_NUMBERS else ()
+        return [game.views[seat] for seat in SEAT_NUMBERS if seat_role(seat) == recipient]
+    return [game.views[recipient]] if recipient in game.views else []
+
+
+_NO_DATA: dict[str, Any] = {}
 
 
 def _segment(item: dict[str, Any]) -> tuple[int, int]:
@@ -430,19 +433,22 @@ def _replay(game: _Game) -> None:
     pos = 0
 
     def dispatch(event: dict[str, Any]) -> None:
-        kind, meta = event["sent"]["type"], event["meta"]
-        frame = server_frame(event)
+        # What the recipients' clients received ({"type": "event", "eventType": kind, "data": data}) is folded
+        # into their views without building that frame: lib.ibexlog has checked that data is an object.
+        sent, meta = event["sent"], event["meta"]
+        kind, data = sent["type"], sent.get("data", _NO_DATA)
         if kind == "phase-transition":
             game.close_phase()
-            data = frame["data"]
             if meta["recipient"] == "all" and _is_int(data.get("round")) and _is_int(data.get("phase")):
                 game.phase_reached = (data["round"], data["phase"])
-        recipients = _recipients(event)
-        if kind == "assign-role" and len(recipients) == 1:
-            frame["data"] = game.assign_role_data(meta["round"], recipients[0], frame["data"])
-        game.deliver(recipients, frame)
+        views = _recipients(game, event)
         if kind == "assign-role":
+            if len(views) == 1:
+                data = game.assign_role_data(meta["round"], meta["recipient"], data)
+            apply_event(views, kind, data)
             game.mark_values(meta["round"])
+        else:
+            apply_event(views, kind, data)
 
     def anchor(entry: dict[str, Any], start: int) -> int | None:
         seat, message = entry.get("number"), entry["content"]

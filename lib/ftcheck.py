@@ -127,21 +127,34 @@ def _count_words(piece: str) -> int:
     return total + (_cached(word, _count_numbers) if word else 0)
 
 
+def _count_clauses(piece: str) -> int:
+    """Cut before the space of every ", " first: the fields of the action-required JSON and names in lists become
+    pieces that repeat from one example to the next."""
+    if ", " not in piece:
+        return _count_words(piece)
+    parts = piece.split(", ")
+    last = len(parts) - 1
+    n = _cached(parts[0] + ",", _count_words)
+    for i in range(1, last):
+        n += _cached(" " + parts[i] + ",", _count_words)
+    return n + _cached(" " + parts[last], _count_words)
+
+
 def _count_line(line: str) -> int:
     n = _line_counts.get(line)
     if n is not None:
         return n
-    # Cut before the space of every ", " first: the fields of the action-required JSON and names in lists become
-    # pieces that repeat from one example to the next.
-    if ", " not in line:
-        n = _count_words(line)
+    # A JSON object's fields first (cut before the space of each '", "'): the action-required message of every
+    # prompt is new, but most of its fields (instructions, format, the deadline of the phase) were seen before.
+    if '", "' not in line:
+        n = _count_clauses(line)
     else:
-        parts = line.split(", ")
+        parts = line.split('", "')
         last = len(parts) - 1
-        n = _cached(parts[0] + ",", _count_words)
+        n = _cached(parts[0] + '",', _count_clauses)
         for i in range(1, last):
-            n += _cached(" " + parts[i] + ",", _count_words)
-        n += _cached(" " + parts[last], _count_words)
+            n += _cached(' "' + parts[i] + '",', _count_clauses)
+        n += _cached(' "' + parts[last], _count_clauses)
     if len(_line_counts) >= CACHE_MAX_LINES:
         _line_counts.clear()
     _line_counts[line] = n

@@ -157,6 +157,15 @@ def apply_to_all(views: Iterable[PlayerView], frame: Any) -> None:
         handler(view, data)
 
 
+def apply_event(views: Iterable[PlayerView], event_type: str, data: dict[str, Any]) -> None:
+    """What apply does with {"type": "event", "eventType": event_type, "data": data} for every view, without the
+    frame: the dataset builder replays a log's server-log records, whose data it has checked to be objects."""
+    handler = _HANDLERS.get(event_type)
+    if handler is not None:
+        for view in views:
+            handler(view, data)
+
+
 def _on_status(view: PlayerView, data: dict[str, Any]) -> None:
     joined = data.get("joined")
     if isinstance(joined, dict):
