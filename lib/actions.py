@@ -278,6 +278,9 @@ def answer_schema(wire_type: str) -> dict[str, Any]:
     }
 
 
+_WIRE_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # json.dumps builds one per call otherwise
+
+
 def wire_json(message: dict[str, Any]) -> str:
     """The compact JSON text of a wire message, as the training set's assistant turns hold it."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    return _WIRE_JSON.encode(message)

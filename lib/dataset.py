@@ -105,10 +105,18 @@ ROLE_BROADCASTS = frozenset({"compensation-requests-received", "phase-instructio
 NOT_DECISIONS = frozenset({"join", "player-is-ready", "status"})
 
 
+_encoded_systems: dict[str, str] = {}  # a player's system prompt is the same all game: encoded once
+
+
 def _example_line(system: str, user: str, assistant: str) -> str:
     """json.dumps({"messages": [system, user, assistant messages]}, ensure_ascii=False), written out: the same
     text, without walking the example."""
-    return ('{"messages": [{"role": "system", "content": ' + _encode_string(system)
+    encoded = _encoded_systems.get(system)
+    if encoded is None:
+        if len(_encoded_systems) >= 1000:
+            _encoded_systems.clear()
+        encoded = _encoded_systems[system] = _encode_string(system)
+    return ('{"messages": [{"role": "system", "content": ' + encoded
             + '}, {"role": "user", "content": ' + _encode_string(user)
             + '}, {"role": "assistant", "content": ' + _encode_string(assistant) + "}]}")
 
