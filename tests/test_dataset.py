@@ -512,3 +512,14 @@ def test_cli_shows_progress_for_large_corpora_unless_quiet(tmp_path):
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
     report = json.loads((tmp_path / "out" / "dataset_report.json").read_text(encoding="utf-8"))
     assert len(report["games"]["validation"]) == 4 and len(report["games"]["training"]) == 16
+
+
+def test_example_lines_are_the_text_json_would_write():
+    from lib.dataset import _example_line
+
+    texts = ["plain", 'quotes " and \\ backslash', "new\nline\ttab\x01", "é 日本 😀", "\u2028\u2029", ""]
+    for system in texts:
+        for user in texts:
+            example = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": user},
+                                    {"role": "assistant", "content": '{"a":1}'}]}
+            assert _example_line(system, user, '{"a":1}') == json.dumps(example, ensure_ascii=False)

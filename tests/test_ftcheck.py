@@ -259,3 +259,41 @@ def test_counts_made_with_the_examples_are_used_instead_of_counting_again():
     assert list(given.totals) == [1000 + i for i in range(12)] and list(given.assistants) == [10] * 12
     assert ftcheck.report_of([given]).billed_tokens == sum(1000 + i for i in range(12)) * 8  # 100 // 12 epochs
     assert ftcheck.report_of([counted]).to_dict() == check_examples(good_lines(12)).to_dict()
+
+
+def test_prompt_lines_are_counted_as_their_joined_text_whatever_they_start_with():
+    # Lines that start a pre-token (counted from the cache) and lines that do not (" x", "/x", "", "\tx"), which
+    # make count_joined_tokens count the joined text instead.
+    starts = ["Round 1: offer 5.", " indented", "/slash", "", "\ttab", "- phase 2, You to everyone: \"hi\"",
+              "{\"type\": \"event\", \"data\": {\"a\": \"b\", \"c\": \"d\"}}", "two\nlines", "123 apples", "é"]
+    rng = random.Random(5)
+    for _ in range(2000):
+        lines = [rng.choice(starts) for _ in range(rng.randint(0, 6))]
+        expected = len(ENC.encode_ordinary("\n".join(lines)))
+        assert ftcheck.count_joined_tokens(lines) == expected, lines
+        assert ftcheck.count_joined_tokens(lines) == expected, lines  # from the cache
+
+
+def test_a_chat_example_is_counted_as_count_tokens_counts_its_messages():
+    system = "You are a participant.\nRules: owners vote.\nYou are Owner 1 (player 1), the owner."
+    lines = ["Game 7, round 1 of 5, phase 3 (request).", "Earlier rounds:", "Round 0 values 1/2: Your vote: Project.",
+             '{"type": "event", "eventType": "action-required", "data": {"deadline": "before 12:00"}}']
+    answer = '{"gameId":7,"type":"compensation-request","compensationRequests":[null,400000]}'
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)},
+                {"role": "assistant", "content": answer}]
+    assert ftcheck.chat_example_tokens(system, lines, answer) == (count_tokens(messages),
+                                                                  ftcheck.assistant_tokens(messages))
+
+
+def test_the_prompt_line_caches_stay_bounded(monkeypatch):
+    monkeypatch.setattr(ftcheck, "CACHE_MAX_LINES", 20)
+    monkeypatch.setattr(ftcheck, "CACHE_MAX_PIECES", 20)
+    monkeypatch.setattr(ftcheck, "_joined_counts", {})
+    monkeypatch.setattr(ftcheck, "_system_counts", {})
+    for i in range(100):
+        lines = [f"Round {i}: offer {i * 7}.", f"Round {i + 1}: vote {i % 2}.", "Action required:"]
+        system = f"System prompt of player {i}.\nRules."
+        assert ftcheck.chat_example_tokens(system, lines, "{}")[0] == count_tokens([
+            {"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)},
+            {"role": "assistant", "content": "{}"}])
+        assert len(ftcheck._joined_counts) <= 20 and len(ftcheck._system_counts) <= 20

@@ -22,7 +22,7 @@ from lib.actions import (
 from lib.game import parameters_from_dict
 from lib.prompts import build_messages
 from lib.view import PlayerView, apply_to_all
-from tests.frames import event, phase_start, round_start
+from tests.frames import PLAYERS, event, phase_start, round_start
 
 CAP = parameters_from_dict().amount_cap()
 T0 = 1795624173543
@@ -331,3 +331,54 @@ def test_a_lone_surrogate_in_received_chat_is_replaced_not_fatal():
     _, user = build_messages(view, build_action_required(view, CHAT, cap=CAP))
     user["content"].encode("utf-8")  # would raise on a lone surrogate
     assert 'Owner 2 to Owner 1: "bad \ufffd text"' in user["content"]
+
+
+def _fresh_copy(view: PlayerView) -> PlayerView:
+    """The same state without lib.prompts' kept renderings (they are not part of a view's value)."""
+    from lib.agent import view_snapshot
+
+    copy = view_snapshot(view)
+    assert all(rec.rendered is None and rec.chat_rendered is None for rec in copy.rounds.values())
+    assert copy.system_rendered is None
+    return copy
+
+
+def test_kept_renderings_follow_every_later_change_of_a_round():
+    view = owner_view_in_phase(6)
+    view.apply_sent({"gameId": 15, "type": REQUEST, "compensationRequests": [None, 400000]})
+    view.apply(event("final-profit", {"condition": 1, "tally": 3, "value": 164000, "compensation": 335000}))
+    view.apply(event("phase-transition", {"round": 1, "phase": 0}))
+    for frame in round_start(1, 3, [500000, 200000], T0 + 90000):
+        view.apply(frame)
+    for frame in phase_start(1, 2, T0 + 100000, event("message-received", {"sender": 1, "to": [3], "text": "hi"})):
+        view.apply(frame)
+
+    def prompt() -> list[dict[str, str]]:
+        return build_messages(view, build_action_required(view, CHAT, cap=CAP))
+
+    first = prompt()
+    assert "Round 0 values 468000/164000: Your request: 400000." in first[1]["content"]
+    assert first == build_messages(_fresh_copy(view), build_action_required(view, CHAT, cap=CAP))
+    changes = [
+        event("round-summary", {"round": 0, "profit": 499000}),  # the profit of round 0 arrives late
+        event("players-known", {"players": [dict(p, tag=f"P{p['number']}") for p in PLAYERS]}),  # new tags
+        event("message-received", {"sender": 4, "to": [1, 2, 3, 5, 6], "text": "more"}),
+    ]
+    for change in changes:
+        before = prompt()
+        view.apply(change)
+        after = prompt()
+        assert after != before, change["eventType"]
+        assert after == build_messages(_fresh_copy(view), build_action_required(view, CHAT, cap=CAP))
+    lines = after[1]["content"].splitlines()
+    assert lines[3].endswith("profit 499000.")
+    assert lines[4:7] == ["Chat this round:", '- phase 1, P1 to P3: "hi"', '- phase 2, P4 to everyone: "more"']
+
+
+def test_a_value_replaced_in_a_finished_round_is_rendered_anew():
+    view = developer_view_in_phase_4()
+    view.record(0).offer = [None, 110000]
+    msg = build_action_required(view, OFFER, cap=CAP)
+    assert "Round 0: Your offer: 110000." in build_messages(view, msg)[1]["content"]
+    view.record(0).offer = [None, 120000]  # replaced, as the view does it
+    assert "Round 0: Your offer: 120000." in build_messages(view, msg)[1]["content"]
