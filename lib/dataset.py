@@ -71,7 +71,7 @@ from lib.game import (
 from lib.ibexlog import MESSAGE, IbexLog, LogError, read_log
 from lib.prompts import system_prompt, user_prompt_lines
 from lib.sessions import SessionsTable
-from lib.view import PlayerView, apply_event, apply_to_all
+from lib.view import EVENT_HANDLERS, PlayerView, apply_to_all
 
 TRAINING_FILE, VALIDATION_FILE, REPORT_FILE = "training_set.jsonl", "validation_set.jsonl", "dataset_report.json"
 SEAT_NUMBERS = tuple(range(1, SEATS + 1))
@@ -440,6 +440,8 @@ def _replay(game: _Game) -> None:
     segments = [_segment(event["meta"]) for event in events]
     pos = 0
 
+    all_views, views = game.all_views, game.views
+
     def dispatch(event: dict[str, Any]) -> None:
         # What the recipients' clients received ({"type": "event", "eventType": kind, "data": data}) is folded
         # into their views without building that frame: lib.ibexlog has checked that data is an object.
@@ -449,14 +451,25 @@ def _replay(game: _Game) -> None:
             game.close_phase()
             if meta["recipient"] == "all" and _is_int(data.get("round")) and _is_int(data.get("phase")):
                 game.phase_reached = (data["round"], data["phase"])
-        views = _recipients(game, event)
+        handler = EVENT_HANDLERS.get(kind)
+        if handler is None:
+            return
+        recipient = meta["recipient"]
         if kind == "assign-role":
-            if len(views) == 1:
-                data = game.assign_role_data(meta["round"], meta["recipient"], data)
-            apply_event(views, kind, data)
+            recipients = _recipients(game, event)
+            if len(recipients) == 1:
+                data = game.assign_role_data(meta["round"], recipient, data)
+            for view in recipients:
+                handler(view, data)
             game.mark_values(meta["round"])
-        else:
-            apply_event(views, kind, data)
+        elif recipient == "all":
+            for view in all_views:
+                handler(view, data)
+        elif kind in ROLE_BROADCASTS:
+            for view in _recipients(game, event):
+                handler(view, data)
+        elif recipient in views:
+            handler(views[recipient], data)
 
     def anchor(entry: dict[str, Any], start: int) -> int | None:
         seat, message = entry.get("number"), entry["content"]

@@ -11,8 +11,9 @@ copies were a sixth of the dataset builder's time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from lib.game import CHAT_PHASES, DEVELOPER_SEAT, ROLE_DEVELOPER, ROLE_OWNER, seat_role, seat_tag
@@ -157,15 +158,6 @@ def apply_to_all(views: Iterable[PlayerView], frame: Any) -> None:
         handler(view, data)
 
 
-def apply_event(views: Iterable[PlayerView], event_type: str, data: dict[str, Any]) -> None:
-    """What apply does with {"type": "event", "eventType": event_type, "data": data} for every view, without the
-    frame: the dataset builder replays a log's server-log records, whose data it has checked to be objects."""
-    handler = _HANDLERS.get(event_type)
-    if handler is not None:
-        for view in views:
-            handler(view, data)
-
-
 def _on_status(view: PlayerView, data: dict[str, Any]) -> None:
     joined = data.get("joined")
     if isinstance(joined, dict):
@@ -305,3 +297,6 @@ _HANDLERS = {
     "action-required": _on_action_required,
     "instruction": _on_instruction,
 }
+# What each event type does to a view, by eventType: handler(view, data) with data an object. The dataset builder
+# folds a log's server-log records with these directly, without building frames.
+EVENT_HANDLERS: Mapping[str, Callable[[PlayerView, dict[str, Any]], None]] = MappingProxyType(_HANDLERS)
