@@ -11,6 +11,7 @@ that is not a plain, in-range integer in the right place, from the right role, i
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ def action_due(view: PlayerView, *, chat: bool = False) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)  # every seat's prompt in a phase states the same deadline
 def iso_ms(epoch_ms: int) -> str:
     """Epoch milliseconds as an ISO 8601 UTC timestamp with milliseconds."""
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -53,11 +53,13 @@ def test_the_token_caches_stay_bounded_and_exact(monkeypatch):
     monkeypatch.setattr(ftcheck, "CACHE_MAX_PIECES", 40)
     monkeypatch.setattr(ftcheck, "_line_counts", {})  # start empty, whatever earlier tests counted
     monkeypatch.setattr(ftcheck, "_piece_counts", {})
+    monkeypatch.setattr(ftcheck, "_spaced_counts", {})
     texts = [f"Round {i}: offer {i * 7}, vote {i % 2}, chat {'x' * (i % 5)}\nline {i}, again" for i in range(200)]
     for _ in range(2):  # the second time round, every text has been forgotten at least once
         for text in texts:
             assert ftcheck.count_text_tokens(text) == len(ENC.encode_ordinary(text))
             assert len(ftcheck._line_counts) <= 30 and len(ftcheck._piece_counts) <= 40
+            assert len(ftcheck._spaced_counts) <= 40
 
 
 def test_a_good_file_passes_with_stats_epochs_and_cost(tmp_path):
