@@ -312,12 +312,10 @@ class _Game:
         user, assistant = "\n".join(user_lines), wire_json(answer)
         # Counted per line: most lines repeat from one prompt to the next and are counted once (lib.ftcheck).
         tokens = ftcheck.chat_example_tokens(system, user_lines, assistant)
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user},
-                    {"role": "assistant", "content": assistant}]
         self.result.lines.append(_example_line(system, user, assistant))
         self.result.meta.append((seat, action, values_source))
         self.result.tokens.append(tokens[0])
-        self.result.check.add({"messages": messages}, tokens)
+        self.result.check.add_chat(system, user, assistant, tokens)
 
     def submission(self, index: int, entry: dict[str, Any]) -> None:
         """A client message, at the moment the server received it."""

@@ -448,6 +448,24 @@ def _digest(messages: list[dict]) -> bytes:
     return hashlib.sha1(data, usedforsecurity=False).digest()[:DIGEST_SIZE]
 
 
+_system_digests: dict[str, Any] = {}  # system prompt -> SHA-1 state after it (a player's is the same all game)
+
+
+def _chat_digest(system: str, user: str, assistant: str) -> bytes:
+    """_digest of [system, user, assistant] {"role", "content"} messages, hashing each system prompt only once."""
+    state = _system_digests.get(system)
+    if state is None:
+        state = hashlib.sha1(f"\x1econtent\x1fs{len(system)}\x1f{system}role\x1fs6\x1fsystem".encode(
+            "utf-8", "surrogatepass"), usedforsecurity=False)
+        if len(_system_digests) >= 1000:
+            _system_digests.clear()
+        _system_digests[system] = state
+    state = state.copy()
+    state.update(f"\x1econtent\x1fs{len(user)}\x1f{user}role\x1fs4\x1fuser\x1econtent\x1fs{len(assistant)}\x1f"
+                 f"{assistant}role\x1fs9\x1fassistant".encode("utf-8", "surrogatepass"))
+    return state.digest()[:DIGEST_SIZE]
+
+
 @dataclass
 class LinesCheck:
     """The per-line checks of consecutive JSONL lines, before their place in a file is known: problems are kept
@@ -520,6 +538,19 @@ class LinesCheck:
         self.totals.append(total)
         self.assistants.append(assistant)
         self.digests += _digest(messages)
+
+    def add_chat(self, system: str, user: str, assistant: str, counts: tuple[int, int]) -> None:
+        """add() of {"messages": [system, user, assistant]}, given the three contents and their counts, without
+        building the example (the dataset builder's examples): the same checks, the same numbers."""
+        if not all(text and not text.isspace() and _is_unicode(text) for text in (system, user, assistant)):
+            self.add({"messages": [{"role": "system", "content": system}, {"role": "user", "content": user},
+                                   {"role": "assistant", "content": assistant}]}, counts)
+            return
+        self.n_lines += 1
+        self.n_examples += 1
+        self.totals.append(counts[0])
+        self.assistants.append(counts[1])
+        self.digests += _chat_digest(system, user, assistant)
 
 
 def check_lines(lines: Iterable[str | bytes]) -> LinesCheck:

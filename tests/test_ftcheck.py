@@ -299,3 +299,21 @@ def test_the_prompt_line_caches_stay_bounded(monkeypatch):
             {"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)},
             {"role": "assistant", "content": "{}"}])
         assert len(ftcheck._joined_counts) <= 20 and len(ftcheck._system_counts) <= 20
+
+
+@pytest.mark.parametrize("contents", [
+    ("System.\nRules.", "Round 1.\nAction required:", '{"a":1}'),
+    ("é 日本 😀", "\x1e\x1f separators inside", "x"),
+    ("", "user", "assistant"),  # empty system content: an error, as add() finds it
+    ("system", "   ", "assistant"),
+    ("system", "lone \ud800 surrogate", "assistant"),
+])
+def test_checking_a_chat_example_from_its_texts_equals_checking_the_example(contents):
+    system, user, assistant = contents
+    example = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": user},
+                            {"role": "assistant", "content": assistant}]}
+    by_example, by_texts = ftcheck.LinesCheck(), ftcheck.LinesCheck()
+    for _ in range(2):  # the second time from the kept system digest
+        by_example.add(example, (7, 1))
+        by_texts.add_chat(system, user, assistant, (7, 1))
+    assert by_texts == by_example
