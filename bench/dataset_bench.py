@@ -143,7 +143,7 @@ else:
         timed(D, "user_prompt_lines", "prompts")
         timed(D, "build_action_required", "prompts")
         timed(ftcheck, "chat_example_tokens", "tokens")
-        timed(ftcheck.LinesCheck, "add", "checks")
+        timed(ftcheck.LinesCheck, "add_chat", "checks")
         timed(D, "_process", "per file")
     for f in files:
         f.read_bytes()

@@ -209,6 +209,8 @@ def _explain_entry(entry: Any, i: int, source: str) -> None:
 def _check_entries(entries: Any, source: str) -> None:
     if not isinstance(entries, list):
         raise _where(source, "log", f"expected an array, got {json_type(entries)}")
+    if all(map(_entry_ok, entries)):
+        return
     for i, entry in enumerate(entries):
         if not _entry_ok(entry):
             _explain_entry(entry, i, source)
@@ -251,6 +253,8 @@ def _explain_event(event: Any, i: int, source: str) -> None:
 def _check_server_log(events: Any, source: str) -> None:
     if not isinstance(events, list):
         raise _where(source, "server-log", f"expected an array, got {json_type(events)}")
+    if all(map(_event_ok, events)):  # the usual case, without a Python-level loop
+        return
     for i, event in enumerate(events):
         if not _event_ok(event):
             _explain_event(event, i, source)
