@@ -88,6 +88,8 @@ def _text_of(value: Any) -> str:
 # of a dataset, and larger caps bought no speed), and what repeats is counted again at once.
 CACHE_MAX_LINES = 10_000
 CACHE_MAX_PIECES = 30_000
+# System prompts are a few KB and one per player and game, and games are built one after the other: a few suffice.
+CACHE_MAX_SYSTEMS = 64
 _line_counts: dict[str, int] = {}
 _piece_counts: dict[str, int] = {}
 # Before a digit run that follows a printable ASCII character other than a digit or a space (see count_text_tokens).
@@ -245,7 +247,7 @@ def chat_example_tokens(system: str, user_lines: list[str], assistant: str) -> t
     system_tokens = _system_counts.get(system)
     if system_tokens is None:
         system_tokens = count_text_tokens(system)
-        if len(_system_counts) >= CACHE_MAX_PIECES:
+        if len(_system_counts) >= CACHE_MAX_SYSTEMS:
             _system_counts.clear()
         _system_counts[system] = system_tokens
     total = (3 + 3 * 3 + _ROLE_TOKENS["system"] + _ROLE_TOKENS["user"] + _ROLE_TOKENS["assistant"]
@@ -457,7 +459,7 @@ def _chat_digest(system: str, user: str, assistant: str) -> bytes:
     if state is None:
         state = hashlib.sha1(f"\x1econtent\x1fs{len(system)}\x1f{system}role\x1fs6\x1fsystem".encode(
             "utf-8", "surrogatepass"), usedforsecurity=False)
-        if len(_system_digests) >= 1000:
+        if len(_system_digests) >= CACHE_MAX_SYSTEMS:
             _system_digests.clear()
         _system_digests[system] = state
     state = state.copy()

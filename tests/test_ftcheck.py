@@ -289,7 +289,7 @@ def test_a_chat_example_is_counted_as_count_tokens_counts_its_messages():
 
 def test_the_prompt_line_caches_stay_bounded(monkeypatch):
     monkeypatch.setattr(ftcheck, "CACHE_MAX_LINES", 20)
-    monkeypatch.setattr(ftcheck, "CACHE_MAX_PIECES", 20)
+    monkeypatch.setattr(ftcheck, "CACHE_MAX_SYSTEMS", 20)
     monkeypatch.setattr(ftcheck, "_joined_counts", {})
     monkeypatch.setattr(ftcheck, "_system_counts", {})
     for i in range(100):
