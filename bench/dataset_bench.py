@@ -157,7 +157,7 @@ children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(json.dumps({"seconds": seconds, "peak_kb": max(peak_kb, children_kb), **result}))
 """
 STAGE_FILES = 200
-STAGES = (("read", "reading logs (json.loads and lib.ibexlog's checks)"),
+STAGES = (("read", "reading logs (orjson, else json, and lib.ibexlog's checks)"),
           ("replay", "replay: events folded into six PlayerViews, submissions matched and validated"),
           ("prompts", "prompts (lib.prompts, lib.actions' action-required)"),
           ("JSON lines", "JSON encoding of the examples"),
