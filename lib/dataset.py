@@ -700,21 +700,30 @@ class _Spool:
 
     def __init__(self, number: int, path: Path) -> None:
         self.number, self.size = number, 0
-        self.file = path.open("ab", buffering=0)  # unbuffered: a worker may be ended without flushing
+        self.file = path.open("ab")
 
     def put(self, result: GameResult) -> tuple[int, int, int]:
         blob = "".join(line + "\n" for line in result.lines).encode("utf-8")
         result.lines = []
         self.file.write(blob)
+        self.file.flush()  # on disk before the builder reads it: a worker may be ended without closing the file
         offset, self.size = self.size, self.size + len(blob)
         return self.number, offset, len(blob)
 
 
 def _process(path: Path, sessions: SessionsTable | None, include_chat: bool, spool: _Spool) -> _FileOutcome:
+    outcome = _build(path, sessions, include_chat)
+    if outcome.result is not None:
+        # Outside _build's error handling: a spool that cannot be written (a full disk) ends the run, with the
+        # previous output files left as they were; it is not this log's fault.
+        outcome.spooled = spool.put(outcome.result)
+    return outcome
+
+
+def _build(path: Path, sessions: SessionsTable | None, include_chat: bool) -> _FileOutcome:
     try:
         log = read_log(path)
-        result = game_examples(log, sessions=sessions, include_chat=include_chat)
-        return _FileOutcome(str(path), result=result, spooled=spool.put(result))
+        return _FileOutcome(str(path), result=game_examples(log, sessions=sessions, include_chat=include_chat))
     except LogError as exc:
         return _FileOutcome(str(path), error=str(exc))
     except RecursionError:

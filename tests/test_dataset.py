@@ -523,3 +523,24 @@ def test_example_lines_are_the_text_json_would_write():
             example = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": user},
                                     {"role": "assistant", "content": '{"a":1}'}]}
             assert _example_line(system, user, '{"a":1}') == json.dumps(example, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_full_disk_while_spooling_ends_the_run_and_keeps_the_previous_outputs(tmp_path, monkeypatch, workers):
+    import errno
+
+    import lib.dataset as dataset
+
+    logs = tmp_path / "logs"
+    for copy in range(3):
+        shutil.copytree(LOGS, logs / f"copy{copy}")
+    build(tmp_path, logs)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+
+    def full(self, result):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.file.name))
+
+    monkeypatch.setattr(dataset._Spool, "put", full)  # before the workers fork, so theirs fails too
+    with pytest.raises(OSError, match="No space left"):
+        build(tmp_path, logs, workers=workers)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before  # no temporary file left
