@@ -160,16 +160,17 @@ def _chat_lines(view: PlayerView, rec: RoundRecord) -> list[str]:
 def _earlier_round_line(view: PlayerView, rec: RoundRecord) -> str:
     """A finished round in one line. Every later prompt repeats it: it is rendered again only when something it is
     made from was replaced (the view replaces what it stores, never changes it in place)."""
-    made_from = (rec.values, rec.requests, rec.my_request, rec.offer, rec.my_vote, rec.outcome)
     cached = rec.rendered
     if cached is not None:
-        old, players, role, profit, line = cached
-        if role == view.role and profit == rec.profit and _same(players, view.players) \
-                and all(a is b for a, b in zip(old, made_from, strict=True)):
+        values, requests, my_request, offer, my_vote, outcome, players, role, profit, line = cached
+        if values is rec.values and requests is rec.requests and my_request is rec.my_request \
+                and offer is rec.offer and my_vote is rec.my_vote and outcome is rec.outcome and role == view.role \
+                and profit == rec.profit and _same(players, view.players):
             return line
     values = f" values {rec.values[NO_PROJECT]}/{rec.values[PROJECT]}" if rec.values else ""
     line = f"Round {rec.round}{values}: " + " ".join(_round_lines(view, rec, finished=True))
-    rec.rendered = (made_from, view.players, view.role, rec.profit, line)
+    rec.rendered = (rec.values, rec.requests, rec.my_request, rec.offer, rec.my_vote, rec.outcome, view.players,
+                    view.role, rec.profit, line)
     return line
 
 
