@@ -17,7 +17,8 @@ and counted with their reason.
 
 `build_dataset` streams the files one at a time (in worker processes, whose results are taken in input order, so
 the output is the same for any number of them): each example is token-counted and checked (lib.ftcheck) as it is
-written, examples go to a spool file and only numbers stay in memory; the split by game, the files' check reports
+written, each process appends its games' lines to its own spool file, and only their place and numbers reach the
+builder; the split by game (a copy of each game's bytes to its side), the files' check reports
 (put together from the examples' checks) and the report come at the end, and the three output files replace the
 old ones only when everything is written.
 """
