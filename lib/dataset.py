@@ -114,9 +114,7 @@ def _example_line(system: str, user: str, assistant: str) -> str:
     text, without walking the example."""
     encoded = _encoded_systems.get(system)
     if encoded is None:
-        if len(_encoded_systems) >= ftcheck.CACHE_MAX_SYSTEMS:
-            _encoded_systems.clear()
-        encoded = _encoded_systems[system] = _encode_string(system)
+        encoded = ftcheck.remember(_encoded_systems, system, _encode_string(system), ftcheck.CACHE_MAX_SYSTEMS)
     return ('{"messages": [{"role": "system", "content": ' + encoded
             + '}, {"role": "user", "content": ' + _encode_string(user)
             + '}, {"role": "assistant", "content": ' + _encode_string(assistant) + "}]}")

@@ -96,6 +96,15 @@ _piece_counts: dict[str, int] = {}
 _BEFORE_DIGITS = re.compile(r"(?<=[!-/:-~])(?=[0-9])")
 
 
+def remember(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> Any:
+    """cache[key] = value in a cache that is emptied when full: memory stays bounded on any corpus, and what
+    repeats is back in it at once."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def _bpe_count(text: str) -> int:
     return len(_encoding().encode_ordinary(text))
 
@@ -103,10 +112,7 @@ def _bpe_count(text: str) -> int:
 def _cached(piece: str, count: Callable[[str], int]) -> int:
     n = _piece_counts.get(piece)
     if n is None:
-        n = count(piece)
-        if len(_piece_counts) >= CACHE_MAX_PIECES:
-            _piece_counts.clear()
-        _piece_counts[piece] = n
+        n = remember(_piece_counts, piece, count(piece), CACHE_MAX_PIECES)
     return n
 
 
@@ -141,11 +147,7 @@ _spaced_counts: dict[str, int] = {}  # part -> tokens of " " + part
 
 
 def _spaced_count(part: str) -> int:
-    n = _count_numbers(" " + part)
-    if len(_spaced_counts) >= CACHE_MAX_PIECES:
-        _spaced_counts.clear()
-    _spaced_counts[part] = n
-    return n
+    return remember(_spaced_counts, part, _count_numbers(" " + part), CACHE_MAX_PIECES)
 
 
 def _count_line(line: str) -> int:
@@ -163,10 +165,7 @@ def _count_line(line: str) -> int:
         for i in range(1, last):
             n += _cached(' "' + parts[i] + '",', _count_words)
         n += _cached(' "' + parts[last], _count_words)
-    if len(_line_counts) >= CACHE_MAX_LINES:
-        _line_counts.clear()
-    _line_counts[line] = n
-    return n
+    return remember(_line_counts, line, n, CACHE_MAX_LINES)
 
 
 def count_text_tokens(text: str) -> int:
@@ -216,11 +215,9 @@ def count_joined_tokens(lines: list[str]) -> int:
     for i, line in enumerate(body):
         entry = _joined_counts.get(line)
         if entry is None:
-            entry = (count_text_tokens(line + "\n") if "\n" in line else _count_line(line + "\n"),
-                     _starts_pre_token(line))
-            if len(_joined_counts) >= CACHE_MAX_LINES:
-                _joined_counts.clear()
-            _joined_counts[line] = entry
+            entry = remember(_joined_counts, line, (
+                count_text_tokens(line + "\n") if "\n" in line else _count_line(line + "\n"),
+                _starts_pre_token(line)), CACHE_MAX_LINES)
         if i and not entry[1]:
             return count_text_tokens("\n".join(lines))
         total += entry[0]
@@ -246,10 +243,7 @@ def chat_example_tokens(system: str, user_lines: list[str], assistant: str) -> t
     answer = count_text_tokens(assistant)
     system_tokens = _system_counts.get(system)
     if system_tokens is None:
-        system_tokens = count_text_tokens(system)
-        if len(_system_counts) >= CACHE_MAX_SYSTEMS:
-            _system_counts.clear()
-        _system_counts[system] = system_tokens
+        system_tokens = remember(_system_counts, system, count_text_tokens(system), CACHE_MAX_SYSTEMS)
     total = (3 + 3 * 3 + _ROLE_TOKENS["system"] + _ROLE_TOKENS["user"] + _ROLE_TOKENS["assistant"]
              + system_tokens + count_joined_tokens(user_lines) + answer)
     return total, answer
@@ -457,11 +451,9 @@ def _chat_digest(system: str, user: str, assistant: str) -> bytes:
     """_digest of [system, user, assistant] {"role", "content"} messages, hashing each system prompt only once."""
     state = _system_digests.get(system)
     if state is None:
-        state = hashlib.sha1(f"\x1econtent\x1fs{len(system)}\x1f{system}role\x1fs6\x1fsystem".encode(
-            "utf-8", "surrogatepass"), usedforsecurity=False)
-        if len(_system_digests) >= CACHE_MAX_SYSTEMS:
-            _system_digests.clear()
-        _system_digests[system] = state
+        state = remember(_system_digests, system, hashlib.sha1(
+            f"\x1econtent\x1fs{len(system)}\x1f{system}role\x1fs6\x1fsystem".encode("utf-8", "surrogatepass"),
+            usedforsecurity=False), CACHE_MAX_SYSTEMS)
     state = state.copy()
     state.update(f"\x1econtent\x1fs{len(user)}\x1f{user}role\x1fs4\x1fuser\x1econtent\x1fs{len(assistant)}\x1f"
                  f"{assistant}role\x1fs9\x1fassistant".encode("utf-8", "surrogatepass"))
