@@ -425,10 +425,6 @@ def _digest(messages: list[dict]) -> bytes:
     parts = []
     for message in messages:
         parts.append("\x1e")
-        if len(message) == 2 and type(content := message.get("content")) is str \
-                and type(role := message.get("role")) is str:  # the usual case, as the loop below would write it
-            parts += (f"content\x1fs{len(content)}\x1f", content, f"role\x1fs{len(role)}\x1f", role)
-            continue
         for key in sorted(message):
             value = message[key]
             if type(value) is str:
