@@ -136,7 +136,8 @@ def print_summary(result: BuildResult, out: TextIO) -> None:
               file=out)
     for warning in report["warnings"]:
         print(f"  warning: {warning}", file=out)
-    written = [str(path) for key, path in result.outputs.items() if key != "validation" or examples["validation"]]
+    written = [str(path) for key, path in result.outputs.items()
+               if not key.startswith("validation") or examples["validation"]]
     print("Wrote " + ", ".join(written), file=out)
     training = report["checks"]["training"]
     cost = report["training_cost"]

@@ -26,7 +26,7 @@ from typing import Any
 import openai
 from dotenv import load_dotenv
 
-from lib import ftcheck, jobrecord
+from lib import evalcli, ftcheck, jobrecord
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_MODEL = ftcheck.DEFAULT_MODEL
@@ -53,9 +53,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="where the datasets and the job record live (default: ./data)")
     p.add_argument("--record", type=Path,
                    help="job record file (default: DATA_DIR/finetune_job.json)")
-    p.add_argument("--model", default=DEFAULT_MODEL,
+    p.add_argument("--model",
                    help=f"base model to fine-tune (default: {DEFAULT_MODEL}; fine-tunable: "
-                        f"{', '.join(ftcheck.MODELS)})")
+                        f"{', '.join(ftcheck.MODELS)}); with --evaluate, the llm policy's model (default: as "
+                        "handler.py picks it)")
     p.add_argument("--suffix", help="text OpenAI puts in the fine-tuned model's name")
     p.add_argument("--epochs", type=_positive_int, help="training epochs (default: OpenAI's auto)")
     p.add_argument("--seed", type=int, help="training seed, for reproducible jobs")
@@ -72,8 +73,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       help="follow the recorded job (or JOB_ID) until it ends")
     mode.add_argument("--cancel", metavar="JOB_ID", help="cancel a job")
     mode.add_argument("--list", action="store_true", help="list recent fine-tuning jobs")
+    evalcli.add_arguments(p)
     args = p.parse_args(argv)
     args.record = args.record or args.data_dir / "finetune_job.json"
+    if args.evaluate and (args.follow is not None or args.cancel or args.list):
+        p.error("--evaluate does not go with --follow, --cancel or --list")
+    if not args.evaluate:
+        args.model = args.model or DEFAULT_MODEL
     return args
 
 
@@ -449,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load_dotenv()
     try:
+        if args.evaluate:
+            return evalcli.run(args, describe)
         if args.list:
             return list_command(args)
         if args.cancel:

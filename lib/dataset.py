@@ -72,6 +72,7 @@ from lib.game import (
 from lib.ibexlog import MESSAGE, IbexLog, LogError, read_log
 from lib.prompts import system_prompt, user_prompt_lines
 from lib.sessions import SessionsTable
+from lib.sidecar import example_state, header, sidecar_path
 from lib.view import EVENT_HANDLERS, PlayerView, apply_to_all
 
 TRAINING_FILE, VALIDATION_FILE, REPORT_FILE = "training_set.jsonl", "validation_set.jsonl", "dataset_report.json"
@@ -132,6 +133,7 @@ class GameResult:
     game_id: int
     log_format: str  # "server-log" or "reconstructed"
     lines: list[str] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)  # per example: its lib.sidecar state line
     meta: list[tuple[int, str, str]] = field(default_factory=list)  # per example: seat, action, values source
     tokens: array[int] = field(default_factory=lambda: array("l"))  # per example
     # lib.ftcheck's checks of `lines`, made with them: the output files are these lines, so the files' reports are
@@ -162,6 +164,7 @@ class _Pending:
     seat: int
     action: str
     prompt: tuple[str, list[str]]  # system prompt, user prompt's lines
+    state: str  # the sidecar line, taken with the prompt
     values_source: str
     message: dict[str, Any]
     at: tuple[int, dict[str, Any]]  # the last submission's place in `log`
@@ -302,16 +305,22 @@ class _Game:
         required = build_action_required(view, action, cap=self.cap, timer_seconds=self.params.timer(view.phase))
         return system_prompt(view), user_prompt_lines(view, required)
 
+    def _state(self, view: PlayerView, action: str) -> str:
+        """The player's state when the prompt is built, for policies that read states rather than prompts."""
+        return json.dumps(example_state(str(self.result.game_id), view.number or 0, action, self.cap, view),
+                          ensure_ascii=False)
+
     def _values_source(self, view: PlayerView) -> str:
         return view.current.values_source if view.current.values is not None else UNKNOWN
 
     def _emit(self, seat: int, action: str, prompt: tuple[str, list[str]], answer: dict[str, Any],
-              values_source: str) -> None:
+              values_source: str, state: str) -> None:
         system, user_lines = prompt
         user, assistant = "\n".join(user_lines), wire_json(answer)
         # Counted per line: most lines repeat from one prompt to the next and are counted once (lib.ftcheck).
         tokens = ftcheck.chat_example_tokens(system, user_lines, assistant)
         self.result.lines.append(_example_line(system, user, assistant))
+        self.result.states.append(state)
         self.result.meta.append((seat, action, values_source))
         self.result.tokens.append(tokens[0])
         self.result.check.add_chat(system, user, assistant, tokens)
@@ -347,7 +356,8 @@ class _Game:
         pending = self.pending.get((seat, action))
         if pending is None:
             self.pending[(seat, action)] = _Pending(seat, action, self._prompt(view, action),
-                                                    self._values_source(view), message, where)
+                                                    self._state(view, action), self._values_source(view), message,
+                                                    where)
         else:
             self.result.skip(SUPERSEDED, action, pending.at)
             pending.message, pending.at = message, where
@@ -365,7 +375,8 @@ class _Game:
             except ActionError as exc:
                 self.result.skip(MALFORMED, CHAT, where, str(exc))
             else:
-                self._emit(view.number or 0, CHAT, self._prompt(view, CHAT), answer, self._values_source(view))
+                self._emit(view.number or 0, CHAT, self._prompt(view, CHAT), answer, self._values_source(view),
+                           self._state(view, CHAT))
         if delivered:
             view.apply_sent(message)
 
@@ -378,7 +389,8 @@ class _Game:
             except ActionError as exc:
                 self.result.skip(MALFORMED, pending.action, pending.at, str(exc))
             else:
-                self._emit(pending.seat, pending.action, pending.prompt, answer, pending.values_source)
+                self._emit(pending.seat, pending.action, pending.prompt, answer, pending.values_source,
+                           pending.state)
         for seat, message in self.accepted.items():
             self.views[seat].apply_sent(message)
         self.pending.clear()
@@ -690,7 +702,7 @@ class _FileOutcome:
     source: str
     error: str | None = None
     result: GameResult | None = None  # its lines are in a spool file by then, at `spooled`
-    spooled: tuple[int, int, int] = (0, 0, 0)  # spool number, offset, length
+    spooled: tuple[int, int, int, int] = (0, 0, 0, 0)  # spool number, offset, length of the lines, of the states
 
 
 class _Spool:
@@ -701,13 +713,15 @@ class _Spool:
         self.number, self.size = number, 0
         self.file = path.open("ab")
 
-    def put(self, result: GameResult) -> tuple[int, int, int]:
+    def put(self, result: GameResult) -> tuple[int, int, int, int]:
         blob = "".join(line + "\n" for line in result.lines).encode("utf-8")
-        result.lines = []
+        states = "".join(line + "\n" for line in result.states).encode("utf-8")  # the sidecar's lines, right after
+        result.lines, result.states = [], []
         self.file.write(blob)
+        self.file.write(states)
         self.file.flush()  # on disk before the builder reads it: a worker may be ended without closing the file
-        offset, self.size = self.size, self.size + len(blob)
-        return self.number, offset, len(blob)
+        offset, self.size = self.size, self.size + len(blob) + len(states)
+        return self.number, offset, len(blob), len(states)
 
 
 def _process(path: Path, sessions: SessionsTable | None, include_chat: bool, spool: _Spool) -> _FileOutcome:
@@ -911,7 +925,7 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
         temps += spool_paths
         # Per usable file: game key, where its lines are in the spools, its examples' tokens and the checks of
         # its lines (small: a few numbers per example).
-        games: list[tuple[str, tuple[int, int, int], array[int], ftcheck.LinesCheck]] = []
+        games: list[tuple[str, tuple[int, int, int, int], array[int], ftcheck.LinesCheck]] = []
         for done, outcome in enumerate(_outcomes(paths, options.sessions, options.include_chat, spool_paths), 1):
             if outcome.error is not None:
                 errors.append(outcome.error)
@@ -928,17 +942,23 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
         validation_games = split_games((k for k, spooled, _, _ in games if spooled[2]), options.validation_fraction,
                                        options.seed)
         train_path, val_path = _tmp_in(out, "training_set"), _tmp_in(out, "validation_set")
-        temps += [train_path, val_path]
+        state_bodies = {"training": _tmp_in(out, "training_state"), "validation": _tmp_in(out, "validation_state")}
+        temps += [train_path, val_path, *state_bodies.values()]
+        digests = {"training": hashlib.sha256(), "validation": hashlib.sha256()}  # the sidecars name their set's
         counts = {"training": 0, "validation": 0}
         tokens = {"training": array("l"), "validation": array("l")}
         checked: dict[str, list[ftcheck.LinesCheck]] = {"training": [], "validation": []}
         with contextlib.ExitStack() as stack:
             spools = [stack.enter_context(path.open("rb")) for path in spool_paths]
             train, val = stack.enter_context(train_path.open("wb")), stack.enter_context(val_path.open("wb"))
-            for key, (number, offset, length), file_tokens, file_check in games:
+            state_files = {side: stack.enter_context(path.open("wb")) for side, path in state_bodies.items()}
+            for key, (number, offset, length, state_length), file_tokens, file_check in games:
                 side = "validation" if key in validation_games else "training"
                 spools[number].seek(offset)
-                (val if side == "validation" else train).write(spools[number].read(length))
+                blob = spools[number].read(length)
+                (val if side == "validation" else train).write(blob)
+                digests[side].update(blob)
+                state_files[side].write(spools[number].read(state_length))
                 counts[side] += len(file_tokens)
                 tokens[side].extend(file_tokens)
                 checked[side].append(file_check)
@@ -958,19 +978,37 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
         report_path = _tmp_in(out, "dataset_report")
         temps.append(report_path)
         report_path.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        outputs = {"training": out / TRAINING_FILE, "validation": out / VALIDATION_FILE, "report": out / REPORT_FILE}
+        outputs = {"training": out / TRAINING_FILE, "validation": out / VALIDATION_FILE, "report": out / REPORT_FILE,
+                   "training_state": sidecar_path(out / TRAINING_FILE),
+                   "validation_state": sidecar_path(out / VALIDATION_FILE)}
+        states = {side: _sidecar(out, state_bodies[side], outputs[side].name, counts[side], digests[side], temps)
+                  for side in ("training", "validation")}
         if n_examples:  # a run that produced nothing leaves the previous files alone
             os.replace(train_path, outputs["training"])
+            os.replace(states["training"], outputs["training_state"])
             if counts["validation"]:
                 os.replace(val_path, outputs["validation"])
+                os.replace(states["validation"], outputs["validation_state"])
             else:
                 # A validation file left from an earlier run would no longer match the training set.
                 outputs["validation"].unlink(missing_ok=True)
+                outputs["validation_state"].unlink(missing_ok=True)
             os.replace(report_path, outputs["report"])
     finally:
         for temp in temps:
             temp.unlink(missing_ok=True)
     return BuildResult(report, errors, n_examples, checks_ok, outputs)
+
+
+def _sidecar(out: Path, body: Path, set_name: str, examples: int, digest: Any, temps: list[Path]) -> Path:
+    """A set's state sidecar (lib.sidecar), complete in a temporary file: its header, then the states."""
+    path = _tmp_in(out, set_name + ".state")
+    temps.append(path)
+    with path.open("wb") as f, body.open("rb") as states:
+        f.write((json.dumps(header(set_name, examples, digest.hexdigest())) + "\n").encode("utf-8"))
+        while chunk := states.read(1 << 20):
+            f.write(chunk)
+    return path
 
 
 def _counter(c: Counter[str]) -> dict[str, int]:

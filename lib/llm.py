@@ -108,6 +108,11 @@ class LLMPolicy:
                     raise TimeoutError("no time left before the deadline")
             return await self._create(messages, wire_type, timeout, structured=False), False
 
+    async def complete(self, messages: list[dict[str, str]], wire_type: str, deadline: float) -> tuple[Any, bool]:
+        """One call with exactly these messages, as decide makes it (structured output where the endpoint takes it):
+        (completion, structured?). Raises the SDK's errors; the evaluation (lib.evalpolicies) retries them itself."""
+        return await self._complete(messages, wire_type, deadline)
+
     async def decide(self, view: PlayerView, wire_type: str, *, cap: int, action_required: dict[str, Any],
                      deadline: float, transcript: Transcript | None) -> dict[str, Any] | None:
         """A valid wire message from the model before `deadline` (time.monotonic()), or None."""

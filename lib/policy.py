@@ -36,6 +36,8 @@ from lib.view import PlayerView
 
 ROUND_TO = 1000
 DEFAULT_MARKUP = 0.10
+DEFAULT_OFFER_SHARE = 1.0  # the offer is this share of the median request (below the developer's break-even)
+DEFAULT_VOTE_THRESHOLD = 0  # Project iff v_project + offer - v_noProject >= this
 
 
 class Policy(Protocol):
@@ -99,15 +101,15 @@ def owner_request(view: PlayerView, cap: int, markup: float = DEFAULT_MARKUP) ->
     return min(max(request, 0), cap)
 
 
-def developer_offer(view: PlayerView, cap: int) -> int:
+def developer_offer(view: PlayerView, cap: int, share: float = DEFAULT_OFFER_SHARE) -> int:
     values = own_values(view)
     gain = values[PROJECT] - values[NO_PROJECT] if values else 0
     if gain <= 0:
         return 0
     most = (gain - 1) // len(OWNER_SEATS)  # 5 x offer < gain: the Project still pays for the developer
     requests = [x for x in (_amount(r, cap) for r in view.current.requests.values()) if x is not None]
-    target = statistics.median_low(requests) if requests else most // 2
-    offer = min(target, most) // ROUND_TO * ROUND_TO
+    target = share * statistics.median_low(requests) if requests else most // 2
+    offer = int(min(target, most)) // ROUND_TO * ROUND_TO
     return min(max(offer, 0), cap)
 
 
@@ -117,11 +119,12 @@ def current_offer(view: PlayerView, cap: int) -> int:
     return offer if offer is not None else 0
 
 
-def owner_vote(view: PlayerView, cap: int) -> int:
+def owner_vote(view: PlayerView, cap: int, threshold: float = DEFAULT_VOTE_THRESHOLD) -> int:
     values = own_values(view)
     if values is None:
         return NO_PROJECT
-    return PROJECT if values[PROJECT] + current_offer(view, cap) >= values[NO_PROJECT] else NO_PROJECT
+    margin = values[PROJECT] + current_offer(view, cap) - values[NO_PROJECT]
+    return PROJECT if margin >= threshold else NO_PROJECT
 
 
 def chat_text(view: PlayerView, cap: int, markup: float = DEFAULT_MARKUP, seed: int = 0) -> str:
@@ -150,16 +153,18 @@ def chat_text(view: PlayerView, cap: int, markup: float = DEFAULT_MARKUP, seed: 
 
 
 def baseline_action(view: PlayerView, wire_type: str, cap: int, *, markup: float = DEFAULT_MARKUP,
+                    offer_share: float = DEFAULT_OFFER_SHARE, vote_threshold: float = DEFAULT_VOTE_THRESHOLD,
                     seed: int = 0) -> dict[str, Any]:
-    """The baseline policy's wire message for `wire_type` now (validated; raises ActionError if it cannot be)."""
+    """The baseline policy's wire message for `wire_type` now (validated; raises ActionError if it cannot be).
+    The keyword parameters are the rules' (the fitted policy, lib.fitted, plays the same rules with its own)."""
     gid = view.game_id
     if wire_type == REQUEST:
         message: dict[str, Any] = {"gameId": gid, "type": REQUEST,
                                    "compensationRequests": [None, owner_request(view, cap, markup)]}
     elif wire_type == OFFER:
-        message = {"gameId": gid, "type": OFFER, "compensationOffers": [None, developer_offer(view, cap)]}
+        message = {"gameId": gid, "type": OFFER, "compensationOffers": [None, developer_offer(view, cap, offer_share)]}
     elif wire_type == DECISION:
-        message = {"gameId": gid, "type": DECISION, "compensationDecisions": [owner_vote(view, cap)]}
+        message = {"gameId": gid, "type": DECISION, "compensationDecisions": [owner_vote(view, cap, vote_threshold)]}
     elif wire_type == CHAT:
         others = [n for n in range(1, SEATS + 1) if n != view.number]
         message = {"gameId": gid, "type": CHAT, "to": others, "text": chat_text(view, cap, markup, seed)}
@@ -182,7 +187,10 @@ class BaselinePolicy:
     markup: float = DEFAULT_MARKUP
     seed: int = 0
     name: str = "baseline"
+    offer_share: float = DEFAULT_OFFER_SHARE
+    vote_threshold: float = DEFAULT_VOTE_THRESHOLD
 
     async def decide(self, view: PlayerView, wire_type: str, *, cap: int, action_required: dict[str, Any],
                      deadline: float, transcript: Transcript | None) -> dict[str, Any] | None:
-        return baseline_action(view, wire_type, cap, markup=self.markup, seed=self.seed)
+        return baseline_action(view, wire_type, cap, markup=self.markup, offer_share=self.offer_share,
+                               vote_threshold=self.vote_threshold, seed=self.seed)

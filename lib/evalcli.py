@@ -1,0 +1,360 @@
+"""`finetune.py --evaluate`: score policies against the human decisions of a set constructDataset.py built.
+
+    python finetune.py --evaluate                                  # data/validation_set.jsonl; baseline, fitted (+ llm)
+    python finetune.py --evaluate --evaluate-on data/training_set.jsonl --policies baseline,fitted,llm --yes
+    python finetune.py --evaluate --policies llm --dry-run        # the token and cost estimate only
+
+Reads the set and its state sidecar (lib.sidecar); `fitted` is estimated on the training set beside it (or --train)
+with leave-one-game-out for evaluated games that are training games (lib.fitted); each policy decides every example
+(lib.evalpolicies); the scores (lib.evaluate) go to stdout, data/evaluation_report.json and data/evaluation.png, all
+written only once everything is computed, each atomically. The fitted parameters (on all training games) are saved
+to data/fitted_policy.json for `handler.py --policy fitted`.
+
+A policy is one entry of POLICIES: a function (context) -> EvalPolicy. Add one there, with its options in
+add_arguments, and it is scored, tabled, reported and drawn like the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import openai
+
+from lib import evalpolicies, evaluate, fitted, ftcheck, jobrecord
+from lib.evalpolicies import EvalPolicy, LLMEvalPolicy, ModelUnavailable, RulesPolicy
+from lib.sidecar import EvalSet, SetError, read_set
+
+REPORT_FILE, PICTURE_FILE, CACHE_FILE = "evaluation_report.json", "evaluation.png", "evaluation_cache.jsonl"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+# List prices in USD per 1M input and output tokens (OpenAI, 2025; https://openai.com/api/pricing): they change, so
+# the estimate says so. Fine-tuned models ("ft:BASE:...") are billed at their own, higher prices.
+PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4.1-2025-04-14": (2.00, 8.00),
+    "gpt-4.1-mini-2025-04-14": (0.40, 1.60),
+    "gpt-4.1-nano-2025-04-14": (0.10, 0.40),
+    "gpt-4o-2024-08-06": (2.50, 10.00),
+    "gpt-4o-mini-2024-07-18": (0.15, 0.60),
+}
+FINE_TUNED_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4.1-2025-04-14": (3.00, 12.00),
+    "gpt-4.1-mini-2025-04-14": (0.80, 3.20),
+    "gpt-4.1-nano-2025-04-14": (0.20, 0.80),
+    "gpt-4o-2024-08-06": (3.75, 15.00),
+    "gpt-4o-mini-2024-07-18": (0.30, 1.20),
+}
+
+
+class EvalError(Exception):
+    """A user-facing failure: one line, no traceback."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("evaluation (--evaluate)")
+    g.add_argument("--evaluate", action="store_true",
+                   help="score policies against the human decisions of a set constructDataset.py built")
+    g.add_argument("--evaluate-on", type=Path, metavar="FILE",
+                   help="the set to evaluate on, with its .state.jsonl sidecar "
+                        "(default: DATA_DIR/validation_set.jsonl)")
+    g.add_argument("--policies", metavar="LIST",
+                   help=f"comma-separated, from {', '.join(POLICIES)} (default: baseline,fitted, plus llm when a "
+                        "model is configured: --model, OPENAI_MODEL or a succeeded fine-tuning job)")
+    g.add_argument("--yes", action="store_true", help="ask no question before calling a paid endpoint")
+    g.add_argument("--max-concurrent-calls", type=_positive_int, default=8,
+                   help="llm: model calls in flight at once (default: 8)")
+    g.add_argument("--temperature", type=float, default=0.0,
+                   help="llm: sampling temperature (default: 0, the model's most likely answer)")
+
+
+@dataclass
+class Context:
+    """What a policy factory may use."""
+
+    args: argparse.Namespace
+    env: dict[str, str]
+    evaluated: EvalSet
+    data_dir: Path
+    training: EvalSet | None = None  # the training set the fitted policy is estimated on
+    saved: dict[str, Any] = field(default_factory=dict)  # outputs a policy wants written with the report
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Policies
+
+
+def make_baseline(ctx: Context) -> EvalPolicy:
+    return RulesPolicy("baseline", info={"rules": "lib/policy.py", "parameters": dict(fitted.BASELINE)})
+
+
+def training_set_path(args: argparse.Namespace, evaluated: Path) -> Path:
+    return args.train or evaluated.parent / "training_set.jsonl"
+
+
+def make_fitted(ctx: Context) -> EvalPolicy:
+    path = training_set_path(ctx.args, ctx.evaluated.path)
+    if not path.is_file():
+        raise EvalError(f"{path}: no training set to fit the fitted policy on; build it with python "
+                        "constructDataset.py, pass --train FILE, or leave fitted out of --policies", EXIT_USAGE)
+    try:
+        training = ctx.training or read_set(path, jobrecord.sha256_file(path))
+    except SetError as exc:
+        raise EvalError(f"fitted policy: {exc}", EXIT_USAGE) from None
+    ctx.training = training
+    per_game = fitted.fits_for_games(ctx.evaluated.games, training.examples)
+    overall = fitted.fit(training.examples)
+    source = {"path": str(training.path), "sha256": training.sha256, "games": training.games}
+    ctx.saved["fitted"] = (overall, source)
+    info = {"training_set": source, "all_training_games": overall.to_dict(),
+            "scored_with": {game: f.to_dict() for game, f in per_game.items()},
+            "leave_one_game_out": sorted(g for g, f in per_game.items() if f.left_out)}
+    return RulesPolicy("fitted", lambda example: per_game[example.game].params, info)
+
+
+def model_choice(args: argparse.Namespace, env: dict[str, str]) -> tuple[str, str, bool]:
+    """(model, where it came from, configured?): --model, else as handler.py picks it."""
+    if args.model:
+        return args.model, "--model", True
+    try:
+        model, source = jobrecord.resolve_model(env, args.record)
+    except jobrecord.JobRecordError as exc:
+        raise EvalError(str(exc), EXIT_USAGE) from None
+    return model, source, not source.startswith("default")
+
+
+def make_llm(ctx: Context) -> EvalPolicy:
+    api_key = ctx.env.get("OPENAI_API_KEY", "").strip()
+    if not api_key:
+        raise EvalError("the llm policy needs OPENAI_API_KEY (for a local server that ignores keys, any value): "
+                        "put it in .env or export it", EXIT_USAGE)
+    model, source, _ = model_choice(ctx.args, ctx.env)
+    return LLMEvalPolicy(api_key=api_key, model=model, model_source=source,
+                         base_url=ctx.env.get("OPENAI_BASE_URL", "").strip() or None,
+                         cache=ctx.data_dir / CACHE_FILE, max_concurrent=ctx.args.max_concurrent_calls,
+                         temperature=ctx.args.temperature, max_retries=ctx.args.max_retries)
+
+
+POLICIES: dict[str, Callable[[Context], EvalPolicy]] = {"baseline": make_baseline, "fitted": make_fitted,
+                                                        "llm": make_llm}
+
+
+def chosen_policies(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
+    if args.policies is None:
+        names = ["baseline", "fitted"]
+        if model_choice(args, env)[2]:
+            if env.get("OPENAI_API_KEY", "").strip():
+                names.append("llm")
+            else:
+                print("note: a model is configured but OPENAI_API_KEY is not set: llm is not evaluated",
+                      file=sys.stderr)
+        return names
+    names = [name.strip() for name in args.policies.split(",") if name.strip()]
+    unknown = [name for name in names if name not in POLICIES]
+    if unknown or not names:
+        raise EvalError(f"--policies: unknown policy {', '.join(unknown) or '(none given)'}; choose from "
+                        f"{', '.join(POLICIES)}", EXIT_USAGE)
+    return list(dict.fromkeys(names))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cost estimate
+
+
+def is_local_endpoint(url: str) -> bool:
+    """A server on this machine or a private network: nothing to pay per token (a guess any other host fails)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local
+
+
+def prices(model: str) -> tuple[float, float] | None:
+    base = ftcheck.base_model(model)
+    table = FINE_TUNED_PRICES if model.startswith("ft:") else PRICES
+    if base in table:
+        return table[base]
+    matches = [name for name in table if name.startswith(base + "-")]  # an alias: "gpt-4.1-mini"
+    return table[matches[0]] if len(matches) == 1 else None
+
+
+def estimate(policy: LLMEvalPolicy, evaluated: EvalSet) -> dict[str, Any]:
+    """Tokens and list-price cost of the calls a run would make (the cache's answers cost nothing)."""
+    todo = policy.uncached(evaluated.examples)
+    scored = sum(evalpolicies.scored(e) for e in evaluated.examples)
+    prompt = sum(ftcheck.count_tokens(e.messages) for e in todo)
+    answer = sum(ftcheck.count_text_tokens(json.dumps(e.human, separators=(",", ":"))) for e in todo)
+    price = prices(policy.model)
+    usd = None if price is None else round(prompt / 1e6 * price[0] + answer / 1e6 * price[1], 4)
+    return {"calls": len(todo), "cached": scored - len(todo), "prompt_tokens": prompt,
+            "answer_tokens_about": answer, "usd": usd, "paid": not is_local_endpoint(policy.base_url)}
+
+
+def estimate_line(policy: LLMEvalPolicy, est: dict[str, Any]) -> str:
+    cost = ("price unknown for this model" if est["usd"] is None
+            else f"about ${est['usd']:,.2f} at list prices (check openai.com/api/pricing)")
+    if not est["paid"]:
+        cost = "a local endpoint: no per-token price"
+    return (f"llm: {est['calls']} call(s) to {policy.model} at {policy.base_url} ({est['cached']} answer(s) already "
+            f"cached): {est['prompt_tokens']:,} prompt tokens, about {est['answer_tokens_about']:,} answer tokens; "
+            f"{cost}")
+
+
+def confirm(question: str, stdin: Any = None) -> bool:
+    stdin = stdin or sys.stdin
+    if not stdin.isatty():
+        raise EvalError("a paid endpoint would be called and there is no terminal to ask: pass --yes to go ahead, "
+                        "or --dry-run to see only the estimate", EXIT_USAGE)
+    print(question, end=" ", flush=True)
+    return stdin.readline().strip().lower() in ("y", "yes")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The run
+
+
+def _atomic_temp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _clean(value: Any) -> Any:
+    """Floats rounded for the report (6 significant decimals are plenty for money and shares)."""
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def dataset_entry(s: EvalSet) -> dict[str, Any]:
+    per_action: dict[str, int] = {}
+    per_game: dict[str, int] = {}
+    for e in s.examples:
+        per_action[e.action] = per_action.get(e.action, 0) + 1
+        per_game[e.game] = per_game.get(e.game, 0) + 1
+    return {"path": str(s.path), "sha256": s.sha256, "sidecar": str(s.sidecar), "examples": len(s.examples),
+            "games": s.games, "per_game": {g: per_game[g] for g in s.games}, "per_action": per_action}
+
+
+async def _decide(policies: list[EvalPolicy], s: EvalSet) -> dict[str, list[evaluate.Decision]]:
+    return {policy.name: await policy.decide_all(s.examples) for policy in policies}
+
+
+def run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -> int:
+    try:
+        return _run(args, describe)
+    except EvalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -> int:
+    env = dict(os.environ)
+    names = chosen_policies(args, env)
+    path = args.evaluate_on or args.data_dir / "validation_set.jsonl"
+    if not path.is_file():
+        raise EvalError(f"{path}: no such set; build one with python constructDataset.py, or pass --evaluate-on FILE",
+                        EXIT_USAGE)
+    try:
+        evaluated = read_set(path, jobrecord.sha256_file(path))
+    except SetError as exc:
+        raise EvalError(str(exc), EXIT_USAGE) from None
+    ctx = Context(args, env, evaluated, args.data_dir)
+    policies = [POLICIES[name](ctx) for name in names]
+
+    for policy in policies:
+        if isinstance(policy, LLMEvalPolicy):
+            est = estimate(policy, evaluated)
+            print(estimate_line(policy, est))
+            if args.dry_run:
+                continue
+            if est["paid"] and est["calls"] and not args.yes and not confirm("Make these calls? [y/N]"):
+                raise EvalError("nothing asked, nothing written (pass --yes to skip the question)")
+    if args.dry_run:
+        print("dry run: no model called, nothing written")
+        return EXIT_OK
+
+    try:
+        decisions = asyncio.run(_decide(policies, evaluated))
+    except ModelUnavailable as exc:
+        raise EvalError(f"{describe(exc.cause)}; {exc.answered} answer(s) are cached in {exc.cache}: run again to "
+                        "resume. Nothing else was written") from None
+
+    scores = {name: evaluate.score(evaluated.examples, ds) for name, ds in decisions.items()}
+    refs = evaluate.references(evaluated.examples)
+    report = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "dataset": dataset_entry(evaluated),
+        "policies": scores,
+        "references": refs,
+        "policy_info": {policy.name: policy.info() for policy in policies},
+        "notes": ["an invalid vote counts as a disagreement; MAE, median AE, bias and Spearman cover the valid "
+                  "answers only (n - invalid)",
+                  "references are the best constants in hindsight: the majority vote and the median amount of the "
+                  "evaluated humans themselves",
+                  "chat is counted, not scored"],
+    }
+    write_outputs(args.data_dir, _clean(report), evaluated, decisions, scores, refs, ctx)
+    print(f"Evaluated on {evaluated.path}: {len(evaluated.examples)} decisions from {len(evaluated.games)} game(s) "
+          f"({', '.join(evaluated.games)}), sha256 {evaluated.sha256[:12]}")
+    print(evaluate.format_table(scores, refs))
+    if "fitted" in ctx.saved:
+        overall = ctx.saved["fitted"][0]
+        print(f"fitted on all training games: {overall.params}; saved in {args.data_dir / fitted.PARAMS_FILE}")
+    print(f"Wrote {args.data_dir / REPORT_FILE} and {args.data_dir / PICTURE_FILE}")
+    return EXIT_OK
+
+
+def write_outputs(out: Path, report: dict[str, Any], evaluated: EvalSet, decisions: dict[str, list[Any]],
+                  scores: dict[str, Any], refs: dict[str, Any], ctx: Context) -> None:
+    """The picture and the report (and the fitted parameters), each replacing the old file only when whole."""
+    from lib import evalplot
+
+    out.mkdir(parents=True, exist_ok=True)
+    report_path, picture_path = out / REPORT_FILE, out / PICTURE_FILE
+    temps = [_atomic_temp(picture_path), _atomic_temp(report_path)]
+    try:
+        try:
+            evalplot.draw(temps[0], evaluated.examples, decisions, scores, refs,
+                          f"{evaluated.path.name} ({len(evaluated.examples)} decisions, sha256 "
+                          f"{evaluated.sha256[:12]})")
+        except ImportError:
+            raise EvalError("matplotlib is not installed: .venv/bin/pip install -r requirements.txt") from None
+        temps[1].write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        if "fitted" in ctx.saved:
+            overall, source = ctx.saved["fitted"]
+            fitted.save(out / fitted.PARAMS_FILE, overall, source)
+        os.replace(temps[0], picture_path)
+        os.replace(temps[1], report_path)
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)

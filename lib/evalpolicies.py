@@ -1,0 +1,250 @@
+"""The policies `finetune.py --evaluate` scores, behind one small interface.
+
+An evaluation policy gets the examples of a set (lib.sidecar.Example: the exact system and user messages a model is
+asked with, the player's state, the human's answer, which it must not look at) and returns one lib.evaluate.Decision
+per example: the validated wire message, or None with the reason. Nothing here knows how a decision is scored.
+
+    class EvalPolicy(Protocol):
+        name: str
+        async def decide_all(self, examples) -> list[Decision]
+        def info(self) -> dict          # what the report says about the policy (model, parameters, ...)
+
+- `RulesPolicy`: lib.policy's rules on the state, with per-game parameters: `baseline` (the rules' own
+  parameters, as the agents play them) and `fitted` (lib.fitted's estimates);
+- `LLMEvalPolicy`: a chat model at any OpenAI-compatible endpoint, through lib.llm.LLMPolicy (the same structured
+  output as at play time), asked with the example's messages and checked with lib.actions.parse_answer against the
+  player's state and cap, as at play time. Each example is asked once: an invalid answer is counted as invalid,
+  not re-asked with feedback as at play time, so the score is the model's own first answer. Calls run
+  concurrently, at most `max_concurrent` at once, and each answer is appended to a JSONL cache, keyed by the
+  endpoint, model, temperature and messages, as it arrives: an interrupted evaluation resumes where it stopped.
+
+Chat examples are counted, not scored, so no policy is asked about them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+import openai
+
+from lib.actions import ActionError, parse_answer
+from lib.evaluate import KINDS, TEXT, Decision
+from lib.llm import LLMPolicy, _retry_after
+from lib.policy import baseline_action
+from lib.sidecar import Example
+
+NOT_ASKED = "not asked: chat is counted, not scored"
+CALL_TIMEOUT = 120.0  # seconds for one answer; a long prompt on a slow local server takes a while
+BACKOFF_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 30.0
+PROGRESS_EVERY = 5.0  # seconds between progress lines
+
+
+class EvalPolicy(Protocol):
+    name: str
+
+    async def decide_all(self, examples: Sequence[Example]) -> list[Decision]: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
+def scored(example: Example) -> bool:
+    return KINDS[example.action].how != TEXT
+
+
+class RulesPolicy:
+    """lib.policy's rules, with the parameters `params_for(example)` gives (none: the baseline's own)."""
+
+    def __init__(self, name: str, params_for: Callable[[Example], dict[str, float]] | None = None,
+                 info: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self._params_for = params_for or (lambda example: {})
+        self._info = info or {}
+
+    def decide(self, example: Example) -> Decision:
+        if not scored(example):
+            return Decision(None, NOT_ASKED)
+        try:
+            return Decision(baseline_action(example.view(), example.action, example.cap,
+                                            **self._params_for(example)))
+        except ActionError as exc:
+            return Decision(None, str(exc))
+
+    async def decide_all(self, examples: Sequence[Example]) -> list[Decision]:
+        return [self.decide(example) for example in examples]
+
+    def info(self) -> dict[str, Any]:
+        return self._info
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A chat model
+
+
+class ModelUnavailable(Exception):
+    """The endpoint cannot answer at all (unreachable, key rejected, unknown model, rate limit that persists): the
+    evaluation stops; what was answered stays in the cache. `cause` is the SDK's error."""
+
+    def __init__(self, cause: openai.APIError, answered: int, cache: Path) -> None:
+        super().__init__(str(cause))
+        self.cause, self.answered, self.cache = cause, answered, cache
+
+
+FATAL_ERRORS = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError,
+                openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
+RETRIED_ERRORS = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
+
+
+def cache_key(*, base_url: str, model: str, temperature: float | None, messages: list[dict[str, str]]) -> str:
+    text = json.dumps({"base_url": base_url, "model": model, "temperature": temperature, "messages": messages},
+                      sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_cache(path: Path) -> dict[str, dict[str, Any]]:
+    """key -> cached answer. A line that is not a whole record (a run killed mid-write) is ignored."""
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return out
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("key"), str) and "answer" in record:
+            out[record["key"]] = record
+    return out
+
+
+class LLMEvalPolicy:
+    """See the module docstring."""
+
+    name = "llm"
+
+    def __init__(self, *, api_key: str, model: str, base_url: str | None, cache: Path, model_source: str = "",
+                 max_concurrent: int = 8, temperature: float | None = 0.0, max_retries: int = 5,
+                 progress: TextIO | None = sys.stderr) -> None:
+        self.model, self.model_source, self.temperature = model, model_source, temperature
+        self.max_retries = max(0, max_retries)
+        self.max_concurrent = max(1, max_concurrent)
+        self.cache_path = cache
+        self.progress = progress
+        self._api_key, self._base_url = api_key, base_url
+        self.base_url = (base_url or "https://api.openai.com/v1").rstrip("/")
+        self.stats: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+
+    def key(self, example: Example) -> str:
+        return cache_key(base_url=self.base_url, model=self.model, temperature=self.temperature,
+                         messages=example.messages)
+
+    def uncached(self, examples: Sequence[Example]) -> list[Example]:
+        """The scored examples whose answer is not in the cache yet: what a run would ask (and pay for)."""
+        cached = read_cache(self.cache_path)
+        return [e for e in examples if scored(e) and self.key(e) not in cached]
+
+    def info(self) -> dict[str, Any]:
+        return {"model": self.model, "model_source": self.model_source, "endpoint": self.base_url,
+                "temperature": self.temperature, "cache": str(self.cache_path), **dict(self.stats),
+                "invalid_reasons": dict(self.reasons.most_common(10))}
+
+    def _judge(self, example: Example, answer: Any) -> Decision:
+        try:
+            return Decision(parse_answer(answer, example.view(), example.action, cap=example.cap))
+        except ActionError as exc:
+            self.reasons[str(exc)[:120]] += 1
+            return Decision(None, f"invalid answer: {exc}")
+
+    async def decide_all(self, examples: Sequence[Example]) -> list[Decision]:
+        cached = read_cache(self.cache_path)
+        decisions: list[Decision | None] = [None] * len(examples)
+        todo: list[tuple[int, Example, str]] = []
+        for i, example in enumerate(examples):
+            if not scored(example):
+                decisions[i] = Decision(None, NOT_ASKED)
+                continue
+            key = self.key(example)
+            if key in cached:
+                self.stats["answers_from_cache"] += 1
+                decisions[i] = self._judge(example, cached[key]["answer"])
+            else:
+                todo.append((i, example, key))
+        if todo:
+            await self._ask_all(todo, decisions, answered_before=self.stats["answers_from_cache"])
+        return [d if d is not None else Decision(None, "no answer") for d in decisions]
+
+    async def _ask_all(self, todo: list[tuple[int, Example, str]], decisions: list[Decision | None],
+                       answered_before: int) -> None:
+        # lib.llm.LLMPolicy brings play time's structured output and its fallback; the bound is kept here, so that
+        # each call's timeout starts when it is sent, not when it is queued.
+        llm = LLMPolicy(api_key=self._api_key, model=self.model, base_url=self._base_url,
+                        max_concurrent_calls=self.max_concurrent, temperature=self.temperature)
+        gate = asyncio.Semaphore(self.max_concurrent)
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        done, last_report = 0, time.monotonic()
+        with self.cache_path.open("a", encoding="utf-8") as cache:
+
+            async def one(i: int, example: Example, key: str) -> None:
+                nonlocal done, last_report
+                async with gate:
+                    decisions[i] = await self._ask(llm, example, key, cache)
+                done += 1
+                if self.progress is not None and (time.monotonic() - last_report >= PROGRESS_EVERY
+                                                  or done == len(todo)):
+                    last_report = time.monotonic()
+                    print(f"llm: {done}/{len(todo)} asked", file=self.progress, flush=True)
+
+            tasks = [asyncio.create_task(one(i, example, key)) for i, example, key in todo]
+            try:
+                await asyncio.gather(*tasks)
+            except FATAL_ERRORS as exc:
+                answered = answered_before + self.stats["answers_from_model"]
+                raise ModelUnavailable(exc, answered, self.cache_path) from None
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await llm.close()
+
+    async def _ask(self, llm: LLMPolicy, example: Example, key: str, cache: TextIO) -> Decision:
+        for attempt in range(self.max_retries + 1):
+            try:
+                completion, structured = await llm.complete(example.messages, example.action,
+                                                            time.monotonic() + CALL_TIMEOUT)
+                break
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                # This prompt, not the endpoint (too long for the model, say): invalid, and not cached, so a later
+                # run asks again.
+                self.stats["refused_prompts"] += 1
+                self.reasons[f"refused by the endpoint: {exc.status_code}"] += 1
+                return Decision(None, f"the endpoint refused the prompt ({exc.status_code}: {exc.message[:200]})")
+            except RETRIED_ERRORS as exc:
+                if attempt == self.max_retries:
+                    raise
+                wait = _retry_after(exc) if isinstance(exc, openai.APIStatusError) else None
+                await asyncio.sleep(min(MAX_BACKOFF_SECONDS, wait if wait is not None
+                                        else BACKOFF_SECONDS * 2 ** attempt))
+        message = completion.choices[0].message if completion.choices else None
+        answer = getattr(message, "content", None)
+        usage = completion.usage.model_dump() if completion.usage else None
+        cache.write(json.dumps({"key": key, "model": self.model, "endpoint": self.base_url,
+                                "temperature": self.temperature, "structured": structured, "answer": answer,
+                                "usage": usage, "game": example.game, "line": example.line,
+                                "at": datetime.now(UTC).isoformat(timespec="seconds")}, ensure_ascii=False) + "\n")
+        cache.flush()  # answered is answered: an interrupted run resumes from here
+        self.stats["answers_from_model"] += 1
+        if usage:
+            self.stats["prompt_tokens"] += usage.get("prompt_tokens") or 0
+            self.stats["completion_tokens"] += usage.get("completion_tokens") or 0
+        return self._judge(example, answer)
