@@ -72,7 +72,7 @@ DEFAULT_LOGS = ROOT / "logs"
 DEFAULT_ROUNDS = 2
 # Local demo timers: the real server's defaults (minutes per phase) scaled down. A model needs seconds per
 # answer, the baseline none.
-DEFAULT_SCALE = {"baseline": 0.02, "llm": 0.25}
+DEFAULT_SCALE = {"baseline": 0.02, "fitted": 0.02, "llm": 0.25}
 MAX_SAFETY_MARGIN = 2.0  # seconds, for real timers; scaled-down timers get a quarter of their shortest action phase
 JOIN_TIMEOUT = 10.0
 ACTION_PHASES = (3, 4, 6)
@@ -117,9 +117,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help="--create: JSON game parameters over the real server's defaults (lib/play.py)")
     real.add_argument("--agents-only", action="store_true",
                       help="--create: an agents-only game, whose agents the server asks an agent manager for")
-    parser.add_argument("--policy", choices=("llm", "baseline"),
-                        help="who decides: a chat model (needs OPENAI_API_KEY) or the built-in baseline rules "
-                             "(default: llm when OPENAI_API_KEY is set, else baseline)")
+    parser.add_argument("--policy", choices=("llm", "baseline", "fitted"),
+                        help="who decides: a chat model (needs OPENAI_API_KEY), the built-in baseline rules, or those "
+                             "rules with the parameters finetune.py --evaluate fitted to humans (data/"
+                             "fitted_policy.json) (default: llm when OPENAI_API_KEY is set, else baseline)")
+    parser.add_argument("--fitted-params", type=Path, default=ROOT / "data" / "fitted_policy.json", metavar="FILE",
+                        help="--policy fitted: the parameters to play (default data/fitted_policy.json)")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"paid rounds (default {DEFAULT_ROUNDS})")
     practice = parser.add_mutually_exclusive_group()
     practice.add_argument("--practice", dest="practice", action="store_true", default=True,
@@ -181,6 +184,16 @@ def choose_policy(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Pol
     if wanted == "baseline":
         why = "--policy baseline" if args.policy else "no OPENAI_API_KEY set"
         return BaselinePolicy(seed=args.seed), f"policy: baseline ({why})"
+    if wanted == "fitted":
+        from lib import fitted
+
+        path = args.fitted_params
+        try:
+            params = fitted.load(path)
+        except fitted.FittedError as exc:
+            raise UsageError(str(exc)) from None
+        shown = ", ".join(f"{key} {value:g}" for key, value in params.items())
+        return BaselinePolicy(seed=args.seed, name="fitted", **params), f"policy: fitted ({shown}, from {path})"
     if not api_key:
         raise UsageError("--policy llm needs OPENAI_API_KEY (for a local server that ignores keys, any value)")
     from lib.jobrecord import JobRecordError, resolve_model
