@@ -97,7 +97,9 @@ def _amount(amounts: Any, cap: int) -> int | None:
 def owner_request(view: PlayerView, cap: int, markup: float = DEFAULT_MARKUP) -> int:
     values = own_values(view)
     loss = max(0, values[NO_PROJECT] - values[PROJECT]) if values else 0
-    request = math.ceil(loss * (1 + markup) / ROUND_TO) * ROUND_TO
+    # Rounded to a millionth of a unit before rounding up: 200,000 x 1.1 is 220,000.00000000003 in floating point,
+    # which would round up to 221,000.
+    request = math.ceil(round(loss * (1 + markup), 6) / ROUND_TO) * ROUND_TO
     return min(max(request, 0), cap)
 
 
