@@ -111,7 +111,7 @@ def developer_offer(view: PlayerView, cap: int, share: float = DEFAULT_OFFER_SHA
     most = (gain - 1) // len(OWNER_SEATS)  # 5 x offer < gain: the Project still pays for the developer
     requests = [x for x in (_amount(r, cap) for r in view.current.requests.values()) if x is not None]
     target = share * statistics.median_low(requests) if requests else most // 2
-    offer = int(min(target, most)) // ROUND_TO * ROUND_TO
+    offer = int(round(min(target, most), 6)) // ROUND_TO * ROUND_TO  # 0.29 x 100,000 is 28,999.999...
     return min(max(offer, 0), cap)
 
 
