@@ -6,6 +6,7 @@
     python finetune.py --follow [JOB_ID]  # resume following the recorded (or a given) job
     python finetune.py --list             # recent jobs
     python finetune.py --cancel JOB_ID
+    python finetune.py --evaluate         # how human-like are baseline, fitted (and llm)? (lib/evalcli.py)
 
 The job is recorded in data/finetune_job.json (job id, base model, file ids, sha256 of each
 dataset, status, fine_tuned_model, error); handler.py plays with that fine_tuned_model.

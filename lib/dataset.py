@@ -18,7 +18,8 @@ and counted with their reason.
 `build_dataset` streams the files one at a time (in worker processes, whose results are taken in input order, so
 the output is the same for any number of them): each example is token-counted and checked (lib.ftcheck) as it is
 written, each process appends its games' lines to its own spool file, and only their place and numbers reach the
-builder; the split by game (a copy of each game's bytes to its side), the files' check reports
+builder; the split by game (a copy of each game's bytes to its side, and of its examples' states to that side's
+state sidecar, lib.sidecar), the files' check reports
 (put together from the examples' checks) and the report come at the end, and the three output files replace the
 old ones only when everything is written.
 """
@@ -72,7 +73,7 @@ from lib.game import (
 from lib.ibexlog import MESSAGE, IbexLog, LogError, read_log
 from lib.prompts import system_prompt, user_prompt_lines
 from lib.sessions import SessionsTable
-from lib.sidecar import example_state, header, sidecar_path
+from lib.sidecar import example_state, header, sidecar_path, state_line
 from lib.view import EVENT_HANDLERS, PlayerView, apply_to_all
 
 TRAINING_FILE, VALIDATION_FILE, REPORT_FILE = "training_set.jsonl", "validation_set.jsonl", "dataset_report.json"
@@ -307,8 +308,7 @@ class _Game:
 
     def _state(self, view: PlayerView, action: str) -> str:
         """The player's state when the prompt is built, for policies that read states rather than prompts."""
-        return json.dumps(example_state(str(self.result.game_id), view.number or 0, action, self.cap, view),
-                          ensure_ascii=False)
+        return state_line(example_state(str(self.result.game_id), view.number or 0, action, self.cap, view))
 
     def _values_source(self, view: PlayerView) -> str:
         return view.current.values_source if view.current.values is not None else UNKNOWN

@@ -74,6 +74,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _temperature(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None  # the endpoint's default; some models take no temperature at all
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or none: {text!r}") from None
+    if not 0 <= value <= 2:
+        raise argparse.ArgumentTypeError("must be from 0 to 2")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("evaluation (--evaluate)")
     g.add_argument("--evaluate", action="store_true",
@@ -87,8 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--yes", action="store_true", help="ask no question before calling a paid endpoint")
     g.add_argument("--max-concurrent-calls", type=_positive_int, default=8,
                    help="llm: model calls in flight at once (default: 8)")
-    g.add_argument("--temperature", type=float, default=0.0,
-                   help="llm: sampling temperature (default: 0, the model's most likely answer)")
+    g.add_argument("--temperature", type=_temperature, default=0.0,
+                   help="llm: sampling temperature (default: 0, the model's most likely answer; none: the "
+                        "endpoint's default)")
 
 
 @dataclass
@@ -121,7 +134,8 @@ def make_fitted(ctx: Context) -> EvalPolicy:
         raise EvalError(f"{path}: no training set to fit the fitted policy on; build it with python "
                         "constructDataset.py, pass --train FILE, or leave fitted out of --policies", EXIT_USAGE)
     try:
-        training = ctx.training or read_set(path, jobrecord.sha256_file(path))
+        same = path.resolve() == ctx.evaluated.path.resolve()
+        training = ctx.evaluated if same else read_set(path, jobrecord.sha256_file(path))
     except SetError as exc:
         raise EvalError(f"fitted policy: {exc}", EXIT_USAGE) from None
     ctx.training = training

@@ -14,6 +14,10 @@ round, so that a game runs without any model and researchers have a benchmark to
   ask or offer, or how it will vote. The seed picks between two phrasings, per seat and round.
 - Values still unknown (no assign-role yet): the middle of the value ranges from the boundaries stands in.
 
+The markup, a share of the median request for the offer (1 here) and a vote threshold on v_project + offer -
+v_noProject (0 here) are the rules' parameters: the fitted policy (lib.fitted) plays the same rules with values
+estimated from human decisions.
+
 Fallback actions, sent when a model has no valid answer by the deadline minus the safety margin: the baseline
 policy's request, offer or vote for that moment. Chat has no fallback: chat is optional, so an unanswered chat
 turn sends nothing rather than words the model did not choose.
