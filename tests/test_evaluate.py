@@ -209,6 +209,12 @@ def test_the_builder_writes_a_sidecar_the_evaluation_reads(tmp_path, capsys):
     assert set(report["policies"]) == {"baseline", "fitted"}
     assert report["policy_info"]["fitted"]["leave_one_game_out"] == []
 
+    # a build without a validation set takes the old validation set's sidecar away with it
+    assert build_main(["-q", "--input", str(ROOT / "jsonFiles"), "--output-dir", str(out), "--workers", "1",
+                       "--validation-fraction", "0"]) == 0
+    assert not (out / "validation_set.jsonl").exists() and not (out / "validation_set.state.jsonl").exists()
+    read_set(out / "training_set.jsonl", jobrecord.sha256_file(out / "training_set.jsonl"))
+
 
 # ----------------------------------------------------------------------------------------------- bad input
 

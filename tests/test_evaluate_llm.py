@@ -182,6 +182,14 @@ def test_dry_run_prints_the_estimate_and_calls_nothing(fake, data, capsys):
     assert not (data / "evaluation_report.json").exists() and not (data / "evaluation_cache.jsonl").exists()
 
 
+def test_temperature_none_leaves_it_to_the_endpoint(fake, data, capsys):
+    fake.chat_default = scripted
+    code, _, err = evaluate(capsys, data, "--temperature", "none")
+    assert code == 0, err
+    assert all("temperature" not in c["json"] for c in chat_calls(fake))
+    assert json.loads((data / "evaluation_report.json").read_text())["policy_info"]["llm"]["temperature"] is None
+
+
 def test_a_configured_model_joins_the_default_policies(fake, data, capsys, monkeypatch):
     fake.chat_default = scripted
     monkeypatch.setenv("OPENAI_MODEL", "ft:gpt-4.1-mini-2025-04-14:lab::abc")
