@@ -5,8 +5,9 @@
     python constructDataset.py --input LOGS/ game.log.json --sessions sessions.json --include-chat
     python constructDataset.py --check data/training_set.jsonl
 
-Writes training_set.jsonl, validation_set.jsonl (split by game) and dataset_report.json into the output
-folder; the previous files stay as they were until all three are ready. Every unusable log gets one line on
+Writes training_set.jsonl, validation_set.jsonl (split by game), their state sidecars (*.state.jsonl, read by
+finetune.py --evaluate) and dataset_report.json into the output folder; the previous files stay as they were until
+all are ready. Every unusable log gets one line on
 stderr and the others are still used. Exit codes: 0 done; 1 no example at all, a failed --check, or (with
 --strict) any unusable input or failed check; 2 bad options; 130 interrupted.
 """

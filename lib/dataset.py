@@ -20,8 +20,8 @@ the output is the same for any number of them): each example is token-counted an
 written, each process appends its games' lines to its own spool file, and only their place and numbers reach the
 builder; the split by game (a copy of each game's bytes to its side, and of its examples' states to that side's
 state sidecar, lib.sidecar), the files' check reports
-(put together from the examples' checks) and the report come at the end, and the three output files replace the
-old ones only when everything is written.
+(put together from the examples' checks) and the report come at the end, and the output files (the two sets, their
+state sidecars and the report) replace the old ones only when everything is written.
 """
 
 from __future__ import annotations
