@@ -303,6 +303,10 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
     except SetError as exc:
         raise EvalError(str(exc), EXIT_USAGE) from None
     ctx = Context(args, env, evaluated, args.data_dir)
+    if args.policies is None and not training_set_path(args, path).is_file():
+        print(f"note: no training set {training_set_path(args, path)} to fit on: fitted is not evaluated",
+              file=sys.stderr)
+        names.remove("fitted")
     policies = [POLICIES[name](ctx) for name in names]
 
     for policy in policies:

@@ -273,6 +273,15 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     _unchanged(data)
 
 
+def test_without_a_training_set_the_default_policies_leave_fitted_out(tmp_path, capsys):
+    write_set(tmp_path / "validation_set.jsonl")
+    code, out, err = evaluate(capsys, tmp_path)
+    assert code == 0, err
+    assert "fitted is not evaluated" in err
+    assert list(report_of(tmp_path)["policies"]) == ["baseline"]
+    assert not (tmp_path / "fitted_policy.json").exists()
+
+
 def test_is_local_endpoint_and_prices():
     assert evalcli.is_local_endpoint("http://127.0.0.1:8000/v1")
     assert evalcli.is_local_endpoint("http://localhost:11434/v1")
