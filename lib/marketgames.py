@@ -312,6 +312,20 @@ def default_declaration(role: int, params: dict[str, Any]) -> list:
     return [params[f"{ROLE_KEYS[role]}_{c['parameter']}_low"] for c in CONDITIONS]
 
 
+def declarations_published(game_type: str, phase: int, lots: list[dict], winning: int | None) -> dict:
+    """The `declarations-published` data of phase 3 (first declarations) or 8 (second ones). `lots` are
+    {id, name, owner (the owner's player name), role, number, d} in lot order. In phase 3 every condition is
+    available and futarchy does not know the winner yet; in phase 8 only the winning condition is available."""
+    declarations = []
+    for lot in lots:
+        available = [True] * CONDITION_SLOTS if phase == 3 else [c == winning for c in range(CONDITION_SLOTS)]
+        declarations.append({**lot, "available": available})
+    data: dict[str, Any] = {"declarations": declarations}
+    if not (game_type == FUTARCHY and phase == 3):
+        data["winningCondition"] = winning
+    return data
+
+
 def declared_sums(declarations: list[list]) -> list:
     """D[c]: the sum of the lots' declarations under each condition, in lot order."""
     sums = [0, 0, 0]

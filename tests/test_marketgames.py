@@ -24,6 +24,7 @@ from lib.marketgames import (
     add_snipes,
     assign_role,
     declaration_above_max,
+    declarations_published,
     declared_sums,
     default_declaration,
     final_price,
@@ -110,6 +111,14 @@ def play_recorded_game(game_type: str):
         first = declare_all(rules["messages"]["phase 2"], seats, params, out)
         sums = declared_sums([first[lot] for lot in sorted(first)])
         winning = harberger_winner(sums) if game_type == HARBERGER else None
+        names = {d["number"]: d["owner"] for d in rules["declarations-published"][0]["declarations"]}  # random
+
+        def published(declared: dict, phase: int, winning: int | None) -> dict:
+            lots = [{"id": s.lot, "name": roles_sent[s.number]["property"]["name"], "owner": names[s.number],
+                     "role": s.role, "number": s.number, "d": declared[s.lot]} for s in layout if s.lot is not None]
+            return declarations_published(game_type, phase, lots, winning)
+
+        publications = [published(first, 3, winning)]
         publics = public_signals(sums, params["tax_rate_final"], winning)
         snipers = speculate_all(rules["messages"]["phase 3"], seats, [winning] if winning is not None else [0, 1])
 
@@ -130,6 +139,7 @@ def play_recorded_game(game_type: str):
         out += [(n, "first-snipes", {"snipes": snipes_seen_by(first_outcomes, n)}) for n in seats]
 
         second = declare_all(rules["messages"]["phase 7"], seats, params, out)
+        publications.append(published(second, 8, winning))
         snipers = speculate_all(rules["messages"]["phase 8"], seats, [winning])
         lots = [Lot(s.lot, s.number, s.role, values[s.number], second[s.lot]) for s in layout if s.lot is not None]
         bills, second_outcomes = reconcile(lots, snipers, winning, tax_f, r, 9, roles)
@@ -162,7 +172,8 @@ def play_recorded_game(game_type: str):
                 out.append((n, "reward", reward(seat, paid, round_profit(summaries[n][paid]), params, token)))
 
         previous = {lot: {"d": second[lot], "speculators": snipers[lot]} for lot in second}
-        yield rnd, out, roles_sent, signals, publics, sums
+        yield {"recorded": rnd, "events": out, "assign-role": roles_sent, "signals": signals,
+               "public signals": publics, "declarations-published": publications}
 
 
 GAMES = [(g, i) for g in (HARBERGER, FUTARCHY) for i in range(len(RECORDED[g]["rounds"]))]
@@ -170,19 +181,17 @@ GAMES = [(g, i) for g in (HARBERGER, FUTARCHY) for i in range(len(RECORDED[g]["r
 
 @pytest.mark.parametrize(("game_type", "index"), GAMES, ids=[f"{g}-round{i}" for g, i in GAMES])
 def test_recorded_round_numbers_are_the_servers(game_type: str, index: int) -> None:
-    rnd, out, roles_sent, signals, publics, sums = list(play_recorded_game(game_type))[index]
+    played = list(play_recorded_game(game_type))[index]
+    rnd = played["recorded"]
     for number, told in rnd["rules"]["seats"].items():
         n = int(number)
-        assert same(roles_sent[n], told["assign-role"]), f"assign-role of seat {n}"
-        assert told["value-signals"]["signals"] == signals[n]
-        assert same(told["value-signals"]["publicSignal"], publics)
+        assert same(played["assign-role"][n], told["assign-role"]), f"assign-role of seat {n}"
+        assert told["value-signals"]["signals"] == played["signals"][n]
+        assert same(told["value-signals"]["publicSignal"], played["public signals"])
         expected = [[kind, data] for kind, data in told["results"]]
-        got = [[kind, data] for to, kind, data in out if to == n]
+        got = [[kind, data] for to, kind, data in played["events"] if to == n]
         assert json.dumps(js_json(got)) == json.dumps(expected), f"seat {n}"
-    published = rnd["rules"]["declarations-published"][0]
-    assert [d["d"] for d in published["declarations"]] == [list(p) for p in
-                                                            [d["d"] for d in published["declarations"]]]
-    assert declared_sums([d["d"] for d in published["declarations"]]) == sums
+    assert same(played["declarations-published"], rnd["rules"]["declarations-published"])
 
 
 def test_the_recordings_cover_what_the_rules_claim() -> None:
