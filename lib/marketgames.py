@@ -375,13 +375,22 @@ def final_price(second_sums: list, winning: int, tax_rate_final: int) -> tuple[f
 # ----- snipes and their reconciliation
 
 
-def add_snipes(snipers: dict[int, list[list[int]]], seat: int, snipe: Any, conditions: list[int],
-               game_id: Any) -> list[str]:
+def add_snipes(snipers: dict[int, list[list[int]]], seat: int, snipe: Any, conditions: list[int], game_id: Any,
+               required: tuple[int, ...] = ()) -> tuple[list[str], bool]:
     """Record one `done-speculating`: under each listed condition, every lot id in `snipe[c]` gets the seat added
-    (again, if it is already there). Returns the error texts the server sends for unknown lot ids."""
-    errors = []
+    (again, if it is already there: a second message adds up). Returns (the error texts the server sends for
+    unknown lot ids, whether it answers at all).
+
+    Not answered (no `speculation-received`, the speculator not marked done, lots added before stay added) where
+    the server throws: `snipe` is not a list, or a list in `required` is missing (futarchy phase 3 reads the length
+    of both lists, Harberger phase 8 that of the winning one; Harberger phase 3 reads neither)."""
+    errors: list[str] = []
+    if not isinstance(snipe, list):
+        return errors, False
     for c in conditions:
-        lots = snipe[c] if isinstance(snipe, list) and c < len(snipe) else None
+        lots = snipe[c] if c < len(snipe) else None
+        if lots is None and c in required:
+            return errors, False
         if not isinstance(lots, list):
             continue
         for lot_id in lots:
@@ -389,7 +398,14 @@ def add_snipes(snipers: dict[int, list[list[int]]], seat: int, snipe: Any, condi
                 errors.append(f"Game {js_str(game_id)}: lot {js_str(lot_id)}}} not found")  # sic
                 continue
             snipers[int(lot_id)][c].append(seat)
-    return errors
+    return errors, True
+
+
+def speculation_conditions(game_type: str, phase: int, winning: int | None) -> tuple[list[int], tuple[int, ...]]:
+    """(conditions whose snipes count, conditions whose list must be present) for a speculation phase."""
+    if game_type == FUTARCHY and phase == 3:
+        return [0, 1], (0, 1)
+    return [winning], ((winning,) if phase == 8 else ())
 
 
 @dataclass

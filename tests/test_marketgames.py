@@ -43,6 +43,7 @@ from lib.marketgames import (
     round_values,
     seat_layout,
     snipes_seen_by,
+    speculation_conditions,
     starting_wallets,
     tax_bill,
     tax_income,
@@ -76,12 +77,19 @@ def declare_all(messages: list, seats: dict, params: dict, out: list) -> dict[in
     return declared
 
 
-def speculate_all(messages: list, seats: dict, conditions: list[int]) -> dict[int, list[list[int]]]:
+def speculate_all(messages: list, seats: dict, game_type: str, phase: int, winning) -> dict[int, list[list[int]]]:
     snipers = {seat.lot: [[], [], []] for seat in seats.values() if seat.lot is not None}
+    conditions, required = speculation_conditions(game_type, phase, winning)
     for number, message in messages:
         if seats[number].role == ROLE_SPECULATOR:
-            add_snipes(snipers, number, message["snipe"], conditions, message["gameId"])
+            add_snipes(snipers, number, message["snipe"], conditions, message["gameId"], required)
     return snipers
+
+
+def published(game_type: str, layout: list, lot_names: dict, names: dict, declared: dict, phase: int, winning):
+    lots = [{"id": s.lot, "name": lot_names[s.number], "owner": names[s.number], "role": s.role,
+             "number": s.number, "d": declared[s.lot]} for s in layout if s.lot is not None]
+    return declarations_published(game_type, phase, lots, winning)
 
 
 def play_recorded_game(game_type: str):
@@ -112,15 +120,10 @@ def play_recorded_game(game_type: str):
         sums = declared_sums([first[lot] for lot in sorted(first)])
         winning = harberger_winner(sums) if game_type == HARBERGER else None
         names = {d["number"]: d["owner"] for d in rules["declarations-published"][0]["declarations"]}  # random
-
-        def published(declared: dict, phase: int, winning: int | None) -> dict:
-            lots = [{"id": s.lot, "name": roles_sent[s.number]["property"]["name"], "owner": names[s.number],
-                     "role": s.role, "number": s.number, "d": declared[s.lot]} for s in layout if s.lot is not None]
-            return declarations_published(game_type, phase, lots, winning)
-
-        publications = [published(first, 3, winning)]
+        lot_names = {n: sent["property"]["name"] for n, sent in roles_sent.items() if "property" in sent}
+        publications = [published(game_type, layout, lot_names, names, first, 3, winning)]
         publics = public_signals(sums, params["tax_rate_final"], winning)
-        snipers = speculate_all(rules["messages"]["phase 3"], seats, [winning] if winning is not None else [0, 1])
+        snipers = speculate_all(rules["messages"]["phase 3"], seats, game_type, 3, winning)
 
         wallets = {s.number: starting_wallets(s.role, params) for s in layout}
         market = Market(wallets, winning_condition_rule(winning) if winning is not None
@@ -139,8 +142,8 @@ def play_recorded_game(game_type: str):
         out += [(n, "first-snipes", {"snipes": snipes_seen_by(first_outcomes, n)}) for n in seats]
 
         second = declare_all(rules["messages"]["phase 7"], seats, params, out)
-        publications.append(published(second, 8, winning))
-        snipers = speculate_all(rules["messages"]["phase 8"], seats, [winning])
+        publications.append(published(game_type, layout, lot_names, names, second, 8, winning))
+        snipers = speculate_all(rules["messages"]["phase 8"], seats, game_type, 8, winning)
         lots = [Lot(s.lot, s.number, s.role, values[s.number], second[s.lot]) for s in layout if s.lot is not None]
         bills, second_outcomes = reconcile(lots, snipers, winning, tax_f, r, 9, roles)
         out += [(to, e["eventType"], e["data"]) for to, e in bills]
@@ -254,9 +257,18 @@ def test_declaration_limits_and_defaults() -> None:
 
 def test_snipes_add_up_and_unknown_lots_get_the_servers_text() -> None:
     snipers = {1: [[], [], []], 2: [[], [], []]}
-    assert add_snipes(snipers, 9, [[1, 99], [2], []], [0], 12) == ["Game 12: lot 99} not found"]
+    assert add_snipes(snipers, 9, [[1, 99], [2], []], [0], 12) == (["Game 12: lot 99} not found"], True)
     add_snipes(snipers, 9, [[1], [], []], [0], 12)  # speculating twice is accepted and adds up
     assert snipers[1][0] == [9, 9] and snipers[2][1] == []
+    # where the server throws there is no answer; futarchy's phase 3 keeps condition 0's lots
+    assert add_snipes(snipers, 10, None, [0], 12) == ([], False)
+    conditions, required = speculation_conditions(FUTARCHY, 3, None)
+    assert add_snipes(snipers, 10, [[2]], conditions, 12, required) == ([], False)
+    assert snipers[2][0] == [10]
+    conditions, required = speculation_conditions(HARBERGER, 3, 1)
+    assert add_snipes(snipers, 11, [[2]], conditions, 12, required) == ([], True)
+    conditions, required = speculation_conditions(HARBERGER, 8, 1)
+    assert add_snipes(snipers, 11, [[2]], conditions, 12, required) == ([], False)
     lots = [Lot(1, 1, ROLE_OWNER, [468000, 164000, 150000], [374000, 131000, 0])]
     bills, outcomes = reconcile(lots, snipers, 0, 1, 0, 4, {1: ROLE_OWNER, 9: ROLE_SPECULATOR})
     assert [o["profit"] for o in outcomes] == [23500, 23500]
