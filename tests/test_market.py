@@ -11,8 +11,13 @@ import pytest
 
 from lib.market import Market, listed_conditions_rule, winning_condition_rule
 
-FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "market_replay.json").read_text())
-ROUNDS = [(game_type, rnd) for game_type in ("harberger", "futarchy") for rnd in FIXTURE[game_type]["rounds"]]
+FIXTURES = Path(__file__).parent / "fixtures"
+# market_replay: the two games recorded for the protocol notes; market_probes: games whose markets probe partial
+# fills, settlement failures and malformed orders (tests/fixtures/record_market_probes.py)
+GAMES = {name: game for fixture in ("market_replay.json", "market_probes.json")
+         for name, game in json.loads((FIXTURES / fixture).read_text())["games"].items()}
+ROUNDS = [(game["game_type"], f"{name}-round{rnd['round']}", rnd) for name, game in GAMES.items()
+          for rnd in game["rounds"]]
 
 
 def market_of(game_type: str, rnd: dict) -> Market:
@@ -25,8 +30,8 @@ def as_json(value) -> str:
     return json.dumps(value)  # exact text: 8689 and 8689.0 differ on the wire
 
 
-@pytest.mark.parametrize(("game_type", "rnd"), ROUNDS, ids=[f"{g}-round{r['round']}" for g, r in ROUNDS])
-def test_recorded_market_replays_exactly(game_type: str, rnd: dict) -> None:
+@pytest.mark.parametrize(("game_type", "name", "rnd"), ROUNDS, ids=[name for _, name, _ in ROUNDS])
+def test_recorded_market_replays_exactly(game_type: str, name: str, rnd: dict) -> None:
     """Every order and cancel of a recorded market, re-sent in the server's order, gives the same events to the
     same recipients in the same order, and every seat the same frames (errors included) as it received."""
     market = market_of(game_type, rnd)
@@ -44,11 +49,11 @@ def test_recorded_market_replays_exactly(game_type: str, rnd: dict) -> None:
 
 def test_replays_cover_trades_refusals_and_cancels() -> None:
     """The recorded games exercise what the replay claims to check."""
-    kinds = {e[1] for _, rnd in ROUNDS for e in rnd["server-log"]}
+    kinds = {e[1] for _, _, rnd in ROUNDS for e in rnd["server-log"]}
     assert {"add-order", "delete-order", "asset-movement", "contract-fulfilled", "order-refused"} <= kinds
-    trades = sum(1 for _, rnd in ROUNDS for e in rnd["server-log"] if e[1] == "contract-fulfilled")
+    trades = sum(1 for _, _, rnd in ROUNDS for e in rnd["server-log"] if e[1] == "contract-fulfilled")
     assert trades >= 90
-    errors = [f["message"] for _, rnd in ROUNDS for frames in rnd["received"].values() for f in frames
+    errors = [f["message"] for _, _, rnd in ROUNDS for frames in rnd["received"].values() for f in frames
               if isinstance(f, dict)]
     assert any(m.startswith("Order not found.") for m in errors)
     assert any("wrong condition" in m for m in errors) and any("condition not understood" in m for m in errors)

@@ -51,7 +51,8 @@ from lib.marketgames import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
-RECORDED = json.loads((FIXTURES / "market_replay.json").read_text())
+RECORDED = {name: game for fixture in ("market_replay.json", "market_probes.json")
+            for name, game in json.loads((FIXTURES / fixture).read_text())["games"].items()}
 SESSIONS = json.loads((FIXTURES / "market_sessions.json").read_text())  # the real server's sessions.json, in part
 
 
@@ -92,9 +93,10 @@ def published(game_type: str, layout: list, lot_names: dict, names: dict, declar
     return declarations_published(game_type, phase, lots, winning)
 
 
-def play_recorded_game(game_type: str):
-    """Yield, round by round, (recorded round, events the rules produce per recipient, assign-role data)."""
-    game = RECORDED[game_type]
+def play_recorded_game(name: str):
+    """Yield, round by round, the recorded round and what the rules make of its inputs."""
+    game = RECORDED[name]
+    game_type = game["game_type"]
     params = parse_parameters(game["parameters"])
     layout = seat_layout()
     seats = {s.number: s for s in layout}
@@ -179,12 +181,12 @@ def play_recorded_game(game_type: str):
                "public signals": publics, "declarations-published": publications}
 
 
-GAMES = [(g, i) for g in (HARBERGER, FUTARCHY) for i in range(len(RECORDED[g]["rounds"]))]
+GAMES = [(name, i) for name, game in RECORDED.items() for i in range(len(game["rounds"]))]
 
 
-@pytest.mark.parametrize(("game_type", "index"), GAMES, ids=[f"{g}-round{i}" for g, i in GAMES])
-def test_recorded_round_numbers_are_the_servers(game_type: str, index: int) -> None:
-    played = list(play_recorded_game(game_type))[index]
+@pytest.mark.parametrize(("name", "index"), GAMES, ids=[f"{name}-{i}" for name, i in GAMES])
+def test_recorded_round_numbers_are_the_servers(name: str, index: int) -> None:
+    played = list(play_recorded_game(name))[index]
     rnd = played["recorded"]
     for number, told in rnd["rules"]["seats"].items():
         n = int(number)
@@ -200,10 +202,10 @@ def test_recorded_round_numbers_are_the_servers(game_type: str, index: int) -> N
 def test_the_recordings_cover_what_the_rules_claim() -> None:
     """Both winning conditions occur, snipes with several speculators on one lot, a refused declaration, and a
     futarchy lot sniped only under the losing condition (its owner's profit is null, as on the real server)."""
-    winners = {(g, d["condition"]) for g in (HARBERGER, FUTARCHY) for rnd in RECORDED[g]["rounds"]
+    winners = {(game["game_type"], d["condition"]) for game in RECORDED.values() for rnd in game["rounds"]
                for k, d in rnd["rules"]["seats"]["1"]["results"] if k == "round-summary"}
     assert {0, 1} <= {w for g, w in winners if g == HARBERGER} and {0, 1} <= {w for g, w in winners if g == FUTARCHY}
-    events = [(g, k, d) for g in (HARBERGER, FUTARCHY) for rnd in RECORDED[g]["rounds"]
+    events = [(game["game_type"], k, d) for game in RECORDED.values() for rnd in game["rounds"]
               for s in rnd["rules"]["seats"].values() for k, d in s["results"]]
     assert any(k == "declaration-above-max" for _, k, _ in events)
     assert any(k == "profit" and isinstance(d.get("speculator"), list) and len(d["speculator"]) > 1
@@ -213,8 +215,8 @@ def test_the_recordings_cover_what_the_rules_claim() -> None:
 
 
 def test_seats_roles_tags_and_lots_are_the_servers() -> None:
-    for game_type in (HARBERGER, FUTARCHY):
-        known = RECORDED[game_type]["players-known"]["players"]
+    for game in RECORDED.values():
+        known = game["players-known"]["players"]
         assert [{"number": s.number, "role": s.role, "tag": s.tag} for s in seat_layout()] == known
     layout = seat_layout()
     assert [s.lot for s in layout] == [1, 2, 3, 4, 5, 6] + [None] * 6
@@ -222,7 +224,7 @@ def test_seats_roles_tags_and_lots_are_the_servers() -> None:
 
 
 def test_phases_and_timers() -> None:
-    params = parse_parameters(RECORDED[HARBERGER]["parameters"])
+    params = parse_parameters(RECORDED["harberger-12"]["parameters"])
     assert phase_timers(params) == [None, 2, 15, 10, 2, 2, 12, 10, 10, 3]
     assert phase_timers({"timer_phase_1": 0, "timer_phase_2": None}) == [None] * 10
     for game_type in (HARBERGER, FUTARCHY):
@@ -245,7 +247,7 @@ def test_winners_ties_and_the_public_signal() -> None:
 
 
 def test_declaration_limits_and_defaults() -> None:
-    params = parse_parameters(RECORDED[HARBERGER]["parameters"])
+    params = parse_parameters(RECORDED["harberger-12"]["parameters"])
     assert declaration_above_max(ROLE_OWNER, [1200001, 0, 0], params) == {"condition": "No Project",
                                                                           "maximum": 1200000}
     assert declaration_above_max(ROLE_OWNER, [1200000, 700001, 0], params) == {"condition": "Project",
@@ -280,7 +282,7 @@ def test_snipes_add_up_and_unknown_lots_get_the_servers_text() -> None:
 
 def test_js_rounding_and_rewards() -> None:
     assert js_round(2.5) == 3 and js_round(-2.5) == -2 and js_round(0.49999999999999994) == 0
-    params = parse_parameters(RECORDED[HARBERGER]["parameters"])
+    params = parse_parameters(RECORDED["harberger-12"]["parameters"])
     owner = seat_layout()[0]
     got = reward(owner, 1, 432783, params, "ER")
     assert got == {"number": 1, "round": 1, "reward": 36.64, "basePoints": 200000, "showupFee": 5, "gameFee": 31.64,
