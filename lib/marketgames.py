@@ -8,8 +8,11 @@ point operations, so that the numbers players see are the same to the last digit
 
 Server behaviour that players can see and that is reproduced (a researcher comparing runs must meet it here too):
 - `assign-role` of a later round still carries the lot's previous `d` (second declarations) and `speculators`;
-- a lot sniped twice by one speculator (a repeated `done-speculating`, or a lot listed twice) pays that speculator
-  twice and charges the owner twice;
+- a lot sniped twice by one speculator (a repeated `done-speculating`, or a lot listed twice) counts twice in the
+  division of the lot's snipe profit; the speculator is paid, and the owner charged, twice in Harberger and in
+  futarchy's second settlement, once in futarchy's first (which pays the snipers once each, in seat order);
+- declarations are checked only against twice the role's `high`: negative and fractional values are taxed as
+  they are; an undeclared lot gets the role's `low` values;
 - the informational `profit`, `tax-income` and `total-profit` events are partly wrong: `tax-income` subtracts the
   owner's starting balance from every role's balance, the owner's `profit.total` charges one speculator's share
   only, `total-profit` adds up every profit entry since the game began (all rounds, the practice round included),
@@ -424,8 +427,10 @@ def reconcile(lots: list[Lot], snipers: dict[int, list[list[int]]], winning: int
     first, then the owner's, lot by lot) and the snipe outcomes (for `first-snipes`/`second-snipes` and summaries).
 
     `phase` is the number the owner's bill carries (4 for the first settlement, 9 for the second).
-    `any_condition` is futarchy's first settlement, which counts a lot as sniped if it was sniped under any
-    condition, so a lot sniped only under the losing one divides by zero (the server's bug, kept: players see it)."""
+    `any_condition` is futarchy's first settlement (futarchy/phases/6.js), which counts a lot as sniped if it was
+    sniped under any condition, so a lot sniped only under the losing one divides by zero (the server's bug, kept:
+    players see it), and pays the snipers in seat order, once each, even one that sniped the lot twice (whose
+    second snipe still halves the others' share, and is billed to the owner)."""
     outs: list[Out] = []
     outcomes: list[dict] = []
     for lot in lots:
@@ -438,7 +443,10 @@ def reconcile(lots: list[Lot], snipers: dict[int, list[list[int]]], winning: int
             bidders = lists[winning]
             share = js_div(lot.v[winning] - lot.d[winning], 2 * len(bidders))
             bill.update(sniped=True, speculator=list(bidders), snipeProfit=share)
-            for speculator in bidders:
+            # Harberger pays each snipe in the order sent; futarchy's first settlement walks the players in seat
+            # order and pays each sniper once, although a repeated snipe still divides the share
+            paid = bidders if not any_condition else [n for n in sorted(roles) if n in bidders]
+            for speculator in paid:
                 outcomes.append({"player": {"number": speculator, "role": roles[speculator]},
                                  "target": {"number": lot.owner, "role": lot.role}, "profit": share})
                 outs.append((speculator, {"eventType": "profit", "data": {
