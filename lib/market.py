@@ -31,44 +31,12 @@ from dataclasses import dataclass, field
 from functools import cmp_to_key
 from typing import Any
 
-UNDEFINED: Any = type("Undefined", (), {"__repr__": lambda self: "undefined"})()
+from lib import localserver_js as js
+
+UNDEFINED = js.MISSING  # JS `undefined`: a missing field
 Out = tuple[int | None, dict]  # (recipient seat, None = every player; frame)
-
-
-def js_str(value: Any) -> str:
-    """A value as JavaScript's template literals print it (the server builds its messages that way)."""
-    if value is UNDEFINED:
-        return "undefined"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        if value.is_integer() and abs(value) < 1e21:
-            return str(int(value))
-        return re.sub(r"e([+-])0*(\d)", r"e\1\2", repr(value))
-    if isinstance(value, list):
-        return ",".join("" if v is None or v is UNDEFINED else js_str(v) for v in value)
-    if isinstance(value, dict):
-        return "[object Object]"
-    return str(value)
-
-
-def js_json(value: Any) -> Any:
-    """A value as JSON.stringify would send it: integral floats as integers, NaN and infinities as null."""
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return None
-        return int(value) if value.is_integer() else value
-    if isinstance(value, dict):
-        return {k: js_json(v) for k, v in value.items() if v is not UNDEFINED}
-    if isinstance(value, list):
-        return [None if v is UNDEFINED else js_json(v) for v in value]
-    return value
+js_str = js.to_string  # how the server's template literals print a value
+js_json = js.to_json_value  # what JSON.stringify sends: integral floats as ints, NaN as null, undefined dropped
 
 
 def is_number(value: Any) -> bool:
