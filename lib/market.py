@@ -163,14 +163,12 @@ class Market:
     rule: ConditionRule
     books: dict[int, list[Order]] = field(default_factory=dict)
     trades: dict[int, list[Trade]] = field(default_factory=dict)
-    order_list: dict[int, list[dict]] = field(default_factory=dict)  # every accepted post and cancel, as the server
     next_id: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for condition in self.rule.conditions:
             self.books.setdefault(condition, [])
             self.trades.setdefault(condition, [])
-            self.order_list.setdefault(condition, [])
             # id 0 goes to the server's "market-started" log row, so resting orders are numbered from 1
             self.next_id.setdefault(condition, 1)
 
@@ -188,14 +186,20 @@ class Market:
         return (values[half - 1] + values[half]) / 2.0
 
     def resting(self, condition: int) -> list[dict]:
-        """The book under a condition as `GET /games/status` shows it (`game.orders[condition]`)."""
+        """The resting orders under a condition, oldest first."""
         return [js_json(o.as_data()) for o in self.books.get(condition, [])]
 
     def movement_list(self, condition: int) -> list[dict]:
-        """Trades under a condition as `GET /games/status` shows them (`game.movementList[condition]`)."""
+        """The trades under a condition, each with the condition's current median (as `GET /games/status` has it)."""
         median = self.median(condition)
         return [js_json({"from": t.seller, "to": t.buyer, "price": t.price, "condition": condition, "median": median})
                 for t in self.trades.get(condition, [])]
+
+    def status_view(self, slots: int = 3) -> dict:
+        """`game.orders` and `game.movementList` of `GET /games/status` while the market runs: one list per
+        condition slot (the server keeps three, the third never used)."""
+        return {"orders": [self.resting(c) for c in range(slots)],
+                "movementList": [self.movement_list(c) for c in range(slots)]}
 
     # ----- client frames
 
@@ -259,8 +263,6 @@ class Market:
             if not any(o.type == other and o.sender != seat for o in self.books[key]):
                 return refused({"message": "Could not fulfill your order: no matching offers available"})
         quantity = order.get("quantity", UNDEFINED)
-        self.order_list[key].append({"id": self.next_id[key] + 1, "sender": seat, "price": price,
-                                     "quantity": quantity, "type": kind, "condition": raw_condition})
         out: list[Out] = []
         failure, rest = self._fulfil(seat, kind, price, _num(quantity), js_truthy(now), key, raw_condition, out)
         if failure is not None:
@@ -360,7 +362,6 @@ class Market:
         if found.sender != seat:
             return [(seat, error("You cannot delete this order because you did not create it"))]
         self.books[key].remove(found)
-        self.order_list[key].append({"id": wanted, "type": "cancel"})
         return [(None, event("delete-order", {"order": {"id": found.id, "type": found.type, "condition": key}}))]
 
 

@@ -71,26 +71,6 @@ def js_parse_int(text: Any) -> Any:
     return sign * int(digits) if digits else math.nan
 
 
-def parse_parameters(entries: list[dict]) -> dict[str, Any]:
-    """A game's `[{key, type, value}]` parameter rows as the server loads them (gameManager.js): `number` with
-    parseInt, `float` with parseFloat, `boolean` as `'true' === value`, `string` as is."""
-    out: dict[str, Any] = {}
-    for entry in entries:
-        kind, value = entry.get("type"), entry.get("value")
-        if kind == "number":
-            out[entry["key"]] = js_parse_int(value)
-        elif kind == "float":
-            try:
-                out[entry["key"]] = float(value)
-            except (TypeError, ValueError):
-                out[entry["key"]] = math.nan
-        elif kind == "boolean":
-            out[entry["key"]] = value == "true"
-        else:
-            out[entry["key"]] = value
-    return out
-
-
 # ----- seats, phases, wallets
 
 

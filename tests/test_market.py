@@ -278,3 +278,15 @@ def test_frames_on_which_the_server_throws_get_no_answer_and_change_nothing() ->
     project = Market(wallets(s7=(50000, 5)), winning_condition_rule(1))
     assert post(project, 7, "bid", 100, condition=True) == []  # `true != 1` is false, then books[true] throws
     assert project.resting(1) == []
+
+
+STATUS = [(name, rnd) for _, name, rnd in ROUNDS if "status" in rnd]
+
+
+@pytest.mark.parametrize(("name", "rnd"), STATUS, ids=[name for name, _ in STATUS])
+def test_the_status_view_of_the_books_is_the_servers(name: str, rnd: dict) -> None:
+    """What `GET /games/status` showed of the books and trades once a probe game's market frames were in."""
+    market = market_of(GAMES[name.rsplit("-round", 1)[0]]["game_type"], rnd)
+    for seat, message in rnd["messages"]:
+        market.handle(seat, copy.deepcopy(message))
+    assert as_json(market.status_view()) == as_json(rnd["status"])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.game import ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR
+from lib.game import ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR, parse_parameters
 from lib.market import Market, js_json, listed_conditions_rule, winning_condition_rule
 from lib.marketgames import (
     FUTARCHY,
@@ -31,7 +31,6 @@ from lib.marketgames import (
     futarchy_winner,
     harberger_winner,
     js_round,
-    parse_parameters,
     phase_timers,
     profit_entries,
     public_signals,
@@ -97,7 +96,7 @@ def play_recorded_game(name: str):
     """Yield, round by round, the recorded round and what the rules make of its inputs."""
     game = RECORDED[name]
     game_type = game["game_type"]
-    params = parse_parameters(game["parameters"])
+    params = parse_parameters(game["parameters"]).values
     layout = seat_layout()
     seats = {s.number: s for s in layout}
     roles = {s.number: s.role for s in layout}
@@ -224,7 +223,7 @@ def test_seats_roles_tags_and_lots_are_the_servers() -> None:
 
 
 def test_phases_and_timers() -> None:
-    params = parse_parameters(RECORDED["harberger-12"]["parameters"])
+    params = parse_parameters(RECORDED["harberger-12"]["parameters"]).values
     assert phase_timers(params) == [None, 2, 15, 10, 2, 2, 12, 10, 10, 3]
     assert phase_timers({"timer_phase_1": 0, "timer_phase_2": None}) == [None] * 10
     for game_type in (HARBERGER, FUTARCHY):
@@ -247,7 +246,7 @@ def test_winners_ties_and_the_public_signal() -> None:
 
 
 def test_declaration_limits_and_defaults() -> None:
-    params = parse_parameters(RECORDED["harberger-12"]["parameters"])
+    params = parse_parameters(RECORDED["harberger-12"]["parameters"]).values
     assert declaration_above_max(ROLE_OWNER, [1200001, 0, 0], params) == {"condition": "No Project",
                                                                           "maximum": 1200000}
     assert declaration_above_max(ROLE_OWNER, [1200000, 700001, 0], params) == {"condition": "Project",
@@ -282,7 +281,7 @@ def test_snipes_add_up_and_unknown_lots_get_the_servers_text() -> None:
 
 def test_js_rounding_and_rewards() -> None:
     assert js_round(2.5) == 3 and js_round(-2.5) == -2 and js_round(0.49999999999999994) == 0
-    params = parse_parameters(RECORDED["harberger-12"]["parameters"])
+    params = parse_parameters(RECORDED["harberger-12"]["parameters"]).values
     owner = seat_layout()[0]
     got = reward(owner, 1, 432783, params, "ER")
     assert got == {"number": 1, "round": 1, "reward": 36.64, "basePoints": 200000, "showupFee": 5, "gameFee": 31.64,
