@@ -286,3 +286,32 @@ def test_js_rounding_and_rewards() -> None:
     got = reward(owner, 1, 432783, params, "ER")
     assert got == {"number": 1, "round": 1, "reward": 36.64, "basePoints": 200000, "showupFee": 5, "gameFee": 31.64,
                    "profit": 432783, "points": 632783, "factor": 20000, "exchange": 5e-05, "paymentToken": "ER"}
+
+
+def expand(expect: list[str]) -> list[str]:
+    """A whole-game fixture's run-length entries ('text *N') expanded."""
+    out = []
+    for item in expect:
+        text, _, count = item.rpartition(" *")
+        out += [text] * int(count) if text and count.isdigit() else [item]
+    return out
+
+
+@pytest.mark.parametrize("game_type", [HARBERGER, FUTARCHY])
+def test_probe_games_run_the_phase_list_with_its_timers(game_type: str) -> None:
+    """Every seat of the recorded probe game saw phases 1..9 in order, each announced by a set-timer exactly when
+    `phase_timers` gives it one (the whole-game fixtures are for the local server's replay test to come)."""
+    whole = json.loads((FIXTURES / f"probes_{game_type}_replay.json").read_text())
+    params = parse_parameters(RECORDED[f"probes-{game_type}"]["parameters"]).values
+    timers = phase_timers(params)
+    for seat, player in whole["players"].items():
+        seen, timer_set = [], False
+        for entry in expand(player["expect"]):
+            if entry == "event set-timer end":
+                timer_set = True
+            elif entry.startswith("event phase-transition round,phase "):
+                phase = int(entry.rsplit(".", 1)[1])
+                seen.append(phase)
+                assert timer_set == (timers[phase] is not None), f"seat {seat}, phase {phase}"
+                timer_set = False
+        assert seen == [p.number for p in PHASES[game_type]][1:], f"seat {seat}"
