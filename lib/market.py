@@ -150,8 +150,6 @@ class Trade:
     buyer: int
     quantity: Any
     price: Any
-    seller_wallet: dict
-    buyer_wallet: dict
 
 
 @dataclass
@@ -338,7 +336,7 @@ class Market:
             "condition": raw_condition, "movement": {"type": "purchase", "quantity": quantity, "price": price,
                                                      "total": total},
             "balance": bought["balance"], "shares": bought["shares"]})))
-        self.trades[key].append(Trade(seller, buyer, quantity, price, dict(sold), dict(bought)))
+        self.trades[key].append(Trade(seller, buyer, quantity, price))
         out.append((None, event("contract-fulfilled", {"from": seller, "to": buyer, "price": price,
                                                        "condition": raw_condition, "median": self.median(key)})))
         return None

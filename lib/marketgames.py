@@ -17,7 +17,10 @@ Server behaviour that players can see and that is reproduced (a researcher compa
   owner's starting balance from every role's balance, the owner's `profit.total` charges one speculator's share
   only, `total-profit` adds up every profit entry since the game began (all rounds, the practice round included),
   and a futarchy lot sniped only under the losing condition divides by zero (`snipeProfit`/`total` null);
-  `round-summary` and `reward` are right, and are what pays.
+  `round-summary` and `reward` (what pays) are computed from the snipe outcomes, the market wallets and the
+  declarations, without those errors.
+Not reproduced: string declarations (the real server concatenates them into its sums and public signals) and
+fractional `number` parameters (parseInt-ed on the real server; lib.game keeps them as given).
 """
 
 from __future__ import annotations
