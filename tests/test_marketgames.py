@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -315,3 +316,27 @@ def test_probe_games_run_the_phase_list_with_its_timers(game_type: str) -> None:
                 assert timer_set == (timers[phase] is not None), f"seat {seat}, phase {phase}"
                 timer_set = False
         assert seen == [p.number for p in PHASES[game_type]][1:], f"seat {seat}"
+
+
+def test_generated_signals_have_the_servers_scale() -> None:
+    """With `signal.generate` the real server draws S[c] = round(V[c] x U(low, high) x tax_rate_final/100 / 100),
+    V[c] the sum of the lots' values: every signal it sent lies within the bounds of that formula, and so does
+    every draw of round_signals."""
+    recorded = json.loads((FIXTURES / "market_generated_signals.json").read_text())
+    params = parse_parameters(recorded["parameters"]).values
+    assert params["generate_signals"] is True
+    layout = seat_layout()
+    values = round_values(SESSIONS, params, recorded["round"], layout)
+    sums = [sum(v[c] for v in values.values()) for c in (0, 1)]
+    rate = params["tax_rate_final"] / 100
+    bounds = [(js_round(sums[c] * params["signal_low"] * rate / 100),
+               js_round(sums[c] * params["signal_high"] * rate / 100)) for c in (0, 1)]
+    for seat, told in recorded["value-signals"].items():
+        for c in (0, 1):
+            assert bounds[c][0] <= told["signals"][c] <= bounds[c][1], f"seat {seat} condition {c}"
+        assert told["signals"][2] == 0
+    assert len({tuple(t["signals"]) for t in recorded["value-signals"].values()}) == 12  # drawn per player
+    for seed in range(20):
+        drawn = round_signals(SESSIONS, params, recorded["round"], layout, values, random.Random(seed))
+        for s in drawn.values():
+            assert all(bounds[c][0] <= s[c] <= bounds[c][1] for c in (0, 1)) and s[2] == 0
