@@ -340,3 +340,16 @@ def test_generated_signals_have_the_servers_scale() -> None:
         drawn = round_signals(SESSIONS, params, recorded["round"], layout, values, random.Random(seed))
         for s in drawn.values():
             assert all(bounds[c][0] <= s[c] <= bounds[c][1] for c in (0, 1)) and s[2] == 0
+
+
+def test_a_sessions_table_without_the_round_or_the_signals_is_named_in_the_error() -> None:
+    params = dict(parse_parameters(RECORDED["harberger-12"]["parameters"]).values)
+    layout = seat_layout()
+    with pytest.raises(ValueError, match="no round 3"):
+        round_values(SESSIONS, params, 3, layout)  # the fixture keeps rounds 0..2
+    with pytest.raises(ValueError, match="no session with id 99"):
+        round_values(SESSIONS, {**params, "session_number": 99}, 0, layout)
+    values_only = [{"id": 1, "rounds": [{"values": SESSIONS[0]["rounds"][0]["values"]}]}]  # the voting sample's shape
+    values = round_values(values_only, params, 0, layout)
+    with pytest.raises(ValueError, match=r"session 1 round 0 signals\[0\] has no owner\[0\]"):
+        round_signals(values_only, params, 0, layout, values)
