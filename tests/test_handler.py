@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -89,6 +90,8 @@ def test_model_agents_run_through_an_openai_compatible_endpoint(tmp_path):
     }
 
     def brain(body):
+        if "Action required:" not in body["messages"][-1]["content"]:
+            return "OK"  # the preflight call
         action = json.loads(body["messages"][-1]["content"].split("Action required:\n", 1)[1])
         return json.dumps({"gameId": 1, **answers[action["data"]["actionType"]]})
 
@@ -103,8 +106,10 @@ def test_model_agents_run_through_an_openai_compatible_endpoint(tmp_path):
     first = result.stdout.splitlines()[0]
     assert first == (f"policy: llm, model ft:gpt-4.1-mini:lab:voting:abc (from OPENAI_MODEL), "
                      f"endpoint {base_url}/")
-    assert len(calls) == 11 and {c["json"]["model"] for c in calls} == {"ft:gpt-4.1-mini:lab:voting:abc"}
+    assert len(calls) == 1 + 11 and {c["json"]["model"] for c in calls} == {"ft:gpt-4.1-mini:lab:voting:abc"}
+    assert calls[0]["json"]["max_completion_tokens"] == 1, "the preflight comes first and is cheap"
     assert "  offer:    260000" in result.stdout and "fallback actions: 0" in result.stdout
+    assert "decisions: 11: model 11 (100.0%), fallback 0 (0.0%)" in result.stdout.splitlines()
     for path in (tmp_path / "logs").rglob("*.jsonl"):
         assert fake.api_key not in path.read_text(encoding="utf-8")
 
@@ -117,24 +122,30 @@ def test_a_signal_mid_game_closes_sockets_and_leaves_complete_transcripts(tmp_pa
         cwd=tmp_path, env=handler_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        # Wait until the game is under way: some agent has received the start of a chat phase.
+        # Wait until the game is under way: the owners' first requests are in the decisions table.
         give_up = time.monotonic() + 20
         while time.monotonic() < give_up:
-            found = [p for p in (tmp_path / "logs").rglob("agent6.jsonl")
-                     if '"phase": 2}' in p.read_text(encoding="utf-8")]
+            found = [p for p in (tmp_path / "logs").rglob("decisions.csv")
+                     if p.read_text(encoding="utf-8").count("\n") > 3]
             if found:
                 break
             time.sleep(0.05)
         else:
-            pytest.fail("the game never reached phase 2")
+            pytest.fail("no decision was ever taken")
         process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=15)
     finally:
         if process.poll() is None:
             process.kill()
 
-    assert process.returncode == 0, stderr
-    assert "stopped by signal" in stdout and "Traceback" not in stderr
+    assert process.returncode == 128 + signum, stderr  # 143 for SIGTERM, 130 for SIGINT (README)
+    assert f"stopped by {signal.Signals(signum).name}" in stdout and "Traceback" not in stderr
+    # The rounds played so far, the round under way and the decision shares are printed.
+    assert re.search(r"^round \d( \(practice\))? \(unfinished\)$", stdout, re.MULTILINE), stdout
+    assert re.search(r"^decisions: \d+: baseline \d+ \(100.0%\)", stdout, re.MULTILINE), stdout
+    [table] = (tmp_path / "logs").rglob("decisions.csv")
+    rows = list(csv.DictReader(table.open(encoding="utf-8", newline="")))
+    assert rows and all(r["sent"] in ("yes", "no") and r["made_by"] for r in rows), "complete rows only"
     records = transcripts(tmp_path)
     assert len(records) == 6
     for agent, lines in records.items():
