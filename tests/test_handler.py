@@ -175,3 +175,72 @@ def test_without_a_mode_the_handler_says_what_to_do(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "handler.py")], cwd=tmp_path, env=handler_env(),
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "--local" in result.stderr
+
+
+# ---------------------------------------------------------------------- honest runs: preflight and fallback shares
+
+
+@pytest.mark.parametrize("fault", ["unreachable", "key refused", "unknown model"])
+def test_the_preflight_stops_a_model_that_cannot_play_before_any_agent_joins(tmp_path, fault):
+    with FakeOpenAI() as fake:
+        fake.chat_default = lambda body: "OK"
+        env = handler_env(**fake.env(), OPENAI_MODEL="ft:gpt-4.1-mini:lab:voting:abc")
+        if fault == "unreachable":
+            env["OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"  # nothing listens on the discard port
+        elif fault == "key refused":
+            env["OPENAI_API_KEY"] = "sk-wrong-key-0123456789"
+        else:
+            fake.chat_models = {"gpt-4.1-mini-2025-04-14"}
+        result = run_handler(tmp_path, "--policy", "llm", *FAST, env=env)
+        calls = fake.calls_to("POST", "/chat/completions")
+
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.startswith("error: preflight: ") and result.stderr.strip().count("\n") == 0
+    assert {"unreachable": "cannot reach the model endpoint http://127.0.0.1:9/v1",
+            "key refused": "refused the API key (401",
+            "unknown model": "model ft:gpt-4.1-mini:lab:voting:abc does not exist"}[fault] in result.stderr
+    assert "sk-wrong-key" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+    assert len(calls) == (0 if fault == "unreachable" else 1), "one cheap call, then nothing"
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "records").exists(), "no agent joined a game"
+
+
+def test_without_preflight_a_dead_model_plays_fallbacks_says_so_and_fails_the_run(tmp_path):
+    """--no-preflight lets the game start; every decision falls back for a model error, each round marks them,
+    the shares say so, the decisions table holds the reason, and the run exits 3 after a complete game."""
+    with FakeOpenAI() as fake:
+        fake.chat_models = {"gpt-4.1-mini-2025-04-14"}
+        env = handler_env(**fake.env(), OPENAI_MODEL="ft:gone")
+        result = run_handler(tmp_path, "--policy", "llm", "--no-preflight", *FAST, env=env)
+
+    assert result.returncode == 3, result.stderr
+    assert "more than --max-fallback-share 0.2" in result.stderr and result.stderr.count("\n") == 1
+    out = result.stdout.splitlines()
+    assert not any(line.startswith("preflight") for line in out)
+    assert "decisions: 11: model 0 (0.0%), fallback 11 (100.0%: model-error 11)" in out or \
+        "decisions: 11: fallback 11 (100.0%: model-error 11)" in out, result.stdout
+    assert "  offer:    " in result.stdout and "[fallback: model-error]" in result.stdout
+    assert [line for line in out if line.startswith("game log: ")], "the game was finished properly"
+    [table] = (tmp_path / "logs").rglob("decisions.csv")
+    rows = list(csv.DictReader(table.open(encoding="utf-8", newline="")))
+    assert len(rows) == 11 and {(r["made_by"], r["fallback_reason"], r["sent"]) for r in rows} == {
+        ("fallback", "model-error", "yes")}
+    assert all("404" in r["detail"] or "NotFound" in r["detail"] for r in rows)
+
+
+@pytest.mark.parametrize("limit", [None, "1"], ids=["default-limit", "limit-1"])
+def test_a_model_whose_every_answer_is_invalid_is_not_reported_as_the_models_play(tmp_path, limit):
+    with FakeOpenAI() as fake:
+        fake.chat_default = lambda body: "I would rather not say."
+        env = handler_env(**fake.env(), OPENAI_MODEL="ft:stubborn")
+        extra = ["--max-fallback-share", limit] if limit else []
+        # Timers long enough for two quick model calls per decision, even on a busy machine.
+        result = run_handler(tmp_path, "--policy", "llm", "--max-retries", "1", *extra, "--rounds", "1",
+                             "--no-practice", "--timer-scale", "0.01", env=env)
+
+    assert result.returncode == (3 if limit is None else 0), result.stderr
+    assert "decisions: 11: fallback 11 (100.0%: invalid-answers 11)" in result.stdout.splitlines(), result.stdout
+    assert result.stdout.count("[fallback: invalid-answers]") == 11
+    [table] = (tmp_path / "logs").rglob("decisions.csv")
+    rows = list(csv.DictReader(table.open(encoding="utf-8", newline="")))
+    assert {(r["made_by"], r["fallback_reason"], r["attempts"], r["retries"]) for r in rows} == {
+        ("fallback", "invalid-answers", "2", "1")}
