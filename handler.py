@@ -64,6 +64,7 @@ from lib.game import (
     seat_tag,
 )
 from lib.ibexapi import IbexApi, IbexApiError
+from lib.jobrecord import DEFAULT_RECORD_PATH, JobRecordError, resolve_model
 from lib.llm import DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_RETRIES, LLMPolicy, PreflightError
 from lib.play import NOT_STARTED_WAIT, PlayError, Seat, ServerUrls, load_game_parameters, prepare_seats, server_urls
 from lib.policy import BaselinePolicy, Policy
@@ -144,6 +145,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-retries", type=int, default=DEFAULT_MAX_RETRIES,
                         help="extra model calls after an invalid answer or an API error "
                              f"(default {DEFAULT_MAX_RETRIES})")
+    parser.add_argument("--job-record", type=Path, default=DEFAULT_RECORD_PATH, metavar="FILE",
+                        help="fine-tuning record whose model plays when OPENAI_MODEL is empty "
+                             "(default data/finetune_job.json)")
     parser.add_argument("--no-preflight", dest="preflight", action="store_false",
                         help="skip the one cheap model call that checks endpoint, key and model before any agent "
                              "joins (llm policy)")
@@ -200,10 +204,8 @@ def choose_policy(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Pol
         return BaselinePolicy(seed=args.seed), f"policy: baseline ({why})"
     if not api_key:
         raise UsageError("--policy llm needs OPENAI_API_KEY (for a local server that ignores keys, any value)")
-    from lib.jobrecord import JobRecordError, resolve_model
-
     try:
-        model, source = resolve_model(env)
+        model, source = resolve_model(env, args.job_record)
     except JobRecordError as exc:
         raise UsageError(str(exc)) from None
     base_url = env.get("OPENAI_BASE_URL", "").strip() or None

@@ -114,7 +114,7 @@ def test_handler_model_selection_reads_the_record(env, data_dir, capsys):
     assert run(capsys, "--data-dir", data_dir)[0] == 0
 
     tuned = record_of(data_dir)["fine_tuned_model"]
-    model, source = resolve_model({}, record_path)
+    model, source = resolve_model({"OPENAI_BASE_URL": env.base_url}, record_path)
     assert (model, str(record_path) in source) == (tuned, True)
     assert resolve_model({"OPENAI_MODEL": "gpt-4o-mini"}, record_path) == (
         "gpt-4o-mini", "OPENAI_MODEL")
@@ -434,3 +434,36 @@ def test_resolve_model_refuses_a_corrupt_record(tmp_path):
     path.write_text("{half a reco")
     with pytest.raises(jobrecord.JobRecordError, match="finetune_job.json: not valid JSON"):
         resolve_model({}, path)
+
+
+def test_a_recorded_model_from_another_endpoint_is_refused_with_the_reason(tmp_path):
+    path = tmp_path / "finetune_job.json"
+    jobrecord.write_record(path, {"job_id": "ftjob-9", "status": "succeeded", "fine_tuned_model": "ft:x:lab::9",
+                                  "base_url": "https://user:secret@azure.example/openai/v1"})
+    here = {"OPENAI_BASE_URL": "http://127.0.0.1:11434/v1"}
+    with pytest.raises(jobrecord.JobRecordError) as caught:
+        resolve_model(here, path)
+    message = str(caught.value)
+    assert "ft:x:lab::9" in message and "azure.example" in message and "127.0.0.1:11434" in message
+    assert "secret" not in message and "\n" not in message
+    with pytest.raises(jobrecord.JobRecordError, match="api.openai.com"):
+        resolve_model({}, path)  # empty OPENAI_BASE_URL means OpenAI itself
+    # The same endpoint (a trailing slash aside), or a model named outright, is fine.
+    assert resolve_model({"OPENAI_BASE_URL": "https://user:secret@azure.example/openai/v1/"}, path)[0] == "ft:x:lab::9"
+    assert resolve_model({**here, "OPENAI_MODEL": "llama3"}, path) == ("llama3", "OPENAI_MODEL")
+
+
+def test_handler_stops_when_the_recorded_model_lives_on_another_endpoint(tmp_path):
+    path = tmp_path / "finetune_job.json"
+    jobrecord.write_record(path, {"job_id": "ftjob-9", "status": "succeeded", "fine_tuned_model": "ft:x:lab::9",
+                                  "base_url": "https://api.openai.com/v1"})
+    env = subprocess_env(OPENAI_API_KEY="sk-test-0000000000", OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+    result = subprocess.run([sys.executable, str(ROOT / "handler.py"), "--local", "--policy", "llm",
+                             "--job-record", str(path), "--logs-dir", str(tmp_path / "logs")],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "ft:x:lab::9 was trained at https://api.openai.com/v1" in result.stderr
+    assert "http://127.0.0.1:9/v1" in result.stderr and "OPENAI_MODEL" in result.stderr
+    assert not (tmp_path / "logs").exists()
