@@ -376,11 +376,16 @@ class FakeOpenAI:
             self._event(job_id, "The job has successfully completed")
 
     def _steps(self, job_id: str, first: int, last: int, total: int = 4) -> None:
+        validated = self.jobs[job_id]["job"].get("validation_file") is not None
         for step in range(first, last + 1):
             loss = round(2.0 / step, 4)
-            self._event(job_id, f"Step {step}/{total}: training loss={loss}",
-                        data={"step": step, "train_loss": loss, "total_steps": total,
-                              "train_mean_token_accuracy": round(0.5 + step / 10, 3)})
+            data = {"step": step, "train_loss": loss, "total_steps": total,
+                    "train_mean_token_accuracy": round(0.5 + step / 10, 3)}
+            if validated:  # as OpenAI: a validation loss per step, the full set's at the last step
+                data["valid_loss"] = round(loss + 0.1, 4)
+                if step == total:
+                    data["full_valid_loss"] = round(loss + 0.05, 4)
+            self._event(job_id, f"Step {step}/{total}: training loss={loss}", data=data)
 
     def _get_job(self, job_id: str) -> dict:
         if job_id not in self.jobs:

@@ -103,6 +103,8 @@ def test_happy_path_uploads_trains_follows_and_records_the_model(env, data_dir, 
     for status in ("status: queued", "status: running", "status: succeeded"):
         assert status in out
     assert "training loss=0.5" in out
+    assert "final training loss 0.5 at step 4, validation loss (full set) 0.55" in out.splitlines()
+    assert record["final_metrics"]["train_loss"] == 0.5 and record["final_metrics"]["full_valid_loss"] == 0.55
     assert out.count("Fine-tuning job started") == 1          # each event printed once
     assert f"fine-tuned model {record['fine_tuned_model']}" in out
 
@@ -165,12 +167,12 @@ def test_missing_training_set_says_how_to_build_it(env, tmp_path, capsys):
 
 def test_the_same_file_is_not_uploaded_twice_unless_deleted_remotely(env, data_dir, capsys):
     assert run(capsys, "--data-dir", data_dir)[0] == 0
-    assert run(capsys, "--data-dir", data_dir)[0] == 0
+    assert run(capsys, "--data-dir", data_dir, "--force")[0] == 0
     assert len(env.calls_to("POST", "/files")) == 2           # training + validation, once
 
     train_id = record_of(data_dir)["training_file"]["file_id"]
     env.client().files.delete(train_id)
-    code, out, _ = run(capsys, "--data-dir", data_dir)
+    code, out, _ = run(capsys, "--data-dir", data_dir, "--force")
 
     assert code == 0
     assert len(env.calls_to("POST", "/files")) == 3           # only the deleted one again
@@ -189,6 +191,24 @@ def test_previous_jobs_move_to_history(env, data_dir, capsys):
     assert second["history"][-1]["job_id"] == first["job_id"]
     assert second["history"][-1]["training_sha256"] == first["training_file"]["sha256"]
     assert second["history"][-1]["fine_tuned_model"] == first["fine_tuned_model"]
+
+
+def test_refuses_a_second_paid_job_on_data_that_already_trained_the_same_model(env, data_dir, capsys):
+    assert run(capsys, "--data-dir", data_dir)[0] == 0
+    first = record_of(data_dir)
+    calls = len(env.calls)
+
+    code, out, err = run(capsys, "--data-dir", data_dir)
+
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert first["job_id"] in err and first["fine_tuned_model"] in err and "--force" in err
+    assert len(env.calls) == calls, "nothing uploaded, no job started"
+    assert record_of(data_dir) == first
+    # Another base model is another experiment; so is the same model after the record moved on (history).
+    assert run(capsys, "--data-dir", data_dir, "--model", "gpt-4o-mini-2024-07-18")[0] == 0
+    assert run(capsys, "--data-dir", data_dir)[0] == 2
+    assert run(capsys, "--data-dir", data_dir, "--force")[0] == 0
+    assert len(env.calls_to("POST", "/fine_tuning/jobs")) == 3
 
 
 def test_refuses_a_new_job_while_the_recorded_one_runs(env, data_dir, capsys):
