@@ -468,7 +468,7 @@ async def play_local(args: argparse.Namespace, policy: Policy, env: Mapping[str,
         say(f"local server {server.ws_url}, game {game_id}: {args.rounds} round{'s' if args.rounds > 1 else ''}"
             f"{' after a practice round' if args.practice else ''}, timers x{scale:g}, "
             f"safety margin {margin:g} s, chat {'on' if args.chat else 'off'}")
-        say(f"transcripts and decisions table: {run_dir}/")
+        say(f"transcripts: {run_dir}/ (decisions table: decisions.csv there)")
         progress = Progress(say, game_id, params)
         with contextlib.ExitStack() as closing:
             transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=secrets,
@@ -637,7 +637,8 @@ async def play_seats(real: Real, game_id: int, seats: Sequence[Seat], params: Ga
     seats_file = write_seats_file(run_dir, game_id, seats)
     real.say(f"game {game_id}: {len(seats)} agent{'s' if len(seats) > 1 else ''}: "
              + "; ".join(seat.describe() for seat in seats))
-    real.say(f"transcripts and decisions table: {run_dir}/ (recovery codes to resume: {seats_file}, private)")
+    real.say(f"transcripts: {run_dir}/ (decisions table: decisions.csv there; recovery codes to resume: "
+             f"{seats_file}, private)")
     progress = Progress(real.say, game_id, params, compact=compact)
     with contextlib.ExitStack() as closing:
         transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=real.secrets,
