@@ -110,6 +110,10 @@ def test_model_agents_run_through_an_openai_compatible_endpoint(tmp_path):
     assert calls[0]["json"]["max_completion_tokens"] == 1, "the preflight comes first and is cheap"
     assert "  offer:    260000" in result.stdout and "fallback actions: 0" in result.stdout
     assert "decisions: 11: model 11 (100.0%), fallback 0 (0.0%)" in result.stdout.splitlines()
+    out = result.stdout.splitlines()
+    for phase in ("phase 3 (compensation request)", "phase 4 (compensation offer)", "phase 6 (vote)"):
+        # One short line as each phase's model decisions begin, before the round's summary.
+        assert out.index(f"  round 1, {phase}: the model is deciding ...") < out.index("round 1")
     for path in (tmp_path / "logs").rglob("*.jsonl"):
         assert fake.api_key not in path.read_text(encoding="utf-8")
 
@@ -244,3 +248,61 @@ def test_a_model_whose_every_answer_is_invalid_is_not_reported_as_the_models_pla
     rows = list(csv.DictReader(table.open(encoding="utf-8", newline="")))
     assert {(r["made_by"], r["fallback_reason"], r["attempts"], r["retries"]) for r in rows} == {
         ("fallback", "invalid-answers", "2", "1")}
+
+
+def test_each_round_is_printed_when_it_ends_not_at_the_end_of_the_game(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "handler.py"), "--local", "--rounds", "2", "--no-practice", "--timer-scale",
+         "0.005", "--records", str(tmp_path / "records"), "--logs-dir", str(tmp_path / "logs")],
+        cwd=tmp_path, env=handler_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        seen = []
+        for line in process.stdout:
+            seen.append(line.rstrip("\n"))
+            if line.startswith("  decisions: "):  # the last line of round 1's block
+                break
+        # Round 1 is out while round 2 is still to be played: the game has no log yet.
+        assert "round 1" in seen and "round 2" not in seen
+        assert not list((tmp_path / "records").glob("*.log.json"))
+        rest, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert "round 2" in rest.splitlines() and "game log: " in rest
+
+
+def test_local_games_are_recorded_outside_the_training_logs_by_default():
+    import handler
+
+    records = handler.parse_args(["--local"]).records
+    assert records == REPO / "logs" / "local-games"
+    assert REPO / "jsonFiles" not in records.parents and records != REPO / "jsonFiles"
+
+
+def test_a_killed_run_leaves_a_decisions_table_of_complete_rows(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "handler.py"), "--local", "--rounds", "3", "--timer-scale", "0.01",
+         "--records", str(tmp_path / "records"), "--logs-dir", str(tmp_path / "logs")],
+        cwd=tmp_path, env=handler_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        give_up = time.monotonic() + 30
+        while time.monotonic() < give_up:
+            tables = list((tmp_path / "logs").rglob("decisions.csv"))
+            if tables and tables[0].read_text(encoding="utf-8").count("\n") > 12:  # into round 1
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("no decisions were taken")
+        process.kill()  # SIGKILL: no handler runs, nothing is flushed at exit
+        process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    [table] = (tmp_path / "logs").rglob("decisions.csv")
+    text = table.read_text(encoding="utf-8")
+    assert text.endswith("\n")
+    rows = list(csv.DictReader(text.splitlines()))
+    assert len(rows) > 11 and all(len(r) == 18 and None not in r.values() for r in rows)
+    assert {r["made_by"] for r in rows} == {"baseline"}
