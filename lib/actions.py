@@ -270,9 +270,10 @@ def answer_schema(wire_type: str, *, game_id: int | None = None, cap: int | None
     `gameId` and `type` are constants, the amount array has exactly two elements, each null or a whole number
     from 0 to the cap, the vote exactly one element 0 or 1, the recipients are other players' numbers (at least
     one, at most all of them), and the text is 1 to CHAT_MAX_CHARS characters holding something besides spaces.
-    Two rules need keywords strict mode refuses (prefixItems, uniqueItems): that the amount's first element is
-    null or 0, and that no recipient is named twice. validate_action checks them, and an answer that breaks them
-    is fed back and retried like any other invalid answer.
+    Two rules need keywords strict mode refuses (prefixItems, uniqueItems): which element of the amount array
+    is which (the first null or 0, the second the amount: the schema lets each be null or an amount), and that no
+    recipient is named twice. validate_action checks them, and an answer that breaks them is fed back and retried
+    like any other invalid answer.
     """
     spec = SPECS[wire_type]
     game: dict[str, Any] = {"type": "integer"} if game_id is None else {"type": "integer", "enum": [game_id]}
