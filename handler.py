@@ -8,7 +8,8 @@
     python handler.py --serve                      the agent manager for agents-only games (serverStarter.sh)
 
 --local starts lib.localserver in this process, creates a game, runs six agents (lib.agent) to game-over, writes
-the game's log into jsonFiles/ and one transcript per agent under logs/, and prints a per-round summary.
+the game's log into logs/local-games/ (never into the jsonFiles/ that constructDataset.py reads) and one
+transcript per agent under logs/, and prints each round's summary as the round ends.
 
 The other modes talk to a real server: IBEX_WS_URL (ws://HOST:3088, or wss://HOST/wss behind a reverse proxy)
 and IBEX_API_URL (http://HOST:3080/api/v1 or https://HOST/api/v1), from .env or --ws-url / --api-url; both
@@ -25,8 +26,15 @@ every game it is asked to, several at a time (lib/agentmanager.py).
 Agents reconnect and resync on their own when the network fails (lib/agent.py). Without OPENAI_API_KEY the
 agents play the baseline policy (lib.policy) and the first line says so. Settings come from the environment or
 .env: OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_MODEL, IBEX_WS_URL, IBEX_API_URL, IBEX_USERNAME, IBEX_PASSWORD,
-AGENT_MANAGER_HOST, AGENT_MANAGER_PORT. SIGTERM or SIGINT: the agents close their sockets (code 1001), the
-transcripts are flushed with a final "shutdown" record, and the handler exits 0.
+AGENT_MANAGER_HOST, AGENT_MANAGER_PORT.
+
+Honest runs: with a model, one cheap preflight call checks endpoint, key and model before any agent joins (exit 4
+when it fails; --no-preflight skips it). Every decision becomes a row of decisions.csv in the run's folder saying
+who made it (lib/decisions.py); the rounds mark fallbacks, the last lines give the shares, and a fallback share
+above --max-fallback-share (default 0.2 for a model) exits 3 after the game. SIGTERM or SIGINT: the agents close
+their sockets (code 1001), the transcripts get a final "shutdown" record, the rounds played and the shares are
+printed, and the handler exits 143 or 130 (--serve: 0, its normal stop). Exit codes: 0 played, 1 not playable,
+2 usage, 3 too many fallbacks, 4 preflight failed, 130/143 signal.
 """
 
 from __future__ import annotations
