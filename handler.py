@@ -353,7 +353,7 @@ class Progress:
         if over:
             rounds = self.params.rounds() if self.params is not None else rounds_seen(views)
         else:
-            rounds = sorted({n for v in views for n in v.rounds if n < min(playing)})
+            rounds = sorted({n for v in views for n, rec in v.rounds.items() if n < min(playing) and _began(rec)})
         for number in rounds:
             if number not in self.printed:
                 self.printed.add(number)
@@ -388,9 +388,16 @@ class Progress:
         self.on_phase()
         views = [a.view for a in self.agents]
         current = max((v.round for v in views), default=None)
-        if current is not None and current not in self.printed and any(current in v.rounds for v in views):
+        if current is not None and current not in self.printed and any(
+                _began(v.rounds[current]) for v in views if current in v.rounds):
             self.printed.add(current)
             self.print_round(current, unfinished=True)
+
+
+def _began(rec: Any) -> bool:
+    """Whether a round record holds anything of a round that began (a view may hold an empty one)."""
+    return any(x is not None for x in (rec.values, rec.my_request, rec.offer, rec.my_vote, rec.outcome,
+                                       rec.profit)) or bool(rec.requests or rec.chat)
 
 
 class Stop:
