@@ -295,3 +295,47 @@ def test_an_answer_that_matches_the_schema_sent_can_be_sent(fake, tmp_path, wire
             assert validate_action(answer, view, wire_type, cap=CAP)["gameId"] == 7, answer
     rejected = [c for c in candidates(wire_type, field) if not conforms(c, schema["schema"])]
     assert any(c["gameId"] == 8 for c in rejected) and any(c["type"] != wire_type for c in rejected)
+
+
+# ---------------------------------------------------------------------- preflight
+
+
+def preflight(fake: FakeOpenAI, **kwargs) -> str | None:
+    policy = LLMPolicy(api_key=kwargs.pop("api_key", fake.api_key), base_url=kwargs.pop("base_url", fake.base_url),
+                       model=kwargs.pop("model", "ft:gpt-4.1-mini:test"))
+
+    async def go():
+        try:
+            return await policy.preflight()
+        finally:
+            await policy.close()
+
+    return asyncio.run(go())
+
+
+def test_the_preflight_is_one_one_token_call_and_a_rate_limit_only_warns(fake):
+    fake.chat_default = lambda body: "OK"
+    assert preflight(fake) is None
+    [call] = chat_bodies(fake)
+    assert call["max_completion_tokens"] == 1 and call["model"] == "ft:gpt-4.1-mini:test"
+
+    fake.fail_next("POST", "/chat/completions", 429)
+    warning = preflight(fake)
+    assert warning is not None and warning.startswith("warning: ") and "429" in warning
+
+
+@pytest.mark.parametrize("status, code, expected", [
+    (401, "invalid_api_key", "refused the API key (401"),
+    (404, "model_not_found", "model ft:gpt-4.1-mini:test does not exist"),
+    (429, "insufficient_quota", "no quota left"),
+    (500, None, "failed the test call (500"),
+])
+def test_the_preflight_names_what_is_wrong_in_one_line_without_the_key(fake, status, code, expected):
+    from lib.llm import PreflightError
+
+    fake.fail_next("POST", "/chat/completions", status, code=code,
+                   message=f"Incorrect API key provided: {fake.api_key}" if status == 401 else None)
+    with pytest.raises(PreflightError) as caught:
+        preflight(fake)
+    text = str(caught.value)
+    assert expected in text and "\n" not in text and fake.api_key not in text
