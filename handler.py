@@ -440,9 +440,9 @@ def fallback_limit(args: argparse.Namespace, policy: Policy) -> float | None:
 
 
 def verdict(log: decisions.DecisionLog, limit: float | None, out: Any) -> int:
-    """The shares line, and exit code 3 when the fallbacks exceed the limit."""
-    print(decisions.shares_line(log.made_by, log.reasons), file=out, flush=True)
+    """Where the decisions table is, the shares line last, and exit code 3 when the fallbacks exceed the limit."""
     print(f"decisions table: {log.path}", file=out, flush=True)
+    print(decisions.shares_line(log.made_by, log.reasons), file=out, flush=True)  # the run's last line
     if limit is not None and log.total and log.fallback_share() > limit:
         print(f"error: {log.made_by[decisions.FALLBACK]} of {log.total} decisions "
               f"({100 * log.fallback_share():.1f}%) were fallbacks, more than --max-fallback-share {limit:g}: "

@@ -637,7 +637,7 @@ class Agent:
         self._chosen[key] = message
         self._record(key, snapshot, wire_type, message, made_by, started, trace, model, why=why, detail=detail,
                      sent=True)
-        await self._send(message, source=source)
+        await self._send(message, source=source, made_by=made_by)
 
     def _record(self, key: Key, view: PlayerView, wire_type: str, action: dict[str, Any] | None, made_by: str,
                 started: float, trace: decisions.Trace, model: str | None, *, why: str | None = None,

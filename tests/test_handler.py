@@ -62,6 +62,7 @@ def test_demo_without_api_key_plays_the_baseline_and_prints_a_summary(tmp_path):
     assert re.search(r"  outcome:  (Project|No Project) \(\d votes\)", summary)
     assert re.search(r"  profit:   Owner 1 \d+, Developer -?\d+, Owner 2 \d+", summary)
     assert "game-over" in json.dumps(recorded["server-log"])
+    assert lines[-1] == "decisions: 11: baseline 11 (100.0%)", "the last line gives who decided"
     records = transcripts(tmp_path)
     assert sorted(records) == [f"agent{k}" for k in range(1, 7)]
     for agent, lines_ in records.items():
