@@ -20,6 +20,10 @@ dataset builder uses) and reacts; it never waits for a model. Decisions run as s
 - Stale answers: a decision still running when its round/phase ends is cancelled, and an answer that comes back
   after its phase has passed is dropped, never sent into the next phase.
 - Everything sent is validated by lib.actions.validate_action: plain integers in range, right role, right phase.
+- Who decided: every decision becomes one row of the run's decisions table (lib.decisions.DecisionLog): the
+  model (first answer, or after retries), the fallback and why (timeout, model error, invalid answers), the rule
+  policy, or nothing sent. A model policy reports its attempts into the decision's lib.decisions.Trace; whoever
+  cancels a decision writes the reason there first, so a cut model call says what cut it.
 
 Network (PROTOCOL.md sections 2 and 4): a lost connection is reconnected with backoff (`reconnect_delays`: one
 pause per attempt, so the attempts are bounded and a server that stays away ends the agent with an AgentError
