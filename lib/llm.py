@@ -40,7 +40,7 @@ DEFAULT_MAX_CONCURRENT_CALLS = 8
 MIN_CALL_SECONDS = 0.2  # below this much time left, a call cannot finish: stop trying
 BACKOFF_SECONDS = 0.5
 FEEDBACK = "That answer cannot be sent: {reason}. Answer again with exactly one JSON object in the format given."
-PREFLIGHT_TIMEOUT = 30.0
+PREFLIGHT_TIMEOUT = 60.0  # a local server may load the model on its first call
 _KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")
 
 
