@@ -489,7 +489,8 @@ async def play_local(args: argparse.Namespace, policy: Policy, env: Mapping[str,
             transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=secrets,
                                                             flush_delay=args.transcript_batch))
                            for k in range(1, SEATS + 1)]
-            log = closing.enter_context(decisions.DecisionLog(run_dir / "decisions.csv", listener=progress.hear))
+            log = closing.enter_context(decisions.DecisionLog(run_dir / "decisions.csv", listener=progress.hear,
+                                                              secrets=secrets))
             progress.log = log
             async with IbexApi(server.api_url) as api:
                 agents = [Agent(server.ws_url, game_id, _recovery(), policy, transcripts[k - 1], params=params,
@@ -659,7 +660,8 @@ async def play_seats(real: Real, game_id: int, seats: Sequence[Seat], params: Ga
         transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=real.secrets,
                                                         flush_delay=args.transcript_batch))
                        for k in range(1, len(seats) + 1)]
-        log = closing.enter_context(decisions.DecisionLog(run_dir / "decisions.csv", listener=progress.hear))
+        log = closing.enter_context(decisions.DecisionLog(run_dir / "decisions.csv", listener=progress.hear,
+                                                          secrets=real.secrets))
         progress.log = log
         agents = [Agent(real.urls.ws_url, game_id, seat.recovery, real.policy, transcripts[k], params=params,
                         settings=settings, name=f"agent{k + 1}", api=real.api, resume=seat.resumes is not None,

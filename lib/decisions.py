@@ -29,12 +29,15 @@ from __future__ import annotations
 import contextvars
 import csv
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from lib.transcript import REDACTED
 
 MODEL = "model"
 MODEL_RETRIED = "model-after-retries"
@@ -47,6 +50,7 @@ INVALID = "invalid-answers"
 POLICY_ERROR = "policy-error"
 FALLBACK_REASONS = (TIMEOUT, MODEL_ERROR, INVALID, POLICY_ERROR)
 
+_KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")  # as lib.transcript: key-shaped strings nobody registered
 COLUMNS = ("time_utc", "game", "round", "phase", "seat", "role", "agent", "private_values", "action_type",
            "action", "made_by", "fallback_reason", "detail", "model", "attempts", "retries", "latency_s", "sent")
 
@@ -145,10 +149,14 @@ class DecisionLog:
 
     Rows are appended and flushed one by one (a crash loses nothing written before it). `listener`, when given,
     hears every started decision (`("start", info)`) and every row (`("row", decision)`): live progress.
+    `secrets` (the API key, passwords) never reach the file, nor does anything shaped like an OpenAI key: an
+    error text in `detail` may quote one.
     """
 
-    def __init__(self, path: str | Path, listener: Callable[[str, Any], None] | None = None) -> None:
+    def __init__(self, path: str | Path, listener: Callable[[str, Any], None] | None = None,
+                 secrets: list[str] | tuple[str, ...] = ()) -> None:
         self.path = Path(path)
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
         self._file = open(self.path, "a", encoding="utf-8", newline="")
@@ -172,10 +180,16 @@ class DecisionLog:
         self.rows.append(decision)
         if not self._file.closed:
             # A text that cannot be encoded (a lone surrogate from a model) must not lose the row.
-            self._csv.writerow([cell.encode("utf-8", "replace").decode("utf-8") for cell in decision.row()])
+            self._csv.writerow([self._scrub(cell.encode("utf-8", "replace").decode("utf-8"))
+                                for cell in decision.row()])
             self._file.flush()
         if self.listener is not None:
             self.listener("row", decision)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return _KEY_PATTERN.sub(REDACTED, text) if "sk-" in text else text
 
     @property
     def total(self) -> int:

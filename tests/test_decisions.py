@@ -66,3 +66,15 @@ def test_a_trace_says_why_the_model_gave_no_answer():
     assert trace.summary() == "2 model calls, 1 invalid answer, 1 failed call; last: InternalServerError: 500"
     trace.stopped = decisions.TIMEOUT  # then no time was left for another call
     assert trace.why_no_answer() == decisions.TIMEOUT
+
+
+def test_no_secret_reaches_the_table(tmp_path):
+    path = tmp_path / "decisions.csv"
+    with DecisionLog(path, secrets=["sk-registered-key-1234", "ibex-admin-pw", ""]) as log:
+        log.add(row(decisions.FALLBACK, fallback_reason=decisions.MODEL_ERROR,
+                    detail="AuthenticationError: Incorrect API key provided: sk-registered-key-1234; "
+                           "login ibex-admin-pw; another sk-unregistered0000000"))
+    text = path.read_text(encoding="utf-8")
+    assert "sk-registered" not in text and "ibex-admin-pw" not in text and "sk-unregistered" not in text
+    assert read(path)[0]["detail"] == ("AuthenticationError: Incorrect API key provided: [redacted]; "
+                                       "login [redacted]; another [redacted]")

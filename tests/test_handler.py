@@ -115,7 +115,7 @@ def test_model_agents_run_through_an_openai_compatible_endpoint(tmp_path):
     for phase in ("phase 3 (compensation request)", "phase 4 (compensation offer)", "phase 6 (vote)"):
         # One short line as each phase's model decisions begin, before the round's summary.
         assert out.index(f"  round 1, {phase}: the model is deciding ...") < out.index("round 1")
-    for path in (tmp_path / "logs").rglob("*.jsonl"):
+    for path in [*(tmp_path / "logs").rglob("*.jsonl"), *(tmp_path / "logs").rglob("*.csv")]:
         assert fake.api_key not in path.read_text(encoding="utf-8")
 
 
