@@ -34,6 +34,9 @@ DEFAULT_MODEL = ftcheck.DEFAULT_MODEL
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_FOLLOW_FAILURES = 5     # consecutive failed polls (after the SDK's own retries) before giving up
 FIRST_LOOK_EVENTS = 20      # following a job for the first time shows only its recent events
+# What a metrics event's data holds (OpenAI: step, train_loss, valid_loss, full_valid_loss, token accuracies).
+METRIC_KEYS = ("step", "total_steps", "train_loss", "valid_loss", "full_valid_loss", "train_mean_token_accuracy",
+               "valid_mean_token_accuracy", "full_valid_mean_token_accuracy")
 
 
 class Fatal(Exception):
@@ -66,7 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-retries", type=int, default=5,
                    help="retries of rate-limited or failed requests (default: 5)")
     p.add_argument("--force", action="store_true",
-                   help="start a new job even though the recorded one is still running")
+                   help="start a new job even though the recorded one is still running, or a job on the "
+                        "same training data and base model already succeeded")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true",
                       help="only the checks, token counts and cost estimate; no network")
@@ -214,7 +218,8 @@ def _iso(timestamp: int | None) -> str | None:
 
 def _job_summary(record: dict) -> dict:
     """What history keeps of a previous job: enough to tell which data made which model."""
-    keys = ("job_id", "base_model", "status", "fine_tuned_model", "created_at", "finished_at")
+    keys = ("job_id", "base_model", "base_url", "status", "fine_tuned_model", "created_at", "finished_at",
+            "final_metrics")
     summary = {k: record.get(k) for k in keys}
     summary["training_sha256"] = (record.get("training_file") or {}).get("sha256")
     return summary
@@ -249,6 +254,18 @@ def new_record(old: dict, job: Any, files: dict[str, dict | None], **extra: Any)
     }
 
 
+def succeeded_on(record: dict, train_sha: str, model: str) -> dict | None:
+    """A succeeded job in the record (current or history) that trained `model` on exactly this training data
+    at this endpoint, as its history summary; None when there is none."""
+    jobs = [_job_summary(record)] if record.get("job_id") else []
+    jobs += [job for job in record.get("history", []) if isinstance(job, dict)]
+    for job in reversed(jobs):
+        if (job.get("status") == "succeeded" and job.get("training_sha256") == train_sha
+                and job.get("base_model") == model and job.get("base_url") in (None, base_url())):
+            return job
+    return None
+
+
 def start(args: argparse.Namespace) -> int:
     train, validation = dataset_paths(args)
     report, vreport = check_datasets(train, validation, args)
@@ -260,9 +277,14 @@ def start(args: argparse.Namespace) -> int:
         raise Fatal(f"job {old['job_id']} recorded in {args.record} is still {old.get('status')}: "
                     f"follow it with python finetune.py --follow, cancel it with --cancel "
                     f"{old['job_id']}, or pass --force to start another", EXIT_USAGE)
+    train_sha = jobrecord.sha256_file(train)
+    done = succeeded_on(old, train_sha, args.model)
+    if done is not None and not args.force:
+        raise Fatal(f"{train} (sha256 {train_sha[:12]}...) already trained {args.model} in job {done.get('job_id')}"
+                    f", recorded in {args.record}: its model is {done.get('fine_tuned_model')}; pass --force to "
+                    "pay for another job on the same data", EXIT_USAGE)
     client = make_client(args)
     uploads = old.setdefault("uploads", {})
-    train_sha = jobrecord.sha256_file(train)
     train_id = upload_once(client, train, train_sha, uploads)
     val_sha = val_id = None
     if validation is not None:
@@ -346,6 +368,7 @@ def follow(client: openai.OpenAI, job_id: str, args: argparse.Namespace) -> int:
     ours = record.get("job_id") == job_id
     status = record.get("status") if ours else None
     last_event = record.get("last_event_id") if ours else None
+    metrics: dict[str, Any] = dict(record.get("final_metrics") or {}) if ours else {}
     failures = 0
     try:
         while True:
@@ -374,10 +397,13 @@ def follow(client: openai.OpenAI, job_id: str, args: argparse.Namespace) -> int:
                 status = job.status
             for event in events:
                 show_event(event)
+                data = event.data if isinstance(event.data, dict) else {}
+                if "train_loss" in data:
+                    metrics = {k: v for k, v in data.items() if k in METRIC_KEYS}
             if events:
                 last_event = events[-1].id
             if changed or events:
-                record.update(status=job.status, fine_tuned_model=job.fine_tuned_model,
+                record.update(status=job.status, fine_tuned_model=job.fine_tuned_model, final_metrics=metrics or None,
                               error=job.error.model_dump() if job.error else None,
                               finished_at=_iso(job.finished_at),
                               trained_tokens=job.trained_tokens, last_event_id=last_event,
@@ -393,10 +419,24 @@ def follow(client: openai.OpenAI, job_id: str, args: argparse.Namespace) -> int:
         print(f"\nstopped following job {job_id}; it keeps running. "
               + resume_hint(job_id, args), flush=True)
         return EXIT_INTERRUPTED
-    return report_outcome(job, args.record)
+    return report_outcome(job, args.record, metrics)
 
 
-def report_outcome(job: Any, record_path: Path) -> int:
+def loss_line(metrics: dict[str, Any]) -> str:
+    """The last training (and validation) loss the job reported, from its metrics events."""
+    if "train_loss" not in metrics:
+        return "final loss: the job reported no training metrics"
+    step = f" at step {metrics['step']}" if "step" in metrics else ""
+    line = f"final training loss {metrics['train_loss']:.4g}{step}"
+    for key, name in (("full_valid_loss", "validation loss (full set)"), ("valid_loss", "validation loss")):
+        if metrics.get(key) is not None:
+            return f"{line}, {name} {metrics[key]:.4g}"
+    return line
+
+
+def report_outcome(job: Any, record_path: Path, metrics: dict[str, Any] | None = None) -> int:
+    if job.status == "succeeded" or metrics:
+        print(loss_line(metrics or {}))
     if job.status == "succeeded":
         print(f"job {job.id} succeeded: fine-tuned model {job.fine_tuned_model}")
         print(f"recorded in {record_path}; handler.py uses it unless OPENAI_MODEL is set")

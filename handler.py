@@ -8,7 +8,8 @@
     python handler.py --serve                      the agent manager for agents-only games (serverStarter.sh)
 
 --local starts lib.localserver in this process, creates a game, runs six agents (lib.agent) to game-over, writes
-the game's log into jsonFiles/ and one transcript per agent under logs/, and prints a per-round summary.
+the game's log into logs/local-games/ (never into the jsonFiles/ that constructDataset.py reads) and one
+transcript per agent under logs/, and prints each round's summary as the round ends.
 
 The other modes talk to a real server: IBEX_WS_URL (ws://HOST:3088, or wss://HOST/wss behind a reverse proxy)
 and IBEX_API_URL (http://HOST:3080/api/v1 or https://HOST/api/v1), from .env or --ws-url / --api-url; both
@@ -25,8 +26,15 @@ every game it is asked to, several at a time (lib/agentmanager.py).
 Agents reconnect and resync on their own when the network fails (lib/agent.py). Without OPENAI_API_KEY the
 agents play the baseline policy (lib.policy) and the first line says so. Settings come from the environment or
 .env: OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_MODEL, IBEX_WS_URL, IBEX_API_URL, IBEX_USERNAME, IBEX_PASSWORD,
-AGENT_MANAGER_HOST, AGENT_MANAGER_PORT. SIGTERM or SIGINT: the agents close their sockets (code 1001), the
-transcripts are flushed with a final "shutdown" record, and the handler exits 0.
+AGENT_MANAGER_HOST, AGENT_MANAGER_PORT.
+
+Honest runs: with a model, one cheap preflight call checks endpoint, key and model before any agent joins (exit 4
+when it fails; --no-preflight skips it). Every decision becomes a row of decisions.csv in the run's folder saying
+who made it (lib/decisions.py); the rounds mark fallbacks, the last lines give the shares, and a fallback share
+above --max-fallback-share (default 0.2 for a model) exits 3 after the game. SIGTERM or SIGINT: the agents close
+their sockets (code 1001), the transcripts get a final "shutdown" record, the rounds played and the shares are
+printed, and the handler exits 143 or 130 (--serve: 0, its normal stop). Exit codes: 0 played, 1 not playable,
+2 usage, 3 too many fallbacks, 4 preflight failed, 130/143 signal.
 """
 
 from __future__ import annotations
@@ -40,18 +48,22 @@ import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from lib import decisions
+from lib.actions import DECISION, OFFER, REQUEST
 from lib.agent import Agent, AgentError, AgentSettings
 from lib.agentmanager import DEFAULT_HOST, DEFAULT_PORT, AgentManager, run_agent_manager
 from lib.game import (
     CONDITIONS,
     DEFAULT_PARAMETERS,
     LAST_PHASE,
+    PHASES,
     PROJECT,
     SEATS,
     GameParams,
@@ -60,15 +72,20 @@ from lib.game import (
     seat_tag,
 )
 from lib.ibexapi import IbexApi, IbexApiError
-from lib.llm import DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_RETRIES, LLMPolicy
+from lib.jobrecord import DEFAULT_RECORD_PATH, JobRecordError, resolve_model
+from lib.llm import DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_RETRIES, LLMPolicy, PreflightError
 from lib.play import NOT_STARTED_WAIT, PlayError, Seat, ServerUrls, load_game_parameters, prepare_seats, server_urls
 from lib.policy import BaselinePolicy, Policy
 from lib.transcript import Transcript
 from lib.view import PlayerView
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_RECORDS = ROOT / "jsonFiles"
+# --local's game logs stay out of jsonFiles/, which constructDataset.py reads: demo games are no human data.
+DEFAULT_RECORDS = ROOT / "logs" / "local-games"
 DEFAULT_LOGS = ROOT / "logs"
+DEFAULT_MAX_FALLBACK_SHARE = 0.2  # for a model policy: more fallbacks than this and the run does not show the model
+# Exit codes (README, "Exit codes"). A signal exits 128 + its number: 130 for SIGINT (Ctrl-C), 143 for SIGTERM.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FALLBACKS, EXIT_PREFLIGHT = 0, 1, 2, 3, 4
 DEFAULT_ROUNDS = 2
 # Local demo timers: the real server's defaults (minutes per phase) scaled down. A model needs seconds per
 # answer, the baseline none.
@@ -139,6 +156,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-retries", type=int, default=DEFAULT_MAX_RETRIES,
                         help="extra model calls after an invalid answer or an API error "
                              f"(default {DEFAULT_MAX_RETRIES})")
+    parser.add_argument("--job-record", type=Path, default=DEFAULT_RECORD_PATH, metavar="FILE",
+                        help="fine-tuning record whose model plays when OPENAI_MODEL is empty "
+                             "(default data/finetune_job.json)")
+    parser.add_argument("--no-preflight", dest="preflight", action="store_false",
+                        help="skip the one cheap model call that checks endpoint, key and model before any agent "
+                             "joins (llm policy)")
+    parser.add_argument("--max-fallback-share", type=float, metavar="SHARE",
+                        help="with the llm policy, exit with code 3 after the game when more than this share of "
+                             f"the decisions were fallbacks (default {DEFAULT_MAX_FALLBACK_SHARE:g}; 1 never)")
     parser.add_argument("--max-concurrent-calls", type=int, default=DEFAULT_MAX_CONCURRENT_CALLS,
                         help="model calls in flight at once, all agents together "
                              f"(default {DEFAULT_MAX_CONCURRENT_CALLS})")
@@ -146,7 +172,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sessions", type=Path, metavar="FILE",
                         help="private values table of the local server (default jsonFiles/sessions.json)")
     parser.add_argument("--records", type=Path, default=DEFAULT_RECORDS,
-                        help="directory for the game's log (default jsonFiles/)")
+                        help="--local: directory for the game's log (default logs/local-games/, outside the "
+                             "jsonFiles/ that constructDataset.py reads)")
     parser.add_argument("--transcript-batch", type=float, default=DEFAULT_TRANSCRIPT_BATCH, metavar="SECONDS",
                         help="write transcript lines in batches at most this many seconds apart, for hundreds of "
                              "agents in one process (default 0: every line reaches the OS as it is written)")
@@ -171,6 +198,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--safety-margin must not be negative, got {args.safety_margin:g}")
     if args.max_retries < 0 or args.max_concurrent_calls < 1:
         parser.error("--max-retries must be >= 0 and --max-concurrent-calls >= 1")
+    if args.max_fallback_share is not None and not 0 <= args.max_fallback_share <= 1:
+        parser.error(f"--max-fallback-share must be from 0 to 1, got {args.max_fallback_share:g}")
     return args
 
 
@@ -196,10 +225,8 @@ def choose_policy(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Pol
         return BaselinePolicy(seed=args.seed, name="fitted", **params), f"policy: fitted ({shown}, from {path})"
     if not api_key:
         raise UsageError("--policy llm needs OPENAI_API_KEY (for a local server that ignores keys, any value)")
-    from lib.jobrecord import JobRecordError, resolve_model
-
     try:
-        model, source = resolve_model(env)
+        model, source = resolve_model(env, args.job_record)
     except JobRecordError as exc:
         raise UsageError(str(exc)) from None
     base_url = env.get("OPENAI_BASE_URL", "").strip() or None
@@ -258,29 +285,38 @@ def rounds_seen(views: Sequence[PlayerView]) -> list[int]:
     return sorted({n for v in views for n, rec in v.rounds.items() if rec.outcome or rec.profit is not None})
 
 
-def summary_lines(views: Sequence[PlayerView], rounds: Sequence[int]) -> list[str]:
+def summary_lines(views: Sequence[PlayerView], rounds: Sequence[int],
+                  marks: Mapping[tuple[int, int, str], str] | None = None, unfinished: bool = False) -> list[str]:
     """Per round: requests, offer, votes, outcome and each seat's profit, from what the players saw (seats played
-    by others show "-")."""
+    by others show "-"). `marks[(round, seat, action type)]` follows that seat's action: a fallback's reason."""
+    marks = marks or {}
+
+    def mark(number: int, seat: int | None, wire_type: str) -> str:
+        text = marks.get((number, seat or 0, wire_type))
+        return f" [{text}]" if text else ""
+
     by_seat = {v.number: v for v in views if v.number is not None}
     developer = next((v for v in by_seat.values() if v.role == 2), None)
     owners = [by_seat[n] for n in sorted(by_seat) if by_seat[n].role == 3]
     lines = []
     for number in rounds:
-        label = " (practice)" if number == 0 else ""
+        label = (" (practice)" if number == 0 else "") + (" (unfinished)" if unfinished else "")
         lines.append(f"round {number}{label}")
         dev_rec = developer.rounds.get(number) if developer else None
         requests = []
         for owner in owners:
             rec = owner.rounds.get(number)
             seen = dev_rec.requests.get(owner.number) if dev_rec else None
-            requests.append(f"{owner.tag} {_x(seen if seen is not None else rec.my_request if rec else None)}")
+            requests.append(f"{owner.tag} {_x(seen if seen is not None else rec.my_request if rec else None)}"
+                            f"{mark(number, owner.number, REQUEST)}")
         lines.append("  requests: " + ", ".join(requests))
         offer = dev_rec.offer if dev_rec else None
         if offer is None:
             offer = next((o.rounds[number].offer for o in owners if number in o.rounds), None)
-        lines.append(f"  offer:    {_x(offer)}")
+        lines.append(f"  offer:    {_x(offer)}{mark(number, developer.number if developer else None, OFFER)}")
         lines.append("  votes:    " + ", ".join(
-            f"{o.tag} {_vote(o.rounds[number].my_vote if number in o.rounds else None)}" for o in owners))
+            f"{o.tag} {_vote(o.rounds[number].my_vote if number in o.rounds else None)}"
+            f"{mark(number, o.number, DECISION)}" for o in owners))
         outcome = next((v.rounds[number].outcome for v in by_seat.values()
                         if number in v.rounds and v.rounds[number].outcome), None)
         if outcome:
@@ -296,6 +332,138 @@ def summary_lines(views: Sequence[PlayerView], rounds: Sequence[int]) -> list[st
     return lines
 
 
+class Progress:
+    """What one game prints as it goes: a short line when a model starts deciding in a phase, and each round's
+    summary (fallbacks marked, then who decided) as soon as every agent of ours has left that round. `compact`
+    (--serve, many games at once): one line per finished round instead."""
+
+    def __init__(self, say: Any, game_id: int, params: GameParams | None, compact: bool = False) -> None:
+        self.say = say
+        self.game_id = game_id
+        self.params = params
+        self.compact = compact
+        self.agents: list[Agent] = []
+        self.log: decisions.DecisionLog | None = None
+        self.printed: set[int] = set()
+        self._announced: set[tuple[int, int]] = set()
+
+    def hear(self, kind: str, info: Any) -> None:
+        """DecisionLog listener: a model starting to decide in a new phase gets one short line."""
+        if kind != "start" or self.compact or not info.get("model"):
+            return
+        key = (info["round"], info["phase"])
+        if key not in self._announced:
+            self._announced.add(key)
+            self.say(f"  round {key[0]}, phase {key[1]} ({PHASES.get(key[1], '?')}): the model is deciding ...")
+
+    def on_phase(self, _agent: Agent | None = None) -> None:
+        """Print every round that all our agents have finished and that is not printed yet."""
+        views = [a.view for a in self.agents]
+        if not views:
+            return
+        over = all(v.game_over for v in views)
+        playing = [v.round for v in views if not v.game_over]
+        if over:
+            rounds = self.params.rounds() if self.params is not None else rounds_seen(views)
+        else:
+            rounds = sorted({n for v in views for n, rec in v.rounds.items() if n < min(playing) and _began(rec)})
+        for number in rounds:
+            if number not in self.printed:
+                self.printed.add(number)
+                self.print_round(number)
+
+    def rows(self, number: int | None = None) -> list[decisions.Decision]:
+        rows = self.log.rows if self.log is not None else []
+        return [r for r in rows if r.game == self.game_id and (number is None or r.round == number)]
+
+    def shares(self, number: int | None = None) -> str:
+        made_by: Counter[str] = Counter(r.made_by for r in self.rows(number))
+        reasons: Counter[str] = Counter(r.fallback_reason or "?" for r in self.rows(number)
+                                        if r.made_by == decisions.FALLBACK)
+        return decisions.shares_line(made_by, reasons)
+
+    def print_round(self, number: int, unfinished: bool = False) -> None:
+        views = [a.view for a in self.agents]
+        marks = {(r.round, r.seat, r.action_type): f"fallback: {r.fallback_reason}" for r in self.rows(number)
+                 if r.made_by == decisions.FALLBACK}
+        lines = summary_lines(views, [number], marks, unfinished=unfinished)
+        if self.compact:
+            parts = [line.strip() for line in lines[1:] if line.strip().startswith(("offer", "outcome"))]
+            self.say(f"game {self.game_id} {lines[0]}: " + ", ".join(" ".join(p.split()) for p in parts)
+                     + f"; {self.shares(number)}")
+            return
+        for line in lines:
+            self.say(line)
+        self.say(f"  {self.shares(number)}")
+
+    def stopped(self) -> None:
+        """After a signal: the round under way, as far as it went (finished rounds are printed already)."""
+        self.on_phase()
+        views = [a.view for a in self.agents]
+        current = max((v.round for v in views), default=None)
+        if current is not None and current not in self.printed and any(
+                _began(v.rounds[current]) for v in views if current in v.rounds):
+            self.printed.add(current)
+            self.print_round(current, unfinished=True)
+
+
+def _began(rec: Any) -> bool:
+    """Whether a round record holds anything of a round that began (a view may hold an empty one)."""
+    return any(x is not None for x in (rec.values, rec.my_request, rec.offer, rec.my_vote, rec.outcome,
+                                       rec.profit)) or bool(rec.requests or rec.chat)
+
+
+class Stop:
+    """Set by SIGINT or SIGTERM; remembers which, for the exit code (128 + signal number)."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.signum: int | None = None
+
+    def set(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    async def wait(self) -> None:
+        await self.event.wait()
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.set, signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum or signal.SIGINT).name
+
+
+def fallback_limit(args: argparse.Namespace, policy: Policy) -> float | None:
+    """The fallback share above which the run fails (a model policy only; rules have nothing to fall back from)."""
+    if not isinstance(policy, LLMPolicy):
+        return None
+    return DEFAULT_MAX_FALLBACK_SHARE if args.max_fallback_share is None else args.max_fallback_share
+
+
+def verdict(log: decisions.DecisionLog, limit: float | None, out: Any) -> int:
+    """Where the decisions table is, the shares line last, and exit code 3 when the fallbacks exceed the limit."""
+    print(f"decisions table: {log.path}", file=out, flush=True)
+    print(decisions.shares_line(log.made_by, log.reasons), file=out, flush=True)  # the run's last line
+    if limit is not None and log.total and log.fallback_share() > limit:
+        print(f"error: {log.made_by[decisions.FALLBACK]} of {log.total} decisions "
+              f"({100 * log.fallback_share():.1f}%) were fallbacks, more than --max-fallback-share {limit:g}: "
+              "this run does not show the model's play (exit code 3)", file=sys.stderr, flush=True)
+        return EXIT_FALLBACKS
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------- the local demo
 
 
@@ -308,10 +476,11 @@ async def play_local(args: argparse.Namespace, policy: Policy, env: Mapping[str,
     margin = args.safety_margin if args.safety_margin is not None else default_margin(params)
     settings = AgentSettings(chat=args.chat, safety_margin=margin, ready_delay=min(0.2, margin))
     secrets = [env.get(name, "") for name in ("OPENAI_API_KEY", "IBEX_PASSWORD")]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = Stop()
+    stop.install()
+
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
 
     try:
         # The local server numbers its games after the logs already in the records folder: none is overwritten.
@@ -324,30 +493,39 @@ async def play_local(args: argparse.Namespace, policy: Policy, env: Mapping[str,
         except ValueError as exc:  # parameters or the private-values table do not fit this game
             raise UsageError(str(exc)) from None
         run_dir = args.logs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-local-game{game_id}"
-        print(f"local server {server.ws_url}, game {game_id}: {args.rounds} round{'s' if args.rounds > 1 else ''}"
-              f"{' after a practice round' if args.practice else ''}, timers x{scale:g}, "
-              f"safety margin {margin:g} s, chat {'on' if args.chat else 'off'}", file=out, flush=True)
-        print(f"transcripts: {run_dir}/", file=out, flush=True)
+        say(f"local server {server.ws_url}, game {game_id}: {args.rounds} round{'s' if args.rounds > 1 else ''}"
+            f"{' after a practice round' if args.practice else ''}, timers x{scale:g}, "
+            f"safety margin {margin:g} s, chat {'on' if args.chat else 'off'}")
+        say(f"transcripts: {run_dir}/ (decisions table: decisions.csv there)")
+        progress = Progress(say, game_id, params)
         with contextlib.ExitStack() as closing:
             transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=secrets,
                                                             flush_delay=args.transcript_batch))
                            for k in range(1, SEATS + 1)]
+            log = closing.enter_context(decisions.DecisionLog(run_dir / "decisions.csv", listener=progress.hear,
+                                                              secrets=secrets))
+            progress.log = log
             async with IbexApi(server.api_url) as api:
                 agents = [Agent(server.ws_url, game_id, _recovery(), policy, transcripts[k - 1], params=params,
-                                settings=settings, name=f"agent{k}", api=api) for k in range(1, SEATS + 1)]
-                outcome = await _run_agents(agents, stop, game_timeout(params))
+                                settings=settings, name=f"agent{k}", api=api, decision_log=log,
+                                on_phase=progress.on_phase) for k in range(1, SEATS + 1)]
+                progress.agents = agents
+                outcome = await _run_agents(agents, stop.event, game_timeout(params))
             if outcome == "stopped":
-                print("stopped by signal: sockets closed, transcripts flushed", file=out, flush=True)
-                return 0
+                progress.stopped()
+                say(f"stopped by {stop.name}: sockets closed, transcripts and decisions table complete; "
+                    "the unfinished game has no log")
+                verdict(log, None, out)
+                return stop.exit_code
             if outcome != "game-over":
                 print(f"error: {outcome}", file=sys.stderr, flush=True)
-                return 1
+                verdict(log, None, out)
+                return EXIT_ERROR
             await server.wait_game_over(game_id, timeout=5)
-        for line in summary_lines([a.view for a in agents], params.rounds()):
-            print(line, file=out)
-        print(f"game log: {server.log_path(game_id)}", file=out)
-        print(f"fallback actions: {sum(a.fallbacks for a in agents)}", file=out, flush=True)
-    return 0
+            progress.on_phase()
+            say(f"game log: {server.log_path(game_id)}")
+            say(f"fallback actions: {sum(a.fallbacks for a in agents)}")
+            return verdict(log, fallback_limit(args, policy), out)
 
 
 def _recovery() -> str:
@@ -414,7 +592,7 @@ class Real:
     policy: Policy
     urls: ServerUrls
     api: IbexApi
-    stop: asyncio.Event
+    stop: Stop
     out: Any
 
     @property
@@ -464,9 +642,20 @@ def write_seats_file(run_dir: Path, game_id: int, seats: Sequence[Seat]) -> Path
     return path
 
 
-async def play_seats(real: Real, game_id: int, seats: Sequence[Seat],
-                     params: GameParams | None) -> tuple[str, list[Agent]]:
-    """One agent per seat, joined in order, until game-over; (how it ended, the agents)."""
+@dataclass
+class GameRun:
+    """One game played by this process: how it ended, its agents, its decisions table and its live output."""
+
+    game_id: int
+    outcome: str
+    agents: list[Agent]
+    log: decisions.DecisionLog
+    progress: Progress
+
+
+async def play_seats(real: Real, game_id: int, seats: Sequence[Seat], params: GameParams | None,
+                     compact: bool = False) -> GameRun:
+    """One agent per seat, joined in order, until game-over."""
     args = real.args
     if args.safety_margin is not None:
         margin = args.safety_margin
@@ -477,40 +666,48 @@ async def play_seats(real: Real, game_id: int, seats: Sequence[Seat],
     seats_file = write_seats_file(run_dir, game_id, seats)
     real.say(f"game {game_id}: {len(seats)} agent{'s' if len(seats) > 1 else ''}: "
              + "; ".join(seat.describe() for seat in seats))
-    real.say(f"transcripts: {run_dir}/ (recovery codes to resume: {seats_file}, private)")
+    real.say(f"transcripts: {run_dir}/ (decisions table: decisions.csv there; recovery codes to resume: "
+             f"{seats_file}, private)")
+    progress = Progress(real.say, game_id, params, compact=compact)
     with contextlib.ExitStack() as closing:
         transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=real.secrets,
                                                         flush_delay=args.transcript_batch))
                        for k in range(1, len(seats) + 1)]
+        log = closing.enter_context(decisions.DecisionLog(run_dir / "decisions.csv", listener=progress.hear,
+                                                          secrets=real.secrets))
+        progress.log = log
         agents = [Agent(real.urls.ws_url, game_id, seat.recovery, real.policy, transcripts[k], params=params,
-                        settings=settings, name=f"agent{k + 1}", api=real.api, resume=seat.resumes is not None)
+                        settings=settings, name=f"agent{k + 1}", api=real.api, resume=seat.resumes is not None,
+                        decision_log=log, on_phase=progress.on_phase)
                   for k, seat in enumerate(seats)]
-        outcome = await _run_agents(agents, real.stop, None)
-    return outcome, agents
+        progress.agents = agents
+        outcome = await _run_agents(agents, real.stop.event, None)
+    return GameRun(game_id, outcome, agents, log, progress)
 
 
-def report_game(real: Real, game_id: int, outcome: str, agents: Sequence[Agent], params: GameParams | None) -> int:
-    """The summary of a finished game, or why it did not finish; the exit code."""
-    if outcome == "stopped":
-        real.say("stopped by signal: sockets closed, transcripts flushed")
-        return 0
-    if outcome != "game-over":
-        print(f"error: game {game_id}: {outcome}", file=sys.stderr, flush=True)
-        return 1
-    views = [a.view for a in agents]
-    for line in summary_lines(views, params.rounds() if params is not None else rounds_seen(views)):
-        real.say(line)
-    real.say(f"game {game_id} over; reconnects: {sum(a.reconnects for a in agents)}, "
-             f"fallback actions: {sum(a.fallbacks for a in agents)}")
-    return 0
+def report_game(real: Real, run: GameRun) -> int:
+    """The end of a game: the rounds not printed yet and the decision shares, or why it did not finish; the exit
+    code."""
+    if run.outcome == "stopped":
+        run.progress.stopped()
+        real.say(f"stopped by {real.stop.name}: sockets closed, transcripts and decisions table complete")
+        verdict(run.log, None, real.out)
+        return real.stop.exit_code
+    if run.outcome != "game-over":
+        print(f"error: game {run.game_id}: {run.outcome}", file=sys.stderr, flush=True)
+        verdict(run.log, None, real.out)
+        return EXIT_ERROR
+    run.progress.on_phase()
+    real.say(f"game {run.game_id} over; reconnects: {sum(a.reconnects for a in run.agents)}, "
+             f"fallback actions: {sum(a.fallbacks for a in run.agents)}")
+    return verdict(run.log, fallback_limit(real.args, real.policy), real.out)
 
 
 async def play_game_mode(real: Real) -> int:
     """--game ID: given codes first, then fresh ones up to --players."""
     game_id = real.args.game
     seats = await prepare_seats(real.api, game_id, real.args.players, list(real.args.recovery))
-    outcome, agents = await play_seats(real, game_id, seats, None)
-    return report_game(real, game_id, outcome, agents, None)
+    return report_game(real, await play_seats(real, game_id, seats, None))
 
 
 async def create_mode(real: Real) -> int:
@@ -529,8 +726,7 @@ async def create_mode(real: Real) -> int:
         real.say(f"created game {created.id}: {_rounds(params.round_count)}"
                  f"{' after a practice round' if params.practice_round else ''}")
         seats = await prepare_seats(real.api, created.id, args.players or SEATS, [])
-        outcome, agents = await play_seats(real, created.id, seats, params)
-        return report_game(real, created.id, outcome, agents, params)
+        return report_game(real, await play_seats(real, created.id, seats, params))
     return await create_agents_only(real, username, password, parameters, params)
 
 
@@ -542,7 +738,7 @@ async def create_agents_only(real: Real, username: str, password: str, parameter
     host, port = agent_manager_address(real.env)
     loop = asyncio.get_running_loop()
     ours: asyncio.Future[int] = loop.create_future()  # the id create-for-llm answers with
-    played: asyncio.Future[tuple[str, list[Agent]]] = loop.create_future()
+    played: asyncio.Future[GameRun] = loop.create_future()
 
     async def spawn(game_id: int, agents: int) -> None:
         if await asyncio.wait_for(asyncio.shield(ours), SPAWN_WAIT) != game_id:
@@ -575,8 +771,7 @@ async def create_agents_only(real: Real, username: str, password: str, parameter
         if created.warning:
             real.say(f"the server could not get agents ({created.warning}); playing its six seats from here")
             seats = await prepare_seats(real.api, created.id, SEATS, [])
-            outcome, agents = await play_seats(real, created.id, seats, params)
-            return report_game(real, created.id, outcome, agents, params)
+            return report_game(real, await play_seats(real, created.id, seats, params))
         if manager is None or not await _spawned(manager, created.id):
             real.say(f"game {created.id} is played by the agent manager the server called, not by this process")
             return 0
@@ -587,10 +782,9 @@ async def create_agents_only(real: Real, username: str, password: str, parameter
             stopper.cancel()
         if not played.done():
             await manager.stop()
-            real.say("stopped by signal: sockets closed, transcripts flushed")
-            return 0
-        outcome, agents = played.result()  # raises what made the agents fail
-        return report_game(real, created.id, outcome, agents, params)
+            real.say(f"stopped by {real.stop.name}: sockets closed, transcripts and decisions table complete")
+            return real.stop.exit_code
+        return report_game(real, played.result())  # raises what made the agents fail
     finally:
         if not ours.done():
             ours.cancel()
@@ -615,13 +809,19 @@ async def serve_mode(real: Real) -> int:
     """--serve: the agent manager. Each /spawn-agents call becomes one game played by fresh seats."""
     host, port = agent_manager_address(real.env)
 
+    limit = fallback_limit(real.args, real.policy)
+
     async def spawn(game_id: int, agents: int) -> None:
         seats = [Seat(await real.api.get_recovery(game_id, wait_for_start=NOT_STARTED_WAIT)) for _ in range(agents)]
-        outcome, played = await play_seats(real, game_id, seats, None)
-        if outcome != "game-over":
-            raise RuntimeError(outcome)
-        real.say(f"game {game_id} over; reconnects: {sum(a.reconnects for a in played)}, "
-                 f"fallback actions: {sum(a.fallbacks for a in played)}")
+        run = await play_seats(real, game_id, seats, None, compact=True)
+        if run.outcome != "game-over":
+            raise RuntimeError(run.outcome)
+        run.progress.on_phase()
+        real.say(f"game {game_id} over; reconnects: {sum(a.reconnects for a in run.agents)}, "
+                 f"fallback actions: {sum(a.fallbacks for a in run.agents)}; {run.progress.shares()}")
+        if limit is not None and run.log.total and run.log.fallback_share() > limit:
+            real.say(f"warning: game {game_id}: {100 * run.log.fallback_share():.1f}% of the decisions were "
+                     f"fallbacks, more than --max-fallback-share {limit:g}")
 
     real.say(f"IBEX server {real.urls.ws_url}, api {real.urls.api_url}")
     return await run_agent_manager(spawn, host, port)
@@ -629,11 +829,9 @@ async def serve_mode(real: Real) -> int:
 
 async def play_real(args: argparse.Namespace, policy: Policy, env: Mapping[str, str], out: Any) -> int:
     urls = real_server(args, env)
-    stop = asyncio.Event()
+    stop = Stop()
     if not args.serve:  # --serve handles its own signals: stop listening, then leave every game
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        stop.install()
     async with IbexApi(urls.api_url) as api:
         real = Real(args, env, policy, urls, api, stop, out)
         if args.serve:
@@ -648,6 +846,16 @@ async def _main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     policy, first_line = choose_policy(args, env)
     print(first_line, flush=True)
     try:
+        if isinstance(policy, LLMPolicy) and args.preflight:
+            # Before any agent joins: a dead endpoint must not play a whole game of fallbacks under a model's name.
+            started = time.monotonic()
+            try:
+                warning = await policy.preflight(_public_url(policy.base_url))
+            except PreflightError as exc:
+                print(f"error: preflight: {exc} (--no-preflight skips this check)", file=sys.stderr, flush=True)
+                return EXIT_PREFLIGHT
+            print(warning or f"preflight: model {policy.model} answered in {time.monotonic() - started:.1f} s",
+                  flush=True)
         if args.local:
             return await play_local(args, policy, env, sys.stdout)
         return await play_real(args, policy, env, sys.stdout)
@@ -676,6 +884,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C before the game's own handler is in place (e.g. during the preflight)
+        print("interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

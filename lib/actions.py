@@ -262,17 +262,36 @@ def parse_answer(text: Any, view: PlayerView, wire_type: str, *, cap: int | None
     return validate_action(message, view, wire_type, cap=cap)
 
 
-def answer_schema(wire_type: str) -> dict[str, Any]:
-    """A JSON schema for structured output (OpenAI strict mode subset); validate_action still checks ranges."""
+def answer_schema(wire_type: str, *, game_id: int | None = None, cap: int | None = None,
+                  seat: int | None = None) -> dict[str, Any]:
+    """A JSON schema for structured output, within OpenAI's strict-mode subset (the strictest endpoint we know).
+
+    Given the game, the cap and the seat, it fixes what validate_action checks wherever the subset can say it:
+    `gameId` and `type` are constants, the amount array has exactly two elements, each null or a whole number
+    from 0 to the cap, the vote exactly one element 0 or 1, the recipients are other players' numbers (at least
+    one, at most all of them), and the text is 1 to CHAT_MAX_CHARS characters holding something besides spaces.
+    Two rules need keywords strict mode refuses (prefixItems, uniqueItems): which element of the amount array
+    is which (the first null or 0, the second the amount: the schema lets each be null or an amount), and that no
+    recipient is named twice. validate_action checks them, and an answer that breaks them is fed back and retried
+    like any other invalid answer.
+    """
     spec = SPECS[wire_type]
-    props: dict[str, Any] = {"gameId": {"type": "integer"}, "type": {"type": "string", "enum": [wire_type]}}
+    game: dict[str, Any] = {"type": "integer"} if game_id is None else {"type": "integer", "enum": [game_id]}
+    props: dict[str, Any] = {"gameId": game, "type": {"type": "string", "enum": [wire_type]}}
     if wire_type == CHAT:
-        props["to"] = {"type": "array", "items": {"type": "integer"}}
-        props["text"] = {"type": "string"}
+        others = [n for n in range(1, SEATS + 1) if n != seat]
+        props["to"] = {"type": "array", "items": {"type": "integer", "enum": others},
+                       "minItems": 1, "maxItems": len(others)}
+        props["text"] = {"type": "string", "minLength": 1, "maxLength": CHAT_MAX_CHARS, "pattern": r"\S"}
     elif wire_type == DECISION:
-        props["compensationDecisions"] = {"type": "array", "items": {"type": "integer", "enum": [0, 1]}}
+        props["compensationDecisions"] = {"type": "array", "items": {"type": "integer", "enum": [0, 1]},
+                                          "minItems": 1, "maxItems": 1}
     else:
-        props[spec.field] = {"type": "array", "items": {"type": ["integer", "null"]}}
+        amount: dict[str, Any] = {"type": "integer", "minimum": 0}
+        if cap is not None:
+            amount["maximum"] = cap
+        props[spec.field] = {"type": "array", "items": {"anyOf": [{"type": "null"}, amount]},
+                             "minItems": 2, "maxItems": 2}
     return {
         "name": wire_type.replace("-", "_"),
         "strict": True,

@@ -20,6 +20,10 @@ dataset builder uses) and reacts; it never waits for a model. Decisions run as s
 - Stale answers: a decision still running when its round/phase ends is cancelled, and an answer that comes back
   after its phase has passed is dropped, never sent into the next phase.
 - Everything sent is validated by lib.actions.validate_action: plain integers in range, right role, right phase.
+- Who decided: every decision becomes one row of the run's decisions table (lib.decisions.DecisionLog): the
+  model (first answer, or after retries), the fallback and why (timeout, model error, invalid answers), the rule
+  policy, or nothing sent. A model policy reports its attempts into the decision's lib.decisions.Trace; whoever
+  cancels a decision writes the reason there first, so a cut model call says what cut it.
 
 Network (PROTOCOL.md sections 2 and 4): a lost connection is reconnected with backoff (`reconnect_delays`: one
 pause per attempt, so the attempts are bounded and a server that stays away ends the agent with an AgentError
@@ -41,12 +45,14 @@ import dataclasses
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from lib import decisions
 from lib.actions import (
     CHAT,
     SPECS,
@@ -57,7 +63,7 @@ from lib.actions import (
     validate_action,
     wire_json,
 )
-from lib.game import GameParams
+from lib.game import ROLE_NAMES, GameParams
 from lib.ibexapi import GameNotFound, IbexApi, IbexApiError
 from lib.policy import Policy, amount_cap, fallback_action
 from lib.resync import apply_resync
@@ -116,7 +122,8 @@ class Agent:
     def __init__(self, ws_url: str, game_id: int, recovery: str, policy: Policy, transcript: Transcript, *,
                  params: GameParams | None = None, settings: AgentSettings | None = None,
                  name: str = "agent", joined: asyncio.Event | None = None, api: IbexApi | None = None,
-                 resume: bool = False) -> None:
+                 resume: bool = False, decision_log: decisions.DecisionLog | None = None,
+                 on_phase: Callable[[Agent], None] | None = None) -> None:
         self.ws_url = ws_url
         self.game_id = game_id
         self.recovery = recovery
@@ -128,6 +135,8 @@ class Agent:
         self.joined = joined or asyncio.Event()
         self.api = api  # for the status snapshot after a rejoin; without it the view catches up at the next phase
         self.resume = resume  # the code already holds a seat (a crashed run's): the first join is a rejoin too
+        self.decision_log = decision_log  # the run's decisions table, one row per decision
+        self.on_phase = on_phase  # told of every new round/phase and of game-over (live progress)
         self.view = PlayerView(game_id=game_id)
         if params is not None:
             self.view.round_count = params.round_count
@@ -141,6 +150,8 @@ class Agent:
         self._connection = 0  # how many sockets this agent has opened
         self._ready_task: asyncio.Task[None] | None = None
         self._decisions: dict[Key, asyncio.Task[None]] = {}
+        self._traces: dict[Key, decisions.Trace] = {}  # of the decisions running, to say why one is cancelled
+        self._delivered: set[Key] = set()  # answers whose send went out on a socket (the server may have them)
         self._handled: set[Key] = set()  # (round, phase, wire type) already decided
         self._chosen: dict[Key, dict[str, Any]] = {}  # the answer decided for a key, kept to re-send after a rejoin
         self._acked: set[Key] = set()  # actions the server acknowledged
@@ -280,6 +291,8 @@ class Agent:
         self.transcript.write("meta", event="socket closed", code=code)
 
     async def _stop_tasks(self) -> None:
+        for trace in self._traces.values():
+            trace.cancel_reason = trace.cancel_reason or "the agent is shutting down"
         tasks = [t for t in self._tasks if not t.done()]
         for task in tasks:
             task.cancel()
@@ -341,6 +354,7 @@ class Agent:
                               acted=sorted(sync.acted), ignored_result=sync.ignored_result,
                               chat_added=sync.chat_added, frames=sync.frames)
         if view.game_over:
+            self._tell_phase()
             self._finish_connection()
             return
         if (view.round, view.phase) != before:
@@ -349,18 +363,24 @@ class Agent:
         for wire_type in sync.acted:
             self._handled.add((view.round, view.phase, wire_type))
             self._acked.add((view.round, view.phase, wire_type))
-        self._after_rejoin(sync.acted)
+        self._after_rejoin(sync.acted, snapshot=True)
 
-    def _after_rejoin(self, acted: set[str]) -> None:
-        """Re-send answers chosen for this phase that the server may not have; decide what is still owed."""
+    def _after_rejoin(self, acted: set[str], snapshot: bool = False) -> None:
+        """Re-send answers chosen for this phase that the server may not have; decide what is still owed.
+
+        `snapshot`: `acted` comes from the server's status snapshot. Without one, a chat that went out on the
+        old socket is never sent again: the server may have relayed it, and a second copy would reach every
+        recipient (a repeated request, offer or vote only replaces the first, so those are re-sent)."""
         view = self.view
         if view.phase == 0 and not view.ready_acked and (self._ready_task is None or self._ready_task.done()):
             self._start_ready(delay=0.0)
         for key, message in list(self._chosen.items()):
             if key[:2] != (view.round, view.phase) or key[2] in acted or key in self._acked or key in self._decisions:
                 continue
-            if key[2] == CHAT and self.api is None:
-                continue  # no snapshot to say whether it arrived: a second copy would reach every recipient
+            if key[2] == CHAT and not snapshot and key in self._delivered:
+                self.transcript.write("meta", event="chat not re-sent: no snapshot says whether it arrived",
+                                      round=key[0], phase=key[1])
+                continue
             self.transcript.write("meta", event="re-sending an answer the server may not have", wire_type=key[2])
             self._spawn(self._send(message, source="re-sent after rejoin"))
         self._consider()
@@ -390,6 +410,7 @@ class Agent:
         view = self.view
         before = (view.round, view.phase)
         server_action_before = view.server_action
+        over_before = view.game_over
         kind = frame.get("eventType") if frame.get("type") == "event" else None
         if kind == "set-timer":
             self._set_timer_at = time.monotonic()
@@ -404,6 +425,8 @@ class Agent:
         if view.server_action is not None and view.server_action is not server_action_before:
             self._on_server_action(view.server_action)
         self._consider()
+        if view.game_over and not over_before:
+            self._tell_phase()
 
     def _note_join(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
@@ -437,6 +460,9 @@ class Agent:
         self._set_timer_at = None
         for key, task in list(self._decisions.items()):
             if key[:2] != (view.round, view.phase) and not task.done():
+                trace = self._traces.get(key)
+                if trace is not None:
+                    trace.cancel_reason = f"the phase moved on to round {view.round} phase {view.phase}"
                 task.cancel()
                 self.dropped += 1
                 self.transcript.write("dropped", wire_type=key[2], round=key[0], phase=key[1],
@@ -447,6 +473,14 @@ class Agent:
         deferred, self._deferred_action = self._deferred_action, None
         if deferred is not None:
             self._on_server_action(deferred, deferred=True)
+        self._tell_phase()
+
+    def _tell_phase(self) -> None:
+        if self.on_phase is not None:
+            try:
+                self.on_phase(self)
+            except Exception as exc:  # progress printing must never cost a decision
+                self.transcript.write("meta", event="progress callback failed", error=f"{type(exc).__name__}: {exc}")
 
     def _on_server_action(self, data: dict[str, Any], deferred: bool = False) -> None:
         view = self.view
@@ -539,7 +573,15 @@ class Agent:
                               source="server" if server_data is not None else "agent",
                               seconds_left=round(phase_end - time.monotonic(), 3), deadline_from=how,
                               act_within=round(act_by - time.monotonic(), 3), cap=cap)
-        message, reason = None, None
+        trace = decisions.Trace(deadline=act_by)
+        decisions.begin(trace)  # this task's context: the model policy reports its attempts into it
+        self._traces[key] = trace
+        started = time.monotonic()
+        model = getattr(self.policy, "model", None)
+        if self.decision_log is not None:
+            self.decision_log.started(game=self.game_id, round=key[0], phase=key[1], seat=snapshot.number,
+                                   agent=self.name, action_type=wire_type, model=model)
+        message, reason, why = None, None, None
         budget = act_by - time.monotonic()
         try:
             if budget > 0:
@@ -548,37 +590,73 @@ class Agent:
                     message = await self.policy.decide(snapshot, wire_type, cap=cap, action_required=action_required,
                                                        deadline=act_by, transcript=self.transcript)
                 if message is None:
-                    reason = "no valid answer"
+                    reason, why = "no valid answer", trace.why_no_answer()
             else:
-                reason = "no time left before the safety margin"
+                reason, why = "no time left before the safety margin", decisions.TIMEOUT
         except TimeoutError:
-            reason = "deadline minus safety margin reached"
+            reason, why = "deadline minus safety margin reached", decisions.TIMEOUT
+        except asyncio.CancelledError:
+            self._record(key, snapshot, wire_type, None, decisions.NONE, started, trace, model,
+                         detail=f"no answer sent: {trace.cancel_reason or 'cancelled'}")
+            raise
         except Exception as exc:  # whatever the policy's failure, the fallback still goes out
             reason = f"{type(exc).__name__}: {exc}"
+            why = decisions.MODEL_ERROR if trace.attempts else decisions.POLICY_ERROR
         source = self.policy.name
-        if message is None:
+        if message is not None:
+            made_by = source if not trace.attempts else decisions.MODEL if trace.attempts == 1 \
+                else decisions.MODEL_RETRIED
+            detail = trace.summary() if trace.attempts > 1 else None
+        else:
             self.fallbacks += 1
+            made_by = decisions.FALLBACK
+            detail = f"{reason}; {trace.summary()}" if trace.attempts else reason
             try:
                 message = fallback_action(snapshot, wire_type, cap)
             except ActionError as exc:
                 message, reason = None, f"{reason}; no fallback possible: {exc}"
+                detail = f"{detail}; no fallback possible: {exc}"
             source = "fallback"
             self.transcript.write("fallback", wire_type=wire_type, round=key[0], phase=key[1], reason=reason,
-                                  action=message)
+                                  fallback_reason=why, action=message)
             if message is None:
+                self._record(key, snapshot, wire_type, None, made_by, started, trace, model, why=why,
+                             detail=detail if wire_type != CHAT else f"{detail}; chat has no fallback: nothing sent")
                 return
         if (self.view.round, self.view.phase) != key[:2] or self.view.game_over:
             self.dropped += 1
+            stale = f"stale: the game is now in round {self.view.round} phase {self.view.phase}"
             self.transcript.write("dropped", wire_type=wire_type, round=key[0], phase=key[1], action=message,
-                                  reason=f"stale: the game is now in round {self.view.round} phase {self.view.phase}")
+                                  reason=stale)
+            self._record(key, snapshot, wire_type, message, made_by, started, trace, model, why=why,
+                         detail=f"{detail}; {stale}" if detail else stale)
             return
         try:
             message = validate_action(message, snapshot, wire_type, cap=cap)
         except ActionError as exc:  # a policy bug; never send what the checks refuse
             self.transcript.write("meta", event="refused to send an invalid action", error=str(exc), action=message)
+            self._record(key, snapshot, wire_type, message, made_by, started, trace, model, why=why,
+                         detail=f"refused to send an invalid action: {exc}")
             return
         self._chosen[key] = message
-        await self._send(message, source=source)
+        self._record(key, snapshot, wire_type, message, made_by, started, trace, model, why=why, detail=detail,
+                     sent=True)
+        await self._send(message, source=source, made_by=made_by)
+
+    def _record(self, key: Key, view: PlayerView, wire_type: str, action: dict[str, Any] | None, made_by: str,
+                started: float, trace: decisions.Trace, model: str | None, *, why: str | None = None,
+                detail: str | None = None, sent: bool = False) -> None:
+        """One row of the decisions table (`sent`: the action was chosen to go out now)."""
+        self._traces.pop(key, None)
+        if self.decision_log is None:
+            return
+        self.decision_log.add(decisions.Decision(
+            game=self.game_id, round=key[0], phase=key[1], seat=view.number,
+            role=ROLE_NAMES.get(view.role) if view.role is not None else None, agent=self.name,
+            action_type=wire_type, made_by=made_by, action=action, private_values=view.current.values,
+            fallback_reason=why if made_by == decisions.FALLBACK else None, detail=detail,
+            model=model if trace.attempts else None, attempts=trace.attempts,
+            latency_s=time.monotonic() - started, sent=sent))
 
     # ------------------------------------------------------------------ frames out
 
@@ -592,6 +670,8 @@ class Agent:
             # Kept in _chosen when it is an action: re-sent after the rejoin if the server does not have it.
             self.transcript.write("meta", event="send failed: connection closed", msg=message)
             return
+        if isinstance(message.get("type"), str):
+            self._delivered.add((self.view.round, self.view.phase, message["type"]))
         self.view.apply_sent(message)
         self.sent.append(message)
         self.transcript.write("send", msg=message, **note)
@@ -600,8 +680,9 @@ class Agent:
 async def run_agent(ws_url: str, game_id: int, recovery: str, policy: Policy, transcript: Transcript, *,
                     params: GameParams | None = None, settings: AgentSettings | None = None,
                     name: str = "agent", joined: asyncio.Event | None = None,
-                    api: IbexApi | None = None, resume: bool = False) -> PlayerView:
+                    api: IbexApi | None = None, resume: bool = False,
+                    decision_log: decisions.DecisionLog | None = None) -> PlayerView:
     """Play one seat of game `game_id` on the server at `ws_url` until game-over; the final view."""
     agent = Agent(ws_url, game_id, recovery, policy, transcript, params=params, settings=settings, name=name,
-                  joined=joined, api=api, resume=resume)
+                  joined=joined, api=api, resume=resume, decision_log=decision_log)
     return await agent.run()

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECORD_PATH = PROJECT_ROOT / "data" / "finetune_job.json"
@@ -24,6 +25,7 @@ DEFAULT_RECORD_PATH = PROJECT_ROOT / "data" / "finetune_job.json"
 DEFAULT_CHAT_MODEL = "gpt-4.1-mini-2025-04-14"
 
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+OPENAI_URL = "https://api.openai.com/v1"  # where the SDK goes when OPENAI_BASE_URL is empty
 
 
 class JobRecordError(ValueError):
@@ -79,11 +81,31 @@ def write_record(path: str | Path, record: Mapping[str, Any]) -> None:
         raise
 
 
+def endpoint(env: Mapping[str, str]) -> str:
+    """The endpoint the openai SDK talks to under these settings."""
+    return env.get("OPENAI_BASE_URL", "").strip() or OPENAI_URL
+
+
+def _comparable(url: str) -> str:
+    return url.strip().rstrip("/").lower()
+
+
+def _printable(url: str) -> str:
+    """The URL without a user:password part."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = f"{parts.hostname or ''}:{parts.port}" if parts.port else parts.hostname or ""
+    return urlunsplit(parts._replace(netloc=f"[redacted]@{netloc}"))
+
+
 def resolve_model(env: Mapping[str, str],
                   record_path: str | Path = DEFAULT_RECORD_PATH) -> tuple[str, str]:
     """(model, where it came from): OPENAI_MODEL if set, else the fine_tuned_model of a
     succeeded job in the record, else DEFAULT_CHAT_MODEL. Raises JobRecordError when the
-    record exists but is unreadable, rather than silently playing with another model."""
+    record exists but is unreadable, rather than silently playing with another model, and when
+    the recorded job ran on another endpoint than OPENAI_BASE_URL's: a fine-tuned model lives
+    where it was trained, and another endpoint would not have it."""
     if env.get("OPENAI_MODEL", "").strip():
         return env["OPENAI_MODEL"].strip(), "OPENAI_MODEL"
     record = read_record(record_path)
@@ -92,6 +114,13 @@ def resolve_model(env: Mapping[str, str],
     job_id = record.get("job_id", "?")
     model = record.get("fine_tuned_model")
     if record.get("status") == "succeeded" and isinstance(model, str) and model:
+        trained_at = record.get("base_url")
+        here = endpoint(env)
+        if isinstance(trained_at, str) and trained_at.strip() and _comparable(trained_at) != _comparable(here):
+            raise JobRecordError(
+                f"{record_path}: job {job_id}'s model {model} was trained at {_printable(trained_at)}, but "
+                f"OPENAI_BASE_URL points at {_printable(here)}, which does not have it: set OPENAI_BASE_URL "
+                "back, or set OPENAI_MODEL to a model this endpoint serves")
         return model, f"{record_path} (job {job_id})"
     status = record.get("status", "unknown")
     return DEFAULT_CHAT_MODEL, (f"default ({record_path}: job {job_id} is {status}, "

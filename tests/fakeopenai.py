@@ -11,8 +11,9 @@ and response parsing are exercised exactly as they are against api.openai.com.
         fake.calls[-1]["json"]["messages"]
 
 Covered: chat completions (queued replies or a default callable, delays, injected errors,
-streaming), files (multipart upload, list, retrieve, content, delete), fine-tuning jobs
-(create, list, retrieve advancing one status per call, events, cancel), models.
+streaming, unknown models when `chat_models` is set), files (multipart upload, list, retrieve,
+content, delete), fine-tuning jobs (create, list, retrieve advancing one status per call, events,
+cancel), models.
 Errors use OpenAI's body shape {"error": {"message", "type", "param", "code"}}.
 """
 
@@ -90,6 +91,8 @@ class FakeOpenAI:
         self.job_outcome: str | tuple[str, dict] = "succeeded"
         self.jobs_advance = True    # False holds every job at its status (to interrupt a follow)
         self.finetunable_models = set(FINETUNABLE_MODELS)
+        # None: chat answers for any model name; a set: other names get OpenAI's 404 model_not_found.
+        self.chat_models: set[str] | None = None
         self.files: dict[str, dict] = {}        # id -> {"object": FileObject dict, "content": bytes}
         self.jobs: dict[str, dict] = {}         # id -> {"job": FineTuningJob dict, "events": [...]}
         self._failures: list[dict] = []
@@ -199,6 +202,10 @@ class FakeOpenAI:
     # ----------------------------------------------------------------- chat
 
     def _chat(self, body: dict) -> tuple[int, dict, dict]:
+        model = body.get("model")
+        if self.chat_models is not None and model not in self.chat_models:
+            raise _HTTPError(404, f"The model `{model}` does not exist or you do not have access to it.",
+                             "model_not_found")
         fmt = body.get("response_format") or {}
         if fmt.get("type") == "json_schema" and not self.json_schema_supported:
             raise _HTTPError(400, "response_format of type json_schema is not supported "
@@ -369,11 +376,16 @@ class FakeOpenAI:
             self._event(job_id, "The job has successfully completed")
 
     def _steps(self, job_id: str, first: int, last: int, total: int = 4) -> None:
+        validated = self.jobs[job_id]["job"].get("validation_file") is not None
         for step in range(first, last + 1):
             loss = round(2.0 / step, 4)
-            self._event(job_id, f"Step {step}/{total}: training loss={loss}",
-                        data={"step": step, "train_loss": loss, "total_steps": total,
-                              "train_mean_token_accuracy": round(0.5 + step / 10, 3)})
+            data = {"step": step, "train_loss": loss, "total_steps": total,
+                    "train_mean_token_accuracy": round(0.5 + step / 10, 3)}
+            if validated:  # as OpenAI: a validation loss per step, the full set's at the last step
+                data["valid_loss"] = round(loss + 0.1, 4)
+                if step == total:
+                    data["full_valid_loss"] = round(loss + 0.05, 4)
+            self._event(job_id, f"Step {step}/{total}: training loss={loss}", data=data)
 
     def _get_job(self, job_id: str) -> dict:
         if job_id not in self.jobs:

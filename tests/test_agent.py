@@ -8,6 +8,8 @@ failure: malformed JSON, an out-of-range or wrong-role answer, an answer slower 
 from __future__ import annotations
 
 import asyncio
+import csv
+import dataclasses
 import json
 import re
 import threading
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 
 from lib.agent import Agent, AgentError, AgentSettings
+from lib.decisions import DecisionLog
 from lib.game import SEATS, parameters_from_dict
 from lib.llm import LLMPolicy
 from lib.localserver import LocalServer
@@ -36,6 +39,7 @@ class Played:
     recorded: dict[str, Any]  # the log the server wrote at game-over
     agents: list[Agent]
     transcripts: dict[int, list[dict[str, Any]]]  # seat -> records
+    decisions: list[dict[str, str]] = dataclasses.field(default_factory=list)  # the rows of decisions.csv
 
     def received(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Client messages the server logged (its handlers saw them), joins and readies left out."""
@@ -49,10 +53,12 @@ async def _play(tmp_path: Path, policy: Any, overrides: dict[str, Any], settings
     async with LocalServer(records_dir=tmp_path / "records", **server_kwargs) as server:
         game_id = server.create_game(overrides)
         agents = []
+        log = DecisionLog(tmp_path / "logs" / "decisions.csv")
         for k in range(1, SEATS + 1):
             transcript = Transcript(tmp_path / "logs" / f"agent{k}.jsonl")
             agents.append(Agent(server.ws_url, game_id, f"recovery-code-{k:02d}-{'x' * 40}", policy, transcript,
-                                params=params if agent_params else None, settings=settings, name=f"agent{k}"))
+                                params=params if agent_params else None, settings=settings, name=f"agent{k}",
+                                decision_log=log))
         tasks = []
         try:
             for agent in agents:  # one after another, so agent k takes seat k
@@ -69,10 +75,13 @@ async def _play(tmp_path: Path, policy: Any, overrides: dict[str, Any], settings
             await asyncio.gather(*tasks, return_exceptions=True)
             for agent in agents:
                 agent.transcript.close()
+            log.close()
             if isinstance(policy, LLMPolicy):
                 await policy.close()
     transcripts = {a.view.number: read_transcript(a.transcript.path) for a in agents}
-    return Played(recorded, agents, transcripts)
+    with open(log.path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return Played(recorded, agents, transcripts, rows)
 
 
 def play(tmp_path: Path, policy: Any, overrides: dict[str, Any] | None = None, *,
@@ -275,6 +284,69 @@ def test_model_agents_recover_from_bad_answers_and_fall_back_when_too_slow(tmp_p
         assert fake.api_key not in text and f"recovery-code-{seat:02d}" not in text
 
 
+def test_every_decision_says_who_made_it_in_the_decisions_table(tmp_path):
+    """One seat per way a decision can come about, with the real SDK against the fake OpenAI server: the table
+    holds a row per decision, and a model that failed never passes for one that played."""
+    from tests.fakeopenai import FakeOpenAI
+
+    invalid = '{"gameId":1,"type":"compensation-request","compensationRequests":[null,"lots"]}'
+    brain = Brain({
+        (1, "SubmitCompensationRequest"): [invalid],  # then a good answer: model after one retry
+        (3, "SubmitCompensationRequest"): [invalid] * 3,  # every answer invalid: fallback
+        (4, "SubmitCompensationRequest"): [{"status": 404, "error": {"message": "no such model"}}],
+        (5, "SubmitCompensationRequest"): [{"content": json.dumps(GOOD["SubmitCompensationRequest"](5)),
+                                            "delay": 3.0}],  # slower than the deadline
+    })
+    with FakeOpenAI() as fake:
+        fake.chat_default = brain
+        policy = LLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="ft:test-model", max_retries=2)
+        played = play(tmp_path, policy)
+
+    assert_clean_game(played, rounds=[1])
+    rows = {(int(r["seat"]), r["action_type"]): r for r in played.decisions}
+    assert len(played.decisions) == 11 and len(rows) == 11
+    who = {(seat, kind[13:]): (r["made_by"], r["fallback_reason"], r["attempts"], r["retries"])
+           for (seat, kind), r in rows.items()}
+    assert who[(1, "request")] == ("model-after-retries", "", "2", "1")
+    assert who[(3, "request")] == ("fallback", "invalid-answers", "3", "2")
+    assert who[(4, "request")] == ("fallback", "model-error", "1", "0")
+    assert who[(5, "request")] == ("fallback", "timeout", "1", "0")
+    assert who[(6, "request")] == ("model", "", "1", "0")
+    assert who[(2, "offer")] == ("model", "", "1", "0")
+    # Each row holds what the server received from that seat, the seat's private values and its role.
+    for entry in played.received():
+        row = rows[(entry["number"], entry["content"]["type"])]
+        assert json.loads(row["action"]) == entry["content"] and row["sent"] == "yes"
+        assert (row["game"], row["round"], row["phase"]) == ("1", "1", str(entry["phase"]))
+        agent = next(a for a in played.agents if a.view.number == entry["number"])
+        assert json.loads(row["private_values"]) == agent.view.rounds[1].values
+        assert row["role"] == ("developer" if entry["number"] == 2 else "owner")
+        assert row["model"] == "ft:test-model" and float(row["latency_s"]) >= 0
+    assert "no such model" in rows[(4, "compensation-request")]["detail"]
+
+
+def test_a_model_call_cut_at_the_deadline_says_so_not_that_the_phase_moved_on(tmp_path):
+    """Issue 12, item 6: the call is cut by the deadline while phase 3 still runs (seat 1 has not even asked yet
+    when seat 5's fallback goes out), and its record must say the deadline cut it."""
+    from tests.fakeopenai import FakeOpenAI
+
+    brain = Brain({(5, "SubmitCompensationRequest"): [{"content": json.dumps(GOOD["SubmitCompensationRequest"](5)),
+                                                      "delay": 3.0}]})
+    with FakeOpenAI() as fake:
+        fake.chat_default = brain
+        policy = LLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="ft:test-model")
+        played = play(tmp_path, policy)
+
+    seat5 = played.transcripts[5]
+    [cut] = [r for r in seat5 if r["kind"] == "model-call" and r.get("error", "").startswith("cancelled")]
+    assert "deadline" in cut["error"] and "phase moved on" not in cut["error"]
+    [fallback] = [r for r in seat5 if r["kind"] == "fallback"]
+    assert fallback["fallback_reason"] == "timeout" and fallback["round"] == cut["round"] == 1
+    # The phase had not moved: the fallback went out in phase 3 and the server took it there.
+    [request] = [e for e in played.received("compensation-request") if e["number"] == 5]
+    assert request["phase"] == 3 and request["content"] == fallback["action"]
+
+
 def test_an_answer_still_pending_when_its_phase_ends_is_dropped(tmp_path):
     """Seat 3's model answers after the request phase has ended; the answer must never reach the server.
 
@@ -299,7 +371,9 @@ def test_an_answer_still_pending_when_its_phase_ends_is_dropped(tmp_path):
     dropped = [r for r in played.transcripts[3] if r["kind"] == "dropped"]
     assert len(dropped) == 1 and dropped[0]["wire_type"] == "compensation-request" and dropped[0]["phase"] == 3
     cancelled = [r for r in played.transcripts[3] if r["kind"] == "model-call" and "cancelled" in r.get("error", "")]
-    assert len(cancelled) == 1
+    assert len(cancelled) == 1 and "the phase moved on to round 1 phase 4" in cancelled[0]["error"]
+    [row] = [r for r in played.decisions if r["seat"] == "3" and r["phase"] == "3"]
+    assert row["made_by"] == "none" and row["sent"] == "no" and "phase moved on" in row["detail"]
     assert [m for m in sent_by(played, 3) if m["type"] == "compensation-request"] == []
 
 

@@ -55,7 +55,8 @@ async def wait_for(condition: Callable[[], bool]) -> None:
 async def play_game(tmp_path: Path, server: LocalServer, *, ws_url: Callable[[int], str] | None = None,
                     api_url: str | None = None, policies: dict[int, Any] | None = None,
                     during: Callable[[int], Awaitable[None]] | None = None, overrides: dict[str, Any] | None = None,
-                    expect_errors: bool = False) -> tuple[Played | None, list[Any]]:
+                    expect_errors: bool = False,
+                    settings: AgentSettings = SETTINGS) -> tuple[Played | None, list[Any]]:
     """Six agents (agent k in seat k) play one game; `during(game_id)` runs meanwhile. (what was played, each
     agent's result or exception)."""
     settings_overrides = {**FAST, **(overrides or {})}
@@ -68,7 +69,7 @@ async def play_game(tmp_path: Path, server: LocalServer, *, ws_url: Callable[[in
                 transcript = Transcript(tmp_path / "logs" / f"agent{k}.jsonl")
                 agent = Agent(ws_url(k) if ws_url else server.ws_url, game_id, f"recovery-{k:02d}-{'z' * 50}",
                               (policies or {}).get(k, BaselinePolicy()), transcript, params=params,
-                              settings=SETTINGS, name=f"agent{k}", api=api)
+                              settings=settings, name=f"agent{k}", api=api)
                 agents.append(agent)
                 tasks.append(asyncio.ensure_future(agent.run()))
                 await asyncio.wait_for(agent.joined.wait(), 5)
@@ -169,6 +170,33 @@ def test_a_request_already_at_the_server_is_not_sent_again_after_a_drop(tmp_path
     resyncs = [r for r in seat5 if r["kind"] == "resync"]
     assert resyncs and resyncs[0]["phase"] == 3 and resyncs[0]["acted"] == ["compensation-request"]
     assert len([m for m in sent_by(played, 5) if m["type"] == "compensation-request"]) == 1
+
+
+def test_chat_already_sent_is_not_sent_again_when_the_status_snapshot_fails_after_a_rejoin(tmp_path):
+    """Issue 12, item 7: seat 2's chat reached the server, then its connection drops; after the rejoin
+    GET /games/status fails (nothing listens at the REST address), so nothing says whether the chat arrived.
+    A second copy would reach every recipient: it must not be sent."""
+    chat_settings = AgentSettings(chat=True, safety_margin=0.4, ready_delay=0.05, ready_resend=0.3,
+                                  reconnect_delays=(0.05, 0.1, 0.2, 0.4, 0.8))
+
+    async def scenario():
+        async with LocalServer() as server:
+            async def drop(game_id: int) -> None:
+                game = server.game(game_id)
+                await wait_for(lambda: any(m["sender"] == 2 for m in game.chat_logs.get((1, 2), [])))
+                await server.drop_connection(game_id, 2)
+
+            return await play_game(tmp_path, server, during=drop, api_url="http://127.0.0.1:9/api/v1",
+                                   overrides={"timer_phase_2": 2.0}, settings=chat_settings)
+
+    played, _results = asyncio.run(scenario())
+
+    assert_clean_game(played, rounds=[1])
+    seat2 = played.transcripts[2]
+    assert events(seat2, "connection lost") and events(seat2, "resync failed")
+    phase2 = [e for e in played.received("chat-with-players") if e["number"] == 2 and e["phase"] == 2]
+    assert len(phase2) == 1, "the chat reached the server once"
+    assert events(seat2, "chat not re-sent")
 
 
 def js_missing() -> Any:

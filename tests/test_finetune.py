@@ -103,6 +103,8 @@ def test_happy_path_uploads_trains_follows_and_records_the_model(env, data_dir, 
     for status in ("status: queued", "status: running", "status: succeeded"):
         assert status in out
     assert "training loss=0.5" in out
+    assert "final training loss 0.5 at step 4, validation loss (full set) 0.55" in out.splitlines()
+    assert record["final_metrics"]["train_loss"] == 0.5 and record["final_metrics"]["full_valid_loss"] == 0.55
     assert out.count("Fine-tuning job started") == 1          # each event printed once
     assert f"fine-tuned model {record['fine_tuned_model']}" in out
 
@@ -114,7 +116,7 @@ def test_handler_model_selection_reads_the_record(env, data_dir, capsys):
     assert run(capsys, "--data-dir", data_dir)[0] == 0
 
     tuned = record_of(data_dir)["fine_tuned_model"]
-    model, source = resolve_model({}, record_path)
+    model, source = resolve_model({"OPENAI_BASE_URL": env.base_url}, record_path)
     assert (model, str(record_path) in source) == (tuned, True)
     assert resolve_model({"OPENAI_MODEL": "gpt-4o-mini"}, record_path) == (
         "gpt-4o-mini", "OPENAI_MODEL")
@@ -165,12 +167,12 @@ def test_missing_training_set_says_how_to_build_it(env, tmp_path, capsys):
 
 def test_the_same_file_is_not_uploaded_twice_unless_deleted_remotely(env, data_dir, capsys):
     assert run(capsys, "--data-dir", data_dir)[0] == 0
-    assert run(capsys, "--data-dir", data_dir)[0] == 0
+    assert run(capsys, "--data-dir", data_dir, "--force")[0] == 0
     assert len(env.calls_to("POST", "/files")) == 2           # training + validation, once
 
     train_id = record_of(data_dir)["training_file"]["file_id"]
     env.client().files.delete(train_id)
-    code, out, _ = run(capsys, "--data-dir", data_dir)
+    code, out, _ = run(capsys, "--data-dir", data_dir, "--force")
 
     assert code == 0
     assert len(env.calls_to("POST", "/files")) == 3           # only the deleted one again
@@ -189,6 +191,24 @@ def test_previous_jobs_move_to_history(env, data_dir, capsys):
     assert second["history"][-1]["job_id"] == first["job_id"]
     assert second["history"][-1]["training_sha256"] == first["training_file"]["sha256"]
     assert second["history"][-1]["fine_tuned_model"] == first["fine_tuned_model"]
+
+
+def test_refuses_a_second_paid_job_on_data_that_already_trained_the_same_model(env, data_dir, capsys):
+    assert run(capsys, "--data-dir", data_dir)[0] == 0
+    first = record_of(data_dir)
+    calls = len(env.calls)
+
+    code, out, err = run(capsys, "--data-dir", data_dir)
+
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert first["job_id"] in err and first["fine_tuned_model"] in err and "--force" in err
+    assert len(env.calls) == calls, "nothing uploaded, no job started"
+    assert record_of(data_dir) == first
+    # Another base model is another experiment; so is the same model after the record moved on (history).
+    assert run(capsys, "--data-dir", data_dir, "--model", "gpt-4o-mini-2024-07-18")[0] == 0
+    assert run(capsys, "--data-dir", data_dir)[0] == 2
+    assert run(capsys, "--data-dir", data_dir, "--force")[0] == 0
+    assert len(env.calls_to("POST", "/fine_tuning/jobs")) == 3
 
 
 def test_refuses_a_new_job_while_the_recorded_one_runs(env, data_dir, capsys):
@@ -434,3 +454,36 @@ def test_resolve_model_refuses_a_corrupt_record(tmp_path):
     path.write_text("{half a reco")
     with pytest.raises(jobrecord.JobRecordError, match="finetune_job.json: not valid JSON"):
         resolve_model({}, path)
+
+
+def test_a_recorded_model_from_another_endpoint_is_refused_with_the_reason(tmp_path):
+    path = tmp_path / "finetune_job.json"
+    jobrecord.write_record(path, {"job_id": "ftjob-9", "status": "succeeded", "fine_tuned_model": "ft:x:lab::9",
+                                  "base_url": "https://user:secret@azure.example/openai/v1"})
+    here = {"OPENAI_BASE_URL": "http://127.0.0.1:11434/v1"}
+    with pytest.raises(jobrecord.JobRecordError) as caught:
+        resolve_model(here, path)
+    message = str(caught.value)
+    assert "ft:x:lab::9" in message and "azure.example" in message and "127.0.0.1:11434" in message
+    assert "secret" not in message and "\n" not in message
+    with pytest.raises(jobrecord.JobRecordError, match="api.openai.com"):
+        resolve_model({}, path)  # empty OPENAI_BASE_URL means OpenAI itself
+    # The same endpoint (a trailing slash aside), or a model named outright, is fine.
+    assert resolve_model({"OPENAI_BASE_URL": "https://user:secret@azure.example/openai/v1/"}, path)[0] == "ft:x:lab::9"
+    assert resolve_model({**here, "OPENAI_MODEL": "llama3"}, path) == ("llama3", "OPENAI_MODEL")
+
+
+def test_handler_stops_when_the_recorded_model_lives_on_another_endpoint(tmp_path):
+    path = tmp_path / "finetune_job.json"
+    jobrecord.write_record(path, {"job_id": "ftjob-9", "status": "succeeded", "fine_tuned_model": "ft:x:lab::9",
+                                  "base_url": "https://api.openai.com/v1"})
+    env = subprocess_env(OPENAI_API_KEY="sk-test-0000000000", OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+    result = subprocess.run([sys.executable, str(ROOT / "handler.py"), "--local", "--policy", "llm",
+                             "--job-record", str(path), "--logs-dir", str(tmp_path / "logs")],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "ft:x:lab::9 was trained at https://api.openai.com/v1" in result.stderr
+    assert "http://127.0.0.1:9/v1" in result.stderr and "OPENAI_MODEL" in result.stderr
+    assert not (tmp_path / "logs").exists()

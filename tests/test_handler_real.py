@@ -136,6 +136,12 @@ def test_game_fills_the_seats_asked_for_and_leaves_the_others_to_humans(tmp_path
     assert actions_by_seat(recorded) == FULL_ROUND
     assert "game 1 over; reconnects: 0, fallback actions: 0" in handler.out
     assert "  profit:   Owner 1 " in handler.out and ", Owner 2 -" in handler.out  # the humans' seats
+    # Our two seats took three decisions (a request, the offer, a vote); the humans' are not ours to count.
+    assert "decisions: 3: baseline 3 (100.0%)" in handler.lines
+    assert handler.lines.index("round 1") < handler.lines.index("game 1 over; reconnects: 0, fallback actions: 0")
+    [table] = (tmp_path / "logs").rglob("decisions.csv")
+    rows = table.read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 1 + 3 and all(",baseline,," in row for row in rows[1:])
     assert [s["agent"] for s in seats_file(tmp_path)["seats"]] == ["agent1", "agent2"]
 
 
@@ -224,6 +230,31 @@ def test_create_makes_the_game_from_the_params_file_and_plays_it(tmp_path):
         assert "admin-secret-pw" not in path.read_text()
 
 
+def test_ctrl_c_during_a_created_game_prints_the_round_so_far_and_the_shares_and_exits_130(tmp_path):
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({**FAST, "timer_phase_5": 30}))
+
+    async def scenario():
+        async with LocalServer(records_dir=tmp_path / "records", admin_password="admin-secret-pw") as server:
+            handler = await Handler.start(tmp_path, env_for(server), "--create", "--params", str(params))
+            await handler.wait_line("created game 1")
+            while server.game(1).phase != 5:  # requests and the offer are in, the votes are not
+                await asyncio.sleep(0.02)
+            handler.proc.send_signal(signal.SIGINT)
+            return await handler.finish(), handler
+
+    code, handler = run(scenario())
+
+    assert code == 130, handler.stderr
+    lines = handler.lines
+    assert "round 1 (unfinished)" in lines
+    assert "  votes:    Owner 1 -, Owner 2 -, Owner 3 -, Owner 4 -, Owner 5 -" in lines
+    assert "stopped by SIGINT: sockets closed, transcripts and decisions table complete" in lines
+    assert "decisions: 6: baseline 6 (100.0%)" in lines and "Traceback" not in handler.stderr
+    [table] = (tmp_path / "logs").rglob("decisions.csv")
+    assert len(table.read_text(encoding="utf-8").splitlines()) == 1 + 6
+
+
 def test_create_agents_only_answers_the_servers_spawn_call_itself(tmp_path):
     port = free_port()
     params = tmp_path / "params.json"
@@ -298,6 +329,14 @@ def test_serve_plays_two_agents_only_games_at_once_and_stops_cleanly_on_sigterm(
     assert handler.lines[-1] == "agent manager stopped cleanly"
     run_dirs = sorted(p.name.split("-")[-1] for p in (tmp_path / "logs").iterdir())
     assert run_dirs == ["game1", "game2"]
+    for game in created:  # one line per finished round per game, before the game's last line
+        [line] = [n for n, text in enumerate(handler.lines) if text.startswith(f"game {game.id} round 1: offer: ")]
+        assert handler.lines[line].endswith("; decisions: 11: baseline 11 (100.0%)"), handler.lines[line]
+        assert "outcome: " in handler.lines[line]
+        [over] = [n for n, text in enumerate(handler.lines) if text.startswith(f"game {game.id} over")]
+        assert line < over and handler.lines[over].endswith("; decisions: 11: baseline 11 (100.0%)")
+    for table in (tmp_path / "logs").rglob("decisions.csv"):
+        assert len(table.read_text(encoding="utf-8").splitlines()) == 1 + 11
 
 
 def test_serve_leaves_a_running_game_cleanly_on_sigterm(tmp_path):
