@@ -221,7 +221,8 @@ class LLMEvalPolicy:
         for attempt in range(self.max_retries + 1):
             try:
                 completion, structured = await llm.complete(example.messages, example.action,
-                                                            time.monotonic() + CALL_TIMEOUT)
+                                                            time.monotonic() + CALL_TIMEOUT, example.view(),
+                                                            example.cap)
                 break
             except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
                 # This prompt, not the endpoint (too long for the model, say): invalid, and not cached, so a later

@@ -177,10 +177,12 @@ class LLMPolicy:
                     raise TimeoutError("no time left before the deadline")
             return await self._create(messages, wire_type, timeout, False, view, cap), False
 
-    async def complete(self, messages: list[dict[str, str]], wire_type: str, deadline: float) -> tuple[Any, bool]:
-        """One call with exactly these messages, as decide makes it (structured output where the endpoint takes it):
-        (completion, structured?). Raises the SDK's errors; the evaluation (lib.evalpolicies) retries them itself."""
-        return await self._complete(messages, wire_type, deadline)
+    async def complete(self, messages: list[dict[str, str]], wire_type: str, deadline: float, view: PlayerView,
+                       cap: int) -> tuple[Any, bool]:
+        """One call with exactly these messages, as decide makes it (structured output, with the schema of this
+        player's game, seat and cap, where the endpoint takes it): (completion, structured?). Raises the SDK's
+        errors; the evaluation (lib.evalpolicies) retries them itself."""
+        return await self._complete(messages, wire_type, deadline, view, cap)
 
     async def decide(self, view: PlayerView, wire_type: str, *, cap: int, action_required: dict[str, Any],
                      deadline: float, transcript: Transcript | None) -> dict[str, Any] | None:
