@@ -79,8 +79,9 @@ class Status:
 
 @dataclass(frozen=True)
 class CreatedGame:
-    """POST /games/create-for-llm. `warning` holds the server's message when the game was created but its
-    agents-only spawn call failed (the server answers 500 then, with the game id)."""
+    """POST /games/create-for-llm. `warning` holds the server's message when the game was created and started but
+    its agents-only call to the agent manager failed: the real server then answers HTTP 400 with that message and
+    no id, and the game is found in the lobby by its title."""
 
     id: int
     warning: str | None = None
@@ -127,17 +128,28 @@ class IbexApi:
         return token
 
     async def create_for_llm(self, username: str, password: str, game_parameters: dict[str, Any]) -> CreatedGame:
-        """Create and start a game; its id. The credentials are the admin's (IBEX_USERNAME, IBEX_PASSWORD)."""
+        """Create and start a game; its id. The credentials are the admin's (IBEX_USERNAME, IBEX_PASSWORD).
+
+        `game_parameters` is the nested object the real server reads (lib.createparams.nested_payload). Give it a
+        title nobody else uses: when the server answers 400 after starting the game (its agents-only call to the
+        agent manager failed), the game is looked up in the lobby by that title and returned with a warning.
+        """
         body_in = {"username": username, "password": password, "gameParameters": game_parameters}
         try:
             status, body = await self._call("create-for-llm", "POST", "/games/create-for-llm", json_body=body_in,
                                             write=True)
         except IbexApiError as exc:
-            # An agents-only game whose spawn call failed is created and started all the same: HTTP 500 + its id.
-            created = _game_id(exc.body)
-            if exc.status == 500 and created is not None:
-                return CreatedGame(created, warning=exc.message)
-            raise
+            title = game_parameters.get("title") if isinstance(game_parameters, dict) else None
+            if exc.status != 400 or not isinstance(title, str) or not title:
+                raise
+            try:
+                lobby = await self.started()
+            except IbexApiError:
+                raise exc from None
+            started = [game.get("id") for game in lobby if game.get("title") == title]
+            if len(started) != 1 or not isinstance(started[0], int):
+                raise
+            return CreatedGame(started[0], warning=exc.message)
         game_id = _game_id(body)
         if game_id is None:
             raise IbexApiError("create-for-llm", f"the answer holds no game id ({_message(body)})", status)
