@@ -25,6 +25,7 @@ log = logging.getLogger("lib.localserver")
 MAX_BODY = 100 * 1024  # Express's express.json() limit: larger bodies get 413
 MAX_HEADER = 16 * 1024  # Node's --max-http-header-size: a longer request line and headers get 431
 HEADER_TIMEOUT = 10.0
+LINGER_SECONDS = 1.0
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TARGET = re.compile(r"[\x21-\x7e]+")
@@ -77,6 +78,7 @@ async def serve_http(handler: Handler, host: str, port: int) -> asyncio.Server:
                 request = await asyncio.wait_for(_read_request(reader), HEADER_TIMEOUT)
             except BadRequest as exc:
                 await _write(writer, Response(exc.status, b"", "text/plain"))
+                await _linger(reader, writer)
                 return
             await _write(writer, await handler(request))
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
@@ -88,6 +90,19 @@ async def serve_http(handler: Handler, host: str, port: int) -> asyncio.Server:
             writer.close()
 
     return await asyncio.start_server(on_client, host, port, limit=MAX_HEADER + 2)
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """After answering a request whose rest was not read: say we are done, then read what the client still sends
+    (briefly), so that closing does not reset the connection before the client has read the answer."""
+    if writer.can_write_eof():
+        writer.write_eof()
+    try:
+        async with asyncio.timeout(LINGER_SECONDS):
+            while await reader.read(1 << 16):
+                pass
+    except (TimeoutError, ConnectionError):
+        pass
 
 
 async def _read_line(reader: asyncio.StreamReader, budget: int) -> bytes:
