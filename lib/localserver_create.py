@@ -36,10 +36,10 @@ SQL_TITLE_CHARS = 64  # games.title VARCHAR(64)
 MAX_PLAYERS = 100  # the real server would insert any number of players; the local server plays six
 BIGINT = re.compile(r"\s*([+-]?\d+)\s*")
 _TOKEN = re.compile(r"[A-Za-z0-9_]+|\S")
-# Parameters the local game computes with as whole numbers (rounds, sessions, value ranges).
+# Parameters the local game computes with as whole numbers (rounds, sessions, value ranges and fixed values).
 WHOLE = ("round_count", "session_number", *(
     f"{who}_{cond['parameter']}_{edge}" for who in ("owner", "developer") for cond in CONDITIONS
-    for edge in ("low", "high")))
+    for edge in ("low", "fixed", "high")))
 
 
 class CreateRefused(Exception):
