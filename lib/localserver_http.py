@@ -43,7 +43,10 @@ class Request:
         """The body as JSON; ValueError with a readable message if it is not."""
         if not self.body:
             return {}
-        return json.loads(self.body.decode("utf-8"))
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except RecursionError:  # a body nested a few thousand levels deep (Express parses it)
+            raise ValueError("nested too deeply") from None
 
 
 @dataclass

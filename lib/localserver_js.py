@@ -265,6 +265,8 @@ def parse(text: str) -> Any:
         raise JSONParseError(_v8_message(exc, text)) from None
     except ValueError as exc:  # NaN, Infinity: not JSON for JS either
         raise JSONParseError(f"Unexpected token '{str(exc)[:1]}', \"{_snippet(text)}\" is not valid JSON") from None
+    except RecursionError:  # V8 parses any depth; Python's parser gives up near 1,000 levels
+        raise JSONParseError("Maximum call stack size exceeded") from None
 
 
 def _snippet(text: str) -> str:

@@ -84,6 +84,7 @@ MALFORMED = [
     ("200 KB body", LOGIN + b"Content-Length: %d\r\n\r\n" % len(BIG_BODY) + BIG_BODY, 413),
     ("body not UTF-8", LOGIN + b"Content-Length: 4\r\n\r\n\"\xff\xfe\"", 400),
     ("chunked body", LOGIN + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 411),  # Node reads it
+    ("JSON nested 40,000 deep", LOGIN + b"Content-Length: 80000\r\n\r\n" + b"[" * 40_000 + b"]" * 40_000, 400),
 ]
 
 
@@ -143,6 +144,23 @@ def test_a_join_whose_recovery_is_not_a_code_is_refused_and_takes_no_seat(extra)
     assert first.frames[1] == {"error": "Cannot rejoin game 1: invalid recovery string"}
     assert good.frames[0]["message"].endswith("We have now 1 players in the game.")
     assert assigned == 1 and list(sockets) == [1]
+
+
+def test_a_frame_nested_too_deep_for_python_is_answered_and_the_socket_stays_open():
+    async def scenario():
+        async with LocalServer() as server:
+            game_id = server.create_game(FAST)
+            client = await Client(server.ws_url).connect()
+            await client.send("[" * 40_000 + "]" * 40_000)
+            await client.wait_for(lambda f: "error" in f)
+            await client.send({"gameId": game_id, "type": "join", "recovery": "a" * 64})
+            await client.wait_for(lambda f: f.get("type") == "info")
+            return client.frames
+
+    frames = run(scenario())
+
+    assert frames[0] == {"error": "Maximum call stack size exceeded"}
+    assert frames[1]["message"].startswith("Player ")
 
 
 def test_status_never_finds_a_seat_for_a_code_that_is_not_one():
