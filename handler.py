@@ -3,8 +3,8 @@
     python handler.py --local                      offline demo: a local IBEX server, one game, six agents
     python handler.py --game ID [--players N] [--recovery CODE ...]
                                                    join an existing game on the IBEX server
-    python handler.py --create [--agents-only] [--params FILE] [--players N]
-                                                   create a game with create-for-llm, then play it
+    python handler.py --create [--agents-only] [--params FILE] [--players N] [--rounds N] [--no-practice]
+                               [--timer-scale X]   create a game with create-for-llm, then play it
     python handler.py --serve                      the agent manager for agents-only games (serverStarter.sh)
 
 --local starts lib.localserver in this process, creates a game, runs six agents (lib.agent) to game-over, writes
@@ -16,7 +16,8 @@ default to the local ports. --game takes the given recovery codes first (a code 
 seat after a crash) and fetches fresh ones with get-recovery for the other seats it should fill (--players N;
 by default every free seat, or only the given codes); seats left over stay free for humans. The codes of a run
 are kept in logs/<run>/seats.json (private file) to resume it. --create needs IBEX_USERNAME and IBEX_PASSWORD;
-its parameters are the real server's defaults with --params FILE on top (see lib/play.py). With --agents-only
+its parameters are the real server's defaults with --params FILE and --rounds, --practice/--no-practice and
+--timer-scale on top, sent in the nested form the server reads (lib/play.py, lib/createparams.py). With --agents-only
 the server asks an agent manager for the agents: this process is that manager for its game when nobody else
 listens on AGENT_MANAGER_HOST:AGENT_MANAGER_PORT, and plays the game itself when the server's call fails.
 --serve listens there (default 127.0.0.1:10341) for the server's POST /spawn-agents, answers at once and plays
