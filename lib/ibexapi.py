@@ -131,29 +131,37 @@ class IbexApi:
         """Create and start a game; its id. The credentials are the admin's (IBEX_USERNAME, IBEX_PASSWORD).
 
         `game_parameters` is the nested object the real server reads (lib.createparams.nested_payload). Give it a
-        title nobody else uses: when the server answers 400 after starting the game (its agents-only call to the
-        agent manager failed), the game is looked up in the lobby by that title and returned with a warning.
+        title nobody else uses: when the server answers 400 after starting an agents-only game (its call to the agent
+        manager failed), the game is the one with that title that the lobby did not list before the call; it is
+        returned with the server's message as a warning.
         """
         body_in = {"username": username, "password": password, "gameParameters": game_parameters}
+        nested = game_parameters if isinstance(game_parameters, dict) else {}
+        title = nested.get("title")
+        titled_before: set[Any] | None = None
+        if nested.get("agents_only") is True and isinstance(title, str) and title:
+            titled_before = await self._titled(title)  # a spawn failure's game is one that was not there before
         try:
             status, body = await self._call("create-for-llm", "POST", "/games/create-for-llm", json_body=body_in,
                                             write=True)
         except IbexApiError as exc:
-            title = game_parameters.get("title") if isinstance(game_parameters, dict) else None
-            if exc.status != 400 or not isinstance(title, str) or not title:
+            if exc.status != 400 or titled_before is None or not isinstance(title, str):
                 raise
-            try:
-                lobby = await self.started()
-            except IbexApiError:
-                raise exc from None
-            started = [game.get("id") for game in lobby if game.get("title") == title]
-            if len(started) != 1 or not isinstance(started[0], int):
+            new = (await self._titled(title) or set()) - titled_before
+            if len(new) != 1 or not isinstance(game_id := next(iter(new)), int):
                 raise
-            return CreatedGame(started[0], warning=exc.message)
+            return CreatedGame(game_id, warning=exc.message)
         game_id = _game_id(body)
         if game_id is None:
             raise IbexApiError("create-for-llm", f"the answer holds no game id ({_message(body)})", status)
         return CreatedGame(game_id)
+
+    async def _titled(self, title: str) -> set[Any] | None:
+        """Ids of the lobby's games with this title; None when the lobby cannot be read."""
+        try:
+            return {game.get("id") for game in await self.started() if game.get("title") == title}
+        except IbexApiError:
+            return None
 
     async def get_recovery(self, game_id: int, *, wait_for_start: float = 0.0) -> str:
         """A fresh recovery code for `game_id` (random, reserves nothing: the join binds it to a seat).

@@ -102,19 +102,24 @@ def test_bad_game_parameters_come_back_with_the_servers_reason():
 def test_an_agents_only_game_whose_spawn_call_fails_is_found_by_its_title():
     # The real server starts the game, then answers 400 with axios's error and no id.
     port = closed_port()
+    two_developers = {**FAST, "agents_only": True, "title": "run 7", "developers": {**FAST["developers"], "count": 2}}
 
     async def scenario():
         async with LocalServer(agent_manager=f"127.0.0.1:{port}") as server, IbexApi(server.api_url) as api:
-            server.create_game({}, title="another game")
+            server.create_game({}, title="run 7")  # an older game of the same title stays in the lobby
             created = await api.create_for_llm("admin", "admin", {**FAST, "agents_only": True, "title": "run 7"})
             with pytest.raises(IbexApiError) as untitled:
                 await api.create_for_llm("admin", "admin", {**FAST, "agents_only": True})
-            return created, untitled.value
+            with pytest.raises(IbexApiError) as not_started:
+                await api.create_for_llm("admin", "admin", two_developers)
+            return created, untitled.value, not_started.value
 
-    created, untitled = run(scenario())
+    created, untitled, not_started = run(scenario())
 
     assert created == CreatedGame(2, warning=f"connect ECONNREFUSED 127.0.0.1:{port}")
     assert (untitled.status, untitled.message) == (400, f"connect ECONNREFUSED 127.0.0.1:{port}")
+    assert not_started.message == ("Game 4 has 6 players but 7 were expected. This is most likely a player "
+                                   "generation a bug")
 
 
 def test_unknown_games_raise_game_not_found():
