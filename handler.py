@@ -3,8 +3,8 @@
     python handler.py --local                      offline demo: a local IBEX server, one game, six agents
     python handler.py --game ID [--players N] [--recovery CODE ...]
                                                    join an existing game on the IBEX server
-    python handler.py --create [--agents-only] [--params FILE] [--players N]
-                                                   create a game with create-for-llm, then play it
+    python handler.py --create [--agents-only] [--params FILE] [--players N] [--rounds N] [--no-practice]
+                               [--timer-scale X]   create a game with create-for-llm, then play it
     python handler.py --serve                      the agent manager for agents-only games (serverStarter.sh)
 
 --local starts lib.localserver in this process, creates a game, runs six agents (lib.agent) to game-over, writes
@@ -17,7 +17,8 @@ default to the local ports. --game takes the given recovery codes first (a code 
 seat after a crash) and fetches fresh ones with get-recovery for the other seats it should fill (--players N;
 by default every free seat, or only the given codes); seats left over stay free for humans. The codes of a run
 are kept in logs/<run>/seats.json (private file) to resume it. --create needs IBEX_USERNAME and IBEX_PASSWORD;
-its parameters are the real server's defaults with --params FILE on top (see lib/play.py). With --agents-only
+its parameters are the real server's defaults with --params FILE and --rounds, --practice/--no-practice and
+--timer-scale on top, sent in the nested form the server reads (lib/play.py, lib/createparams.py). With --agents-only
 the server asks an agent manager for the agents: this process is that manager for its game when nobody else
 listens on AGENT_MANAGER_HOST:AGENT_MANAGER_PORT, and plays the game itself when the server's call fails.
 --serve listens there (default 127.0.0.1:10341) for the server's POST /spawn-agents, answers at once and plays
@@ -140,14 +141,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "fitted_policy.json) (default: llm when OPENAI_API_KEY is set, else baseline)")
     parser.add_argument("--fitted-params", type=Path, default=ROOT / "data" / "fitted_policy.json", metavar="FILE",
                         help="--policy fitted: the parameters to play (default data/fitted_policy.json)")
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"paid rounds (default {DEFAULT_ROUNDS})")
+    parser.add_argument("--rounds", type=int,
+                        help=f"paid rounds of the new game (--local: default {DEFAULT_ROUNDS}; --create: default "
+                             "the --params file's, else the real server's 5)")
     practice = parser.add_mutually_exclusive_group()
-    practice.add_argument("--practice", dest="practice", action="store_true", default=True,
-                          help="play a practice round 0 first (default)")
-    practice.add_argument("--no-practice", dest="practice", action="store_false", help="no practice round")
+    practice.add_argument("--practice", dest="practice", action="store_true", default=None,
+                          help="play a practice round 0 first (the default of --local and of the real server)")
+    practice.add_argument("--no-practice", dest="practice", action="store_false", default=None,
+                          help="no practice round")
     parser.add_argument("--timer-scale", type=float,
-                        help="multiply the real server's phase timers by this (default "
-                             f"{DEFAULT_SCALE['baseline']} with the baseline, {DEFAULT_SCALE['llm']} with a model)")
+                        help="multiply the real server's phase timers by this (--local: default "
+                             f"{DEFAULT_SCALE['baseline']} with the baseline, {DEFAULT_SCALE['llm']} with a model; "
+                             "--create: the --params file's timers, rounded to whole seconds, default 1)")
     parser.add_argument("--chat", action="store_true", help="let the agents talk in the chat phases 2 and 5")
     parser.add_argument("--safety-margin", type=float,
                         help="seconds before a phase deadline by which every action is out; a fallback action goes "
@@ -190,8 +195,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--players must be from 1 to {SEATS}, got {args.players}")
     if args.agents_only and args.players is not None:
         parser.error("--players does not go with --agents-only: the server asks for every seat")
-    if args.rounds < 1:
+    if not (args.local or args.create) and (
+            args.rounds is not None or args.practice is not None or args.timer_scale is not None):
+        parser.error("--rounds, --practice/--no-practice and --timer-scale set up a new game: they work with --local "
+                     "and --create only")
+    if args.sessions is not None and not args.local:
+        parser.error("--sessions is the local server's private values table: it works with --local only")
+    if args.rounds is not None and args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    if args.local:
+        args.rounds = DEFAULT_ROUNDS if args.rounds is None else args.rounds
+        args.practice = True if args.practice is None else args.practice
     if args.timer_scale is not None and args.timer_scale <= 0:
         parser.error(f"--timer-scale must be positive, got {args.timer_scale:g}")
     if args.safety_margin is not None and args.safety_margin < 0:
@@ -607,6 +621,13 @@ def _rounds(count: int) -> str:
     return f"{count} round{'s' if count != 1 else ''}"
 
 
+def _describe(params: GameParams, parameters: dict[str, Any]) -> str:
+    """What --create asked the server for: rounds, practice, phase timers, title."""
+    timers = "/".join(f"{params.timer(p):g}" for p in range(1, LAST_PHASE + 1))
+    return (f"{_rounds(params.round_count)}{' after a practice round' if params.practice_round else ''}, "
+            f"phase timers {timers} s, title {parameters.get('title')!r}")
+
+
 def real_server(args: argparse.Namespace, env: Mapping[str, str]) -> ServerUrls:
     """IBEX_WS_URL / IBEX_API_URL (or the flags), defaulting to a server on this machine."""
     defaults = {"IBEX_WS_URL": DEFAULT_WS_URL, "IBEX_API_URL": DEFAULT_API_URL}
@@ -718,13 +739,13 @@ async def create_mode(real: Real) -> int:
         missing = "IBEX_USERNAME" if not username else "IBEX_PASSWORD"
         raise UsageError(f"missing setting {missing} (the admin account create-for-llm logs in with; set it in .env)")
     try:
-        parameters, params = load_game_parameters(args.params, agents_only=args.agents_only)
+        parameters, params = load_game_parameters(args.params, agents_only=args.agents_only, rounds=args.rounds,
+                                                  practice=args.practice, timer_scale=args.timer_scale)
     except PlayError as exc:
         raise UsageError(str(exc)) from None
     if not args.agents_only:
         created = await real.api.create_for_llm(username, password, parameters)
-        real.say(f"created game {created.id}: {_rounds(params.round_count)}"
-                 f"{' after a practice round' if params.practice_round else ''}")
+        real.say(f"created game {created.id}: {_describe(params, parameters)}")
         seats = await prepare_seats(real.api, created.id, args.players or SEATS, [])
         return report_game(real, await play_seats(real, created.id, seats, params))
     return await create_agents_only(real, username, password, parameters, params)
@@ -766,8 +787,7 @@ async def create_agents_only(real: Real, username: str, password: str, parameter
     try:
         created = await real.api.create_for_llm(username, password, parameters)
         ours.set_result(created.id)
-        real.say(f"created agents-only game {created.id}: {_rounds(params.round_count)}"
-                 f"{' after a practice round' if params.practice_round else ''}")
+        real.say(f"created agents-only game {created.id}: {_describe(params, parameters)}")
         if created.warning:
             real.say(f"the server could not get agents ({created.warning}); playing its six seats from here")
             seats = await prepare_seats(real.api, created.id, SEATS, [])

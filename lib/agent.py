@@ -3,9 +3,11 @@
 The receive loop reads every frame, writes it to the transcript, folds it into the PlayerView (the same view the
 dataset builder uses) and reacts; it never waits for a model. Decisions run as separate tasks:
 
-- Ready: right after join, and at every phase-0 transition after a short pause, `player-is-ready` is sent and
-  re-sent until `ready-received` arrives (the real server silently drops a ready that arrives while it saves the
-  new round, PROTOCOL.md section 4), for as long as the game stays in that phase 0.
+- Ready: once the server has acknowledged the join, and at every phase-0 transition after a short pause,
+  `player-is-ready` is sent and re-sent until `ready-received` arrives (the real server silently drops a ready that
+  arrives while it saves the new round, PROTOCOL.md section 4), for as long as the game stays in that phase 0.
+  Never together with the join: when the last seat's join and ready reach the real server in one read, both
+  messages test phase 0 complete, the game advances twice (phase 1 is skipped) and crashes at game-over.
 - Actions: when the player's role owes an action (lib.actions.action_due: owners in phase 3 and 6, the developer
   in 4, anyone in 2 and 5 when chat is on), or when the server itself sends an action-required (top-level or
   nested in an `instruction` event), a decision task asks the policy. The task works on a snapshot of the view.
@@ -160,6 +162,7 @@ class Agent:
         self._phase_started: float = time.monotonic()
         self._join_error: str | None = None
         self._join_confirmed = False  # on the current socket
+        self._join_acked = asyncio.Event()  # the same, for the ready loop to wait on
         self._gone: str | None = None  # why the game is over for us without a game-over (deleted, lost)
         self._deferred_action: dict[str, Any] | None = None  # a server action-required for the coming phase
         transcript.add_secret(recovery)
@@ -239,6 +242,7 @@ class Agent:
             else:
                 self._connection += 1
                 self._join_confirmed = False
+                self._join_acked.clear()
                 if failures or self._connection > 1:
                     self.transcript.write("meta", event="connected", connection=self._connection,
                                           failed_attempts=failures)
@@ -450,6 +454,7 @@ class Agent:
 
     def _confirm_join(self) -> None:
         self._join_confirmed = True
+        self._join_acked.set()
         self.joined.set()
 
     def _on_new_phase(self) -> None:
@@ -529,6 +534,7 @@ class Agent:
 
     async def _ready_loop(self, round_number: int, delay: float) -> None:
         view = self.view
+        await self._join_acked.wait()
         await asyncio.sleep(delay)
         while view.phase == 0 and view.round == round_number and not view.ready_acked and not view.game_over:
             if self._join_error:

@@ -79,8 +79,9 @@ class Status:
 
 @dataclass(frozen=True)
 class CreatedGame:
-    """POST /games/create-for-llm. `warning` holds the server's message when the game was created but its
-    agents-only spawn call failed (the server answers 500 then, with the game id)."""
+    """POST /games/create-for-llm. `warning` holds the server's message when the game was created and started but
+    its agents-only call to the agent manager failed: the real server then answers HTTP 400 with that message and
+    no id, and the game is found in the lobby by its title."""
 
     id: int
     warning: str | None = None
@@ -127,21 +128,40 @@ class IbexApi:
         return token
 
     async def create_for_llm(self, username: str, password: str, game_parameters: dict[str, Any]) -> CreatedGame:
-        """Create and start a game; its id. The credentials are the admin's (IBEX_USERNAME, IBEX_PASSWORD)."""
+        """Create and start a game; its id. The credentials are the admin's (IBEX_USERNAME, IBEX_PASSWORD).
+
+        `game_parameters` is the nested object the real server reads (lib.createparams.nested_payload). Give it a
+        title nobody else uses: when the server answers 400 after starting an agents-only game (its call to the agent
+        manager failed), the game is the one with that title that the lobby did not list before the call; it is
+        returned with the server's message as a warning.
+        """
         body_in = {"username": username, "password": password, "gameParameters": game_parameters}
+        nested = game_parameters if isinstance(game_parameters, dict) else {}
+        title = nested.get("title")
+        titled_before: set[Any] | None = None
+        if nested.get("agents_only") is True and isinstance(title, str) and title:
+            titled_before = await self._titled(title)  # a spawn failure's game is one that was not there before
         try:
             status, body = await self._call("create-for-llm", "POST", "/games/create-for-llm", json_body=body_in,
                                             write=True)
         except IbexApiError as exc:
-            # An agents-only game whose spawn call failed is created and started all the same: HTTP 500 + its id.
-            created = _game_id(exc.body)
-            if exc.status == 500 and created is not None:
-                return CreatedGame(created, warning=exc.message)
-            raise
+            if exc.status != 400 or titled_before is None or not isinstance(title, str):
+                raise
+            new = (await self._titled(title) or set()) - titled_before
+            if len(new) != 1 or not isinstance(game_id := next(iter(new)), int):
+                raise
+            return CreatedGame(game_id, warning=exc.message)
         game_id = _game_id(body)
         if game_id is None:
             raise IbexApiError("create-for-llm", f"the answer holds no game id ({_message(body)})", status)
         return CreatedGame(game_id)
+
+    async def _titled(self, title: str) -> set[Any] | None:
+        """Ids of the lobby's games with this title; None when the lobby cannot be read."""
+        try:
+            return {game.get("id") for game in await self.started() if game.get("title") == title}
+        except IbexApiError:
+            return None
 
     async def get_recovery(self, game_id: int, *, wait_for_start: float = 0.0) -> str:
         """A fresh recovery code for `game_id` (random, reserves nothing: the join binds it to a seat).

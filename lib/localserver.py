@@ -37,8 +37,9 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from lib import localserver_create as creation
 from lib import localserver_js as js
-from lib.game import GameParams, ParamError, parameters_from_dict, parse_parameters
+from lib.game import GameParams, ParamError, parameters_from_dict
 from lib.localserver_game import SEATS, Game, new_recovery_code
 from lib.localserver_http import Request, Response, json_response, serve_http
 from lib.sessions import SessionsError, SessionsTable, load_sessions
@@ -186,25 +187,30 @@ class LocalServer:
                     spawn: bool = True) -> int:
         """Create and start a game (phase 0 of its first round); overrides apply to lib.game's defaults.
 
-        An agents-only game asks the agent manager for agents in the background (unless `spawn` is False: the
-        caller then awaits `spawn_agents` itself). Raises ParamError or ValueError (naming the parameter or the
-        sessions table) when the game cannot start.
+        This is the in-process way, with flat parameters (and fractional timers) for tests and --local; the REST
+        create-for-llm takes the real server's nested gameParameters. An agents-only game asks the agent manager
+        for agents in the background (unless `spawn` is False: the caller then awaits `spawn_agents` itself).
+        Raises ParamError or ValueError (naming the parameter or the sessions table) when the game cannot start.
         """
         params = parameters if isinstance(parameters, GameParams) else parameters_from_dict(parameters)
         if params.game_type != "voting":
             raise ParamError(f"gameParameters: game_type {params.game_type!r} is not played here (only 'voting')")
         game_id = self._next_game_id
-        game = Game(
-            game_id, params, self.sessions, strict=self.strict, ready_race_window=self.ready_race_window,
-            first_player_id=self._next_player_id, title=title, on_over=self._on_game_over,
-        )
+        self._start_game(game_id, params, title, None)
         self._next_game_id += 1
-        self._next_player_id += SEATS
-        self._games[game_id] = game
-        self._waiters[game_id] = asyncio.get_running_loop().create_future()
         if params.agents_only and spawn:
             self._background(self.spawn_agents(game_id))
         return game_id
+
+    def _start_game(self, game_id: int, params: GameParams, title: str | None,
+                    rows: list[dict[str, str]] | None) -> None:
+        game = Game(
+            game_id, params, self.sessions, strict=self.strict, ready_race_window=self.ready_race_window,
+            first_player_id=self._next_player_id, title=title, on_over=self._on_game_over, parameter_rows=rows,
+        )
+        self._next_player_id += SEATS
+        self._games[game_id] = game
+        self._waiters[game_id] = asyncio.get_running_loop().create_future()
 
     def game(self, game_id: int) -> Game:
         return self._games[game_id]
@@ -260,7 +266,8 @@ class LocalServer:
     async def spawn_agents(self, game_id: int) -> str | None:
         """POST /spawn-agents to the agent manager, as the real server does for agents-only games.
 
-        Returns the error text when the agent manager cannot be reached (the game goes on regardless).
+        Returns the error as the real server's axios words it ("connect ECONNREFUSED HOST:PORT", "Request failed
+        with status code 500") when the call fails; the game goes on regardless.
         """
         game = self._games[game_id]
         if self.agent_manager is None:
@@ -272,9 +279,12 @@ class LocalServer:
             try:
                 await asyncio.to_thread(_post_json, url, body)
                 game.spawn_error = None
+            except urllib.error.HTTPError as exc:
+                game.spawn_error = f"Request failed with status code {exc.code}"
             except (OSError, urllib.error.URLError, ValueError) as exc:
                 reason = getattr(exc, "reason", None) or exc
-                game.spawn_error = f"could not reach the agent manager at {host}:{port}: {reason}"
+                refused = isinstance(reason, ConnectionRefusedError)
+                game.spawn_error = f"connect ECONNREFUSED {host}:{port}" if refused else f"{reason}"
         if game.spawn_error:
             log.warning("game %s (agents only): %s; the game starts anyway", game_id, game.spawn_error)
         return game.spawn_error
@@ -363,18 +373,27 @@ class LocalServer:
         return self._ok({"token": token, "username": self.admin_username, "role": 0}, "Login successful")
 
     async def _create_for_llm(self, request: Request) -> Response:
+        """The real server's create-for-llm (lib/localserver_create.py): nested gameParameters only; a game id is
+        used as soon as the games row would be inserted, even when creation then fails."""
         body = self._admin_body(request)
         if isinstance(body, Response):
             return body
+        game_parameters = js.get(body, "gameParameters")
         try:
-            params = _params_from_request(body.get("gameParameters"))
-            game_id = self.create_game(params, spawn=False)
-        except (ParamError, ValueError) as exc:
+            title = creation.title_of(game_parameters)
+        except creation.CreateRefused as exc:
             return self._fail(400, str(exc))
-        if params.agents_only:
+        game_id = self._next_game_id
+        self._next_game_id += 1
+        try:
+            created = creation.create(game_parameters, game_id)
+            self._start_game(game_id, created.params, title, created.rows)
+        except (creation.CreateRefused, ParamError, ValueError) as exc:
+            return self._fail(400, str(exc))
+        if created.params.agents_only:
             error = await self.spawn_agents(game_id)
-            if error:
-                return self._fail(500, f"Game {game_id} created and started, but {error}", {"id": game_id})
+            if error:  # the game is created and started all the same, and the answer does not say which it is
+                return self._fail(400, error)
         return self._ok({"id": game_id}, "Game created and started")
 
     async def _get_recovery(self, request: Request) -> Response:
@@ -393,7 +412,7 @@ class LocalServer:
         if game is None:
             return self._fail(400, f"Game with id {_int_text(game_id)} not found")
         recovery = request.query.get("recovery", js.MISSING)
-        player = next((p for p in game.players.values() if js.strict_equal(p.recovery, recovery)), None)
+        player = game.find_by_recovery(recovery)
         data: dict[str, Any] = {"found": False, "canJoin": True, "gameData": None, "ruleset": "Voting"}
         if player is None:
             if game.assigned < SEATS:
@@ -442,17 +461,6 @@ def _parse_int(text: str | None) -> int | None:
 
 def _int_text(value: int | None) -> str:
     return "NaN" if value is None else str(value)
-
-
-def _params_from_request(raw: Any) -> GameParams:
-    """gameParameters as an object of overrides, or as the real server's [{key, type, value}] list."""
-    if raw is None:
-        return parameters_from_dict({})
-    if isinstance(raw, list):
-        return parameters_from_dict(parse_parameters(raw, "gameParameters").values)
-    if isinstance(raw, dict):
-        return parameters_from_dict(raw)
-    raise ParamError(f"gameParameters: expected an object or a list of {{key, type, value}}, got {type(raw).__name__}")
 
 
 def _parse_address(text: str) -> tuple[str, int]:

@@ -90,6 +90,8 @@ ANIMALS = (
 )
 
 RECOVERY_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+# The real server's clients send 64 characters (get-recovery, the web UI's lobby); it takes any JSON value.
+MAX_RECOVERY_CHARS = 256
 
 
 def new_recovery_code() -> str:
@@ -177,6 +179,7 @@ class Game:
         title: str | None = None,
         on_over: Callable[[Game], None] | None = None,
         rng: random.Random | None = None,
+        parameter_rows: list[dict[str, str]] | None = None,
     ) -> None:
         self.id = game_id
         self.params = params
@@ -185,6 +188,8 @@ class Game:
         self.ready_race_window = ready_race_window
         self.title = title
         self.on_over = on_over
+        # The rows a create-for-llm stored (insertion order); the log lists them newest first, as the real one does.
+        self.parameter_rows = parameter_rows
         self.rng = rng or random.Random()
         self.loop = asyncio.get_running_loop()
 
@@ -309,12 +314,12 @@ class Game:
         """A parsed client frame whose gameId is this game's."""
         kind = js.get(message, "type")
         if kind == "status":
-            player = self._find_by_recovery(js.get(message, "recovery"))
+            player = self.find_by_recovery(js.get(message, "recovery"))
             conn.send({"type": "event", "eventType": "status",
                        "data": js.to_json_value({"joined": player.record() if player else MISSING})})
             return
         if kind == "rejoin":
-            player = self._find_by_recovery(js.get(message, "recovery"))
+            player = self.find_by_recovery(js.get(message, "recovery"))
             if player is None:
                 conn.send({"error": f"Cannot rejoin game {js.to_string(js.get(message, 'gameId'))}: "
                                     "invalid recovery string"})
@@ -328,8 +333,10 @@ class Game:
             return  # after game-over, and during the round-start race, the real server drops frames silently
         self._on_phase_message(conn, message)
 
-    def _find_by_recovery(self, recovery: Any) -> Player | None:
-        return next((p for p in self.players.values() if js.strict_equal(p.recovery, recovery)), None)
+    def find_by_recovery(self, recovery: Any) -> Player | None:
+        if not valid_recovery(recovery):
+            return None  # no seat holds one: joins with such codes are refused
+        return next((p for p in self.players.values() if p.recovery == recovery), None)
 
     def _bind(self, conn: Conn, player: Player) -> None:
         conn.number, conn.game_id = player.number, self.id
@@ -368,7 +375,13 @@ class Game:
 
     def _on_join(self, conn: Conn, message: dict[str, Any], _player: Any, game_ref: str) -> bool | None:
         recovery = js.get(message, "recovery")
-        player = self._find_by_recovery(recovery)
+        if not valid_recovery(recovery):
+            # The real server seats any JSON value: null or a missing code takes a seat that the next such join
+            # takes over, a list or object one nobody can rejoin, a 1 MB code one /games/status cannot look up.
+            self._error(conn, f"Game {game_ref}: recovery must be a string of 1 to {MAX_RECOVERY_CHARS} characters "
+                              "(the local server refuses what the real server would seat)")
+            return False
+        player = self.find_by_recovery(recovery)
         if player is None:
             if self.assigned == SEATS:
                 self._error(conn, f"Game {game_ref} is full (and no current player matching your recovery string). "
@@ -679,7 +692,8 @@ class Game:
             {"key": "simulation_parent_id", "type": "number", "value": str(self.id)},
             {"key": "simulation_reward_round", "type": "number", "value": str(chosen)},
         ]
-        self.recorded = {"parameters": self.params.to_list() + extra, "log": self.log, "server-log": self.server_log}
+        rows = self.params.to_list() if self.parameter_rows is None else list(reversed(self.parameter_rows))
+        self.recorded = {"parameters": rows + extra, "log": self.log, "server-log": self.server_log}
         self.finished = True
         if self.on_over is not None:
             self.on_over(self)
@@ -790,6 +804,11 @@ class Game:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def valid_recovery(value: Any) -> bool:
+    """A recovery code the local server seats: a non-empty string of at most MAX_RECOVERY_CHARS characters."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_RECOVERY_CHARS
 
 
 def _has(recipients: Any, number: int) -> bool:

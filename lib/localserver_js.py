@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from decimal import Decimal
 from typing import Any
 
 
@@ -56,13 +58,26 @@ def strict_equal(a: Any, b: Any) -> bool:
 
 
 def _number_text(value: float) -> str:
+    """`String(number)` (ECMAScript Number::toString): 1e21 and 1e-7 in exponent form, 1e16 and 0.00001 not."""
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
-    if value == int(value) and abs(value) < 1e21:
-        return str(int(value))
-    return repr(value)
+    if value == 0:
+        return "0"
+    sign, digit_tuple, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    k, n = len(digits), int(exponent) + len(digits)  # value = 0.digits x 10^n
+    minus = "-" if value < 0 else ""
+    if k <= n <= 21:
+        return minus + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return minus + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return minus + "0." + "0" * -n + digits
+    e = n - 1
+    mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
+    return f"{minus}{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
 
 
 def to_string(value: Any) -> str:
@@ -103,6 +118,37 @@ def to_number(value: Any) -> float:
         except ValueError:
             return NAN
     return NAN
+
+
+_PARSE_INT = re.compile(r"([+-]?)(0[xX][0-9a-fA-F]+|[0-9]+)")
+_PARSE_FLOAT = re.compile(r"[+-]?(Infinity|(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?)")
+
+
+def parse_int(text: str) -> int | float:
+    """`parseInt(text)` (no radix): the leading integer of a string, NaN when there is none."""
+    match = _PARSE_INT.match(text.lstrip())
+    if match is None:
+        return NAN
+    sign, digits = match.groups()
+    number = int(digits, 16) if digits[:2].lower() == "0x" else int(digits)
+    return -number if sign == "-" else number
+
+
+def parse_float(text: str) -> float:
+    """`parseFloat(text)`: the leading decimal number of a string, NaN when there is none."""
+    match = _PARSE_FLOAT.match(text.lstrip())
+    return float(match.group(0)) if match else NAN
+
+
+class JSTypeError(TypeError):
+    """What V8 throws for `undefined.x` or `null.x`; the message is V8's."""
+
+
+def prop(obj: Any, key: str) -> Any:
+    """`obj.key` in JS: undefined for a missing key or a primitive, V8's TypeError for undefined and null."""
+    if obj is MISSING or obj is None:
+        raise JSTypeError(f"Cannot read properties of {to_string(obj)} (reading '{key}')")
+    return get(obj, key)
 
 
 def number_value(value: float) -> Any:
@@ -161,9 +207,36 @@ def to_json_value(value: Any) -> Any:
     return value
 
 
+_SURROGATE = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
+
+
+def _well_formed(match: re.Match[str]) -> str:
+    text = match.group(0)
+    if len(text) == 2:  # a pair that JS would read as one character
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    return f"\\u{ord(text):04x}"
+
+
+def well_formed(text: str) -> str:
+    """JSON text with every lone surrogate written as its \\uXXXX escape, as `JSON.stringify` writes it (ES2019).
+
+    A client can send "\\ud800" inside valid JSON; without this the text could not be encoded as UTF-8 and every
+    socket it went to, and every file it went into, would fail.
+    """
+    return _SURROGATE.sub(_well_formed, text) if _has_surrogate(text) else text
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def stringify(value: Any) -> str:
-    """`JSON.stringify(value)`: compact, non-ASCII kept as is."""
-    return json.dumps(to_json_value(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """`JSON.stringify(value)`: compact, non-ASCII kept as is, lone surrogates escaped."""
+    return well_formed(json.dumps(to_json_value(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False))
 
 
 class JSONParseError(ValueError):
@@ -192,6 +265,8 @@ def parse(text: str) -> Any:
         raise JSONParseError(_v8_message(exc, text)) from None
     except ValueError as exc:  # NaN, Infinity: not JSON for JS either
         raise JSONParseError(f"Unexpected token '{str(exc)[:1]}', \"{_snippet(text)}\" is not valid JSON") from None
+    except RecursionError:  # V8 parses any depth; Python's parser gives up near 1,000 levels
+        raise JSONParseError("Maximum call stack size exceeded") from None
 
 
 def _snippet(text: str) -> str:

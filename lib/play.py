@@ -3,7 +3,9 @@
 handler.py's real-server modes are built from these pieces:
 - `server_urls`: IBEX_WS_URL (ws://HOST:3088, or wss://HOST/wss behind a reverse proxy) and IBEX_API_URL
   (http://HOST:3080/api/v1 or https://HOST/api/v1), from flags or the environment, checked.
-- `load_game_parameters`: the parameters of a game to create (`--create --params FILE`).
+- `create_payload`: the nested gameParameters create-for-llm wants, from flat parameter names or a log's rows (the
+  one conversion; lib/createparams.py holds the table), and `load_game_parameters`: the same from `--create
+  --params FILE` and the flags, checked for what the real server would silently mangle.
 - `prepare_seats`: the recovery codes the agents join with (`--game ID [--players N] [--recovery CODE ...]`):
   given codes first (a code the server knows resumes its seat), then fresh codes from get-recovery.
 Nothing here prints: errors are PlayError with a one-line message for the user.
@@ -14,12 +16,15 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lib.game import SEATS, GameParams, ParamError, parameters_from_dict, parse_parameters
+from lib import localserver_js as js
+from lib.createparams import LOG_ONLY_KEYS, ROW_TYPES, nested_payload
+from lib.game import LAST_PHASE, SEATS, GameParams, ParamError, parameters_from_dict, parse_parameters
 from lib.ibexapi import GameNotFound, IbexApi, short
 
 NOT_STARTED_WAIT = 10.0  # seconds get-recovery may answer "not started" before a game counts as missing
@@ -52,43 +57,113 @@ def server_urls(env: Mapping[str, str], ws_url: str | None = None, api_url: str 
     return ServerUrls(ws, api)
 
 
-def load_game_parameters(path: Path | None, *, agents_only: bool) -> tuple[dict[str, Any], GameParams]:
-    """(the gameParameters to send, the same typed) for a new game.
+def create_payload(source: Mapping[str, Any] | list[Any] | None = None, where: str = "gameParameters",
+                   title: str | None = None) -> tuple[dict[str, Any], GameParams]:
+    """(the nested gameParameters for create-for-llm, the same parameters typed).
 
-    Defaults: the real server's voting-game defaults (lib.game.DEFAULT_PARAMETERS: five rounds after a practice
-    round, phase timers 15/180/120/120/120/120/60/15 s). The file, JSON, overrides any of them: either an object
-    {"round_count": 3, "timer_phase_3": 60, ...} or a recorded log's list [{"key", "type", "value"}, ...].
-    `agents_only` (from --agents-only) is applied last.
+    `source` overrides the real server's defaults (lib.game.DEFAULT_PARAMETERS: what its web UI sends for a voting
+    game): flat parameter names {"round_count": 3, "timer_phase_3": 60, "title": "..."} as in a log, or a recorded
+    log's [{"key", "type", "value"}, ...] list (its two simulation_* rows, written at game-over, are not parameters
+    and are dropped). A name createGame does not read is an error: the server would ignore it.
     """
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any]
+    try:
+        if source is None:
+            overrides = {}
+        elif isinstance(source, list):
+            rows = [row for row in source if not (isinstance(row, dict) and row.get("key") in LOG_ONLY_KEYS)]
+            overrides = dict(parse_parameters(rows, where).values)
+        elif isinstance(source, Mapping):
+            overrides = dict(source)
+        else:
+            raise PlayError(f"{where}: expected a JSON object of parameters or a list of {{key, type, value}}, "
+                            f"got {type(source).__name__}")
+        if "title" in overrides:
+            given = overrides.pop("title")
+            if not isinstance(given, str):
+                raise PlayError(f"{where}: 'title' must be a string, got {given!r}"[:300])
+            title = given
+        unknown = sorted(set(overrides) - set(ROW_TYPES))
+        if unknown:
+            raise PlayError(f"{where}: {', '.join(map(repr, unknown))}: not a parameter create-for-llm sets (the "
+                            "server would ignore it; the names are those of lib/createparams.py)")
+        params = parameters_from_dict(overrides, where)
+    except ParamError as exc:
+        raise PlayError(str(exc)) from None
+    return nested_payload(params.values, title), params
+
+
+def load_game_parameters(path: Path | None, *, agents_only: bool, rounds: int | None = None,
+                         practice: bool | None = None, timer_scale: float | None = None,
+                         title: str | None = None) -> tuple[dict[str, Any], GameParams]:
+    """(the nested gameParameters to send, the same typed) for `handler.py --create`.
+
+    The file (JSON, see create_payload) overrides the defaults; then --rounds, --practice/--no-practice and
+    --timer-scale, with the meaning they have for --local (paid rounds; a practice round 0; the phase timers
+    multiplied, here rounded to whole seconds, at least 1); `agents_only` (from --agents-only) comes last. The
+    title, unless the file gives one, is new for each run. The result is refused where the real server would
+    quietly play another game than the one asked for (see check_for_real_server).
+    """
+    source: Any = None
     where = str(path) if path is not None else "gameParameters"
     if path is not None:
         try:
             text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise PlayError(f"{path}: cannot read the game parameters: {exc.strerror or exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PlayError(f"{path}: cannot read the game parameters: {getattr(exc, 'strerror', None) or exc}") \
+                from None
         try:
-            raw = json.loads(text)
+            source = json.loads(text)
         except json.JSONDecodeError as exc:
             raise PlayError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-        try:
-            if isinstance(raw, list):
-                overrides = dict(parse_parameters(raw, where).values)
-            elif isinstance(raw, dict):
-                overrides = raw
-            else:
-                raise PlayError(f"{path}: expected a JSON object of parameters or a list of {{key, type, value}}, "
-                                f"got {type(raw).__name__}")
-        except ParamError as exc:
-            raise PlayError(str(exc)) from None
-    overrides = {**overrides, "agents_only": agents_only}
-    try:
-        params = parameters_from_dict(overrides, where)
-    except ParamError as exc:
-        raise PlayError(str(exc)) from None
+    title = title or f"LLM agents {time.strftime('%Y-%m-%d %H:%M:%S')} {secrets.token_hex(4)}"
+    payload, params = create_payload(source, where, title)
+    flags: dict[str, Any] = {"agents_only": agents_only}
+    if rounds is not None:
+        flags["round_count"] = rounds
+    if practice is not None:
+        flags["practice_round"] = practice
+    if timer_scale is not None:
+        for phase in range(1, LAST_PHASE + 1):
+            seconds = params.timer(phase)
+            if seconds is not None:
+                flags[f"timer_phase_{phase}"] = max(1, int(seconds * timer_scale + 0.5))  # halves up
+    flat = {**params.values, **flags}
+    payload, params = create_payload({**flat, "title": payload["title"]}, where)
+    check_for_real_server(params, payload["title"], where)
+    return payload, params
+
+
+def check_for_real_server(params: GameParams, title: str, where: str) -> None:
+    """PlayError where the real server would create a game other than the one asked for, or none.
+
+    It keeps only the integer part of a number (parseInt: a 0.5 s timer becomes no timer, and a phase without
+    one never ends), pastes text into SQL (an apostrophe fails, after using a game id), and seats speculators
+    and extra developers that the agents, who play the 6-seat voting game, would not fill.
+    """
     if params.game_type != "voting":
         raise PlayError(f"{where}: game_type {params.game_type!r} is not supported (voting only)")
-    return dict(params.values), params
+    for key, wanted in (("developers_count", 1), ("owners_count", 5), ("speculators_count", 0)):
+        if params.get(key) != wanted:
+            raise PlayError(f"{where}: parameter {key!r} must be {wanted}: the agents play the voting game's six "
+                            f"seats (one developer, five owners), got {params.get(key)!r}")
+    for key, value in params.values.items():
+        kind = ROW_TYPES[key]
+        if kind == "number" and not (isinstance(value, int) and abs(value) < 2**53):
+            raise PlayError(f"{where}: parameter {key!r} must be a whole number (the server keeps only the integer "
+                            f"part), got {value!r}")
+        text = js.to_string(value)
+        if "'" in text or len(text) > 256:
+            raise PlayError(f"{where}: parameter {key!r} must hold no apostrophe and at most 256 characters (the "
+                            "server pastes it into SQL)")
+    for phase in range(1, LAST_PHASE + 1):
+        seconds = params.timer(phase)
+        if seconds is None or seconds < 1:
+            raise PlayError(f"{where}: parameter 'timer_phase_{phase}' must be at least 1 second (the server runs "
+                            "a phase without a timer when it reads 0, and phases 1, 2, 5 and 7 then never end)")
+    if "'" in title or len(title) > 64:
+        raise PlayError(f"{where}: the title must hold no apostrophe and at most 64 characters (the server pastes "
+                        "it into SQL)")
 
 
 @dataclass(frozen=True)

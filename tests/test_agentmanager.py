@@ -12,8 +12,9 @@ import pytest
 from lib.agentmanager import AgentManager, run_agent_manager
 from lib.ibexapi import IbexApi
 from lib.localserver import LocalServer
+from lib.play import create_payload
 
-FAST = {"round_count": 1, "practice_round": False, **{f"timer_phase_{n}": 0.05 for n in range(1, 8)}}
+FAST = create_payload({"round_count": 1, "practice_round": False, **{f"timer_phase_{n}": 0.05 for n in range(1, 8)}})[0]
 
 
 def run(coro):

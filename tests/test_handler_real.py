@@ -15,10 +15,14 @@ from typing import Any
 
 from lib.ibexapi import IbexApi
 from lib.localserver import LocalServer
+from lib.play import create_payload
 from lib.transcript import read_transcript
 from tests.players import ScriptedPlayer
 
 REPO = Path(__file__).resolve().parent.parent
+# --params files hold what the real server accepts: whole seconds (the local server alone honours 0.2 s).
+FAST_FILE = {"round_count": 1, "practice_round": False, "timer_phase_1": 1, "timer_phase_2": 1, "timer_phase_3": 3,
+             "timer_phase_4": 3, "timer_phase_5": 1, "timer_phase_6": 3, "timer_phase_7": 1}
 FAST = {"round_count": 1, "practice_round": False, "timer_phase_1": 0.2, "timer_phase_2": 0.2, "timer_phase_3": 3,
         "timer_phase_4": 3, "timer_phase_5": 0.2, "timer_phase_6": 3, "timer_phase_7": 0.2}
 ACTIONS = ("compensation-request", "compensation-offer", "compensation-decision")
@@ -210,7 +214,7 @@ def test_game_errors_are_one_line(tmp_path):
 
 def test_create_makes_the_game_from_the_params_file_and_plays_it(tmp_path):
     params = tmp_path / "params.json"
-    params.write_text(json.dumps(FAST))
+    params.write_text(json.dumps(FAST_FILE))
 
     async def scenario():
         async with LocalServer(records_dir=tmp_path / "records", admin_password="admin-secret-pw") as server:
@@ -258,7 +262,7 @@ def test_ctrl_c_during_a_created_game_prints_the_round_so_far_and_the_shares_and
 def test_create_agents_only_answers_the_servers_spawn_call_itself(tmp_path):
     port = free_port()
     params = tmp_path / "params.json"
-    params.write_text(json.dumps(FAST))
+    params.write_text(json.dumps(FAST_FILE))
 
     async def scenario():
         async with LocalServer(records_dir=tmp_path / "records", admin_password="admin-secret-pw",
@@ -310,9 +314,9 @@ def test_serve_plays_two_agents_only_games_at_once_and_stops_cleanly_on_sigterm(
         async with LocalServer(records_dir=tmp_path / "records", agent_manager=f"127.0.0.1:{port}") as server:
             handler = await Handler.start(tmp_path, env_for(server, AGENT_MANAGER_PORT=str(port)), "--serve")
             await handler.wait_line("agent manager listening on")
+            payload, _params = create_payload({**FAST, "agents_only": True})
             async with IbexApi(server.api_url) as api:
-                created = await asyncio.gather(*(api.create_for_llm("admin", "admin", {**FAST, "agents_only": True})
-                                                 for _ in range(2)))
+                created = await asyncio.gather(*(api.create_for_llm("admin", "admin", payload) for _ in range(2)))
             recorded = [await server.wait_game_over(game.id, TIMEOUT) for game in created]
             await handler.wait_line(f"game {created[0].id} over")
             await handler.wait_line(f"game {created[1].id} over")

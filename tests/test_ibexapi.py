@@ -12,9 +12,11 @@ from websockets.asyncio.client import connect
 
 from lib.ibexapi import CreatedGame, GameNotFound, IbexApi, IbexApiError, IbexUnreachable, short
 from lib.localserver import LocalServer
+from lib.play import create_payload
 from tests.scripted_http import HANG, ScriptedHttp
 
-FAST = {"round_count": 1, "practice_round": False, **{f"timer_phase_{n}": 0.05 for n in range(1, 8)}}
+# create-for-llm takes the real server's nested gameParameters (the local server honours sub-second timers).
+FAST = create_payload({"round_count": 1, "practice_round": False, **{f"timer_phase_{n}": 0.05 for n in range(1, 8)}})[0]
 
 
 def run(coro):
@@ -88,7 +90,7 @@ def test_bad_game_parameters_come_back_with_the_servers_reason():
     async def scenario():
         async with LocalServer() as server, IbexApi(server.api_url) as api:
             with pytest.raises(IbexApiError) as caught:
-                await api.create_for_llm("admin", "admin", {"round_count": "many"})
+                await api.create_for_llm("admin", "admin", {**FAST, "round_count": "many"})
             return caught.value
 
     error = run(scenario())
@@ -97,15 +99,27 @@ def test_bad_game_parameters_come_back_with_the_servers_reason():
     assert "round_count" in str(error)
 
 
-def test_an_agents_only_game_whose_spawn_call_fails_is_still_created():
+def test_an_agents_only_game_whose_spawn_call_fails_is_found_by_its_title():
+    # The real server starts the game, then answers 400 with axios's error and no id.
+    port = closed_port()
+    two_developers = {**FAST, "agents_only": True, "title": "run 7", "developers": {**FAST["developers"], "count": 2}}
+
     async def scenario():
-        async with LocalServer(agent_manager=f"127.0.0.1:{closed_port()}") as server, IbexApi(server.api_url) as api:
-            return await api.create_for_llm("admin", "admin", {**FAST, "agents_only": True})
+        async with LocalServer(agent_manager=f"127.0.0.1:{port}") as server, IbexApi(server.api_url) as api:
+            server.create_game({}, title="run 7")  # an older game of the same title stays in the lobby
+            created = await api.create_for_llm("admin", "admin", {**FAST, "agents_only": True, "title": "run 7"})
+            with pytest.raises(IbexApiError) as untitled:
+                await api.create_for_llm("admin", "admin", {**FAST, "agents_only": True})
+            with pytest.raises(IbexApiError) as not_started:
+                await api.create_for_llm("admin", "admin", two_developers)
+            return created, untitled.value, not_started.value
 
-    created = run(scenario())
+    created, untitled, not_started = run(scenario())
 
-    assert created.id == 1
-    assert "agent manager" in created.warning
+    assert created == CreatedGame(2, warning=f"connect ECONNREFUSED 127.0.0.1:{port}")
+    assert (untitled.status, untitled.message) == (400, f"connect ECONNREFUSED 127.0.0.1:{port}")
+    assert not_started.message == ("Game 4 has 6 players but 7 were expected. This is most likely a player "
+                                   "generation a bug")
 
 
 def test_unknown_games_raise_game_not_found():

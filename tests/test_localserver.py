@@ -21,6 +21,7 @@ import pytest
 from lib.localserver import LocalServer
 from lib.localserver_game import new_recovery_code
 from lib.localserver_js import MISSING
+from lib.play import create_payload
 from tests.fixtures.build_game5_fixture import counts, log_skeleton, server_log_skeleton, skeleton
 from tests.players import Behaviour, Client, is_event, is_message, join_all, play_game
 
@@ -32,6 +33,11 @@ FAST = {
     "timer_phase_1": 0.05, "timer_phase_2": 0.05, "timer_phase_3": 2, "timer_phase_4": 2,
     "timer_phase_5": 0.05, "timer_phase_6": 2, "timer_phase_7": 0.05,
 }
+
+
+def nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """create-for-llm's nested gameParameters for these flat parameters over the real server's defaults."""
+    return create_payload(flat)[0]
 
 
 def run(coro: Any) -> Any:
@@ -478,33 +484,33 @@ def test_rest_api_answers_with_the_real_envelopes_and_codes(tmp_path: Path) -> N
             status, body = await http("POST", f"{api}/games/create-for-llm", {**credentials, "password": "no"})
             assert (status, body["message"]) == (401, "Login failed")
             status, body = await http("POST", f"{api}/games/create-for-llm",
-                                      {**credentials, "gameParameters": {"round_count": "many"}})
+                                      {**credentials, "gameParameters": {**nested({}), "round_count": "many"}})
             assert status == 400 and "round_count" in body["message"]
-            params = {**FAST, "practice_round": False, "round_count": 1}
+            params = nested({**FAST, "practice_round": False, "round_count": 1, "title": "rest test"})
             status, body = await http("POST", f"{api}/games/create-for-llm", {**credentials, "gameParameters": params})
-            assert (status, body) == (200, {"data": {"id": 1}, "status": True, "message": "Game created and started"})
+            assert (status, body) == (200, {"data": {"id": 2}, "status": True, "message": "Game created and started"})
 
-            status, body = await http("GET", f"{api}/games/get-recovery?game_id=1")
+            status, body = await http("GET", f"{api}/games/get-recovery?game_id=2")
             assert status == 200 and len(body["data"]["recovery"]) == 64
             assert set(body["data"]["recovery"]) <= set("abcdefghijklmnopqrstuvwxyz0123456789")
             status, body = await http("GET", f"{api}/games/get-recovery?game_id=99")
             assert (status, body["message"]) == (400, "Game 99 was not found")
-            status, body = await http("GET", f"{api}/games/status?id=1&recovery=nobody")
+            status, body = await http("GET", f"{api}/games/status?id=2&recovery=nobody")
             assert body["data"] == {"found": False, "canJoin": True, "gameData": None, "ruleset": "Voting"}
-            assert body["message"] == "Player not found but game 1 can still be joined"
+            assert body["message"] == "Player not found but game 2 can still be joined"
             status, body = await http("GET", f"{api}/games/status?id=abc")
             assert (status, body["message"]) == (400, "Game with id NaN not found")
             status, body = await http("GET", f"{api}/games/started")
-            assert body["data"] == [{"id": 1, "title": None, "type": "voting", "assignedPlayers": 0,
-                                     "currentRound": {"id": 1, "number": 1, "phase": 0, "gameId": 1}}]
+            assert body["data"] == [{"id": 2, "title": "rest test", "type": "voting", "assignedPlayers": 0,
+                                     "currentRound": {"id": 1, "number": 1, "phase": 0, "gameId": 2}}]
 
-            status, body = await http("GET", f"{api}/games/json?gameId=1&token={token}")
+            status, body = await http("GET", f"{api}/games/json?gameId=2&token={token}")
             assert status == 500 and body["message"].startswith("ENOENT")  # not finished: no log yet
-            await play_game(server.ws_url, 1, codes(), [QUIET] * 6)
-            recorded = await server.wait_game_over(1, timeout=10)
-            status, body = await http("GET", f"{api}/games/json?gameId=1&token=forged")
+            await play_game(server.ws_url, 2, codes(), [QUIET] * 6)
+            recorded = await server.wait_game_over(2, timeout=10)
+            status, body = await http("GET", f"{api}/games/json?gameId=2&token=forged")
             assert (status, body["message"]) == (401, "Could not verify your token")
-            status, body = await http("GET", f"{api}/games/json?gameId=1&token={token}")
+            status, body = await http("GET", f"{api}/games/json?gameId=2&token={token}")
             assert status == 200 and isinstance(body["data"], str) and json.loads(body["data"]) == recorded
             status, body = await http("GET", f"{api}/games/started")
             assert body["data"] == []
@@ -538,7 +544,7 @@ def test_agents_only_games_ask_the_agent_manager_to_spawn_agents() -> None:
         async with LocalServer(agent_manager=f"127.0.0.1:{port}") as server:
             credentials = {"username": "admin", "password": "admin"}
             status, body = await http("POST", f"{server.api_url}/games/create-for-llm",
-                                      {**credentials, "gameParameters": {"agents_only": True}})
+                                      {**credentials, "gameParameters": nested({"agents_only": True})})
             assert (status, body["data"]) == (200, {"id": 1})
             assert calls == [("POST", "/spawn-agents", {"game_id": 1, "game_type": "voting", "agents": 6})]
             game_id = server.create_game({"agents_only": True})  # in-process: the call happens in the background
@@ -553,16 +559,17 @@ def test_agents_only_games_ask_the_agent_manager_to_spawn_agents() -> None:
     run(scenario())
 
 
-def test_when_no_agent_manager_listens_the_game_starts_anyway_and_the_caller_hears_of_it() -> None:
+def test_when_no_agent_manager_listens_the_game_starts_anyway_and_the_answer_is_the_real_servers_400() -> None:
     async def scenario() -> None:
         listener, port = await agent_manager_listener([])
         listener.close()
         await listener.wait_closed()  # nothing listens on that port any more
         async with LocalServer(agent_manager=f"127.0.0.1:{port}") as server:
-            request = {"username": "admin", "password": "admin", "gameParameters": {"agents_only": True}}
+            request = {"username": "admin", "password": "admin", "gameParameters": nested({"agents_only": True})}
             status, body = await http("POST", f"{server.api_url}/games/create-for-llm", request)
-            assert status == 500 and body["data"] == {"id": 1}
-            assert f"could not reach the agent manager at 127.0.0.1:{port}" in body["message"]
+            # As the real server: axios's error, no id, and the game created and started all the same.
+            assert (status, body) == (400, {"data": {}, "status": True,
+                                            "message": f"connect ECONNREFUSED 127.0.0.1:{port}"})
             assert server.game(1).phase == 0 and server.game(1).spawn_error
             status, body = await http("GET", f"{server.api_url}/games/get-recovery?game_id=1")
             assert status == 200  # agents started by hand can still join
@@ -689,7 +696,7 @@ def test_a_silent_developer_leaves_the_last_offer_standing_as_in_the_real_server
 def test_create_for_llm_refuses_a_game_longer_than_its_session_in_the_values_table() -> None:
     async def scenario() -> None:
         async with LocalServer() as server:
-            request = {"username": "admin", "password": "admin", "gameParameters": {"round_count": 20}}
+            request = {"username": "admin", "password": "admin", "gameParameters": nested({"round_count": 20})}
             status, body = await http("POST", f"{server.api_url}/games/create-for-llm", request)
             assert status == 400 and "session 1 has no private values for round 8" in body["message"]
 

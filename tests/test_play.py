@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from lib.createparams import stored_rows
 from lib.game import DEFAULT_PARAMETERS
 from lib.ibexapi import IbexApi
 from lib.localserver import LocalServer
@@ -44,33 +45,57 @@ def test_missing_or_malformed_urls_are_named(env, message):
 # --- load_game_parameters --------------------------------------------------------------------------------------
 
 
-def test_without_a_file_the_real_servers_defaults_are_sent():
-    sent, params = load_game_parameters(None, agents_only=False)
+def test_without_a_file_the_real_servers_defaults_are_sent_in_its_nested_form():
+    sent, params = load_game_parameters(None, agents_only=False, title="run 1")
 
-    defaults = {key: value for key, _kind, value in DEFAULT_PARAMETERS}
-    assert set(sent) == set(defaults)
-    assert (sent["round_count"], sent["practice_round"], sent["timer_phase_3"]) == (5, True, 120)
+    # The rows the real server stores from it are its defaults (what its web UI sends), newest first in a log.
+    assert stored_rows(sent)[::-1] == [{"key": k, "type": t, "value": v} for k, t, v in DEFAULT_PARAMETERS]
+    assert (sent["round_count"], sent["practice"], sent["timers"]["phase_3"]) == (5, True, 120)
+    assert sent["tax_rate"] == {"initial": 1, "final": 33} and sent["title"] == "run 1"
     assert sent["agents_only"] is False and params.round_count == 5
+
+
+def test_each_run_gets_a_title_of_its_own():
+    first, _ = load_game_parameters(None, agents_only=False)
+    second, _ = load_game_parameters(None, agents_only=False)
+
+    assert first["title"] != second["title"] and len(first["title"]) <= 64
 
 
 def test_an_object_file_overrides_and_agents_only_comes_from_the_flag(tmp_path):
     path = tmp_path / "params.json"
-    path.write_text(json.dumps({"round_count": 3, "timer_phase_3": 45, "agents_only": False}))
+    path.write_text(json.dumps({"round_count": 3, "timer_phase_3": 45, "agents_only": False, "title": "pilot A"}))
 
     sent, params = load_game_parameters(path, agents_only=True)
 
-    assert (sent["round_count"], sent["timer_phase_3"], sent["agents_only"]) == (3, 45, True)
-    assert params.timer(3) == 45.0
+    assert (sent["round_count"], sent["timers"]["phase_3"], sent["agents_only"]) == (3, 45, True)
+    assert sent["title"] == "pilot A" and params.timer(3) == 45.0
 
 
-def test_a_recorded_logs_parameter_list_is_accepted(tmp_path):
+def test_a_recorded_logs_parameter_list_is_accepted_without_its_game_over_rows(tmp_path):
     path = tmp_path / "params.json"
     path.write_text(json.dumps([{"key": "round_count", "type": "number", "value": "2"},
-                                {"key": "practice_round", "type": "boolean", "value": "false"}]))
+                                {"key": "practice_round", "type": "boolean", "value": "false"},
+                                {"key": "simulation_parent_id", "type": "number", "value": "12"},
+                                {"key": "simulation_reward_round", "type": "number", "value": "1"}]))
 
-    sent, _params = load_game_parameters(path, agents_only=False)
+    sent, params = load_game_parameters(path, agents_only=False)
 
-    assert (sent["round_count"], sent["practice_round"]) == (2, False)
+    assert (sent["round_count"], sent["practice"]) == (2, False)
+    assert "simulation_parent_id" not in params.values
+
+
+def test_rounds_practice_and_timer_scale_apply_over_the_file(tmp_path):
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps({"round_count": 3, "timer_phase_3": 45}))
+
+    sent, params = load_game_parameters(path, agents_only=False, rounds=1, practice=False, timer_scale=0.1)
+
+    assert (sent["round_count"], sent["practice"]) == (1, False)
+    # Scaled like --local's timers, but whole seconds and at least 1: the real server parseInts them.
+    assert sent["timers"] == {"phase_1": 2, "phase_2": 18, "phase_3": 5, "phase_4": 12, "phase_5": 12,
+                              "phase_6": 6, "phase_7": 2}
+    assert [params.timer(p) for p in range(1, 8)] == [2, 18, 5, 12, 12, 6, 2]
 
 
 @pytest.mark.parametrize(
@@ -82,6 +107,17 @@ def test_a_recorded_logs_parameter_list_is_accepted(tmp_path):
         ('{"timer_phase_4": 0}', "{path}: parameter 'timer_phase_4' must be a positive number of seconds"),
         ('[{"value": "2"}]', "{path}[0]: expected an object with string 'key' and a 'value', got {{'value': '2'}}"),
         ('{"game_type": "harberger"}', "{path}: game_type 'harberger' is not supported (voting only)"),
+        ('{"rounds": 3, "tax_rate": {"initial": 1}}', "{path}: 'rounds', 'tax_rate': not a parameter create-for-llm "
+         "sets (the server would ignore it; the names are those of lib/createparams.py)"),
+        ('{"timer_phase_2": 0.5}', "{path}: parameter 'timer_phase_2' must be a whole number (the server keeps only "
+         "the integer part), got 0.5"),
+        ('{"owners_count": 4}', "{path}: parameter 'owners_count' must be 5: the agents play the voting game's six "
+         "seats (one developer, five owners), got 4"),
+        ('{"speculators_count": 2}', "{path}: parameter 'speculators_count' must be 0: the agents play the voting "
+         "game's six seats (one developer, five owners), got 2"),
+        ('{"title": "Anne\'s pilot"}', "{path}: the title must hold no apostrophe and at most 64 characters (the "
+         "server pastes it into SQL)"),
+        ('{"title": 7}', "{path}: 'title' must be a string, got 7"),
     ],
 )
 def test_bad_parameter_files_name_the_file_and_the_field(tmp_path, text, message):
@@ -92,6 +128,12 @@ def test_bad_parameter_files_name_the_file_and_the_field(tmp_path, text, message
         load_game_parameters(path, agents_only=False)
 
     assert str(caught.value) == message.format(path=path)
+
+
+def test_a_timer_scale_never_makes_a_phase_without_timer():
+    sent, _ = load_game_parameters(None, agents_only=False, timer_scale=0.001)
+
+    assert set(sent["timers"].values()) == {1}
 
 
 def test_a_missing_parameter_file_is_named(tmp_path):

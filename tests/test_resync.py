@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 from lib.actions import CHAT, DECISION, OFFER, REQUEST, action_due
 from lib.ibexapi import IbexApi
 from lib.localserver import LocalServer
+from lib.play import create_payload
 from lib.resync import READY, apply_resync
 from lib.view import PlayerView
 from tests.frames import BOUNDARIES, PLAYERS, event
@@ -229,7 +230,7 @@ def test_the_local_servers_snapshot_in_round_1_still_holds_the_practice_rounds_r
 
     async def scenario():
         async with LocalServer() as server, IbexApi(server.api_url) as api:
-            game_id = (await api.create_for_llm("admin", "admin", params)).id
+            game_id = (await api.create_for_llm("admin", "admin", create_payload(params)[0])).id
             codes = [await api.get_recovery(game_id) for _ in range(6)]
             players = []
             for code in codes:  # one by one, so that join order gives seats 1..6
