@@ -236,7 +236,7 @@ def test_create_makes_the_game_from_the_params_file_and_plays_it(tmp_path):
 
 def test_ctrl_c_during_a_created_game_prints_the_round_so_far_and_the_shares_and_exits_130(tmp_path):
     params = tmp_path / "params.json"
-    params.write_text(json.dumps({**FAST, "timer_phase_5": 30}))
+    params.write_text(json.dumps({**FAST_FILE, "timer_phase_5": 30}))
 
     async def scenario():
         async with LocalServer(records_dir=tmp_path / "records", admin_password="admin-secret-pw") as server:
