@@ -40,8 +40,10 @@ from websockets.exceptions import ConnectionClosed
 from lib import localserver_create as creation
 from lib import localserver_js as js
 from lib.game import GameParams, ParamError, parameters_from_dict
-from lib.localserver_game import SEATS, Game, new_recovery_code
+from lib.localserver_game import Game, new_recovery_code
 from lib.localserver_http import Request, Response, json_response, serve_http
+from lib.localserver_market import MarketGame, market_parameters
+from lib.marketgames import GAME_TYPES
 from lib.sessions import SessionsError, SessionsTable, load_sessions
 
 log = logging.getLogger("lib.localserver")
@@ -192,9 +194,15 @@ class LocalServer:
         for agents in the background (unless `spawn` is False: the caller then awaits `spawn_agents` itself).
         Raises ParamError or ValueError (naming the parameter or the sessions table) when the game cannot start.
         """
-        params = parameters if isinstance(parameters, GameParams) else parameters_from_dict(parameters)
-        if params.game_type != "voting":
-            raise ParamError(f"gameParameters: game_type {params.game_type!r} is not played here (only 'voting')")
+        if isinstance(parameters, GameParams):
+            params = parameters
+        elif (parameters or {}).get("game_type") in GAME_TYPES:
+            params = parameters_from_dict(market_parameters(parameters))
+        else:
+            params = parameters_from_dict(parameters)
+        if params.game_type not in ("voting", *GAME_TYPES):
+            raise ParamError(f"gameParameters: game_type {params.game_type!r} is not played here (only 'voting', "
+                             "'harberger' and 'futarchy')")
         game_id = self._next_game_id
         self._start_game(game_id, params, title, None)
         self._next_game_id += 1
@@ -204,11 +212,12 @@ class LocalServer:
 
     def _start_game(self, game_id: int, params: GameParams, title: str | None,
                     rows: list[dict[str, str]] | None) -> None:
-        game = Game(
+        kind = MarketGame if params.game_type in GAME_TYPES else Game
+        game = kind(
             game_id, params, self.sessions, strict=self.strict, ready_race_window=self.ready_race_window,
             first_player_id=self._next_player_id, title=title, on_over=self._on_game_over, parameter_rows=rows,
         )
-        self._next_player_id += SEATS
+        self._next_player_id += len(game.players)
         self._games[game_id] = game
         self._waiters[game_id] = asyncio.get_running_loop().create_future()
 
@@ -275,7 +284,8 @@ class LocalServer:
         else:
             host, port = self.agent_manager
             url = f"http://{host}:{port}/spawn-agents"
-            body = json.dumps({"game_id": game_id, "game_type": game.params.game_type, "agents": SEATS}).encode()
+            body = json.dumps({"game_id": game_id, "game_type": game.params.game_type,
+                               "agents": len(game.players)}).encode()
             try:
                 await asyncio.to_thread(_post_json, url, body)
                 game.spawn_error = None
@@ -386,7 +396,7 @@ class LocalServer:
         game_id = self._next_game_id
         self._next_game_id += 1
         try:
-            created = creation.create(game_parameters, game_id)
+            created = creation.create(game_parameters, game_id, strict=self.strict)
             self._start_game(game_id, created.params, title, created.rows)
         except (creation.CreateRefused, ParamError, ValueError) as exc:
             return self._fail(400, str(exc))
@@ -413,9 +423,9 @@ class LocalServer:
             return self._fail(400, f"Game with id {_int_text(game_id)} not found")
         recovery = request.query.get("recovery", js.MISSING)
         player = game.find_by_recovery(recovery)
-        data: dict[str, Any] = {"found": False, "canJoin": True, "gameData": None, "ruleset": "Voting"}
+        data: dict[str, Any] = {"found": False, "canJoin": True, "gameData": None, "ruleset": game.RULESET}
         if player is None:
-            if game.assigned < SEATS:
+            if game.assigned < len(game.players):
                 message = f"Player not found but game {game_id} can still be joined"
             else:
                 message = f"Game {game_id} is full"

@@ -15,8 +15,10 @@ What the real server (master of 2025-10-30) does with `gameParameters`, and so w
    (On the real server such a game also breaks every later creation and the lobby until a restart; not here.)
 
 The local server then refuses, with a message saying so, what the real server would start but it cannot play:
-other game types, seats other than one developer and five owners, and values its game needs as whole numbers that
-parse as NaN. The one typing difference: timers are read with parseFloat, so that tests can run sub-second phases
+other game types (market, goods-market), voting seats other than one developer and five owners, market games
+without an owner, voting values its game needs as whole numbers that parse as NaN, and (lib.localserver_market)
+market games whose numbers are not numbers or whose session lacks values or signals. The one typing difference:
+timers are read with parseFloat, so that tests can run sub-second phases
 (the real server's parseInt makes 0.5 s a phase without timer).
 """
 
@@ -30,6 +32,9 @@ from typing import Any
 from lib import localserver_js as js
 from lib.createparams import stored_rows
 from lib.game import CONDITIONS, GameParams
+from lib.marketgames import GAME_TYPES as MARKET_TYPES
+
+TIMER_ONLY_PHASES = (1, 4, 6, 9)  # market phases that only their timer ends
 
 SQL_VALUE_CHARS = 256  # game_parameters.parameter_value VARCHAR(256)
 SQL_TITLE_CHARS = 64  # games.title VARCHAR(64)
@@ -63,11 +68,15 @@ def title_of(game_parameters: Any) -> str:
     return title
 
 
-def create(game_parameters: Any, game_id: int) -> Creation:
-    """Steps 3 to 6 for a game whose id is already used; CreateRefused says why it does not start."""
+def create(game_parameters: Any, game_id: int, strict: bool = False) -> Creation:
+    """Steps 3 to 6 for a game whose id is already used; CreateRefused says why it does not start.
+
+    `strict` (the local server's --strict) also refuses a market game without a timer for a phase that only its
+    timer ends (the real server starts it, and it stalls for good there)."""
     game_type = js.get(game_parameters, "game_type")
     if game_type in ("market", "goods-market"):
-        raise CreateRefused(f"game_type {game_type!r}: the local server plays voting games only")
+        raise CreateRefused(f"game_type {game_type!r}: the local server plays voting, harberger and futarchy "
+                            "games only")
     try:
         rows = stored_rows(game_parameters)
         for row in rows:
@@ -83,9 +92,21 @@ def create(game_parameters: Any, game_id: int) -> Creation:
     kind = values.get("game_type")
     if kind not in ("voting", "harberger", "futarchy"):
         raise CreateRefused("Cannot read properties of undefined (reading 'start')")
-    if kind != "voting":
-        raise CreateRefused(f"game_type {kind!r}: the local server plays voting games only")
     seats = tuple(values.get(f"{who}_count") for who in ("developers", "owners", "speculators"))
+    if kind in MARKET_TYPES:
+        # The real server seats owners.count owners (the developer in seat 2) and speculators.count speculators;
+        # developers.count only enters the player count checked above.
+        if not (isinstance(seats[1], int) and seats[1] >= 1 and isinstance(seats[2], int) and seats[2] >= 0):
+            raise CreateRefused("the local server plays market games with owners.count at least 1 and "
+                                "speculators.count at least 0")
+        params = GameParams(values)
+        if strict:
+            stalled = [n for n in TIMER_ONLY_PHASES if not _positive(values.get(f"timer_phase_{n}"))]
+            if stalled:
+                raise CreateRefused(f"--strict: timers.phase_{stalled[0]} must be a positive number of seconds "
+                                    f"(phases {', '.join(map(str, TIMER_ONLY_PHASES))} end only by their timer; "
+                                    "without one the game stalls for good)")
+        return Creation(params, rows)
     if seats != (1, 5, 0):
         raise CreateRefused("the local server plays one developer and five owners (developers.count 1, owners.count "
                             "5, speculators.count 0)")
@@ -95,6 +116,10 @@ def create(game_parameters: Any, game_id: int) -> Creation:
             raise CreateRefused(f"parameter {key!r} is {js.to_string(value) if value is not None else 'missing'} "
                                 "on the server: the local server plays only games where it is a whole number")
     return Creation(GameParams(values), rows)
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 def _typed(row: dict[str, str]) -> Any:

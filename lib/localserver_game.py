@@ -167,6 +167,8 @@ class Player:
 class Game:
     """A voting game from creation to game-over; every method runs on the event loop's thread."""
 
+    RULESET = "Voting"  # what GET /games/status says
+
     def __init__(
         self,
         game_id: int,
@@ -383,7 +385,7 @@ class Game:
             return False
         player = self.find_by_recovery(recovery)
         if player is None:
-            if self.assigned == SEATS:
+            if self.assigned == len(self.players):
                 self._error(conn, f"Game {game_ref} is full (and no current player matching your recovery string). "
                                   "You cannot join")
                 return False

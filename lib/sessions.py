@@ -101,3 +101,31 @@ def generate_sessions(params: Any, n_sessions: int, n_rounds: int, seed: int) ->
             rounds.append({"values": values})
         table.append({"id": session_id, "rounds": rounds})
     return table
+
+
+def add_signals(table: list[dict[str, Any]], seed: int, speculators: int = 6, tax_rate_final: int = 33,
+                low: float = 0.95, high: float = 1.05) -> list[dict[str, Any]]:
+    """The table with each round's private price signals for Harberger and futarchy added, in the real format
+    (`signals[c]` = {speculator: [...], developer, owner: [...]}), drawn as the real server generates them: 1 % of
+    the round's sum of true values under c, times the final tax rate, times U(low, high) per player.
+
+    Used to make the project's own sample table (jsonFiles/sessions.json); the values are left as they are."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for session in table:
+        rounds = []
+        for entry in session["rounds"]:
+            signals = []
+            for values in entry["values"]:
+                total = (values["developer"] + sum(values["owner"])) * THOUSAND
+
+                def draw(total: int = total) -> int:
+                    return round(total * rng.uniform(low, high) * (tax_rate_final / 100) / 100)
+
+                signals.append({"speculator": [draw() for _ in range(speculators)], "developer": draw(),
+                                "owner": [draw() for _ in values["owner"]]})
+            rounds.append({**entry, "signals": signals})
+        out.append({**session, "rounds": rounds})
+    return out

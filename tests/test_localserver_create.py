@@ -123,8 +123,10 @@ def test_what_the_real_server_accepts_with_javascripts_types_is_accepted():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda p: p.update(game_type="harberger"), "game_type 'harberger': the local server plays voting games only"),
-        (lambda p: p.update(game_type="market"), "game_type 'market': the local server plays voting games only"),
+        (lambda p: p.update(game_type="market"), "game_type 'market': the local server plays voting, harberger and "
+         "futarchy games only"),
+        (lambda p: p.update(game_type="goods-market"), "game_type 'goods-market': the local server plays voting, "
+         "harberger and futarchy games only"),
         (lambda p: (p["owners"].update(count=3)), "the local server plays one developer and five owners "
          "(developers.count 1, owners.count 5, speculators.count 0)"),
         (lambda p: p.update(round_count="many"), "parameter 'round_count' is NaN on the server: the local server "
