@@ -133,6 +133,7 @@ class MarketPlayer:
     done_speculating: bool = False
     summaries: list[dict[str, Any]] = field(default_factory=list)
     profit: list[Any] = field(default_factory=list)  # every amount total-profit adds up (never reset)
+    profits_by_round: dict[int, Any] = field(default_factory=dict)  # getProfit, from each round's summary
 
     def record(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -647,9 +648,10 @@ class MarketGame(Game):
             self._race_timer = self.loop.call_later(self.ready_race_window, self._end_race)
 
     def _summary(self, player: MarketPlayer) -> dict[str, Any]:
+        """The round's summary as the server holds it (NaN stays NaN: a NaN trade makes the reward's profit NaN)."""
         w = self.winning
         lot = player.property
-        return js.to_json_value(mg.round_summary(
+        return (mg.round_summary(
             self._seat(player), self.round, w, self.flat,
             value=lot["v"][w] if lot else None,
             first_declaration=self.first_declarations[player.number][w] if lot else None,
@@ -660,7 +662,8 @@ class MarketGame(Game):
     def _add_summaries(self) -> None:
         for player in self.players.values():
             summary = self._summary(player)
-            player.summaries.append(summary)
+            player.profits_by_round[self.round] = mg.round_profit(summary)
+            player.summaries.append(js.to_json_value(summary))
             self._send_event(player.number, "round-summary", summary)
 
     def _game_over(self) -> None:
@@ -672,8 +675,7 @@ class MarketGame(Game):
         self.reward_round = chosen
         if self.params.get("show_up_fee") is not None:
             for player in self.players.values():
-                summary = next((s for s in player.summaries if s.get("round") == chosen), None)
-                profit = mg.round_profit(summary) if summary is not None else 0
+                profit = player.profits_by_round.get(chosen, math.nan)  # a round not played: NaN
                 reward = js.to_json_value(mg.reward(self._seat(player), chosen, profit, self.flat,
                                                     player.payment_token))
                 self.rewards.append(reward)

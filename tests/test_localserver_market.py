@@ -22,6 +22,7 @@ import pytest
 from lib.localserver import LocalServer
 from lib.localserver_game import new_recovery_code
 from tests.fixtures.build_game5_fixture import counts, log_skeleton, server_log_skeleton, skeleton
+from tests.fixtures.build_market_fixture import MARKET_EVENTS
 from tests.fixtures.record_market_probes import payload
 from tests.players import Client
 from tests.test_localserver import diff, expand, http
@@ -176,11 +177,39 @@ def replay_game(game_type: str, tmp_path: Path) -> tuple[dict, dict, dict, Any]:
 
 @pytest.mark.parametrize("game_type", ["harberger", "futarchy"])
 def test_replaying_a_recorded_game_gives_every_seat_the_real_servers_frames(game_type: str, tmp_path: Path) -> None:
-    fixture, skeletons, _frames, recorded = replay_game(game_type, tmp_path)
+    fixture, skeletons, frames, recorded = replay_game(game_type, tmp_path)
 
     for n, player in fixture["players"].items():
         expected = blank(expand(player["expect"]))
         assert skeletons[n] == expected, f"seat {n}:\n{diff(expected, skeletons[n])}"
     assert [p["key"] for p in recorded["parameters"]] == fixture["parameter keys"]
+    assert_values_are_the_real_servers(game_type, frames, recorded)
     assert counts([log_skeleton(e) for e in recorded["log"]]) == fixture["log"]
     assert counts([server_log_skeleton(e) for e in recorded["server-log"]]) == fixture["server-log"]
+
+
+RESULTS = {"declaration-above-max", "winning-condition", "profit", "first-snipes", "final-price", "tax-income",
+           "total-profit", "second-snipes", "round-summary", "reward"}
+
+
+def assert_values_are_the_real_servers(game_type: str, frames: dict[str, list[dict]], recorded: dict) -> None:
+    """Same session, declarations, snipes and orders as the recording: the same values, signals, trades, profits,
+    prices, summaries and rewards (names and payment tokens are drawn at random on both servers)."""
+    real = json.loads((FIXTURES / "market_probes.json").read_text())["games"][f"probes-{game_type}"]
+    (round_data,) = real["rounds"]
+    for n, told in round_data["rules"]["seats"].items():
+        events = [(f["eventType"], f["data"]) for f in frames[n] if f.get("type") == "event"]
+        (role,) = [data for kind, data in events if kind == "assign-role"]
+        expected_role = json.loads(json.dumps(told["assign-role"]))
+        for data in (role, expected_role):
+            data.get("property", {}).pop("name", None)
+        assert role == expected_role, f"seat {n} assign-role"
+        assert [d for k, d in events if k == "value-signals"] == [told["value-signals"]], f"seat {n} value-signals"
+        results = [[k, {**d}] for k, d in events if k in RESULTS]
+        expected = [[k, {**d}] for k, d in told["results"]]
+        for _, data in results + expected:
+            data.pop("paymentToken", None)
+        assert results == expected, f"seat {n} results"
+    market = [[e["meta"]["recipient"], e["sent"]["type"], e["sent"]["data"]] for e in recorded["server-log"]
+              if e["meta"]["phase"] == 6 and e["sent"]["type"] in MARKET_EVENTS]
+    assert market == round_data["server-log"]
