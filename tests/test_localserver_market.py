@@ -60,28 +60,30 @@ def blank(frames: list[str]) -> list[str]:
     return [DECLARED.sub("info Player <name> submitted", f) for f in frames]
 
 
-def server_order(game_type: str) -> dict[str, list[tuple[int, int]]]:
-    """Per message kind, the (seat, phase) of each declare, done-speculating and market frame in the order the real
-    server processed them (tests/fixtures/market_probes.json, from its log). Frames that several seats send at
-    once reach a server in any order; the replay sends each in its recorded turn, so that the outcome (who
-    completed a phase, which snipes counted) is the recorded one."""
-    recorded = json.loads((FIXTURES / "market_probes.json").read_text())["games"][f"probes-{game_type}"]
-    (round_data,) = recorded["rounds"]
-    order: dict[str, list[tuple[int, int]]] = {"declare": [], "done-speculating": [], "market": []}
-    for key, messages in round_data["rules"]["messages"].items():
-        phase = int(key.split()[1])
-        order["declare" if phase in (2, 7) else "done-speculating"] += [(seat, phase) for seat, _ in messages]
-    order["market"] = [(seat, 6) for seat, _ in round_data["messages"]]
-    for kind in ("declare", "done-speculating"):
-        order[kind].sort(key=lambda item: item[1])  # stable: each phase's frames in their recorded order
+def server_order(recording: str) -> dict[str, list[tuple[int, int, int]]]:
+    """Per message kind, the (seat, round, phase) of each declare, done-speculating and market frame in the order the
+    real server processed them (from its log, kept in tests/fixtures/market_probes.json). Frames that several seats send
+    at once reach a server in any order; the replay sends each in its recorded turn, so that the outcome (who
+    completed a phase, which snipes counted, which order met which) is the recorded one."""
+    recorded = json.loads((FIXTURES / "market_probes.json").read_text())["games"][recording]
+    order: dict[str, list[tuple[int, int, int]]] = {"declare": [], "done-speculating": [], "market": []}
+    for round_data in recorded["rounds"]:
+        number = round_data["round"]
+        for key, messages in sorted(round_data["rules"]["messages"].items(), key=lambda item: int(item[0][6:])):
+            phase = int(key.split()[1])
+            for seat, message in messages:
+                if message.get("type") in ("declare", "done-speculating"):
+                    order[message["type"]].append((seat, number, phase))
+        order["market"] += [(seat, number, 6) for seat, _ in round_data["messages"]]
     return order
 
 
 MARKET_KINDS = ("post-order", "cancel-order")
+GATED = ("declare", "done-speculating", "post-order", "cancel-order", "complete-current-phase")
 
 
 async def replay(fixture: dict[str, Any], server: LocalServer, game_id: int,
-                 order: dict[str, list[tuple[int, int]]]) -> tuple[dict, dict, list[str]]:
+                 order: dict[str, list[tuple[int, int, int]]]) -> tuple[dict, dict, list[str]]:
     """Play every recorded step when all seats have received what they had then, and (declarations, snipes and
     orders) when the frames the real server processed before it have been logged; (skeletons, frames, problems)."""
     game = server.game(game_id)
@@ -108,22 +110,51 @@ async def replay(fixture: dict[str, Any], server: LocalServer, game_id: int,
                 have = {m: received(m) for m in at}
                 raise AssertionError(f"seat {n} waited in vain to {what}: needs {at}, has {have}") from None
 
-    def logged(kind: str, phase: int) -> int:
+    def logged(kind: str, round_number: int, phase: int) -> int:
         kinds = MARKET_KINDS if kind == "market" else (kind,)
         return sum(1 for e in game.log if e.get("type") == "message" and e.get("phase") == phase
-                   and isinstance(e.get("content"), dict) and e["content"].get("type") in kinds)
+                   and e.get("round") == round_number and isinstance(e.get("content"), dict)
+                   and e["content"].get("type") in kinds)
+
+    gated = [(seat, kind) for seat, kind in fixture.get("log order", []) if kind in GATED]
+    taken: set[int] = set()
+
+    def logged_gated() -> int:
+        return sum(1 for e in game.log if e.get("type") == "message" and e.get("number") is not None
+                   and isinstance(e.get("content"), dict) and e["content"].get("type") in GATED)
+
+    async def my_turn_in_log(n: str, message: Any) -> None:
+        """A whole recorded game: the frame waits until every gated frame the real server logged before it is
+        logged here."""
+        kind = js_type(message)
+        if kind not in GATED:
+            return
+        index = next((i for i, item in enumerate(gated) if item == (int(n), kind) and i not in taken), None)
+        if index is None:
+            return
+        taken.add(index)
+        for _ in range(1500):
+            if logged_gated() >= index:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"seat {n} waited in vain for its turn to send {message}")
 
     async def my_turn(n: str, message: Any) -> None:
+        if gated:
+            await my_turn_in_log(n, message)
+            return
         kind = js_type(message)
         kind = "market" if kind in MARKET_KINDS else kind
         if kind not in turns:
             return
-        index = next(i for i, (seat, _) in enumerate(turns[kind]) if seat == int(n))
-        _, phase = turns[kind][index]
-        turns[kind][index] = (0, phase)  # taken
-        before = sum(1 for _, p in order[kind][:index] if p == phase)
+        index = next((i for i, (seat, _, _) in enumerate(turns[kind]) if seat == int(n)), None)
+        if index is None:
+            return  # a frame the real server did not log where it is counted (e.g. sent in another phase)
+        _, round_number, phase = turns[kind][index]
+        turns[kind][index] = (0, round_number, phase)  # taken
+        before = sum(1 for _, r, p in order[kind][:index] if (r, p) == (round_number, phase))
         for _ in range(1500):
-            if logged(kind, phase) >= before:
+            if logged(kind, round_number, phase) >= before:
                 return
             await asyncio.sleep(0.01)
         raise AssertionError(f"seat {n} waited in vain for its turn to send {message}")
@@ -158,15 +189,21 @@ async def replay(fixture: dict[str, Any], server: LocalServer, game_id: int,
     return skeletons, frames, problems
 
 
-def replay_game(game_type: str, tmp_path: Path) -> tuple[dict, dict, dict, Any]:
-    fixture = json.loads((FIXTURES / f"probes_{game_type}_replay.json").read_text())
+def replay_game(game_type: str, tmp_path: Path, recording: str | None = None,
+                **changes: Any) -> tuple[dict, dict, dict, Any]:
+    """Replay a recorded game: a probe game (tests/fixtures/probes_TYPE_replay.json) or, with `recording`, one of
+    the complete games of tests/fixtures/market_replay.json (tests/fixtures/RECORDING_replay.json)."""
+    name = f"{recording.replace('-', '')}_replay.json" if recording else f"probes_{game_type}_replay.json"
+    fixture = json.loads((FIXTURES / name).read_text())
+    # a whole game's fixture holds the real server's log order; a probe game's comes from market_probes.json
+    order = {} if recording else server_order(f"probes-{game_type}")
 
     async def scenario() -> tuple[dict, dict, dict, Any]:
         async with LocalServer(records_dir=tmp_path, sessions=SESSIONS) as server:
-            status, body = await create(server, fast_payload(game_type))
+            status, body = await create(server, fast_payload(game_type, **changes))
             assert status == 200, body
             game_id = body["data"]["id"]
-            skeletons, frames, problems = await replay(fixture, server, game_id, server_order(game_type))
+            skeletons, frames, problems = await replay(fixture, server, game_id, order)
             recorded = await server.wait_game_over(game_id, timeout=10)
             assert problems == []
             assert json.loads(server.log_path(game_id).read_text()) == recorded
@@ -213,3 +250,18 @@ def assert_values_are_the_real_servers(game_type: str, frames: dict[str, list[di
     market = [[e["meta"]["recipient"], e["sent"]["type"], e["sent"]["data"]] for e in recorded["server-log"]
               if e["meta"]["phase"] == 6 and e["sent"]["type"] in MARKET_EVENTS]
     assert market == round_data["server-log"]
+
+
+@pytest.mark.parametrize(("game_type", "recording", "session"), [("harberger", "harberger-12", 1),
+                                                                ("futarchy", "futarchy-13", 2)])
+def test_replaying_a_whole_recorded_game_with_a_practice_round_gives_every_seat_the_real_servers_frames(
+        game_type: str, recording: str, session: int, tmp_path: Path) -> None:
+    # Practice round and two paid rounds; in round 1 the players sent the harmless probes (wrong phase, wrong role,
+    # chat, complete-current-phase, bad orders); every round has its own values, signals, winner and market.
+    fixture, skeletons, _frames, recorded = replay_game(game_type, tmp_path, recording, session_number=session,
+                                                        round_count=2, practice=True)
+    for n, player in fixture["players"].items():
+        expected = blank(expand(player["expect"]))
+        assert skeletons[n] == expected, f"seat {n}:\n{diff(expected, skeletons[n])}"
+    assert counts([log_skeleton(e) for e in recorded["log"]]) == fixture["log"]
+    assert counts([server_log_skeleton(e) for e in recorded["server-log"]]) == fixture["server-log"]
