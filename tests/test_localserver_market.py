@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,11 @@ import pytest
 
 from lib.localserver import LocalServer
 from lib.localserver_game import new_recovery_code
+from lib.sessions import load_sessions
 from tests.fixtures.build_game5_fixture import counts, log_skeleton, server_log_skeleton, skeleton
 from tests.fixtures.build_market_fixture import MARKET_EVENTS
 from tests.fixtures.record_market_probes import payload
-from tests.players import Client
+from tests.players import Client, is_event, is_message
 from tests.test_localserver import diff, expand, http
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -265,3 +267,284 @@ def test_replaying_a_whole_recorded_game_with_a_practice_round_gives_every_seat_
         assert skeletons[n] == expected, f"seat {n}:\n{diff(expected, skeletons[n])}"
     assert counts([log_skeleton(e) for e in recorded["log"]]) == fixture["log"]
     assert counts([server_log_skeleton(e) for e in recorded["server-log"]]) == fixture["server-log"]
+
+
+# ---------------------------------------------------------------------------------------------- one phase at a time
+
+LONG = 30  # seconds: a phase under test waits for its players, not for its timer
+
+
+async def seated(server: LocalServer, game_type: str, stop_at: int, **flat: Any) -> tuple[int, list[Client]]:
+    """A one-round game of 12 joined and ready seats (session 1 of the real table), run to phase `stop_at`; every
+    phase before it is short, `stop_at` itself long."""
+    timers = {f"timer_phase_{n}": (LONG if n == stop_at else 0.05) for n in range(1, 10)}
+    game_id = server.create_game({"game_type": game_type, "practice_round": False, "round_count": 1,
+                                  "session_number": 1, **timers, **flat})
+    clients = []
+    for _ in range(12):
+        client = await Client(server.ws_url).connect()
+        await client.send({"gameId": game_id, "type": "join", "recovery": new_recovery_code()})
+        await client.wait_for(is_message("info"))
+        clients.append(client)
+    for client in clients:
+        await client.send({"gameId": game_id, "type": "player-is-ready"})
+    for client in clients:
+        await client.wait_for(is_event("phase-transition", phase=stop_at), timeout=15)
+    return game_id, clients
+
+
+async def answer(client: Client, message: dict[str, Any], predicate: Any = None) -> dict[str, Any]:
+    """Send a frame and return the first frame after it that satisfies `predicate` (default: any)."""
+    start = len(client.frames)
+    await client.send(message)
+    return (await client.wait_for(predicate or (lambda _f: True), start=start, timeout=5))[1]
+
+
+async def silence(client: Client, seconds: float = 0.2) -> list[dict[str, Any]]:
+    start = len(client.frames)
+    await asyncio.sleep(seconds)
+    return client.frames[start:]
+
+
+async def close_all(clients: list[Client]) -> None:
+    for client in clients:
+        await client.close()
+
+
+def test_wrong_phase_wrong_role_and_repeated_declarations_get_the_real_servers_answers() -> None:
+    async def scenario() -> None:
+        async with LocalServer(sessions=SESSIONS) as server:
+            game_id, c = await seated(server, "harberger", stop_at=2)
+            g = {"gameId": game_id}
+            owner, developer, speculator = c[0], c[1], c[6]
+            assert await answer(speculator, {**g, "type": "declare", "declaration": [1, 1, 0]}) == {
+                "type": "error", "message": f"Game {game_id}: only 2,3 can send this message in this phase. You are 1."}
+            for kind in ("player-is-ready", "post-order", "done-speculating", "chat-with-players"):
+                assert await answer(owner, {**g, "type": kind}) == {
+                    "type": "error", "message": f"Game {game_id}: could not find an handler for {kind}"}
+            # above twice the role's high: refused, nothing stored, the owner may declare again
+            assert await answer(owner, {**g, "type": "declare", "declaration": [1300000, 0, 0]}) == {
+                "type": "event", "eventType": "declaration-above-max",
+                "data": {"condition": "No Project", "maximum": 1200000}}
+            assert await answer(developer, {**g, "type": "declare", "declaration": [0, 5500001, 0]}) == {
+                "type": "event", "eventType": "declaration-above-max",
+                "data": {"condition": "Project", "maximum": 5500000}}
+            # negative and fractional values pass, as on the real server
+            assert (await answer(owner, {**g, "type": "declare", "declaration": [-100000, 123456.75, 0]},
+                                 is_event("declaration-received")))["data"] == {}
+            update = f"Game {game_id}: player 1 sent a declaration update. This is not allowed"
+            assert await answer(owner, {**g, "type": "declare", "declaration": [400000, 200000, 0]}) == {
+                "type": "warning", "message": update}
+            # not reproduced: the real server would concatenate strings into its sums
+            refused = await answer(developer, {**g, "type": "declare", "declaration": ["400000", 1, 0]})
+            assert refused["type"] == "error" and "declaration must be a list of 2 numbers" in refused["message"]
+            assert server.game(game_id).players[2].property["d"] is None
+            await close_all(c)
+
+    run(scenario())
+
+
+def test_speculation_refusals_unknown_lots_and_repeated_snipes_as_on_the_real_server() -> None:
+    async def scenario() -> None:
+        async with LocalServer(sessions=SESSIONS) as server:
+            game_id, c = await seated(server, "harberger", stop_at=3)
+            g = {"gameId": game_id}
+            assert await answer(c[0], {**g, "type": "done-speculating", "snipe": [[1], [], []]}) == {
+                "type": "error", "message": f"Game {game_id}: only 1 can send this message in this phase. You are 3."}
+            w = server.game(game_id).winning
+            snipe = [[], [], []]
+            snipe[w] = [99, 1]
+            assert await answer(c[6], {**g, "type": "done-speculating", "snipe": snipe}) == {
+                "type": "error", "message": f"Game {game_id}: lot 99}} not found"}  # sic
+            await c[6].wait_for(is_event("speculation-received"))
+            await answer(c[6], {**g, "type": "done-speculating", "snipe": snipe}, is_event("speculation-received"))
+            lot = server.game(game_id).players[1].property
+            assert lot["speculators"][w] == [7, 7]  # a repeated done-speculating counts twice
+            await close_all(c)
+
+    run(scenario())
+
+
+def test_anyone_may_end_phase_5_as_on_the_real_server() -> None:
+    async def scenario() -> None:
+        async with LocalServer(sessions=SESSIONS) as server:
+            game_id, c = await seated(server, "futarchy", stop_at=5)
+            g = {"gameId": game_id}
+            await c[6].send({**g, "type": "complete-current-phase"})  # a speculator: the real server lets anyone
+            await c[0].wait_for(is_event("phase-transition", phase=6), timeout=2)
+            assert server.game(game_id).phase == 6
+            await close_all(c)
+
+    run(scenario())
+
+
+def test_a_socket_that_never_joined_is_answered_as_on_the_real_server() -> None:
+    async def scenario() -> None:
+        async with LocalServer(sessions=SESSIONS) as server:
+            game_id, c = await seated(server, "harberger", stop_at=2)
+            stranger = await Client(server.ws_url).connect()
+            await stranger.send({"gameId": game_id, "type": "declare", "declaration": [1, 1, 0]})
+            assert await silence(stranger) == []  # the real server reads the role of nobody and throws
+            await close_all([*c, stranger])
+
+    run(scenario())
+
+
+def test_futarchy_phase_3_ends_when_minutes_for_sniping_are_over_and_a_message_arrives() -> None:
+    async def scenario() -> None:
+        async with LocalServer(sessions=SESSIONS) as server:
+            game_id, c = await seated(server, "futarchy", stop_at=3, minutes_for_sniping=0.002)  # 0.12 s
+            await asyncio.sleep(0.3)
+            assert server.game(game_id).phase == 3  # tested only when a message arrives, as there
+            await c[6].send({"gameId": game_id, "type": "done-speculating", "snipe": [[], [], []]})  # one of six
+            await c[0].wait_for(is_event("phase-transition", phase=4), timeout=2)
+            await close_all(c)
+
+    run(scenario())
+
+
+def test_an_apostrophe_in_a_stored_declaration_freezes_the_game_as_on_the_real_server() -> None:
+    async def scenario() -> None:
+        async with LocalServer(sessions=SESSIONS) as server:
+            game_id, c = await seated(server, "harberger", stop_at=2)
+            for seat, client in enumerate(c[:6], start=1):
+                declaration = [400000, 200000, "it's" if seat == 1 else 0]
+                await answer(client, {"gameId": game_id, "type": "declare", "declaration": declaration},
+                             is_event("declaration-received"))
+            await asyncio.sleep(0.2)
+            game = server.game(game_id)
+            assert game.frozen and "apostrophe" in game.frozen and game.phase == 3
+            assert not [f for f in c[0].events("phase-transition") if f["data"]["phase"] == 3]
+            await close_all(c)
+
+    run(scenario())
+
+
+# ---------------------------------------------------------------------------------------------- strict mode
+
+def test_strict_mode_refuses_each_weakness_with_an_error_frame() -> None:
+    async def scenario() -> None:
+        async with LocalServer(sessions=SESSIONS, strict=True) as server:
+            game_id, c = await seated(server, "harberger", stop_at=2)
+            g = {"gameId": game_id}
+            for declaration in ([-100000, 200000, 0], [400000.5, 200000, 0]):
+                refused = await answer(c[0], {**g, "type": "declare", "declaration": declaration})
+                assert refused["type"] == "error" and "--strict" in refused["message"]
+            assert server.game(game_id).players[1].property["d"] is None
+            await close_all(c)
+
+            game_id, c = await seated(server, "harberger", stop_at=3)
+            g = {"gameId": game_id}
+            w = server.game(game_id).winning
+            for snipe in ([[99], [99], []], [[1, 1], [1, 1], []], "all", [[1], None, []]):
+                refused = await answer(c[6], {**g, "type": "done-speculating", "snipe": snipe})
+                assert refused["type"] == "error" and "--strict" in refused["message"], snipe
+            snipe = [[], [], []]
+            snipe[w] = [1]
+            await answer(c[6], {**g, "type": "done-speculating", "snipe": snipe}, is_event("speculation-received"))
+            refused = await answer(c[6], {**g, "type": "done-speculating", "snipe": snipe})
+            assert refused["type"] == "error" and "once per phase" in refused["message"]
+            assert server.game(game_id).players[1].property["speculators"][w] == [7]
+            await close_all(c)
+
+            game_id, c = await seated(server, "futarchy", stop_at=5)
+            refused = await answer(c[6], {"gameId": game_id, "type": "complete-current-phase"})
+            assert refused["type"] == "error" and "phase 5 ends by its timer" in refused["message"]
+            assert server.game(game_id).phase == 5
+            await close_all(c)
+
+            game_id, c = await seated(server, "futarchy", stop_at=6)
+            game = server.game(game_id)
+            cap = game.price_cap()
+            base = {"price": 100, "quantity": 1, "condition": 0, "type": "ask", "now": False}
+            for change in ({"quantity": -1}, {"quantity": 0.5}, {"quantity": None}, {"price": "abc"},
+                           {"price": cap + 1}, {"condition": "0"}, {"now": "yes"}, {"type": "sell"}):
+                refused = await answer(c[0], {"gameId": game_id, "type": "post-order", "order": {**base, **change}})
+                assert refused["type"] == "error" and "--strict" in refused["message"], change
+            assert game.market is not None and game.market.resting(0) == []
+            accepted = await answer(c[0], {"gameId": game_id, "type": "post-order", "order": base},
+                                    is_event("add-order"))
+            assert accepted["data"]["order"]["sender"] == 1
+            await close_all(c)
+
+    run(scenario(), timeout=120)
+
+
+def test_strict_create_for_llm_refuses_a_market_game_whose_timer_only_phase_has_no_timer() -> None:
+    async def scenario() -> None:
+        async with LocalServer(sessions=SESSIONS, strict=True) as server:
+            nested = fast_payload("harberger")
+            nested["timers"] = {**nested["timers"], "phase_6": None}
+            status, body = await create(server, nested)
+            assert status == 400 and body["message"].startswith("--strict: timers.phase_6 must be a positive number")
+        async with LocalServer(sessions=SESSIONS) as server:  # the real server starts it (and it stalls there)
+            status, _body = await create(server, nested)
+            assert status == 200
+
+    run(scenario())
+
+
+# ---------------------------------------------------------------------------------------------- creation, REST
+
+def test_create_for_llm_makes_a_twelve_seat_game_with_the_real_seats_and_status() -> None:
+    async def scenario() -> None:
+        async with LocalServer(sessions=SESSIONS) as server:
+            status, body = await create(server, fast_payload("futarchy", session_number=2))
+            assert status == 200
+            game_id = body["data"]["id"]
+            game = server.game(game_id)
+            assert [(p.number, p.role, p.tag) for p in game.players.values()] == [
+                (1, 3, "Owner 1"), (2, 2, "Developer"), *((n, 3, f"Owner {n - 1}") for n in range(3, 7)),
+                *((n, 1, f"Speculator {n - 6}") for n in range(7, 13))]
+            assert [p.property["id"] for p in game.lots] == [1, 2, 3, 4, 5, 6]
+            recovery = new_recovery_code()
+            client = await Client(server.ws_url).connect()
+            await client.send({"gameId": game_id, "type": "join", "recovery": recovery})
+            await client.wait_for(is_message("info"))
+            query = urllib.parse.urlencode({"id": game_id, "recovery": recovery})
+            status, body = await http("GET", f"{server.api_url}/games/status?{query}")
+            data = body["data"]
+            assert data["ruleset"] == "Harberger" and data["gameData"]["game"]["ruleset"] == "Harberger"
+            assert data["gameData"]["player"]["wallet"][0] == {"balance": 60000, "shares": 6, "cashForSniping": 250000}
+            status, body = await http("GET", f"{server.api_url}/games/started")
+            assert body["data"][0]["type"] == "futarchy" and body["data"][0]["assignedPlayers"] == 1
+            await client.close()
+
+    run(scenario())
+
+
+def test_a_session_without_signals_is_refused_by_name_and_generated_signals_need_none(tmp_path: Path) -> None:
+    table = [{"id": 1, "rounds": [{"values": r["values"]} for r in load_sessions(SESSIONS).sessions[1]]}]
+    path = tmp_path / "sessions.json"
+    path.write_text(json.dumps(table))
+
+    async def scenario() -> None:
+        async with LocalServer(sessions=path) as server:
+            status, body = await create(server, fast_payload("harberger"))
+            assert status == 400 and str(path) in body["message"] and "signals" in body["message"]
+            nested = fast_payload("harberger")
+            nested["signal"] = {**nested["signal"], "generate": True}
+            status, body = await create(server, nested)
+            assert status == 200
+            signals = server.game(body["data"]["id"]).players[7].signals
+            assert all(isinstance(s, int) and s > 0 for s in signals[:2])
+
+    run(scenario())
+
+
+def test_agents_only_market_games_ask_the_agent_manager_for_twelve_agents_of_their_type() -> None:
+    from tests.test_localserver import agent_manager_listener
+
+    async def scenario() -> None:
+        calls: list[Any] = []
+        listener, port = await agent_manager_listener(calls)
+        async with LocalServer(sessions=SESSIONS, agent_manager=f"127.0.0.1:{port}") as server:
+            for game_type in ("harberger", "futarchy"):
+                status, body = await create(server, fast_payload(game_type, agents_only=True))
+                assert status == 200
+                assert calls[-1] == ("POST", "/spawn-agents",
+                                     {"game_id": body["data"]["id"], "game_type": game_type, "agents": 12})
+        listener.close()
+        await listener.wait_closed()
+
+    run(scenario())
