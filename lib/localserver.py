@@ -505,15 +505,17 @@ def _write_atomically(path: Path, text: str) -> None:
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m lib.localserver",
-        description="A local IBEX voting-game server (WebSocket + REST) for tests, demos and dry runs.",
+        description="A local IBEX server (voting, Harberger, futarchy; WebSocket and REST) for tests and dry runs.",
     )
     parser.add_argument("--ws-port", type=int, default=3088, help="WebSocket port (default 3088, 0: any free port)")
     parser.add_argument("--api-port", type=int, default=3080, help="REST port (default 3080, 0: any free port)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--records", metavar="DIR", help="write each finished game as DIR/<id>.log.json")
-    parser.add_argument("--sessions", metavar="FILE", help=f"private values table (default {DEFAULT_SESSIONS})")
+    parser.add_argument("--sessions", metavar="FILE",
+                        help=f"private values (and market signals) table (default {DEFAULT_SESSIONS})")
     parser.add_argument("--agent-manager", metavar="HOST:PORT", help="where agents-only games POST /spawn-agents")
-    parser.add_argument("--strict", action="store_true", help="reject wrong-role and out-of-range submissions")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse, with an error frame, what the real server wrongly accepts (see README)")
     parser.add_argument("--ready-race-window", type=float, default=0.0, metavar="SECONDS",
                         help="drop frames that arrive this long after a round's phase-0 transition (test switch)")
     parser.add_argument("--admin-user", default=None, help="admin user (default: $IBEX_USERNAME or 'admin')")

@@ -666,30 +666,11 @@ class MarketGame(Game):
             player.summaries.append(js.to_json_value(summary))
             self._send_event(player.number, "round-summary", summary)
 
-    def _game_over(self) -> None:
-        self.over = True
-        self._cancel_timer()
-        chosen = self.params.get("simulation_reward_round")
-        if not isinstance(chosen, int) or isinstance(chosen, bool):
-            chosen = self.rng.randint(1, self.params.round_count)
-        self.reward_round = chosen
-        if self.params.get("show_up_fee") is not None:
-            for player in self.players.values():
-                profit = player.profits_by_round.get(chosen, math.nan)  # a round not played: NaN
-                reward = js.to_json_value(mg.reward(self._seat(player), chosen, profit, self.flat,
-                                                    player.payment_token))
-                self.rewards.append(reward)
-                self._send_event(player.number, "reward", reward)
-        self._broadcast_event("game-over", {})
-        extra = [
-            {"key": "simulation_parent_id", "type": "number", "value": str(self.id)},
-            {"key": "simulation_reward_round", "type": "number", "value": str(chosen)},
-        ]
-        rows = self.params.to_list() if self.parameter_rows is None else list(reversed(self.parameter_rows))
-        self.recorded = {"parameters": rows + extra, "log": self.log, "server-log": self.server_log}
-        self.finished = True
-        if self.on_over is not None:
-            self.on_over(self)
+    def _reward(self, player: MarketPlayer, chosen: int, fee: float) -> dict[str, Any]:  # type: ignore[override]
+        """Game over is the core's (paid round, `reward` per seat, game-over, the recorded log); the reward is
+        Logic.js's over the paid round's profit (getProfit: from that round's summary; NaN for a round not played)."""
+        profit = player.profits_by_round.get(chosen, math.nan)
+        return js.to_json_value(mg.reward(self._seat(player), chosen, profit, self.flat, player.payment_token))
 
     def _save(self) -> None:
         """Where the real server writes the game to SQL: an apostrophe in stored client data breaks that for good."""
