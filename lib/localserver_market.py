@@ -167,6 +167,7 @@ class MarketGame(Game):
         self.phase_complete = False  # phase 5's complete-current-phase
         self.sniping_ends = math.inf  # futarchy phase 3: minutes_for_sniping, tested when a message arrives
         self.snipe_records: list[Any] = []  # the round's snipe messages, as the real server stores them
+        self._dispatched_ok = False  # whether the last frame reached its handler (then completion is tested)
         self._reset_round_results()
         super().__init__(game_id, params, sessions, **kwargs)
 

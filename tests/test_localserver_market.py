@@ -548,3 +548,32 @@ def test_agents_only_market_games_ask_the_agent_manager_for_twelve_agents_of_the
         await listener.wait_closed()
 
     run(scenario())
+
+
+def test_after_a_rejoin_events_go_to_the_new_socket_and_errors_to_the_socket_that_sent() -> None:
+    async def scenario() -> None:
+        async with LocalServer(sessions=SESSIONS) as server:
+            game_id, c = await seated(server, "futarchy", stop_at=6)
+            game = server.game(game_id)
+            old = c[6]
+            new = await Client(server.ws_url).connect()
+            await new.send({"gameId": game_id, "type": "join", "recovery": game.players[7].recovery})
+            await new.wait_for(is_message("info", "Player 7 rejoined the game"))
+            await old.send({"gameId": game_id, "type": "post-order", "order": {"price": 100, "quantity": 1,
+                                                                               "condition": 5, "type": "bid"}})
+            await old.wait_for(is_message("error", f"Game {game_id}: condition not understood: 5"))
+            await old.send({"gameId": game_id, "type": "post-order", "order": {"price": 100, "quantity": 1,
+                                                                               "condition": 1, "type": "bid"}})
+            added = (await new.wait_for(is_event("add-order")))[1]
+            assert added["data"]["order"]["sender"] == 7
+            assert not old.events("add-order") and not [f for f in new.frames if f.get("type") == "error"]
+
+            # the books as GET /games/status shows them while the market runs: one list per condition slot
+            query = urllib.parse.urlencode({"id": game_id, "recovery": game.players[1].recovery})
+            status, body = await http("GET", f"{server.api_url}/games/status?{query}")
+            shown = body["data"]["gameData"]["game"]
+            assert shown["phase"] == 6 and shown["orders"] == [[], [added["data"]["order"]], []]
+            assert shown["movementList"] == [[], [], []] and "signals" in body["data"]["gameData"]["player"]
+            await close_all([*c, new])
+
+    run(scenario())
