@@ -577,3 +577,42 @@ def test_after_a_rejoin_events_go_to_the_new_socket_and_errors_to_the_socket_tha
             await close_all([*c, new])
 
     run(scenario())
+
+
+# ---------------------------------------------------------------------------------------------- whole games
+
+@pytest.mark.parametrize("game_type", ["harberger", "futarchy"])
+def test_a_whole_in_process_game_pays_each_seat_the_profit_of_its_paid_rounds_summary(game_type: str,
+                                                                                      tmp_path: Path) -> None:
+    # create_game's flat parameters over the web UI's defaults, the project's own sessions table (its signals),
+    # a practice round and two paid rounds with scripted players (tests/market_players.py)
+    from lib.marketgames import round_profit
+    from tests.market_players import play_market_game
+
+    timers = {f"timer_phase_{n}": t for n, t in enumerate((None, 0.05, 2, 2, 0.05, 0.05, 0.3, 2, 2, 0.05)) if t}
+
+    async def scenario() -> tuple[list[Client], dict, Any]:
+        async with LocalServer(records_dir=tmp_path) as server:
+            game_id = server.create_game({"game_type": game_type, "round_count": 2, "practice_round": True,
+                                          "session_number": 2, **timers})
+            clients = await play_market_game(server.ws_url, game_id, [new_recovery_code() for _ in range(12)],
+                                             game_type)
+            recorded = await server.wait_game_over(game_id, timeout=5)
+            await close_all(clients)
+            return clients, recorded, server.game(game_id)
+
+    clients, recorded, game = run(scenario())
+    rounds = [f["data"]["round"] for f in clients[0].events("round-end")]
+    assert rounds == [0, 1, 2]
+    paid = game.reward_round
+    for client in clients:
+        summaries = {f["data"]["round"]: f["data"] for f in client.events("round-summary")}
+        (reward,) = [f["data"] for f in client.events("reward")]
+        assert reward["round"] == paid and reward["profit"] == pytest.approx(round_profit(summaries[paid]))
+        assert reward["points"] == pytest.approx(reward["basePoints"] + reward["profit"])
+        roles = [f["data"]["role"] for f in client.events("assign-role")]
+        assert len(roles) == 3 and len(set(roles)) == 1
+    trades = [e for e in recorded["server-log"] if e["sent"]["type"] == "contract-fulfilled"]
+    assert len(trades) == 3 * (2 if game_type == "futarchy" else 1)  # one share a market a round
+    assert recorded["parameters"][-2:][1] == {"key": "simulation_reward_round", "type": "number", "value": str(paid)}
+    assert (tmp_path / f"{game.id}.log.json").exists()
