@@ -205,6 +205,10 @@ def replay_game(game_type: str, tmp_path: Path, recording: str | None = None,
             status, body = await create(server, fast_payload(game_type, **changes))
             assert status == 200, body
             game_id = body["data"]["id"]
+            if recording:  # the round the real server drew for payment (its log's simulation_reward_round)
+                paid = next(p["value"] for p in json.loads((FIXTURES / "market_replay.json").read_text())["games"]
+                            [recording]["parameters"] if p["key"] == "simulation_reward_round")
+                server.game(game_id).params.values["simulation_reward_round"] = int(paid)  # type: ignore[index]
             skeletons, frames, problems = await replay(fixture, server, game_id, order)
             recorded = await server.wait_game_over(game_id, timeout=10)
             assert problems == []
@@ -222,7 +226,7 @@ def test_replaying_a_recorded_game_gives_every_seat_the_real_servers_frames(game
         expected = blank(expand(player["expect"]))
         assert skeletons[n] == expected, f"seat {n}:\n{diff(expected, skeletons[n])}"
     assert [p["key"] for p in recorded["parameters"]] == fixture["parameter keys"]
-    assert_values_are_the_real_servers(game_type, frames, recorded)
+    assert_values_are_the_real_servers(frames, recorded, f"probes-{game_type}")
     assert counts([log_skeleton(e) for e in recorded["log"]]) == fixture["log"]
     assert counts([server_log_skeleton(e) for e in recorded["server-log"]]) == fixture["server-log"]
 
@@ -231,27 +235,28 @@ RESULTS = {"declaration-above-max", "winning-condition", "profit", "first-snipes
            "total-profit", "second-snipes", "round-summary", "reward"}
 
 
-def assert_values_are_the_real_servers(game_type: str, frames: dict[str, list[dict]], recorded: dict) -> None:
+def assert_values_are_the_real_servers(frames: dict[str, list[dict]], recorded: dict, recording: str,
+                                       source: str = "market_probes.json") -> None:
     """Same session, declarations, snipes and orders as the recording: the same values, signals, trades, profits,
-    prices, summaries and rewards (names and payment tokens are drawn at random on both servers)."""
-    real = json.loads((FIXTURES / "market_probes.json").read_text())["games"][f"probes-{game_type}"]
-    (round_data,) = real["rounds"]
-    for n, told in round_data["rules"]["seats"].items():
+    prices, summaries and rewards, round by round (names and payment tokens are drawn at random on both servers)."""
+    rounds = json.loads((FIXTURES / source).read_text())["games"][recording]["rounds"]
+    for n in rounds[0]["rules"]["seats"]:
+        told = [r["rules"]["seats"][n] for r in rounds]
         events = [(f["eventType"], f["data"]) for f in frames[n] if f.get("type") == "event"]
-        (role,) = [data for kind, data in events if kind == "assign-role"]
-        expected_role = json.loads(json.dumps(told["assign-role"]))
-        for data in (role, expected_role):
+        roles = [json.loads(json.dumps(d)) for k, d in events if k == "assign-role"]
+        expected_roles = [json.loads(json.dumps(t["assign-role"])) for t in told]
+        for data in roles + expected_roles:
             data.get("property", {}).pop("name", None)
-        assert role == expected_role, f"seat {n} assign-role"
-        assert [d for k, d in events if k == "value-signals"] == [told["value-signals"]], f"seat {n} value-signals"
+        assert roles == expected_roles, f"seat {n} assign-role"
+        assert [d for k, d in events if k == "value-signals"] == [t["value-signals"] for t in told], n
         results = [[k, {**d}] for k, d in events if k in RESULTS]
-        expected = [[k, {**d}] for k, d in told["results"]]
+        expected = [[k, {**d}] for t in told for k, d in t["results"]]
         for _, data in results + expected:
             data.pop("paymentToken", None)
         assert results == expected, f"seat {n} results"
     market = [[e["meta"]["recipient"], e["sent"]["type"], e["sent"]["data"]] for e in recorded["server-log"]
               if e["meta"]["phase"] == 6 and e["sent"]["type"] in MARKET_EVENTS]
-    assert market == round_data["server-log"]
+    assert market == [entry for r in rounds for entry in r["server-log"]]
 
 
 @pytest.mark.parametrize(("game_type", "recording", "session"), [("harberger", "harberger-12", 1),
@@ -260,13 +265,14 @@ def test_replaying_a_whole_recorded_game_with_a_practice_round_gives_every_seat_
         game_type: str, recording: str, session: int, tmp_path: Path) -> None:
     # Practice round and two paid rounds; in round 1 the players sent the harmless probes (wrong phase, wrong role,
     # chat, complete-current-phase, bad orders); every round has its own values, signals, winner and market.
-    fixture, skeletons, _frames, recorded = replay_game(game_type, tmp_path, recording, session_number=session,
-                                                        round_count=2, practice=True)
+    fixture, skeletons, frames, recorded = replay_game(game_type, tmp_path, recording, session_number=session,
+                                                       round_count=2, practice=True)
     for n, player in fixture["players"].items():
         expected = blank(expand(player["expect"]))
         assert skeletons[n] == expected, f"seat {n}:\n{diff(expected, skeletons[n])}"
     assert counts([log_skeleton(e) for e in recorded["log"]]) == fixture["log"]
     assert counts([server_log_skeleton(e) for e in recorded["server-log"]]) == fixture["server-log"]
+    assert_values_are_the_real_servers(frames, recorded, recording, "market_replay.json")
 
 
 # ---------------------------------------------------------------------------------------------- one phase at a time
