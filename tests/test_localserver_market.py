@@ -622,3 +622,23 @@ def test_a_whole_in_process_game_pays_each_seat_the_profit_of_its_paid_rounds_su
     assert len(trades) == 3 * (2 if game_type == "futarchy" else 1)  # one share a market a round
     assert recorded["parameters"][-2:][1] == {"key": "simulation_reward_round", "type": "number", "value": str(paid)}
     assert (tmp_path / f"{game.id}.log.json").exists()
+
+
+def test_the_round_start_race_drops_early_readies_and_careful_players_resend_them() -> None:
+    from tests.market_players import play_market_game
+
+    timers = {f"timer_phase_{n}": t for n, t in enumerate((None, 0.05, 2, 2, 0.05, 0.05, 0.2, 2, 2, 0.05)) if t}
+
+    async def scenario() -> None:
+        async with LocalServer(sessions=SESSIONS, ready_race_window=0.3) as server:
+            game_id = server.create_game({"game_type": "harberger", "round_count": 1, "practice_round": True,
+                                          "session_number": 1, **timers})
+            clients = await play_market_game(server.ws_url, game_id, [new_recovery_code() for _ in range(12)],
+                                             "harberger")
+            sent = sum(1 for c in clients for m in c.sent if isinstance(m, dict) and m["type"] == "player-is-ready")
+            logged = [e for e in server.game(game_id).log if e.get("content", {}).get("type") == "player-is-ready"]
+            assert len(logged) < sent  # the readies sent at once after round 1's phase-0 transition were lost
+            assert {e["round"] for e in logged} == {0, 1}
+            await close_all(clients)
+
+    run(scenario())
