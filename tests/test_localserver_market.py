@@ -630,7 +630,7 @@ def test_the_round_start_race_drops_early_readies_and_careful_players_resend_the
     timers = {f"timer_phase_{n}": t for n, t in enumerate((None, 0.05, 2, 2, 0.05, 0.05, 0.2, 2, 2, 0.05)) if t}
 
     async def scenario() -> None:
-        async with LocalServer(sessions=SESSIONS, ready_race_window=0.3) as server:
+        async with LocalServer(sessions=SESSIONS, ready_race_window=1.0) as server:
             game_id = server.create_game({"game_type": "harberger", "round_count": 1, "practice_round": True,
                                           "session_number": 1, **timers})
             clients = await play_market_game(server.ws_url, game_id, [new_recovery_code() for _ in range(12)],
