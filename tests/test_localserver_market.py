@@ -642,3 +642,40 @@ def test_the_round_start_race_drops_early_readies_and_careful_players_resend_the
             await close_all(clients)
 
     run(scenario())
+
+
+@pytest.mark.parametrize("game_type", ["harberger", "futarchy"])
+def test_rest_status_answers_for_every_role_throughout_a_whole_game(game_type: str) -> None:
+    from tests.market_players import play_market_game
+
+    timers = {f"timer_phase_{n}": t for n, t in enumerate((None, 0.1, 2, 2, 0.1, 0.1, 0.3, 2, 2, 0.1)) if t}
+
+    async def scenario() -> None:
+        async with LocalServer(sessions=SESSIONS) as server:
+            game_id = server.create_game({"game_type": game_type, "round_count": 1, "practice_round": True,
+                                          "session_number": 1, **timers})
+            codes = [new_recovery_code() for _ in range(12)]
+            seen: dict[int, set[Any]] = {1: set(), 2: set(), 7: set()}
+            done = asyncio.Event()
+
+            async def poll() -> None:
+                while not done.is_set():
+                    for seat in seen:
+                        query = urllib.parse.urlencode({"id": game_id, "recovery": codes[seat - 1]})
+                        status, body = await http("GET", f"{server.api_url}/games/status?{query}")
+                        assert status == 200, body
+                        if body["data"]["found"]:
+                            game = body["data"]["gameData"]["game"]
+                            seen[seat].add((game["round"], game["phase"]))
+                            assert game["ruleset"] == "Harberger"
+                    await asyncio.sleep(0.02)
+
+            poller = asyncio.create_task(poll())
+            clients = await play_market_game(server.ws_url, game_id, codes, game_type)
+            done.set()
+            await poller
+            await close_all(clients)
+            for seat, phases in seen.items():  # the short phases may pass between two polls
+                assert {p for _, p in phases} >= {0, 6}, (seat, sorted(phases))
+
+    run(scenario())
