@@ -1,4 +1,5 @@
-"""One voting game as the real IBEX server plays it: phases, timers, events, results and the recorded log.
+"""One voting game as the real IBEX server plays it: phases, events, results (the core they run on, shared with the
+market games, is lib/localserver_core.py: sockets, join, timers, recording, game over).
 
 Behaviour follows the frames recorded from the real server (PROTOCOL.md, transcripts of game 5) and its source
 where the recordings are silent. The real server's quirks are kept on purpose, because agents are tested here
@@ -13,14 +14,9 @@ server routes each client frame to `Game.on_frame`.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import random
-import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from lib import localserver_js as js
 from lib.game import (
@@ -36,9 +32,22 @@ from lib.game import (
     seat_tag,
     winner,
 )
+from lib.localserver_core import (  # noqa: F401 (re-exported: callers import them from here)
+    ADJECTIVES,
+    ANIMALS,
+    COLOURS,
+    MAX_RECOVERY_CHARS,
+    RECOVERY_ALPHABET,
+    Conn,
+    CoreGame,
+    GameFrozen,
+    _has_apostrophe,
+    log,
+    new_recovery_code,
+    now_ms,
+    valid_recovery,
+)
 from lib.sessions import SessionsTable
-
-log = logging.getLogger("lib.localserver")
 
 MISSING = js.MISSING
 
@@ -74,46 +83,6 @@ PHASE_HANDLERS: dict[int, str] = {
     5: "chat-with-players",
     6: "compensation-decision",
 }
-
-COLOURS = (
-    "Fuchsia", "Rose", "Jade", "Maroon", "Chocolate", "Red", "Amber", "Azure", "Coral", "Crimson", "Cyan", "Gold",
-    "Indigo", "Ivory", "Lavender", "Lime", "Magenta", "Navy", "Olive", "Orchid", "Peach", "Plum", "Ruby", "Salmon",
-    "Sapphire", "Scarlet", "Sienna", "Teal", "Turquoise", "Violet",
-)
-ADJECTIVES = (
-    "Active", "Ancient", "Alive", "Brave", "Calm", "Clever", "Curious", "Eager", "Gentle", "Happy", "Honest",
-    "Incredible", "Jolly", "Lucky", "Mighty", "Patient", "Professional", "Quiet", "Resident", "Swift",
-)
-ANIMALS = (
-    "Badger", "Chameleon", "Coyote", "Dolphin", "Falcon", "Gecko", "Halibut", "Heron", "Hornet", "Ibis", "Koala",
-    "Lynx", "Marmot", "Otter", "Pelican", "Roadrunner", "Seahorse", "Stork", "Walrus", "Wombat",
-)
-
-RECOVERY_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-# The real server's clients send 64 characters (get-recovery, the web UI's lobby); it takes any JSON value.
-MAX_RECOVERY_CHARS = 256
-
-
-def new_recovery_code() -> str:
-    """A 64-character code in the real server's alphabet (a-z0-9)."""
-    return "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(64))
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-class Conn(Protocol):
-    """One client connection as a game sees it."""
-
-    number: int | None  # the seat this socket joined as (set by join or rejoin), whatever the game
-    game_id: int | None  # the game of that join (the real server ignores it when it looks the player up)
-
-    def send(self, frame: dict[str, Any]) -> None: ...
-
-
-class GameFrozen(Exception):
-    """The real server would have thrown here and the game would stall for good."""
 
 
 @dataclass
@@ -164,52 +133,12 @@ class Player:
         }
 
 
-class Game:
+class Game(CoreGame):
     """A voting game from creation to game-over; every method runs on the event loop's thread."""
 
     RULESET = "Voting"  # what GET /games/status says
 
-    def __init__(
-        self,
-        game_id: int,
-        params: GameParams,
-        sessions: SessionsTable,
-        *,
-        strict: bool = False,
-        ready_race_window: float = 0.0,
-        first_player_id: int = 1,
-        title: str | None = None,
-        on_over: Callable[[Game], None] | None = None,
-        rng: random.Random | None = None,
-        parameter_rows: list[dict[str, str]] | None = None,
-    ) -> None:
-        self.id = game_id
-        self.params = params
-        self.sessions = sessions
-        self.strict = strict
-        self.ready_race_window = ready_race_window
-        self.title = title
-        self.on_over = on_over
-        # The rows a create-for-llm stored (insertion order); the log lists them newest first, as the real one does.
-        self.parameter_rows = parameter_rows
-        self.rng = rng or random.Random()
-        self.loop = asyncio.get_running_loop()
-
-        self.log: list[dict[str, Any]] = []
-        self.server_log: list[dict[str, Any]] = []
-        self.sockets: dict[int, Conn] = {}  # seat -> the socket that gets its events (the latest to join)
-        self.assigned = 0
-        self.round: int | None = None
-        self.phase: int | None = None
-        self.round_id = 0
-        self.over = False
-        self.frozen: str | None = None  # why the game stalled, as the real server would have
-        self.finished = False
-        self.recorded: dict[str, Any] | None = None
-        self.reward_round: int | None = None
-        self.rewards: list[dict[str, Any]] = []
-        self.spawn_error: str | None = None
-
+    def __init__(self, game_id: int, params: GameParams, sessions: SessionsTable, **options: Any) -> None:
         self.boundaries: Any = MISSING  # set when the first round starts, as the real server does
         self.compensation_offers: Any = []  # survives rounds: a silent developer leaves the last offer standing
         self.winning_condition: Any = None
@@ -217,16 +146,7 @@ class Game:
         self.chat_logs: dict[tuple[int, int], list[dict[str, Any]]] = {}
         self.offers_this_phase: Any = []
         self.message_counter = 0
-        self.accepting = True  # False during the round-start race window
-        self.timer_end: int | None = None  # the visible deadline of the current phase (ms), None without timer
-        self._timer: asyncio.TimerHandle | None = None
-        self._race_timer: asyncio.TimerHandle | None = None
-        self._meta_round = 0  # what the server log's meta shows: the last broadcast phase-transition
-        self._meta_phase = 0
-
-        self.players = self._make_players(first_player_id)
-        self._check_sessions()
-        self._begin_round()
+        super().__init__(game_id, params, sessions, **options)  # players, first round
 
     # ----------------------------------------------------------------- set-up
 
@@ -278,72 +198,7 @@ class Game:
         high = int(self.params.get(f"{who}_{condition}_high") or 0)
         return low + round((high - low) / 5000 * self.rng.random()) * 5000
 
-    # ----------------------------------------------------------------- sending
-
-    def _meta(self, recipient: Any) -> dict[str, Any]:
-        return {"recipient": recipient, "round": self._meta_round, "phase": self._meta_phase}
-
-    def _record(self, kind: str, data: Any, recipient: Any) -> dict[str, Any]:
-        sent = js.to_json_value(data)  # by value: later changes to the game state do not rewrite the log
-        self.server_log.append({"sent": {"type": kind, "data": sent}, "meta": self._meta(recipient)})
-        return {"type": "event", "eventType": kind, "data": sent}
-
-    def _send_event(self, number: int, kind: str, data: Any) -> None:
-        conn = self.sockets.get(number)
-        if conn is None:
-            return  # the real server neither sends nor records an event for a seat that never joined
-        conn.send(self._record(kind, data, number))
-
-    def _broadcast_event(self, kind: str, data: Any, role: int | None = None) -> None:
-        if kind == "phase-transition":
-            self._meta_round, self._meta_phase = data["round"], data["phase"]
-        frame = self._record(kind, data, "all" if role is None else role)
-        for number, conn in list(self.sockets.items()):
-            if role is None or self.players[number].role == role:
-                conn.send(frame)
-
-    def _broadcast_message(self, kind: str, text: str) -> None:
-        for conn in list(self.sockets.values()):
-            conn.send({"type": kind, "message": text})
-
-    @staticmethod
-    def _error(conn: Conn, text: str) -> None:
-        conn.send({"type": "error", "message": text})
-
     # ----------------------------------------------------------------- client frames
-
-    def on_frame(self, conn: Conn, message: dict[str, Any]) -> None:
-        """A parsed client frame whose gameId is this game's."""
-        kind = js.get(message, "type")
-        if kind == "status":
-            player = self.find_by_recovery(js.get(message, "recovery"))
-            conn.send({"type": "event", "eventType": "status",
-                       "data": js.to_json_value({"joined": player.record() if player else MISSING})})
-            return
-        if kind == "rejoin":
-            player = self.find_by_recovery(js.get(message, "recovery"))
-            if player is None:
-                conn.send({"error": f"Cannot rejoin game {js.to_string(js.get(message, 'gameId'))}: "
-                                    "invalid recovery string"})
-                return
-            self._bind(conn, player)
-            return
-        if kind == "watch":
-            self._error(conn, "Could not verify your token")
-            return
-        if self.over or not self.accepting:
-            return  # after game-over, and during the round-start race, the real server drops frames silently
-        self._on_phase_message(conn, message)
-
-    def find_by_recovery(self, recovery: Any) -> Player | None:
-        if not valid_recovery(recovery):
-            return None  # no seat holds one: joins with such codes are refused
-        return next((p for p in self.players.values() if p.recovery == recovery), None)
-
-    def _bind(self, conn: Conn, player: Player) -> None:
-        conn.number, conn.game_id = player.number, self.id
-        self.sockets.pop(player.number, None)
-        self.sockets[player.number] = conn  # a second socket takes over delivery; the old one can still send
 
     def _on_phase_message(self, conn: Conn, message: dict[str, Any]) -> None:
         player = self.players.get(conn.number) if conn.number is not None else None
@@ -374,30 +229,6 @@ class Game:
     # ----------------------------------------------------------------- handlers
     # A handler returns False where the real server stops before its completion check (a rejection in --strict
     # mode, or a frame that makes the real server throw).
-
-    def _on_join(self, conn: Conn, message: dict[str, Any], _player: Any, game_ref: str) -> bool | None:
-        recovery = js.get(message, "recovery")
-        if not valid_recovery(recovery):
-            # The real server seats any JSON value: null or a missing code takes a seat that the next such join
-            # takes over, a list or object one nobody can rejoin, a 1 MB code one /games/status cannot look up.
-            self._error(conn, f"Game {game_ref}: recovery must be a string of 1 to {MAX_RECOVERY_CHARS} characters "
-                              "(the local server refuses what the real server would seat)")
-            return False
-        player = self.find_by_recovery(recovery)
-        if player is None:
-            if self.assigned == len(self.players):
-                self._error(conn, f"Game {game_ref} is full (and no current player matching your recovery string). "
-                                  "You cannot join")
-                return False
-            self.assigned += 1
-            player = self.players[self.assigned]
-            player.recovery = recovery
-            text = f"Player {player.name} joined. We have now {self.assigned} players in the game."
-        else:
-            text = f"Player {player.number} rejoined the game"
-        self._bind(conn, player)
-        self._broadcast_message("info", text)
-        return None
 
     def _on_player_is_ready(self, _conn: Conn, _message: dict[str, Any], player: Player, _ref: str) -> None:
         player.ready = True
@@ -490,27 +321,6 @@ class Game:
         if self.phase == 6:
             return all(not js.is_nullish(p.decisions) for p in owners)
         return False
-
-    def _update_and_test(self) -> None:
-        if not self.over and not self.frozen and self._complete():
-            self._next_phase()
-
-    def _on_timeout(self, phase: int, round_number: int) -> None:
-        self._timer = None
-        self.log.append({"content": {"phase": phase, "round": round_number}, "type": "phase-timeout",
-                         "phase": phase, "round": round_number})
-        if not self.over and not self.frozen and phase == self.phase:
-            self._next_phase()
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _set_timer(self, seconds: float) -> None:
-        self.timer_end = now_ms() + int(seconds * 1000)
-        self._broadcast_event("set-timer", {"end": self.timer_end})
-        self._timer = self.loop.call_later(seconds, self._on_timeout, self.phase, self.round)
 
     def _next_phase(self) -> None:
         self._cancel_timer()
@@ -657,10 +467,6 @@ class Game:
             self.accepting = False
             self._race_timer = self.loop.call_later(self.ready_race_window, self._end_race)
 
-    def _end_race(self) -> None:
-        self.accepting = True
-        self._race_timer = None
-
     def _add_summaries(self) -> None:
         condition = self.winning_condition
         for player in self.players.values():
@@ -675,30 +481,6 @@ class Game:
             }
             player.summaries.append(js.to_json_value(summary))
             self._send_event(player.number, "round-summary", summary)
-
-    def _game_over(self) -> None:
-        self.over = True
-        self._cancel_timer()
-        chosen = self.params.get("simulation_reward_round")
-        if not isinstance(chosen, int) or isinstance(chosen, bool):
-            chosen = self.rng.randint(1, self.params.round_count)
-        self.reward_round = chosen
-        fee = self.params.get("show_up_fee")
-        if isinstance(fee, int | float) and not isinstance(fee, bool):
-            for player in self.players.values():
-                reward = self._reward(player, chosen, fee)
-                self.rewards.append(reward)
-                self._send_event(player.number, "reward", reward)
-        self._broadcast_event("game-over", {})
-        extra = [
-            {"key": "simulation_parent_id", "type": "number", "value": str(self.id)},
-            {"key": "simulation_reward_round", "type": "number", "value": str(chosen)},
-        ]
-        rows = self.params.to_list() if self.parameter_rows is None else list(reversed(self.parameter_rows))
-        self.recorded = {"parameters": rows + extra, "log": self.log, "server-log": self.server_log}
-        self.finished = True
-        if self.on_over is not None:
-            self.on_over(self)
 
     def _reward(self, player: Player, chosen: int, fee: float) -> dict[str, Any]:
         who = "developers" if player.role == ROLE_DEVELOPER else "owners"
@@ -729,11 +511,6 @@ class Game:
             stored += [player.recovery, player.requests, player.decisions]
         if any(_has_apostrophe(value) for value in stored):
             raise GameFrozen("a stored field holds a string with an apostrophe (the real server's SQL write fails)")
-
-    def _freeze(self, why: str) -> None:
-        self.frozen = why
-        self._cancel_timer()
-        log.warning("game %s is stuck for good, as on the real server: %s", self.id, why)
 
     # ----------------------------------------------------------------- views for REST and tests
 
@@ -789,39 +566,12 @@ class Game:
             game["reward"] = next((r for r in self.rewards if r["number"] == number), MISSING)
         return js.to_json_value({"game": game, "player": player, "timer": self.timer_end})
 
-    def lobby_entry(self) -> dict[str, Any]:
-        """An entry of GET /games/started."""
-        return {
-            "id": self.id, "title": self.title, "type": self.params.game_type, "assignedPlayers": self.assigned,
-            "currentRound": {"id": self.round_id, "number": self.round, "phase": self.phase, "gameId": self.id},
-        }
-
-    def close(self) -> None:
-        """Stop every timer (server shutdown)."""
-        self._cancel_timer()
-        if self._race_timer is not None:
-            self._race_timer.cancel()
-            self._race_timer = None
-
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def valid_recovery(value: Any) -> bool:
-    """A recovery code the local server seats: a non-empty string of at most MAX_RECOVERY_CHARS characters."""
-    return isinstance(value, str) and 0 < len(value) <= MAX_RECOVERY_CHARS
 
 
 def _has(recipients: Any, number: int) -> bool:
     return isinstance(recipients, list) and any(js.strict_equal(r, number) for r in recipients)
 
 
-def _has_apostrophe(value: Any) -> bool:
-    if isinstance(value, str):
-        return "'" in value
-    if isinstance(value, list):
-        return any(_has_apostrophe(item) for item in value)
-    if isinstance(value, dict):
-        return any(_has_apostrophe(item) for item in value.values())
-    return False

@@ -2,9 +2,10 @@
 and the market (PROTOCOL-harberger-futarchy.md; the real server's `logics/harberger/` and `logics/futarchy/`).
 
 The generic machinery (seats and sockets, join/rejoin/status, sending and recording events, timers, the phase-0
-race, game over and the recorded log) is lib/localserver_game.Game's; this module supplies what differs: the seat
-layout, each phase's handlers (message type, the roles that may send it), what enters, exits and completes each
-phase, the round's summaries and the rewards. The rules themselves are lib/marketgames.py's pure functions and the
+race, game over and the recorded log) is lib/localserver_core.py's, shared with the voting game
+(lib/localserver_game.py); this module supplies what differs: the seat layout, each phase's handlers (message
+type, the roles that may send it), what enters, exits and completes each phase, the round's summaries and the
+rewards. The rules themselves are lib/marketgames.py's pure functions and the
 order books lib/market.py's, both replayed against games recorded on the real server.
 
 Default: as permissive as the real server, where a client can see it (anyone may end phase 5, a repeated
@@ -25,7 +26,7 @@ from typing import Any
 from lib import localserver_js as js
 from lib import marketgames as mg
 from lib.game import CONDITIONS, ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR, GameParams
-from lib.localserver_game import ADJECTIVES, ANIMALS, COLOURS, Conn, Game, GameFrozen, _has_apostrophe
+from lib.localserver_core import ADJECTIVES, ANIMALS, COLOURS, Conn, CoreGame, GameFrozen, _has_apostrophe
 from lib.market import Market, listed_conditions_rule, winning_condition_rule
 from lib.sessions import SessionsTable
 
@@ -150,7 +151,7 @@ class MarketPlayer:
         return data
 
 
-class MarketGame(Game):
+class MarketGame(CoreGame):
     """A Harberger or futarchy game from creation to game-over; every method runs on the event loop's thread."""
 
     RULESET = "Harberger"  # what /games/status says for both market games
@@ -181,7 +182,7 @@ class MarketGame(Game):
 
     # ----------------------------------------------------------------- set-up
 
-    def _make_players(self, first_id: int) -> dict[int, MarketPlayer]:  # type: ignore[override]
+    def _make_players(self, first_id: int) -> dict[int, MarketPlayer]:
         names = self.rng.sample(COLOURS, len(self.seats)) if len(self.seats) <= len(COLOURS) else [
             f"{self.rng.choice(COLOURS)} {n}" for n in range(1, len(self.seats) + 1)]
         tokens: list[str] = []
@@ -543,6 +544,9 @@ class MarketGame(Game):
                 rule = listed_conditions_rule([c["id"] for c in CONDITIONS])
             self.market = Market({p.number: p.wallet for p in self.players.values()}, rule)
 
+    def _public_players(self) -> list[dict[str, Any]]:
+        return [{"number": p.number, "role": p.role, "tag": p.tag} for p in self.players.values()]
+
     def _seat(self, player: MarketPlayer) -> mg.Seat:
         return self.seats[player.number - 1]
 
@@ -667,7 +671,7 @@ class MarketGame(Game):
             player.summaries.append(js.to_json_value(summary))
             self._send_event(player.number, "round-summary", summary)
 
-    def _reward(self, player: MarketPlayer, chosen: int, fee: float) -> dict[str, Any]:  # type: ignore[override]
+    def _reward(self, player: MarketPlayer, chosen: int, fee: float) -> dict[str, Any]:
         """Game over is the core's (paid round, `reward` per seat, game-over, the recorded log); the reward is
         Logic.js's over the paid round's profit (getProfit: from that round's summary; NaN for a round not played)."""
         profit = player.profits_by_round.get(chosen, math.nan)
