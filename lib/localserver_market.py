@@ -346,6 +346,9 @@ class MarketGame(CoreGame):
             player.done_speculating = True  # the real server marks it done and answers nothing
             return None
         conditions, required = mg.speculation_conditions(self.kind, self.phase, self.winning)
+        snipe = _as_js_indexes(snipe, conditions)
+        if snipe is None:
+            return False  # the real server calls forEach on a character of a string and throws: no answer
         snipers = {p.property["id"]: p.property["speculators"] for p in self.lots}
         errors, answered = mg.add_snipes(snipers, player.number, snipe, conditions, js.get(message, "gameId"),
                                          required)
@@ -744,6 +747,19 @@ class MarketGame(CoreGame):
         if self.over:
             game["reward"] = next((r for r in self.rewards if r["number"] == number), MISSING)
         return js.to_json_value({"game": game, "player": player, "timer": self.timer_end})
+
+
+def _as_js_indexes(snipe: Any, conditions: list[int]) -> list[Any] | None:
+    """`snipe[c]` as JavaScript reads it, one entry per condition slot (checked on the real server, Harberger phase 3:
+    a number, `true` or `{}` are answered and snipe nothing, `{"0": [1]}` snipes lot 1 under condition 0, a string
+    throws). None where the server throws: a string with a character at a condition that counts."""
+    if isinstance(snipe, list):
+        return snipe
+    if isinstance(snipe, dict):
+        return [snipe.get(str(c)) for c in range(mg.CONDITION_SLOTS)]
+    if isinstance(snipe, str):
+        return None if any(c < len(snipe) for c in conditions) else [None] * mg.CONDITION_SLOTS
+    return [None] * mg.CONDITION_SLOTS
 
 
 def _is_number(value: Any) -> bool:

@@ -366,6 +366,13 @@ def test_speculation_refusals_unknown_lots_and_repeated_snipes_as_on_the_real_se
             await answer(c[6], {**g, "type": "done-speculating", "snipe": snipe}, is_event("speculation-received"))
             lot = server.game(game_id).players[1].property
             assert lot["speculators"][w] == [7, 7]  # a repeated done-speculating counts twice
+            # what JavaScript makes of other values (checked on the real server): answered, nothing or a lot sniped
+            for seat, odd in ((8, 5), (9, True), (10, {}), (11, {str(w): [2]})):
+                await answer(c[seat - 1], {**g, "type": "done-speculating", "snipe": odd},
+                             is_event("speculation-received"))
+            assert server.game(game_id).players[2].property["speculators"][w] == [11]
+            await c[11].send({**g, "type": "done-speculating", "snipe": "abc"})  # the server throws: no answer
+            assert await silence(c[11]) == [] and not server.game(game_id).players[12].done_speculating
             await close_all(c)
 
     run(scenario())
