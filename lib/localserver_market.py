@@ -54,12 +54,13 @@ _F_SPECULATE = ("Analyse all declarations under all conditions. Choose which, if
 _DECLARE = ("Wait for all property owners to send their declarations",
             "Fill the declaration with a value under all conditions. Use the real value as a reference",
             "Fill the declaration with a value under all conditions. Use the real value as a reference")
+_TRADE = ("Trade shares, they represent a percentage of the final taxes on the winning project",) * 3
 # The instructions each phase holds for (speculator, developer, owner), shown by /games/status.
 INSTRUCTIONS = {
     mg.HARBERGER: {1: ("All players joined, the game will start shortly",) * 3, 2: _DECLARE, 3: _H_SPECULATE,
-                   7: _DECLARE, 8: _H_SPECULATE},
+                   6: _TRADE, 7: _DECLARE, 8: _H_SPECULATE},
     mg.FUTARCHY: {1: ("All players joined, the game will start shortly",) * 3, 2: _DECLARE, 3: _F_SPECULATE,
-                  7: _DECLARE, 8: _H_SPECULATE},
+                  6: _TRADE, 7: _DECLARE, 8: _H_SPECULATE},
 }
 
 
@@ -131,7 +132,7 @@ class MarketPlayer:
     ready: bool = False
     wallet: list[dict[str, Any]] = field(default_factory=list)
     signals: list[Any] = field(default_factory=lambda: [0, 0, 0])
-    done_speculating: bool = False
+    done_speculating: Any = MISSING  # set when a speculation phase first begins
     summaries: list[dict[str, Any]] = field(default_factory=list)
     profit: list[Any] = field(default_factory=list)  # every amount total-profit adds up (never reset)
     profits_by_round: dict[int, Any] = field(default_factory=dict)  # getProfit, from each round's summary
@@ -162,7 +163,7 @@ class MarketGame(CoreGame):
         self.flat = dict(params.values)
         self.table = sessions_list(sessions)
         self.timers = mg.phase_timers(self.flat)
-        self.winning: int | None = None
+        self.winning: Any = MISSING  # undefined until first decided (futarchy: at the end of phase 6), then kept
         self.public_signal: list[Any] = [0, 0, 0]
         self.market: Market | None = None
         self.phase_complete = False  # phase 5's complete-current-phase
@@ -694,7 +695,7 @@ class MarketGame(CoreGame):
         """Harberger.js getSummary: what a seat's summary holds so far in the current phase."""
         summary: dict[str, Any] = {"round": self.round}
         phase, w = self.phase or 0, self.winning
-        if phase <= 2 or w is None:
+        if phase <= 2 or js.is_nullish(w):
             return summary
         lot = player.property
         summary["condition"] = w
@@ -712,6 +713,10 @@ class MarketGame(CoreGame):
         if phase > 7 and lot is not None and player.number in self.second_declarations:
             summary["secondDeclaration"] = self.second_declarations[player.number][w]
             summary["secondTaxes"] = summary["secondDeclaration"] * self.flat["tax_rate_final"] / 100
+        if phase > 8:
+            summary["secondRepurchase"] = mg._repurchase(self.second_outcomes, self._seat(player))
+            summary["snipes"] = mg._mine(self.second_outcomes, self._seat(player))
+            summary.setdefault("market", {})["price"] = self.final_price
         return summary
 
     def recovery_data(self, number: int) -> dict[str, Any]:

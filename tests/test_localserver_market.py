@@ -686,3 +686,22 @@ def test_rest_status_answers_for_every_role_throughout_a_whole_game(game_type: s
                 assert 6 in {p for _, p in phases}, (seat, sorted(phases))
 
     run(scenario())
+
+
+@pytest.mark.parametrize("game_type", ["harberger", "futarchy"])
+def test_rest_status_has_the_real_servers_shape_in_every_phase(game_type: str) -> None:
+    # tests/fixtures/market_status.json: the same scripted round on the real server, GET /games/status of an owner,
+    # the developer and a speculator after each phase began (keys and value types, two levels deep)
+    from tests.fixtures.record_market_status import snapshots
+
+    real = json.loads((FIXTURES / "market_status.json").read_text())["games"][game_type]
+
+    async def scenario() -> dict[str, Any]:
+        async with LocalServer(sessions=SESSIONS) as server:
+            return await snapshots(server.api_url, server.ws_url, "admin", "admin", game_type)
+
+    local = run(scenario())
+    common = sorted(set(real) & set(local))  # a phase that ends at once may pass between two snapshots
+    assert {label.rsplit(" seat", 1)[0] for label in common} >= {"phase 0", "phase 1", "phase 6", "phase 9", "over"}
+    for label in common:
+        assert local[label] == real[label], label
