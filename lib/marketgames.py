@@ -368,7 +368,8 @@ def add_snipes(snipers: dict[int, list[list[int]]], seat: int, snipe: Any, condi
     unknown lot ids, whether it answers at all).
 
     Not answered (no `speculation-received`, the speculator not marked done, lots added before stay added) where
-    the server throws: `snipe` is not a list, or a list in `required` is missing (futarchy phase 3 reads the length
+    the server throws: `snipe` is not a list (lib/localserver_market first reads a number, boolean, object or string
+    as JavaScript indexes it), or a list in `required` is missing (futarchy phase 3 reads the length
     of both lists, Harberger phase 8 that of the winning one; Harberger phase 3 reads neither)."""
     errors: list[str] = []
     if not isinstance(snipe, list):
