@@ -158,6 +158,7 @@ class MarketGame(CoreGame):
     RULESET = "Harberger"  # what /games/status says for both market games
 
     def __init__(self, game_id: int, params: GameParams, sessions: SessionsTable, **kwargs: Any) -> None:
+        check_parameters(params, sessions, bool(kwargs.get("strict")))  # before anything reads them
         self.kind = params.game_type
         self.seats = mg.seat_layout(int(params.values["owners_count"]), int(params.values["speculators_count"]))
         self.flat = dict(params.values)
@@ -216,7 +217,7 @@ class MarketGame(CoreGame):
         return low + mg.js_round((high - low) / 5000 * self.rng.random()) * 5000
 
     def _check_sessions(self) -> None:
-        check_parameters(self.params, self.sessions, self.strict)
+        pass  # done first thing in __init__ (check_parameters), before the seats are laid out
 
     @property
     def lots(self) -> list[MarketPlayer]:
