@@ -705,3 +705,18 @@ def test_rest_status_has_the_real_servers_shape_in_every_phase(game_type: str) -
     assert {label.rsplit(" seat", 1)[0] for label in common} >= {"phase 0", "phase 1", "phase 6", "phase 9", "over"}
     for label in common:
         assert local[label] == real[label], label
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"round_count": "x"}, "parameter 'round_count' is NaN: the local server plays only market games where it is a "
+                           "number"),
+    ({"tax_rate": {"initial": "a", "final": 33}}, "parameter 'tax_rate_initial' is NaN: the local server plays only "
+                                                  "market games where it is a number"),
+    ({"game_type": "market"}, "game_type 'market': the local server plays voting, harberger and futarchy games only"),
+])
+def test_create_for_llm_names_what_a_market_game_cannot_be_played_with(change: dict[str, Any], message: str) -> None:
+    async def scenario() -> tuple[int, Any]:
+        async with LocalServer(sessions=SESSIONS) as server:
+            return await create(server, fast_payload("harberger", **change))
+
+    assert run(scenario()) == (400, {"data": {}, "status": True, "message": message})
