@@ -717,6 +717,6 @@ def test_rest_status_has_the_real_servers_shape_in_every_phase(game_type: str) -
 def test_create_for_llm_names_what_a_market_game_cannot_be_played_with(change: dict[str, Any], message: str) -> None:
     async def scenario() -> tuple[int, Any]:
         async with LocalServer(sessions=SESSIONS) as server:
-            return await create(server, fast_payload("harberger", **change))
+            return await create(server, {**fast_payload("harberger"), **change})
 
     assert run(scenario()) == (400, {"data": {}, "status": True, "message": message})
