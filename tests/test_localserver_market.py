@@ -720,3 +720,22 @@ def test_create_for_llm_names_what_a_market_game_cannot_be_played_with(change: d
             return await create(server, {**fast_payload("harberger"), **change})
 
     assert run(scenario()) == (400, {"data": {}, "status": True, "message": message})
+
+
+def test_second_speculation_needs_the_winning_conditions_list_as_on_the_real_server() -> None:
+    # checked on the real server (Harberger phase 8): a missing or null list at the winning condition throws there
+    # (no answer, the speculator not done); any other value, even a number, is answered
+    async def scenario() -> None:
+        async with LocalServer(sessions=SESSIONS) as server:
+            game_id, c = await seated(server, "harberger", stop_at=8)
+            game = server.game(game_id)
+            assert game.winning == 0  # the lows of undeclared lots: No Project's sum is the higher
+            for seat, snipe in ((7, []), (8, [None, [1]])):
+                await c[seat - 1].send({"gameId": game_id, "type": "done-speculating", "snipe": snipe})
+                assert await silence(c[seat - 1]) == [] and not game.players[seat].done_speculating
+            for seat, snipe in ((9, [5]), (10, [[1], None])):
+                await answer(c[seat - 1], {"gameId": game_id, "type": "done-speculating", "snipe": snipe},
+                             is_event("speculation-received"))
+            await close_all(c)
+
+    run(scenario())
