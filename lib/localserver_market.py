@@ -11,8 +11,9 @@ order books lib/market.py's, both replayed against games recorded on the real se
 Default: as permissive as the real server, where a client can see it (anyone may end phase 5, a repeated
 `done-speculating` adds its snipes again, negative and fractional declarations, quantities and huge prices pass).
 `strict` refuses each of these with an error frame. Not reproduced in either mode, with an error frame saying so:
-declarations whose values are not numbers (the real server concatenates strings into its sums) and a `declaration`
-that is not a list (the real server throws half-way and the round's summary later stalls the game).
+declarations whose values are not numbers (the real server concatenates strings into its sums, winner and public
+signals). A `declaration` that is a number or an object is reproduced as checked on the real server: stored without
+an answer, it blocks the seat's later declarations, and the phase's end gives the lot its role's lows.
 """
 
 from __future__ import annotations
@@ -312,10 +313,15 @@ class MarketGame(CoreGame):
                        "message": f"Game {ref}: player {player.number} sent a declaration update. This is not allowed"})
             return None
         declaration = js.get(message, "declaration")
-        if not isinstance(declaration, list) or len(declaration) < len(CONDITIONS) or not all(
-                _is_number(d) for d in declaration[:len(CONDITIONS)]):
-            # The real server throws on a declaration that is not a list and concatenates strings into its sums;
-            # neither is reproduced, in either mode.
+        if js.is_nullish(declaration):
+            return False  # the real server throws reading declaration[0]: no answer, nothing stored
+        if self.strict and not isinstance(declaration, list):
+            self._error(conn, f"Game {ref}: declaration must be a list of {len(CONDITIONS)} numbers (--strict), got "
+                              f"{js.stringify(declaration)[:200]}")
+            return False
+        if isinstance(declaration, str) or isinstance(declaration, list) and (
+                len(declaration) < len(CONDITIONS) or not all(_is_number(d) for d in declaration[:len(CONDITIONS)])):
+            # The real server concatenates strings into its sums, winner and public signals: not reproduced
             self._error(conn, f"Game {ref}: declaration must be a list of {len(CONDITIONS)} numbers (one per "
                               f"condition), got {js.stringify(declaration)[:200]} (the local server does not play "
                               "the real server's arithmetic on other values)")
@@ -326,11 +332,17 @@ class MarketGame(CoreGame):
                 self._error(conn, f"Game {ref}: declarations must be whole numbers of at least 0 (--strict), "
                                   f"got {js.to_string(bad)}")
                 return False
-        above = mg.declaration_above_max(player.role, declaration, self.flat)
+        indexed = declaration if isinstance(declaration, list) else [
+            declaration.get(str(i)) if isinstance(declaration, dict) else None for i in range(len(CONDITIONS))]
+        above = mg.declaration_above_max(player.role, indexed, self.flat)
         if above is not None:
             self._send_event(player.number, "declaration-above-max", above)
             return None
         lot["d"] = declaration
+        if not isinstance(declaration, list):
+            # Checked on the real server: a number or an object is stored, then `.map` throws: no answer, later
+            # declarations get the update warning, and the phase's end gives the lot its role's lows.
+            return False
         results = self.first_declarations if self.phase == 2 else self.second_declarations
         results.setdefault(player.number, declaration)
         self._info(f"Player {player.name} submitted a declaration of values.")
@@ -479,8 +491,8 @@ class MarketGame(CoreGame):
             results = self.first_declarations if phase == 2 else self.second_declarations
             for player in self.lots:
                 d = player.property.get("d")
-                if d is not None and (not isinstance(d, list) or len(d) > 0):
-                    continue
+                if isinstance(d, list) and len(d) > 0:
+                    continue  # anything else (nothing, [], a number or object whose .length is undefined): the lows
                 player.property["d"] = mg.default_declaration(player.role, self.flat)
                 results.setdefault(player.number, player.property["d"])
         elif phase == 4 and self.kind == mg.HARBERGER:

@@ -345,6 +345,18 @@ def test_wrong_phase_wrong_role_and_repeated_declarations_get_the_real_servers_a
             refused = await answer(developer, {**g, "type": "declare", "declaration": ["400000", 1, 0]})
             assert refused["type"] == "error" and "declaration must be a list of 2 numbers" in refused["message"]
             assert server.game(game_id).players[2].property["d"] is None
+            # checked on the real server: a number is stored without an answer, then blocks the seat's declarations
+            # (the update warning), and the phase's end gives the lot its role's lows
+            valid = {**g, "type": "declare", "declaration": [400000, 200000, 0]}
+            await c[2].send({**g, "type": "declare", "declaration": 5})
+            assert await silence(c[2]) == []
+            assert (await answer(c[2], valid))["type"] == "warning"
+            await c[3].send({**g, "type": "declare", "declaration": None})  # throws there: nothing stored
+            assert await silence(c[3]) == [] and server.game(game_id).players[4].property["d"] is None
+            for client in (c[1], c[3], c[4], c[5]):  # every lot declared: the phase ends
+                await client.send(valid)
+            published = (await c[0].wait_for(is_event("declarations-published"), timeout=5))[1]["data"]
+            assert published["declarations"][2]["d"] == [350000, 150000]
             await close_all(c)
 
     run(scenario())
