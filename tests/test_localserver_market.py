@@ -452,7 +452,7 @@ def test_strict_mode_refuses_each_weakness_with_an_error_frame() -> None:
         async with LocalServer(sessions=SESSIONS, strict=True) as server:
             game_id, c = await seated(server, "harberger", stop_at=2)
             g = {"gameId": game_id}
-            for declaration in ([-100000, 200000, 0], [400000.5, 200000, 0]):
+            for declaration in ([-100000, 200000, 0], [400000.5, 200000, 0], 5, {"0": 1, "1": 1}):
                 refused = await answer(c[0], {**g, "type": "declare", "declaration": declaration})
                 assert refused["type"] == "error" and "--strict" in refused["message"]
             assert server.game(game_id).players[1].property["d"] is None
