@@ -72,6 +72,7 @@ from lib.game import (
 from lib.ibexlog import MESSAGE, IbexLog, LogError, read_log
 from lib.prompts import system_prompt, user_prompt_lines
 from lib.sessions import SessionsTable
+from lib.text import display_path, printable
 from lib.view import EVENT_HANDLERS, PlayerView, apply_to_all
 
 TRAINING_FILE, VALIDATION_FILE, REPORT_FILE = "training_set.jsonl", "validation_set.jsonl", "dataset_report.json"
@@ -308,7 +309,8 @@ class _Game:
     def _emit(self, seat: int, action: str, prompt: tuple[str, list[str]], answer: dict[str, Any],
               values_source: str) -> None:
         system, user_lines = prompt
-        user, assistant = "\n".join(user_lines), wire_json(answer)
+        # A human's chat text may hold a lone surrogate, which no UTF-8 file can hold (lib.text).
+        user, assistant = "\n".join(user_lines), printable(wire_json(answer))
         # Counted per line: most lines repeat from one prompt to the next and are counted once (lib.ftcheck).
         tokens = ftcheck.chat_example_tokens(system, user_lines, assistant)
         self.result.lines.append(_example_line(system, user, assistant))
@@ -671,11 +673,11 @@ def find_logs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
         if path.is_dir():
             candidates = sorted(p for p in path.rglob("*.log.json") if p.is_file())
             if not candidates:
-                errors.append(f"{path}: no *.log.json files in this folder")
+                errors.append(f"{display_path(path)}: no *.log.json files in this folder")
         elif path.is_file():
             candidates = [path]
         else:
-            errors.append(f"{path}: no such file or folder")
+            errors.append(f"{display_path(path)}: no such file or folder")
             candidates = []
         for candidate in candidates:
             key = candidate.resolve()
@@ -720,16 +722,17 @@ def _process(path: Path, sessions: SessionsTable | None, include_chat: bool, spo
 
 
 def _build(path: Path, sessions: SessionsTable | None, include_chat: bool) -> _FileOutcome:
+    name = display_path(path)
     try:
         log = read_log(path)
-        return _FileOutcome(str(path), result=game_examples(log, sessions=sessions, include_chat=include_chat))
+        return _FileOutcome(name, result=game_examples(log, sessions=sessions, include_chat=include_chat))
     except LogError as exc:
-        return _FileOutcome(str(path), error=str(exc))
+        return _FileOutcome(name, error=printable(str(exc)))
     except RecursionError:
-        return _FileOutcome(str(path), error=f"{path}: nested too deeply to be an IBEX log")
+        return _FileOutcome(name, error=f"{name}: nested too deeply to be an IBEX log")
     except Exception as exc:  # a bug, not the user's mistake: name it, and go on with the other files
-        return _FileOutcome(str(path), error=f"{path}: internal error while building examples "
-                                             f"({type(exc).__name__}: {exc}); please report it")
+        return _FileOutcome(name, error=printable(f"{name}: internal error while building examples "
+                                                  f"({type(exc).__name__}: {exc}); please report it"))
 
 
 # Worker processes get the options once, through the pool initializer, and each takes its own spool.
@@ -902,7 +905,7 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+        raise UsageError(f"{display_path(out)}: cannot create the output folder ({exc.strerror or exc})") from None
     temps: list[Path] = []
     tally = _Tally()
     started = time.monotonic()
@@ -947,8 +950,8 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
         n_examples = counts["training"] + counts["validation"]
         timings["split_and_write"] = time.monotonic() - started - sum(timings.values())
         # The files are the games' lines in this order, so their reports are the games' checks put together.
-        train_check = ftcheck.report_of(checked["training"], source=str(out / TRAINING_FILE), model=model)
-        val_check = ftcheck.report_of(checked["validation"], source=str(out / VALIDATION_FILE), model=model,
+        train_check = ftcheck.report_of(checked["training"], source=display_path(out / TRAINING_FILE), model=model)
+        val_check = ftcheck.report_of(checked["validation"], source=display_path(out / VALIDATION_FILE), model=model,
                                       min_examples=1) if counts["validation"] else None
         shared = ftcheck.shared_examples(train_check, val_check) if val_check is not None else 0
         checks_ok = train_check.ok and (val_check is None or val_check.ok) and shared == 0
@@ -957,7 +960,9 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
                          validation_games, timings)
         report_path = _tmp_in(out, "dataset_report")
         temps.append(report_path)
-        report_path.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        # printable: whatever text from a log or a path the report quotes, it is written (lib.text).
+        report_path.write_text(printable(json.dumps(report, indent=1, ensure_ascii=False)) + "\n",
+                               encoding="utf-8")
         outputs = {"training": out / TRAINING_FILE, "validation": out / VALIDATION_FILE, "report": out / REPORT_FILE}
         if n_examples:  # a run that produced nothing leaves the previous files alone
             os.replace(train_path, outputs["training"])
@@ -984,7 +989,7 @@ def _report(options: BuildOptions, model: str, paths: list[Path], errors: list[s
                for reason, c in sorted(tally.skipped.items())}
     return {
         "options": {
-            "inputs": [str(p) for p in options.inputs], "output_dir": str(options.output_dir),
+            "inputs": [display_path(p) for p in options.inputs], "output_dir": display_path(options.output_dir),
             "sessions": options.sessions.source if options.sessions else None,
             "include_chat": options.include_chat, "validation_fraction": options.validation_fraction,
             "seed": options.seed, "model": model,

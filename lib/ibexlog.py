@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover - requirements.txt installs it
     orjson = None
 
 from lib.game import LAST_PHASE, SEATS, GameParams, ParamError, parse_parameters
+from lib.text import display_path
 
 MESSAGE, PHASE_TIMEOUT = "message", "phase-timeout"
 
@@ -63,21 +64,24 @@ def _is_int(value: Any) -> bool:
 def read_log(path: str | Path) -> IbexLog:
     """Read and check one log file. Raises LogError("path: problem") for anything unusable."""
     path = Path(path)
+    name = display_path(path)  # a file name that is not UTF-8 must not break the messages that name it
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise LogError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise LogError(f"{name}: cannot read ({exc.strerror or exc})") from None
     if not raw.strip():
-        raise LogError(f"{path}: empty file, not an IBEX log")
+        raise LogError(f"{name}: empty file, not an IBEX log")
     try:
         data = _loads(raw)
     except UnicodeDecodeError as exc:
-        raise LogError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise LogError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         if exc.pos >= len(exc.doc.rstrip()):
-            raise LogError(f"{path}:{exc.lineno}: the JSON ends early (truncated file?): {exc.msg}") from None
-        raise LogError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})") from None
-    return parse_log(data, str(path))
+            raise LogError(f"{name}:{exc.lineno}: the JSON ends early (truncated file?): {exc.msg}") from None
+        raise LogError(f"{name}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits, which Python refuses to read
+        raise LogError(f"{name}: not a usable JSON file ({str(exc)[:200]})") from None
+    return parse_log(data, name)
 
 
 _DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))  # digits -> "0", else "."

@@ -10,6 +10,7 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from lib.game import CONDITIONS, NO_PROJECT, PHASES, PROJECT, ROLE_DEVELOPER, ROLE_NAMES
+from lib.text import printable
 from lib.view import PlayerView, RoundRecord
 
 CONDITION_NAMES = {cond["id"]: cond["name"] for cond in CONDITIONS}
@@ -39,7 +40,7 @@ def system_prompt(view: PlayerView) -> str:
     cached = view.system_rendered
     if cached is not None and cached[0] == made_from and _same(cached[1], view.boundaries):
         return cached[2]
-    text = _system_prompt(view)
+    text = printable(_system_prompt(view))  # a tag or a range from a log may hold a lone surrogate
     view.system_rendered = (made_from, view.boundaries, text)
     return text
 
@@ -122,14 +123,6 @@ def _round_lines(view: PlayerView, rec: RoundRecord, finished: bool) -> list[str
     return lines
 
 
-def _printable(text: str) -> str:
-    """Chat text that can be written as UTF-8. The server relays a lone surrogate (JSON "\\ud800") as it is; here it
-    becomes U+FFFD instead of breaking the prompt, its token count or the model call."""
-    if text.isascii():
-        return text
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-
-
 def _same(old: Any, new: Any) -> bool:
     # players-known comes again every round, as a new but equal list: equal players give the same tags.
     return old is new or old == new
@@ -140,7 +133,9 @@ def _chat_line(view: PlayerView, msg: dict[str, Any]) -> str:
     to = msg.get("to") if isinstance(msg.get("to"), list) else []
     audience = "everyone" if len(to) >= 5 else ", ".join(view.tag_of(n) for n in to)
     text = msg.get("text")
-    text = encode_basestring(_printable(text)) if type(text) is str else _JSON_TEXT.encode(text)
+    # The server relays a lone surrogate (JSON "\\ud800") as it is: it becomes U+FFFD here instead of breaking
+    # the prompt, its token count, the model call or the file it is written to (lib.text).
+    text = encode_basestring(printable(text)) if type(text) is str else _JSON_TEXT.encode(text)
     return f"- phase {msg.get('phase')}, {who} to {audience}: {text}"
 
 
@@ -194,7 +189,9 @@ def user_prompt_lines(view: PlayerView, action_required: dict[str, Any]) -> list
         lines.extend(chat)
     lines.append("Action required:")
     lines.append(_JSON_TEXT.encode(action_required))
-    return lines
+    # Tags, outcomes and the action's fields come from the server, or from a log, as they were: a lone surrogate
+    # in any of them must not reach the model call or the training file (see lib.text).
+    return [line if line.isascii() else printable(line) for line in lines]
 
 
 def user_prompt(view: PlayerView, action_required: dict[str, Any]) -> str:
