@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lib import redact
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECORD_PATH = PROJECT_ROOT / "data" / "finetune_job.json"
 
@@ -63,14 +65,14 @@ def read_record(path: str | Path) -> dict[str, Any] | None:
 
 
 def write_record(path: str | Path, record: Mapping[str, Any]) -> None:
-    """Write the record atomically: a temp file in the same directory, then os.replace."""
+    """Write the record atomically: a temp file in the same directory, then os.replace. Secrets are scrubbed
+    (lib.redact): an endpoint's error, recorded as it came, may echo the key."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2, sort_keys=True)
-            f.write("\n")
+            f.write(redact.scrub(json.dumps(record, indent=2, sort_keys=True)) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
