@@ -90,6 +90,7 @@ NOT_AN_ACTION = "not a game action"
 NO_SEAT = "no seat number"
 OUT_OF_ORDER = "logged in another phase than the replay reached"
 SAMPLES_PER_REASON = 5
+LINES_PER_SINK_CALL = 256  # examples a game keeps before handing them to the builder's spool
 
 # The server's reply to each client message, used to place the message inside server-log.
 ACKS = {
@@ -127,7 +128,8 @@ def _example_line(system: str, user: str, assistant: str) -> str:
 
 @dataclass
 class GameResult:
-    """What one log gave: the JSONL lines and, per example, only the numbers the report needs."""
+    """What one log gave: the JSONL lines (those not yet handed to the builder's spool, see game_examples) and, per
+    example, only the numbers the report needs."""
 
     source: str
     game_id: int
@@ -267,10 +269,12 @@ def _default_cap() -> int:
 class _Game:
     """The six players' views of one game, and the examples their decisions give."""
 
-    def __init__(self, log: IbexLog, sessions: SessionsTable | None, include_chat: bool) -> None:
+    def __init__(self, log: IbexLog, sessions: SessionsTable | None, include_chat: bool,
+                 sink: Callable[[list[str]], None] | None = None) -> None:
         if log.game_id is None:
             raise LogError(f"{log.source}: no gameId in any client message or parameter")
         self.log = log
+        self.sink = sink
         self.params: GameParams = log.params
         self.include_chat = include_chat
         try:
@@ -314,6 +318,9 @@ class _Game:
         # Counted per line: most lines repeat from one prompt to the next and are counted once (lib.ftcheck).
         tokens = ftcheck.chat_example_tokens(system, user_lines, assistant)
         self.result.lines.append(_example_line(system, user, assistant))
+        if self.sink is not None and len(self.result.lines) >= LINES_PER_SINK_CALL:
+            self.sink(self.result.lines)
+            self.result.lines = []
         self.result.meta.append((seat, action, values_source))
         self.result.tokens.append(tokens[0])
         self.result.check.add_chat(system, user, assistant, tokens)
@@ -363,7 +370,9 @@ class _Game:
             self.result.skip(WRONG_PHASE, CHAT, where)
         else:
             try:
-                answer = validate_action(message, view, CHAT, cap=None)
+                # With a cap, as the agents are held to it: a chat longer than an agent may send
+                # (CHAT_MAX_CHARS) is no answer to learn (and a 200 KB word takes minutes to count in tokens).
+                answer = validate_action(message, view, CHAT, cap=self.cap)
             except ActionError as exc:
                 self.result.skip(MALFORMED, CHAT, where, str(exc))
             else:
@@ -645,9 +654,12 @@ class _Reconstruction:
             self.game.views[seat].apply(_event("round-summary", {"round": self.round, **outcome, "profit": profit}))
 
 
-def game_examples(log: IbexLog, *, sessions: SessionsTable | None = None, include_chat: bool = False) -> GameResult:
-    """Every example one game gives, in the order the decisions were made."""
-    game = _Game(log, sessions, include_chat)
+def game_examples(log: IbexLog, *, sessions: SessionsTable | None = None, include_chat: bool = False,
+                  sink: Callable[[list[str]], None] | None = None) -> GameResult:
+    """Every example one game gives, in the order the decisions were made. With `sink`, the lines go to it in
+    batches as they are made, and result.lines holds only the last ones: a game's memory does not grow with its
+    number of examples (a log may hold thousands of chat messages)."""
+    game = _Game(log, sessions, include_chat, sink)
     if log.server_log is not None:
         _replay(game)
     else:
@@ -701,19 +713,29 @@ class _Spool:
 
     def __init__(self, number: int, path: Path) -> None:
         self.number, self.size = number, 0
+        self.start = 0  # where the game being built began
         self.file = path.open("ab")
 
-    def put(self, result: GameResult) -> tuple[int, int, int]:
-        blob = "".join(line + "\n" for line in result.lines).encode("utf-8")
-        result.lines = []
+    def begin(self) -> None:
+        """A new game starts here. What a game that then fails wrote stays unused, its place not handed on."""
+        self.start = self.size
+
+    def write(self, lines: list[str]) -> None:
+        blob = "".join(line + "\n" for line in lines).encode("utf-8")
         self.file.write(blob)
+        self.size += len(blob)
+
+    def put(self, result: GameResult) -> tuple[int, int, int]:
+        """The game's last lines; its place in the spool: (spool number, offset, length)."""
+        self.write(result.lines)
+        result.lines = []
         self.file.flush()  # on disk before the builder reads it: a worker may be ended without closing the file
-        offset, self.size = self.size, self.size + len(blob)
-        return self.number, offset, len(blob)
+        return self.number, self.start, self.size - self.start
 
 
 def _process(path: Path, sessions: SessionsTable | None, include_chat: bool, spool: _Spool) -> _FileOutcome:
-    outcome = _build(path, sessions, include_chat)
+    spool.begin()
+    outcome = _build(path, sessions, include_chat, spool.write)
     if outcome.result is not None:
         # Outside _build's error handling: a spool that cannot be written (a full disk) ends the run, with the
         # previous output files left as they were; it is not this log's fault.
@@ -721,11 +743,15 @@ def _process(path: Path, sessions: SessionsTable | None, include_chat: bool, spo
     return outcome
 
 
-def _build(path: Path, sessions: SessionsTable | None, include_chat: bool) -> _FileOutcome:
+def _build(path: Path, sessions: SessionsTable | None, include_chat: bool,
+           sink: Callable[[list[str]], None] | None = None) -> _FileOutcome:
     name = display_path(path)
     try:
         log = read_log(path)
-        return _FileOutcome(name, result=game_examples(log, sessions=sessions, include_chat=include_chat))
+        return _FileOutcome(name, result=game_examples(log, sessions=sessions, include_chat=include_chat,
+                                                       sink=sink))
+    except OSError:  # writing to the spool (a full disk): not this log's fault, and the run cannot go on
+        raise
     except LogError as exc:
         return _FileOutcome(name, error=printable(str(exc)))
     except RecursionError:
