@@ -145,6 +145,7 @@ class GameResult:
     values_by_round: dict[int, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     chat_not_included: int = 0  # chat messages left out because --include-chat was not given
+    played_by_agents: str | None = None  # why the log is known to hold no human decisions (lib.ibexlog)
 
     def skip(self, reason: str, action: str, at: tuple[int, dict[str, Any]], detail: str = "") -> None:
         """Count a submission that gives no example; `at` is (index in `log`, entry), described only if sampled."""
@@ -282,7 +283,8 @@ class _Game:
         except ParamError:
             self.cap = _default_cap()  # the value ranges are missing: the prompt states the server's default cap
         self.result = GameResult(log.source, log.game_id,
-                                 "server-log" if log.server_log is not None else "reconstructed")
+                                 "server-log" if log.server_log is not None else "reconstructed",
+                                 played_by_agents=log.played_by_agents)
         self.plan, notes = values_plan(log, sessions)
         self.result.notes.extend(notes)
         self.result.values_by_round = {r: source for r, (source, _) in self.plan.items()}
@@ -866,6 +868,8 @@ class _Tally:
         self.samples: dict[str, list[str]] = {}
         self.chat_not_included = 0
         self.files: list[dict[str, Any]] = []
+        self.by_agents: list[tuple[str, str]] = []  # (file, why) of games known to be played by agents
+        self.unknown_values: list[tuple[str, int]] = []  # (file, examples) of files with unknown private values
 
     def add(self, result: GameResult, game_key: str) -> None:
         roles: Counter[str] = Counter()
@@ -892,8 +896,13 @@ class _Tally:
         game["by_role"].update(roles)
         game["by_action"].update(actions)
         game["values"].update(values)
+        if result.played_by_agents:
+            self.by_agents.append((result.source, result.played_by_agents))
+        if values[UNKNOWN]:
+            self.unknown_values.append((result.source, values[UNKNOWN]))
         self.files.append({
             "file": result.source, "game": game_key, "format": result.log_format, "examples": len(result.meta),
+            "private_values": _counter(values), "played_by_agents": result.played_by_agents,
             "values_by_round": {str(r): s for r, s in sorted(result.values_by_round.items())},
             "skipped": {reason: sum(c.values()) for reason, c in result.skipped.items()},
             "notes": result.notes,
@@ -1035,8 +1044,7 @@ def _report(options: BuildOptions, model: str, paths: list[Path], errors: list[s
                            "private_values": _counter(g["values"])}
                      for key, g in sorted(tally.per_game.items())},
         "per_file": tally.files,
-        "warnings": [f"game {key} comes from {len(g['files'])} files ({', '.join(g['files'])}): its decisions are "
-                     "counted once per file" for key, g in sorted(tally.per_game.items()) if len(g["files"]) > 1],
+        "warnings": _warnings(options, tally),
         "tokens": {side: ftcheck.distribution(values) for side, values in tokens.items()},
         "training_cost": {
             "model": model, "epochs": train_check.epochs, "billed_tokens": train_check.billed_tokens,
@@ -1047,6 +1055,39 @@ def _report(options: BuildOptions, model: str, paths: list[Path], errors: list[s
                    "examples_in_both_files": shared},
         "seconds": {**{k: round(v, 3) for k, v in timings.items()}, "total": round(sum(timings.values()), 3)},
     }
+
+
+UNKNOWN_VALUES_WARN_SHARE = 0.1  # more unknown private values than this share of the examples: a warning
+FILES_NAMED = 10  # files a warning names; the report's per_file has them all
+
+
+def _files_text(files: list[str]) -> str:
+    more = f" and {len(files) - FILES_NAMED} more" if len(files) > FILES_NAMED else ""
+    return ", ".join(files[:FILES_NAMED]) + more
+
+
+def _warnings(options: BuildOptions, tally: _Tally) -> list[str]:
+    """What a researcher must know before training on this set (printed, and listed in the report)."""
+    warnings = [f"game {key} comes from {len(g['files'])} files ({', '.join(g['files'])}): its decisions are "
+                "counted once per file" for key, g in sorted(tally.per_game.items()) if len(g["files"]) > 1]
+    if tally.by_agents:
+        reasons = "; ".join(f"{n} {why}" for why, n in sorted(Counter(why for _, why in tally.by_agents).items()))
+        files = _files_text([source for source, _ in tally.by_agents])
+        warnings.append(f"{len(tally.by_agents)} log(s) hold games played by this project's agents or scripts, not by "
+                        f"humans ({reasons}): {files}. Their decisions are in the dataset as if humans made them: "
+                        "remove these files unless that is what you want")
+    total, unknown = sum(tally.values.values()), tally.values[UNKNOWN]
+    if total and unknown > UNKNOWN_VALUES_WARN_SHARE * total:
+        files = [f"{source} ({n})" for source, n in tally.unknown_values]
+        if options.sessions is None:
+            fix = ("--sessions FILE (the server's sessions.json for these sessions) fills them in where the logs "
+                   "cannot be trusted")
+        else:
+            fix = (f"the sessions table {options.sessions.source} does not cover them (see each file's notes in "
+                   "per_file): give the sessions.json of these sessions with --sessions")
+        warnings.append(f"{unknown} of {total} examples ({unknown / total:.0%}) have unknown private values (their "
+                        f"prompts say so), from {len(files)} log(s): {_files_text(files)}; {fix}")
+    return warnings
 
 
 def check_file_report(path: Path, model: str | None = None) -> Any:

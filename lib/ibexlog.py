@@ -25,6 +25,9 @@ from lib.game import LAST_PHASE, SEATS, GameParams, ParamError, parse_parameters
 from lib.text import display_path
 
 MESSAGE, PHASE_TIMEOUT = "message", "phase-timeout"
+# The local server (lib/localserver_game.py) marks what it records: its games are played by this project's agents
+# or by scripts, never by the humans a training set is about. The real server writes no such key.
+RECORDED_BY, LOCAL_SERVER_MARK = "recorded-by", "ibex-llm-agents local server"
 
 
 class LogError(ValueError):
@@ -38,6 +41,15 @@ class IbexLog:
     entries: list[dict[str, Any]]  # the `log` array, checked
     server_log: list[dict[str, Any]] | None  # the `server-log` array, checked; None in the 2023 format
     game_id: int | None  # from the clients' gameId, else the simulation_parent_id parameter
+    played_by_agents: str | None = None  # why the game is known to be played by agents, not humans
+
+
+def _played_by_agents(data: dict[str, Any], params: GameParams) -> str | None:
+    if data.get(RECORDED_BY) == LOCAL_SERVER_MARK:
+        return "recorded by this project's local server"
+    if params.agents_only:
+        return "agents-only (parameter agents_only is true)"
+    return None
 
 
 def json_type(value: Any) -> str:
@@ -142,7 +154,7 @@ def parse_log(data: Any, source: str = "<log>") -> IbexLog:
     if server_log is not None:
         _check_server_log(server_log, source)
     _check_rounds(entries, server_log, params.round_count, source)
-    return IbexLog(source, params, entries, server_log, _game_id(entries, params))
+    return IbexLog(source, params, entries, server_log, _game_id(entries, params), _played_by_agents(data, params))
 
 
 def _check_rounds(entries: list[dict[str, Any]], server_log: list[dict[str, Any]] | None, round_count: int,

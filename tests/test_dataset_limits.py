@@ -216,3 +216,80 @@ def test_absurd_timers_and_value_ranges_are_refused_too():
                                          r"got \d{37}\.\.\.$"):
         parameters_from_dict({"owner_project_a_high": 10**60})
     assert parameters_from_dict({"round_count": 1000}).round_count == 1000
+
+
+# -- games played by agents, unknown private values (issue #13) --------------------------------------------------
+
+def warnings_of(proc: subprocess.CompletedProcess) -> list[str]:
+    return [line.strip()[len("warning: "):] for line in proc.stdout.decode().splitlines()
+            if line.strip().startswith("warning: ")]
+
+
+def test_a_demo_game_of_our_agents_is_recognised_and_warned_about(tmp_path):
+    records = tmp_path / "records"
+    demo = subprocess.run([sys.executable, str(REPO / "handler.py"), "--local", "--policy", "baseline", "--rounds", "1",
+                           "--no-practice", "--records", str(records), "--logs-dir", str(tmp_path / "logs")],
+                          env=ENV, capture_output=True, timeout=120)
+    assert demo.returncode == 0, demo.stderr.decode()
+    (recorded,) = records.glob("*.log.json")
+    logs = tmp_path / "logs-in"
+    logs.mkdir()
+    (logs / recorded.name).write_bytes(recorded.read_bytes())
+    (logs / "901.log.json").write_text(log_text(), encoding="utf-8")
+    proc = run_cli("--input", str(logs), "--output-dir", str(tmp_path / "out"), "--sessions",
+                   str(LOGS.parent / "sessions.json"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert warnings_of(proc) == [
+        f"1 log(s) hold games played by this project's agents or scripts, not by humans (1 recorded by this "
+        f"project's local server): {logs / recorded.name}. Their decisions are in the dataset as if humans made "
+        "them: remove these files unless that is what you want"]
+    report = json.loads((tmp_path / "out" / "dataset_report.json").read_text(encoding="utf-8"))
+    assert report["warnings"] == warnings_of(proc)
+    assert {item["file"]: item["played_by_agents"] for item in report["per_file"]} == {
+        str(logs / recorded.name): "recorded by this project's local server", str(logs / "901.log.json"): None}
+
+
+def test_an_agents_only_game_is_warned_about(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    text = re.sub(r'("key": ?"agents_only", ?"type": ?"boolean", ?"value": ?)"false"', r'\1"true"', log_text())
+    assert text != log_text()
+    (logs / "901.log.json").write_text(text, encoding="utf-8")
+    result = build_dataset(BuildOptions(inputs=[logs], output_dir=tmp_path / "out"))
+    assert result.report["warnings"][0].startswith(
+        "1 log(s) hold games played by this project's agents or scripts, not by humans (1 agents-only (parameter "
+        f"agents_only is true)): {logs / '901.log.json'}.")
+
+
+def test_mostly_unknown_private_values_are_warned_about_naming_the_logs_and_the_fix(tmp_path):
+    sessions = LOGS.parent / "sessions.json"
+    proc = run_cli("--input", str(LOGS), "--output-dir", str(tmp_path / "out"))
+    assert warnings_of(proc) == [
+        f"29 of 57 examples (51%) have unknown private values (their prompts say so), from 2 log(s): "
+        f"{LOGS / '902.log.json'} (21), {LOGS / '903.log.json'} (8); --sessions FILE (the server's sessions.json "
+        "for these sessions) fills them in where the logs cannot be trusted"]
+    report = json.loads((tmp_path / "out" / "dataset_report.json").read_text(encoding="utf-8"))
+    assert report["warnings"] == warnings_of(proc)
+    assert report["per_file"][1]["private_values"] == {"unknown": 21}
+    # With the sessions table every value is known: no warning.
+    assert warnings_of(run_cli("--input", str(LOGS), "--output-dir", str(tmp_path / "out"), "--sessions",
+                               str(sessions))) == []
+    # A table without the session these games were played in: the warning says the table does not cover them.
+    table = [s for s in json.loads(sessions.read_text(encoding="utf-8")) if s["id"] != 3]
+    (tmp_path / "other.json").write_text(json.dumps(table), encoding="utf-8")
+    (warning,) = warnings_of(run_cli("--input", str(LOGS / "902.log.json"), str(LOGS / "901.log.json"),
+                                     "--output-dir", str(tmp_path / "out"), "--sessions", str(tmp_path / "other.json")))
+    assert warning.startswith(f"21 of 39 examples (54%) have unknown private values (their prompts say so), from 1 "
+                              f"log(s): {LOGS / '902.log.json'} (21); the sessions table {tmp_path / 'other.json'} "
+                              "does not cover them")
+
+
+def test_a_few_unknown_values_are_no_warning(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for k in range(11):  # 11 games with known values, one with all 21 unknown: 21 of 219 examples, 9.6 %
+        (logs / f"copy{k}.log.json").write_text(log_text().replace('"gameId":901', f'"gameId":{9000 + k}'),
+                                                 encoding="utf-8")
+    (logs / "902.log.json").write_text(log_text("902.log.json"), encoding="utf-8")
+    result = build_dataset(BuildOptions(inputs=[logs], output_dir=tmp_path / "out"))
+    assert result.report["private_values"] == {"server-log": 198, "unknown": 21} and result.report["warnings"] == []
