@@ -236,6 +236,8 @@ def user_prompt_lines(view: PlayerView, action_required: dict[str, Any]) -> list
     lines.append(_JSON_TEXT.encode(action_required))
     # Tags, outcomes and the action's fields come from the server, or from a log, as they were: a lone surrogate
     # in any of them must not reach the model call or the training file (see lib.text).
+    if all(map(str.isascii, lines)):
+        return lines
     return [line if line.isascii() else printable(line) for line in lines]
 
 
