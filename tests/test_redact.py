@@ -101,3 +101,20 @@ def test_handler_uses_the_shared_path():
     from lib import ibexapi
 
     assert handler._public_url is redact.public_url and ibexapi._public_url is redact.public_url
+
+
+def test_handler_prints_and_records_no_key_and_no_url_password(tmp_path):
+    with FakeOpenAI(api_key=KEY) as fake:
+        env = {"PATH": "/usr/bin:/bin", "PYTHON_DOTENV_DISABLED": "1", "OPENAI_API_KEY": KEY, "OPENAI_MODEL": "m",
+               "OPENAI_BASE_URL": fake.base_url.replace("http://", f"http://researcher:{PASSWORD}@")}
+        proc = subprocess.run([sys.executable, str(Path(finetune.__file__).with_name("handler.py")), "--local",
+                               "--policy", "llm", "--rounds", "1", "--no-practice", "--timer-scale", "0.02",
+                               "--records", str(tmp_path / "records"), "--logs-dir", str(tmp_path / "logs")],
+                              env=env, capture_output=True, text=True, timeout=120)
+        port = fake.port
+    # The SDK sends the URL's password as Basic auth, so the key is refused: whatever the handler does about it
+    # (fallbacks, or stopping), nothing it prints or records holds the key or the password.
+    assert f"endpoint http://{REDACTED}@127.0.0.1:{port}/v1" in proc.stdout
+    written = [path.read_text(encoding="utf-8") for path in tmp_path.rglob("*") if path.is_file()]
+    for text in (proc.stdout, proc.stderr, *written):
+        assert KEY not in text and PASSWORD not in text and "researcher" not in text
