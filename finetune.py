@@ -21,13 +21,14 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 import openai
 from dotenv import load_dotenv
 
-from lib import evalcli, ftcheck, jobrecord
+from lib import evalcli, ftcheck, jobrecord, redact
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_MODEL = ftcheck.DEFAULT_MODEL
@@ -101,6 +102,11 @@ def base_url() -> str:
     return os.environ.get("OPENAI_BASE_URL", "").strip() or "https://api.openai.com/v1"
 
 
+def endpoint() -> str:
+    """The base URL as it is printed and recorded: without a user:password part (lib.redact)."""
+    return redact.public_url(base_url())
+
+
 def _api_message(exc: openai.APIError) -> str:
     """OpenAI's own message from the error body, without the SDK's "Error code: ..." dump."""
     body = exc.body
@@ -111,7 +117,7 @@ def _api_message(exc: openai.APIError) -> str:
 
 def describe(exc: openai.APIError) -> str:
     """One line saying what went wrong and what to do about it."""
-    where = base_url()
+    where = endpoint()
     code = getattr(exc, "code", None)
     if isinstance(exc, openai.AuthenticationError):
         return (f"the API key was rejected by {where} (401 {code or 'unauthorized'}): "
@@ -194,7 +200,7 @@ def upload_once(client: openai.OpenAI, path: Path, sha256: str, uploads: dict) -
     """The file id for this exact content, uploading only when the same bytes (by sha256) are
     not already stored at this service."""
     known = uploads.get(sha256)
-    if known and known.get("base_url") == base_url():
+    if known and known.get("base_url") == endpoint():
         try:
             remote = client.files.retrieve(known["file_id"])
             if remote.bytes == path.stat().st_size:
@@ -204,7 +210,7 @@ def upload_once(client: openai.OpenAI, path: Path, sha256: str, uploads: dict) -
             pass   # deleted remotely: upload again
     print(f"{path}: uploading ...")
     uploaded = client.files.create(file=path, purpose="fine-tune")
-    uploads[sha256] = {"file_id": uploaded.id, "base_url": base_url(), "filename": path.name,
+    uploads[sha256] = {"file_id": uploaded.id, "base_url": endpoint(), "filename": path.name,
                        "bytes": uploaded.bytes, "uploaded_at": jobrecord.now_iso()}
     print(f"{path}: uploaded as {uploaded.id}")
     return uploaded.id
@@ -243,7 +249,7 @@ def new_record(old: dict, job: Any, files: dict[str, dict | None], **extra: Any)
         history.append(_job_summary(old))
     now = jobrecord.now_iso()
     return {
-        "job_id": job.id, "base_model": job.model, "base_url": base_url(),
+        "job_id": job.id, "base_model": job.model, "base_url": endpoint(),
         "training_file": files.get("training"), "validation_file": files.get("validation"),
         "status": job.status, "fine_tuned_model": job.fine_tuned_model,
         "error": job.error.model_dump() if job.error else None,
@@ -261,7 +267,7 @@ def succeeded_on(record: dict, train_sha: str, model: str) -> dict | None:
     jobs += [job for job in record.get("history", []) if isinstance(job, dict)]
     for job in reversed(jobs):
         if (job.get("status") == "succeeded" and job.get("training_sha256") == train_sha
-                and job.get("base_model") == model and job.get("base_url") in (None, base_url())):
+                and job.get("base_model") == model and job.get("base_url") in (None, endpoint())):
             return job
     return None
 
@@ -479,7 +485,7 @@ def list_command(args: argparse.Namespace) -> int:
     page = make_client(args).fine_tuning.jobs.list(limit=20)
     recorded = (jobrecord.read_record(args.record) or {}).get("job_id")
     if not page.data:
-        print(f"no fine-tuning jobs at {base_url()}")
+        print(f"no fine-tuning jobs at {endpoint()}")
     for job in page.data:
         mark = "*" if job.id == recorded else " "
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created_at))
@@ -495,6 +501,19 @@ def list_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load_dotenv()
+    # Every line printed from here on goes through lib.redact: an error body may echo the key, a base URL may
+    # hold a password, whatever prints them.
+    redact.install(redact.secrets_from_env(os.environ))
+    try:
+        return _run(args)
+    except Exception:  # a bug: its traceback goes through the redacting stderr too
+        traceback.print_exc()
+        return EXIT_FAILED
+    finally:
+        redact.uninstall()
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.evaluate:
             return evalcli.run(args, describe)

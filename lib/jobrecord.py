@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from lib import redact
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECORD_PATH = PROJECT_ROOT / "data" / "finetune_job.json"
@@ -65,14 +66,14 @@ def read_record(path: str | Path) -> dict[str, Any] | None:
 
 
 def write_record(path: str | Path, record: Mapping[str, Any]) -> None:
-    """Write the record atomically: a temp file in the same directory, then os.replace."""
+    """Write the record atomically: a temp file in the same directory, then os.replace. Secrets are scrubbed
+    (lib.redact): an endpoint's error, recorded as it came, may echo the key."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2, sort_keys=True)
-            f.write("\n")
+            f.write(redact.scrub(json.dumps(record, indent=2, sort_keys=True)) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -87,16 +88,8 @@ def endpoint(env: Mapping[str, str]) -> str:
 
 
 def _comparable(url: str) -> str:
-    return url.strip().rstrip("/").lower()
-
-
-def _printable(url: str) -> str:
-    """The URL without a user:password part."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = f"{parts.hostname or ''}:{parts.port}" if parts.port else parts.hostname or ""
-    return urlunsplit(parts._replace(netloc=f"[redacted]@{netloc}"))
+    # The record keeps the endpoint without its user:password part (lib.redact.public_url): compare it so.
+    return redact.public_url(url.strip()).rstrip("/").lower()
 
 
 def resolve_model(env: Mapping[str, str],
@@ -118,8 +111,8 @@ def resolve_model(env: Mapping[str, str],
         here = endpoint(env)
         if isinstance(trained_at, str) and trained_at.strip() and _comparable(trained_at) != _comparable(here):
             raise JobRecordError(
-                f"{record_path}: job {job_id}'s model {model} was trained at {_printable(trained_at)}, but "
-                f"OPENAI_BASE_URL points at {_printable(here)}, which does not have it: set OPENAI_BASE_URL "
+                f"{record_path}: job {job_id}'s model {model} was trained at {redact.public_url(trained_at)}, but "
+                f"OPENAI_BASE_URL points at {redact.public_url(here)}, which does not have it: set OPENAI_BASE_URL "
                 "back, or set OPENAI_MODEL to a model this endpoint serves")
         return model, f"{record_path} (job {job_id})"
     status = record.get("status", "unknown")

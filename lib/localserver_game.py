@@ -36,6 +36,7 @@ from lib.game import (
     seat_tag,
     winner,
 )
+from lib.ibexlog import LOCAL_SERVER_MARK, RECORDED_BY
 from lib.sessions import SessionsTable
 
 log = logging.getLogger("lib.localserver")
@@ -693,7 +694,9 @@ class Game:
             {"key": "simulation_reward_round", "type": "number", "value": str(chosen)},
         ]
         rows = self.params.to_list() if self.parameter_rows is None else list(reversed(self.parameter_rows))
-        self.recorded = {"parameters": rows + extra, "log": self.log, "server-log": self.server_log}
+        # RECORDED_BY is the one key the real server does not write: constructDataset.py warns about these games.
+        self.recorded = {"parameters": rows + extra, "log": self.log, "server-log": self.server_log,
+                         RECORDED_BY: LOCAL_SERVER_MARK}
         self.finished = True
         if self.on_over is not None:
             self.on_over(self)
