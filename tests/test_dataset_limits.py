@@ -174,9 +174,13 @@ def test_a_prompt_lists_the_last_rounds_only_and_says_which_were_left_out():
 
 
 def test_a_game_streams_its_examples_instead_of_holding_them(tmp_path):
-    batches: list[int] = []
-    result = game_examples(parse_log(long_game(100), "long"), sink=lambda lines: batches.append(len(lines)))
-    assert sum(batches) + len(result.lines) == 1_100 and max(batches) <= 256 and len(result.lines) < 256
+    batches: list[tuple[int, int]] = []
+    result = game_examples(parse_log(long_game(100), "long"),
+                           sink=lambda lines, states: batches.append((len(lines), len(states))))
+    assert all(n_lines == n_states for n_lines, n_states in batches)  # each example's state goes with its line
+    sizes = [n for n, _ in batches]
+    assert sum(sizes) + len(result.lines) == 1_100 and max(sizes) <= 256 and len(result.lines) < 256
+    assert len(result.states) == len(result.lines)
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "7001.log.json").write_text(json.dumps(long_game(100)), encoding="utf-8")
@@ -186,6 +190,10 @@ def test_a_game_streams_its_examples_instead_of_holding_them(tmp_path):
     for name in ("training_set.jsonl", "validation_set.jsonl"):
         lines += (tmp_path / "out" / name).read_text(encoding="utf-8").splitlines()
     assert built.n_examples == len(lines) == 1_133
+    states = []
+    for name in ("training_set.state.jsonl", "validation_set.state.jsonl"):
+        states += (tmp_path / "out" / name).read_text(encoding="utf-8").splitlines()[1:]  # after the header
+    assert len(states) == 1_133
     assert sorted(lines) == sorted(game_examples(parse_log(long_game(100), "a")).lines
                                    + game_examples(parse_log(long_game(3, game_id=7002), "b")).lines)
 
