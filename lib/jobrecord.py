@@ -95,7 +95,8 @@ def _comparable(url: str) -> str:
 def resolve_model(env: Mapping[str, str],
                   record_path: str | Path = DEFAULT_RECORD_PATH) -> tuple[str, str]:
     """(model, where it came from): OPENAI_MODEL if set, else the fine_tuned_model of a
-    succeeded job in the record, else DEFAULT_CHAT_MODEL. Raises JobRecordError when the
+    succeeded job in the record (for a model trained here with TRL, the name it is served
+    under at OPENAI_BASE_URL), else DEFAULT_CHAT_MODEL. Raises JobRecordError when the
     record exists but is unreadable, rather than silently playing with another model, and when
     the recorded job ran on another endpoint than OPENAI_BASE_URL's: a fine-tuned model lives
     where it was trained, and another endpoint would not have it."""
@@ -106,6 +107,8 @@ def resolve_model(env: Mapping[str, str],
         return DEFAULT_CHAT_MODEL, f"default (no fine-tuning job recorded in {record_path})"
     job_id = record.get("job_id", "?")
     model = record.get("fine_tuned_model")
+    if record.get("kind") == "trl" and record.get("status") == "succeeded":
+        return _served_model(env, record, record_path)
     if record.get("status") == "succeeded" and isinstance(model, str) and model:
         trained_at = record.get("base_url")
         here = endpoint(env)
@@ -118,3 +121,18 @@ def resolve_model(env: Mapping[str, str],
     status = record.get("status", "unknown")
     return DEFAULT_CHAT_MODEL, (f"default ({record_path}: job {job_id} is {status}, "
                                 "no fine-tuned model)")
+
+
+def _served_model(env: Mapping[str, str], record: Mapping[str, Any], record_path: str | Path) -> tuple[str, str]:
+    """A model trained here (finetune.py --trainer trl) plays where it is served: the README's vLLM, Ollama and
+    llama.cpp commands all serve it under the record's served_model name. Without OPENAI_BASE_URL the agents
+    would ask OpenAI for a model it never had, so that is an error, not a quiet fallback."""
+    name = record.get("served_model")
+    job_id = record.get("job_id", "?")
+    if not isinstance(name, str) or not name:
+        raise JobRecordError(f"{record_path}: TRL job {job_id} names no served_model; set OPENAI_MODEL")
+    if not env.get("OPENAI_BASE_URL", "").strip():
+        raise JobRecordError(f"{record_path}: TRL job {job_id} trained the local model {name}: serve it "
+                             "(README: vLLM, Ollama or llama.cpp), set OPENAI_BASE_URL to the server's /v1 URL, "
+                             "or set OPENAI_MODEL to play another model")
+    return name, f"{record_path} (TRL job {job_id}, served as {name})"
