@@ -26,6 +26,7 @@ import shutil
 import signal
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -360,6 +361,8 @@ def run(job: Job, callbacks: tuple = ()) -> int:
     callbacks: extra transformers TrainerCallbacks."""
     state = PartialState()
     main = state.is_main_process
+    # TRL 1.16 still calls this transformers 5 deprecated alias; the warning is theirs, not the user's to act on.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
     def say(text: str) -> None:
         if main:
