@@ -109,7 +109,7 @@ def add_trl_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("--trainer trl (a LoRA on an open model, trained here)")
     g.add_argument("--revision", help="the base model's revision on the Hugging Face hub (branch, tag or commit)")
     g.add_argument("--models-dir", type=Path, help="where trained models go (default: DATA_DIR/models)")
-    g.add_argument("--lr", dest="learning_rate", type=float, help=f"learning rate (default: {TRL_HYPER.learning_rate})")
+    g.add_argument("--learning-rate", "--lr", type=float, help=f"learning rate (default: {TRL_HYPER.learning_rate})")
     g.add_argument("--batch-size", type=_positive_int, help=f"examples per step and device (default: "
                    f"{TRL_HYPER.batch_size})")
     g.add_argument("--grad-accum", type=_positive_int, help=f"steps of gradient accumulation per optimiser update "
