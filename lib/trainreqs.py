@@ -26,10 +26,10 @@ def missing(packages: tuple[str, ...] = PACKAGES) -> list[str]:
     return out
 
 
-def problem(purpose: str = "training open models") -> str | None:
+def problem(purpose: str = "finetune.py --trainer trl") -> str | None:
     """None when everything imports, else the one line that says what is missing and how to install it."""
     gone = missing()
     if not gone:
         return None
-    return (f"{purpose} needs the training requirements, and these are missing or broken: {', '.join(gone)}; "
-            f"install them with: {INSTALL} (in the project's virtual environment)")
+    return (f"the training requirements of {purpose} are missing or broken ({', '.join(gone)}): install them with "
+            f"{INSTALL} (in the project's virtual environment)")
