@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import PartialState
 from transformers import PrinterCallback, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -359,8 +358,9 @@ def _display(path: Path) -> str:
 def run(job: Job, callbacks: tuple = ()) -> int:
     """Train (or resume, or with dry_run only check) and record. Raises TrainError for a user-facing failure.
     callbacks: extra transformers TrainerCallbacks."""
-    state = PartialState()
-    main = state.is_main_process
+    # torchrun and accelerate launch say which process this is; the process group itself comes up with the trainer.
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    main = rank == 0
     # TRL 1.16 still calls this transformers 5 deprecated alias; the warning is theirs, not the user's to act on.
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
@@ -409,9 +409,9 @@ def run(job: Job, callbacks: tuple = ()) -> int:
 
     device = localmodel.default_device()
     bf16 = localmodel.default_dtype(device) == torch.bfloat16
-    per_step = hyper.batch_size * hyper.grad_accum * state.num_processes
-    steps = math.ceil(len(train_enc) / (hyper.batch_size * state.num_processes) / hyper.grad_accum) * hyper.epochs
-    say(f"model {job.model} on {device}{' x' + str(state.num_processes) if state.num_processes > 1 else ''} "
+    per_step = hyper.batch_size * hyper.grad_accum * world
+    steps = math.ceil(len(train_enc) / (hyper.batch_size * world) / hyper.grad_accum) * hyper.epochs
+    say(f"model {job.model} on {device}{f' x{world} processes' if world > 1 else ''} "
         f"({'bf16' if bf16 else 'fp32'}); about {steps} steps of {per_step} examples; output {_display(folder)}")
     if job.dry_run:
         say("dry run: nothing trained")
@@ -441,7 +441,7 @@ def run(job: Job, callbacks: tuple = ()) -> int:
                              "tokens": _token_stats(val_enc)} if val_enc is not None else None),
         "hyperparameters": {**asdict(hyper), "lora_target_modules": "all-linear", "save_steps": job.save_steps,
                             "effective_batch_size": per_step},
-        "precision": "bf16" if bf16 else "fp32", "device": device, "processes": state.num_processes,
+        "precision": "bf16" if bf16 else "fp32", "device": device, "processes": world,
         "versions": _versions(), "fine_tuned_model": None,
         "losses": (prior or {}).get("losses") or {"train": [], "eval": []},
         "created_at": (prior or {}).get("created_at") or now, "finished_at": None, "updated_at": now,
@@ -466,9 +466,7 @@ def run(job: Job, callbacks: tuple = ()) -> int:
 
     progress = Progress(on_checkpoint, say)
     stopper = StopOnSignal(say)
-    if main:
-        folder.mkdir(parents=True, exist_ok=True)
-    state.wait_for_everyone()
+    folder.mkdir(parents=True, exist_ok=True)
     config = SFTConfig(
         output_dir=str(checkpoints), num_train_epochs=hyper.epochs, learning_rate=hyper.learning_rate,
         per_device_train_batch_size=hyper.batch_size, per_device_eval_batch_size=hyper.batch_size,
@@ -517,8 +515,8 @@ def run(job: Job, callbacks: tuple = ()) -> int:
     tmp = folder / ".adapter.tmp"
     if main:
         shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    state.wait_for_everyone()
+    trainer.save_model(str(tmp))            # writes from the main process only
+    trainer.accelerator.wait_for_everyone()
     finals = {"final_train_loss": result.metrics.get("train_loss"),
               "final_eval_loss": losses_now["eval"][-1]["loss"] if losses_now["eval"] else None}
     if main:
