@@ -26,7 +26,6 @@ import shutil
 import signal
 import threading
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -361,8 +360,6 @@ def run(job: Job, callbacks: tuple = ()) -> int:
     # torchrun and accelerate launch say which process this is; the process group itself comes up with the trainer.
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     main = rank == 0
-    # TRL 1.16 still calls this transformers 5 deprecated alias; the warning is theirs, not the user's to act on.
-    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
     def say(text: str) -> None:
         if main:

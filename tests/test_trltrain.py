@@ -257,6 +257,27 @@ def test_ctrl_c_on_the_command_line_stops_cleanly(tiny, tmp_path):
     assert json.loads((data / "finetune_job.json").read_text())["status"] == "interrupted"
 
 
+def test_several_processes_train_one_model_and_one_process_reports(tiny, tmp_path):
+    """What accelerate launch --multi_gpu does on GPUs, torchrun does here on the CPU: two processes, one
+    data-parallel training; only the first prints and writes."""
+    data = make_data(tmp_path, n_train=12)
+    env = {**os.environ, "PYTHON_DOTENV_DISABLED": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).parent / "torchrun"
+    result = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(ROOT / "finetune.py"), "--trainer",
+         "trl", "--model", str(tiny), "--data-dir", str(data), "--epochs", "2", "--save-steps", "3", "--batch-size",
+         "2", "--grad-accum", "1", "--lr", "1e-2", "--lora-r", "8", "--logging-steps", "1"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=100)
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("step ")]
+    assert [s.split()[1] for s in steps if "eval" not in s] == [f"{i}/6" for i in range(1, 7)]   # 12 / (2 x 2)
+    assert result.stdout.count("adapter: ") == 1 and "x2 processes" in result.stdout
+    record = json.loads((data / "finetune_job.json").read_text())
+    assert record["status"] == "succeeded" and record["processes"] == 2
+    assert record["hyperparameters"]["effective_batch_size"] == 4
+    assert (the_folder(data) / "adapter_model.safetensors").is_file()
+
+
 def test_dry_run_checks_the_data_and_trains_nothing(tiny, tmp_path, capsys):
     data = make_data(tmp_path)
     code, out, _ = trl(capsys, data, tiny, "--dry-run")
