@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import openai
 
-from lib import evalpolicies, evaluate, fitted, ftcheck, jobrecord
+from lib import evallocal, evalpolicies, evaluate, fitted, ftcheck, jobrecord  # evallocal: torch only when used
 from lib.evalpolicies import EvalPolicy, LLMEvalPolicy, ModelUnavailable, RulesPolicy
 from lib.sidecar import EvalSet, SetError, read_set
 
@@ -172,8 +172,19 @@ def make_llm(ctx: Context) -> EvalPolicy:
                          temperature=ctx.args.temperature, max_retries=ctx.args.max_retries)
 
 
+def make_local(ctx: Context, base: bool = False) -> EvalPolicy:
+    """An open model in this process (lib.evallocal): its greedy decisions and the NLL of the human's answers."""
+    name = "local-base" if base else "local"
+    try:
+        model, source = evallocal.model_path(ctx.args.model, ctx.args.record)
+        return evallocal.LocalEvalPolicy(name, model, source, base=base)
+    except (evallocal.LocalPolicyError, jobrecord.JobRecordError) as exc:
+        raise EvalError(str(exc), EXIT_USAGE) from None
+
+
 POLICIES: dict[str, Callable[[Context], EvalPolicy]] = {"baseline": make_baseline, "fitted": make_fitted,
-                                                        "llm": make_llm}
+                                                        "llm": make_llm, "local": make_local,
+                                                        "local-base": lambda ctx: make_local(ctx, base=True)}
 
 
 def chosen_policies(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
@@ -323,6 +334,8 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
 
     try:
         decisions = asyncio.run(_decide(policies, evaluated))
+    except evallocal.LocalPolicyError as exc:
+        raise EvalError(f"{exc}; nothing was written", EXIT_USAGE) from None
     except ModelUnavailable as exc:
         raise EvalError(f"{describe(exc.cause)}; {exc.answered} answer(s) are cached in {exc.cache}: run again to "
                         "resume. Nothing else was written") from None

@@ -91,3 +91,16 @@ def test_missing_training_requirements_say_how_to_install_them(tmp_path, capsys,
     assert code == 2 and err.count("\n") == 1
     assert "torch" in err and "pip install -r requirements-train.txt" in err
     assert not (tmp_path / "models").exists()
+
+
+def test_the_local_policy_without_training_requirements_says_how_to_install_them(tmp_path, capsys, monkeypatch):
+    from tests.evalsets import write_set
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    write_set(tmp_path / "validation_set.jsonl")
+    code = finetune.main(["--evaluate", "--data-dir", str(tmp_path), "--policies", "baseline,local", "--model",
+                          str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "local policy" in err and "pip install -r requirements-train.txt" in err
+    assert not (tmp_path / "evaluation_report.json").exists()

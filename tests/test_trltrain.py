@@ -357,6 +357,52 @@ def test_a_bad_line_is_named(tiny, tmp_path, capsys):
     assert code == 2 and "training_set.jsonl:13:" in one_line(err)
 
 
+# ----------------------------------------------------------------------------- finetune.py --evaluate: local
+
+def test_evaluate_scores_the_trained_model_beside_its_base(tmp_path, capsys):
+    """The whole path: a set as constructDataset.py writes it, a training on it, then --evaluate with the
+    recorded adapter (local) and its base model (local-base): decisions scored, NLL of the humans' answers."""
+    from tests.evalsets import write_set
+
+    data = tmp_path / "data"
+    write_set(data / "training_set.jsonl")
+    write_set(data / "validation_set.jsonl")
+    texts = (data / "training_set.jsonl").read_text().splitlines()
+    base = make_model(tmp_path / "ibex-chat", texts, context=1024, init_range=0.2, vocab_size=1000)
+    capsys.readouterr()
+    code, _, err = trl(capsys, data, base, "--epochs", 10, "--max-seq-length", 1024, *FAST)
+    assert code == 0, err
+    code, out, err = (finetune.main(["--evaluate", "--data-dir", str(data), "--policies",
+                                     "baseline,local,local-base"]), *capsys.readouterr())
+    assert code == 0, err
+    report = json.loads((data / "evaluation_report.json").read_text())
+    local, local_base = report["policies"]["local"], report["policies"]["local-base"]
+    for action in ("compensation-request", "compensation-offer", "compensation-decision"):
+        assert local[action]["n"] == local_base[action]["n"] > 0
+        assert 0 < local[action]["nll"] < local_base[action]["nll"] / 2
+        assert 0 < local[action]["nll_per_token"] < local[action]["nll"] / 10   # answers of 20-odd tokens
+    info = report["policy_info"]
+    assert info["local"]["adapter"] == str(the_folder(data)) and info["local"]["base"] == str(base)
+    assert info["local-base"]["model"] == str(base) and info["local-base"]["adapter"] is None
+    assert info["local"]["model_source"] == str(data / "finetune_job.json")
+    assert "nll" in out and "local-base" in out
+
+
+def test_evaluate_local_needs_a_model(tmp_path, capsys):
+    from tests.evalsets import write_set
+
+    data = tmp_path / "data"
+    write_set(data / "validation_set.jsonl")
+    code = finetune.main(["--evaluate", "--data-dir", str(data), "--policies", "local"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--model PATH" in one_line(err)
+    code = finetune.main(["--evaluate", "--data-dir", str(data), "--policies", "local-base", "--model",
+                          str(data)])
+    err = capsys.readouterr().err
+    assert code == 2 and "not a LoRA adapter folder" in one_line(err)
+    assert not (data / "evaluation_report.json").exists()
+
+
 # ----------------------------------------------------------------------------- lib/localmodel.py
 
 def test_the_nll_of_a_known_answer(tmp_path):

@@ -33,10 +33,11 @@ def make_tokenizer(texts: list[str], vocab_size: int = 400, chat_template: str |
 
 
 def make_model(folder: Path, texts: list[str], *, context: int = 512, zero_head: bool = False,
-               chat_template: str | None = CHATML, seed: int = 0, init_range: float = 0.02) -> Path:
+               chat_template: str | None = CHATML, seed: int = 0, init_range: float = 0.02,
+               vocab_size: int = 400) -> Path:
     """Save a tiny Qwen2-architecture model and its tokenizer into folder. zero_head: the output layer is all
     zeros, so every next token is equally likely (log V nats each), a model whose likelihoods are known."""
-    tokenizer = make_tokenizer(texts, chat_template=chat_template)
+    tokenizer = make_tokenizer(texts, vocab_size=vocab_size, chat_template=chat_template)
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context, tie_word_embeddings=False,
