@@ -232,6 +232,14 @@ def test_ctrl_c_keeps_a_checkpoint_and_resume_continues_from_it(tiny, tmp_path, 
     assert [h["status"] for h in record["status_history"]] == ["running", "interrupted", "running", "succeeded"]
     assert (folder / "adapter_config.json").is_file()
 
+    # a finished training, resumed with --merge: nothing more is trained, the merged weights are written
+    assert trltrain.run(job(tiny, data, hyper={"epochs": 3}, save_steps=100, resume=True, merge=True)) == 0
+    out = capsys.readouterr().out
+    assert "resumed at step 9 of 9" in out and "step 10" not in out
+    record = json.loads((data / "finetune_job.json").read_text())
+    assert record["status"] == "succeeded" and record["merged_path"] == str(folder / "merged")
+    assert (folder / "merged" / "config.json").is_file()
+
 
 def test_ctrl_c_on_the_command_line_stops_cleanly(tiny, tmp_path):
     """The real script in its own process: Ctrl-C during training exits 130 with the checkpoint on disk."""
