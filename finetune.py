@@ -348,7 +348,8 @@ def succeeded_on(record: dict, train_sha: str, model: str) -> dict | None:
     jobs = [_job_summary(record)] if record.get("job_id") else []
     jobs += [job for job in record.get("history", []) if isinstance(job, dict)]
     for job in reversed(jobs):
-        if (job.get("status") == "succeeded" and job.get("training_sha256") == train_sha
+        if (job.get("status") == "succeeded" and job.get("kind", "openai") == "openai"
+                and job.get("training_sha256") == train_sha
                 and job.get("base_model") == model and job.get("base_url") in (None, endpoint())):
             return job
     return None
