@@ -250,12 +250,17 @@ def test_ctrl_c_on_the_command_line_stops_cleanly(tiny, tmp_path):
          str(data), "--epochs", "1000", "--save-steps", "100000", *FAST, "--logging-steps", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.strip().startswith("step 3/"):
-            proc.send_signal(signal.SIGINT)
-            break
-    rest, err = proc.communicate(timeout=60)
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.strip().startswith("step 3/"):
+                proc.send_signal(signal.SIGINT)
+                break
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:     # never leave a training running behind a failed test
+            proc.kill()
+            proc.communicate()
     out = "".join(lines) + rest
     assert proc.returncode == 130, err
     assert "Traceback" not in err
