@@ -132,7 +132,7 @@ def default_dtype(device: str) -> torch.dtype:
     return torch.float32
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
 
@@ -152,7 +152,7 @@ def load_tokenizer(name: str, revision: str | None = None) -> Any:
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
     except Exception as exc:  # hub errors, missing files, unknown formats: all mean "cannot load"
-        raise LocalModelError(f"cannot load the tokenizer of {name}: {_first_line(exc)}; pass a Hugging Face "
+        raise LocalModelError(f"cannot load the tokenizer of {name}: {first_line(exc)}; pass a Hugging Face "
                               "model id (downloaded once, then cached) or a local model folder") from None
     if not getattr(tokenizer, "chat_template", None):
         raise LocalModelError(f"{name} has no chat template, so it cannot be given chat prompts: use an "
@@ -166,7 +166,7 @@ def load_config(name: str, revision: str | None = None) -> Any:
     try:
         return AutoConfig.from_pretrained(name, revision=revision)
     except Exception as exc:
-        raise LocalModelError(f"cannot load the model {name}: {_first_line(exc)}; pass a Hugging Face model id "
+        raise LocalModelError(f"cannot load the model {name}: {first_line(exc)}; pass a Hugging Face model id "
                               "or a local folder with config.json and the weights") from None
 
 
@@ -177,7 +177,7 @@ def load_model(name: str, *, revision: str | None = None, dtype: Any = None, dev
         model = AutoModelForCausalLM.from_pretrained(name, revision=revision,
                                                      dtype=dtype if dtype is not None else default_dtype(device))
     except Exception as exc:
-        raise LocalModelError(f"cannot load the model {name}: {_first_line(exc)}; pass a Hugging Face model id "
+        raise LocalModelError(f"cannot load the model {name}: {first_line(exc)}; pass a Hugging Face model id "
                               "of a causal language model or a local folder with config.json and the weights") from None
     return model
 
@@ -217,7 +217,7 @@ def load(path: str | Path, *, base: str | None = None, revision: str | None = No
         try:
             model = PeftModel.from_pretrained(model, path)
         except Exception as exc:
-            raise LocalModelError(f"cannot load the adapter {path} on {base_name}: {_first_line(exc)}") from None
+            raise LocalModelError(f"cannot load the adapter {path} on {base_name}: {first_line(exc)}") from None
     model.to(device)
     model.eval()
     return LocalModel(model=model, tokenizer=tokenizer, base=base_name, adapter=adapter, device=device)

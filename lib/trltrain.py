@@ -493,10 +493,12 @@ def run(job: Job, callbacks: tuple = ()) -> int:
         raise TrainError(f"stopped at once; the last checkpoint is kept: {RESUME_HINT}", EXIT_INTERRUPTED) \
             from None
     except Exception as exc:
-        if not is_out_of_memory(exc):
-            raise
-        message = out_of_memory_message(device, hyper, stats["max"])
+        oom = is_out_of_memory(exc)
+        message = out_of_memory_message(device, hyper, stats["max"]) if oom else \
+            f"{type(exc).__name__}: {localmodel.first_line(exc)}"
         record(status="failed", error=message, losses=_merge_losses(resumed_losses, progress))
+        if not oom:
+            raise       # not the user's to fix: the traceback is for whoever debugs it; the record says failed
         raise TrainError(message) from None
     finally:
         stopper.uninstall()
