@@ -13,7 +13,6 @@ Needs the training requirements (lib/trainreqs.py). Every user-facing failure is
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from lib.nll import AnswerNLL
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -60,22 +61,6 @@ class Encoded:
     @property
     def n_answer(self) -> int:
         return len(self.input_ids) - self.n_prompt
-
-
-@dataclass(frozen=True)
-class AnswerNLL:
-    """The negative log-likelihood, in nats, of an answer's tokens given the prompt. nll is the sum over the answer's
-    tokens (minus the log-probability of the whole answer); per_token divides by their number."""
-    nll: float
-    tokens: int
-
-    @property
-    def per_token(self) -> float:
-        return self.nll / self.tokens if self.tokens else math.nan
-
-    @property
-    def probability(self) -> float:
-        return math.exp(-self.nll)
 
 
 # ----------------------------------------------------------------------------- examples

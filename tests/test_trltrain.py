@@ -431,6 +431,83 @@ def test_the_nll_of_a_known_answer(tmp_path):
     assert score.per_token == pytest.approx(math.log(len(flat.tokenizer)), rel=1e-5)
 
 
+class FakeVLLM:
+    """What vLLM's chat completions answer with prompt_logprobs=0, computed by a model in this process: the
+    conversation rendered by the model's chat template (with or without the generation prompt, as asked), and each
+    prompt token's log-probability given the tokens before it."""
+
+    def __init__(self, lm: localmodel.LocalModel, token_ids: bool = True):
+        self.lm, self.token_ids, self.requests = lm, token_ids, []
+
+    def __call__(self, body: dict) -> dict:
+        self.requests.append(body)
+        text = self.lm.tokenizer.apply_chat_template(body["messages"], tokenize=False,
+                                                     add_generation_prompt=body.get("add_generation_prompt", True))
+        ids = self.lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = self.lm.model(input_ids=torch.tensor([ids])).logits[0].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        prompt_logprobs = [None] + [{str(t): {"logprob": float(logprobs[i - 1, t]), "rank": 1, "decoded_token": "?"}}
+                                    for i, t in enumerate(ids) if i > 0]
+        extra = {"prompt_logprobs": prompt_logprobs,
+                 "usage": {"prompt_tokens": len(ids), "completion_tokens": 1, "total_tokens": len(ids) + 1}}
+        if self.token_ids:
+            extra["prompt_token_ids"] = ids
+        return {"content": "x", "response_extra": extra}
+
+
+@pytest.mark.parametrize("token_ids", [True, False], ids=["with prompt_token_ids", "with token counts only"])
+def test_a_served_model_gives_the_same_nll_as_in_process(trained, token_ids):
+    """The NLL through an OpenAI-compatible endpoint that returns prompt log-probabilities, as vLLM does, with the
+    real openai SDK: the same number the model gives in this process."""
+    import asyncio
+
+    import openai
+
+    from lib import nll
+    from tests.fakeopenai import FakeOpenAI
+
+    lm = localmodel.load(trained["folder"])
+    prompt, answer = localmodel.split_example(example(2)["messages"])
+    with FakeOpenAI() as fake:
+        fake.chat_default = vllm = FakeVLLM(lm, token_ids)
+
+        async def ask():
+            client = openai.AsyncOpenAI(api_key=fake.api_key, base_url=fake.base_url)
+            try:
+                return await nll.served_answer_nll(client, "tiny-chat", prompt, answer)
+            finally:
+                await client.close()
+
+        served = asyncio.run(ask())
+    local = localmodel.answer_nll(lm, prompt, answer)
+    assert served.tokens == local.tokens and served.nll == pytest.approx(local.nll, rel=1e-5)
+    assert [r["add_generation_prompt"] for r in vllm.requests] == [False, True]
+    assert all(r["prompt_logprobs"] == 0 and r["max_tokens"] == 1 for r in vllm.requests)
+
+
+def test_an_endpoint_without_prompt_logprobs_says_so():
+    import asyncio
+
+    import openai
+
+    from lib import nll
+    from tests.fakeopenai import FakeOpenAI
+
+    with FakeOpenAI() as fake:
+        fake.chat_default = lambda body: "{}"
+
+        async def ask():
+            client = openai.AsyncOpenAI(api_key=fake.api_key, base_url=fake.base_url)
+            try:
+                return await nll.served_answer_nll(client, "gpt-4.1-mini", [{"role": "user", "content": "hi"}], "x")
+            finally:
+                await client.close()
+
+        with pytest.raises(nll.NoPromptLogprobs, match="no prompt log-probabilities"):
+            asyncio.run(ask())
+
+
 def test_encode_splits_prompt_and_answer_as_the_template_renders_them(tiny):
     tokenizer = localmodel.load_tokenizer(str(tiny))
     prompt, answer = localmodel.split_example(example(1)["messages"])
