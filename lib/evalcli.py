@@ -99,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--yes", action="store_true", help="ask no question before calling a paid endpoint")
     g.add_argument("--max-concurrent-calls", type=_positive_int, default=8,
                    help="llm: model calls in flight at once (default: 8)")
+    g.add_argument("--nll", action="store_true",
+                   help="llm: also the NLL of each human answer, where the endpoint returns prompt log-probabilities "
+                        "(vLLM does, OpenAI does not); two more calls per example, not cached")
     g.add_argument("--temperature", type=_temperature, default=0.0,
                    help="llm: sampling temperature (default: 0, the model's most likely answer; none: the "
                         "endpoint's default)")
@@ -169,7 +172,7 @@ def make_llm(ctx: Context) -> EvalPolicy:
     return LLMEvalPolicy(api_key=api_key, model=model, model_source=source,
                          base_url=ctx.env.get("OPENAI_BASE_URL", "").strip() or None,
                          cache=ctx.data_dir / CACHE_FILE, max_concurrent=ctx.args.max_concurrent_calls,
-                         temperature=ctx.args.temperature, max_retries=ctx.args.max_retries)
+                         temperature=ctx.args.temperature, max_retries=ctx.args.max_retries, nll=ctx.args.nll)
 
 
 def make_local(ctx: Context, base: bool = False) -> EvalPolicy:

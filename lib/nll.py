@@ -48,8 +48,9 @@ async def _prompt_logprobs(client: openai.AsyncOpenAI, model: str, messages: lis
             extra_body={"prompt_logprobs": 0, "add_generation_prompt": generation_prompt,
                         "return_token_ids": True})
     except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+        said = exc.body.get("message") if isinstance(exc.body, dict) else None
         raise NoPromptLogprobs(f"{client.base_url} refused a prompt log-probability request ({exc.status_code}: "
-                               f"{str(exc.message)[:160]})") from None
+                               f"{str(said or exc.message)[:160]})") from None
     extra = completion.model_extra or {}
     logprobs = extra.get("prompt_logprobs")
     if not isinstance(logprobs, list) or not logprobs:

@@ -372,10 +372,11 @@ def test_a_bad_line_is_named(tiny, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- finetune.py --evaluate: local
 
-def test_evaluate_scores_the_trained_model_beside_its_base(tmp_path, capsys):
+def test_evaluate_scores_the_trained_model_beside_its_base(tmp_path, capsys, monkeypatch):
     """The whole path: a set as constructDataset.py writes it, a training on it, then --evaluate with the
     recorded adapter (local) and its base model (local-base): decisions scored, NLL of the humans' answers."""
     from tests.evalsets import write_set
+    from tests.fakeopenai import FakeOpenAI
 
     data = tmp_path / "data"
     write_set(data / "training_set.jsonl")
@@ -399,6 +400,21 @@ def test_evaluate_scores_the_trained_model_beside_its_base(tmp_path, capsys):
     assert info["local-base"]["model"] == str(base) and info["local-base"]["adapter"] is None
     assert info["local"]["model_source"] == str(data / "finetune_job.json")
     assert "nll" in out and "local-base" in out
+
+    # The same adapter served (a fake vLLM computing prompt log-probabilities with it) and asked by the llm policy
+    # with --nll: the NLL it reports is the one the local policy computes in this process.
+    lm = localmodel.load(the_folder(data))
+    with FakeOpenAI() as fake:
+        fake.chat_default = FakeVLLM(lm)
+        for name, value in fake.env().items():
+            monkeypatch.setenv(name, value)
+        code = finetune.main(["--evaluate", "--data-dir", str(data), "--policies", "llm,local", "--model",
+                              str(the_folder(data)), "--nll"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((data / "evaluation_report.json").read_text())
+    for action in ("compensation-request", "compensation-offer", "compensation-decision"):
+        assert report["policies"]["llm"][action]["nll"] == pytest.approx(report["policies"]["local"][action]["nll"],
+                                                                         rel=1e-4)
 
 
 def test_evaluate_local_needs_a_model(tmp_path, capsys):
