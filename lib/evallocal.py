@@ -107,12 +107,12 @@ class LocalEvalPolicy:
         lm = self._load()
         try:
             text = localmodel.decide(lm, example.messages, self.max_new_tokens)
-            score = localmodel.answer_nll(lm, example.messages, example.answer)
+            score = localmodel.answer_nll(lm, example.messages, example.answer) if example.answer else None
         except localmodel.LocalModelError as exc:   # an example over the model's context
             self.stats["too_long"] += 1
             self.reasons[str(exc)[:120]] += 1
             return Decision(None, str(exc))
-        extra = {"nll": score.nll, "nll_per_token": score.per_token}
+        extra = {"nll": score.nll, "nll_per_token": score.per_token} if score else {}
         try:
             return Decision(parse_answer(text, example.view(), example.action, cap=example.cap), extra=extra)
         except ActionError as exc:

@@ -219,7 +219,9 @@ def _check_fits(lm: LocalModel, n_tokens: int) -> None:
 def decide(lm: LocalModel, prompt: list[dict], max_new_tokens: int = 256) -> str:
     """The model's greedy answer (argmax at every token) to a prompt (system and user messages), as text."""
     enc = encode(lm.tokenizer, prompt)
-    _check_fits(lm, enc.n_prompt + max_new_tokens)
+    _check_fits(lm, enc.n_prompt + 1)
+    if lm.context is not None:
+        max_new_tokens = min(max_new_tokens, lm.context - enc.n_prompt)
     ids = torch.tensor([enc.input_ids], device=lm.device)
     stop = {lm.tokenizer.eos_token_id}
     configured = getattr(lm.model.generation_config, "eos_token_id", None)
@@ -236,6 +238,8 @@ def answer_nll(lm: LocalModel, prompt: list[dict], answer: str) -> AnswerNLL:
     """How unlikely the model finds this exact answer to the prompt: the sum over the answer's tokens (including
     the end-of-turn tokens the chat template puts after it) of -log p(token | everything before it)."""
     enc = encode(lm.tokenizer, prompt, answer)
+    if enc.n_prompt < 1:
+        raise LocalModelError("the chat template renders no prompt before the answer, so nothing conditions it")
     _check_fits(lm, len(enc.input_ids))
     ids = torch.tensor([enc.input_ids], device=lm.device)
     with torch.no_grad():
