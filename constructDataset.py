@@ -31,6 +31,7 @@ from lib.dataset import (
     default_workers,
 )
 from lib.sessions import SessionsError, load_sessions
+from lib.text import display_path
 
 HERE = Path(__file__).resolve().parent
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -137,7 +138,7 @@ def print_summary(result: BuildResult, out: TextIO) -> None:
               file=out)
     for warning in report["warnings"]:
         print(f"  warning: {warning}", file=out)
-    written = [str(path) for key, path in result.outputs.items()
+    written = [display_path(path) for key, path in result.outputs.items()
                if not key.startswith("validation") or examples["validation"]]
     print("Wrote " + ", ".join(written), file=out)
     training = report["checks"]["training"]
@@ -170,8 +171,18 @@ def run_checks(paths: list[Path], model: str) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def _writable_streams() -> None:
+    """Lines that quote a file name which is not UTF-8, or a log's text, are printed with escapes instead of
+    ending the run with UnicodeEncodeError (stdout is strict by default)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", None) == "strict":
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    _writable_streams()
     if args.check:
         return run_checks(args.check, args.model)
     sessions = None
@@ -201,12 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: the previous output files were left as they were", file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as exc:  # e.g. a full disk or a read-only output folder
-        where = f"{exc.filename}: " if exc.filename else ""
+        where = f"{display_path(exc.filename)}: " if exc.filename else ""
         print(f"error: cannot write the output: {where}{exc.strerror or exc}; the previous output files were left "
               "as they were", file=sys.stderr)
         return EXIT_FAILED
     if result.n_examples == 0:
-        print(f"error: no example produced from {', '.join(map(str, options.inputs))}; the output files were "
+        print(f"error: no example produced from {', '.join(map(display_path, options.inputs))}; the output files were "
               "left as they were", file=sys.stderr)
         return EXIT_FAILED
     if not args.quiet:

@@ -7,6 +7,7 @@
     python finetune.py --list             # recent jobs
     python finetune.py --cancel JOB_ID
     python finetune.py --evaluate         # how human-like are baseline, fitted (and llm)? (lib/evalcli.py)
+    python finetune.py --trainer trl      # a LoRA on an open model, here (lib/trltrain.py; requirements-train.txt)
 
 The job is recorded in data/finetune_job.json (job id, base model, file ids, sha256 of each
 dataset, status, fine_tuned_model, error); handler.py plays with that fine_tuned_model.
@@ -21,13 +22,14 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 import openai
 from dotenv import load_dotenv
 
-from lib import evalcli, ftcheck, jobrecord
+from lib import evalcli, ftcheck, jobrecord, redact
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_MODEL = ftcheck.DEFAULT_MODEL
@@ -57,13 +59,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="where the datasets and the job record live (default: ./data)")
     p.add_argument("--record", type=Path,
                    help="job record file (default: DATA_DIR/finetune_job.json)")
+    p.add_argument("--trainer", choices=("openai", "trl"), default="openai",
+                   help="openai: OpenAI's fine-tuning API (until 2027-01-06); trl: a LoRA on an open model, "
+                        "trained here with Hugging Face TRL (needs requirements-train.txt)")
     p.add_argument("--model",
                    help=f"base model to fine-tune (default: {DEFAULT_MODEL}; fine-tunable: "
-                        f"{', '.join(ftcheck.MODELS)}); with --evaluate, the llm policy's model (default: as "
-                        "handler.py picks it)")
+                        f"{', '.join(ftcheck.MODELS)}); with --trainer trl a Hugging Face model id or a local "
+                        f"model folder (default: {TRL_DEFAULT_MODEL}); with --evaluate, the llm policy's model "
+                        "(default: as handler.py picks it)")
     p.add_argument("--suffix", help="text OpenAI puts in the fine-tuned model's name")
-    p.add_argument("--epochs", type=_positive_int, help="training epochs (default: OpenAI's auto)")
-    p.add_argument("--seed", type=int, help="training seed, for reproducible jobs")
+    p.add_argument("--epochs", type=_positive_int,
+                   help=f"training epochs (default: OpenAI's auto; trl: {TRL_HYPER.epochs})")
+    p.add_argument("--seed", type=int, help=f"training seed, for reproducible jobs (trl default: {TRL_HYPER.seed})")
+    add_trl_options(p)
     p.add_argument("--poll-interval", type=float, default=15.0, metavar="SECONDS",
                    help="seconds between status checks while following (default: 15)")
     p.add_argument("--max-retries", type=int, default=5,
@@ -83,9 +91,83 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.record = args.record or args.data_dir / "finetune_job.json"
     if args.evaluate and (args.follow is not None or args.cancel or args.list):
         p.error("--evaluate does not go with --follow, --cancel or --list")
+    check_trl_options(p, args)
+    return args
+
+
+# ----------------------------------------------------------------------------- --trainer trl
+# The bulk lives in lib/trltrain.py, imported only when asked for: torch is not a core requirement.
+
+TRL_DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"   # lib.trltrain.DEFAULT_MODEL (tested equal)
+TRL_HYPER = argparse.Namespace(epochs=3, learning_rate=2e-4, batch_size=4, grad_accum=4, max_seq_length=2048,
+                               lora_r=16, lora_alpha=32, lora_dropout=0.05, seed=0)   # lib.trltrain.Hyper
+TRL_ONLY = ("revision", "models_dir", "learning_rate", "batch_size", "grad_accum", "max_seq_length", "lora_r",
+            "lora_alpha", "lora_dropout", "save_steps", "logging_steps", "resume", "merge")
+
+
+def add_trl_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("--trainer trl (a LoRA on an open model, trained here)")
+    g.add_argument("--revision", help="the base model's revision on the Hugging Face hub (branch, tag or commit)")
+    g.add_argument("--models-dir", type=Path, help="where trained models go (default: DATA_DIR/models)")
+    g.add_argument("--learning-rate", "--lr", type=float, help=f"learning rate (default: {TRL_HYPER.learning_rate})")
+    g.add_argument("--batch-size", type=_positive_int, help=f"examples per step and device (default: "
+                   f"{TRL_HYPER.batch_size})")
+    g.add_argument("--grad-accum", type=_positive_int, help=f"steps of gradient accumulation per optimiser update "
+                   f"(default: {TRL_HYPER.grad_accum})")
+    g.add_argument("--max-seq-length", type=_positive_int, help=f"longest example in tokens; longer ones stop the "
+                   f"run, never truncated (default: {TRL_HYPER.max_seq_length})")
+    g.add_argument("--lora-r", type=_positive_int, help=f"LoRA rank (default: {TRL_HYPER.lora_r})")
+    g.add_argument("--lora-alpha", type=_positive_int, help=f"LoRA alpha (default: {TRL_HYPER.lora_alpha})")
+    g.add_argument("--lora-dropout", type=float, help=f"LoRA dropout (default: {TRL_HYPER.lora_dropout})")
+    g.add_argument("--save-steps", type=_positive_int, help="optimiser steps between checkpoints and evaluation "
+                   "losses (default: 50)")
+    g.add_argument("--logging-steps", type=_positive_int, help="optimiser steps between progress lines (default: 10)")
+    g.add_argument("--resume", action="store_true", help="continue the interrupted training from its last checkpoint")
+    g.add_argument("--merge", action="store_true", help="also write full weights with the adapter merged in "
+                   "(MODELS_DIR/NAME/merged), for Ollama and llama.cpp")
+
+
+def check_trl_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.trainer == "trl":
+        if args.follow is not None or args.cancel or args.list or args.evaluate:
+            p.error("--follow, --cancel, --list and --evaluate do not go with --trainer trl, which trains here")
+        if args.force:
+            p.error("--force is for OpenAI jobs; a TRL training is continued with --resume or made anew with --suffix")
+        args.model = args.model or TRL_DEFAULT_MODEL
+        for key, value in vars(TRL_HYPER).items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+        args.models_dir = args.models_dir or args.data_dir / "models"
+        args.save_steps = args.save_steps or 50
+        args.logging_steps = args.logging_steps or 10
+        return
     if not args.evaluate:
         args.model = args.model or DEFAULT_MODEL
-    return args
+    given = [k for k in TRL_ONLY if getattr(args, k) not in (None, False)]
+    if given:
+        p.error(f"--{given[0].replace('_', '-')} needs --trainer trl")
+
+
+def trl_command(args: argparse.Namespace) -> int:
+    from lib import trainreqs
+
+    problem = trainreqs.problem("finetune.py --trainer trl")
+    if problem:
+        raise Fatal(problem, EXIT_USAGE)
+    from lib import localmodel, trltrain
+
+    train, validation = dataset_paths(args)
+    hyper = trltrain.Hyper(**{k: getattr(args, k) for k in vars(TRL_HYPER)})
+    job = trltrain.Job(model=args.model, revision=args.revision, train=train, validation=validation,
+                       models_dir=args.models_dir, record=args.record, hyper=hyper, suffix=args.suffix,
+                       save_steps=args.save_steps, logging_steps=args.logging_steps, resume=args.resume,
+                       merge=args.merge, dry_run=args.dry_run)
+    try:
+        return trltrain.run(job)
+    except trltrain.TrainError as exc:
+        raise Fatal(str(exc), exc.exit_code) from None
+    except localmodel.LocalModelError as exc:
+        raise Fatal(str(exc), EXIT_USAGE) from None
 
 
 def _positive_int(text: str) -> int:
@@ -101,6 +183,11 @@ def base_url() -> str:
     return os.environ.get("OPENAI_BASE_URL", "").strip() or "https://api.openai.com/v1"
 
 
+def endpoint() -> str:
+    """The base URL as it is printed and recorded: without a user:password part (lib.redact)."""
+    return redact.public_url(base_url())
+
+
 def _api_message(exc: openai.APIError) -> str:
     """OpenAI's own message from the error body, without the SDK's "Error code: ..." dump."""
     body = exc.body
@@ -111,7 +198,7 @@ def _api_message(exc: openai.APIError) -> str:
 
 def describe(exc: openai.APIError) -> str:
     """One line saying what went wrong and what to do about it."""
-    where = base_url()
+    where = endpoint()
     code = getattr(exc, "code", None)
     if isinstance(exc, openai.AuthenticationError):
         return (f"the API key was rejected by {where} (401 {code or 'unauthorized'}): "
@@ -194,7 +281,7 @@ def upload_once(client: openai.OpenAI, path: Path, sha256: str, uploads: dict) -
     """The file id for this exact content, uploading only when the same bytes (by sha256) are
     not already stored at this service."""
     known = uploads.get(sha256)
-    if known and known.get("base_url") == base_url():
+    if known and known.get("base_url") == endpoint():
         try:
             remote = client.files.retrieve(known["file_id"])
             if remote.bytes == path.stat().st_size:
@@ -204,7 +291,7 @@ def upload_once(client: openai.OpenAI, path: Path, sha256: str, uploads: dict) -
             pass   # deleted remotely: upload again
     print(f"{path}: uploading ...")
     uploaded = client.files.create(file=path, purpose="fine-tune")
-    uploads[sha256] = {"file_id": uploaded.id, "base_url": base_url(), "filename": path.name,
+    uploads[sha256] = {"file_id": uploaded.id, "base_url": endpoint(), "filename": path.name,
                        "bytes": uploaded.bytes, "uploaded_at": jobrecord.now_iso()}
     print(f"{path}: uploaded as {uploaded.id}")
     return uploaded.id
@@ -222,6 +309,7 @@ def _job_summary(record: dict) -> dict:
             "final_metrics")
     summary = {k: record.get(k) for k in keys}
     summary["training_sha256"] = (record.get("training_file") or {}).get("sha256")
+    summary.update({k: record[k] for k in ("kind", "served_model", "adapter_path") if k in record})
     return summary
 
 
@@ -243,7 +331,7 @@ def new_record(old: dict, job: Any, files: dict[str, dict | None], **extra: Any)
         history.append(_job_summary(old))
     now = jobrecord.now_iso()
     return {
-        "job_id": job.id, "base_model": job.model, "base_url": base_url(),
+        "job_id": job.id, "base_model": job.model, "base_url": endpoint(),
         "training_file": files.get("training"), "validation_file": files.get("validation"),
         "status": job.status, "fine_tuned_model": job.fine_tuned_model,
         "error": job.error.model_dump() if job.error else None,
@@ -260,8 +348,9 @@ def succeeded_on(record: dict, train_sha: str, model: str) -> dict | None:
     jobs = [_job_summary(record)] if record.get("job_id") else []
     jobs += [job for job in record.get("history", []) if isinstance(job, dict)]
     for job in reversed(jobs):
-        if (job.get("status") == "succeeded" and job.get("training_sha256") == train_sha
-                and job.get("base_model") == model and job.get("base_url") in (None, base_url())):
+        if (job.get("status") == "succeeded" and job.get("kind", "openai") == "openai"
+                and job.get("training_sha256") == train_sha
+                and job.get("base_model") == model and job.get("base_url") in (None, endpoint())):
             return job
     return None
 
@@ -273,7 +362,8 @@ def start(args: argparse.Namespace) -> int:
         print("dry run: nothing uploaded, no job created")
         return EXIT_OK
     old = jobrecord.read_record(args.record) or {}
-    if old.get("job_id") and old.get("status") not in jobrecord.FINAL_STATUSES and not args.force:
+    if (old.get("job_id") and old.get("kind", "openai") == "openai"
+            and old.get("status") not in jobrecord.FINAL_STATUSES and not args.force):
         raise Fatal(f"job {old['job_id']} recorded in {args.record} is still {old.get('status')}: "
                     f"follow it with python finetune.py --follow, cancel it with --cancel "
                     f"{old['job_id']}, or pass --force to start another", EXIT_USAGE)
@@ -455,6 +545,9 @@ def follow_command(args: argparse.Namespace) -> int:
     if not job_id:
         record = jobrecord.read_record(args.record) or {}
         job_id = record.get("job_id")
+        if record.get("kind", "openai") != "openai":
+            raise Fatal(f"the job recorded in {args.record} is a {record['kind']} training made here, not an "
+                        "OpenAI job: pass an OpenAI job id (--follow JOB_ID)", EXIT_USAGE)
         if not job_id:
             raise Fatal(f"no job recorded in {args.record}: pass a job id (--follow JOB_ID) or "
                         "start one with python finetune.py", EXIT_USAGE)
@@ -479,7 +572,7 @@ def list_command(args: argparse.Namespace) -> int:
     page = make_client(args).fine_tuning.jobs.list(limit=20)
     recorded = (jobrecord.read_record(args.record) or {}).get("job_id")
     if not page.data:
-        print(f"no fine-tuning jobs at {base_url()}")
+        print(f"no fine-tuning jobs at {endpoint()}")
     for job in page.data:
         mark = "*" if job.id == recorded else " "
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created_at))
@@ -495,7 +588,22 @@ def list_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load_dotenv()
+    # Every line printed from here on goes through lib.redact: an error body may echo the key, a base URL may
+    # hold a password, whatever prints them.
+    redact.install(redact.secrets_from_env(os.environ))
     try:
+        return _run(args)
+    except Exception:  # a bug: its traceback goes through the redacting stderr too
+        traceback.print_exc()
+        return EXIT_FAILED
+    finally:
+        redact.uninstall()
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        if args.trainer == "trl":
+            return trl_command(args)
         if args.evaluate:
             return evalcli.run(args, describe)
         if args.list:

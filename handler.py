@@ -54,9 +54,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from lib import decisions
+from lib import decisions, redact
 from lib.actions import DECISION, OFFER, REQUEST
 from lib.agent import Agent, AgentError, AgentSettings
 from lib.agentmanager import DEFAULT_HOST, DEFAULT_PORT, AgentManager, run_agent_manager
@@ -249,14 +248,7 @@ def choose_policy(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Pol
     return policy, f"policy: llm, model {model} (from {source}), endpoint {_public_url(policy.base_url)}"
 
 
-def _public_url(url: str) -> str:
-    """The URL without any user:password part, fit to print."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=f"[redacted]@{netloc}"))
+_public_url = redact.public_url  # without any user:password part, fit to print
 
 
 def game_overrides(args: argparse.Namespace, scale: float) -> dict[str, Any]:
@@ -489,7 +481,7 @@ async def play_local(args: argparse.Namespace, policy: Policy, env: Mapping[str,
     params = parameters_from_dict(overrides)
     margin = args.safety_margin if args.safety_margin is not None else default_margin(params)
     settings = AgentSettings(chat=args.chat, safety_margin=margin, ready_delay=min(0.2, margin))
-    secrets = [env.get(name, "") for name in ("OPENAI_API_KEY", "IBEX_PASSWORD")]
+    secrets = redact.secrets_from_env(env)
     stop = Stop()
     stop.install()
 
@@ -611,7 +603,7 @@ class Real:
 
     @property
     def secrets(self) -> list[str]:
-        return [self.env.get(name, "") for name in ("OPENAI_API_KEY", "IBEX_PASSWORD")]
+        return redact.secrets_from_env(self.env)
 
     def say(self, line: str) -> None:
         print(line, file=self.out, flush=True)
@@ -889,6 +881,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dotenv import load_dotenv
 
     load_dotenv(ROOT / ".env")
+    redact.install(redact.secrets_from_env(os.environ))  # every printed line, whatever prints it (lib.redact)
     if not (args.local or args.create or args.serve or args.game is not None):
         print("error: nothing to do: choose a mode: --local (offline demo), --game ID, --create or --serve "
               "(see --help)", file=sys.stderr)

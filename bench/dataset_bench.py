@@ -9,7 +9,10 @@ odd submissions, a by-value server-log; about 100 KB each) in a temporary folder
 with one worker process and with the default number (constructDataset.py's --workers default):
 
 - the builder's time divided by the time to merely json.load the same files (target: at most 1.5), at the full
-  corpus size and at half of it;
+  corpus size and at half of it. The two are measured as a pair, one right after the other, and the pair is
+  repeated (--pairs, at least 3) in alternating order (load then build, build then load, ...), so that a busy
+  moment of the machine weighs on both sides of a ratio; the min, median and max of the paired ratios are printed
+  (one-off measurements taken minutes apart gave ratios from 3.0 to 13.1 for identical runs);
 - the builder's peak memory at both sizes (target: no growth with the corpus): the max RSS of the largest process,
   the builder or any one of its workers;
 - where one worker's time goes, per stage, on the first STAGE_FILES logs (timed in-process, so a little slower).
@@ -26,6 +29,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -174,8 +178,30 @@ def measure(mode: str, folder: Path, out: Path, n: int, workers: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def paired(folder: Path, out: Path, n: int, workers: int, pairs: int) -> dict:
+    """json.load and the builder measured `pairs` times, each load next to a build, alternating which goes first;
+    the builder's time over json.load's for every pair."""
+    loads, builds, ratios, peaks = [], [], [], []
+    examples = 0
+    for i in range(pairs):
+        got = {}
+        for mode in ("load", "build") if i % 2 == 0 else ("build", "load"):
+            got[mode] = measure(mode, folder, out, n, workers if mode == "build" else 1)
+        loads.append(got["load"]["seconds"])
+        builds.append(got["build"]["seconds"])
+        ratios.append(got["build"]["seconds"] / got["load"]["seconds"])
+        peaks.append(got["build"]["peak_kb"])
+        examples = got["build"]["examples"]
+    return {"loads": loads, "builds": builds, "ratios": ratios, "peak_kb": max(peaks), "examples": examples}
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):.1f} / {statistics.median(values):.1f} / {max(values):.1f}"
+
+
 def print_stages(folder: Path, out: Path, n: int) -> None:
-    """One worker's time per stage, in ms per log and as a share, next to json.load's time per log."""
+    """One worker's time per stage, in ms per log and as a share, next to json.load's time per log (measured just
+    before: the stage timing itself slows the builder, so no ratio is drawn from it; see the paired ratios)."""
     load = measure("load", folder, out, n, 1)
     run = measure("stages", folder, out, n, 1)
     stages = dict(run["stages"])
@@ -187,7 +213,7 @@ def print_stages(folder: Path, out: Path, n: int) -> None:
     for key, label in STAGES:
         seconds = stages.get(key, 0.0)
         print(f"  {seconds / n * 1000:6.1f} ms per log {seconds / run['seconds']:4.0%}  {label}")
-    print(f"  {run['seconds'] / n * 1000:6.1f} ms per log in all ({run['seconds'] / load['seconds']:.1f} x json.load)")
+    print(f"  {run['seconds'] / n * 1000:6.1f} ms per log in all, with the stage timing")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=default_workers(),
                    help=f"builder processes to compare with one (default: {default_workers()}, as constructDataset.py)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--pairs", type=int, default=3, help="paired json.load/builder measurements per row (at least 3)")
     args = p.parse_args(argv)
+    if args.pairs < 3:
+        p.error("--pairs must be at least 3")
     n = max(4, args.files)
     sizes = (n // 2, n)
     worker_counts = sorted({1, max(1, args.workers)})
@@ -211,24 +240,27 @@ def main(argv: list[str] | None = None) -> int:
               f"in {time.perf_counter() - started:.0f} s; {os.cpu_count()} CPU(s), load average "
               f"{os.getloadavg()[0]:.2f}")
         print("page cache warm for json.load and the builder alike; times without start-up and imports")
-        loads = {size_: measure("load", folder, Path(tmp) / "unused", size_, 1)["seconds"] for size_ in sizes}
-        print(f"{'logs':>6} {'json.load':>10} {'workers':>8} {'builder':>9} {'ratio':>6} {'peak MB':>8} "
+        print(f"each row: {args.pairs} pairs of json.load and builder runs, alternating which goes first; "
+              "ratio = builder / json.load of the same pair, min / median / max")
+        print(f"{'logs':>6} {'workers':>8} {'json.load':>10} {'builder':>9} {'ratio min/med/max':>18} {'peak MB':>8} "
               f"{'examples':>9}")
         ratios = {}
         for workers in worker_counts:
             peaks = []
             for size_ in sizes:
                 out = Path(tmp) / f"out-{workers}-{size_}"
-                build = measure("build", folder, out, size_, workers)
-                ratios[(workers, size_)] = ratio = build["seconds"] / loads[size_]
-                peaks.append(build["peak_kb"])
-                print(f"{size_:>6} {loads[size_]:>9.2f}s {workers:>8} {build['seconds']:>8.2f}s {ratio:>6.1f} "
-                      f"{build['peak_kb'] / 1024:>8.0f} {build['examples']:>9}")
+                row = paired(folder, out, size_, workers, args.pairs)
+                ratios[(workers, size_)] = row["ratios"]
+                peaks.append(row["peak_kb"])
+                print(f"{size_:>6} {workers:>8} {statistics.median(row['loads']):>9.2f}s "
+                      f"{statistics.median(row['builds']):>8.2f}s {spread(row['ratios']):>18} "
+                      f"{row['peak_kb'] / 1024:>8.0f} {row['examples']:>9}")
             print(f"{'':>6} peak memory x{peaks[1] / peaks[0]:.2f} from {sizes[0]} to {sizes[1]} logs with {workers} "
                   "worker(s) (target: no growth)")
-        best = min(ratios.values())
-        print(f"ratio builder / json.load at {n} logs: " + ", ".join(
-            f"{ratios[(w, n)]:.1f} with {w} worker(s)" for w in worker_counts)
+        best = min(statistics.median(ratios[(w, n)]) for w in worker_counts)
+        print(f"median ratio builder / json.load at {n} logs: " + ", ".join(
+            f"{statistics.median(ratios[(w, n)]):.1f} with {w} worker(s) (min {min(ratios[(w, n)]):.1f}, "
+            f"max {max(ratios[(w, n)]):.1f})" for w in worker_counts)
             + f" (target <= 1.5: {'met' if best <= 1.5 else 'NOT met'})")
         print(f"output: {os.path.getsize(Path(tmp) / f'out-1-{n}' / 'training_set.jsonl') / 2**20:.0f} MB "
               "training set")

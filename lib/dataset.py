@@ -74,6 +74,7 @@ from lib.ibexlog import MESSAGE, IbexLog, LogError, read_log
 from lib.prompts import system_prompt, user_prompt_lines
 from lib.sessions import SessionsTable
 from lib.sidecar import example_state, header, sidecar_path, state_line
+from lib.text import display_path, printable
 from lib.view import EVENT_HANDLERS, PlayerView, apply_to_all
 
 TRAINING_FILE, VALIDATION_FILE, REPORT_FILE = "training_set.jsonl", "validation_set.jsonl", "dataset_report.json"
@@ -91,6 +92,7 @@ NOT_AN_ACTION = "not a game action"
 NO_SEAT = "no seat number"
 OUT_OF_ORDER = "logged in another phase than the replay reached"
 SAMPLES_PER_REASON = 5
+LINES_PER_SINK_CALL = 256  # examples a game keeps before handing them to the builder's spool
 
 # The server's reply to each client message, used to place the message inside server-log.
 ACKS = {
@@ -128,7 +130,8 @@ def _example_line(system: str, user: str, assistant: str) -> str:
 
 @dataclass
 class GameResult:
-    """What one log gave: the JSONL lines and, per example, only the numbers the report needs."""
+    """What one log gave: the JSONL lines (those not yet handed to the builder's spool, see game_examples) and, per
+    example, only the numbers the report needs."""
 
     source: str
     game_id: int
@@ -145,6 +148,7 @@ class GameResult:
     values_by_round: dict[int, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     chat_not_included: int = 0  # chat messages left out because --include-chat was not given
+    played_by_agents: str | None = None  # why the log is known to hold no human decisions (lib.ibexlog)
 
     def skip(self, reason: str, action: str, at: tuple[int, dict[str, Any]], detail: str = "") -> None:
         """Count a submission that gives no example; `at` is (index in `log`, entry), described only if sampled."""
@@ -270,10 +274,12 @@ def _default_cap() -> int:
 class _Game:
     """The six players' views of one game, and the examples their decisions give."""
 
-    def __init__(self, log: IbexLog, sessions: SessionsTable | None, include_chat: bool) -> None:
+    def __init__(self, log: IbexLog, sessions: SessionsTable | None, include_chat: bool,
+                 sink: Callable[[list[str], list[str]], None] | None = None) -> None:
         if log.game_id is None:
             raise LogError(f"{log.source}: no gameId in any client message or parameter")
         self.log = log
+        self.sink = sink
         self.params: GameParams = log.params
         self.include_chat = include_chat
         try:
@@ -281,7 +287,8 @@ class _Game:
         except ParamError:
             self.cap = _default_cap()  # the value ranges are missing: the prompt states the server's default cap
         self.result = GameResult(log.source, log.game_id,
-                                 "server-log" if log.server_log is not None else "reconstructed")
+                                 "server-log" if log.server_log is not None else "reconstructed",
+                                 played_by_agents=log.played_by_agents)
         self.plan, notes = values_plan(log, sessions)
         self.result.notes.extend(notes)
         self.result.values_by_round = {r: source for r, (source, _) in self.plan.items()}
@@ -316,11 +323,15 @@ class _Game:
     def _emit(self, seat: int, action: str, prompt: tuple[str, list[str]], answer: dict[str, Any],
               values_source: str, state: str) -> None:
         system, user_lines = prompt
-        user, assistant = "\n".join(user_lines), wire_json(answer)
+        # A human's chat text may hold a lone surrogate, which no UTF-8 file can hold (lib.text).
+        user, assistant = "\n".join(user_lines), printable(wire_json(answer))
         # Counted per line: most lines repeat from one prompt to the next and are counted once (lib.ftcheck).
         tokens = ftcheck.chat_example_tokens(system, user_lines, assistant)
         self.result.lines.append(_example_line(system, user, assistant))
         self.result.states.append(state)
+        if self.sink is not None and len(self.result.lines) >= LINES_PER_SINK_CALL:
+            self.sink(self.result.lines, self.result.states)
+            self.result.lines, self.result.states = [], []
         self.result.meta.append((seat, action, values_source))
         self.result.tokens.append(tokens[0])
         self.result.check.add_chat(system, user, assistant, tokens)
@@ -371,7 +382,9 @@ class _Game:
             self.result.skip(WRONG_PHASE, CHAT, where)
         else:
             try:
-                answer = validate_action(message, view, CHAT, cap=None)
+                # With a cap, as the agents are held to it: a chat longer than an agent may send
+                # (CHAT_MAX_CHARS) is no answer to learn (and a 200 KB word takes minutes to count in tokens).
+                answer = validate_action(message, view, CHAT, cap=self.cap)
             except ActionError as exc:
                 self.result.skip(MALFORMED, CHAT, where, str(exc))
             else:
@@ -655,9 +668,12 @@ class _Reconstruction:
             self.game.views[seat].apply(_event("round-summary", {"round": self.round, **outcome, "profit": profit}))
 
 
-def game_examples(log: IbexLog, *, sessions: SessionsTable | None = None, include_chat: bool = False) -> GameResult:
-    """Every example one game gives, in the order the decisions were made."""
-    game = _Game(log, sessions, include_chat)
+def game_examples(log: IbexLog, *, sessions: SessionsTable | None = None, include_chat: bool = False,
+                  sink: Callable[[list[str], list[str]], None] | None = None) -> GameResult:
+    """Every example one game gives, in the order the decisions were made. With `sink`, the lines and their states
+    go to it in batches as they are made, and result.lines and result.states hold only the last ones: a game's
+    memory does not grow with its number of examples (a log may hold thousands of chat messages)."""
+    game = _Game(log, sessions, include_chat, sink)
     if log.server_log is not None:
         _replay(game)
     else:
@@ -683,11 +699,11 @@ def find_logs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
         if path.is_dir():
             candidates = sorted(p for p in path.rglob("*.log.json") if p.is_file())
             if not candidates:
-                errors.append(f"{path}: no *.log.json files in this folder")
+                errors.append(f"{display_path(path)}: no *.log.json files in this folder")
         elif path.is_file():
             candidates = [path]
         else:
-            errors.append(f"{path}: no such file or folder")
+            errors.append(f"{display_path(path)}: no such file or folder")
             candidates = []
         for candidate in candidates:
             key = candidate.resolve()
@@ -702,30 +718,46 @@ class _FileOutcome:
     source: str
     error: str | None = None
     result: GameResult | None = None  # its lines are in a spool file by then, at `spooled`
-    spooled: tuple[int, int, int, int] = (0, 0, 0, 0)  # spool number, offset, length of the lines, of the states
+    spooled: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)  # spool number, offset and length of the lines, of
+    # the states
 
 
 class _Spool:
     """The file one process appends the JSONL lines of its games to. The lines stay in the process that made them
     (only their place goes back to the builder), and the builder copies each game's bytes to its output file."""
 
-    def __init__(self, number: int, path: Path) -> None:
-        self.number, self.size = number, 0
-        self.file = path.open("ab")
+    def __init__(self, number: int, paths: tuple[Path, Path]) -> None:
+        self.number, self.size, self.states_size = number, 0, 0
+        self.start = self.states_start = 0  # where the game being built began
+        self.file, self.states = paths[0].open("ab"), paths[1].open("ab")  # lines; the sidecar's state lines
 
-    def put(self, result: GameResult) -> tuple[int, int, int, int]:
-        blob = "".join(line + "\n" for line in result.lines).encode("utf-8")
-        states = "".join(line + "\n" for line in result.states).encode("utf-8")  # the sidecar's lines, right after
-        result.lines, result.states = [], []
+    def begin(self) -> None:
+        """A new game starts here. What a game that then fails wrote stays unused, its place not handed on."""
+        self.start, self.states_start = self.size, self.states_size
+
+    def write(self, lines: list[str], states: list[str]) -> None:
+        blob = "".join(line + "\n" for line in lines).encode("utf-8")
         self.file.write(blob)
-        self.file.write(states)
-        self.file.flush()  # on disk before the builder reads it: a worker may be ended without closing the file
-        offset, self.size = self.size, self.size + len(blob) + len(states)
-        return self.number, offset, len(blob), len(states)
+        self.size += len(blob)
+        blob = "".join(line + "\n" for line in states).encode("utf-8")
+        self.states.write(blob)
+        self.states_size += len(blob)
+
+    def put(self, result: GameResult) -> tuple[int, int, int, int, int]:
+        """The game's last lines; its place in the spools: (spool number, offset and length of its lines, of its
+        examples' states)."""
+        self.write(result.lines, result.states)
+        result.lines, result.states = [], []
+        # On disk before the builder reads them: a worker may be ended without closing the files.
+        self.file.flush()
+        self.states.flush()
+        return (self.number, self.start, self.size - self.start, self.states_start,
+                self.states_size - self.states_start)
 
 
 def _process(path: Path, sessions: SessionsTable | None, include_chat: bool, spool: _Spool) -> _FileOutcome:
-    outcome = _build(path, sessions, include_chat)
+    spool.begin()
+    outcome = _build(path, sessions, include_chat, spool.write)
     if outcome.result is not None:
         # Outside _build's error handling: a spool that cannot be written (a full disk) ends the run, with the
         # previous output files left as they were; it is not this log's fault.
@@ -733,17 +765,22 @@ def _process(path: Path, sessions: SessionsTable | None, include_chat: bool, spo
     return outcome
 
 
-def _build(path: Path, sessions: SessionsTable | None, include_chat: bool) -> _FileOutcome:
+def _build(path: Path, sessions: SessionsTable | None, include_chat: bool,
+           sink: Callable[[list[str], list[str]], None] | None = None) -> _FileOutcome:
+    name = display_path(path)
     try:
         log = read_log(path)
-        return _FileOutcome(str(path), result=game_examples(log, sessions=sessions, include_chat=include_chat))
+        return _FileOutcome(name, result=game_examples(log, sessions=sessions, include_chat=include_chat,
+                                                       sink=sink))
+    except OSError:  # writing to the spool (a full disk): not this log's fault, and the run cannot go on
+        raise
     except LogError as exc:
-        return _FileOutcome(str(path), error=str(exc))
+        return _FileOutcome(name, error=printable(str(exc)))
     except RecursionError:
-        return _FileOutcome(str(path), error=f"{path}: nested too deeply to be an IBEX log")
+        return _FileOutcome(name, error=f"{name}: nested too deeply to be an IBEX log")
     except Exception as exc:  # a bug, not the user's mistake: name it, and go on with the other files
-        return _FileOutcome(str(path), error=f"{path}: internal error while building examples "
-                                             f"({type(exc).__name__}: {exc}); please report it")
+        return _FileOutcome(name, error=printable(f"{name}: internal error while building examples "
+                                                  f"({type(exc).__name__}: {exc}); please report it"))
 
 
 # Worker processes get the options once, through the pool initializer, and each takes its own spool.
@@ -752,8 +789,8 @@ _WORKER: tuple[SessionsTable | None, bool, _Spool | None] = (None, False, None)
 
 def _init_worker(sessions: SessionsTable | None, include_chat: bool, spools: Any) -> None:
     global _WORKER
-    number, path = spools.get()
-    _WORKER = (sessions, include_chat, _Spool(number, path))
+    number, paths = spools.get()
+    _WORKER = (sessions, include_chat, _Spool(number, paths))
 
 
 def _process_in_worker(path: Path) -> _FileOutcome:
@@ -787,7 +824,7 @@ def _processes(n_files: int, workers: int) -> int:
 
 
 def _outcomes(paths: list[Path], sessions: SessionsTable | None, include_chat: bool,
-              spool_paths: list[Path]) -> Iterator[_FileOutcome]:
+              spool_paths: list[tuple[Path, Path]]) -> Iterator[_FileOutcome]:
     """Each file's outcome, in input order (so the output never depends on the number of workers), from one
     process per spool file."""
     if len(spool_paths) == 1:
@@ -851,6 +888,8 @@ class _Tally:
         self.samples: dict[str, list[str]] = {}
         self.chat_not_included = 0
         self.files: list[dict[str, Any]] = []
+        self.by_agents: list[tuple[str, str]] = []  # (file, why) of games known to be played by agents
+        self.unknown_values: list[tuple[str, int]] = []  # (file, examples) of files with unknown private values
 
     def add(self, result: GameResult, game_key: str) -> None:
         roles: Counter[str] = Counter()
@@ -877,8 +916,13 @@ class _Tally:
         game["by_role"].update(roles)
         game["by_action"].update(actions)
         game["values"].update(values)
+        if result.played_by_agents:
+            self.by_agents.append((result.source, result.played_by_agents))
+        if values[UNKNOWN]:
+            self.unknown_values.append((result.source, values[UNKNOWN]))
         self.files.append({
             "file": result.source, "game": game_key, "format": result.log_format, "examples": len(result.meta),
+            "private_values": _counter(values), "played_by_agents": result.played_by_agents,
             "values_by_round": {str(r): s for r, s in sorted(result.values_by_round.items())},
             "skipped": {reason: sum(c.values()) for reason, c in result.skipped.items()},
             "notes": result.notes,
@@ -916,16 +960,17 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+        raise UsageError(f"{display_path(out)}: cannot create the output folder ({exc.strerror or exc})") from None
     temps: list[Path] = []
     tally = _Tally()
     started = time.monotonic()
     try:
-        spool_paths = [_tmp_in(out, "examples") for _ in range(_processes(len(paths), options.workers))]
-        temps += spool_paths
+        spool_paths = [(_tmp_in(out, "examples"), _tmp_in(out, "states"))
+                       for _ in range(_processes(len(paths), options.workers))]
+        temps += [path for pair in spool_paths for path in pair]
         # Per usable file: game key, where its lines are in the spools, its examples' tokens and the checks of
         # its lines (small: a few numbers per example).
-        games: list[tuple[str, tuple[int, int, int, int], array[int], ftcheck.LinesCheck]] = []
+        games: list[tuple[str, tuple[int, int, int, int, int], array[int], ftcheck.LinesCheck]] = []
         for done, outcome in enumerate(_outcomes(paths, options.sessions, options.include_chat, spool_paths), 1):
             if outcome.error is not None:
                 errors.append(outcome.error)
@@ -949,16 +994,18 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
         tokens = {"training": array("l"), "validation": array("l")}
         checked: dict[str, list[ftcheck.LinesCheck]] = {"training": [], "validation": []}
         with contextlib.ExitStack() as stack:
-            spools = [stack.enter_context(path.open("rb")) for path in spool_paths]
+            spools = [stack.enter_context(lines.open("rb")) for lines, _ in spool_paths]
+            state_spools = [stack.enter_context(states.open("rb")) for _, states in spool_paths]
             train, val = stack.enter_context(train_path.open("wb")), stack.enter_context(val_path.open("wb"))
             state_files = {side: stack.enter_context(path.open("wb")) for side, path in state_bodies.items()}
-            for key, (number, offset, length, state_length), file_tokens, file_check in games:
+            for key, (number, offset, length, state_offset, state_length), file_tokens, file_check in games:
                 side = "validation" if key in validation_games else "training"
                 spools[number].seek(offset)
                 blob = spools[number].read(length)
                 (val if side == "validation" else train).write(blob)
                 digests[side].update(blob)
-                state_files[side].write(spools[number].read(state_length))
+                state_spools[number].seek(state_offset)
+                state_files[side].write(state_spools[number].read(state_length))
                 counts[side] += len(file_tokens)
                 tokens[side].extend(file_tokens)
                 checked[side].append(file_check)
@@ -967,8 +1014,8 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
         n_examples = counts["training"] + counts["validation"]
         timings["split_and_write"] = time.monotonic() - started - sum(timings.values())
         # The files are the games' lines in this order, so their reports are the games' checks put together.
-        train_check = ftcheck.report_of(checked["training"], source=str(out / TRAINING_FILE), model=model)
-        val_check = ftcheck.report_of(checked["validation"], source=str(out / VALIDATION_FILE), model=model,
+        train_check = ftcheck.report_of(checked["training"], source=display_path(out / TRAINING_FILE), model=model)
+        val_check = ftcheck.report_of(checked["validation"], source=display_path(out / VALIDATION_FILE), model=model,
                                       min_examples=1) if counts["validation"] else None
         shared = ftcheck.shared_examples(train_check, val_check) if val_check is not None else 0
         checks_ok = train_check.ok and (val_check is None or val_check.ok) and shared == 0
@@ -977,7 +1024,9 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
                          validation_games, timings)
         report_path = _tmp_in(out, "dataset_report")
         temps.append(report_path)
-        report_path.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        # printable: whatever text from a log or a path the report quotes, it is written (lib.text).
+        report_path.write_text(printable(json.dumps(report, indent=1, ensure_ascii=False)) + "\n",
+                               encoding="utf-8")
         outputs = {"training": out / TRAINING_FILE, "validation": out / VALIDATION_FILE, "report": out / REPORT_FILE,
                    "training_state": sidecar_path(out / TRAINING_FILE),
                    "validation_state": sidecar_path(out / VALIDATION_FILE)}
@@ -1022,7 +1071,7 @@ def _report(options: BuildOptions, model: str, paths: list[Path], errors: list[s
                for reason, c in sorted(tally.skipped.items())}
     return {
         "options": {
-            "inputs": [str(p) for p in options.inputs], "output_dir": str(options.output_dir),
+            "inputs": [display_path(p) for p in options.inputs], "output_dir": display_path(options.output_dir),
             "sessions": options.sessions.source if options.sessions else None,
             "include_chat": options.include_chat, "validation_fraction": options.validation_fraction,
             "seed": options.seed, "model": model,
@@ -1042,8 +1091,7 @@ def _report(options: BuildOptions, model: str, paths: list[Path], errors: list[s
                            "private_values": _counter(g["values"])}
                      for key, g in sorted(tally.per_game.items())},
         "per_file": tally.files,
-        "warnings": [f"game {key} comes from {len(g['files'])} files ({', '.join(g['files'])}): its decisions are "
-                     "counted once per file" for key, g in sorted(tally.per_game.items()) if len(g["files"]) > 1],
+        "warnings": _warnings(options, tally),
         "tokens": {side: ftcheck.distribution(values) for side, values in tokens.items()},
         "training_cost": {
             "model": model, "epochs": train_check.epochs, "billed_tokens": train_check.billed_tokens,
@@ -1054,6 +1102,39 @@ def _report(options: BuildOptions, model: str, paths: list[Path], errors: list[s
                    "examples_in_both_files": shared},
         "seconds": {**{k: round(v, 3) for k, v in timings.items()}, "total": round(sum(timings.values()), 3)},
     }
+
+
+UNKNOWN_VALUES_WARN_SHARE = 0.1  # more unknown private values than this share of the examples: a warning
+FILES_NAMED = 10  # files a warning names; the report's per_file has them all
+
+
+def _files_text(files: list[str]) -> str:
+    more = f" and {len(files) - FILES_NAMED} more" if len(files) > FILES_NAMED else ""
+    return ", ".join(files[:FILES_NAMED]) + more
+
+
+def _warnings(options: BuildOptions, tally: _Tally) -> list[str]:
+    """What a researcher must know before training on this set (printed, and listed in the report)."""
+    warnings = [f"game {key} comes from {len(g['files'])} files ({', '.join(g['files'])}): its decisions are "
+                "counted once per file" for key, g in sorted(tally.per_game.items()) if len(g["files"]) > 1]
+    if tally.by_agents:
+        reasons = "; ".join(f"{n} {why}" for why, n in sorted(Counter(why for _, why in tally.by_agents).items()))
+        files = _files_text([source for source, _ in tally.by_agents])
+        warnings.append(f"{len(tally.by_agents)} log(s) hold games played by this project's agents or scripts, not by "
+                        f"humans ({reasons}): {files}. Their decisions are in the dataset as if humans made them: "
+                        "remove these files unless that is what you want")
+    total, unknown = sum(tally.values.values()), tally.values[UNKNOWN]
+    if total and unknown > UNKNOWN_VALUES_WARN_SHARE * total:
+        files = [f"{source} ({n})" for source, n in tally.unknown_values]
+        if options.sessions is None:
+            fix = ("--sessions FILE (the server's sessions.json for these sessions) fills them in where the logs "
+                   "cannot be trusted")
+        else:
+            fix = (f"the sessions table {options.sessions.source} does not cover them (see each file's notes in "
+                   "per_file): give the sessions.json of these sessions with --sessions")
+        warnings.append(f"{unknown} of {total} examples ({unknown / total:.0%}) have unknown private values (their "
+                        f"prompts say so), from {len(files)} log(s): {_files_text(files)}; {fix}")
+    return warnings
 
 
 def check_file_report(path: Path, model: str | None = None) -> Any:

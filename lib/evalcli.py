@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import openai
 
-from lib import evalpolicies, evaluate, fitted, ftcheck, jobrecord
+from lib import evallocal, evalpolicies, evaluate, fitted, ftcheck, jobrecord  # evallocal: torch only when used
 from lib.evalpolicies import EvalPolicy, LLMEvalPolicy, ModelUnavailable, RulesPolicy
 from lib.sidecar import EvalSet, SetError, read_set
 
@@ -99,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--yes", action="store_true", help="ask no question before calling a paid endpoint")
     g.add_argument("--max-concurrent-calls", type=_positive_int, default=8,
                    help="llm: model calls in flight at once (default: 8)")
+    g.add_argument("--nll", action="store_true",
+                   help="llm: also the NLL of each human answer, where the endpoint returns prompt log-probabilities "
+                        "(vLLM does, OpenAI does not); two more calls per example, not cached")
     g.add_argument("--temperature", type=_temperature, default=0.0,
                    help="llm: sampling temperature (default: 0, the model's most likely answer; none: the "
                         "endpoint's default)")
@@ -169,11 +172,22 @@ def make_llm(ctx: Context) -> EvalPolicy:
     return LLMEvalPolicy(api_key=api_key, model=model, model_source=source,
                          base_url=ctx.env.get("OPENAI_BASE_URL", "").strip() or None,
                          cache=ctx.data_dir / CACHE_FILE, max_concurrent=ctx.args.max_concurrent_calls,
-                         temperature=ctx.args.temperature, max_retries=ctx.args.max_retries)
+                         temperature=ctx.args.temperature, max_retries=ctx.args.max_retries, nll=ctx.args.nll)
+
+
+def make_local(ctx: Context, base: bool = False) -> EvalPolicy:
+    """An open model in this process (lib.evallocal): its greedy decisions and the NLL of the human's answers."""
+    name = "local-base" if base else "local"
+    try:
+        model, source = evallocal.model_path(ctx.args.model, ctx.args.record)
+        return evallocal.LocalEvalPolicy(name, model, source, base=base)
+    except (evallocal.LocalPolicyError, jobrecord.JobRecordError) as exc:
+        raise EvalError(str(exc), EXIT_USAGE) from None
 
 
 POLICIES: dict[str, Callable[[Context], EvalPolicy]] = {"baseline": make_baseline, "fitted": make_fitted,
-                                                        "llm": make_llm}
+                                                        "llm": make_llm, "local": make_local,
+                                                        "local-base": lambda ctx: make_local(ctx, base=True)}
 
 
 def chosen_policies(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
@@ -323,6 +337,8 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
 
     try:
         decisions = asyncio.run(_decide(policies, evaluated))
+    except evallocal.LocalPolicyError as exc:
+        raise EvalError(f"{exc}; nothing was written", EXIT_USAGE) from None
     except ModelUnavailable as exc:
         raise EvalError(f"{describe(exc.cause)}; {exc.answered} answer(s) are cached in {exc.cache}: run again to "
                         "resume. Nothing else was written") from None

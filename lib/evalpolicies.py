@@ -133,10 +133,12 @@ class LLMEvalPolicy:
     name = "llm"
 
     def __init__(self, *, api_key: str, model: str, base_url: str | None, cache: Path, model_source: str = "",
-                 max_concurrent: int = 8, temperature: float | None = 0.0, max_retries: int = 5,
+                 max_concurrent: int = 8, temperature: float | None = 0.0, max_retries: int = 5, nll: bool = False,
                  progress: TextIO | None = sys.stderr) -> None:
         self.model, self.model_source, self.temperature = model, model_source, temperature
         self.max_retries = max(0, max_retries)
+        self.nll = nll  # also the NLL of each human answer (lib.nll), where the endpoint gives prompt log-probabilities
+        self.nll_unavailable: str | None = None
         self.max_concurrent = max(1, max_concurrent)
         self.cache_path = cache
         self.progress = progress
@@ -155,7 +157,13 @@ class LLMEvalPolicy:
         return [e for e in examples if scored(e) and self.key(e) not in cached]
 
     def info(self) -> dict[str, Any]:
-        return {"model": self.model, "model_source": self.model_source, "endpoint": self.base_url,
+        if not self.nll:
+            nll_note = "not asked (--nll)"
+        elif self.nll_unavailable:
+            nll_note = f"not available: {self.nll_unavailable}"
+        else:
+            nll_note = "nats per answer, from the endpoint's prompt log-probabilities"
+        return {"nll": nll_note, "model": self.model, "model_source": self.model_source, "endpoint": self.base_url,
                 "temperature": self.temperature, "cache": str(self.cache_path), **dict(self.stats),
                 "invalid_reasons": dict(self.reasons.most_common(10))}
 
@@ -182,7 +190,43 @@ class LLMEvalPolicy:
                 todo.append((i, example, key))
         if todo:
             await self._ask_all(todo, decisions, answered_before=self.stats["answers_from_cache"])
-        return [d if d is not None else Decision(None, "no answer") for d in decisions]
+        out = [d if d is not None else Decision(None, "no answer") for d in decisions]
+        if self.nll:
+            await self._add_nll(examples, out)
+        return out
+
+    async def _add_nll(self, examples: Sequence[Example], decisions: list[Decision]) -> None:
+        """Each scored example's Decision.extra gets the NLL of the human's exact answer (nll, nll_per_token). Not
+        cached: it is asked of servers on this machine or nearby, where it costs nothing. An endpoint without prompt
+        log-probabilities (OpenAI) is told by the first example, and the evaluation goes on without the NLL."""
+        from lib import nll
+
+        todo = [(i, e) for i, e in enumerate(examples) if scored(e) and e.answer]
+        gate = asyncio.Semaphore(self.max_concurrent)
+        client = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=self.max_retries)
+
+        async def one(i: int, example: Example) -> None:
+            async with gate:
+                score = await nll.served_answer_nll(client, self.model, example.messages, example.answer)
+            decisions[i].extra.update(nll=score.nll, nll_per_token=score.per_token)
+
+        try:
+            if todo:
+                await one(*todo[0])
+                await asyncio.gather(*(one(i, e) for i, e in todo[1:]))
+            self.stats["nll_scored"] = len(todo)
+        except nll.NoPromptLogprobs as exc:
+            self.nll_unavailable = str(exc)
+            for d in decisions:
+                d.extra.pop("nll", None)
+                d.extra.pop("nll_per_token", None)
+            if self.progress is not None:
+                print(f"note: llm: no NLL: {exc}", file=self.progress, flush=True)
+        except FATAL_ERRORS as exc:
+            raise ModelUnavailable(exc, self.stats["answers_from_model"] + self.stats["answers_from_cache"],
+                                   self.cache_path) from None
+        finally:
+            await client.close()
 
     async def _ask_all(self, todo: list[tuple[int, Example, str]], decisions: list[Decision | None],
                        answered_before: int) -> None:

@@ -118,6 +118,13 @@ _DEFAULT_TYPES = {key: kind for key, kind, _ in DEFAULT_PARAMETERS}
 ParamValue = bool | int | float | str
 
 
+# Bounds on parameters, far beyond any real session (5 paid rounds, phases of 15 to 180 s, values in millions): a
+# log or a --params file beyond them is a mistake or an attack, and would make prompts and replays grow without end.
+MAX_ROUND_COUNT = 1_000
+MAX_TIMER_SECONDS = 86_400
+MAX_VALUE = 10**12
+
+
 class ParamError(ValueError):
     """A game parameter that is missing, mistyped or out of range; the message names it."""
 
@@ -267,12 +274,32 @@ def parameters_from_dict(overrides: Mapping[str, Any] | None = None, where: str 
 def _validate(params: GameParams, where: str) -> None:
     if params.game_type != "voting":
         return  # only the voting game's parameters are checked here; other games are not played yet
-    if "round_count" in params.values and params.round_count < 1:
-        raise ParamError(f"{where}: parameter 'round_count' must be at least 1, got {params.round_count}")
+    if "round_count" in params.values and not 1 <= params.round_count <= MAX_ROUND_COUNT:
+        raise ParamError(f"{where}: parameter 'round_count' must be from 1 to {MAX_ROUND_COUNT:,}, got "
+                         f"{_shown(params.values['round_count'])}")
     for phase in range(1, LAST_PHASE + 1):
         seconds = params.timer(phase)
-        if f"timer_phase_{phase}" in params.values and (seconds is None or seconds <= 0):
+        if f"timer_phase_{phase}" not in params.values:
+            continue
+        if seconds is None or seconds <= 0:
             raise ParamError(f"{where}: parameter 'timer_phase_{phase}' must be a positive number of seconds")
+        if seconds > MAX_TIMER_SECONDS:
+            raise ParamError(f"{where}: parameter 'timer_phase_{phase}' must be at most {MAX_TIMER_SECONDS:,} "
+                             f"seconds, got {_shown(params.values[f'timer_phase_{phase}'])}")
+    for who in ("developer", "owner"):
+        for cond in CONDITIONS:
+            for end in ("low", "high"):
+                key = f"{who}_{cond['parameter']}_{end}"
+                value = params.values.get(key)
+                if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > MAX_VALUE:
+                    raise ParamError(f"{where}: parameter {key!r} must be at most {MAX_VALUE:,} in size, got "
+                                     f"{_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A parameter's value for an error line: a number of 10,000 digits is not printed whole."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def winner(decisions: Iterable[list[Any] | None]) -> tuple[int, int]:

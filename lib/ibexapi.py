@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx2
 
+from lib.redact import public_url
+
 DEFAULT_TIMEOUT = 10.0  # seconds per request
 DEFAULT_RETRIES = 3  # extra attempts after a failure that may pass
 BACKOFF_SECONDS = 0.5  # first pause; doubles each time
@@ -40,9 +42,7 @@ def short(secret: str | None, keep: int = 6) -> str:
     return secret[:keep] + "…" if len(secret) > keep else "…"
 
 
-def _public_url(url: str) -> str:
-    """The URL without user:password@ (a base URL may carry them)."""
-    return re.sub(r"//[^/@]*@", "//", url)
+_public_url = public_url  # the URL without user:password@ (a base URL may carry them): lib.redact's
 
 
 class IbexApiError(Exception):

@@ -22,8 +22,12 @@ except ImportError:  # pragma: no cover - requirements.txt installs it
     orjson = None
 
 from lib.game import LAST_PHASE, SEATS, GameParams, ParamError, parse_parameters
+from lib.text import display_path
 
 MESSAGE, PHASE_TIMEOUT = "message", "phase-timeout"
+# The local server (lib/localserver_game.py) marks what it records: its games are played by this project's agents
+# or by scripts, never by the humans a training set is about. The real server writes no such key.
+RECORDED_BY, LOCAL_SERVER_MARK = "recorded-by", "ibex-llm-agents local server"
 
 
 class LogError(ValueError):
@@ -37,6 +41,15 @@ class IbexLog:
     entries: list[dict[str, Any]]  # the `log` array, checked
     server_log: list[dict[str, Any]] | None  # the `server-log` array, checked; None in the 2023 format
     game_id: int | None  # from the clients' gameId, else the simulation_parent_id parameter
+    played_by_agents: str | None = None  # why the game is known to be played by agents, not humans
+
+
+def _played_by_agents(data: dict[str, Any], params: GameParams) -> str | None:
+    if data.get(RECORDED_BY) == LOCAL_SERVER_MARK:
+        return "recorded by this project's local server"
+    if params.agents_only:
+        return "agents-only (parameter agents_only is true)"
+    return None
 
 
 def json_type(value: Any) -> str:
@@ -63,21 +76,24 @@ def _is_int(value: Any) -> bool:
 def read_log(path: str | Path) -> IbexLog:
     """Read and check one log file. Raises LogError("path: problem") for anything unusable."""
     path = Path(path)
+    name = display_path(path)  # a file name that is not UTF-8 must not break the messages that name it
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise LogError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise LogError(f"{name}: cannot read ({exc.strerror or exc})") from None
     if not raw.strip():
-        raise LogError(f"{path}: empty file, not an IBEX log")
+        raise LogError(f"{name}: empty file, not an IBEX log")
     try:
         data = _loads(raw)
     except UnicodeDecodeError as exc:
-        raise LogError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise LogError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         if exc.pos >= len(exc.doc.rstrip()):
-            raise LogError(f"{path}:{exc.lineno}: the JSON ends early (truncated file?): {exc.msg}") from None
-        raise LogError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})") from None
-    return parse_log(data, str(path))
+            raise LogError(f"{name}:{exc.lineno}: the JSON ends early (truncated file?): {exc.msg}") from None
+        raise LogError(f"{name}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits, which Python refuses to read
+        raise LogError(f"{name}: not a usable JSON file ({str(exc)[:200]})") from None
+    return parse_log(data, name)
 
 
 _DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))  # digits -> "0", else "."
@@ -138,7 +154,7 @@ def parse_log(data: Any, source: str = "<log>") -> IbexLog:
     if server_log is not None:
         _check_server_log(server_log, source)
     _check_rounds(entries, server_log, params.round_count, source)
-    return IbexLog(source, params, entries, server_log, _game_id(entries, params))
+    return IbexLog(source, params, entries, server_log, _game_id(entries, params), _played_by_agents(data, params))
 
 
 def _check_rounds(entries: list[dict[str, Any]], server_log: list[dict[str, Any]] | None, round_count: int,

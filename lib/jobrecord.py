@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from lib import redact
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECORD_PATH = PROJECT_ROOT / "data" / "finetune_job.json"
@@ -65,14 +66,14 @@ def read_record(path: str | Path) -> dict[str, Any] | None:
 
 
 def write_record(path: str | Path, record: Mapping[str, Any]) -> None:
-    """Write the record atomically: a temp file in the same directory, then os.replace."""
+    """Write the record atomically: a temp file in the same directory, then os.replace. Secrets are scrubbed
+    (lib.redact): an endpoint's error, recorded as it came, may echo the key."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2, sort_keys=True)
-            f.write("\n")
+            f.write(redact.scrub(json.dumps(record, indent=2, sort_keys=True)) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -87,22 +88,15 @@ def endpoint(env: Mapping[str, str]) -> str:
 
 
 def _comparable(url: str) -> str:
-    return url.strip().rstrip("/").lower()
-
-
-def _printable(url: str) -> str:
-    """The URL without a user:password part."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = f"{parts.hostname or ''}:{parts.port}" if parts.port else parts.hostname or ""
-    return urlunsplit(parts._replace(netloc=f"[redacted]@{netloc}"))
+    # The record keeps the endpoint without its user:password part (lib.redact.public_url): compare it so.
+    return redact.public_url(url.strip()).rstrip("/").lower()
 
 
 def resolve_model(env: Mapping[str, str],
                   record_path: str | Path = DEFAULT_RECORD_PATH) -> tuple[str, str]:
     """(model, where it came from): OPENAI_MODEL if set, else the fine_tuned_model of a
-    succeeded job in the record, else DEFAULT_CHAT_MODEL. Raises JobRecordError when the
+    succeeded job in the record (for a model trained here with TRL, the name it is served
+    under at OPENAI_BASE_URL), else DEFAULT_CHAT_MODEL. Raises JobRecordError when the
     record exists but is unreadable, rather than silently playing with another model, and when
     the recorded job ran on another endpoint than OPENAI_BASE_URL's: a fine-tuned model lives
     where it was trained, and another endpoint would not have it."""
@@ -113,15 +107,32 @@ def resolve_model(env: Mapping[str, str],
         return DEFAULT_CHAT_MODEL, f"default (no fine-tuning job recorded in {record_path})"
     job_id = record.get("job_id", "?")
     model = record.get("fine_tuned_model")
+    if record.get("kind") == "trl" and record.get("status") == "succeeded":
+        return _served_model(env, record, record_path)
     if record.get("status") == "succeeded" and isinstance(model, str) and model:
         trained_at = record.get("base_url")
         here = endpoint(env)
         if isinstance(trained_at, str) and trained_at.strip() and _comparable(trained_at) != _comparable(here):
             raise JobRecordError(
-                f"{record_path}: job {job_id}'s model {model} was trained at {_printable(trained_at)}, but "
-                f"OPENAI_BASE_URL points at {_printable(here)}, which does not have it: set OPENAI_BASE_URL "
+                f"{record_path}: job {job_id}'s model {model} was trained at {redact.public_url(trained_at)}, but "
+                f"OPENAI_BASE_URL points at {redact.public_url(here)}, which does not have it: set OPENAI_BASE_URL "
                 "back, or set OPENAI_MODEL to a model this endpoint serves")
         return model, f"{record_path} (job {job_id})"
     status = record.get("status", "unknown")
     return DEFAULT_CHAT_MODEL, (f"default ({record_path}: job {job_id} is {status}, "
                                 "no fine-tuned model)")
+
+
+def _served_model(env: Mapping[str, str], record: Mapping[str, Any], record_path: str | Path) -> tuple[str, str]:
+    """A model trained here (finetune.py --trainer trl) plays where it is served: the README's vLLM, Ollama and
+    llama.cpp commands all serve it under the record's served_model name. Without OPENAI_BASE_URL the agents
+    would ask OpenAI for a model it never had, so that is an error, not a quiet fallback."""
+    name = record.get("served_model")
+    job_id = record.get("job_id", "?")
+    if not isinstance(name, str) or not name:
+        raise JobRecordError(f"{record_path}: TRL job {job_id} names no served_model; set OPENAI_MODEL")
+    if not env.get("OPENAI_BASE_URL", "").strip():
+        raise JobRecordError(f"{record_path}: TRL job {job_id} trained the local model {name}: serve it "
+                             "(README: vLLM, Ollama or llama.cpp), set OPENAI_BASE_URL to the server's /v1 URL, "
+                             "or set OPENAI_MODEL to play another model")
+    return name, f"{record_path} (TRL job {job_id}, served as {name})"

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from lib import localserver_js as js
 from lib.game import GameParams
+from lib.ibexlog import LOCAL_SERVER_MARK, RECORDED_BY
 from lib.sessions import SessionsTable
 
 log = logging.getLogger("lib.localserver")
@@ -308,7 +309,9 @@ class CoreGame:
             {"key": "simulation_reward_round", "type": "number", "value": str(chosen)},
         ]
         rows = self.params.to_list() if self.parameter_rows is None else list(reversed(self.parameter_rows))
-        self.recorded = {"parameters": rows + extra, "log": self.log, "server-log": self.server_log}
+        # RECORDED_BY is the one key the real server does not write: constructDataset.py warns about these games.
+        self.recorded = {"parameters": rows + extra, "log": self.log, "server-log": self.server_log,
+                         RECORDED_BY: LOCAL_SERVER_MARK}
         self.finished = True
         if self.on_over is not None:
             self.on_over(self)

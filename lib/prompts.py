@@ -1,6 +1,11 @@
 """The prompts a model sees: the rules and the player's role (system), then what the player knows now and the
 action-required message (user). The dataset builder and the agents both call `build_messages`, so a model is
 trained on exactly the prompts it is later played with.
+
+What a prompt carries is bounded, whatever a game or a human does: the last MAX_EARLIER_ROUNDS finished rounds,
+at most MAX_CHAT_MESSAGE_CHARS of one chat message and MAX_CHAT_CHARS of chat in all (the newest messages are
+kept). Whatever is left out is said in the prompt. The bounds are far above what the real sessions had (5 paid
+rounds, chat messages of at most 274 characters, at most about 5,000 characters of chat in a round of a game).
 """
 
 from __future__ import annotations
@@ -10,9 +15,13 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from lib.game import CONDITIONS, NO_PROJECT, PHASES, PROJECT, ROLE_DEVELOPER, ROLE_NAMES
+from lib.text import printable
 from lib.view import PlayerView, RoundRecord
 
 CONDITION_NAMES = {cond["id"]: cond["name"] for cond in CONDITIONS}
+MAX_EARLIER_ROUNDS = 20  # finished rounds a prompt lists, the latest ones (a 1,000-round game stays linear)
+MAX_CHAT_MESSAGE_CHARS = 1_000  # characters of one chat message's text in a prompt (twice what an agent may send)
+MAX_CHAT_CHARS = 8_000  # characters of chat lines in a prompt, newest first (about 2,000 tokens)
 # json.dumps(..., ensure_ascii=False) without building an encoder per call (a prompt makes dozens of these calls).
 _JSON_TEXT = json.JSONEncoder(ensure_ascii=False)
 
@@ -39,7 +48,7 @@ def system_prompt(view: PlayerView) -> str:
     cached = view.system_rendered
     if cached is not None and cached[0] == made_from and _same(cached[1], view.boundaries):
         return cached[2]
-    text = _system_prompt(view)
+    text = printable(_system_prompt(view))  # a tag or a range from a log may hold a lone surrogate
     view.system_rendered = (made_from, view.boundaries, text)
     return text
 
@@ -122,14 +131,6 @@ def _round_lines(view: PlayerView, rec: RoundRecord, finished: bool) -> list[str
     return lines
 
 
-def _printable(text: str) -> str:
-    """Chat text that can be written as UTF-8. The server relays a lone surrogate (JSON "\\ud800") as it is; here it
-    becomes U+FFFD instead of breaking the prompt, its token count or the model call."""
-    if text.isascii():
-        return text
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-
-
 def _same(old: Any, new: Any) -> bool:
     # players-known comes again every round, as a new but equal list: equal players give the same tags.
     return old is new or old == new
@@ -140,8 +141,19 @@ def _chat_line(view: PlayerView, msg: dict[str, Any]) -> str:
     to = msg.get("to") if isinstance(msg.get("to"), list) else []
     audience = "everyone" if len(to) >= 5 else ", ".join(view.tag_of(n) for n in to)
     text = msg.get("text")
-    text = encode_basestring(_printable(text)) if type(text) is str else _JSON_TEXT.encode(text)
-    return f"- phase {msg.get('phase')}, {who} to {audience}: {text}"
+    cut = 0
+    if type(text) is str:
+        if len(text) > MAX_CHAT_MESSAGE_CHARS:
+            text, cut = text[:MAX_CHAT_MESSAGE_CHARS], len(text) - MAX_CHAT_MESSAGE_CHARS
+        # The server relays a lone surrogate (JSON "\\ud800") as it is: it becomes U+FFFD here instead of breaking
+        # the prompt, its token count, the model call or the file it is written to (lib.text).
+        text = encode_basestring(printable(text))
+    else:  # not text at all (a number, a list): shown as the JSON it was, within the same bound
+        text = _JSON_TEXT.encode(text)
+        if len(text) > MAX_CHAT_MESSAGE_CHARS:
+            text, cut = text[:MAX_CHAT_MESSAGE_CHARS], len(text) - MAX_CHAT_MESSAGE_CHARS
+    line = f"- phase {msg.get('phase')}, {who} to {audience}: {text}"
+    return line + f" [cut here: {cut:,} more characters not shown]" if cut else line
 
 
 def _chat_lines(view: PlayerView, rec: RoundRecord) -> list[str]:
@@ -174,27 +186,59 @@ def _earlier_round_line(view: PlayerView, rec: RoundRecord) -> str:
     return line
 
 
+def _earlier_rounds(view: PlayerView) -> tuple[list[int], list[int]]:
+    """The numbers of the finished rounds a prompt lists (the last MAX_EARLIER_ROUNDS before the current one, in
+    order) and of those it leaves out. Kept with the view while its rounds and current round are the same: a
+    1,000-round game would otherwise sort its rounds for every prompt."""
+    keys = tuple(view.rounds)
+    cached = view.earlier_shown
+    if cached is not None and cached[0] == view.round and cached[1] == keys:
+        return cached[2], cached[3]
+    numbers = sorted(n for n in keys if n < view.round)
+    shown, left_out = numbers[-MAX_EARLIER_ROUNDS:], numbers[:-MAX_EARLIER_ROUNDS]
+    view.earlier_shown = (view.round, keys, shown, left_out)
+    return shown, left_out
+
+
+def _chat_section(chat: list[str]) -> list[str]:
+    """The chat lines a prompt holds: the newest, up to MAX_CHAT_CHARS, and a header that says what was left out."""
+    size, first = 0, len(chat)
+    while first > 0 and size + len(chat[first - 1]) + 1 <= MAX_CHAT_CHARS:
+        first -= 1
+        size += len(chat[first]) + 1
+    if first == 0:
+        return ["Chat this round:", *chat]
+    return [f"Chat this round (the {first} oldest of {len(chat)} messages are left out: a prompt holds at most "
+            f"{MAX_CHAT_CHARS:,} characters of chat):", *chat[first:]]
+
+
 def user_prompt_lines(view: PlayerView, action_required: dict[str, Any]) -> list[str]:
     """The user prompt's lines (user_prompt joins them with newlines): the dataset builder counts tokens per line."""
     label = " (practice)" if view.round == 0 else ""
     of = f" of {view.round_count}" if view.round_count is not None else ""
     lines = [f"Game {view.game_id}, round {view.round}{of}{label}, phase {view.phase} ({PHASES.get(view.phase)}).",
              _values_line(view.current)]
-    earlier = [r for n, r in sorted(view.rounds.items()) if n < view.round]
-    if earlier:
+    shown, left_out = _earlier_rounds(view)
+    if left_out:
+        lines.append(f"Earlier rounds (the last {len(shown)}; {len(left_out)} earlier round(s), {left_out[0]} to "
+                     f"{left_out[-1]}, are left out):")
+    elif shown:
         lines.append("Earlier rounds:")
-        for rec in earlier:
-            lines.append(_earlier_round_line(view, rec))
+    for number in shown:
+        lines.append(_earlier_round_line(view, view.rounds[number]))
     now = _round_lines(view, view.current, finished=False)
     if now:
         lines.append("This round so far: " + " ".join(now))
     chat = _chat_lines(view, view.current)
     if chat:
-        lines.append("Chat this round:")
-        lines.extend(chat)
+        lines.extend(_chat_section(chat))
     lines.append("Action required:")
     lines.append(_JSON_TEXT.encode(action_required))
-    return lines
+    # Tags, outcomes and the action's fields come from the server, or from a log, as they were: a lone surrogate
+    # in any of them must not reach the model call or the training file (see lib.text).
+    if all(map(str.isascii, lines)):
+        return lines
+    return [line if line.isascii() else printable(line) for line in lines]
 
 
 def user_prompt(view: PlayerView, action_required: dict[str, Any]) -> str:

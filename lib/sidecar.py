@@ -105,6 +105,7 @@ class Example:
     messages: list[dict[str, str]]  # system and user messages: exactly what a model is asked with
     human: dict[str, Any]  # the human's wire message (the assistant turn)
     state: dict[str, Any]  # the sidecar line
+    answer: str = ""  # the assistant turn's exact text, whose likelihood a local model scores
 
     def view(self) -> PlayerView:
         return view_from_state(self.state["view"])
@@ -197,4 +198,4 @@ def _example(path: Path, side: Path, number: int, line: str, side_line: str) -> 
         raise SetError(f"{not_built}: its answer is not a valid {state['action']} for the sidecar's player "
                        f"({exc})") from None
     prompt = [{"role": m["role"], "content": m["content"]} for m in messages[:2]]
-    return Example(number, state["game"], state["action"], prompt, human, state)
+    return Example(number, state["game"], state["action"], prompt, human, state, messages[2]["content"])

@@ -8,7 +8,8 @@ bench/agents_bench.py); a SIGKILL loses at most that much, close() writes everyt
 passed to write() must not be changed afterwards (they are encoded later). Record times are those of write().
 
 Secrets (the API key, recovery codes, anything else registered) are replaced by "[redacted]" in the serialised
-line before it reaches the disk, wherever they occur: in a join frame, in an SDK error message, in a prompt.
+line before it reaches the disk, wherever they occur: in a join frame, in an SDK error message, in a prompt. The
+redaction is lib.redact's, the same as for every line handler.py and finetune.py print.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
 
-REDACTED = "[redacted]"
-# Key-shaped strings are scrubbed even when nobody registered them (an SDK error may quote another key).
-_KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")
+from lib.redact import REDACTED, Redactor
+
+__all__ = ["REDACTED", "Transcript", "read_transcript", "utc_iso_ms"]
 # One encoder for every line: json.dumps with options builds a new one per call. Hundreds of agents write a line
 # per frame, so the cost per line matters (bench/agents_bench.py).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
@@ -46,10 +46,7 @@ class Transcript:
                  flush_delay: float = 0.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._secrets: list[str] = []
-        self._patterns: list[str] = []
-        for secret in secrets:
-            self.add_secret(secret)
+        self._redactor = Redactor(secrets)
         self.flush_delay = max(0.0, flush_delay)
         self._pending: list[dict[str, Any]] = []
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -60,23 +57,10 @@ class Transcript:
     def add_secret(self, secret: str | None) -> None:
         """Never write this string (it is scrubbed from every later line). Short strings are ignored: scrubbing
         "a" would mangle every record."""
-        if secret and len(secret) >= 6 and secret not in self._secrets:
-            self._secrets.append(secret)
-            # Longest first, so a secret containing another is scrubbed whole.
-            self._secrets.sort(key=len, reverse=True)
-            # Each secret as it appears in a JSON line: itself, and escaped when it holds quotes or backslashes.
-            self._patterns = []
-            for known in self._secrets:
-                self._patterns.append(known)
-                escaped = json.dumps(known, ensure_ascii=False)[1:-1]
-                if escaped != known:
-                    self._patterns.append(escaped)
+        self._redactor.add(secret)
 
     def scrub(self, text: str) -> str:
-        for pattern in self._patterns:
-            if pattern in text:
-                text = text.replace(pattern, REDACTED)
-        return _KEY_PATTERN.sub(REDACTED, text) if "sk-" in text else text
+        return self._redactor(text)
 
     def write(self, kind: str, **fields: Any) -> None:
         """Append one record (now, or within flush_delay). Writing to a closed transcript does nothing."""

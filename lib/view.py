@@ -62,6 +62,7 @@ class PlayerView:
     errors: list[str] = field(default_factory=list)  # error frames received, newest last
     _tags: Any = field(default=None, init=False, compare=False, repr=False)  # (players list, number -> tag)
     system_rendered: Any = field(default=None, init=False, compare=False, repr=False)  # lib.prompts' system prompt
+    earlier_shown: Any = field(default=None, init=False, compare=False, repr=False)  # lib.prompts' earlier rounds
 
     @property
     def current(self) -> RoundRecord:

@@ -248,6 +248,8 @@ class FakeOpenAI:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }
+        # Fields a server adds beyond OpenAI's (vLLM's prompt_logprobs, prompt_token_ids) or a usage it counts itself.
+        completion.update(reply.get("response_extra") or {})
         return 200, completion, headers
 
     # ----------------------------------------------------------------- files
