@@ -200,8 +200,8 @@ class MarketView:
                         mine[c] = mine[c] + list(lots)  # a second message adds up on the server
         elif kind == "post-order" and self.phase == MARKET_PHASE:
             order = message.get("order")
-            if isinstance(order, dict) and not order.get("now"):
-                rec.pending.append({k: order.get(k) for k in ("type", "price", "condition")})
+            if isinstance(order, dict):
+                rec.pending.append({k: order.get(k) for k in ("type", "price", "condition", "now")})
 
 
 def _on_status(view: MarketView, data: dict[str, Any]) -> None:
@@ -319,12 +319,13 @@ def _on_add_order(view: MarketView, data: dict[str, Any]) -> None:
     rec = view.current
     rec.books.setdefault(order["condition"], {})[order["id"]] = order
     if order.get("sender") == view.number:
-        _settle_pending(rec, order.get("condition"), order.get("type"))
+        _settle_pending(rec, order.get("condition"), order.get("type"), resting=True)
 
 
-def _settle_pending(rec: MarketRound, condition: Any, side: Any) -> None:
+def _settle_pending(rec: MarketRound, condition: Any, side: Any, resting: bool = False) -> None:
     for i, pending in enumerate(rec.pending):
-        if pending.get("condition") == condition and pending.get("type") == side:
+        same = pending.get("condition") == condition and pending.get("type") == side
+        if same and not (resting and pending.get("now")):  # a market order never rests
             del rec.pending[i]
             return
 
