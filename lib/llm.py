@@ -152,7 +152,7 @@ class LLMPolicy:
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
         if structured:
-            schema = answer_schema(wire_type, game_id=view.game_id, cap=cap, seat=view.number)
+            schema = self.schema(view, wire_type, cap)
             kwargs["response_format"] = {"type": "json_schema", "json_schema": schema}
         return await self.client.chat.completions.create(**kwargs)
 
@@ -184,12 +184,22 @@ class LLMPolicy:
         errors; the evaluation (lib.evalpolicies) retries them itself."""
         return await self._complete(messages, wire_type, deadline, view, cap)
 
+    # The game's prompts, schema and answer checks (voting here; lib.marketllm's subclass: the market games).
+    def messages(self, view: Any, action_required: dict[str, Any]) -> list[dict[str, str]]:
+        return build_messages(view, action_required)
+
+    def schema(self, view: Any, wire_type: str, cap: int) -> dict[str, Any]:
+        return answer_schema(wire_type, game_id=view.game_id, cap=cap, seat=view.number)
+
+    def parse(self, answer: Any, view: Any, wire_type: str, cap: int) -> dict[str, Any]:
+        return parse_answer(answer, view, wire_type, cap=cap)
+
     async def decide(self, view: PlayerView, wire_type: str, *, cap: int, action_required: dict[str, Any],
                      deadline: float, transcript: Transcript | None) -> dict[str, Any] | None:
         """A valid wire message from the model before `deadline` (time.monotonic()), or None."""
         if transcript is not None:
             transcript.add_secret(self._api_key)
-        messages = build_messages(view, action_required)
+        messages = self.messages(view, action_required)
         trace = decisions.current()
         for attempt in range(1, self.max_retries + 2):
             if deadline - time.monotonic() < MIN_CALL_SECONDS:
@@ -230,7 +240,7 @@ class LLMPolicy:
             if answer is None and getattr(message, "refusal", None):
                 record["refusal"] = message.refusal
             try:
-                action = parse_answer(answer, view, wire_type, cap=cap)
+                action = self.parse(answer, view, wire_type, cap)
             except ActionError as exc:
                 _log(transcript, record, started, error=f"invalid answer: {exc}")
                 if trace is not None:

@@ -315,9 +315,9 @@ def _cancel(view: MarketView, message: dict[str, Any], strict: bool) -> dict[str
     return {"gameId": view.game_id, "type": CANCEL, "order": {"id": order_id, "condition": condition}}
 
 
-def validate_market_action(message: Any, view: MarketView, kind: str, *, strict: bool = True) -> dict[str, Any] | None:
-    """The exact wire message for a decision of `kind`, None for a trader's "wait", or ActionError with a reason a
-    model can act on. `gameId` is always this game's."""
+def validate_market_action(message: Any, view: MarketView, kind: str, *, strict: bool = True) -> dict[str, Any]:
+    """The exact wire message for a decision of `kind` (for a trader's "wait", `{"gameId","type":"wait"}`, which
+    is never sent), or ActionError with a reason a model can act on. `gameId` is always this game's."""
     if not isinstance(message, dict):
         raise ActionError("the answer must be one JSON object")
     sent = message.get("type")
@@ -334,14 +334,16 @@ def validate_market_action(message: Any, view: MarketView, kind: str, *, strict:
         raise ActionError(f"orders belong to the market (phase 6), the game is in phase {view.phase}")
     _exact_fields(message, {"gameId", "type", "order"}, "the answer")
     if sent == WAIT:
-        return None
+        if message.get("order") is not None:
+            raise ActionError('a "wait" has "order": null')
+        return {"gameId": view.game_id, "type": WAIT}
     return _post(view, message, strict) if sent == POST else _cancel(view, message, strict)
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
-def parse_market_answer(text: Any, view: MarketView, kind: str, *, strict: bool = True) -> dict[str, Any] | None:
+def parse_market_answer(text: Any, view: MarketView, kind: str, *, strict: bool = True) -> dict[str, Any]:
     """A model's raw answer text to the wire message (see validate_market_action); a code fence is tolerated."""
     if not isinstance(text, str) or not text.strip():
         raise ActionError("the answer was empty; reply with one JSON object")

@@ -28,6 +28,8 @@ CONDITION_IDS = (0, 1)  # No Project, Project; the third slot (project B) is nev
 DECLARATION_PHASES = (2, 7)
 SPECULATION_PHASES = (3, 8)
 MARKET_PHASE = 6
+MARKET_EVENTS = frozenset({"add-order", "delete-order", "update-order", "asset-movement", "contract-fulfilled",
+                           "order-refused", "value-signals", "winning-condition", "phase-transition"})
 
 
 def _number(x: Any) -> bool:
@@ -86,6 +88,7 @@ class MarketView:
     server_action: dict[str, Any] | None = None
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    market_version: int = 0  # bumped by every frame that may change the books, the wallets or the signals
     _movement: Any = field(default=None, compare=False, repr=False)  # (condition, side) of the last own trade
 
     @property
@@ -179,10 +182,13 @@ class MarketView:
             return
         if kind != "event":
             return
-        handler = _HANDLERS.get(frame.get("eventType"))
+        kind = frame.get("eventType")
+        handler = _HANDLERS.get(kind)
         if handler is not None:
             data = frame.get("data")
             handler(self, data if isinstance(data, dict) else {})
+            if kind in MARKET_EVENTS:
+                self.market_version += 1
 
     def apply_sent(self, message: dict[str, Any]) -> None:
         """Record an action this player sent (declarations and snipes are acknowledged without content, and an
@@ -375,6 +381,15 @@ def _on_asset_movement(view: MarketView, data: dict[str, Any]) -> None:
 
 
 def _on_contract_fulfilled(view: MarketView, data: dict[str, Any]) -> None:
+    if view.number is None and view._movement is not None:
+        # Our own trade (asset-movement comes to the two parties only, just before this broadcast): a speculator
+        # learns its seat, which no market event names.
+        number = data.get("to") if view._movement[1] == "bid" else data.get("from")
+        if isinstance(number, int):
+            view.number = number
+            me = next((p for p in view.players if p.get("number") == number), None)
+            if me is not None and isinstance(me.get("tag"), str):
+                view.tag = me["tag"]
     if data.get("condition") in (0, 1, 2):
         view.current.trades.setdefault(data["condition"], []).append(data)
 

@@ -302,7 +302,8 @@ def test_an_order_is_normalised_to_the_wire_format_of_this_game():
     message = order()
     del message["order"]["now"]  # the UI always sends it; a model may leave it out
     assert validate_market_action(message, market_view(), TRADE)["order"]["now"] is False
-    assert validate_market_action({"type": "wait", "order": None}, market_view(), TRADE) is None
+    wait = validate_market_action({"type": "wait", "order": None}, market_view(), TRADE)
+    assert wait == {"gameId": 5, "type": "wait"}  # never sent
 
 
 def test_bids_count_resting_and_pending_bids_against_the_balance():
@@ -406,7 +407,7 @@ def test_strict_off_keeps_human_choices_but_checks_shape_role_and_phase():
 
 def test_model_answers_are_parsed_with_a_fence_and_refused_when_not_json():
     view = market_view()
-    assert parse_market_answer('```json\n{"type":"wait","order":null}\n```', view, TRADE) is None
+    assert parse_market_answer('```json\n{"type":"wait","order":null}\n```', view, TRADE)["type"] == "wait"
     with pytest.raises(ActionError, match="not valid JSON"):
         parse_market_answer("bid 9000", view, TRADE)
     with pytest.raises(ActionError, match="empty"):
@@ -488,7 +489,7 @@ def test_the_baseline_answers_validly_at_every_recorded_decision_point(recorded,
             return
         answer = policy.decide(view, kind, count=sum(counts.values()))
         out = validate_market_action(answer, view, kind)
-        if kind == TRADE and out is not None:
+        if kind == TRADE and out["type"] != "wait":
             signal = view.current.signals[out["order"]["condition"]] if out["type"] == POST else None
             if out["type"] == POST:
                 side, price = out["order"]["type"], out["order"]["price"]
