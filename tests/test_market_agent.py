@@ -9,10 +9,12 @@ validator: it must be accepted, or refused for the reason the server refused it 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import gzip
 import json
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -34,9 +36,12 @@ from lib.marketactions import (
     price_cap,
     validate_market_action,
 )
+from lib.marketllm import MarketLLMPolicy
 from lib.marketpolicy import MarketBaseline, baseline_declaration, baseline_snipes, zic_trade
 from lib.marketprompts import build_market_messages
 from lib.marketview import MarketView
+from lib.transcript import Transcript, read_transcript
+from tests.fakeopenai import FakeOpenAI
 
 FIXTURE = Path(__file__).parent / "fixtures" / "market_seats.json.gz"
 GAMES = ("harberger-12", "futarchy-13")
@@ -554,3 +559,42 @@ def test_baseline_trading_is_reproducible_from_its_seed():
     b = [MarketBaseline(seed=3).decide(view, TRADE, count=i) for i in range(20)]
     c = [MarketBaseline(seed=4).decide(view, TRADE, count=i) for i in range(20)]
     assert a == b and a != c
+
+
+# ----- the model policy, through the real openai SDK against the fake OpenAI server
+
+
+def test_model_answers_are_checked_fed_back_and_retried(tmp_path):
+    view = market_view("futarchy")
+    view.current.wallets[1] = {"balance": 20000, "shares": 5}
+    required = build_market_action_required(view, TRADE)
+    with FakeOpenAI() as fake:
+        fake.chat_replies = [
+            '{"gameId":5,"type":"post-order","order":{"price":"9000","quantity":1,"condition":0,"type":"bid",'
+            '"now":false}}',  # a string price: refused and fed back
+            '{"gameId":5,"type":"post-order","order":{"price":29000,"quantity":1,"condition":1,"type":"bid",'
+            '"now":false}}',  # beyond the balance
+            '{"gameId":5,"type":"post-order","order":{"price":8900,"quantity":1,"condition":1,"type":"bid",'
+            '"now":false}}',
+        ]
+        policy = MarketLLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="m", max_retries=2)
+        transcript = Transcript(tmp_path / "t.jsonl")
+
+        async def go():
+            try:
+                return await policy.decide(view, TRADE, cap=0, action_required=required,
+                                           deadline=time.monotonic() + 10, transcript=transcript)
+            finally:
+                await policy.close()
+        action = asyncio.run(go())
+        transcript.close()
+        calls = fake.calls_to("POST", "/v1/chat/completions")
+    assert action["order"] == {"price": 8900, "quantity": 1, "condition": 1, "type": "bid", "now": False}
+    assert len(calls) == 3
+    first = calls[0]["json"]
+    assert first["response_format"]["json_schema"]["name"] == "TradeInMarket"
+    assert first["messages"][1]["content"].endswith(json.dumps(required, ensure_ascii=False))
+    last = calls[2]["json"]["messages"]
+    assert "not the string" in last[-3]["content"] and "exceeds your uncommitted balance" in last[-1]["content"]
+    records = [r for r in read_transcript(tmp_path / "t.jsonl") if r.get("kind") == "model-call"]
+    assert [("error" in r) for r in records] == [True, True, False]
