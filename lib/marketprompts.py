@@ -122,8 +122,10 @@ def _declarations(view: MarketView, rec: MarketRound) -> list[str]:
     for key in ("first", "second"):
         for s in rec.snipes.get(key, []):
             player, target = s.get("player", {}), s.get("target", {})
-            lines.append(f"{key.capitalize()} snipe: {view_tag(view, player.get('number'))} sniped "
-                         f"{view_tag(view, target.get('number'))}'s lot, profit {_num(s.get('profit'))} per sniper.")
+            owner = view_tag(view, target.get("number"))
+            lot = "your lot" if owner == "you" else f"{owner}'s lot"
+            lines.append(f"{key.capitalize()} snipe: {view_tag(view, player.get('number'))} sniped {lot}, "
+                         f"profit {_num(s.get('profit'))} per sniper.")
     return lines
 
 
