@@ -152,6 +152,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="multiply the real server's phase timers by this (--local: default "
                              f"{DEFAULT_SCALE['baseline']} with the baseline, {DEFAULT_SCALE['llm']} with a model; "
                              "--create: the --params file's timers, rounded to whole seconds, default 1)")
+    parser.add_argument("--game-type", choices=("voting", "harberger", "futarchy"), default="voting",
+                        help="--local: the game to play (default voting; harberger and futarchy: 12 agents)")
     parser.add_argument("--chat", action="store_true", help="let the agents talk in the chat phases 2 and 5")
     parser.add_argument("--safety-margin", type=float,
                         help="seconds before a phase deadline by which every action is out; a fallback action goes "
@@ -200,6 +202,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                      "and --create only")
     if args.sessions is not None and not args.local:
         parser.error("--sessions is the local server's private values table: it works with --local only")
+    if args.game_type != "voting" and not args.local:
+        parser.error("--game-type chooses the game of --local; on a real server the game's parameters say it")
+    if args.game_type != "voting" and args.chat:
+        parser.error(f"--chat: {args.game_type} has no chat (the server has no chat handler in these games)")
     if args.rounds is not None and args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.local:
@@ -475,6 +481,15 @@ def verdict(log: decisions.DecisionLog, limit: float | None, out: Any) -> int:
 
 async def play_local(args: argparse.Namespace, policy: Policy, env: Mapping[str, str], out: Any) -> int:
     from lib.localserver import LocalServer
+
+    if args.game_type != "voting":
+        from lib import marketplay
+
+        stop = Stop()
+        stop.install()
+        return await marketplay.play_local_market(args, policy, env, out, run_agents=_run_agents, stop=stop,
+                                                  verdict=verdict, fallback_limit=fallback_limit,
+                                                  recovery=_recovery, usage_error=UsageError)
 
     scale = args.timer_scale or DEFAULT_SCALE[policy.name]
     overrides = game_overrides(args, scale)

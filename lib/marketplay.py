@@ -1,0 +1,220 @@
+"""`handler.py --local --game-type harberger|futarchy`: twelve market agents play one game on the local server,
+and each round is printed as it ends (declarations, winning condition, snipes, trades with their median, each
+seat's profit, who decided).
+
+Kept apart from handler.py so that the voting path stays as it is; handler.py dispatches here on the game type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+from lib import decisions
+from lib.agent import AgentSettings
+from lib.game import CONDITIONS, GameParams
+from lib.ibexapi import IbexApi
+from lib.marketagent import BaselineMarketPolicy, MarketAgent
+from lib.marketgames import FUTARCHY, round_profit
+from lib.marketllm import MarketLLMPolicy
+from lib.marketpolicy import MarketBaseline
+from lib.marketview import MarketView
+from lib.transcript import Transcript
+
+SEATS = 12
+# The real server's web UI defaults for phases 0..9 (seconds; phase 0 waits for the players).
+UI_TIMERS = (None, 15, 90, 120, 3, 3, 270, 60, 90, 15)
+CONDITION_NAMES = {c["id"]: c["name"] for c in CONDITIONS}
+
+
+class MarketPlayError(ValueError):
+    """A setting this mode cannot play with (one line for the user)."""
+
+
+def market_policy(policy: Any, seed: int) -> Any:
+    """The market games' counterpart of the policy handler.py chose for voting: the baseline, or the same model at
+    the same endpoint with the market prompts (sharing its limit on concurrent calls)."""
+    if policy.name == "baseline":
+        return BaselineMarketPolicy(MarketBaseline(seed=seed))
+    if policy.name == "llm":
+        market = MarketLLMPolicy(api_key=policy._api_key, model=policy.model, base_url=policy.base_url,
+                                 max_retries=policy.max_retries, temperature=policy.temperature)
+        market.semaphore = policy.semaphore
+        return market
+    raise MarketPlayError(f"--policy {policy.name} has no market-game version (use baseline or llm)")
+
+
+def local_overrides(game_type: str, rounds: int, practice: bool, scale: float) -> dict[str, Any]:
+    """Flat parameters of a local market game: the UI's defaults, timers scaled (at least 0.05 s)."""
+    overrides: dict[str, Any] = {"game_type": game_type, "round_count": rounds, "practice_round": practice}
+    for phase, seconds in enumerate(UI_TIMERS):
+        if seconds is not None:
+            overrides[f"timer_phase_{phase}"] = max(0.05, round(seconds * scale, 3))
+    return overrides
+
+
+def game_timeout(params: GameParams) -> float:
+    per_round = sum(params.timer(p) or 0 for p in range(1, 10))
+    return 2 * per_round * len(params.rounds()) + 30
+
+
+def _pair(d: Any) -> str:
+    return f"{d[0]}/{d[1]}" if isinstance(d, list) and len(d) >= 2 else "-"
+
+
+def round_lines(views: list[MarketView], number: int, marks: dict[tuple[int, str], str]) -> list[str]:
+    """What a round showed, from every seat's view: declarations (fallbacks marked), the winning condition,
+    snipes, the markets' trades and medians, the final price, and each seat's profit from its round summary."""
+    recs = [(v, v.rounds.get(number)) for v in views]
+    recs = [(v, r) for v, r in recs if r is not None]
+    if not recs:
+        return [f"round {number}: nothing seen"]
+    any_rec = recs[0][1]
+    tags = {p.get("number"): p.get("tag") for v, _ in recs for p in v.players}
+    winning = next((r.winning for _, r in recs if r.winning is not None), None)
+    head = f"round {number}{' (practice)' if number == 0 and views[0].practice_round else ''}: winning condition " \
+           f"{winning} ({CONDITION_NAMES.get(winning, '?')})"
+    lines = [head]
+    for phase, label in ((3, "first declarations"), (8, "second declarations")):
+        lots = next((r.declarations.get(phase) for _, r in recs if r.declarations.get(phase)), None) or []
+        decl_phase = 2 if phase == 3 else 7
+        shown = []
+        for lot in lots:
+            mark = marks.get((lot.get("number"), f"{decl_phase}:declare"))
+            shown.append(f"{tags.get(lot.get('number'), lot.get('number'))} {_pair(lot.get('d'))}"
+                         + (f" [{mark}]" if mark else ""))
+        lines.append(f"  {label} (No Project/Project): {', '.join(shown) or 'none'}")
+    for key, label in (("first", "first snipes"), ("second", "second snipes")):
+        seen = {}
+        for _, r in recs:
+            for s in r.snipes.get(key, []):
+                who, target = s.get("player", {}).get("number"), s.get("target", {}).get("number")
+                seen[(who, target)] = s.get("profit")
+        shown = [f"{tags.get(w, w)} -> lot of {tags.get(t, t)} ({p:g} each)" if isinstance(p, int | float)
+                 else f"{tags.get(w, w)} -> lot of {tags.get(t, t)}" for (w, t), p in sorted(seen.items())]
+        lines.append(f"  {label}: {', '.join(shown) or 'none'}")
+    conditions = [0, 1] if views[0].game_type == FUTARCHY else [winning]
+    for c in conditions:
+        trades = any_rec.trades.get(c, [])
+        median = trades[-1].get("median") if trades else None
+        lines.append(f"  market {c} ({CONDITION_NAMES.get(c, '?')}): {len(trades)} trades"
+                     + (f", median of the last seven {median:g}" if isinstance(median, int | float) else ""))
+    price = next((r.final_price for _, r in recs if r.final_price is not None), None)
+    if price is not None:
+        lines.append(f"  final share price {price:g}")
+    profits = []
+    for v, r in sorted(recs, key=lambda x: x[0].number or 0):
+        profit = round_profit(r.summary) if r.summary is not None else None
+        profits.append(f"{v.tag or v.number} {profit:.0f}" if isinstance(profit, int | float) else f"{v.tag} -")
+    lines.append(f"  profit: {', '.join(profits)}")
+    return lines
+
+
+class MarketProgress:
+    """Prints each round once every agent has its summary (or the game is over)."""
+
+    def __init__(self, say: Any, game_id: int) -> None:
+        self.say = say
+        self.game_id = game_id
+        self.agents: list[MarketAgent] = []
+        self.log: decisions.DecisionLog | None = None
+        self.printed: set[int] = set()
+
+    def on_phase(self, _agent: Any = None) -> None:
+        views = [a.view for a in self.agents]
+        if not views:
+            return
+        rounds = sorted({n for v in views for n, r in v.rounds.items() if r.summary is not None})
+        for number in rounds:
+            if number in self.printed:
+                continue
+            if not all(v.game_over or (number in v.rounds and v.rounds[number].summary is not None) for v in views):
+                continue
+            self.printed.add(number)
+            self.print_round(number)
+
+    def rows(self, number: int) -> list[decisions.Decision]:
+        rows = self.log.rows if self.log is not None else []
+        return [r for r in rows if r.game == self.game_id and r.round == number]
+
+    def print_round(self, number: int) -> None:
+        rows = self.rows(number)
+        marks = {(r.seat, f"{r.phase}:{r.action_type}"): f"fallback: {r.fallback_reason}" for r in rows
+                 if r.made_by == decisions.FALLBACK}
+        for line in round_lines([a.view for a in self.agents], number, marks):  # type: ignore[misc]
+            self.say(line)
+        made_by: Counter[str] = Counter(r.made_by for r in rows)
+        reasons: Counter[str] = Counter(r.fallback_reason or "?" for r in rows if r.made_by == decisions.FALLBACK)
+        self.say(f"  {decisions.shares_line(made_by, reasons)}")
+
+
+async def play_local_market(args: Any, policy: Any, env: Any, out: Any, *, run_agents: Any, stop: Any,
+                            verdict: Any, fallback_limit: Any, recovery: Any, usage_error: type[Exception]) -> int:
+    """Play one market game on an in-process local server with twelve agents; the exit code. handler.py passes
+    its shared helpers (the agents' runner, the signal handling, the final verdict)."""
+    from lib.localserver import LocalServer
+
+    scale = args.timer_scale or (0.02 if policy.name == "baseline" else 0.25)
+    try:
+        market = market_policy(policy, args.seed)
+    except MarketPlayError as exc:
+        raise usage_error(str(exc)) from None
+    overrides = local_overrides(args.game_type, args.rounds, args.practice, scale)
+    secrets = [env.get(name, "") for name in ("OPENAI_API_KEY", "IBEX_PASSWORD")]
+
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    try:
+        server = LocalServer(records_dir=args.records, sessions=args.sessions, strict=getattr(args, "strict", False))
+    except ValueError as exc:
+        raise usage_error(str(exc)) from None
+    async with server:
+        try:
+            game_id = server.create_game(overrides)
+        except ValueError as exc:
+            raise usage_error(f"the local server cannot play this {args.game_type} game: {exc}") from None
+        params = server.game(game_id).params
+        shortest = min(params.timer(p) or 1.0 for p in (2, 3, 6, 7, 8))
+        margin = args.safety_margin if args.safety_margin is not None else min(2.0, shortest / 4)
+        settings = AgentSettings(safety_margin=margin, ready_delay=min(0.2, margin))
+        market_seconds = params.timer(6) or 60.0
+        run_dir = args.logs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-local-game{game_id}"
+        say(f"local server {server.ws_url}, {args.game_type} game {game_id}: {args.rounds} round"
+            f"{'s' if args.rounds > 1 else ''}{' after a practice round' if args.practice else ''}, timers "
+            f"x{scale:g}, safety margin {margin:g} s, 12 agents")
+        say(f"transcripts: {run_dir}/ (decisions table: decisions.csv there)")
+        progress = MarketProgress(say, game_id)
+        with contextlib.ExitStack() as closing:
+            transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=secrets,
+                                                            flush_delay=args.transcript_batch))
+                           for k in range(1, SEATS + 1)]
+            log = closing.enter_context(decisions.DecisionLog(run_dir / "decisions.csv", secrets=secrets))
+            progress.log = log
+            async with IbexApi(server.api_url) as api:
+                agents = [MarketAgent(server.ws_url, game_id, recovery(), market, transcripts[k - 1], params=params,
+                                      settings=settings, name=f"agent{k}", api=api, decision_log=log,
+                                      on_phase=progress.on_phase, game_type=args.game_type,
+                                      baseline=MarketBaseline(seed=args.seed),
+                                      trade_interval=max(0.05, market_seconds / 40),
+                                      trade_seconds=max(0.5, market_seconds / 4))
+                          for k in range(1, SEATS + 1)]
+                progress.agents = agents
+                outcome = await run_agents(agents, stop.event, game_timeout(params))
+            if outcome == "stopped":
+                say(f"stopped by {stop.name}: sockets closed, transcripts and decisions table complete; "
+                    "the unfinished game has no log")
+                verdict(log, None, out)
+                return stop.exit_code
+            if outcome != "game-over":
+                print(f"error: {outcome}", file=sys.stderr, flush=True)
+                verdict(log, None, out)
+                return 1
+            await server.wait_game_over(game_id, timeout=5)
+            progress.on_phase()
+            say(f"game log: {server.log_path(game_id)}")
+            say(f"fallback actions: {sum(a.fallbacks for a in agents)}")
+            return verdict(log, fallback_limit(args, market), out)
