@@ -31,7 +31,7 @@ from lib import decisions
 from lib.actions import ActionError
 from lib.agent import Agent, Key
 from lib.game import ROLE_NAMES
-from lib.ibexapi import IbexApiError
+from lib.ibexapi import GameNotFound, IbexApiError
 from lib.marketactions import (
     DECLARE,
     SPECULATE,
@@ -42,7 +42,7 @@ from lib.marketactions import (
     validate_market_action,
 )
 from lib.marketpolicy import MarketBaseline
-from lib.marketview import MARKET_PHASE, MarketView
+from lib.marketview import MARKET_PHASE, MarketView, apply_status
 
 
 class BaselineMarketPolicy:
@@ -108,9 +108,36 @@ class MarketAgent(Agent):
                               actionType=data.get("actionType"))
 
     async def _resync(self, connection: int) -> None:
-        # GET /games/status describes a voting player; here it only confirms the seat. The view is rebuilt by the
-        # events that follow, and what is owed in this phase is decided again (see _after_rejoin).
-        self._after_rejoin(acted=set())
+        """After a rejoin: the status snapshot (wallets, books, trades, declarations, what this seat has done in
+        the phase) replaces what the missed frames would have told; then what is still owed is decided."""
+        acted: set[str] = set()
+        if self.api is not None:
+            for attempt in range(1, self.settings.resync_attempts + 1):
+                try:
+                    status = await self.api.status(self.game_id, self.recovery)
+                except GameNotFound as exc:
+                    self._game_gone(f"game {self.game_id} is gone from the server ({exc.message})")
+                    return
+                except IbexApiError as exc:
+                    self.transcript.write("meta", event="resync failed", error=str(exc))
+                    break
+                if connection != self._connection or self.view.game_over:
+                    return
+                game = (status.game_data or {}).get("game") or {}
+                at = (game.get("round"), game.get("phase"))
+                if status.found and all(isinstance(x, int) for x in at) and at >= (self.view.round, self.view.phase):
+                    before = (self.view.round, self.view.phase)
+                    acted = apply_status(self.view, status.game_data)  # type: ignore[arg-type]
+                    self.transcript.write("resync", round=at[0], phase=at[1], acted=sorted(acted),
+                                          orders=sum(len(b) for b in self.view.current.books.values()))
+                    if (self.view.round, self.view.phase) != before:
+                        self._set_timer_at = None
+                        self._on_new_phase()
+                    for wire_type in acted:
+                        self._handled.add((self.view.round, self.view.phase, wire_type))
+                    break
+                await asyncio.sleep(0.05 * attempt)
+        self._after_rejoin(acted=acted)
 
     def _after_rejoin(self, acted: set[str], snapshot: bool = False) -> None:
         view = self.view
@@ -120,7 +147,7 @@ class MarketAgent(Agent):
             if key[:2] != (view.round, view.phase) or key in self._decisions:
                 continue
             # Only the first declaration counts: a repeat is harmless, a missing one is not.
-            if key[2] == DECLARE and view.phase not in view.current.declaration_acked:
+            if key[2] == DECLARE and DECLARE not in acted and view.phase not in view.current.declaration_acked:
                 self.transcript.write("meta", event="re-sending a declaration the server did not acknowledge")
                 self._spawn(self._send(message, source="re-sent after rejoin"))
         self._consider()

@@ -476,3 +476,64 @@ _HANDLERS: dict[str, Callable[[MarketView, dict[str, Any]], None]] = {
     "action-required": _on_action_required,
 }
 EVENT_HANDLERS: Mapping[str, Callable[[MarketView, dict[str, Any]], None]] = MappingProxyType(_HANDLERS)
+
+
+def apply_status(view: MarketView, game_data: dict[str, Any]) -> set[str]:
+    """Fold a GET /games/status snapshot (`gameData`: the real server's getRecoveryData for the market games) into
+    the view after a rejoin, where frames were missed: seat, round and phase, wallets, values, signals, published
+    declarations, the winning condition, and in phase 6 the books and trades as the server has them now (the
+    snapshot replaces what the view had: nothing that happened meanwhile is guessed). Returns what the server says
+    this seat has done in the current phase ("declare", "done-speculating")."""
+    game = game_data.get("game") if isinstance(game_data.get("game"), dict) else {}
+    player = game_data.get("player") if isinstance(game_data.get("player"), dict) else {}
+    if isinstance(player.get("number"), int):
+        view.number = player["number"]
+    if player.get("role") in (ROLE_SPECULATOR, ROLE_DEVELOPER, ROLE_OWNER):
+        view.role = player["role"]
+    if isinstance(player.get("tag"), str):
+        view.tag = player["tag"]
+    if isinstance(game.get("players"), list) and not view.players:
+        view.players = [p for p in game["players"] if isinstance(p, dict)]
+    round_number, phase = game.get("round"), game.get("phase")
+    if isinstance(round_number, int) and isinstance(phase, int) and (round_number, phase) != (view.round, view.phase):
+        _on_phase_transition(view, {"round": round_number, "phase": phase})
+    rec = view.current
+    if isinstance(game.get("boundaries"), dict):
+        view.boundaries = game["boundaries"]
+    wallets = player.get("wallet")
+    if isinstance(wallets, list) and all(isinstance(w, dict) for w in wallets):
+        rec.wallets = [{"balance": w.get("balance"), "shares": w.get("shares")} for w in wallets]
+    prop = player.get("property")
+    if isinstance(prop, dict):
+        v = prop.get("v")
+        if isinstance(v, list) and len(v) >= 2 and all(_number(x) for x in v[:2]):
+            rec.values = [int(v[0]), int(v[1])]
+        if isinstance(prop.get("id"), int):
+            rec.lot = prop["id"]
+    if isinstance(player.get("signals"), list):
+        rec.signals = player["signals"]
+    if isinstance(game.get("publicSignal"), list):
+        rec.public_signal = game["publicSignal"]
+    if game.get("winningCondition") in CONDITION_IDS:
+        rec.winning = game["winningCondition"]
+    if isinstance(game.get("declarations"), list) and 3 not in rec.declarations:
+        rec.declarations[3] = [d for d in game["declarations"] if isinstance(d, dict)]
+    acted: set[str] = set()
+    if view.phase in DECLARATION_PHASES and player.get("hasToDeclare") is False:
+        acted.add("declare")
+        rec.my_declaration.setdefault(view.phase, (prop or {}).get("d"))
+    if view.phase in SPECULATION_PHASES and player.get("doneSpeculating") is True:
+        acted.add("done-speculating")
+        rec.my_snipes.setdefault(view.phase, [[], [], []])  # done; which lots the snapshot does not say
+    if view.phase == MARKET_PHASE:
+        orders, movements = game.get("orders"), game.get("movementList")
+        if isinstance(orders, list):
+            rec.books = {c: {o["id"]: o for o in (orders[c] if isinstance(orders[c], list) else [])
+                             if isinstance(o, dict) and isinstance(o.get("id"), int)}
+                         for c in range(len(orders))}
+        if isinstance(movements, list):
+            rec.trades = {c: [m for m in movements[c] if isinstance(m, dict)]
+                          for c in range(len(movements)) if isinstance(movements[c], list) and movements[c]}
+        rec.pending = []  # whatever reached the server is in the book now; the rest never will
+    view.market_version += 1
+    return acted
