@@ -74,7 +74,16 @@ from lib.game import (
 from lib.ibexapi import IbexApi, IbexApiError
 from lib.jobrecord import DEFAULT_RECORD_PATH, JobRecordError, resolve_model
 from lib.llm import DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_RETRIES, LLMPolicy, PreflightError
-from lib.play import NOT_STARTED_WAIT, PlayError, Seat, ServerUrls, load_game_parameters, prepare_seats, server_urls
+from lib.play import (
+    NOT_STARTED_WAIT,
+    PlayError,
+    Seat,
+    ServerUrls,
+    game_type_of,
+    load_game_parameters,
+    prepare_seats,
+    server_urls,
+)
 from lib.policy import BaselinePolicy, Policy
 from lib.transcript import Transcript
 from lib.view import PlayerView
@@ -682,7 +691,7 @@ class GameRun:
 
 
 async def play_seats(real: Real, game_id: int, seats: Sequence[Seat], params: GameParams | None,
-                     compact: bool = False) -> GameRun:
+                     compact: bool = False, game_type: str = "voting") -> GameRun:
     """One agent per seat, joined in order, until game-over."""
     args = real.args
     if args.safety_margin is not None:
@@ -696,18 +705,31 @@ async def play_seats(real: Real, game_id: int, seats: Sequence[Seat], params: Ga
              + "; ".join(seat.describe() for seat in seats))
     real.say(f"transcripts: {run_dir}/ (decisions table: decisions.csv there; recovery codes to resume: "
              f"{seats_file}, private)")
-    progress = Progress(real.say, game_id, params, compact=compact)
+    market = game_type != "voting"
+    if market:
+        from lib import marketplay
+
+        progress: Any = marketplay.MarketProgress(real.say, game_id, compact=compact)
+    else:
+        progress = Progress(real.say, game_id, params, compact=compact)
     with contextlib.ExitStack() as closing:
         transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=real.secrets,
                                                         flush_delay=args.transcript_batch))
                        for k in range(1, len(seats) + 1)]
-        log = closing.enter_context(decisions.DecisionLog(run_dir / "decisions.csv", listener=progress.hear,
+        log = closing.enter_context(decisions.DecisionLog(run_dir / "decisions.csv",
+                                                          listener=None if market else progress.hear,
                                                           secrets=real.secrets))
         progress.log = log
-        agents = [Agent(real.urls.ws_url, game_id, seat.recovery, real.policy, transcripts[k], params=params,
-                        settings=settings, name=f"agent{k + 1}", api=real.api, resume=seat.resumes is not None,
-                        decision_log=log, on_phase=progress.on_phase)
-                  for k, seat in enumerate(seats)]
+        if market:
+            agents = marketplay.market_agents(real.urls.ws_url, game_id, seats, real.policy, transcripts,
+                                              params=params, settings=settings, api=real.api, log=log,
+                                              on_phase=progress.on_phase, seed=args.seed,
+                                              game_type=game_type if game_type != "market" else None)
+        else:
+            agents = [Agent(real.urls.ws_url, game_id, seat.recovery, real.policy, transcripts[k], params=params,
+                            settings=settings, name=f"agent{k + 1}", api=real.api,
+                            resume=seat.resumes is not None, decision_log=log, on_phase=progress.on_phase)
+                      for k, seat in enumerate(seats)]
         progress.agents = agents
         outcome = await _run_agents(agents, real.stop.event, None)
     return GameRun(game_id, outcome, agents, log, progress)
@@ -735,7 +757,8 @@ async def play_game_mode(real: Real) -> int:
     """--game ID: given codes first, then fresh ones up to --players."""
     game_id = real.args.game
     seats = await prepare_seats(real.api, game_id, real.args.players, list(real.args.recovery))
-    return report_game(real, await play_seats(real, game_id, seats, None))
+    game_type = await game_type_of(real.api, game_id, seats[0].recovery) if seats else "voting"
+    return report_game(real, await play_seats(real, game_id, seats, None, game_type=game_type))
 
 
 async def create_mode(real: Real) -> int:
@@ -840,7 +863,8 @@ async def serve_mode(real: Real) -> int:
 
     async def spawn(game_id: int, agents: int) -> None:
         seats = [Seat(await real.api.get_recovery(game_id, wait_for_start=NOT_STARTED_WAIT)) for _ in range(agents)]
-        run = await play_seats(real, game_id, seats, None, compact=True)
+        game_type = await game_type_of(real.api, game_id, seats[0].recovery)
+        run = await play_seats(real, game_id, seats, None, compact=True, game_type=game_type)
         if run.outcome != "game-over":
             raise RuntimeError(run.outcome)
         run.progress.on_phase()

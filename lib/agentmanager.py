@@ -9,7 +9,8 @@ any number of games at a time:
 - 400 with the reason: not JSON, not an object, a missing or mistyped field;
 - 200 with `"already_playing": true` when that game is being (or was) played here: a repeated call is answered
   as a success (the caller's retry must not look like a failure) but never puts twelve agents in six seats;
-- 422: a game type this project cannot play (`game_type 'harberger' is not supported (voting only)`);
+- 422: a game type this project cannot play (`game_type 'goods-market' is not supported (voting, harberger,
+  futarchy only)`);
 - 503: shutting down, or already playing `max_games` games;
 - 404 / 405: another path or method.
 
@@ -34,8 +35,8 @@ log = logging.getLogger("agentmanager")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 10341
-SUPPORTED_GAME_TYPES = ("voting",)
-MAX_AGENTS = 6  # seats in a voting game
+SUPPORTED_GAME_TYPES = ("voting", "harberger", "futarchy")
+MAX_AGENTS = {"voting": 6, "harberger": 12, "futarchy": 12}  # seats per game type
 DEFAULT_MAX_GAMES = 100
 STOP_TIMEOUT = 20.0  # seconds the games get to leave cleanly on shutdown
 
@@ -66,11 +67,12 @@ def parse_spawn_request(body: bytes) -> tuple[int, str, int]:
         raise RequestError(400, f"game_id must be a positive integer, got {json.dumps(game_id)[:40]}")
     if not isinstance(game_type, str) or not game_type:
         raise RequestError(400, f"game_type must be a non-empty string, got {json.dumps(game_type)[:40]}")
-    if not _is_int(agents) or not 1 <= agents <= MAX_AGENTS:
-        raise RequestError(400, f"agents must be an integer from 1 to {MAX_AGENTS}, got {json.dumps(agents)[:40]}")
     if game_type.lower() not in SUPPORTED_GAME_TYPES:
         supported = ", ".join(SUPPORTED_GAME_TYPES)
         raise RequestError(422, f"game_type {game_type!r} is not supported ({supported} only)")
+    most = MAX_AGENTS[game_type.lower()]
+    if not _is_int(agents) or not 1 <= agents <= most:
+        raise RequestError(400, f"agents must be an integer from 1 to {most}, got {json.dumps(agents)[:40]}")
     return game_id, game_type.lower(), agents
 
 

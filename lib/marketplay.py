@@ -113,12 +113,26 @@ def round_lines(views: list[MarketView], number: int, marks: dict[tuple[int, str
     return lines
 
 
-class MarketProgress:
-    """Prints each round once every agent has its summary (or the game is over)."""
+def market_agents(ws_url: str, game_id: int, seats: Any, policy: Any, transcripts: list[Transcript], *,
+                  params: GameParams | None, settings: AgentSettings, api: IbexApi, log: decisions.DecisionLog,
+                  on_phase: Any, seed: int, game_type: str | None) -> list[MarketAgent]:
+    """One MarketAgent per seat of a game on a real server (handler.py --game and --serve); the game type None:
+    learnt from the game's events."""
+    market = market_policy(policy, seed)
+    return [MarketAgent(ws_url, game_id, seat.recovery, market, transcripts[k], params=params, settings=settings,
+                        name=f"agent{k + 1}", api=api, resume=seat.resumes is not None, decision_log=log,
+                        on_phase=on_phase, game_type=game_type, baseline=MarketBaseline(seed=seed))
+            for k, seat in enumerate(seats)]
 
-    def __init__(self, say: Any, game_id: int) -> None:
+
+class MarketProgress:
+    """Prints each round once every agent has its summary (or the game is over); `compact` (--serve): one line
+    per round."""
+
+    def __init__(self, say: Any, game_id: int, compact: bool = False) -> None:
         self.say = say
         self.game_id = game_id
+        self.compact = compact
         self.agents: list[MarketAgent] = []
         self.log: decisions.DecisionLog | None = None
         self.printed: set[int] = set()
@@ -136,19 +150,33 @@ class MarketProgress:
             self.printed.add(number)
             self.print_round(number)
 
-    def rows(self, number: int) -> list[decisions.Decision]:
+    def rows(self, number: int | None = None) -> list[decisions.Decision]:
         rows = self.log.rows if self.log is not None else []
-        return [r for r in rows if r.game == self.game_id and r.round == number]
+        return [r for r in rows if r.game == self.game_id and (number is None or r.round == number)]
+
+    def shares(self, number: int | None = None) -> str:
+        rows = self.rows(number)
+        made_by: Counter[str] = Counter(r.made_by for r in rows)
+        reasons: Counter[str] = Counter(r.fallback_reason or "?" for r in rows if r.made_by == decisions.FALLBACK)
+        return decisions.shares_line(made_by, reasons)
 
     def print_round(self, number: int) -> None:
         rows = self.rows(number)
         marks = {(r.seat, f"{r.phase}:{r.action_type}"): f"fallback: {r.fallback_reason}" for r in rows
                  if r.made_by == decisions.FALLBACK}
-        for line in round_lines([a.view for a in self.agents], number, marks):  # type: ignore[misc]
+        lines = round_lines([a.view for a in self.agents], number, marks)
+        if self.compact:
+            self.say(f"game {self.game_id} {lines[0]}; " + "; ".join(
+                line.strip() for line in lines[1:] if line.strip().startswith(("market", "final"))) +
+                f"; {self.shares(number)}")
+            return
+        for line in lines:
             self.say(line)
-        made_by: Counter[str] = Counter(r.made_by for r in rows)
-        reasons: Counter[str] = Counter(r.fallback_reason or "?" for r in rows if r.made_by == decisions.FALLBACK)
-        self.say(f"  {decisions.shares_line(made_by, reasons)}")
+        self.say(f"  {self.shares(number)}")
+
+    def stopped(self) -> None:
+        """After a signal: the finished rounds (a round under way has no summaries to show)."""
+        self.on_phase()
 
 
 async def play_local_market(args: Any, policy: Any, env: Any, out: Any, *, run_agents: Any, stop: Any,

@@ -187,8 +187,23 @@ async def free_seats(api: IbexApi, game_id: int) -> int | None:
         if game.get("id") == game_id:
             assigned = game.get("assignedPlayers")
             if isinstance(assigned, int) and not isinstance(assigned, bool):
-                return max(0, SEATS - assigned)
+                total = MARKET_SEATS if game.get("type") in ("harberger", "futarchy") else SEATS
+                return max(0, total - assigned)
     return None
+
+
+async def game_type_of(api: IbexApi, game_id: int, code: str) -> str:
+    """"voting", "harberger", "futarchy", or "market" (one of the two, told apart by the game's first events): the
+    lobby's `type` while the game is listed, else GET /games/status's `ruleset` ("Harberger" for both market
+    games)."""
+    for game in await api.started():
+        if game.get("id") == game_id and game.get("type") in ("voting", "harberger", "futarchy"):
+            return game["type"]
+    return "market" if (await api.status(game_id, code)).ruleset == "Harberger" else "voting"
+
+
+MARKET_SEATS = 12  # Harberger and futarchy: 5 owners, the developer, 6 speculators
+MAX_PLAYERS = MARKET_SEATS  # a voting game has SEATS: its free seats bound the rest
 
 
 async def prepare_seats(api: IbexApi, game_id: int, players: int | None, codes: list[str]) -> list[Seat]:
@@ -198,8 +213,8 @@ async def prepare_seats(api: IbexApi, game_id: int, players: int | None, codes: 
     """
     if len(set(codes)) != len(codes):
         raise PlayError("the same recovery code is given twice (--recovery)")
-    if players is not None and not 1 <= players <= SEATS:
-        raise PlayError(f"--players must be from 1 to {SEATS}, got {players}")
+    if players is not None and not 1 <= players <= MAX_PLAYERS:
+        raise PlayError(f"--players must be from 1 to {MAX_PLAYERS}, got {players}")
     if players is not None and players < len(codes):
         raise PlayError(f"--players {players} is fewer than the {len(codes)} recovery codes given")
     seats: list[Seat] = []

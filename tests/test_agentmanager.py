@@ -106,8 +106,9 @@ def test_several_games_are_played_at_once():
         ({"game_id": 6, "game_type": 3, "agents": 6}, 400, "game_type must be a non-empty string"),
         ({"game_id": 6, "game_type": "voting", "agents": 7}, 400, "agents must be an integer from 1 to 6, got 7"),
         ({"game_id": 6, "game_type": "voting", "agents": 2.5}, 400, "agents must be an integer from 1 to 6"),
-        ({"game_id": 6, "game_type": "harberger", "agents": 6}, 422,
-         "game_type 'harberger' is not supported (voting only)"),
+        ({"game_id": 6, "game_type": "goods-market", "agents": 6}, 422,
+         "game_type 'goods-market' is not supported (voting, harberger, futarchy only)"),
+        ({"game_id": 6, "game_type": "harberger", "agents": 13}, 400, "agents must be an integer from 1 to 12"),
     ],
 )
 def test_bad_requests_are_refused_with_a_reason_and_nothing_is_spawned(body, status, reason):

@@ -249,3 +249,51 @@ def test_market_options_are_refused_where_they_do_not_apply():
         out = subprocess.run([sys.executable, "handler.py", *args], cwd=ROOT, capture_output=True, text=True,
                              timeout=60, env={"PYTHONPATH": str(ROOT), "PYTHON_DOTENV_DISABLED": "1"})
         assert out.returncode == 2 and words in out.stderr
+
+
+# --- on a server: --game and the agent manager (--serve), the game type from the server ------------------------
+
+
+def test_game_mode_plays_all_twelve_seats_of_a_market_game(tmp_path):
+    from tests.test_handler_real import Handler, env_for, run
+
+    async def scenario():
+        async with LocalServer(records_dir=tmp_path / "records", sessions=SESSIONS, strict=True) as server:
+            game_id = server.create_game({"game_type": "futarchy", **FAST})
+            handler = await Handler.start(tmp_path, env_for(server), "--game", str(game_id), "--policy", "baseline")
+            code = await handler.finish()
+            return code, handler, await server.wait_game_over(game_id, 5)
+
+    code, handler, recorded = run(scenario())
+    assert code == 0, handler.stderr
+    assert "game 1: 12 agents" in handler.out and "round 1: winning condition" in handler.out
+    assert "market 1 (Project):" in handler.out  # futarchy's second market: the type came from the server
+    sent = {(e.get("number"), e["content"]["type"]) for e in recorded["log"] if e.get("type") == "message"}
+    assert {n for n, kind in sent if kind == "declare"} == {1, 2, 3, 4, 5, 6}
+    assert {n for n, kind in sent if kind == "done-speculating"} == set(range(7, 13))
+
+
+def test_serve_plays_an_agents_only_market_game(tmp_path):
+    import signal
+
+    from tests.test_handler_real import Handler, env_for, free_port, run
+
+    port = free_port()
+
+    async def scenario():
+        async with LocalServer(records_dir=tmp_path / "records", sessions=SESSIONS, strict=True,
+                               agent_manager=f"127.0.0.1:{port}") as server:
+            handler = await Handler.start(tmp_path, env_for(server, AGENT_MANAGER_PORT=str(port)), "--serve",
+                                          "--policy", "baseline")
+            await handler.wait_line("agent manager listening on")
+            game_id = server.create_game({"game_type": "harberger", "agents_only": True, **FAST})
+            recorded = await server.wait_game_over(game_id, 60)
+            await handler.wait_line(f"game {game_id} over")
+            handler.proc.send_signal(signal.SIGTERM)
+            return await handler.finish(), handler, game_id, recorded
+
+    code, handler, game_id, recorded = run(scenario())
+    assert code == 0, handler.stderr
+    [line] = [t for t in handler.lines if t.startswith(f"game {game_id} round 1: winning condition")]
+    assert "market " in line and "decisions: " in line
+    assert len({e["number"] for e in recorded["log"] if e.get("type") == "message" and e.get("number")}) == 12

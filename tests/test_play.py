@@ -196,7 +196,7 @@ def test_a_given_code_the_server_does_not_know_takes_a_free_seat():
         (5, [], 3, "game 1 has 3 free seat(s), 5 asked for"),
         (1, ["code-one-123456", "code-two-123456"], 0, "--players 1 is fewer than the 2 recovery codes given"),
         (None, ["same-code-123456", "same-code-123456"], 0, "the same recovery code is given twice (--recovery)"),
-        (7, [], 0, "--players must be from 1 to 6, got 7"),
+        (13, [], 0, "--players must be from 1 to 12, got 13"),
     ],
 )
 def test_seats_that_cannot_be_had_are_a_clear_error(players, codes, joined, message):
