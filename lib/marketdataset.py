@@ -61,6 +61,7 @@ class MarketExample:
     messages: list[dict[str, str]]  # system, user, assistant
     values_source: str  # "sessions", "server-log", or "unknown"
     state: dict[str, Any]  # what an evaluation needs: values, signals, the published declarations, the book
+    view: MarketView | None = field(default=None, repr=False, compare=False)  # the seat's view then (a copy)
 
 
 @dataclass
@@ -251,4 +252,5 @@ def _example(view: MarketView, kind: str, message: dict[str, Any], values_source
                "boundaries": view.boundaries, "winning": rec.winning,
                "declarations": {p: [{"id": d.get("id"), "role": d.get("role"), "d": d.get("d")} for d in lots]
                                 for p, lots in rec.declarations.items()},
-               "wallets": copy.deepcopy(rec.wallets), "book": book})
+               "wallets": copy.deepcopy(rec.wallets), "book": book},
+        view=copy.deepcopy(view))

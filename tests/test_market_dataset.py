@@ -151,3 +151,25 @@ def test_a_log_that_is_not_a_market_game_is_refused_in_one_line(logs):
     del broken["server-log"]
     with pytest.raises(ValueError, match="server-log"):
         market_examples(broken)
+
+
+def test_the_baseline_is_scored_against_the_recorded_players(logs, sessions):
+    """The evaluation compares the baseline with what the scripted players of the recorded games did, on what is
+    comparable, and names what it does not score."""
+    from lib.marketevaluate import score_market
+    from lib.marketpolicy import MarketBaseline
+
+    examples = market_examples(logs["harberger-12"], sessions=sessions).examples
+    baseline = MarketBaseline(seed=0)
+    report = score_market(examples, lambda view, kind: baseline.decide(view, kind))
+    declare, snipes, orders = report["declare"], report["done-speculating"], report["post-order"]
+    assert declare["n"] == 36 and declare["invalid"] == 0 and declare["values_unknown"] == 0
+    assert 0 <= declare["policy_shading"] < 0.01  # truthful, rounded down to 1000
+    assert declare["human_shading"] > 0.05  # the scripts declared well below their values
+    assert declare["mean_rel_error"] == pytest.approx(declare["human_shading"] - declare["policy_shading"], abs=0.02)
+    assert snipes["n"] == 36 and snipes["choices"] == 36 * 6
+    assert snipes["policy_snipe_rate"] < snipes["human_snipe_rate"]
+    assert 0 < snipes["agreement"] < 1
+    assert orders["n"] > 50 and orders["invalid"] == 0 and 0 < orders["same_side"] <= 1
+    assert orders["policy_markup"]["bid"] <= 0 <= orders["policy_markup"]["ask"]  # never against the signal
+    assert report["cancel-order"]["scored"] is False and report["not_scored"]
