@@ -53,7 +53,7 @@ def _short(x: Any) -> str:
 
 def market_action_due(view: MarketView) -> str | None:
     """The decision this player owes now: a declaration, snipes or trading; None when nothing is owed."""
-    if view.game_over or view.role is None:
+    if view.game_over or view.role is None or view.closing:
         return None
     rec = view.current
     if view.phase in DECLARATION_PHASES and view.role in (ROLE_DEVELOPER, ROLE_OWNER):
@@ -326,6 +326,8 @@ def validate_market_action(message: Any, view: MarketView, kind: str, *, strict:
     if sent not in WIRE_TYPES[kind]:
         allowed = " or ".join(f'"{t}"' for t in WIRE_TYPES[kind])
         raise ActionError(f'"type" must be {allowed} in this phase, got {_short(sent)}')
+    if strict and view.closing:
+        raise ActionError(f"phase {view.phase} has ended (its timer is over); nothing more can be sent for it")
     if kind == DECLARE:
         return _declaration(view, message, strict)
     if kind == SPECULATE:

@@ -175,7 +175,7 @@ class MarketAgent(Agent):
         if delay > 0:
             await asyncio.sleep(delay)
         view = self.view
-        if view.round != round_number or view.phase != MARKET_PHASE or view.game_over:
+        if view.round != round_number or view.phase != MARKET_PHASE or view.game_over or view.closing:
             return
         if self._deadline()[0] - self.settings.safety_margin <= time.monotonic():
             return  # the market is about to close: no new decision (and so no fallback) starts now
@@ -255,9 +255,10 @@ class MarketAgent(Agent):
             if message is None:
                 self._record(key, snapshot, wire_type, None, made_by, started, trace, model, why=why, detail=detail)
                 return
-        if (self.view.round, self.view.phase) != key[:2] or self.view.game_over:
+        if (self.view.round, self.view.phase) != key[:2] or self.view.game_over or self.view.closing:
             self.dropped += 1
-            stale = f"stale: the game is now in round {self.view.round} phase {self.view.phase}"
+            stale = (f"stale: phase {key[1]} has ended" if self.view.closing and self.view.phase == key[1]
+                     else f"stale: the game is now in round {self.view.round} phase {self.view.phase}")
             self.transcript.write("dropped", wire_type=wire_type, round=key[0], phase=key[1], action=message,
                                   reason=stale)
             self._record(key, snapshot, wire_type, message, made_by, started, trace, model, why=why,

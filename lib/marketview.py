@@ -88,6 +88,9 @@ class MarketView:
     server_action: dict[str, Any] | None = None
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # The current phase is ending: its timer was reset, or the next phase's timer set (both come before the next
+    # phase-transition, with the old phase's exit events in between). Nothing may be sent for it any more.
+    closing: bool = False
     market_version: int = 0  # bumped by every frame that may change the books, the wallets or the signals
     _movement: Any = field(default=None, compare=False, repr=False)  # (condition, side) of the last own trade
 
@@ -268,6 +271,7 @@ def _on_phase_transition(view: MarketView, data: dict[str, Any]) -> None:
         if old == MarketRound(old.round):
             del view.rounds[old.round]
     view.phase = phase
+    view.closing = False
     if phase == 0:
         view.ready_acked = False
         view.deadline_ms = None
@@ -280,10 +284,12 @@ def _on_phase_transition(view: MarketView, data: dict[str, Any]) -> None:
 def _on_set_timer(view: MarketView, data: dict[str, Any]) -> None:
     if _number(data.get("end")):
         view.deadline_ms = int(data["end"])
+    view.closing = True  # the timer of the phase to come: this one is over
 
 
 def _on_reset_timer(view: MarketView, data: dict[str, Any]) -> None:
     view.deadline_ms = None
+    view.closing = True
 
 
 def _on_declarations(view: MarketView, data: dict[str, Any]) -> None:

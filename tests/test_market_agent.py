@@ -598,3 +598,22 @@ def test_model_answers_are_checked_fed_back_and_retried(tmp_path):
     assert "not the string" in last[-3]["content"] and "exceeds your uncommitted balance" in last[-1]["content"]
     records = [r for r in read_transcript(tmp_path / "t.jsonl") if r.get("kind") == "model-call"]
     assert [("error" in r) for r in records] == [True, True, False]
+
+
+def test_nothing_is_due_or_sent_once_the_phase_timer_is_over(recorded):
+    """Between the market's reset-timer and the next phase-transition (the exit events, the next phase's
+    set-timer) the real server is no longer in the market: an order sent then met phase 7's handler on the real
+    server ("could not find an handler for post-order"). The view marks the phase as closing."""
+    game = recorded["harberger-12"]
+    seen = []
+
+    def check(view, frame):
+        if view.phase == 6 and view.closing:
+            seen.append(frame.get("eventType") or frame.get("type"))
+            assert market_action_due(view) is None
+            with pytest.raises(ActionError, match="has ended"):
+                validate_market_action(order(view.current.signals[0] // 2), view, TRADE)
+    opened = []
+    replay(game, "7", on_recv=check, on_send=lambda view, message, note: opened.append(view.closing))
+    assert "phase-transition" in seen  # the transition to phase 7 came while the view knew phase 6 was over
+    assert opened and not any(opened)  # the recorded player sent everything while its phase was open
