@@ -15,7 +15,8 @@ from typing import Any
 
 from lib import decisions
 from lib.agent import AgentSettings
-from lib.game import CONDITIONS, GameParams
+from lib.createparams import ROW_TYPES
+from lib.game import CONDITIONS, GameParams, parse_parameters
 from lib.ibexapi import IbexApi
 from lib.marketagent import BaselineMarketPolicy, MarketAgent
 from lib.marketgames import FUTARCHY, round_profit
@@ -28,6 +29,38 @@ SEATS = 12
 # The real server's web UI defaults for phases 0..9 (seconds; phase 0 waits for the players).
 UI_TIMERS = (None, 15, 90, 120, 3, 3, 270, 60, 90, 15)
 CONDITION_NAMES = {c["id"]: c["name"] for c in CONDITIONS}
+
+
+def ui_parameters(game_type: str) -> dict[str, Any]:
+    """The real server's web UI defaults for a market game (my-app/src/assets/harberger.json), flat, as a game log
+    names them; lib.createparams.nested_payload turns them into create-for-llm's gameParameters."""
+    flat: dict[str, Any] = {
+        "game_type": game_type, "session_number": 1, "round_count": 1, "practice_round": True,
+        "minutes_for_trading": 10, "minutes_for_sniping": 2, "tax_rate_initial": 1, "tax_rate_final": 33,
+        "signal_low": 0.95, "signal_high": 1.05, "generate_signals": False, "agents_only": False,
+        "speculators_count": 6, "speculator_balance": 50000, "speculator_shares": 5, "max_lot_purchases": 3,
+        "cash_for_snipers": 250000, "speculators_base_points": 400000, "speculators_reward_scale_factor": 20000,
+        "developers_count": 1, "developer_balance": 300000, "developer_shares": 30, "developers_base_points": 0,
+        "developers_reward_scale_factor": 50000, "owners_count": 5, "owner_balance": 60000, "owner_shares": 6,
+        "owners_base_points": 200000, "owners_reward_scale_factor": 20000, "seconds_for_deliberation": 30,
+        "show_up_fee": 5,
+    }
+    ranges = {"developer": ((200000, 350000, 500000), (500000, 1150000, 2750000), (1500000, 1750000, 2000000)),
+              "owner": ((350000, 425000, 600000), (150000, 275000, 350000), (100000, 150000, 200000))}
+    for who, conditions in ranges.items():
+        for cond, edges in zip(("no_project", "project_a", "project_b"), conditions, strict=True):
+            for edge, value in zip(("low", "fixed", "high"), edges, strict=True):
+                flat[f"{who}_{cond}_{edge}"] = value
+    for phase, seconds in enumerate(UI_TIMERS):
+        flat[f"timer_phase_{phase}"] = seconds
+    return flat
+
+
+def typed_parameters(flat: dict[str, Any]) -> GameParams:
+    """GameParams of flat parameters as the server stores them (lib.createparams's row types)."""
+    rows = [{"key": key, "type": ROW_TYPES[key], "value": str(v).lower() if isinstance(v, bool) else str(v)}
+            for key, v in flat.items() if v is not None and key in ROW_TYPES]
+    return parse_parameters(rows)
 
 
 class MarketPlayError(ValueError):

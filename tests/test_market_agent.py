@@ -617,3 +617,19 @@ def test_nothing_is_due_or_sent_once_the_phase_timer_is_over(recorded):
     replay(game, "7", on_recv=check, on_send=lambda view, message, note: opened.append(view.closing))
     assert "phase-transition" in seen  # the transition to phase 7 came while the view knew phase 6 was over
     assert opened and not any(opened)  # the recorded player sent everything while its phase was open
+
+
+def test_the_ui_defaults_are_the_payload_the_real_server_was_recorded_with():
+    """lib.marketplay's flat UI defaults make, through lib.createparams, the nested gameParameters that
+    tests/fixtures/record_market_probes.py sent to the real server (timers, rounds and practice aside)."""
+    from lib.createparams import nested_payload
+    from lib.marketplay import typed_parameters, ui_parameters
+    from tests.fixtures.record_market_probes import payload
+
+    for game_type in ("harberger", "futarchy"):
+        ours, recorded = nested_payload(ui_parameters(game_type)), payload(game_type)
+        for key in ("timers", "round_count", "practice"):
+            ours.pop(key), recorded.pop(key)
+        assert ours == recorded
+        params = typed_parameters(ui_parameters(game_type))
+        assert params.game_type == game_type and params.timer(6) == 270 and params.timer(0) is None
