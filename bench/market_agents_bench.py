@@ -5,7 +5,7 @@ IBEX server, 12 agents each.
     .venv/bin/python bench/market_agents_bench.py                          # K = 10 (120 agents), then 50 (600)
     .venv/bin/python bench/market_agents_bench.py --games 2 --game-type futarchy
 
-Needs the local server to play the market games. The server runs in its own process (as in agents_bench.py), so
+The server runs in its own process (as in agents_bench.py), so
 this process holds only the agents and its CPU time is theirs; the baseline policy answers at once. Printed per K:
 
 - overhead, event to action: from the moment an agent reads the phase-transition that makes a declaration or a

@@ -2,16 +2,12 @@
 anything out of range or out of turn with an error frame, so an invalid frame shows up in the transcripts): the
 baseline, a model through the real openai SDK against the fake OpenAI server (valid, invalid and slow answers),
 the round-start ready race, and a connection cut during the market. And `handler.py --local --game-type`.
-
-These need the local server to play the market games (lib/localserver_market.py, issue #16); until it is there
-they are skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
-import importlib.util
 import json
 import subprocess
 import sys
@@ -20,20 +16,17 @@ from typing import Any
 
 import pytest
 
-if importlib.util.find_spec("lib.localserver_market") is None:  # present but broken: fail, do not skip
-    pytest.skip("the local server does not play the market games yet", allow_module_level=True)
-
-from lib.agent import AgentSettings  # noqa: E402
-from lib.decisions import DecisionLog  # noqa: E402
-from lib.ibexapi import IbexApi  # noqa: E402
-from lib.localserver import LocalServer  # noqa: E402
-from lib.marketagent import BaselineMarketPolicy, MarketAgent  # noqa: E402
-from lib.marketgames import round_profit  # noqa: E402
-from lib.marketllm import MarketLLMPolicy  # noqa: E402
-from lib.marketpolicy import MarketBaseline  # noqa: E402
-from lib.transcript import Transcript, read_transcript  # noqa: E402
-from tests.fakeopenai import FakeOpenAI  # noqa: E402
-from tests.tlsproxy import Proxy  # noqa: E402
+from lib.agent import AgentSettings
+from lib.decisions import DecisionLog
+from lib.ibexapi import IbexApi
+from lib.localserver import LocalServer
+from lib.marketagent import BaselineMarketPolicy, MarketAgent
+from lib.marketgames import round_profit
+from lib.marketllm import MarketLLMPolicy
+from lib.marketpolicy import MarketBaseline
+from lib.transcript import Transcript, read_transcript
+from tests.fakeopenai import FakeOpenAI
+from tests.tlsproxy import Proxy
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSIONS = Path(__file__).parent / "fixtures" / "market_sessions.json"
