@@ -342,15 +342,15 @@ def new_record(old: dict, job: Any, files: dict[str, dict | None], **extra: Any)
     }
 
 
-def succeeded_on(record: dict, train_sha: str, model: str) -> dict | None:
-    """A succeeded job in the record (current or history) that trained `model` on exactly this training data
-    at this endpoint, as its history summary; None when there is none."""
+def succeeded_on(record: dict, train_sha: str) -> dict | None:
+    """A succeeded job in the record (current or history) that trained on exactly this training data at this
+    endpoint, whatever its base model, as its history summary; None when there is none. Another base model on the
+    same data is a deliberate experiment, which --force says."""
     jobs = [_job_summary(record)] if record.get("job_id") else []
     jobs += [job for job in record.get("history", []) if isinstance(job, dict)]
     for job in reversed(jobs):
         if (job.get("status") == "succeeded" and job.get("kind", "openai") == "openai"
-                and job.get("training_sha256") == train_sha
-                and job.get("base_model") == model and job.get("base_url") in (None, endpoint())):
+                and job.get("training_sha256") == train_sha and job.get("base_url") in (None, endpoint())):
             return job
     return None
 
@@ -368,11 +368,12 @@ def start(args: argparse.Namespace) -> int:
                     f"follow it with python finetune.py --follow, cancel it with --cancel "
                     f"{old['job_id']}, or pass --force to start another", EXIT_USAGE)
     train_sha = jobrecord.sha256_file(train)
-    done = succeeded_on(old, train_sha, args.model)
+    done = succeeded_on(old, train_sha)
     if done is not None and not args.force:
-        raise Fatal(f"{train} (sha256 {train_sha[:12]}...) already trained {args.model} in job {done.get('job_id')}"
-                    f", recorded in {args.record}: its model is {done.get('fine_tuned_model')}; pass --force to "
-                    "pay for another job on the same data", EXIT_USAGE)
+        raise Fatal(f"{train} (sha256 {train_sha[:12]}...) already trained {done.get('base_model')} in job "
+                    f"{done.get('job_id')}, recorded in {args.record}: its model is {done.get('fine_tuned_model')}; "
+                    "pass --force to pay for another job on the same data (with this or another base model)",
+                    EXIT_USAGE)
     client = make_client(args)
     uploads = old.setdefault("uploads", {})
     train_id = upload_once(client, train, train_sha, uploads)

@@ -193,7 +193,7 @@ def test_previous_jobs_move_to_history(env, data_dir, capsys):
     assert second["history"][-1]["fine_tuned_model"] == first["fine_tuned_model"]
 
 
-def test_refuses_a_second_paid_job_on_data_that_already_trained_the_same_model(env, data_dir, capsys):
+def test_refuses_a_second_paid_job_on_data_that_already_trained_a_model(env, data_dir, capsys):
     assert run(capsys, "--data-dir", data_dir)[0] == 0
     first = record_of(data_dir)
     calls = len(env.calls)
@@ -204,8 +204,11 @@ def test_refuses_a_second_paid_job_on_data_that_already_trained_the_same_model(e
     assert first["job_id"] in err and first["fine_tuned_model"] in err and "--force" in err
     assert len(env.calls) == calls, "nothing uploaded, no job started"
     assert record_of(data_dir) == first
-    # Another base model is another experiment; so is the same model after the record moved on (history).
-    assert run(capsys, "--data-dir", data_dir, "--model", "gpt-4o-mini-2024-07-18")[0] == 0
+    # Another base model on the same data is refused too (the issue: a dataset whose sha256 already trained), and
+    # so is the same data once the succeeded job has moved into the record's history; --force is the deliberate way.
+    code, _, err = run(capsys, "--data-dir", data_dir, "--model", "gpt-4o-mini-2024-07-18")
+    assert code == 2 and first["base_model"] in err and "--force" in err
+    assert run(capsys, "--data-dir", data_dir, "--model", "gpt-4o-mini-2024-07-18", "--force")[0] == 0
     assert run(capsys, "--data-dir", data_dir)[0] == 2
     assert run(capsys, "--data-dir", data_dir, "--force")[0] == 0
     assert len(env.calls_to("POST", "/fine_tuning/jobs")) == 3
