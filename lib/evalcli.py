@@ -316,6 +316,9 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
         evaluated = read_set(path, jobrecord.sha256_file(path))
     except SetError as exc:
         raise EvalError(str(exc), EXIT_USAGE) from None
+    if any(e.market for e in evaluated.examples):
+        raise EvalError(f"{path}: holds Harberger or futarchy examples, which --evaluate does not score yet",
+                        EXIT_USAGE)
     ctx = Context(args, env, evaluated, args.data_dir)
     if args.policies is None and not training_set_path(args, path).is_file():
         print(f"note: no training set {training_set_path(args, path)} to fit on: fitted is not evaluated",
