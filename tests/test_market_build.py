@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lib import evalcli
 from lib.dataset import BuildOptions, build_dataset
 from lib.marketactions import build_market_action_required
 from lib.marketdataset import KINDS, market_examples
@@ -104,3 +105,58 @@ def test_constructdataset_takes_market_logs(tmp_path, market_dir):
     assert "2 log file(s): 2 used, 0 unusable" in proc.stdout
     assert "speculator: " in proc.stdout and "declare" in proc.stdout
     assert "only voting" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- finetune.py --evaluate on sets holding market examples -----------------------------------------------------
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PYTHON_DOTENV_DISABLED", "1")
+
+
+def test_evaluate_scores_the_market_examples_apart_and_says_what_it_does_not_score(tmp_path, market_dir, logs,
+                                                                                   capsys, no_model):
+    import finetune
+
+    out = tmp_path / "out"
+    build([VOTING_LOGS, market_dir], out, validation_fraction=0.5)
+    evalset = read_set(out / "validation_set.jsonl",
+                       hashlib.sha256((out / "validation_set.jsonl").read_bytes()).hexdigest())
+    market = [e for e in evalset.examples if e.market]
+    voting = [e for e in evalset.examples if not e.market]
+    assert market and voting  # the split put a market game and voting games into validation
+
+    code = finetune.main(["--evaluate", "--data-dir", str(out), "--policies", "baseline,fitted"])
+    printed = capsys.readouterr().out
+    report = json.loads((out / "evaluation_report.json").read_text())
+
+    assert code == 0
+    assert report["dataset"]["examples"] == len(evalset.examples)
+    assert sum(s["n"] for s in report["policies"]["baseline"].values()) == len(voting)  # voting scores: voting only
+    section = report["market"]
+    assert section["examples"] == len(market) and set(section["policies"]) == {"baseline"}
+    expected = score_market([e.market_example() for e in market], MarketBaseline(seed=0).decide)
+    expected.pop("not_scored")
+    assert section["policies"]["baseline"] == json.loads(json.dumps(evalcli._clean(expected)))  # as the report rounds
+    assert any(reason.startswith("cancel-order") for reason in section["not_scored"])
+    assert any(reason.startswith("policy fitted: no market version") for reason in section["not_scored"])
+    assert f"market decisions (n={len(market)}" in printed and "not scored: cancel-order" in printed
+    assert (out / "evaluation.png").is_file()
+
+
+def test_evaluate_on_a_market_only_set_writes_the_report_without_a_picture(tmp_path, market_dir, capsys, no_model):
+    import finetune
+
+    out = tmp_path / "out"
+    build([market_dir], out, validation_fraction=0.5)
+
+    code = finetune.main(["--evaluate", "--data-dir", str(out), "--policies", "baseline"])
+    printed = capsys.readouterr().out
+
+    assert code == 0
+    report = json.loads((out / "evaluation_report.json").read_text())
+    assert report["market"]["policies"]["baseline"]["declare"]["n"] > 0
+    assert "no voting decision, so no picture" in printed and not (out / "evaluation.png").exists()
