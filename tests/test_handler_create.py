@@ -116,6 +116,27 @@ def test_create_agents_only_with_a_harberger_params_file_plays_its_twelve_seats(
     assert market_actions(recorded) == ({1, 2, 3, 4, 5, 6}, set(range(7, 13)))
 
 
+def test_create_agents_only_market_game_is_played_by_this_process_as_the_servers_agent_manager(tmp_path):
+    port = free_port()
+
+    async def scenario():
+        async with LocalServer(records_dir=tmp_path / "records", admin_password="admin-secret-pw",
+                               sessions=MARKET_SESSIONS, strict=True, agent_manager=f"127.0.0.1:{port}") as server:
+            handler = await Handler.start(tmp_path, env_for(server, AGENT_MANAGER_PORT=str(port)), "--create",
+                                          "--agents-only", "--game-type", "harberger", "--policy", "baseline",
+                                          "--rounds", "1", "--no-practice", "--timer-scale", "0.01")
+            code = await handler.finish()
+            return code, handler, await server.wait_game_over(1, 10)
+
+    code, handler, recorded = run(scenario())
+
+    assert code == 0, handler.stderr
+    assert f"agent manager for this game listening on http://127.0.0.1:{port}" in handler.out
+    assert "created agents-only game 1: harberger, 1 round" in handler.out and "game 1: 12 agents" in handler.out
+    assert {row["key"]: row["value"] for row in recorded["parameters"]}["agents_only"] == "true"
+    assert market_actions(recorded) == ({1, 2, 3, 4, 5, 6}, set(range(7, 13)))
+
+
 @pytest.mark.parametrize(
     ("args", "params", "message"),
     [
