@@ -383,7 +383,8 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
                                "examples are scored under 'market' (lib/marketevaluate.py)")
     write_outputs(args.data_dir, _clean(report), evaluated, decisions, scores, refs, ctx)
     print(f"Evaluated on {evaluated.path}: {len(evaluated.examples)} decisions from {len(evaluated.games)} game(s) "
-          f"({', '.join(evaluated.games)}), sha256 {evaluated.sha256[:12]}")
+          f"({', '.join(evaluated.games)}), sha256 {evaluated.sha256[:12]}"
+          + (f"; and {len(market)} market decisions, scored apart below" if market else ""))
     print(evaluate.format_table(scores, refs))
     if market:
         print(market_table(report["market"]))
