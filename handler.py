@@ -3,8 +3,9 @@
     python handler.py --local                      offline demo: a local IBEX server, one game, six agents
     python handler.py --game ID [--players N] [--recovery CODE ...]
                                                    join an existing game on the IBEX server
-    python handler.py --create [--agents-only] [--params FILE] [--players N] [--rounds N] [--no-practice]
-                               [--timer-scale X]   create a game with create-for-llm, then play it
+    python handler.py --create [--game-type harberger|futarchy] [--agents-only] [--params FILE] [--players N]
+                               [--rounds N] [--no-practice] [--timer-scale X]
+                                                   create a game with create-for-llm, then play it
     python handler.py --serve                      the agent manager for agents-only games (serverStarter.sh)
 
 --local starts lib.localserver in this process, creates a game, runs six agents (lib.agent) to game-over, writes
@@ -17,8 +18,10 @@ default to the local ports. --game takes the given recovery codes first (a code 
 seat after a crash) and fetches fresh ones with get-recovery for the other seats it should fill (--players N;
 by default every free seat, or only the given codes); seats left over stay free for humans. The codes of a run
 are kept in logs/<run>/seats.json (private file) to resume it. --create needs IBEX_USERNAME and IBEX_PASSWORD;
-its parameters are the real server's defaults with --params FILE and --rounds, --practice/--no-practice and
---timer-scale on top, sent in the nested form the server reads (lib/play.py, lib/createparams.py). With --agents-only
+its parameters are the real server's defaults (its web UI's for the game type: --game-type, or the game_type of
+--params; voting without either) with --params FILE and --rounds, --practice/--no-practice and --timer-scale on
+top, sent in the nested form the server reads (lib/play.py, lib/createparams.py); a market game gets twelve agents,
+one per seat, by default. With --agents-only
 the server asks an agent manager for the agents: this process is that manager for its game when nobody else
 listens on AGENT_MANAGER_HOST:AGENT_MANAGER_PORT, and plays the game itself when the server's call fails.
 --serve listens there (default 127.0.0.1:10341) for the server's POST /spawn-agents, answers at once and plays
@@ -75,13 +78,16 @@ from lib.ibexapi import IbexApi, IbexApiError
 from lib.jobrecord import DEFAULT_RECORD_PATH, JobRecordError, resolve_model
 from lib.llm import DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_RETRIES, LLMPolicy, PreflightError
 from lib.play import (
+    MAX_PLAYERS,
     NOT_STARTED_WAIT,
     PlayError,
     Seat,
     ServerUrls,
     game_type_of,
+    last_phase,
     load_game_parameters,
     prepare_seats,
+    seats_of,
     server_urls,
 )
 from lib.policy import BaselinePolicy, Policy
@@ -102,6 +108,7 @@ DEFAULT_SCALE = {"baseline": 0.02, "fitted": 0.02, "llm": 0.25}
 MAX_SAFETY_MARGIN = 2.0  # seconds, for real timers; scaled-down timers get a quarter of their shortest action phase
 JOIN_TIMEOUT = 10.0
 ACTION_PHASES = (3, 4, 6)
+MARKET_ACTION_PHASES = (2, 3, 6, 7, 8)  # declarations, snipes, the market
 # Transcripts reach the OS line by line unless --transcript-batch asks for batches (hundreds of agents in one
 # process: the writes then leave the path from frame to answer; a SIGKILL loses at most that many seconds).
 DEFAULT_TRANSCRIPT_BATCH = 0.0
@@ -136,7 +143,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help=f"REST base URL (default $IBEX_API_URL, else {DEFAULT_API_URL})")
     real.add_argument("--players", type=int, metavar="N",
                       help="seats to fill (--game: default every free seat, or only the --recovery codes; "
-                           "--create: default 6); the others stay free for humans")
+                           "--create: default all, 6 in a voting game, 12 in a market game); the others stay free "
+                           "for humans")
     real.add_argument("--recovery", nargs="+", action="extend", default=[], metavar="CODE",
                       help="--game: recovery codes to play with; a code the server knows resumes its seat")
     real.add_argument("--params", type=Path, metavar="FILE",
@@ -161,8 +169,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="multiply the real server's phase timers by this (--local: default "
                              f"{DEFAULT_SCALE['baseline']} with the baseline, {DEFAULT_SCALE['llm']} with a model; "
                              "--create: the --params file's timers, rounded to whole seconds, default 1)")
-    parser.add_argument("--game-type", choices=("voting", "harberger", "futarchy"), default="voting",
-                        help="--local: the game to play (default voting; harberger and futarchy: 12 agents)")
+    parser.add_argument("--game-type", choices=("voting", "harberger", "futarchy"),
+                        help="--local, --create: the game to play (default voting, or for --create the game_type of "
+                             "--params; harberger and futarchy: 12 agents)")
     parser.add_argument("--chat", action="store_true", help="let the agents talk in the chat phases 2 and 5")
     parser.add_argument("--safety-margin", type=float,
                         help="seconds before a phase deadline by which every action is out; a fallback action goes "
@@ -201,8 +210,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--params and --agents-only work with --create only")
     if args.players is not None and args.game is None and not args.create:
         parser.error("--players works with --game and --create only")
-    if args.players is not None and not 1 <= args.players <= SEATS:
-        parser.error(f"--players must be from 1 to {SEATS}, got {args.players}")
+    if args.players is not None and not 1 <= args.players <= MAX_PLAYERS:
+        parser.error(f"--players must be from 1 to {MAX_PLAYERS}, got {args.players}")
     if args.agents_only and args.players is not None:
         parser.error("--players does not go with --agents-only: the server asks for every seat")
     if not (args.local or args.create) and (
@@ -211,13 +220,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                      "and --create only")
     if args.sessions is not None and not args.local:
         parser.error("--sessions is the local server's private values table: it works with --local only")
-    if args.game_type != "voting" and not args.local:
-        parser.error("--game-type chooses the game of --local; on a real server the game's parameters say it")
-    if args.game_type != "voting" and args.chat:
+    if args.game_type is not None and not (args.local or args.create):
+        parser.error("--game-type chooses the game of --local and --create; in a running game the server says it")
+    if args.game_type in ("harberger", "futarchy") and args.chat:
         parser.error(f"--chat: {args.game_type} has no chat (the server has no chat handler in these games)")
     if args.rounds is not None and args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.local:
+        args.game_type = args.game_type or "voting"
         args.rounds = DEFAULT_ROUNDS if args.rounds is None else args.rounds
         args.practice = True if args.practice is None else args.practice
     if args.timer_scale is not None and args.timer_scale <= 0:
@@ -638,9 +648,11 @@ def _rounds(count: int) -> str:
 
 
 def _describe(params: GameParams, parameters: dict[str, Any]) -> str:
-    """What --create asked the server for: rounds, practice, phase timers, title."""
-    timers = "/".join(f"{params.timer(p):g}" for p in range(1, LAST_PHASE + 1))
-    return (f"{_rounds(params.round_count)}{' after a practice round' if params.practice_round else ''}, "
+    """What --create asked the server for: the game type (other than voting), rounds, practice, phase timers,
+    title."""
+    timers = "/".join(f"{params.timer(p):g}" for p in range(1, last_phase(params) + 1))
+    kind = "" if params.game_type == "voting" else f"{params.game_type}, "
+    return (f"{kind}{_rounds(params.round_count)}{' after a practice round' if params.practice_round else ''}, "
             f"phase timers {timers} s, title {parameters.get('title')!r}")
 
 
@@ -694,10 +706,14 @@ async def play_seats(real: Real, game_id: int, seats: Sequence[Seat], params: Ga
                      compact: bool = False, game_type: str = "voting") -> GameRun:
     """One agent per seat, joined in order, until game-over."""
     args = real.args
+    market = game_type != "voting"
     if args.safety_margin is not None:
         margin = args.safety_margin
+    elif params is None:
+        margin = MAX_SAFETY_MARGIN
     else:
-        margin = default_margin(params) if params is not None else MAX_SAFETY_MARGIN
+        margin = default_margin(params) if not market else min(MAX_SAFETY_MARGIN, min(
+            params.timer(p) or MAX_SAFETY_MARGIN * 4 for p in MARKET_ACTION_PHASES) / 4)
     settings = AgentSettings(chat=args.chat, safety_margin=margin)
     run_dir = args.logs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-game{game_id}"
     seats_file = write_seats_file(run_dir, game_id, seats)
@@ -705,7 +721,6 @@ async def play_seats(real: Real, game_id: int, seats: Sequence[Seat], params: Ga
              + "; ".join(seat.describe() for seat in seats))
     real.say(f"transcripts: {run_dir}/ (decisions table: decisions.csv there; recovery codes to resume: "
              f"{seats_file}, private)")
-    market = game_type != "voting"
     if market:
         from lib import marketplay
 
@@ -770,14 +785,19 @@ async def create_mode(real: Real) -> int:
         raise UsageError(f"missing setting {missing} (the admin account create-for-llm logs in with; set it in .env)")
     try:
         parameters, params = load_game_parameters(args.params, agents_only=args.agents_only, rounds=args.rounds,
-                                                  practice=args.practice, timer_scale=args.timer_scale)
+                                                  practice=args.practice, timer_scale=args.timer_scale,
+                                                  game_type=args.game_type)
     except PlayError as exc:
         raise UsageError(str(exc)) from None
+    if args.players is not None and args.players > seats_of(params):
+        raise UsageError(f"--players {args.players}: a {params.game_type} game has {seats_of(params)} seats")
+    if params.game_type != "voting" and args.chat:
+        raise UsageError(f"--chat: {params.game_type} has no chat (the server has no chat handler in these games)")
     if not args.agents_only:
         created = await real.api.create_for_llm(username, password, parameters)
         real.say(f"created game {created.id}: {_describe(params, parameters)}")
-        seats = await prepare_seats(real.api, created.id, args.players or SEATS, [])
-        return report_game(real, await play_seats(real, created.id, seats, params))
+        seats = await prepare_seats(real.api, created.id, args.players or seats_of(params), [])
+        return report_game(real, await play_seats(real, created.id, seats, params, game_type=params.game_type))
     return await create_agents_only(real, username, password, parameters, params)
 
 
@@ -785,7 +805,7 @@ async def create_agents_only(real: Real, username: str, password: str, parameter
                              params: GameParams) -> int:
     """An agents-only game: the server POSTs /spawn-agents while it creates the game. This process answers that
     call itself when the agent manager's address is free; when another agent manager took the call, that one
-    plays; when the call failed, this process plays the six seats directly."""
+    plays; when the call failed, this process plays every seat directly."""
     host, port = agent_manager_address(real.env)
     loop = asyncio.get_running_loop()
     ours: asyncio.Future[int] = loop.create_future()  # the id create-for-llm answers with
@@ -798,7 +818,7 @@ async def create_agents_only(real: Real, username: str, password: str, parameter
         try:
             seats = [Seat(await real.api.get_recovery(game_id, wait_for_start=NOT_STARTED_WAIT))
                      for _ in range(agents)]
-            result = await play_seats(real, game_id, seats, params)
+            result = await play_seats(real, game_id, seats, params, game_type=params.game_type)
         except Exception as exc:
             if not played.done():
                 played.set_exception(exc)
@@ -819,9 +839,11 @@ async def create_agents_only(real: Real, username: str, password: str, parameter
         ours.set_result(created.id)
         real.say(f"created agents-only game {created.id}: {_describe(params, parameters)}")
         if created.warning:
-            real.say(f"the server could not get agents ({created.warning}); playing its six seats from here")
-            seats = await prepare_seats(real.api, created.id, SEATS, [])
-            return report_game(real, await play_seats(real, created.id, seats, params))
+            count = seats_of(params)
+            real.say(f"the server could not get agents ({created.warning}); playing its "
+                     f"{'six' if count == SEATS else 'twelve'} seats from here")
+            seats = await prepare_seats(real.api, created.id, count, [])
+            return report_game(real, await play_seats(real, created.id, seats, params, game_type=params.game_type))
         if manager is None or not await _spawned(manager, created.id):
             real.say(f"game {created.id} is played by the agent manager the server called, not by this process")
             return 0

@@ -70,10 +70,11 @@ from lib.game import (
     seat_tag,
     winner,
 )
-from lib.ibexlog import MESSAGE, IbexLog, LogError, read_log
+from lib.ibexlog import MESSAGE, IbexLog, LogError, MarketLog, read_log
+from lib.marketdataset import market_examples
 from lib.prompts import system_prompt, user_prompt_lines
 from lib.sessions import SessionsTable
-from lib.sidecar import example_state, header, sidecar_path, state_line
+from lib.sidecar import example_state, header, market_example_state, sidecar_path, state_line
 from lib.text import display_path, printable
 from lib.view import EVENT_HANDLERS, PlayerView, apply_to_all
 
@@ -149,6 +150,8 @@ class GameResult:
     notes: list[str] = field(default_factory=list)
     chat_not_included: int = 0  # chat messages left out because --include-chat was not given
     played_by_agents: str | None = None  # why the log is known to hold no human decisions (lib.ibexlog)
+    game_type: str = "voting"
+    roles: list[str] | None = None  # per example, a market game's role names (a voting seat's role is its number's)
 
     def skip(self, reason: str, action: str, at: tuple[int, dict[str, Any]], detail: str = "") -> None:
         """Count a submission that gives no example; `at` is (index in `log`, entry), described only if sampled."""
@@ -668,6 +671,44 @@ class _Reconstruction:
             self.game.views[seat].apply(_event("round-summary", {"round": self.round, **outcome, "profit": profit}))
 
 
+def market_game_examples(log: MarketLog, *, sessions: SessionsTable | None = None,
+                         sink: Callable[[list[str], list[str]], None] | None = None) -> GameResult:
+    """Every example a Harberger or futarchy log gives (lib.marketdataset: declarations, snipes, orders, cancels),
+    as lines, sidecar states and report numbers like a voting game's. Raises LogError (one line) for a log the
+    market reader cannot use."""
+    source = log.name
+    table = None if sessions is None else [{"id": k, "rounds": v} for k, v in sessions.sessions.items()]
+    try:
+        made = market_examples(log.data, sessions=table)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise LogError(printable(f"{source}: a {log.game_type} game the market reader cannot use: {exc}")) from None
+    if made.game_id is None:
+        raise LogError(f"{source}: no gameId in any client message")
+    result = GameResult(source, made.game_id, "server-log", played_by_agents=log.played_by_agents,
+                        game_type=made.game_type, roles=[])
+    result.values_by_round = dict(made.values_by_round)
+    for reason_action, count in made.skipped.items():
+        reason, _, action = reason_action.rpartition(": ")
+        result.skipped.setdefault(reason, Counter())[action] += count
+    key = str(made.game_id)
+    for example in made.examples:
+        system, user, answer = (m["content"] for m in example.messages)
+        assistant = printable(answer)
+        user_lines = user.split("\n")
+        tokens = ftcheck.chat_example_tokens(system, user_lines, assistant)
+        result.lines.append(_example_line(system, user, assistant))
+        result.states.append(state_line(market_example_state(key, example)))
+        if sink is not None and len(result.lines) >= LINES_PER_SINK_CALL:
+            sink(result.lines, result.states)
+            result.lines, result.states = [], []
+        result.meta.append((example.seat, example.action_type, example.values_source))
+        assert result.roles is not None
+        result.roles.append(ROLE_NAMES[example.role])
+        result.tokens.append(tokens[0])
+        result.check.add_chat(system, user, assistant, tokens)
+    return result
+
+
 def game_examples(log: IbexLog, *, sessions: SessionsTable | None = None, include_chat: bool = False,
                   sink: Callable[[list[str], list[str]], None] | None = None) -> GameResult:
     """Every example one game gives, in the order the decisions were made. With `sink`, the lines and their states
@@ -769,7 +810,10 @@ def _build(path: Path, sessions: SessionsTable | None, include_chat: bool,
            sink: Callable[[list[str], list[str]], None] | None = None) -> _FileOutcome:
     name = display_path(path)
     try:
-        log = read_log(path)
+        try:
+            log = read_log(path)
+        except MarketLog as market:
+            return _FileOutcome(name, result=market_game_examples(market, sessions=sessions, sink=sink))
         return _FileOutcome(name, result=game_examples(log, sessions=sessions, include_chat=include_chat,
                                                        sink=sink))
     except OSError:  # writing to the spool (a full disk): not this log's fault, and the run cannot go on
@@ -895,8 +939,8 @@ class _Tally:
         roles: Counter[str] = Counter()
         actions: Counter[str] = Counter()
         values: Counter[str] = Counter()
-        for seat, action, values_source in result.meta:
-            role = ROLE_NAMES[seat_role(seat)]
+        for k, (seat, action, values_source) in enumerate(result.meta):
+            role = result.roles[k] if result.roles is not None else ROLE_NAMES[seat_role(seat)]
             roles[role] += 1
             actions[action] += 1
             values[values_source] += 1
@@ -926,6 +970,7 @@ class _Tally:
             "values_by_round": {str(r): s for r, s in sorted(result.values_by_round.items())},
             "skipped": {reason: sum(c.values()) for reason, c in result.skipped.items()},
             "notes": result.notes,
+            **({"game_type": result.game_type} if result.game_type != "voting" else {}),
         })
 
 
@@ -970,7 +1015,7 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
         temps += [path for pair in spool_paths for path in pair]
         # Per usable file: game key, where its lines are in the spools, its examples' tokens and the checks of
         # its lines (small: a few numbers per example).
-        games: list[tuple[str, tuple[int, int, int, int, int], array[int], ftcheck.LinesCheck]] = []
+        games: list[tuple[str, tuple[int, int, int, int, int], array[int], ftcheck.LinesCheck, str]] = []
         for done, outcome in enumerate(_outcomes(paths, options.sessions, options.include_chat, spool_paths), 1):
             if outcome.error is not None:
                 errors.append(outcome.error)
@@ -980,11 +1025,11 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
                 result = outcome.result
                 key = str(result.game_id)
                 tally.add(result, key)
-                games.append((key, outcome.spooled, result.tokens, result.check))
+                games.append((key, outcome.spooled, result.tokens, result.check, result.game_type))
             if progress:
                 progress(done, len(paths))
         timings = {"read_build_and_check_examples": time.monotonic() - started}
-        validation_games = split_games((k for k, spooled, _, _ in games if spooled[2]), options.validation_fraction,
+        validation_games = split_games((k for k, spooled, *_ in games if spooled[2]), options.validation_fraction,
                                        options.seed)
         train_path, val_path = _tmp_in(out, "training_set"), _tmp_in(out, "validation_set")
         state_bodies = {"training": _tmp_in(out, "training_state"), "validation": _tmp_in(out, "validation_state")}
@@ -993,13 +1038,16 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
         counts = {"training": 0, "validation": 0}
         tokens = {"training": array("l"), "validation": array("l")}
         checked: dict[str, list[ftcheck.LinesCheck]] = {"training": [], "validation": []}
+        game_types: dict[str, set[str]] = {"training": set(), "validation": set()}  # the sidecars' headers name them
         with contextlib.ExitStack() as stack:
             spools = [stack.enter_context(lines.open("rb")) for lines, _ in spool_paths]
             state_spools = [stack.enter_context(states.open("rb")) for _, states in spool_paths]
             train, val = stack.enter_context(train_path.open("wb")), stack.enter_context(val_path.open("wb"))
             state_files = {side: stack.enter_context(path.open("wb")) for side, path in state_bodies.items()}
-            for key, (number, offset, length, state_offset, state_length), file_tokens, file_check in games:
+            for key, (number, offset, length, state_offset, state_length), file_tokens, file_check, kind in games:
                 side = "validation" if key in validation_games else "training"
+                if len(file_tokens):
+                    game_types[side].add(kind)
                 spools[number].seek(offset)
                 blob = spools[number].read(length)
                 (val if side == "validation" else train).write(blob)
@@ -1030,7 +1078,8 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
         outputs = {"training": out / TRAINING_FILE, "validation": out / VALIDATION_FILE, "report": out / REPORT_FILE,
                    "training_state": sidecar_path(out / TRAINING_FILE),
                    "validation_state": sidecar_path(out / VALIDATION_FILE)}
-        states = {side: _sidecar(out, state_bodies[side], outputs[side].name, counts[side], digests[side], temps)
+        states = {side: _sidecar(out, state_bodies[side], outputs[side].name, counts[side], digests[side], temps,
+                                 game_types[side])
                   for side in ("training", "validation")}
         if n_examples:  # a run that produced nothing leaves the previous files alone
             os.replace(train_path, outputs["training"])
@@ -1049,12 +1098,13 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
     return BuildResult(report, errors, n_examples, checks_ok, outputs)
 
 
-def _sidecar(out: Path, body: Path, set_name: str, examples: int, digest: Any, temps: list[Path]) -> Path:
+def _sidecar(out: Path, body: Path, set_name: str, examples: int, digest: Any, temps: list[Path],
+             game_types: set[str]) -> Path:
     """A set's state sidecar (lib.sidecar), complete in a temporary file: its header, then the states."""
     path = _tmp_in(out, set_name + ".state")
     temps.append(path)
     with path.open("wb") as f, body.open("rb") as states:
-        f.write((json.dumps(header(set_name, examples, digest.hexdigest())) + "\n").encode("utf-8"))
+        f.write((json.dumps(header(set_name, examples, digest.hexdigest(), game_types)) + "\n").encode("utf-8"))
         while chunk := states.read(1 << 20):
             f.write(chunk)
     return path

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import os
@@ -142,8 +143,9 @@ def make_fitted(ctx: Context) -> EvalPolicy:
     except SetError as exc:
         raise EvalError(f"fitted policy: {exc}", EXIT_USAGE) from None
     ctx.training = training
-    per_game = fitted.fits_for_games(ctx.evaluated.games, training.examples)
-    overall = fitted.fit(training.examples)
+    voting = [e for e in training.examples if not e.market]  # the fitted rules are the voting game's
+    per_game = fitted.fits_for_games(ctx.evaluated.games, voting)
+    overall = fitted.fit(voting)
     source = {"path": str(training.path), "sha256": training.sha256, "games": training.games}
     ctx.saved["fitted"] = (overall, source)
     info = {"training_set": source, "all_training_games": overall.to_dict(),
@@ -316,11 +318,28 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
         evaluated = read_set(path, jobrecord.sha256_file(path))
     except SetError as exc:
         raise EvalError(str(exc), EXIT_USAGE) from None
+    whole = evaluated
+    market = [e for e in evaluated.examples if e.market]
+    if market:  # scored apart (lib.marketevaluate); the voting statistics and the picture cover the voting examples
+        evaluated = dataclasses.replace(evaluated, examples=[e for e in evaluated.examples if not e.market])
     ctx = Context(args, env, evaluated, args.data_dir)
     if args.policies is None and not training_set_path(args, path).is_file():
         print(f"note: no training set {training_set_path(args, path)} to fit on: fitted is not evaluated",
               file=sys.stderr)
         names.remove("fitted")
+    if not evaluated.examples:
+        if args.dry_run:
+            print("dry run: no model called, nothing written")
+            return EXIT_OK
+        market_report = market_section(names, market)
+        report = {"created_at": datetime.now(UTC).isoformat(timespec="seconds"), "dataset": dataset_entry(whole),
+                  "market": market_report}
+        write_report(args.data_dir, _clean(report))
+        print(f"Evaluated on {whole.path}: {len(market)} market decisions from {len(whole.games)} game(s) "
+              f"({', '.join(whole.games)}), sha256 {whole.sha256[:12]}; no voting decision, so no picture")
+        print(market_table(market_report))
+        print(f"Wrote {args.data_dir / REPORT_FILE}")
+        return EXIT_OK
     policies = [POLICIES[name](ctx) for name in names]
 
     for policy in policies:
@@ -357,15 +376,80 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
                   "evaluated humans themselves",
                   "chat is counted, not scored"],
     }
+    if market:
+        report["dataset"] = dataset_entry(whole)
+        report["market"] = market_section(names, market)
+        report["notes"].append("the voting scores, references and the picture cover the voting examples; the market "
+                               "examples are scored under 'market' (lib/marketevaluate.py)")
     write_outputs(args.data_dir, _clean(report), evaluated, decisions, scores, refs, ctx)
     print(f"Evaluated on {evaluated.path}: {len(evaluated.examples)} decisions from {len(evaluated.games)} game(s) "
-          f"({', '.join(evaluated.games)}), sha256 {evaluated.sha256[:12]}")
+          f"({', '.join(evaluated.games)}), sha256 {evaluated.sha256[:12]}"
+          + (f"; and {len(market)} market decisions, scored apart below" if market else ""))
     print(evaluate.format_table(scores, refs))
+    if market:
+        print(market_table(report["market"]))
     if "fitted" in ctx.saved:
         overall = ctx.saved["fitted"][0]
         print(f"fitted on all training games: {overall.params}; saved in {args.data_dir / fitted.PARAMS_FILE}")
     print(f"Wrote {args.data_dir / REPORT_FILE} and {args.data_dir / PICTURE_FILE}")
     return EXIT_OK
+
+
+def market_section(names: list[str], examples: list[Any]) -> dict[str, Any]:
+    """The market examples' scores (lib.marketevaluate.score_market) per policy that has a market version here, and
+    what is not scored."""
+    from lib.marketevaluate import NOT_SCORED, score_market
+    from lib.marketpolicy import MarketBaseline
+
+    per_action: dict[str, int] = {}
+    per_type: dict[str, int] = {}
+    for e in examples:
+        per_action[e.action] = per_action.get(e.action, 0) + 1
+        per_type[e.game_type] = per_type.get(e.game_type, 0) + 1
+    made = [e.market_example() for e in examples]
+    scores, not_scored = {}, list(NOT_SCORED)
+    for name in names:
+        if name == "baseline":
+            scores[name] = score_market(made, MarketBaseline(seed=0).decide)
+            scores[name].pop("not_scored", None)
+        else:
+            not_scored.append(f"policy {name}: no market version in --evaluate yet (only the baseline, "
+                              "lib/marketpolicy.py, is scored on market examples)")
+    return {"examples": len(examples), "per_game_type": per_type, "per_action": per_action, "policies": scores,
+            "not_scored": not_scored}
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def market_table(section: dict[str, Any]) -> str:
+    """The market scores in a few lines per policy."""
+    lines = [f"market decisions (n={section['examples']}: " + ", ".join(
+        f"{a} {n}" for a, n in section["per_action"].items()) + ")"]
+    for name, s in section["policies"].items():
+        d, sn, o = s["declare"], s["done-speculating"], s["post-order"]
+        lines.append(f"  {name}: declarations n={d['n']} (values unknown {d['values_unknown']}), invalid "
+                     f"{d['invalid']}, mean error {_pct(d['mean_rel_error'])} of the true value, shading human "
+                     f"{_pct(d['human_shading'])} / policy {_pct(d['policy_shading'])}")
+        lines.append(f"  {name}: snipes n={sn['n']}, invalid {sn['invalid']}, agreement {_pct(sn['agreement'])} "
+                     f"of {sn['choices']} choices, snipe rate human {_pct(sn['human_snipe_rate'])} / policy "
+                     f"{_pct(sn['policy_snipe_rate'])}")
+        lines.append(f"  {name}: orders n={o['n']}, invalid {o['invalid']}, same side {_pct(o['same_side'])}, mean "
+                     f"price error {_pct(o['mean_rel_price_error'])} of the signal")
+    lines += [f"  not scored: {reason}" for reason in section["not_scored"]]
+    return "\n".join(lines)
+
+
+def write_report(out: Path, report: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / REPORT_FILE
+    temp = _atomic_temp(path)
+    try:
+        temp.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def write_outputs(out: Path, report: dict[str, Any], evaluated: EvalSet, decisions: dict[str, list[Any]],

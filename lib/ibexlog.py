@@ -34,6 +34,16 @@ class LogError(ValueError):
     """A file that is not a usable IBEX log; the message is one line: "path: problem"."""
 
 
+class MarketLog(LogError):
+    """A Harberger or futarchy game's log: not replayed here but by lib.marketdataset, which takes `data` (the
+    decoded log) as it is. The message is the one a reader of voting logs only gives."""
+
+    def __init__(self, message: str, source: str, data: dict[str, Any], game_type: str,
+                 played_by_agents: str | None) -> None:
+        super().__init__(message)
+        self.name, self.data, self.game_type, self.played_by_agents = source, data, game_type, played_by_agents
+
+
 @dataclass(frozen=True)
 class IbexLog:
     source: str  # the path it was read from, for messages
@@ -143,8 +153,13 @@ def parse_log(data: Any, source: str = "<log>") -> IbexLog:
         raise LogError(f"{source}: not an IBEX log (no {' or '.join(repr(k) for k in missing)})")
     try:
         params = parse_parameters(data["parameters"], where="parameters")
+        if params.game_type in ("harberger", "futarchy"):
+            raise MarketLog(f"{source}: a {params.game_type!r} game; this reader takes voting games (lib."
+                            "marketdataset reads market games)", source, data, params.game_type,
+                            _played_by_agents(data, params))
         if params.game_type != "voting":
-            raise LogError(f"{source}: a {params.game_type!r} game; only voting games can be used")
+            raise LogError(f"{source}: a {params.game_type!r} game; only voting, harberger and futarchy games can "
+                           "be used")
         params.round_count  # noqa: B018 - required: replay needs the number of rounds
     except ParamError as exc:
         raise LogError(f"{source}: {exc}") from None

@@ -152,9 +152,14 @@ def market_agents(ws_url: str, game_id: int, seats: Any, policy: Any, transcript
     """One MarketAgent per seat of a game on a real server (handler.py --game and --serve); the game type None:
     learnt from the game's events."""
     market = market_policy(policy, seed)
+    pacing: dict[str, float] = {}
+    market_seconds = params.timer(6) if params is not None else None
+    if market_seconds:  # a short market (a created game's scaled timers) is paced as --local paces it
+        pacing = {"trade_interval": min(5.0, max(0.05, market_seconds / 40)),
+                  "trade_seconds": min(20.0, max(0.5, market_seconds / 4))}
     return [MarketAgent(ws_url, game_id, seat.recovery, market, transcripts[k], params=params, settings=settings,
                         name=f"agent{k + 1}", api=api, resume=seat.resumes is not None, decision_log=log,
-                        on_phase=on_phase, game_type=game_type, baseline=MarketBaseline(seed=seed))
+                        on_phase=on_phase, game_type=game_type, baseline=MarketBaseline(seed=seed), **pacing)
             for k, seat in enumerate(seats)]
 
 

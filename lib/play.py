@@ -24,9 +24,11 @@ from typing import Any
 
 from lib import localserver_js as js
 from lib.createparams import LOG_ONLY_KEYS, ROW_TYPES, nested_payload
-from lib.game import LAST_PHASE, SEATS, GameParams, ParamError, parameters_from_dict, parse_parameters
+from lib.game import LAST_PHASE, MAX_ROUND_COUNT, SEATS, GameParams, ParamError, parameters_from_dict, parse_parameters
 from lib.ibexapi import GameNotFound, IbexApi, short
 
+MARKET_SEATS = 12  # Harberger and futarchy: 5 owners, the developer, 6 speculators
+MARKET_LAST_PHASE = 9
 NOT_STARTED_WAIT = 10.0  # seconds get-recovery may answer "not started" before a game counts as missing
 
 
@@ -58,13 +60,15 @@ def server_urls(env: Mapping[str, str], ws_url: str | None = None, api_url: str 
 
 
 def create_payload(source: Mapping[str, Any] | list[Any] | None = None, where: str = "gameParameters",
-                   title: str | None = None) -> tuple[dict[str, Any], GameParams]:
+                   title: str | None = None, game_type: str | None = None) -> tuple[dict[str, Any], GameParams]:
     """(the nested gameParameters for create-for-llm, the same parameters typed).
 
-    `source` overrides the real server's defaults (lib.game.DEFAULT_PARAMETERS: what its web UI sends for a voting
-    game): flat parameter names {"round_count": 3, "timer_phase_3": 60, "title": "..."} as in a log, or a recorded
-    log's [{"key", "type", "value"}, ...] list (its two simulation_* rows, written at game-over, are not parameters
-    and are dropped). A name createGame does not read is an error: the server would ignore it.
+    `source` overrides the real server's defaults, what its web UI sends for the game type (lib.game.
+    DEFAULT_PARAMETERS for voting, lib.marketplay.ui_parameters for harberger and futarchy): flat parameter names
+    {"round_count": 3, "timer_phase_3": 60, "title": "..."} as in a log, or a recorded log's [{"key", "type",
+    "value"}, ...] list (its two simulation_* rows, written at game-over, are not parameters and are dropped). The
+    game type is the source's `game_type`, else `game_type`, else voting; the two disagreeing is an error. A name
+    createGame does not read is an error: the server would ignore it.
     """
     overrides: dict[str, Any]
     try:
@@ -87,20 +91,53 @@ def create_payload(source: Mapping[str, Any] | list[Any] | None = None, where: s
         if unknown:
             raise PlayError(f"{where}: {', '.join(map(repr, unknown))}: not a parameter create-for-llm sets (the "
                             "server would ignore it; the names are those of lib/createparams.py)")
+        kind = _game_type(overrides.get("game_type", game_type or "voting"), where)
+        if game_type is not None and kind != game_type:
+            raise PlayError(f"{where}: game_type {kind!r} disagrees with --game-type {game_type}")
+        overrides["game_type"] = kind
+        if kind != "voting":
+            overrides = {**market_defaults(kind), **overrides}
         params = parameters_from_dict(overrides, where)
     except ParamError as exc:
         raise PlayError(str(exc)) from None
     return nested_payload(params.values, title), params
 
 
+GAME_TYPES = ("voting", "harberger", "futarchy")
+
+
+def _game_type(value: Any, where: str) -> str:
+    if value not in GAME_TYPES:
+        raise PlayError(f"{where}: game_type {value!r} is not supported (voting, harberger or futarchy)"[:300])
+    return str(value)
+
+
+def market_defaults(game_type: str) -> dict[str, Any]:
+    """The web UI's defaults for a market game, flat (its phase 0 has no timer: the UI sends none)."""
+    from lib.marketplay import ui_parameters  # the market agents' module: loaded only for a market game
+
+    return {key: value for key, value in ui_parameters(game_type).items() if value is not None}
+
+
+def last_phase(params: GameParams) -> int:
+    """The last phase with a timer: 7 in the voting game, 9 in the market games."""
+    return LAST_PHASE if params.game_type == "voting" else MARKET_LAST_PHASE
+
+
+def seats_of(params: GameParams) -> int:
+    return SEATS if params.game_type == "voting" else MARKET_SEATS
+
+
 def load_game_parameters(path: Path | None, *, agents_only: bool, rounds: int | None = None,
                          practice: bool | None = None, timer_scale: float | None = None,
-                         title: str | None = None) -> tuple[dict[str, Any], GameParams]:
+                         title: str | None = None, game_type: str | None = None) -> tuple[dict[str, Any], GameParams]:
     """(the nested gameParameters to send, the same typed) for `handler.py --create`.
 
     The file (JSON, see create_payload) overrides the defaults; then --rounds, --practice/--no-practice and
     --timer-scale, with the meaning they have for --local (paid rounds; a practice round 0; the phase timers
     multiplied, here rounded to whole seconds, at least 1); `agents_only` (from --agents-only) comes last. The
+    defaults are those of the game type (`game_type`, from --game-type, or the file's game_type; voting without
+    either). The
     title, unless the file gives one, is new for each run. The result is refused where the real server would
     quietly play another game than the one asked for (see check_for_real_server).
     """
@@ -117,14 +154,14 @@ def load_game_parameters(path: Path | None, *, agents_only: bool, rounds: int | 
         except json.JSONDecodeError as exc:
             raise PlayError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     title = title or f"LLM agents {time.strftime('%Y-%m-%d %H:%M:%S')} {secrets.token_hex(4)}"
-    payload, params = create_payload(source, where, title)
+    payload, params = create_payload(source, where, title, game_type)
     flags: dict[str, Any] = {"agents_only": agents_only}
     if rounds is not None:
         flags["round_count"] = rounds
     if practice is not None:
         flags["practice_round"] = practice
     if timer_scale is not None:
-        for phase in range(1, LAST_PHASE + 1):
+        for phase in range(1, last_phase(params) + 1):
             seconds = params.timer(phase)
             if seconds is not None:
                 flags[f"timer_phase_{phase}"] = max(1, int(seconds * timer_scale + 0.5))  # halves up
@@ -138,15 +175,21 @@ def check_for_real_server(params: GameParams, title: str, where: str) -> None:
     """PlayError where the real server would create a game other than the one asked for, or none.
 
     It keeps only the integer part of a number (parseInt: a 0.5 s timer becomes no timer, and a phase without
-    one never ends), pastes text into SQL (an apostrophe fails, after using a game id), and seats speculators
-    and extra developers that the agents, who play the 6-seat voting game, would not fill.
+    one never ends), pastes text into SQL (an apostrophe fails, after using a game id), and seats roles in numbers
+    the agents do not play: they play the voting game's six seats and the market games' twelve.
     """
-    if params.game_type != "voting":
-        raise PlayError(f"{where}: game_type {params.game_type!r} is not supported (voting only)")
-    for key, wanted in (("developers_count", 1), ("owners_count", 5), ("speculators_count", 0)):
+    if params.game_type == "voting":
+        seats, counts = "the voting game's six seats (one developer, five owners)", (1, 5, 0)
+    else:
+        seats, counts = (f"the {params.game_type} game's twelve seats (one developer, five owners, six "
+                         "speculators)", (1, 5, 6))
+    for key, wanted in zip(("developers_count", "owners_count", "speculators_count"), counts, strict=True):
         if params.get(key) != wanted:
-            raise PlayError(f"{where}: parameter {key!r} must be {wanted}: the agents play the voting game's six "
-                            f"seats (one developer, five owners), got {params.get(key)!r}")
+            raise PlayError(f"{where}: parameter {key!r} must be {wanted}: the agents play {seats}, got "
+                            f"{params.get(key)!r}")
+    if not (isinstance(params.get("round_count"), int) and 1 <= params.get("round_count") <= MAX_ROUND_COUNT):
+        raise PlayError(f"{where}: parameter 'round_count' must be from 1 to {MAX_ROUND_COUNT:,}, got "
+                        f"{params.get('round_count')!r}"[:300])
     for key, value in params.values.items():
         kind = ROW_TYPES[key]
         if kind == "number" and not (isinstance(value, int) and abs(value) < 2**53):
@@ -156,11 +199,12 @@ def check_for_real_server(params: GameParams, title: str, where: str) -> None:
         if "'" in text or len(text) > 256:
             raise PlayError(f"{where}: parameter {key!r} must hold no apostrophe and at most 256 characters (the "
                             "server pastes it into SQL)")
-    for phase in range(1, LAST_PHASE + 1):
+    for phase in range(1, last_phase(params) + 1):
         seconds = params.timer(phase)
         if seconds is None or seconds < 1:
             raise PlayError(f"{where}: parameter 'timer_phase_{phase}' must be at least 1 second (the server runs "
-                            "a phase without a timer when it reads 0, and phases 1, 2, 5 and 7 then never end)")
+                            "a phase without a timer when it reads 0, and a phase only its timer ends then never "
+                            "ends)")
     if "'" in title or len(title) > 64:
         raise PlayError(f"{where}: the title must hold no apostrophe and at most 64 characters (the server pastes "
                         "it into SQL)")
@@ -202,7 +246,6 @@ async def game_type_of(api: IbexApi, game_id: int, code: str) -> str:
     return "market" if (await api.status(game_id, code)).ruleset == "Harberger" else "voting"
 
 
-MARKET_SEATS = 12  # Harberger and futarchy: 5 owners, the developer, 6 speculators
 MAX_PLAYERS = MARKET_SEATS  # a voting game has SEATS: its free seats bound the rest
 
 

@@ -8,20 +8,31 @@ in the same order, so that `finetune.py --evaluate` scores every policy on exact
     training_set.jsonl    -> training_set.state.jsonl
     validation_set.jsonl  -> validation_set.state.jsonl
 
-The first line is a header naming the set it belongs to by name, example count and sha256; every other line is one
-example's state: {"game", "seat", "action", "cap", "view"}. "view" is the decision-relevant part of the player's
+The first line is a header naming the set it belongs to by name, example count and sha256, and the game types its
+examples come from ("voting", or e.g. "voting+harberger"); every other line is one example's state. A voting
+example's: {"game", "seat", "action", "cap", "view"}. A Harberger or futarchy example's (lib/marketdataset.py):
+{"game", "game_type", "seat", "role", "action" (the wire type: declare, done-speculating, post-order,
+cancel-order), "values_source", "state" (its true values, signals, published declarations, wallets and book, which
+lib/marketevaluate.py scores against), "view" (`market_view_state`: the seat's MarketView, its current round whole
+and the earlier rounds' summaries, all the market prompt reads)}. "view" is the decision-relevant part of the player's
 lib.view.PlayerView at the moment the prompt was built (`view_state` / `view_from_state`). A sidecar whose header does
 not match its set's bytes is refused: the evaluation must never pair prompts with another build's states.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lib.actions import SPECS, ActionError, validate_action
+from lib.marketactions import validate_market_action
+from lib.marketdataset import KINDS as MARKET_KINDS
+from lib.marketdataset import MarketExample
+from lib.marketview import MarketRound, MarketView
 
 try:  # one state line per example: orjson writes it five times as fast as json
     import orjson
@@ -31,7 +42,9 @@ from lib.view import PlayerView, RoundRecord
 
 FORMAT = "ibex-decision-state"
 VERSION = 1
-GAME = "voting"  # the game whose views these are; Harberger and futarchy sidecars will name theirs
+GAME = "voting"  # the game whose views a set of voting examples holds
+MARKET_GAMES = ("harberger", "futarchy")
+GAMES = (GAME, *MARKET_GAMES)  # in the order a header names them
 SUFFIX = ".state.jsonl"
 
 _ROUND_FIELDS = ("values", "values_source", "my_request", "offer", "my_vote")
@@ -44,9 +57,12 @@ def sidecar_path(set_path: str | Path) -> Path:
     return path.with_name(stem + SUFFIX)
 
 
-def header(set_name: str, examples: int, sha256: str) -> dict[str, Any]:
-    return {"format": FORMAT, "version": VERSION, "game": GAME, "set": set_name, "examples": examples,
-            "sha256": sha256}
+def header(set_name: str, examples: int, sha256: str, games: Iterable[str] = (GAME,)) -> dict[str, Any]:
+    """The first line of a sidecar; "game" names the game types of its examples (a set of voting examples only, or
+    an empty one, says "voting", as before market examples existed)."""
+    present = set(games)
+    return {"format": FORMAT, "version": VERSION, "game": "+".join(g for g in GAMES if g in present) or GAME,
+            "set": set_name, "examples": examples, "sha256": sha256}
 
 
 def view_state(view: PlayerView) -> dict[str, Any]:
@@ -75,6 +91,57 @@ def view_from_state(state: dict[str, Any]) -> PlayerView:
 def example_state(game: str, seat: int, action: str, cap: int, view: PlayerView) -> dict[str, Any]:
     """One sidecar line's object (the dataset builder writes it when it builds the example's prompt)."""
     return {"game": game, "seat": seat, "action": action, "cap": cap, "view": view_state(view)}
+
+
+# MarketRound fields keyed by condition or phase (JSON makes the keys strings), and those that are sets.
+_MARKET_INT_KEYS = ("declarations", "my_declaration", "my_snipes", "trades")
+_MARKET_SETS = ("declaration_acked", "speculation_acked")
+_MARKET_VIEW_FIELDS = ("game_id", "game_type", "number", "role", "tag", "round", "phase", "deadline_ms", "boundaries",
+                       "tax_rate_initial", "tax_rate_final", "players", "round_count", "practice_round", "ready_acked",
+                       "game_over", "reward", "server_action", "closing", "market_version")
+
+
+def market_view_state(view: MarketView) -> dict[str, Any]:
+    """A market seat's view as JSON: the current round whole, the earlier rounds' summaries (what the prompt shows
+    of them), the game-level fields. Enough for market_view_from_state to give the same prompt and checks."""
+    current: dict[str, Any] = {}
+    for f in dataclasses.fields(MarketRound):
+        value = getattr(view.current, f.name)
+        if f.name in _MARKET_SETS:
+            value = sorted(value)
+        elif f.name in _MARKET_INT_KEYS:
+            value = {str(k): v for k, v in value.items()}
+        elif f.name == "books":
+            value = {str(c): {str(i): order for i, order in orders.items()} for c, orders in value.items()}
+        current[f.name] = value
+    earlier = {str(n): rec.summary for n, rec in sorted(view.rounds.items())
+               if n < view.round and rec.summary is not None}
+    return {**{name: getattr(view, name) for name in _MARKET_VIEW_FIELDS}, "current": current, "earlier": earlier}
+
+
+def market_view_from_state(state: dict[str, Any]) -> MarketView:
+    """The MarketView market_view_state kept, for lib.marketpolicy and lib.marketactions to act on."""
+    view = MarketView(**{name: state.get(name) for name in _MARKET_VIEW_FIELDS if name in state})
+    for n, summary in (state.get("earlier") or {}).items():
+        view.rounds[int(n)] = MarketRound(int(n), summary=summary)
+    current = dict(state.get("current") or {})
+    for name in _MARKET_SETS:
+        current[name] = set(current.get(name) or ())
+    for name in _MARKET_INT_KEYS:
+        current[name] = {int(k): v for k, v in (current.get(name) or {}).items()}
+    current["books"] = {int(c): {int(i): order for i, order in orders.items()}
+                        for c, orders in (current.get("books") or {}).items()}
+    current["round"] = view.round
+    view.rounds[view.round] = MarketRound(**current)
+    return view
+
+
+def market_example_state(game: str, example: MarketExample) -> dict[str, Any]:
+    """One sidecar line's object for a market example (lib.marketdataset)."""
+    assert example.view is not None
+    return {"game": game, "game_type": example.view.game_type, "seat": example.seat, "role": example.role,
+            "action": example.action_type, "values_source": example.values_source, "state": example.state,
+            "view": market_view_state(example.view)}
 
 
 def state_line(state: dict[str, Any]) -> str:
@@ -107,8 +174,28 @@ class Example:
     state: dict[str, Any]  # the sidecar line
     answer: str = ""  # the assistant turn's exact text, whose likelihood a local model scores
 
-    def view(self) -> PlayerView:
+    @property
+    def game_type(self) -> str:
+        """voting, harberger or futarchy (a voting line names none)."""
+        return self.state.get("game_type", GAME)
+
+    @property
+    def market(self) -> bool:
+        return self.game_type in MARKET_GAMES
+
+    def view(self) -> Any:
+        """The player's view: a lib.view.PlayerView, or a lib.marketview.MarketView for a market example."""
+        if self.market:
+            return market_view_from_state(self.state["view"])
         return view_from_state(self.state["view"])
+
+    def market_example(self) -> MarketExample:
+        """A market example as lib.marketdataset made it (what lib.marketevaluate scores)."""
+        view = market_view_from_state(self.state["view"])
+        messages = [*self.messages, {"role": "assistant", "content": self.answer}]
+        return MarketExample(seat=self.state["seat"], role=self.state.get("role"), round=view.round, phase=view.phase,
+                             action_type=self.action, messages=messages, values_source=self.state.get("values_source"),
+                             state=self.state["state"], view=view)
 
     @property
     def cap(self) -> int:
@@ -161,9 +248,11 @@ def read_set(path: str | Path, sha256: str) -> EvalSet:
     head = _json_line(side, 1, side_lines[0] if side_lines else "")
     if not isinstance(head, dict) or head.get("format") != FORMAT:
         raise SetError(f"{side} line 1: not a state sidecar written by constructDataset.py")
-    if head.get("version") != VERSION or head.get("game") != GAME:
+    named = str(head.get("game")).split("+")
+    if head.get("version") != VERSION or not set(named) <= set(GAMES):
         raise SetError(f"{side}: sidecar version {head.get('version')} for game {head.get('game')!r}; this "
-                       f"toolkit reads version {VERSION} for {GAME!r}; {_rebuild_hint()}")
+                       f"toolkit reads version {VERSION} for {'+'.join(GAMES)!r} and their combinations; "
+                       f"{_rebuild_hint()}")
     if head.get("sha256") != sha256 or head.get("examples") != len(lines) or len(side_lines) - 1 != len(lines):
         raise SetError(f"{side}: belongs to another version of {path.name} (sha256 or example count differ): "
                        f"{_rebuild_hint()}")
@@ -188,6 +277,8 @@ def _example(path: Path, side: Path, number: int, line: str, side_line: str) -> 
             and all(isinstance(m.get("content"), str) for m in messages)):
         raise SetError(f"{not_built} (expected system, user and assistant messages)")
     state = _json_line(side, number + 1, side_line)
+    if isinstance(state, dict) and state.get("game_type") in MARKET_GAMES:
+        return _market_example(path, side, number, messages, state)
     if not (isinstance(state, dict) and isinstance(state.get("view"), dict) and state.get("action") in SPECS
             and isinstance(state.get("game"), str) and isinstance(state.get("cap"), int)):
         raise SetError(f"{side} line {number + 1}: not a state line written by constructDataset.py")
@@ -197,5 +288,21 @@ def _example(path: Path, side: Path, number: int, line: str, side_line: str) -> 
     except (ValueError, ActionError) as exc:
         raise SetError(f"{not_built}: its answer is not a valid {state['action']} for the sidecar's player "
                        f"({exc})") from None
+    prompt = [{"role": m["role"], "content": m["content"]} for m in messages[:2]]
+    return Example(number, state["game"], state["action"], prompt, human, state, messages[2]["content"])
+
+
+def _market_example(path: Path, side: Path, number: int, messages: list[dict[str, Any]],
+                    state: dict[str, Any]) -> Example:
+    if not (isinstance(state.get("view"), dict) and isinstance(state.get("state"), dict)
+            and state.get("action") in MARKET_KINDS and isinstance(state.get("game"), str)):
+        raise SetError(f"{side} line {number + 1}: not a state line written by constructDataset.py")
+    try:
+        human = json.loads(messages[2]["content"])
+        view = market_view_from_state(state["view"])
+        validate_market_action(human, view, MARKET_KINDS[state["action"]], strict=False)
+    except (ValueError, TypeError, ActionError) as exc:
+        raise SetError(f"{path} line {number}: not an example written by constructDataset.py: its answer is not a "
+                       f"valid {state['action']} for the sidecar's player ({exc})") from None
     prompt = [{"role": m["role"], "content": m["content"]} for m in messages[:2]]
     return Example(number, state["game"], state["action"], prompt, human, state, messages[2]["content"])

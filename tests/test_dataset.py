@@ -423,7 +423,7 @@ def test_cli_reports_each_unusable_file_on_one_line_and_uses_the_others(tmp_path
         "bad-parameter.log.json: parameters[18]: parameter 'round_count' must be a number, got 'many'",
         "not-a-log.log.json: not an IBEX log (no 'parameters' or 'log')",
         "not-json.log.json:1: not valid JSON: Expecting value (column 1)",
-        "other-game.log.json: a 'harberger' game; only voting games can be used",
+        "other-game.log.json: a 'market' game; only voting, harberger and futarchy games can be used",
         "seat-as-string.log.json: log[8].number: expected an integer seat, got string",
         "truncated.log.json:372: the JSON ends early (truncated file?): Expecting ',' delimiter",
         "wrong-type.log.json: log[3].content.type: expected a string, got number",

@@ -58,7 +58,8 @@ def test_the_game_id_falls_back_to_the_simulation_parent_parameter():
     ("seat-as-string.log.json", "seat-as-string.log.json: log[8].number: expected an integer seat, got string"),
     ("bad-parameter.log.json",
      "bad-parameter.log.json: parameters[18]: parameter 'round_count' must be a number, got 'many'"),
-    ("other-game.log.json", "other-game.log.json: a 'harberger' game; only voting games can be used"),
+    ("other-game.log.json",
+     "other-game.log.json: a 'market' game; only voting, harberger and futarchy games can be used"),
 ])
 def test_each_broken_fixture_gets_one_line_naming_the_file_and_the_problem(name, message):
     with pytest.raises(LogError) as caught:

@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from lib.createparams import stored_rows
+from lib.createparams import nested_payload, stored_rows
 from lib.game import DEFAULT_PARAMETERS
 from lib.ibexapi import IbexApi
 from lib.localserver import LocalServer
+from lib.marketplay import ui_parameters
 from lib.play import PlayError, Seat, load_game_parameters, prepare_seats, server_urls
 from tests.players import ScriptedPlayer
 
@@ -106,7 +107,12 @@ def test_rounds_practice_and_timer_scale_apply_over_the_file(tmp_path):
         ('{"round_count": "many"}', "{path}: parameter 'round_count' must be a number, got 'many'"),
         ('{"timer_phase_4": 0}', "{path}: parameter 'timer_phase_4' must be a positive number of seconds"),
         ('[{"value": "2"}]', "{path}[0]: expected an object with string 'key' and a 'value', got {{'value': '2'}}"),
-        ('{"game_type": "harberger"}', "{path}: game_type 'harberger' is not supported (voting only)"),
+        ('{"game_type": "futarchy", "round_count": 0}', "{path}: parameter 'round_count' must be from 1 to 1,000, "
+         "got 0"),
+        ('{"game_type": "market"}', "{path}: game_type 'market' is not supported (voting, harberger or futarchy)"),
+        ('{"game_type": "harberger", "timer_phase_9": 0}', "{path}: parameter 'timer_phase_9' must be at least 1 "
+         "second (the server runs a phase without a timer when it reads 0, and a phase only its timer ends then "
+         "never ends)"),
         ('{"rounds": 3, "tax_rate": {"initial": 1}}', "{path}: 'rounds', 'tax_rate': not a parameter create-for-llm "
          "sets (the server would ignore it; the names are those of lib/createparams.py)"),
         ('{"timer_phase_2": 0.5}', "{path}: parameter 'timer_phase_2' must be a whole number (the server keeps only "
@@ -128,6 +134,33 @@ def test_bad_parameter_files_name_the_file_and_the_field(tmp_path, text, message
         load_game_parameters(path, agents_only=False)
 
     assert str(caught.value) == message.format(path=path)
+
+
+@pytest.mark.parametrize("game_type", ["harberger", "futarchy"])
+def test_a_market_game_gets_the_web_uis_market_defaults_and_its_nine_timers_scaled(game_type):
+    sent, params = load_game_parameters(None, agents_only=False, rounds=2, practice=False, timer_scale=0.1,
+                                        game_type=game_type, title="market run")
+
+    expected = {k: v for k, v in ui_parameters(game_type).items() if v is not None}
+    expected.update(round_count=2, practice_round=False, **{f"timer_phase_{p}": t for p, t in enumerate(
+        (2, 9, 12, 1, 1, 27, 6, 9, 2), 1)})
+    assert sent == nested_payload(expected, "market run")
+    assert stored_rows(sent)[0] == {"key": "game_type", "type": "string", "value": game_type}
+    assert (params.game_type, params.get("speculators_count"), params.timer(9)) == (game_type, 6, 2.0)
+
+
+def test_a_files_game_type_chooses_the_defaults_and_agrees_with_the_flag(tmp_path):
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps({"game_type": "futarchy", "tax_rate_final": 20}))
+
+    sent, params = load_game_parameters(path, agents_only=True)
+    again, _ = load_game_parameters(path, agents_only=True, game_type="futarchy", title=sent["title"])
+
+    assert again == sent
+    assert (sent["game_type"], sent["tax_rate"], sent["agents_only"]) == ("futarchy", {"initial": 1, "final": 20}, True)
+    assert sent["speculators"]["base_points"] == 400000 and sent["timers"]["phase_6"] == 270
+    with pytest.raises(PlayError, match="game_type 'futarchy' disagrees with --game-type harberger"):
+        load_game_parameters(path, agents_only=False, game_type="harberger")
 
 
 def test_a_timer_scale_never_makes_a_phase_without_timer():
