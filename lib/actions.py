@@ -246,8 +246,9 @@ def validate_action(message: Any, view: PlayerView, wire_type: str, *, cap: int 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
-def parse_answer(text: Any, view: PlayerView, wire_type: str, *, cap: int | None) -> dict[str, Any]:
-    """A model's raw answer text to the wire message (see validate_action). A code fence around it is tolerated."""
+def answer_json(text: Any) -> Any:
+    """A model's raw answer text to the JSON value it holds, whatever the game; a code fence around it is
+    tolerated. What the value must be is the game's validation."""
     if not isinstance(text, str) or not text.strip():
         raise ActionError("the answer was empty; reply with one JSON object")
     body = text.strip()
@@ -259,7 +260,12 @@ def parse_answer(text: Any, view: PlayerView, wire_type: str, *, cap: int | None
     except json.JSONDecodeError as exc:
         raise ActionError(f"the answer is not valid JSON ({exc.msg} at character {exc.pos}); "
                           "reply with one JSON object and nothing else") from None
-    return validate_action(message, view, wire_type, cap=cap)
+    return message
+
+
+def parse_answer(text: Any, view: PlayerView, wire_type: str, *, cap: int | None) -> dict[str, Any]:
+    """A model's raw answer text to the wire message (see validate_action). A code fence around it is tolerated."""
+    return validate_action(answer_json(text), view, wire_type, cap=cap)
 
 
 def answer_schema(wire_type: str, *, game_id: int | None = None, cap: int | None = None,
