@@ -580,14 +580,7 @@ class Agent:
                               source="server" if server_data is not None else "agent",
                               seconds_left=round(phase_end - time.monotonic(), 3), deadline_from=how,
                               act_within=round(act_by - time.monotonic(), 3), cap=cap)
-        trace = decisions.Trace(deadline=act_by)
-        decisions.begin(trace)  # this task's context: the model policy reports its attempts into it
-        self._traces[key] = trace
-        started = time.monotonic()
-        model = getattr(self.policy, "model", None)
-        if self.decision_log is not None:
-            self.decision_log.started(game=self.game_id, round=key[0], phase=key[1], seat=snapshot.number,
-                                   agent=self.name, action_type=wire_type, model=model)
+        trace, started, model = self._open_decision(key, snapshot, wire_type, act_by)
         message, reason, why = None, None, None
         budget = act_by - time.monotonic()
         try:
@@ -611,9 +604,7 @@ class Agent:
             why = decisions.MODEL_ERROR if trace.attempts else decisions.POLICY_ERROR
         source = self.policy.name
         if message is not None:
-            made_by = source if not trace.attempts else decisions.MODEL if trace.attempts == 1 \
-                else decisions.MODEL_RETRIED
-            detail = trace.summary() if trace.attempts > 1 else None
+            made_by, detail = self._answered_by(trace)
         else:
             self.fallbacks += 1
             made_by = decisions.FALLBACK
@@ -633,6 +624,26 @@ class Agent:
         await self._deliver(key, snapshot, wire_type, message, source=source, made_by=made_by, detail=detail,
                             record=functools.partial(self._record, key, snapshot, wire_type, made_by=made_by,
                                                      started=started, trace=trace, model=model, why=why))
+
+    def _open_decision(self, key: Key, snapshot: Any, wire_type: str,
+                       act_by: float) -> tuple[decisions.Trace, float, str | None]:
+        """A decision begins, whatever the game: its trace (the model policy reports its attempts into it, through
+        this task's context) and its `started` row in the decisions table. Returns (trace, started, model)."""
+        trace = decisions.Trace(deadline=act_by)
+        decisions.begin(trace)
+        self._traces[key] = trace
+        started = time.monotonic()
+        model = getattr(self.policy, "model", None)
+        if self.decision_log is not None:
+            self.decision_log.started(game=self.game_id, round=key[0], phase=key[1], seat=snapshot.number,
+                                      agent=self.name, action_type=wire_type, model=model)
+        return trace, started, model
+
+    def _answered_by(self, trace: decisions.Trace) -> tuple[str, str | None]:
+        """Who made the policy's answer (the policy, the model, the model after retries) and the record's detail."""
+        made_by = self.policy.name if not trace.attempts else decisions.MODEL if trace.attempts == 1 \
+            else decisions.MODEL_RETRIED
+        return made_by, trace.summary() if trace.attempts > 1 else None
 
     async def _deliver(self, key: Key, snapshot: Any, wire_type: str, message: dict[str, Any], *, source: str,
                        made_by: str, detail: str | None, record: Callable[..., None]) -> None:

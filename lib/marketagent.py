@@ -203,14 +203,7 @@ class MarketAgent(Agent):
         self.transcript.write("decide", wire_type=wire_type, round=key[0], phase=key[1],
                               seconds_left=round(phase_end - time.monotonic(), 3), deadline_from=how,
                               act_within=round(act_by - time.monotonic(), 3))
-        trace = decisions.Trace(deadline=act_by)
-        decisions.begin(trace)
-        self._traces[key] = trace
-        started = time.monotonic()
-        model = getattr(self.policy, "model", None)
-        if self.decision_log is not None:
-            self.decision_log.started(game=self.game_id, round=key[0], phase=key[1], seat=snapshot.number,
-                                      agent=self.name, action_type=wire_type, model=model)
+        trace, started, model = self._open_decision(key, snapshot, wire_type, act_by)
         message, reason, why = None, None, None
         budget = act_by - time.monotonic()
         try:
@@ -238,9 +231,7 @@ class MarketAgent(Agent):
         source = self.policy.name
         detail = None
         if message is not None:
-            made_by = source if not trace.attempts else decisions.MODEL if trace.attempts == 1 \
-                else decisions.MODEL_RETRIED
-            detail = trace.summary() if trace.attempts > 1 else None
+            made_by, detail = self._answered_by(trace)
         else:
             self.fallbacks += 1
             made_by, source = decisions.FALLBACK, "fallback"
