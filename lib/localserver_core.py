@@ -26,6 +26,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lib import localserver_js as js
@@ -79,6 +80,36 @@ class Conn(Protocol):
     game_id: int | None  # the game of that join (the real server ignores it when it looks the player up)
 
     def send(self, frame: dict[str, Any]) -> None: ...
+
+
+
+@dataclass
+class Seat:
+    """A seat and the part of the record the real server keeps for it (`status.joined`) that every game type has;
+    a game type's seat adds its own fields and extends `record`."""
+
+    number: int
+    role: int
+    tag: str
+    name: str
+    db_id: int
+    game_id: int
+    balance: Any
+    shares: Any
+    cash_for_sniping: Any
+    payment_token: str
+    property: Any  # the lot this seat owns, as sent in assign-role (market speculators: None)
+    recovery: Any = None
+    ready: bool = False
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "id": self.db_id, "name": self.name, "recovery": self.recovery, "game_id": self.game_id,
+            "number": self.number, "balance": self.balance, "shares": self.shares, "role": self.role,
+            "cashForSniping": self.cash_for_sniping, "paymentToken": self.payment_token,
+            "summaries": self.summaries, "tag": self.tag,
+        }
 
 
 

@@ -41,6 +41,7 @@ from lib.localserver_core import (  # noqa: F401 (re-exported: callers import th
     Conn,
     CoreGame,
     GameFrozen,
+    Seat,
     _has_apostrophe,
     log,
     new_recovery_code,
@@ -86,23 +87,10 @@ PHASE_HANDLERS: dict[int, str] = {
 
 
 @dataclass
-class Player:
-    """A seat and the record the real server keeps for it (sent as `status.joined`)."""
+class Player(Seat):
+    """A seat of a voting game and the record the real server keeps for it (sent as `status.joined`)."""
 
-    number: int
-    role: int
-    tag: str
-    name: str
-    db_id: int
-    game_id: int
-    balance: Any
-    shares: Any
-    cash_for_sniping: Any
-    payment_token: str
     property: dict[str, Any]
-    recovery: Any = None
-    ready: bool = False
-    summaries: list[dict[str, Any]] = field(default_factory=list)
     # Fields the phases add to the record, in the order they first appear (JS object order).
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -124,13 +112,7 @@ class Player:
         return self.extra.get("submittedCompensationOffers") is True
 
     def record(self) -> dict[str, Any]:
-        return {
-            "id": self.db_id, "name": self.name, "recovery": self.recovery, "game_id": self.game_id,
-            "number": self.number, "balance": self.balance, "shares": self.shares, "role": self.role,
-            "cashForSniping": self.cash_for_sniping, "paymentToken": self.payment_token,
-            "summaries": self.summaries, "tag": self.tag, "property": self.property, "ready": self.ready,
-            **self.extra,
-        }
+        return {**super().record(), "property": self.property, "ready": self.ready, **self.extra}
 
 
 class Game(CoreGame):

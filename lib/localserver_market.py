@@ -27,7 +27,7 @@ from typing import Any
 from lib import localserver_js as js
 from lib import marketgames as mg
 from lib.game import CONDITIONS, ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR, GameParams
-from lib.localserver_core import ADJECTIVES, ANIMALS, Conn, CoreGame, GameFrozen, _has_apostrophe
+from lib.localserver_core import ADJECTIVES, ANIMALS, Conn, CoreGame, GameFrozen, Seat, _has_apostrophe
 from lib.market import Market, listed_conditions_rule, winning_condition_rule
 from lib.sessions import SessionsTable
 
@@ -115,36 +115,18 @@ def sessions_list(sessions: SessionsTable) -> list[dict[str, Any]]:
 
 
 @dataclass
-class MarketPlayer:
+class MarketPlayer(Seat):
     """A seat of a market game and the record the real server keeps for it (sent as `status.joined`)."""
 
-    number: int
-    role: int
-    tag: str
-    name: str
-    db_id: int
-    game_id: int
-    balance: Any
-    shares: Any
-    cash_for_sniping: Any
-    payment_token: str
     property: dict[str, Any] | None  # the lot this seat owns (landholders), as sent in assign-role
-    recovery: Any = None
-    ready: bool = False
     wallet: list[dict[str, Any]] = field(default_factory=list)
     signals: list[Any] = field(default_factory=lambda: [0, 0, 0])
     done_speculating: Any = MISSING  # set when a speculation phase first begins
-    summaries: list[dict[str, Any]] = field(default_factory=list)
     profit: list[Any] = field(default_factory=list)  # every amount total-profit adds up (never reset)
     profits_by_round: dict[int, Any] = field(default_factory=dict)  # getProfit, from each round's summary
 
     def record(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": self.db_id, "name": self.name, "recovery": self.recovery, "game_id": self.game_id,
-            "number": self.number, "balance": self.balance, "shares": self.shares, "role": self.role,
-            "cashForSniping": self.cash_for_sniping, "paymentToken": self.payment_token,
-            "summaries": self.summaries, "tag": self.tag, "S": self.signals,
-        }
+        data = {**super().record(), "S": self.signals}
         if self.property is not None:
             data["property"] = self.property
         data.update({"ready": self.ready, "wallet": self.wallet})
