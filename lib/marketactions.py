@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lib.actions import ActionError, _is_int, answer_json, iso_ms
+from lib.actions import ActionError, _is_int, answer_json, deadline_fields
 from lib.game import CONDITIONS, ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER, ROLE_SPECULATOR
 from lib.marketgames import FUTARCHY, ROLE_KEYS
 from lib.marketview import DECLARATION_PHASES, MARKET_PHASE, SPECULATION_PHASES, MarketView
@@ -165,17 +165,8 @@ def _additional_info(view: MarketView, kind: str) -> str:
 def build_market_action_required(view: MarketView, kind: str, *, deadline_ms: int | None = None,
                                  timer_seconds: float | None = None) -> dict[str, Any]:
     """The action-required message for a market decision now (same shape as voting's)."""
-    end = deadline_ms if deadline_ms is not None else view.deadline_ms
-    verb = _VERBS[kind]
-    if end is not None:
-        by = iso_ms(end)
-        deadline = f"You must {verb} before the timer ends at {by}."
-    elif timer_seconds is not None:
-        by = f"the end of this phase ({timer_seconds:g} seconds after it began)"
-        deadline = f"You must {verb} before the phase timer of {timer_seconds:g} seconds ends."
-    else:
-        by = "the end of this phase"
-        deadline = f"You must {verb} before this phase ends."
+    deadline, by = deadline_fields(_VERBS[kind], deadline_ms if deadline_ms is not None else view.deadline_ms,
+                                   timer_seconds)
     return {"type": "event", "eventType": "action-required",
             "data": {"actionType": ACTION_TYPES[kind], "instructions": _instructions(view, kind),
                      "deadline": deadline, "format": _format(view, kind), "actionRequiredBy": by,
