@@ -115,6 +115,18 @@ def _additional_info(view: PlayerView, spec: ActionSpec, cap: int) -> str:
             "Reply with the JSON object only.")
 
 
+def deadline_fields(verb: str, end_ms: int | None, timer_seconds: float | None) -> tuple[str, str]:
+    """(`deadline`, `actionRequiredBy`) of an action-required message, whatever the game: the phase timer's end
+    when its timestamp is known, else the phase's length from the parameters, else just the phase's end."""
+    if end_ms is not None:
+        by = iso_ms(end_ms)
+        return f"You must {verb} before the timer ends at {by}.", by
+    if timer_seconds is not None:
+        return (f"You must {verb} before the phase timer of {timer_seconds:g} seconds ends.",
+                f"the end of this phase ({timer_seconds:g} seconds after it began)")
+    return f"You must {verb} before this phase ends.", "the end of this phase"
+
+
 def build_action_required(view: PlayerView, wire_type: str, *, cap: int, timer_seconds: float | None = None,
                           deadline_ms: int | None = None) -> dict[str, Any]:
     """The action-required message for this player now.
@@ -123,16 +135,8 @@ def build_action_required(view: PlayerView, wire_type: str, *, cap: int, timer_s
     timestamp is known (older logs), the phase's length from the parameters is stated instead.
     """
     spec = SPECS[wire_type]
-    end = deadline_ms if deadline_ms is not None else view.deadline_ms
-    if end is not None:
-        by = iso_ms(end)
-        deadline = f"You must {spec.verb} before the timer ends at {by}."
-    elif timer_seconds is not None:
-        by = f"the end of this phase ({timer_seconds:g} seconds after it began)"
-        deadline = f"You must {spec.verb} before the phase timer of {timer_seconds:g} seconds ends."
-    else:
-        by = "the end of this phase"
-        deadline = f"You must {spec.verb} before this phase ends."
+    deadline, by = deadline_fields(spec.verb, deadline_ms if deadline_ms is not None else view.deadline_ms,
+                                   timer_seconds)
     return {
         "type": "event",
         "eventType": "action-required",
@@ -246,8 +250,9 @@ def validate_action(message: Any, view: PlayerView, wire_type: str, *, cap: int 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
-def parse_answer(text: Any, view: PlayerView, wire_type: str, *, cap: int | None) -> dict[str, Any]:
-    """A model's raw answer text to the wire message (see validate_action). A code fence around it is tolerated."""
+def answer_json(text: Any) -> Any:
+    """A model's raw answer text to the JSON value it holds, whatever the game; a code fence around it is
+    tolerated. What the value must be is the game's validation."""
     if not isinstance(text, str) or not text.strip():
         raise ActionError("the answer was empty; reply with one JSON object")
     body = text.strip()
@@ -259,7 +264,12 @@ def parse_answer(text: Any, view: PlayerView, wire_type: str, *, cap: int | None
     except json.JSONDecodeError as exc:
         raise ActionError(f"the answer is not valid JSON ({exc.msg} at character {exc.pos}); "
                           "reply with one JSON object and nothing else") from None
-    return validate_action(message, view, wire_type, cap=cap)
+    return message
+
+
+def parse_answer(text: Any, view: PlayerView, wire_type: str, *, cap: int | None) -> dict[str, Any]:
+    """A model's raw answer text to the wire message (see validate_action). A code fence around it is tolerated."""
+    return validate_action(answer_json(text), view, wire_type, cap=cap)
 
 
 def answer_schema(wire_type: str, *, game_id: int | None = None, cap: int | None = None,

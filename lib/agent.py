@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import re
 import time
@@ -579,14 +580,7 @@ class Agent:
                               source="server" if server_data is not None else "agent",
                               seconds_left=round(phase_end - time.monotonic(), 3), deadline_from=how,
                               act_within=round(act_by - time.monotonic(), 3), cap=cap)
-        trace = decisions.Trace(deadline=act_by)
-        decisions.begin(trace)  # this task's context: the model policy reports its attempts into it
-        self._traces[key] = trace
-        started = time.monotonic()
-        model = getattr(self.policy, "model", None)
-        if self.decision_log is not None:
-            self.decision_log.started(game=self.game_id, round=key[0], phase=key[1], seat=snapshot.number,
-                                   agent=self.name, action_type=wire_type, model=model)
+        trace, started, model = self._open_decision(key, snapshot, wire_type, act_by)
         message, reason, why = None, None, None
         budget = act_by - time.monotonic()
         try:
@@ -610,9 +604,7 @@ class Agent:
             why = decisions.MODEL_ERROR if trace.attempts else decisions.POLICY_ERROR
         source = self.policy.name
         if message is not None:
-            made_by = source if not trace.attempts else decisions.MODEL if trace.attempts == 1 \
-                else decisions.MODEL_RETRIED
-            detail = trace.summary() if trace.attempts > 1 else None
+            made_by, detail = self._answered_by(trace)
         else:
             self.fallbacks += 1
             made_by = decisions.FALLBACK
@@ -629,27 +621,65 @@ class Agent:
                 self._record(key, snapshot, wire_type, None, made_by, started, trace, model, why=why,
                              detail=detail if wire_type != CHAT else f"{detail}; chat has no fallback: nothing sent")
                 return
-        if (self.view.round, self.view.phase) != key[:2] or self.view.game_over:
+        await self._deliver(key, snapshot, wire_type, message, source=source, made_by=made_by, detail=detail,
+                            record=functools.partial(self._record, key, snapshot, wire_type, made_by=made_by,
+                                                     started=started, trace=trace, model=model, why=why))
+
+    def _open_decision(self, key: Key, snapshot: Any, wire_type: str,
+                       act_by: float) -> tuple[decisions.Trace, float, str | None]:
+        """A decision begins, whatever the game: its trace (the model policy reports its attempts into it, through
+        this task's context) and its `started` row in the decisions table. Returns (trace, started, model)."""
+        trace = decisions.Trace(deadline=act_by)
+        decisions.begin(trace)
+        self._traces[key] = trace
+        started = time.monotonic()
+        model = getattr(self.policy, "model", None)
+        if self.decision_log is not None:
+            self.decision_log.started(game=self.game_id, round=key[0], phase=key[1], seat=snapshot.number,
+                                      agent=self.name, action_type=wire_type, model=model)
+        return trace, started, model
+
+    def _answered_by(self, trace: decisions.Trace) -> tuple[str, str | None]:
+        """Who made the policy's answer (the policy, the model, the model after retries) and the record's detail."""
+        made_by = self.policy.name if not trace.attempts else decisions.MODEL if trace.attempts == 1 \
+            else decisions.MODEL_RETRIED
+        return made_by, trace.summary() if trace.attempts > 1 else None
+
+    async def _deliver(self, key: Key, snapshot: Any, wire_type: str, message: dict[str, Any], *, source: str,
+                       made_by: str, detail: str | None, record: Callable[..., None]) -> None:
+        """The tail of every decision, whatever the game: an answer whose phase has ended is dropped, one the last
+        check refuses is not sent, the rest is sent; each recorded once (`record`: `_record` less the action)."""
+        stale = self._stale_reason(key)
+        if stale is not None:
             self.dropped += 1
-            stale = f"stale: the game is now in round {self.view.round} phase {self.view.phase}"
             self.transcript.write("dropped", wire_type=wire_type, round=key[0], phase=key[1], action=message,
                                   reason=stale)
-            self._record(key, snapshot, wire_type, message, made_by, started, trace, model, why=why,
-                         detail=f"{detail}; {stale}" if detail else stale)
+            record(message, detail=f"{detail}; {stale}" if detail else stale)
             return
+        checked, refusal = self._check_to_send(key, snapshot, wire_type, message, detail)
+        if checked is None:
+            record(message, detail=refusal)
+            return
+        self._chosen[key] = checked
+        record(checked, detail=detail, sent=True)
+        await self._send(checked, source=source, made_by=made_by)
+
+    def _stale_reason(self, key: Key) -> str | None:
+        """Why an answer decided for `key` may no longer go out (None: it may)."""
+        if (self.view.round, self.view.phase) != key[:2] or self.view.game_over:
+            return f"stale: the game is now in round {self.view.round} phase {self.view.phase}"
+        return None
+
+    def _check_to_send(self, key: Key, snapshot: Any, wire_type: str, message: dict[str, Any],
+                       detail: str | None) -> tuple[dict[str, Any] | None, str | None]:
+        """The last check before sending: (the message to send, None), or (None, the record's detail)."""
         try:
-            message = validate_action(message, snapshot, wire_type, cap=cap)
+            return validate_action(message, snapshot, wire_type, cap=amount_cap(snapshot, self.params)), None
         except ActionError as exc:  # a policy bug; never send what the checks refuse
             self.transcript.write("meta", event="refused to send an invalid action", error=str(exc), action=message)
-            self._record(key, snapshot, wire_type, message, made_by, started, trace, model, why=why,
-                         detail=f"refused to send an invalid action: {exc}")
-            return
-        self._chosen[key] = message
-        self._record(key, snapshot, wire_type, message, made_by, started, trace, model, why=why, detail=detail,
-                     sent=True)
-        await self._send(message, source=source, made_by=made_by)
+            return None, f"refused to send an invalid action: {exc}"
 
-    def _record(self, key: Key, view: PlayerView, wire_type: str, action: dict[str, Any] | None, made_by: str,
+    def _record(self, key: Key, view: Any, wire_type: str, action: dict[str, Any] | None, made_by: str,
                 started: float, trace: decisions.Trace, model: str | None, *, why: str | None = None,
                 detail: str | None = None, sent: bool = False) -> None:
         """One row of the decisions table (`sent`: the action was chosen to go out now)."""
@@ -659,10 +689,19 @@ class Agent:
         self.decision_log.add(decisions.Decision(
             game=self.game_id, round=key[0], phase=key[1], seat=view.number,
             role=ROLE_NAMES.get(view.role) if view.role is not None else None, agent=self.name,
-            action_type=wire_type, made_by=made_by, action=action, private_values=view.current.values,
+            action_type=self._action_type(wire_type, action), made_by=made_by, action=action,
+            private_values=self._private_values(view),
             fallback_reason=why if made_by == decisions.FALLBACK else None, detail=detail,
             model=model if trace.attempts else None, attempts=trace.attempts,
             latency_s=time.monotonic() - started, sent=sent))
+
+    def _action_type(self, wire_type: str, action: dict[str, Any] | None) -> str:
+        """The decision's action type as the decisions table names it."""
+        return wire_type
+
+    def _private_values(self, view: Any) -> Any:
+        """What the seat privately knew when it decided, as the decisions table records it."""
+        return view.current.values
 
     # ------------------------------------------------------------------ frames out
 

@@ -9,8 +9,10 @@ game over (the paid round, `reward` per seat, `game-over`, the recorded log with
 where the real server's SQL write would fail, and the lobby entry.
 
 A game type subclasses `CoreGame` and supplies its rules: `_make_players` (seat layout), `_check_sessions`,
-`_begin_round`, `_on_phase_message` (its phase table of handlers), `_complete`, `_next_phase`, `_reward`, `_save`
-(which stored fields freeze the game) and `recovery_data` (GET /games/status), and `RULESET`.
+`_load_round` (the round's private values), `_on_phase_message` (its phase table of handlers), `_complete`,
+`_exit_phase`/`_enter_phase` (what a phase change does), `_start_timer`, `_reward`, `_save` (which stored fields
+freeze the game) and `recovery_data` (GET /games/status), and `RULESET` and `LAST_PHASE`. The phase and round
+sequence itself (`_next_phase`, `_begin_round`) is the core's, as `Logic.js` is the real server's.
 
 Transport is the caller's: a game talks to `Conn` objects (one per WebSocket) through `Conn.send`, and the
 server routes each client frame to `CoreGame.on_frame`.
@@ -24,6 +26,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lib import localserver_js as js
@@ -80,6 +83,36 @@ class Conn(Protocol):
 
 
 
+@dataclass
+class Seat:
+    """A seat and the part of the record the real server keeps for it (`status.joined`) that every game type has;
+    a game type's seat adds its own fields and extends `record`."""
+
+    number: int
+    role: int
+    tag: str
+    name: str
+    db_id: int
+    game_id: int
+    balance: Any
+    shares: Any
+    cash_for_sniping: Any
+    payment_token: str
+    property: Any  # the lot this seat owns, as sent in assign-role (market speculators: None)
+    recovery: Any = None
+    ready: bool = False
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "id": self.db_id, "name": self.name, "recovery": self.recovery, "game_id": self.game_id,
+            "number": self.number, "balance": self.balance, "shares": self.shares, "role": self.role,
+            "cashForSniping": self.cash_for_sniping, "paymentToken": self.payment_token,
+            "summaries": self.summaries, "tag": self.tag,
+        }
+
+
+
 class GameFrozen(Exception):
     """The real server would have thrown here and the game would stall for good."""
 
@@ -90,6 +123,7 @@ class CoreGame:
     The subclass sets its own state before calling `__init__`, which makes the players and starts the first round."""
 
     RULESET = "?"  # what GET /games/status says (the real server: the logic's type)
+    LAST_PHASE = 0  # the round's last phase: ending it ends the round
 
     def __init__(
         self,
@@ -151,7 +185,8 @@ class CoreGame:
     def _check_sessions(self) -> None:
         raise NotImplementedError
 
-    def _begin_round(self) -> None:
+    def _load_round(self, number: int) -> None:
+        """Set up round `number`'s state (private values, signals, wallets) before its phase 0 is announced."""
         raise NotImplementedError
 
     def _on_phase_message(self, conn: Conn, message: dict[str, Any]) -> None:
@@ -160,7 +195,18 @@ class CoreGame:
     def _complete(self) -> bool:
         raise NotImplementedError
 
-    def _next_phase(self) -> None:
+    def _exit_phase(self) -> None:
+        raise NotImplementedError
+
+    def _enter_phase(self) -> None:
+        raise NotImplementedError
+
+    def _start_timer(self) -> None:
+        """Start the current phase's timer where it has one."""
+        raise NotImplementedError
+
+    def _add_summaries(self) -> None:
+        """The round's `round-summary` per seat, when the next round begins."""
         raise NotImplementedError
 
     def _reward(self, player: Any, chosen: int, fee: float) -> dict[str, Any]:
@@ -263,7 +309,77 @@ class CoreGame:
         self._broadcast_message("info", text)
         return None
 
-    # ----------------------------------------------------------------- phases, timers, game over
+    def _on_player_is_ready(self, _conn: Conn, _message: dict[str, Any], player: Any, _ref: str) -> None:
+        player.ready = True
+        self._send_event(player.number, "ready-received", {})
+
+    def _public_players(self) -> list[dict[str, Any]]:
+        return [{"number": p.number, "role": p.role, "tag": p.tag} for p in self.players.values()]
+
+    def _seat_names(self, count: int) -> list[str]:
+        """A colour per seat, all different while there are colours enough."""
+        if count <= len(COLOURS):
+            return self.rng.sample(COLOURS, count)
+        return [f"{self.rng.choice(COLOURS)} {n}" for n in range(1, count + 1)]
+
+    def _payment_tokens(self, count: int) -> list[str]:
+        """Two distinct capital letters per seat."""
+        tokens: list[str] = []
+        while len(tokens) < count:
+            token = "".join(self.rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(2))
+            if token not in tokens:
+                tokens.append(token)
+        return tokens
+
+    # ----------------------------------------------------------------- phases, rounds, timers, game over
+
+    def _begin_round(self) -> None:
+        if self.round is not None:
+            self._add_summaries()
+            number = self.round + 1
+        else:
+            number = 0 if self.params.practice_round else 1
+        if number > self.params.round_count:
+            self._game_over()
+            return
+        self._load_round(number)
+        first = self.round is None
+        self.round, self.phase, self.timer_end = number, 0, None
+        self.round_id += 1
+        self._broadcast_event("phase-transition", {"round": number, "phase": 0})
+        self._start_timer()
+        try:
+            self._save()
+        except GameFrozen as exc:
+            self._freeze(str(exc))
+            return
+        if self.ready_race_window > 0 and not first:
+            # The real server saves the game after this broadcast; a frame arriving meanwhile is lost.
+            self.accepting = False
+            self._race_timer = self.loop.call_later(self.ready_race_window, self._end_race)
+
+    def _reset_phase_state(self) -> None:
+        """What a game forgets when a phase begins (before `_enter_phase`)."""
+
+    def _next_phase(self) -> None:
+        self._cancel_timer()
+        try:
+            self._exit_phase()
+            if self.phase == self.LAST_PHASE:
+                self._broadcast_event("round-end", {"round": self.round})
+                self._begin_round()
+                return
+            self.phase = (self.phase or 0) + 1
+            self.timer_end = None
+            self._reset_phase_state()
+            self._enter_phase()
+            self._save()
+        except GameFrozen as exc:
+            self._freeze(str(exc))
+            return
+        self._broadcast_event("phase-transition", {"round": self.round, "phase": self.phase})
+        self._broadcast_message("notice", f"Phase {self.phase} has begun.")
+        self._update_and_test()
 
     def _update_and_test(self) -> None:
         if not self.over and not self.frozen and self._complete():

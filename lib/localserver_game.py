@@ -41,6 +41,7 @@ from lib.localserver_core import (  # noqa: F401 (re-exported: callers import th
     Conn,
     CoreGame,
     GameFrozen,
+    Seat,
     _has_apostrophe,
     log,
     new_recovery_code,
@@ -86,23 +87,10 @@ PHASE_HANDLERS: dict[int, str] = {
 
 
 @dataclass
-class Player:
-    """A seat and the record the real server keeps for it (sent as `status.joined`)."""
+class Player(Seat):
+    """A seat of a voting game and the record the real server keeps for it (sent as `status.joined`)."""
 
-    number: int
-    role: int
-    tag: str
-    name: str
-    db_id: int
-    game_id: int
-    balance: Any
-    shares: Any
-    cash_for_sniping: Any
-    payment_token: str
     property: dict[str, Any]
-    recovery: Any = None
-    ready: bool = False
-    summaries: list[dict[str, Any]] = field(default_factory=list)
     # Fields the phases add to the record, in the order they first appear (JS object order).
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -124,19 +112,14 @@ class Player:
         return self.extra.get("submittedCompensationOffers") is True
 
     def record(self) -> dict[str, Any]:
-        return {
-            "id": self.db_id, "name": self.name, "recovery": self.recovery, "game_id": self.game_id,
-            "number": self.number, "balance": self.balance, "shares": self.shares, "role": self.role,
-            "cashForSniping": self.cash_for_sniping, "paymentToken": self.payment_token,
-            "summaries": self.summaries, "tag": self.tag, "property": self.property, "ready": self.ready,
-            **self.extra,
-        }
+        return {**super().record(), "property": self.property, "ready": self.ready, **self.extra}
 
 
 class Game(CoreGame):
     """A voting game from creation to game-over; every method runs on the event loop's thread."""
 
     RULESET = "Voting"  # what GET /games/status says
+    LAST_PHASE = LAST_PHASE
 
     def __init__(self, game_id: int, params: GameParams, sessions: SessionsTable, **options: Any) -> None:
         self.boundaries: Any = MISSING  # set when the first round starts, as the real server does
@@ -151,12 +134,8 @@ class Game(CoreGame):
     # ----------------------------------------------------------------- set-up
 
     def _make_players(self, first_id: int) -> dict[int, Player]:
-        names = self.rng.sample(COLOURS, SEATS)
-        tokens: list[str] = []
-        while len(tokens) < SEATS:
-            token = "".join(self.rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(2))
-            if token not in tokens:
-                tokens.append(token)
+        names = self._seat_names(SEATS)
+        tokens = self._payment_tokens(SEATS)
         players = {}
         for number in range(1, SEATS + 1):
             role = seat_role(number)
@@ -229,10 +208,6 @@ class Game(CoreGame):
     # ----------------------------------------------------------------- handlers
     # A handler returns False where the real server stops before its completion check (a rejection in --strict
     # mode, or a frame that makes the real server throw).
-
-    def _on_player_is_ready(self, _conn: Conn, _message: dict[str, Any], player: Player, _ref: str) -> None:
-        player.ready = True
-        self._send_event(player.number, "ready-received", {})
 
     def _on_chat_with_players(self, conn: Conn, message: dict[str, Any], player: Player, game_ref: str) -> bool | None:
         to, text = js.get(message, "to"), js.get(message, "text")
@@ -322,26 +297,9 @@ class Game(CoreGame):
             return all(not js.is_nullish(p.decisions) for p in owners)
         return False
 
-    def _next_phase(self) -> None:
-        self._cancel_timer()
-        try:
-            self._exit_phase()
-            if self.phase == LAST_PHASE:
-                self._broadcast_event("round-end", {"round": self.round})
-                self._begin_round()
-                return
-            self.phase = (self.phase or 0) + 1
-            self.timer_end = None
-            self.message_counter = 0
-            self.offers_this_phase = []
-            self._enter_phase()
-            self._save()
-        except GameFrozen as exc:
-            self._freeze(str(exc))
-            return
-        self._broadcast_event("phase-transition", {"round": self.round, "phase": self.phase})
-        self._broadcast_message("notice", f"Phase {self.phase} has begun.")
-        self._update_and_test()
+    def _reset_phase_state(self) -> None:
+        self.message_counter = 0
+        self.offers_this_phase = []
 
     def _exit_phase(self) -> None:
         if self.timer_end is not None:
@@ -373,10 +331,13 @@ class Game(CoreGame):
                 player.extra["submittedCompensationOffers"] = False
                 player.extra["compensationDecisions"] = None
 
-    def _enter_phase(self) -> None:
+    def _start_timer(self) -> None:
         seconds = self.params.timer(self.phase)
         if seconds is not None and seconds > 0:
             self._set_timer(seconds)
+
+    def _enter_phase(self) -> None:
+        self._start_timer()
         if self.phase == 1:
             self.boundaries = self.params.boundaries()
             for index, player in enumerate(self.players.values()):
@@ -398,9 +359,6 @@ class Game(CoreGame):
                     "value": player.property["v"][self.winning_condition],
                     "compensation": self._compensation(player, self.winning_condition),
                 })
-
-    def _public_players(self) -> list[dict[str, Any]]:
-        return [{"number": p.number, "role": p.role, "tag": p.tag} for p in self.players.values()]
 
     def _offer(self, condition: int) -> Any:
         """`compensationOffers[condition]` with JS indexing, whatever the developer sent."""
@@ -441,31 +399,10 @@ class Game(CoreGame):
 
     # ----------------------------------------------------------------- rounds
 
-    def _begin_round(self) -> None:
-        if self.round is not None:
-            self._add_summaries()
-            number = self.round + 1
-        else:
-            number = 0 if self.params.practice_round else 1
-        if number > self.params.round_count:
-            self._game_over()
-            return
+    def _load_round(self, number: int) -> None:
         session = self.params.session_number or 1
         for player in self.players.values():
             player.property["v"][0], player.property["v"][1] = self.sessions.values(session, number, player.number)
-        first = self.round is None
-        self.round, self.phase, self.timer_end = number, 0, None
-        self.round_id += 1
-        self._broadcast_event("phase-transition", {"round": number, "phase": 0})
-        try:
-            self._save()
-        except GameFrozen as exc:
-            self._freeze(str(exc))
-            return
-        if self.ready_race_window > 0 and not first:
-            # The real server saves the game after this broadcast; a frame arriving meanwhile is lost.
-            self.accepting = False
-            self._race_timer = self.loop.call_later(self.ready_race_window, self._end_race)
 
     def _add_summaries(self) -> None:
         condition = self.winning_condition

@@ -27,7 +27,7 @@ from typing import Any
 from lib import localserver_js as js
 from lib import marketgames as mg
 from lib.game import CONDITIONS, ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR, GameParams
-from lib.localserver_core import ADJECTIVES, ANIMALS, COLOURS, Conn, CoreGame, GameFrozen, _has_apostrophe
+from lib.localserver_core import ADJECTIVES, ANIMALS, Conn, CoreGame, GameFrozen, Seat, _has_apostrophe
 from lib.market import Market, listed_conditions_rule, winning_condition_rule
 from lib.sessions import SessionsTable
 
@@ -115,36 +115,18 @@ def sessions_list(sessions: SessionsTable) -> list[dict[str, Any]]:
 
 
 @dataclass
-class MarketPlayer:
+class MarketPlayer(Seat):
     """A seat of a market game and the record the real server keeps for it (sent as `status.joined`)."""
 
-    number: int
-    role: int
-    tag: str
-    name: str
-    db_id: int
-    game_id: int
-    balance: Any
-    shares: Any
-    cash_for_sniping: Any
-    payment_token: str
     property: dict[str, Any] | None  # the lot this seat owns (landholders), as sent in assign-role
-    recovery: Any = None
-    ready: bool = False
     wallet: list[dict[str, Any]] = field(default_factory=list)
     signals: list[Any] = field(default_factory=lambda: [0, 0, 0])
     done_speculating: Any = MISSING  # set when a speculation phase first begins
-    summaries: list[dict[str, Any]] = field(default_factory=list)
     profit: list[Any] = field(default_factory=list)  # every amount total-profit adds up (never reset)
     profits_by_round: dict[int, Any] = field(default_factory=dict)  # getProfit, from each round's summary
 
     def record(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": self.db_id, "name": self.name, "recovery": self.recovery, "game_id": self.game_id,
-            "number": self.number, "balance": self.balance, "shares": self.shares, "role": self.role,
-            "cashForSniping": self.cash_for_sniping, "paymentToken": self.payment_token,
-            "summaries": self.summaries, "tag": self.tag, "S": self.signals,
-        }
+        data = {**super().record(), "S": self.signals}
         if self.property is not None:
             data["property"] = self.property
         data.update({"ready": self.ready, "wallet": self.wallet})
@@ -157,6 +139,7 @@ class MarketGame(CoreGame):
     """A Harberger or futarchy game from creation to game-over; every method runs on the event loop's thread."""
 
     RULESET = "Harberger"  # what /games/status says for both market games
+    LAST_PHASE = LAST_PHASE
 
     def __init__(self, game_id: int, params: GameParams, sessions: SessionsTable, **kwargs: Any) -> None:
         check_parameters(params, sessions, bool(kwargs.get("strict")))  # before anything reads them
@@ -186,13 +169,8 @@ class MarketGame(CoreGame):
     # ----------------------------------------------------------------- set-up
 
     def _make_players(self, first_id: int) -> dict[int, MarketPlayer]:
-        names = self.rng.sample(COLOURS, len(self.seats)) if len(self.seats) <= len(COLOURS) else [
-            f"{self.rng.choice(COLOURS)} {n}" for n in range(1, len(self.seats) + 1)]
-        tokens: list[str] = []
-        while len(tokens) < len(self.seats):
-            token = "".join(self.rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(2))
-            if token not in tokens:
-                tokens.append(token)
+        names = self._seat_names(len(self.seats))
+        tokens = self._payment_tokens(len(self.seats))
         players = {}
         for seat in self.seats:
             key = mg.ROLE_KEYS[seat.role]
@@ -297,10 +275,6 @@ class MarketGame(CoreGame):
     # ----------------------------------------------------------------- handlers
     # A handler returns False where the real server stops before its completion check (a refusal in strict mode,
     # or a frame on which the real server throws).
-
-    def _on_player_is_ready(self, _conn: Conn, _message: dict[str, Any], player: MarketPlayer, _ref: str) -> None:
-        player.ready = True
-        self._send_event(player.number, "ready-received", {})
 
     def _on_declare(self, conn: Conn, message: dict[str, Any], player: MarketPlayer, ref: str) -> bool | None:
         lot = player.property
@@ -456,25 +430,6 @@ class MarketGame(CoreGame):
             return self.phase_complete
         return False
 
-    def _next_phase(self) -> None:
-        self._cancel_timer()
-        try:
-            self._exit_phase()
-            if self.phase == LAST_PHASE:
-                self._broadcast_event("round-end", {"round": self.round})
-                self._begin_round()
-                return
-            self.phase = (self.phase or 0) + 1
-            self.timer_end = None
-            self._enter_phase()
-            self._save()
-        except GameFrozen as exc:
-            self._freeze(str(exc))
-            return
-        self._broadcast_event("phase-transition", {"round": self.round, "phase": self.phase})
-        self._broadcast_message("notice", f"Phase {self.phase} has begun.")
-        self._update_and_test()
-
     def _start_timer(self) -> None:
         seconds = self.timers[self.phase] if self.phase is not None else None
         if seconds is not None:
@@ -561,9 +516,6 @@ class MarketGame(CoreGame):
                 rule = listed_conditions_rule([c["id"] for c in CONDITIONS])
             self.market = Market({p.number: p.wallet for p in self.players.values()}, rule)
 
-    def _public_players(self) -> list[dict[str, Any]]:
-        return [{"number": p.number, "role": p.role, "tag": p.tag} for p in self.players.values()]
-
     def _seat(self, player: MarketPlayer) -> mg.Seat:
         return self.seats[player.number - 1]
 
@@ -636,15 +588,7 @@ class MarketGame(CoreGame):
 
     # ----------------------------------------------------------------- rounds
 
-    def _begin_round(self) -> None:
-        if self.round is not None:
-            self._add_summaries()
-            number = self.round + 1
-        else:
-            number = 0 if self.params.practice_round else 1
-        if number > self.params.round_count:
-            self._game_over()
-            return
+    def _load_round(self, number: int) -> None:
         for player in self.players.values():
             player.wallet = mg.starting_wallets(player.role, self.flat)
         values = mg.round_values(self.table, self.flat, number, self.seats)
@@ -655,19 +599,6 @@ class MarketGame(CoreGame):
             player.signals[0], player.signals[1] = signals[player.number][0], signals[player.number][1]
         self._reset_round_results()
         self.snipe_records = []
-        first = self.round is None
-        self.round, self.phase, self.timer_end = number, 0, None
-        self.round_id += 1
-        self._broadcast_event("phase-transition", {"round": number, "phase": 0})
-        self._start_timer()
-        try:
-            self._save()
-        except GameFrozen as exc:
-            self._freeze(str(exc))
-            return
-        if self.ready_race_window > 0 and not first:
-            self.accepting = False
-            self._race_timer = self.loop.call_later(self.ready_race_window, self._end_race)
 
     def _summary(self, player: MarketPlayer) -> dict[str, Any]:
         """The round's summary as the server holds it (NaN stays NaN: a NaN trade makes the reward's profit NaN)."""

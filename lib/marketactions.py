@@ -25,10 +25,9 @@ choices as made) checks only the shape, the role and the phase.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-from lib.actions import ActionError, iso_ms
+from lib.actions import ActionError, _is_int, answer_json, deadline_fields
 from lib.game import CONDITIONS, ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER, ROLE_SPECULATOR
 from lib.marketgames import FUTARCHY, ROLE_KEYS
 from lib.marketview import DECLARATION_PHASES, MARKET_PHASE, SPECULATION_PHASES, MarketView
@@ -41,10 +40,6 @@ WIRE_TYPES = {DECLARE: (DECLARE,), SPECULATE: (SPECULATE,), TRADE: (POST, CANCEL
 CONDITION_NAMES = {c["id"]: c["name"] for c in CONDITIONS}
 _VERBS = {DECLARE: "submit your declaration", SPECULATE: "submit your snipes",
           TRADE: "trade (the market closes)"}
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _short(x: Any) -> str:
@@ -170,17 +165,8 @@ def _additional_info(view: MarketView, kind: str) -> str:
 def build_market_action_required(view: MarketView, kind: str, *, deadline_ms: int | None = None,
                                  timer_seconds: float | None = None) -> dict[str, Any]:
     """The action-required message for a market decision now (same shape as voting's)."""
-    end = deadline_ms if deadline_ms is not None else view.deadline_ms
-    verb = _VERBS[kind]
-    if end is not None:
-        by = iso_ms(end)
-        deadline = f"You must {verb} before the timer ends at {by}."
-    elif timer_seconds is not None:
-        by = f"the end of this phase ({timer_seconds:g} seconds after it began)"
-        deadline = f"You must {verb} before the phase timer of {timer_seconds:g} seconds ends."
-    else:
-        by = "the end of this phase"
-        deadline = f"You must {verb} before this phase ends."
+    deadline, by = deadline_fields(_VERBS[kind], deadline_ms if deadline_ms is not None else view.deadline_ms,
+                                   timer_seconds)
     return {"type": "event", "eventType": "action-required",
             "data": {"actionType": ACTION_TYPES[kind], "instructions": _instructions(view, kind),
                      "deadline": deadline, "format": _format(view, kind), "actionRequiredBy": by,
@@ -342,23 +328,9 @@ def validate_market_action(message: Any, view: MarketView, kind: str, *, strict:
     return _post(view, message, strict) if sent == POST else _cancel(view, message, strict)
 
 
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
-
-
 def parse_market_answer(text: Any, view: MarketView, kind: str, *, strict: bool = True) -> dict[str, Any]:
     """A model's raw answer text to the wire message (see validate_market_action); a code fence is tolerated."""
-    if not isinstance(text, str) or not text.strip():
-        raise ActionError("the answer was empty; reply with one JSON object")
-    body = text.strip()
-    fenced = _FENCE.match(body)
-    if fenced:
-        body = fenced.group(1)
-    try:
-        message = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise ActionError(f"the answer is not valid JSON ({exc.msg} at character {exc.pos}); "
-                          "reply with one JSON object and nothing else") from None
-    return validate_market_action(message, view, kind, strict=strict)
+    return validate_market_action(answer_json(text), view, kind, strict=strict)
 
 
 def market_answer_schema(view: MarketView, kind: str) -> dict[str, Any]:

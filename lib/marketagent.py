@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import time
 from typing import Any
 
 from lib import decisions
 from lib.actions import ActionError
 from lib.agent import Agent, Key
-from lib.game import ROLE_NAMES
 from lib.ibexapi import GameNotFound, IbexApiError
 from lib.marketactions import (
     DECLARE,
@@ -203,14 +203,7 @@ class MarketAgent(Agent):
         self.transcript.write("decide", wire_type=wire_type, round=key[0], phase=key[1],
                               seconds_left=round(phase_end - time.monotonic(), 3), deadline_from=how,
                               act_within=round(act_by - time.monotonic(), 3))
-        trace = decisions.Trace(deadline=act_by)
-        decisions.begin(trace)
-        self._traces[key] = trace
-        started = time.monotonic()
-        model = getattr(self.policy, "model", None)
-        if self.decision_log is not None:
-            self.decision_log.started(game=self.game_id, round=key[0], phase=key[1], seat=snapshot.number,
-                                      agent=self.name, action_type=wire_type, model=model)
+        trace, started, model = self._open_decision(key, snapshot, wire_type, act_by)
         message, reason, why = None, None, None
         budget = act_by - time.monotonic()
         try:
@@ -238,9 +231,7 @@ class MarketAgent(Agent):
         source = self.policy.name
         detail = None
         if message is not None:
-            made_by = source if not trace.attempts else decisions.MODEL if trace.attempts == 1 \
-                else decisions.MODEL_RETRIED
-            detail = trace.summary() if trace.attempts > 1 else None
+            made_by, detail = self._answered_by(trace)
         else:
             self.fallbacks += 1
             made_by, source = decisions.FALLBACK, "fallback"
@@ -255,47 +246,33 @@ class MarketAgent(Agent):
             if message is None:
                 self._record(key, snapshot, wire_type, None, made_by, started, trace, model, why=why, detail=detail)
                 return
-        if (self.view.round, self.view.phase) != key[:2] or self.view.game_over or self.view.closing:
-            self.dropped += 1
-            stale = (f"stale: phase {key[1]} has ended" if self.view.closing and self.view.phase == key[1]
-                     else f"stale: the game is now in round {self.view.round} phase {self.view.phase}")
-            self.transcript.write("dropped", wire_type=wire_type, round=key[0], phase=key[1], action=message,
-                                  reason=stale)
-            self._record(key, snapshot, wire_type, message, made_by, started, trace, model, why=why,
-                         detail=f"{detail}; {stale}" if detail else stale)
-            return
+        await self._deliver(key, snapshot, wire_type, message, source=source, made_by=made_by, detail=detail,
+                            record=functools.partial(self._record, key, snapshot, wire_type, made_by=made_by,
+                                                     started=started, trace=trace, model=model, why=why))
+
+    def _stale_reason(self, key: Key) -> str | None:
+        if self.view.closing and self.view.phase == key[1]:
+            return f"stale: phase {key[1]} has ended"  # the market is closing: no order goes out now
+        return super()._stale_reason(key)
+
+    def _check_to_send(self, key: Key, snapshot: Any, wire_type: str, message: dict[str, Any],
+                       detail: str | None) -> tuple[dict[str, Any] | None, str | None]:
         if message["type"] == WAIT:
-            self._record(key, snapshot, wire_type, message, made_by, started, trace, model, why=why, detail=detail)
-            return
+            return None, detail  # recorded, nothing to send
         try:  # the book moved while the policy thought: check against it as it is now
-            message = validate_market_action(message, self.view, wire_type)  # type: ignore[arg-type]
+            return validate_market_action(message, self.view, wire_type), None  # type: ignore[arg-type]
         except ActionError as exc:
             self.dropped += 1
             self.transcript.write("dropped", wire_type=wire_type, round=key[0], phase=key[1], action=message,
                                   reason=f"no longer valid: {exc}")
-            self._record(key, snapshot, wire_type, message, made_by, started, trace, model, why=why,
-                         detail=f"no longer valid when it was to be sent: {exc}")
-            return
-        self._chosen[key] = message
-        self._record(key, snapshot, wire_type, message, made_by, started, trace, model, why=why, detail=detail,
-                     sent=True)
-        await self._send(message, source=source, made_by=made_by)
+            return None, f"no longer valid when it was to be sent: {exc}"
 
-    def _record(self, key: Key, view: Any, wire_type: str, action: dict[str, Any] | None, made_by: str,
-                started: float, trace: decisions.Trace, model: str | None, *, why: str | None = None,
-                detail: str | None = None, sent: bool = False) -> None:
-        self._traces.pop(key, None)
-        if self.decision_log is None:
-            return
-        rec = view.current
-        private = {"values": rec.values, "signals": rec.signals[:2] if isinstance(rec.signals, list) else None}
+    def _action_type(self, wire_type: str, action: dict[str, Any] | None) -> str:
         action_type = {DECLARE: "declare", SPECULATE: "done-speculating"}.get(wire_type)
         if action_type is None:
             action_type = action.get("type") if action else TRADE
-        self.decision_log.add(decisions.Decision(
-            game=self.game_id, round=key[0], phase=key[1], seat=view.number,
-            role=ROLE_NAMES.get(view.role) if view.role is not None else None, agent=self.name,
-            action_type=action_type, made_by=made_by, action=action, private_values=private,
-            fallback_reason=why if made_by == decisions.FALLBACK else None, detail=detail,
-            model=model if trace.attempts else None, attempts=trace.attempts,
-            latency_s=time.monotonic() - started, sent=sent))
+        return action_type
+
+    def _private_values(self, view: Any) -> Any:
+        rec = view.current
+        return {"values": rec.values, "signals": rec.signals[:2] if isinstance(rec.signals, list) else None}

@@ -23,6 +23,7 @@ from typing import Any
 
 from lib.game import ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR
 from lib.marketgames import FUTARCHY, HARBERGER
+from lib.view import SEAT_EVENT_HANDLERS
 
 CONDITION_IDS = (0, 1)  # No Project, Project; the third slot (project B) is never used
 DECLARATION_PHASES = (2, 7)
@@ -425,18 +426,6 @@ def _on_round_summary(view: MarketView, data: dict[str, Any]) -> None:
     rec.summary = data
 
 
-def _on_reward(view: MarketView, data: dict[str, Any]) -> None:
-    view.reward = data
-
-
-def _on_game_over(view: MarketView, data: dict[str, Any]) -> None:
-    view.game_over = True
-
-
-def _on_ready(view: MarketView, data: dict[str, Any]) -> None:
-    view.ready_acked = True
-
-
 def _on_declaration_ack(view: MarketView, data: dict[str, Any]) -> None:
     view.current.declaration_acked.add(view.phase)
 
@@ -449,11 +438,8 @@ def _on_speculation_ack(view: MarketView, data: dict[str, Any]) -> None:
     view.current.speculation_acked.add(view.phase)
 
 
-def _on_action_required(view: MarketView, data: dict[str, Any]) -> None:
-    view.server_action = data
-
-
 _HANDLERS: dict[str, Callable[[MarketView, dict[str, Any]], None]] = {
+    **SEAT_EVENT_HANDLERS,
     "status": _on_status,
     "assign-role": _on_assign_role,
     "players-known": _on_players_known,
@@ -473,13 +459,9 @@ _HANDLERS: dict[str, Callable[[MarketView, dict[str, Any]], None]] = {
     "second-snipes": _on_snipes("second"),
     "final-price": _on_final_price,
     "round-summary": _on_round_summary,
-    "reward": _on_reward,
-    "game-over": _on_game_over,
-    "ready-received": _on_ready,
     "declaration-received": _on_declaration_ack,
     "declaration-above-max": _on_declaration_above_max,
     "speculation-received": _on_speculation_ack,
-    "action-required": _on_action_required,
 }
 EVENT_HANDLERS: Mapping[str, Callable[[MarketView, dict[str, Any]], None]] = MappingProxyType(_HANDLERS)
 

@@ -246,15 +246,15 @@ def _on_round_summary(view: PlayerView, data: dict[str, Any]) -> None:
         rec.profit = int(profit)
 
 
-def _on_reward(view: PlayerView, data: dict[str, Any]) -> None:
+def _on_reward(view: Any, data: dict[str, Any]) -> None:
     view.reward = data
 
 
-def _on_game_over(view: PlayerView, data: dict[str, Any]) -> None:
+def _on_game_over(view: Any, data: dict[str, Any]) -> None:
     view.game_over = True
 
 
-def _on_ready(view: PlayerView, data: dict[str, Any]) -> None:
+def _on_ready(view: Any, data: dict[str, Any]) -> None:
     view.ready_acked = True
 
 
@@ -267,7 +267,7 @@ def _on_offer_ack(view: PlayerView, data: dict[str, Any]) -> None:
         view.current.offer = data.get("compensationOffers")
 
 
-def _on_action_required(view: PlayerView, data: dict[str, Any]) -> None:
+def _on_action_required(view: Any, data: dict[str, Any]) -> None:
     view.server_action = data
 
 
@@ -278,7 +278,16 @@ def _on_instruction(view: PlayerView, data: dict[str, Any]) -> None:
         view.server_action = nested
 
 
+# The events every game type's view folds alike (lib/marketview.py's too): they touch only the seat's own record.
+SEAT_EVENT_HANDLERS: Mapping[str, Callable[[Any, dict[str, Any]], None]] = MappingProxyType({
+    "reward": _on_reward,
+    "game-over": _on_game_over,
+    "ready-received": _on_ready,
+    "action-required": _on_action_required,
+})
+
 _HANDLERS = {
+    **SEAT_EVENT_HANDLERS,
     "status": _on_status,
     "assign-role": _on_assign_role,
     "players-known": _on_players_known,
@@ -290,12 +299,8 @@ _HANDLERS = {
     "message-received": _on_message,
     "final-profit": _on_final_profit,
     "round-summary": _on_round_summary,
-    "reward": _on_reward,
-    "game-over": _on_game_over,
-    "ready-received": _on_ready,
     "compensation-request-received": _on_request_ack,
     "compensation-offer-received": _on_offer_ack,
-    "action-required": _on_action_required,
     "instruction": _on_instruction,
 }
 # What each event type does to a view, by eventType: handler(view, data) with data an object. The dataset builder
