@@ -187,6 +187,10 @@ def make_local(ctx: Context, base: bool = False) -> EvalPolicy:
         raise EvalError(str(exc), EXIT_USAGE) from None
 
 
+# Policies asked on market examples too (lib.marketevaluate scores their decisions); the market baseline is
+# lib.marketpolicy's, scored in market_section.
+MARKET_POLICIES = ("llm",)
+
 POLICIES: dict[str, Callable[[Context], EvalPolicy]] = {"baseline": make_baseline, "fitted": make_fitted,
                                                         "llm": make_llm, "local": make_local,
                                                         "local-base": lambda ctx: make_local(ctx, base=True)}
@@ -295,8 +299,19 @@ def dataset_entry(s: EvalSet) -> dict[str, Any]:
             "games": s.games, "per_game": {g: per_game[g] for g in s.games}, "per_action": per_action}
 
 
-async def _decide(policies: list[EvalPolicy], s: EvalSet) -> dict[str, list[evaluate.Decision]]:
-    return {policy.name: await policy.decide_all(s.examples) for policy in policies}
+async def _decide(policies: list[EvalPolicy], voting: list[Any], market: list[Any]
+                  ) -> tuple[dict[str, list[evaluate.Decision]], dict[str, list[evaluate.Decision]]]:
+    """(voting decisions, market decisions) per policy; a market policy is asked both in one go, so that its calls
+    share one bound on concurrency and one cache file."""
+    on_voting, on_market = {}, {}
+    for policy in policies:
+        asked = voting + (market if policy.name in MARKET_POLICIES else [])
+        decided = await policy.decide_all(asked)
+        if voting:
+            on_voting[policy.name] = decided[:len(voting)]
+        if policy.name in MARKET_POLICIES and market:
+            on_market[policy.name] = decided[len(voting):]
+    return on_voting, on_market
 
 
 def run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -> int:
@@ -327,24 +342,12 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
         print(f"note: no training set {training_set_path(args, path)} to fit on: fitted is not evaluated",
               file=sys.stderr)
         names.remove("fitted")
-    if not evaluated.examples:
-        if args.dry_run:
-            print("dry run: no model called, nothing written")
-            return EXIT_OK
-        market_report = market_section(names, market)
-        report = {"created_at": datetime.now(UTC).isoformat(timespec="seconds"), "dataset": dataset_entry(whole),
-                  "market": market_report}
-        write_report(args.data_dir, _clean(report))
-        print(f"Evaluated on {whole.path}: {len(market)} market decisions from {len(whole.games)} game(s) "
-              f"({', '.join(whole.games)}), sha256 {whole.sha256[:12]}; no voting decision, so no picture")
-        print(market_table(market_report))
-        print(f"Wrote {args.data_dir / REPORT_FILE}")
-        return EXIT_OK
-    policies = [POLICIES[name](ctx) for name in names]
+    # on a market-only set only the policies with a market version are made (fitted needs voting examples to fit)
+    policies = [POLICIES[name](ctx) for name in names if evaluated.examples or name in MARKET_POLICIES]
 
     for policy in policies:
         if isinstance(policy, LLMEvalPolicy):
-            est = estimate(policy, evaluated)
+            est = estimate(policy, whole)  # its market examples are asked too
             print(estimate_line(policy, est))
             if args.dry_run:
                 continue
@@ -355,13 +358,25 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
         return EXIT_OK
 
     try:
-        decisions = asyncio.run(_decide(policies, evaluated))
+        decisions, market_decisions = asyncio.run(_decide(policies, evaluated.examples, market))
     except evallocal.LocalPolicyError as exc:
         raise EvalError(f"{exc}; nothing was written", EXIT_USAGE) from None
     except ModelUnavailable as exc:
         raise EvalError(f"{describe(exc.cause)}; {exc.answered} answer(s) are cached in {exc.cache}: run again to "
                         "resume. Nothing else was written") from None
 
+    if not evaluated.examples:
+        market_report = market_section(names, market, market_decisions)
+        report = {"created_at": datetime.now(UTC).isoformat(timespec="seconds"), "dataset": dataset_entry(whole),
+                  "market": market_report}
+        if policies:
+            report["policy_info"] = {policy.name: policy.info() for policy in policies}
+        write_report(args.data_dir, _clean(report))
+        print(f"Evaluated on {whole.path}: {len(market)} market decisions from {len(whole.games)} game(s) "
+              f"({', '.join(whole.games)}), sha256 {whole.sha256[:12]}; no voting decision, so no picture")
+        print(market_table(market_report))
+        print(f"Wrote {args.data_dir / REPORT_FILE}")
+        return EXIT_OK
     scores = {name: evaluate.score(evaluated.examples, ds) for name, ds in decisions.items()}
     refs = evaluate.references(evaluated.examples)
     report = {
@@ -378,7 +393,7 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
     }
     if market:
         report["dataset"] = dataset_entry(whole)
-        report["market"] = market_section(names, market)
+        report["market"] = market_section(names, market, market_decisions)
         report["notes"].append("the voting scores, references and the picture cover the voting examples; the market "
                                "examples are scored under 'market' (lib/marketevaluate.py)")
     write_outputs(args.data_dir, _clean(report), evaluated, decisions, scores, refs, ctx)
@@ -395,9 +410,10 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
     return EXIT_OK
 
 
-def market_section(names: list[str], examples: list[Any]) -> dict[str, Any]:
-    """The market examples' scores (lib.marketevaluate.score_market) per policy that has a market version here, and
-    what is not scored."""
+def market_section(names: list[str], examples: list[Any],
+                   decisions: dict[str, list[evaluate.Decision]] | None = None) -> dict[str, Any]:
+    """The market examples' scores (lib.marketevaluate.score_market) per policy that has a market version here (the
+    baseline, and the policies whose `decisions` on these examples are given), and what is not scored."""
     from lib.marketevaluate import NOT_SCORED, score_market
     from lib.marketpolicy import MarketBaseline
 
@@ -412,9 +428,15 @@ def market_section(names: list[str], examples: list[Any]) -> dict[str, Any]:
         if name == "baseline":
             scores[name] = score_market(made, MarketBaseline(seed=0).decide)
             scores[name].pop("not_scored", None)
+        elif decisions and name in decisions:
+            # score_market asks decide(view, kind) example by example; each made example has its own view object,
+            # so the view says which example's decision (already checked strictly, None when invalid) it wants
+            decided = {id(m.view): d.action for m, d in zip(made, decisions[name], strict=True)}
+            scores[name] = score_market(made, lambda view, kind, decided=decided: decided[id(view)])
+            scores[name].pop("not_scored", None)
         else:
             not_scored.append(f"policy {name}: no market version in --evaluate yet (only the baseline, "
-                              "lib/marketpolicy.py, is scored on market examples)")
+                              "lib/marketpolicy.py, and llm are scored on market examples)")
     return {"examples": len(examples), "per_game_type": per_type, "per_action": per_action, "policies": scores,
             "not_scored": not_scored}
 

@@ -17,8 +17,11 @@ per example: the validated wire message, or None with the reason. Nothing here k
   not re-asked with feedback as at play time, so the score is the model's own first answer. Calls run
   concurrently, at most `max_concurrent` at once, and each answer is appended to a JSONL cache, keyed by the
   endpoint, model, temperature and messages, as it arrives: an interrupted evaluation resumes where it stopped.
+  A market example (Harberger, futarchy) is asked the same way with lib.marketllm's structured output for its
+  decision and checked strictly with lib.marketactions.parse_market_answer, as at play time.
 
-Chat examples are counted, not scored, so no policy is asked about them.
+Chat examples are counted, not scored, so no policy is asked about them; nor are market cancels
+(lib.marketevaluate does not score them).
 """
 
 from __future__ import annotations
@@ -39,10 +42,14 @@ import openai
 from lib.actions import ActionError, parse_answer
 from lib.evaluate import KINDS, TEXT, Decision
 from lib.llm import LLMPolicy, _retry_after
+from lib.marketactions import parse_market_answer
+from lib.marketdataset import KINDS as MARKET_KINDS
+from lib.marketllm import MarketLLMPolicy
 from lib.policy import baseline_action
 from lib.sidecar import Example
 
 NOT_ASKED = "not asked: chat is counted, not scored"
+NOT_ASKED_CANCEL = "not asked: a market cancel is counted, not scored"
 CALL_TIMEOUT = 120.0  # seconds for one answer; a long prompt on a slow local server takes a while
 BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 30.0
@@ -58,7 +65,13 @@ class EvalPolicy(Protocol):
 
 
 def scored(example: Example) -> bool:
+    if example.market:
+        return example.action != "cancel-order"
     return KINDS[example.action].how != TEXT
+
+
+def not_asked(example: Example) -> Decision:
+    return Decision(None, NOT_ASKED_CANCEL if example.market else NOT_ASKED)
 
 
 class RulesPolicy:
@@ -169,6 +182,8 @@ class LLMEvalPolicy:
 
     def _judge(self, example: Example, answer: Any) -> Decision:
         try:
+            if example.market:
+                return Decision(parse_market_answer(answer, example.view(), MARKET_KINDS[example.action]))
             return Decision(parse_answer(answer, example.view(), example.action, cap=example.cap))
         except ActionError as exc:
             self.reasons[str(exc)[:120]] += 1
@@ -180,7 +195,7 @@ class LLMEvalPolicy:
         todo: list[tuple[int, Example, str]] = []
         for i, example in enumerate(examples):
             if not scored(example):
-                decisions[i] = Decision(None, NOT_ASKED)
+                decisions[i] = not_asked(example)
                 continue
             key = self.key(example)
             if key in cached:
@@ -201,7 +216,8 @@ class LLMEvalPolicy:
         log-probabilities (OpenAI) is told by the first example, and the evaluation goes on without the NLL."""
         from lib import nll
 
-        todo = [(i, e) for i, e in enumerate(examples) if scored(e) and e.answer]
+        # the market scores have no NLL column: its calls would be paid for and never shown
+        todo = [(i, e) for i, e in enumerate(examples) if scored(e) and e.answer and not e.market]
         gate = asyncio.Semaphore(self.max_concurrent)
         client = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=self.max_retries)
 
@@ -234,6 +250,8 @@ class LLMEvalPolicy:
         # each call's timeout starts when it is sent, not when it is queued.
         llm = LLMPolicy(api_key=self._api_key, model=self.model, base_url=self._base_url,
                         max_concurrent_calls=self.max_concurrent, temperature=self.temperature)
+        market = MarketLLMPolicy(api_key=self._api_key, model=self.model, base_url=self._base_url,
+                                 max_concurrent_calls=self.max_concurrent, temperature=self.temperature)
         gate = asyncio.Semaphore(self.max_concurrent)
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         done, last_report = 0, time.monotonic()
@@ -242,7 +260,7 @@ class LLMEvalPolicy:
             async def one(i: int, example: Example, key: str) -> None:
                 nonlocal done, last_report
                 async with gate:
-                    decisions[i] = await self._ask(llm, example, key, cache)
+                    decisions[i] = await self._ask(market if example.market else llm, example, key, cache)
                 done += 1
                 if self.progress is not None and (time.monotonic() - last_report >= PROGRESS_EVERY
                                                   or done == len(todo)):
@@ -260,13 +278,16 @@ class LLMEvalPolicy:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await llm.close()
+                await market.close()
 
     async def _ask(self, llm: LLMPolicy, example: Example, key: str, cache: TextIO) -> Decision:
         for attempt in range(self.max_retries + 1):
             try:
-                completion, structured = await llm.complete(example.messages, example.action,
-                                                            time.monotonic() + CALL_TIMEOUT, example.view(),
-                                                            example.cap)
+                # a market decision's schema is its kind's (declare, done-speculating, trade), as at play time
+                wire_type, cap = ((MARKET_KINDS[example.action], 0) if example.market
+                                  else (example.action, example.cap))
+                completion, structured = await llm.complete(example.messages, wire_type,
+                                                            time.monotonic() + CALL_TIMEOUT, example.view(), cap)
                 break
             except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
                 # This prompt, not the endpoint (too long for the model, say): invalid, and not cached, so a later

@@ -160,3 +160,97 @@ def test_evaluate_on_a_market_only_set_writes_the_report_without_a_picture(tmp_p
     report = json.loads((out / "evaluation_report.json").read_text())
     assert report["market"]["policies"]["baseline"]["declare"]["n"] > 0
     assert "no voting decision, so no picture" in printed and not (out / "evaluation.png").exists()
+
+
+# --- the llm policy on market examples: the real openai SDK against the fake OpenAI server -----------------------
+
+
+def test_the_llm_answers_market_examples_checked_strictly_scored_beside_the_baseline_and_cached(
+        tmp_path, market_dir, capsys, monkeypatch):
+    import finetune
+    from lib.marketactions import ACTION_TYPES, declaration_max
+    from tests.fakeopenai import FakeOpenAI
+
+    out = tmp_path / "out"
+    build([market_dir], out, validation_fraction=0)
+    path = out / "training_set.jsonl"
+    examples = read_set(path, hashlib.sha256(path.read_bytes()).hexdigest()).examples
+    asked = [e for e in examples if e.action != "cancel-order"]  # cancels are counted, not scored: never asked
+    declares = [e for e in examples if e.action == "declare" and e.state["state"].get("values") is not None]
+    orders = [e for e in examples if e.action == "post-order"]
+    # one declaration in words and one trade that would end the phase for everyone: both invalid, as at play time
+    bad = {declares[0].messages[1]["content"]: "I declare 300000 on both, thanks.",
+           orders[0].messages[1]["content"]: None}
+
+    def model(body: dict) -> str:
+        """Declares half of each condition's maximum, snipes nothing, waits in the market."""
+        schema = body["response_format"]["json_schema"]
+        props, user = schema["schema"]["properties"], body["messages"][1]["content"]
+        game = props["gameId"]["enum"][0]
+        if user in bad:
+            return bad[user] or json.dumps({"gameId": game, "type": "complete-current-phase", "order": None})
+        if schema["name"] == "SubmitDeclaration":
+            maxima = [item["maximum"] for item in props["declaration"]["items"]["anyOf"][:2]]
+            return json.dumps({"gameId": game, "type": "declare", "declaration": [m // 2 for m in maxima] + [0]})
+        if schema["name"] == "SubmitSnipes":
+            return json.dumps({"gameId": game, "type": "done-speculating", "snipe": [[], [], []]})
+        return json.dumps({"gameId": game, "type": "wait", "order": None})
+
+    with FakeOpenAI() as fake:
+        for name, value in fake.env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("PYTHON_DOTENV_DISABLED", "1")
+        fake.chat_default = model
+        argv = ["--evaluate", "--data-dir", str(out), "--evaluate-on", str(path), "--policies", "baseline,llm",
+                "--model", "test-model", "--max-retries", "0"]
+        assert finetune.main(argv) == 0
+        printed = capsys.readouterr().out
+        calls = fake.calls_to("POST", "/chat/completions")
+        report = json.loads((out / "evaluation_report.json").read_text())
+
+        # each example asked once with its exact system and user messages and play time's schema for its decision
+        assert sorted(json.dumps(c["json"]["messages"]) for c in calls) == sorted(json.dumps(e.messages)
+                                                                                  for e in asked)
+        by_prompt = {json.dumps(c["json"]["messages"]): c["json"] for c in calls}
+        assert all(by_prompt[json.dumps(e.messages)]["response_format"]["json_schema"]["name"]
+                   == ACTION_TYPES[KINDS[e.action]] for e in asked)
+        section = report["market"]
+        assert set(section["policies"]) == {"baseline", "llm"}
+        assert not any(reason.startswith("policy llm") for reason in section["not_scored"])
+        base, llm = section["policies"]["baseline"], section["policies"]["llm"]
+
+        # declarations: the same examples; the one in words is invalid; the error of max/2 against the human's
+        # declaration relative to the true value, by hand over the others
+        errors, shading = [], []
+        for e in declares[1:]:
+            view, values, human = e.view(), e.state["state"]["values"], e.human["declaration"]
+            for c in (0, 1):
+                if values[c] and isinstance(human[c], int | float):
+                    d = declaration_max(view, c) // 2
+                    errors.append(abs(d - human[c]) / values[c])
+                    shading.append((values[c] - d) / values[c])
+        assert llm["declare"]["n"] == base["declare"]["n"] == len(declares) and llm["declare"]["invalid"] == 1
+        assert llm["declare"]["mean_rel_error"] == pytest.approx(sum(errors) / len(errors), abs=1e-6)
+        assert llm["declare"]["policy_shading"] == pytest.approx(sum(shading) / len(shading), abs=1e-6)
+        assert llm["declare"]["human_shading"] == base["declare"]["human_shading"]
+        # snipes: sniping nothing agrees exactly where the human did not snipe
+        snipes = llm["done-speculating"]
+        assert snipes["n"] == base["done-speculating"]["n"] > 0 and snipes["invalid"] == 0
+        assert snipes["policy_snipe_rate"] == 0 and snipes["human_snipe_rate"] > 0
+        assert snipes["agreement"] == pytest.approx(1 - snipes["human_snipe_rate"], abs=1e-6)
+        # orders: waiting is valid and never on the human's side; the phase-ending answer is invalid
+        assert llm["post-order"]["n"] == base["post-order"]["n"] > 0
+        assert llm["post-order"]["invalid"] == 1 and llm["post-order"]["same_side"] == 0
+        assert llm["post-order"]["mean_rel_price_error"] is None
+        info = report["policy_info"]["llm"]
+        assert info["answers_from_model"] == len(asked) and sum(info["invalid_reasons"].values()) == 2
+        assert "  llm: declarations n=" in printed
+
+        # again: every answer from the cache, the same numbers
+        assert finetune.main(argv) == 0
+        printed = capsys.readouterr().out
+        assert len(fake.calls_to("POST", "/chat/completions")) == len(asked)
+        again = json.loads((out / "evaluation_report.json").read_text())
+        assert again["market"]["policies"]["llm"] == llm
+        assert again["policy_info"]["llm"]["answers_from_cache"] == len(asked)
+        assert f"0 call(s) to test-model at {fake.base_url} ({len(asked)} answer(s) already cached)" in printed
