@@ -203,6 +203,9 @@ def test_the_llm_answers_market_examples_checked_strictly_scored_beside_the_base
         fake.chat_default = model
         argv = ["--evaluate", "--data-dir", str(out), "--evaluate-on", str(path), "--policies", "baseline,llm",
                 "--model", "test-model", "--max-retries", "0"]
+        assert finetune.main([*argv, "--dry-run"]) == 0  # the estimate counts the market calls; nothing asked
+        assert f"llm: {len(asked)} call(s) to test-model" in capsys.readouterr().out
+        assert fake.calls_to("POST", "/chat/completions") == [] and not (out / "evaluation_report.json").exists()
         assert finetune.main(argv) == 0
         printed = capsys.readouterr().out
         calls = fake.calls_to("POST", "/chat/completions")
