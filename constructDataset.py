@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from lib import ftcheck
-from lib.dataset import (
+from lib.dataset import ftcheck
+from lib.dataset.build import (
     MAX_DEFAULT_WORKERS,
     BuildOptions,
     BuildResult,
@@ -30,8 +30,8 @@ from lib.dataset import (
     check_file_report,
     default_workers,
 )
-from lib.sessions import SessionsError, load_sessions
-from lib.text import display_path
+from lib.ibex.sessions import SessionsError, load_sessions
+from lib.util.text import display_path
 
 HERE = Path(__file__).resolve().parent
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

@@ -6,8 +6,8 @@
     python finetune.py --follow [JOB_ID]  # resume following the recorded (or a given) job
     python finetune.py --list             # recent jobs
     python finetune.py --cancel JOB_ID
-    python finetune.py --evaluate         # how human-like are baseline, fitted (and llm)? (lib/evalcli.py)
-    python finetune.py --trainer trl      # a LoRA on an open model, here (lib/trltrain.py; requirements-train.txt)
+    python finetune.py --evaluate         # how human-like are baseline, fitted (and llm)? (lib/evaluation/cli.py)
+    python finetune.py --trainer trl      # a LoRA on an open model, here (lib/training/lora.py; requirements-train.txt)
 
 The job is recorded in data/finetune_job.json (job id, base model, file ids, sha256 of each
 dataset, status, fine_tuned_model, error); handler.py plays with that fine_tuned_model.
@@ -29,7 +29,10 @@ from typing import Any
 import openai
 from dotenv import load_dotenv
 
-from lib import evalcli, ftcheck, jobrecord, redact
+from lib.dataset import ftcheck
+from lib.evaluation import cli as evalcli
+from lib.training import jobrecord
+from lib.util import redact
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_MODEL = ftcheck.DEFAULT_MODEL
@@ -96,11 +99,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # ----------------------------------------------------------------------------- --trainer trl
-# The bulk lives in lib/trltrain.py, imported only when asked for: torch is not a core requirement.
+# The bulk lives in lib/training/lora.py, imported only when asked for: torch is not a core requirement.
 
-TRL_DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"   # lib.trltrain.DEFAULT_MODEL (tested equal)
+TRL_DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"   # lib.training.lora.DEFAULT_MODEL (tested equal)
 TRL_HYPER = argparse.Namespace(epochs=3, learning_rate=2e-4, batch_size=4, grad_accum=4, max_seq_length=2048,
-                               lora_r=16, lora_alpha=32, lora_dropout=0.05, seed=0)   # lib.trltrain.Hyper
+                               lora_r=16, lora_alpha=32, lora_dropout=0.05, seed=0)   # lib.training.lora.Hyper
 TRL_ONLY = ("revision", "models_dir", "learning_rate", "batch_size", "grad_accum", "max_seq_length", "lora_r",
             "lora_alpha", "lora_dropout", "save_steps", "logging_steps", "resume", "merge")
 
@@ -149,12 +152,13 @@ def check_trl_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> N
 
 
 def trl_command(args: argparse.Namespace) -> int:
-    from lib import trainreqs
+    from lib.training import requirements as trainreqs
 
     problem = trainreqs.problem("finetune.py --trainer trl")
     if problem:
         raise Fatal(problem, EXIT_USAGE)
-    from lib import localmodel, trltrain
+    from lib.training import localmodel
+    from lib.training import lora as trltrain
 
     train, validation = dataset_paths(args)
     hyper = trltrain.Hyper(**{k: getattr(args, k) for k in vars(TRL_HYPER)})
@@ -184,7 +188,7 @@ def base_url() -> str:
 
 
 def endpoint() -> str:
-    """The base URL as it is printed and recorded: without a user:password part (lib.redact)."""
+    """The base URL as it is printed and recorded: without a user:password part (lib.util.redact)."""
     return redact.public_url(base_url())
 
 
@@ -589,7 +593,7 @@ def list_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load_dotenv()
-    # Every line printed from here on goes through lib.redact: an error body may echo the key, a base URL may
+    # Every line printed from here on goes through lib.util.redact: an error body may echo the key, a base URL may
     # hold a password, whatever prints them.
     redact.install(redact.secrets_from_env(os.environ))
     try:

@@ -8,7 +8,8 @@
                                                    create a game with create-for-llm, then play it
     python handler.py --serve                      the agent manager for agents-only games (serverStarter.sh)
 
---local starts lib.localserver in this process, creates a game, runs six agents (lib.agent) to game-over, writes
+--local starts lib.localserver.server in this process, creates a game, runs six agents (lib.agents.agent) to game-over,
+writes
 the game's log into logs/local-games/ (never into the jsonFiles/ that constructDataset.py reads) and one
 transcript per agent under logs/, and prints each round's summary as the round ends.
 
@@ -20,21 +21,23 @@ by default every free seat, or only the given codes); seats left over stay free 
 are kept in logs/<run>/seats.json (private file) to resume it. --create needs IBEX_USERNAME and IBEX_PASSWORD;
 its parameters are the real server's defaults (its web UI's for the game type: --game-type, or the game_type of
 --params; voting without either) with --params FILE and --rounds, --practice/--no-practice and --timer-scale on
-top, sent in the nested form the server reads (lib/play.py, lib/createparams.py); a market game gets twelve agents,
+top, sent in the nested form the server reads (lib/agents/realserver.py, lib/ibex/createparams.py); a market game gets
+twelve agents,
 one per seat, by default. With --agents-only
 the server asks an agent manager for the agents: this process is that manager for its game when nobody else
 listens on AGENT_MANAGER_HOST:AGENT_MANAGER_PORT, and plays the game itself when the server's call fails.
 --serve listens there (default 127.0.0.1:10341) for the server's POST /spawn-agents, answers at once and plays
-every game it is asked to, several at a time (lib/agentmanager.py).
+every game it is asked to, several at a time (lib/agents/manager.py).
 
-Agents reconnect and resync on their own when the network fails (lib/agent.py). Without OPENAI_API_KEY the
-agents play the baseline policy (lib.policy) and the first line says so. Settings come from the environment or
+Agents reconnect and resync on their own when the network fails (lib/agents/agent.py). Without OPENAI_API_KEY the
+agents play the baseline policy (lib.games.voting.policy) and the first line says so. Settings come from the environment
+or
 .env: OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_MODEL, IBEX_WS_URL, IBEX_API_URL, IBEX_USERNAME, IBEX_PASSWORD,
 AGENT_MANAGER_HOST, AGENT_MANAGER_PORT.
 
 Honest runs: with a model, one cheap preflight call checks endpoint, key and model before any agent joins (exit 4
 when it fails; --no-preflight skips it). Every decision becomes a row of decisions.csv in the run's folder saying
-who made it (lib/decisions.py); the rounds mark fallbacks, the last lines give the shares, and a fallback share
+who made it (lib/agents/decisions.py); the rounds mark fallbacks, the last lines give the shares, and a fallback share
 above --max-fallback-share (default 0.2 for a model) exits 3 after the game. SIGTERM or SIGINT: the agents close
 their sockets (code 1001), the transcripts get a final "shutdown" record, the rounds played and the shares are
 printed, and the handler exits 143 or 130 (--serve: 0, its normal stop). Exit codes: 0 played, 1 not playable,
@@ -58,26 +61,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lib import decisions, redact
-from lib.actions import DECISION, OFFER, REQUEST
-from lib.agent import Agent, AgentError, AgentSettings
-from lib.agentmanager import DEFAULT_HOST, DEFAULT_PORT, AgentManager, run_agent_manager
-from lib.game import (
-    CONDITIONS,
-    DEFAULT_PARAMETERS,
-    LAST_PHASE,
-    PHASES,
-    PROJECT,
-    SEATS,
-    GameParams,
-    ParamError,
-    parameters_from_dict,
-    seat_tag,
-)
-from lib.ibexapi import IbexApi, IbexApiError
-from lib.jobrecord import DEFAULT_RECORD_PATH, JobRecordError, resolve_model
-from lib.llm import DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_RETRIES, LLMPolicy, PreflightError
-from lib.play import (
+from lib.agents import decisions
+from lib.agents.agent import Agent, AgentError, AgentSettings
+from lib.agents.llm import DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_RETRIES, LLMPolicy, PreflightError
+from lib.agents.manager import DEFAULT_HOST, DEFAULT_PORT, AgentManager, run_agent_manager
+from lib.agents.realserver import (
     MAX_PLAYERS,
     NOT_STARTED_WAIT,
     PlayError,
@@ -90,9 +78,25 @@ from lib.play import (
     seats_of,
     server_urls,
 )
-from lib.policy import BaselinePolicy, Policy
-from lib.transcript import Transcript
-from lib.view import PlayerView
+from lib.agents.transcript import Transcript
+from lib.games.voting.actions import DECISION, OFFER, REQUEST
+from lib.games.voting.policy import BaselinePolicy, Policy
+from lib.games.voting.rules import (
+    CONDITIONS,
+    DEFAULT_PARAMETERS,
+    LAST_PHASE,
+    PHASES,
+    PROJECT,
+    SEATS,
+    GameParams,
+    ParamError,
+    parameters_from_dict,
+    seat_tag,
+)
+from lib.games.voting.view import PlayerView
+from lib.ibex.api import IbexApi, IbexApiError
+from lib.training.jobrecord import DEFAULT_RECORD_PATH, JobRecordError, resolve_model
+from lib.util import redact
 
 ROOT = Path(__file__).resolve().parent
 # --local's game logs stay out of jsonFiles/, which constructDataset.py reads: demo games are no human data.
@@ -148,7 +152,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     real.add_argument("--recovery", nargs="+", action="extend", default=[], metavar="CODE",
                       help="--game: recovery codes to play with; a code the server knows resumes its seat")
     real.add_argument("--params", type=Path, metavar="FILE",
-                      help="--create: JSON game parameters over the real server's defaults (lib/play.py)")
+                      help="--create: JSON game parameters over the real server's defaults (lib/agents/realserver.py)")
     real.add_argument("--agents-only", action="store_true",
                       help="--create: an agents-only game, whose agents the server asks an agent manager for")
     parser.add_argument("--policy", choices=("llm", "baseline", "fitted"),
@@ -252,7 +256,7 @@ def choose_policy(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Pol
         why = "--policy baseline" if args.policy else "no OPENAI_API_KEY set"
         return BaselinePolicy(seed=args.seed), f"policy: baseline ({why})"
     if wanted == "fitted":
-        from lib import fitted
+        from lib.games.voting import fitted
 
         path = args.fitted_params
         try:
@@ -499,10 +503,10 @@ def verdict(log: decisions.DecisionLog, limit: float | None, out: Any) -> int:
 
 
 async def play_local(args: argparse.Namespace, policy: Policy, env: Mapping[str, str], out: Any) -> int:
-    from lib.localserver import LocalServer
+    from lib.localserver.server import LocalServer
 
     if args.game_type != "voting":
-        from lib import marketplay
+        from lib.games.market import play as marketplay
 
         stop = Stop()
         stop.install()
@@ -722,7 +726,7 @@ async def play_seats(real: Real, game_id: int, seats: Sequence[Seat], params: Ga
     real.say(f"transcripts: {run_dir}/ (decisions table: decisions.csv there; recovery codes to resume: "
              f"{seats_file}, private)")
     if market:
-        from lib import marketplay
+        from lib.games.market import play as marketplay
 
         progress: Any = marketplay.MarketProgress(real.say, game_id, compact=compact)
     else:
@@ -942,7 +946,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dotenv import load_dotenv
 
     load_dotenv(ROOT / ".env")
-    redact.install(redact.secrets_from_env(os.environ))  # every printed line, whatever prints it (lib.redact)
+    redact.install(redact.secrets_from_env(os.environ))  # every printed line, whatever prints it (lib.util.redact)
     if not (args.local or args.create or args.serve or args.game is not None):
         print("error: nothing to do: choose a mode: --local (offline demo), --game ID, --create or --serve "
               "(see --help)", file=sys.stderr)

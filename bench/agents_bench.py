@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Benchmark of the agents (lib.agent) at scale: K concurrent games on the local IBEX server, 6 agents each.
+"""Benchmark of the agents (lib.agents.agent) at scale: K concurrent games on the local IBEX server, 6 agents each.
 
     .venv/bin/python bench/agents_bench.py                      # K = 10 (60 agents), then K = 50 (300 agents)
     .venv/bin/python bench/agents_bench.py --games 10 --policy fake-llm
 
-The server runs in its own process (python -m lib.localserver), so this process holds only the agents and its
+The server runs in its own process (python -m lib.localserver.server), so this process holds only the agents and its
 CPU time is theirs. The model answers instantly: `baseline` is the built-in rule set, `fake-llm` is the real
 LLMPolicy and openai SDK against tests/fakeopenai.py's server answering at once. Printed per K:
 
@@ -38,13 +38,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lib.actions import DECISION, OFFER, REQUEST  # noqa: E402
-from lib.agent import Agent, AgentSettings  # noqa: E402
-from lib.game import parameters_from_dict  # noqa: E402
-from lib.ibexapi import IbexApi  # noqa: E402
-from lib.policy import BaselinePolicy, Policy  # noqa: E402
-from lib.transcript import Transcript  # noqa: E402
-from lib.view import PlayerView  # noqa: E402
+from lib.agents.agent import Agent, AgentSettings  # noqa: E402
+from lib.agents.transcript import Transcript  # noqa: E402
+from lib.games.voting.actions import DECISION, OFFER, REQUEST  # noqa: E402
+from lib.games.voting.policy import BaselinePolicy, Policy  # noqa: E402
+from lib.games.voting.rules import parameters_from_dict  # noqa: E402
+from lib.games.voting.view import PlayerView  # noqa: E402
+from lib.ibex.api import IbexApi  # noqa: E402
 
 ACTIONS = (REQUEST, OFFER, DECISION)
 ACTION_PHASES = (3, 4, 6)
@@ -111,7 +111,7 @@ class TimedTranscript(Transcript):
 
 FAKE_OPENAI_SCRIPT = """
 import json, sys
-from tests.fakeopenai import FAKE_API_KEY, FakeOpenAI
+from tests.helpers.fakeopenai import FAKE_API_KEY, FakeOpenAI
 
 ANSWERS = {
     "compensation-request": {"type": "compensation-request", "compensationRequests": [None, 300000]},
@@ -144,7 +144,7 @@ def start_fake_openai() -> tuple[subprocess.Popen[str], str, str]:
 def start_server(records: Path) -> tuple[subprocess.Popen[str], str, str]:
     env = {**os.environ, "PYTHON_DOTENV_DISABLED": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lib.localserver", "--ws-port", "0", "--api-port", "0", "--records", str(records),
+        [sys.executable, "-m", "lib.localserver.server", "--ws-port", "0", "--api-port", "0", "--records", str(records),
          "--admin-user", ADMIN[0], "--admin-password", ADMIN[1]],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     give_up = time.monotonic() + SERVER_START_TIMEOUT
@@ -174,7 +174,7 @@ async def run_games(k: int, ws_url: str, api_url: str, args: argparse.Namespace,
     fake = None
     inner: Policy
     if args.policy == "fake-llm":
-        from lib.llm import LLMPolicy
+        from lib.agents.llm import LLMPolicy
 
         fake, base_url, api_key = start_fake_openai()
         inner = LLMPolicy(api_key=api_key, model="fake-instant", base_url=base_url, max_concurrent_calls=64)

@@ -127,8 +127,8 @@ if mode == "load":
             json.load(fh)
     seconds = time.perf_counter() - start
 else:
-    import lib.dataset as D
-    from lib import ftcheck
+    import lib.dataset.build as D
+    from lib.dataset import ftcheck
     ftcheck.load_tokenizer()  # the tokenizer's one-off load (about 0.5 s) is start-up, like the imports
     stages = collections.Counter()
     if mode == "stages":
@@ -161,12 +161,12 @@ children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(json.dumps({"seconds": seconds, "peak_kb": max(peak_kb, children_kb), **result}))
 """
 STAGE_FILES = 200
-STAGES = (("read", "reading logs (orjson, else json, and lib.ibexlog's checks)"),
+STAGES = (("read", "reading logs (orjson, else json, and lib.ibex.log's checks)"),
           ("replay", "replay: events folded into six PlayerViews, submissions matched and validated"),
-          ("prompts", "prompts (lib.prompts, lib.actions' action-required)"),
+          ("prompts", "prompts (lib.games.voting.prompts, lib.games.voting.actions' action-required)"),
           ("JSON lines", "JSON encoding of the examples"),
-          ("tokens", "token counts (lib.ftcheck, cached)"),
-          ("checks", "checks of each example (lib.ftcheck)"),
+          ("tokens", "token counts (lib.dataset.ftcheck, cached)"),
+          ("checks", "checks of each example (lib.dataset.ftcheck)"),
           ("parent", "spool, split, copy to the output files, report"))
 
 
@@ -217,7 +217,7 @@ def print_stages(folder: Path, out: Path, n: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lib.dataset import default_workers
+    from lib.dataset.build import default_workers
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--files", type=int, default=1000, help="corpus size (default: 1000; at least 4)")

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Benchmark of the market agents (lib.marketagent) at scale: K concurrent Harberger or futarchy games on the local
+"""Benchmark of the market agents (lib.games.market.agent) at scale: K concurrent Harberger or futarchy games on the
+local
 IBEX server, 12 agents each.
 
     .venv/bin/python bench/market_agents_bench.py                          # K = 10 (120 agents), then 50 (600)
@@ -34,13 +35,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.agents_bench import ADMIN, percentile, start_server  # noqa: E402
-from lib.agent import AgentSettings  # noqa: E402
-from lib.createparams import nested_payload  # noqa: E402
-from lib.ibexapi import IbexApi  # noqa: E402
-from lib.marketagent import BaselineMarketPolicy, MarketAgent  # noqa: E402
-from lib.marketplay import typed_parameters, ui_parameters  # noqa: E402
-from lib.marketpolicy import MarketBaseline  # noqa: E402
-from lib.transcript import Transcript  # noqa: E402
+from lib.agents.agent import AgentSettings  # noqa: E402
+from lib.agents.transcript import Transcript  # noqa: E402
+from lib.games.market.agent import BaselineMarketPolicy, MarketAgent  # noqa: E402
+from lib.games.market.play import typed_parameters, ui_parameters  # noqa: E402
+from lib.games.market.policy import MarketBaseline  # noqa: E402
+from lib.ibex.api import IbexApi  # noqa: E402
+from lib.ibex.createparams import nested_payload  # noqa: E402
 
 DECISION_PHASES = (2, 3, 7, 8)
 ONCE = ("declare", "done-speculating")

@@ -1,0 +1,269 @@
+"""Model calls for the agents, through the openai SDK (AsyncOpenAI), against OpenAI or any OpenAI-compatible server.
+
+- The prompt is lib.games.voting.prompts.build_messages, exactly what the training set holds.
+- Structured output first: response_format json_schema (lib.games.voting.actions.answer_schema). An endpoint that
+answers 400
+  to it (Ollama, llama.cpp and vLLM builds without it) is remembered, and later calls ask for plain JSON, which
+  lib.games.voting.actions.parse_answer reads (a code fence around it is tolerated).
+- Every answer is validated (lib.games.voting.actions). An invalid one is retried with the reason fed back to the model
+as one
+  more user message. API errors (429, 5xx, timeouts, connection) are retried too, after the server's Retry-After or
+  a short backoff. Attempts are bounded by `max_retries` and by the deadline: each call's timeout is the time left
+  before `deadline` (the agent subtracts its safety margin before passing it). The SDK's own retries are off,
+  because they know nothing of the deadline and would hide attempts from the transcript.
+- One asyncio.Semaphore per policy bounds the concurrent calls of all the agents sharing it.
+- Each attempt is one "model-call" transcript record: model, attempt, the messages sent, the raw answer, the parsed
+  action or the error, latency, and whether structured output was used. The API key never appears in it. A call
+  cut short says why: the deadline, the phase moving on, or the agent shutting down (lib.agents.decisions.Trace).
+- The decision's lib.agents.decisions.Trace (when an agent asks) counts the attempts, invalid answers and failed calls,
+  and says why no answer came: that is how the decisions table tells the model from its fallback.
+- `preflight()`: one cheap call (a one-token completion) before any agent joins a game, so that an unreachable
+  endpoint, a rejected key or an unknown model stops the run with one line instead of a game of fallbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+import openai
+from openai import AsyncOpenAI
+
+from lib.agents import decisions
+from lib.agents.transcript import Transcript
+from lib.games.voting.actions import ActionError, answer_schema, parse_answer
+from lib.games.voting.prompts import build_messages
+from lib.games.voting.view import PlayerView
+
+DEFAULT_MAX_RETRIES = 2  # extra attempts after an invalid answer or an API error
+DEFAULT_MAX_CONCURRENT_CALLS = 8
+MIN_CALL_SECONDS = 0.2  # below this much time left, a call cannot finish: stop trying
+BACKOFF_SECONDS = 0.5
+FEEDBACK = "That answer cannot be sent: {reason}. Answer again with exactly one JSON object in the format given."
+PREFLIGHT_TIMEOUT = 60.0  # a local server may load the model on its first call
+_KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")
+
+
+class PreflightError(Exception):
+    """The endpoint or model cannot play: the message is one line, fit to print (no secret in it)."""
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    """Seconds the server asks us to wait (retry-after-ms or retry-after headers), if it says."""
+    headers = getattr(exc.response, "headers", None) or {}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue
+    return None
+
+
+def _refuses_response_format(exc: openai.BadRequestError, confirmed: bool) -> bool:
+    """A 400 that means "no structured output here". Before structured output ever worked on this endpoint any
+    400 counts (servers word it differently); afterwards only one that names response_format / json_schema."""
+    if not confirmed:
+        return True
+    text = f"{getattr(exc, 'param', '')} {exc}".lower()
+    return "response_format" in text or "json_schema" in text
+
+
+class LLMPolicy:
+    """A Policy that asks a chat model (see the module docstring)."""
+
+    name = "llm"
+
+    def __init__(self, *, api_key: str, model: str, base_url: str | None = None,
+                 max_retries: int = DEFAULT_MAX_RETRIES, max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS,
+                 temperature: float | None = None) -> None:
+        if not api_key:
+            raise ValueError("an API key is needed (any non-empty value for a local server that ignores it)")
+        self.model = model
+        self.max_retries = max(0, max_retries)
+        self.temperature = temperature
+        self._api_key = api_key
+        self.client = AsyncOpenAI(api_key=api_key, base_url=base_url or None, max_retries=0, timeout=60.0)
+        self.base_url = str(self.client.base_url)
+        self.semaphore = asyncio.Semaphore(max(1, max_concurrent_calls))
+        self.structured: bool | None = None  # None: untried; True: works; False: this endpoint refuses it
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def preflight(self, where: str | None = None) -> str | None:
+        """One cheap call to the endpoint and model. Raises PreflightError (one line) when it cannot play:
+        unreachable, key refused, model unknown, endpoint broken. Returns a warning line when it answered but
+        could not prove the model (rate limited), else None."""
+        where = where or self.base_url
+        messages = [{"role": "user", "content": "Reply with the single word OK."}]
+        try:
+            try:
+                await self.client.chat.completions.create(model=self.model, messages=messages,
+                                                          max_completion_tokens=1, timeout=PREFLIGHT_TIMEOUT)
+            except openai.BadRequestError as exc:
+                if "max_completion_tokens" not in str(exc):
+                    raise
+                # An older server that does not know the parameter: ask again without it (a short answer anyway).
+                await self.client.chat.completions.create(model=self.model, messages=messages,
+                                                          timeout=PREFLIGHT_TIMEOUT)
+        except openai.APITimeoutError:
+            raise PreflightError(f"the model endpoint {where} did not answer within {PREFLIGHT_TIMEOUT:g} s "
+                                 "(check OPENAI_BASE_URL and the network)") from None
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise PreflightError(f"cannot reach the model endpoint {where} ({self._clean(cause)}): check "
+                                 "OPENAI_BASE_URL and the network") from None
+        except openai.AuthenticationError as exc:
+            raise PreflightError(f"the model endpoint {where} refused the API key (401: {self._said(exc)}): check "
+                                 "OPENAI_API_KEY") from None
+        except openai.PermissionDeniedError as exc:
+            raise PreflightError(f"the model endpoint {where} refused access to model {self.model} "
+                                 f"(403: {self._said(exc)})") from None
+        except openai.NotFoundError as exc:
+            raise PreflightError(f"model {self.model} does not exist at {where} (404: {self._said(exc)}); check "
+                                 "OPENAI_MODEL (or data/finetune_job.json) and OPENAI_BASE_URL") from None
+        except openai.RateLimitError as exc:
+            if getattr(exc, "code", None) == "insufficient_quota":
+                raise PreflightError(f"no quota left at {where} (429 insufficient_quota: {self._said(exc)})") from None
+            return f"warning: the model endpoint {where} is rate limiting (429); the agents' calls may fall back"
+        except openai.APIStatusError as exc:
+            about_model = "model" in f"{getattr(exc, 'param', '')} {getattr(exc, 'code', '')} {exc}".lower()
+            what = f"model {self.model} is not usable at {where}" if about_model else f"{where} failed the test call"
+            raise PreflightError(f"{what} ({exc.status_code}: {self._said(exc)})") from None
+        return None
+
+    def _said(self, exc: openai.APIStatusError) -> str:
+        body = exc.body
+        message = body.get("message") if isinstance(body, dict) else None
+        return self._clean(message or exc.message)
+
+    def _clean(self, text: Any) -> str:
+        """One line, without the key (an error body may echo it)."""
+        line = " ".join(str(text).split())
+        if self._api_key and len(self._api_key) >= 6:
+            line = line.replace(self._api_key, "[redacted]")
+        return _KEY_PATTERN.sub("[redacted]", line)[:300]
+
+    async def _create(self, messages: list[dict[str, str]], wire_type: str, timeout: float,
+                      structured: bool, view: PlayerView, cap: int) -> Any:
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "timeout": timeout}
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        if structured:
+            schema = self.schema(view, wire_type, cap)
+            kwargs["response_format"] = {"type": "json_schema", "json_schema": schema}
+        return await self.client.chat.completions.create(**kwargs)
+
+    async def _complete(self, messages: list[dict[str, str]], wire_type: str, deadline: float,
+                        view: PlayerView, cap: int) -> tuple[Any, bool]:
+        """(completion, structured?) for one attempt; falls back to plain JSON once if json_schema is refused."""
+        async with self.semaphore:
+            timeout = deadline - time.monotonic()
+            if timeout < MIN_CALL_SECONDS:
+                raise TimeoutError("no time left before the deadline")
+            if self.structured is not False:
+                try:
+                    completion = await self._create(messages, wire_type, timeout, True, view, cap)
+                    self.structured = True
+                    return completion, True
+                except openai.BadRequestError as exc:
+                    if not _refuses_response_format(exc, bool(self.structured)):
+                        raise
+                    self.structured = False
+                timeout = deadline - time.monotonic()
+                if timeout < MIN_CALL_SECONDS:
+                    raise TimeoutError("no time left before the deadline")
+            return await self._create(messages, wire_type, timeout, False, view, cap), False
+
+    async def complete(self, messages: list[dict[str, str]], wire_type: str, deadline: float, view: PlayerView,
+                       cap: int) -> tuple[Any, bool]:
+        """One call with exactly these messages, as decide makes it (structured output, with the schema of this
+        player's game, seat and cap, where the endpoint takes it): (completion, structured?). Raises the SDK's
+        errors; the evaluation (lib.evaluation.policies) retries them itself."""
+        return await self._complete(messages, wire_type, deadline, view, cap)
+
+    # The game's prompts, schema and answer checks (voting here; lib.games.market.llm's subclass: the market games).
+    def messages(self, view: Any, action_required: dict[str, Any]) -> list[dict[str, str]]:
+        return build_messages(view, action_required)
+
+    def schema(self, view: Any, wire_type: str, cap: int) -> dict[str, Any]:
+        return answer_schema(wire_type, game_id=view.game_id, cap=cap, seat=view.number)
+
+    def parse(self, answer: Any, view: Any, wire_type: str, cap: int) -> dict[str, Any]:
+        return parse_answer(answer, view, wire_type, cap=cap)
+
+    async def decide(self, view: PlayerView, wire_type: str, *, cap: int, action_required: dict[str, Any],
+                     deadline: float, transcript: Transcript | None) -> dict[str, Any] | None:
+        """A valid wire message from the model before `deadline` (time.monotonic()), or None."""
+        if transcript is not None:
+            transcript.add_secret(self._api_key)
+        messages = self.messages(view, action_required)
+        trace = decisions.current()
+        for attempt in range(1, self.max_retries + 2):
+            if deadline - time.monotonic() < MIN_CALL_SECONDS:
+                if trace is not None:
+                    trace.stopped = decisions.TIMEOUT
+                break
+            started = time.monotonic()
+            record: dict[str, Any] = {"model": self.model, "wire_type": wire_type, "round": view.round,
+                                      "phase": view.phase, "attempt": attempt, "messages": messages}
+            if trace is not None:
+                trace.attempts = attempt
+            wait = 0.0
+            try:
+                completion, structured = await self._complete(messages, wire_type, deadline, view, cap)
+            except asyncio.CancelledError:
+                _log(transcript, record, started, error=f"cancelled: {_cancel_reason(trace, deadline)}")
+                raise
+            except (openai.OpenAIError, TimeoutError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                _log(transcript, record, started, error=error)
+                timed_out = isinstance(exc, TimeoutError | openai.APITimeoutError)
+                if trace is not None:
+                    trace.failed(decisions.TIMEOUT if timed_out else decisions.MODEL_ERROR, error)
+                if isinstance(exc, openai.APIStatusError):
+                    if exc.status_code in (400, 401, 403, 404):
+                        if trace is not None:
+                            trace.stopped = decisions.MODEL_ERROR
+                        break  # a request the endpoint will never accept: retrying only burns the deadline
+                    wait = _retry_after(exc) or BACKOFF_SECONDS * attempt
+                else:
+                    wait = BACKOFF_SECONDS * attempt if isinstance(exc, openai.APIConnectionError) else 0.0
+                await asyncio.sleep(max(0.0, min(wait, deadline - time.monotonic() - MIN_CALL_SECONDS)))
+                continue
+            message = completion.choices[0].message if completion.choices else None
+            answer = getattr(message, "content", None)
+            record.update(structured=structured, answer=answer,
+                          usage=completion.usage.model_dump() if completion.usage else None)
+            if answer is None and getattr(message, "refusal", None):
+                record["refusal"] = message.refusal
+            try:
+                action = self.parse(answer, view, wire_type, cap)
+            except ActionError as exc:
+                _log(transcript, record, started, error=f"invalid answer: {exc}")
+                if trace is not None:
+                    trace.failed(decisions.INVALID, f"invalid answer: {exc}")
+                messages = [*messages, {"role": "assistant", "content": answer or ""},
+                            {"role": "user", "content": FEEDBACK.format(reason=exc)}]
+                continue
+            _log(transcript, record, started, action=action)
+            return action
+        return None
+
+
+def _cancel_reason(trace: decisions.Trace | None, deadline: float) -> str:
+    """Why a call was cut short: what the canceller wrote into the trace, else the deadline if it has come."""
+    if trace is not None and trace.cancel_reason:
+        return trace.cancel_reason
+    if time.monotonic() >= deadline - 0.05:  # the agent's timer for this decision fires at `deadline`
+        return "the deadline (minus the safety margin) came before the model answered"
+    return "the decision was cancelled"
+
+
+def _log(transcript: Transcript | None, record: dict[str, Any], started: float, **fields: Any) -> None:
+    if transcript is not None:
+        transcript.write("model-call", **record, latency_s=round(time.monotonic() - started, 3), **fields)

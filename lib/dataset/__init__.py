@@ -1,0 +1,1 @@
+"""Logs to chat fine-tuning sets: building, sidecars, fine-tuning data checks."""

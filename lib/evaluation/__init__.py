@@ -1,0 +1,1 @@
+"""finetune.py --evaluate: policies under evaluation, scores, statistics, report and picture."""

@@ -1,0 +1,321 @@
+"""The policies `finetune.py --evaluate` scores, behind one small interface.
+
+An evaluation policy gets the examples of a set (lib.dataset.sidecar.Example: the exact system and user messages a model
+is
+asked with, the player's state, the human's answer, which it must not look at) and returns one
+lib.evaluation.scores.Decision
+per example: the validated wire message, or None with the reason. Nothing here knows how a decision is scored.
+
+    class EvalPolicy(Protocol):
+        name: str
+        async def decide_all(self, examples) -> list[Decision]
+        def info(self) -> dict          # what the report says about the policy (model, parameters, ...)
+
+- `RulesPolicy`: lib.games.voting.policy's rules on the state, with per-game parameters: `baseline` (the rules' own
+  parameters, as the agents play them) and `fitted` (lib.games.voting.fitted's estimates);
+- `LLMEvalPolicy`: a chat model at any OpenAI-compatible endpoint, through lib.agents.llm.LLMPolicy (the same structured
+  output as at play time), asked with the example's messages and checked with lib.games.voting.actions.parse_answer
+  against the
+  player's state and cap, as at play time. Each example is asked once: an invalid answer is counted as invalid,
+  not re-asked with feedback as at play time, so the score is the model's own first answer. Calls run
+  concurrently, at most `max_concurrent` at once, and each answer is appended to a JSONL cache, keyed by the
+  endpoint, model, temperature and messages, as it arrives: an interrupted evaluation resumes where it stopped.
+  A market example (Harberger, futarchy) is asked the same way with lib.games.market.llm's structured output for its
+  decision and checked strictly with lib.games.market.actions.parse_market_answer, as at play time.
+
+Chat examples are counted, not scored, so no policy is asked about them; nor are market cancels
+(lib.games.market.scores does not score them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+import openai
+
+from lib.agents.llm import LLMPolicy, _retry_after
+from lib.dataset.sidecar import Example
+from lib.evaluation.scores import KINDS, TEXT, Decision
+from lib.games.market.actions import parse_market_answer
+from lib.games.market.examples import KINDS as MARKET_KINDS
+from lib.games.market.llm import MarketLLMPolicy
+from lib.games.voting.actions import ActionError, parse_answer
+from lib.games.voting.policy import baseline_action
+
+NOT_ASKED = "not asked: chat is counted, not scored"
+NOT_ASKED_CANCEL = "not asked: a market cancel is counted, not scored"
+CALL_TIMEOUT = 120.0  # seconds for one answer; a long prompt on a slow local server takes a while
+BACKOFF_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 30.0
+PROGRESS_EVERY = 5.0  # seconds between progress lines
+
+
+class EvalPolicy(Protocol):
+    name: str
+
+    async def decide_all(self, examples: Sequence[Example]) -> list[Decision]: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
+def scored(example: Example) -> bool:
+    if example.market:
+        return example.action != "cancel-order"
+    return KINDS[example.action].how != TEXT
+
+
+def not_asked(example: Example) -> Decision:
+    return Decision(None, NOT_ASKED_CANCEL if example.market else NOT_ASKED)
+
+
+class RulesPolicy:
+    """lib.games.voting.policy's rules, with the parameters `params_for(example)` gives (none: the baseline's own)."""
+
+    def __init__(self, name: str, params_for: Callable[[Example], dict[str, float]] | None = None,
+                 info: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self._params_for = params_for or (lambda example: {})
+        self._info = info or {}
+
+    def decide(self, example: Example) -> Decision:
+        if not scored(example):
+            return Decision(None, NOT_ASKED)
+        try:
+            return Decision(baseline_action(example.view(), example.action, example.cap,
+                                            **self._params_for(example)))
+        except ActionError as exc:
+            return Decision(None, str(exc))
+
+    async def decide_all(self, examples: Sequence[Example]) -> list[Decision]:
+        return [self.decide(example) for example in examples]
+
+    def info(self) -> dict[str, Any]:
+        return self._info
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A chat model
+
+
+class ModelUnavailable(Exception):
+    """The endpoint cannot answer at all (unreachable, key rejected, unknown model, rate limit that persists): the
+    evaluation stops; what was answered stays in the cache. `cause` is the SDK's error."""
+
+    def __init__(self, cause: openai.APIError, answered: int, cache: Path) -> None:
+        super().__init__(str(cause))
+        self.cause, self.answered, self.cache = cause, answered, cache
+
+
+FATAL_ERRORS = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError,
+                openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
+RETRIED_ERRORS = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
+
+
+def cache_key(*, base_url: str, model: str, temperature: float | None, messages: list[dict[str, str]]) -> str:
+    text = json.dumps({"base_url": base_url, "model": model, "temperature": temperature, "messages": messages},
+                      sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_cache(path: Path) -> dict[str, dict[str, Any]]:
+    """key -> cached answer. A line that is not a whole record (a run killed mid-write) is ignored."""
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return out
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("key"), str) and "answer" in record:
+            out[record["key"]] = record
+    return out
+
+
+class LLMEvalPolicy:
+    """See the module docstring."""
+
+    name = "llm"
+
+    def __init__(self, *, api_key: str, model: str, base_url: str | None, cache: Path, model_source: str = "",
+                 max_concurrent: int = 8, temperature: float | None = 0.0, max_retries: int = 5, nll: bool = False,
+                 progress: TextIO | None = sys.stderr) -> None:
+        self.model, self.model_source, self.temperature = model, model_source, temperature
+        self.max_retries = max(0, max_retries)
+        # Also the NLL of each human answer (lib.training.nll), where the endpoint gives prompt log-probabilities.
+        self.nll = nll
+        self.nll_unavailable: str | None = None
+        self.max_concurrent = max(1, max_concurrent)
+        self.cache_path = cache
+        self.progress = progress
+        self._api_key, self._base_url = api_key, base_url
+        self.base_url = (base_url or "https://api.openai.com/v1").rstrip("/")
+        self.stats: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+
+    def key(self, example: Example) -> str:
+        return cache_key(base_url=self.base_url, model=self.model, temperature=self.temperature,
+                         messages=example.messages)
+
+    def uncached(self, examples: Sequence[Example]) -> list[Example]:
+        """The scored examples whose answer is not in the cache yet: what a run would ask (and pay for)."""
+        cached = read_cache(self.cache_path)
+        return [e for e in examples if scored(e) and self.key(e) not in cached]
+
+    def info(self) -> dict[str, Any]:
+        if not self.nll:
+            nll_note = "not asked (--nll)"
+        elif self.nll_unavailable:
+            nll_note = f"not available: {self.nll_unavailable}"
+        else:
+            nll_note = "nats per answer, from the endpoint's prompt log-probabilities"
+        return {"nll": nll_note, "model": self.model, "model_source": self.model_source, "endpoint": self.base_url,
+                "temperature": self.temperature, "cache": str(self.cache_path), **dict(self.stats),
+                "invalid_reasons": dict(self.reasons.most_common(10))}
+
+    def _judge(self, example: Example, answer: Any) -> Decision:
+        try:
+            if example.market:
+                return Decision(parse_market_answer(answer, example.view(), MARKET_KINDS[example.action]))
+            return Decision(parse_answer(answer, example.view(), example.action, cap=example.cap))
+        except ActionError as exc:
+            self.reasons[str(exc)[:120]] += 1
+            return Decision(None, f"invalid answer: {exc}")
+
+    async def decide_all(self, examples: Sequence[Example]) -> list[Decision]:
+        cached = read_cache(self.cache_path)
+        decisions: list[Decision | None] = [None] * len(examples)
+        todo: list[tuple[int, Example, str]] = []
+        for i, example in enumerate(examples):
+            if not scored(example):
+                decisions[i] = not_asked(example)
+                continue
+            key = self.key(example)
+            if key in cached:
+                self.stats["answers_from_cache"] += 1
+                decisions[i] = self._judge(example, cached[key]["answer"])
+            else:
+                todo.append((i, example, key))
+        if todo:
+            await self._ask_all(todo, decisions, answered_before=self.stats["answers_from_cache"])
+        out = [d if d is not None else Decision(None, "no answer") for d in decisions]
+        if self.nll:
+            await self._add_nll(examples, out)
+        return out
+
+    async def _add_nll(self, examples: Sequence[Example], decisions: list[Decision]) -> None:
+        """Each scored example's Decision.extra gets the NLL of the human's exact answer (nll, nll_per_token). Not
+        cached: it is asked of servers on this machine or nearby, where it costs nothing. An endpoint without prompt
+        log-probabilities (OpenAI) is told by the first example, and the evaluation goes on without the NLL."""
+        from lib.training import nll
+
+        # the market scores have no NLL column: its calls would be paid for and never shown
+        todo = [(i, e) for i, e in enumerate(examples) if scored(e) and e.answer and not e.market]
+        gate = asyncio.Semaphore(self.max_concurrent)
+        client = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=self.max_retries)
+
+        async def one(i: int, example: Example) -> None:
+            async with gate:
+                score = await nll.served_answer_nll(client, self.model, example.messages, example.answer)
+            decisions[i].extra.update(nll=score.nll, nll_per_token=score.per_token)
+
+        try:
+            if todo:
+                await one(*todo[0])
+                await asyncio.gather(*(one(i, e) for i, e in todo[1:]))
+            self.stats["nll_scored"] = len(todo)
+        except nll.NoPromptLogprobs as exc:
+            self.nll_unavailable = str(exc)
+            for d in decisions:
+                d.extra.pop("nll", None)
+                d.extra.pop("nll_per_token", None)
+            if self.progress is not None:
+                print(f"note: llm: no NLL: {exc}", file=self.progress, flush=True)
+        except FATAL_ERRORS as exc:
+            raise ModelUnavailable(exc, self.stats["answers_from_model"] + self.stats["answers_from_cache"],
+                                   self.cache_path) from None
+        finally:
+            await client.close()
+
+    async def _ask_all(self, todo: list[tuple[int, Example, str]], decisions: list[Decision | None],
+                       answered_before: int) -> None:
+        # lib.agents.llm.LLMPolicy brings play time's structured output and its fallback; the bound is kept here, so
+        # that
+        # each call's timeout starts when it is sent, not when it is queued.
+        llm = LLMPolicy(api_key=self._api_key, model=self.model, base_url=self._base_url,
+                        max_concurrent_calls=self.max_concurrent, temperature=self.temperature)
+        market = MarketLLMPolicy(api_key=self._api_key, model=self.model, base_url=self._base_url,
+                                 max_concurrent_calls=self.max_concurrent, temperature=self.temperature)
+        gate = asyncio.Semaphore(self.max_concurrent)
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        done, last_report = 0, time.monotonic()
+        with self.cache_path.open("a", encoding="utf-8") as cache:
+
+            async def one(i: int, example: Example, key: str) -> None:
+                nonlocal done, last_report
+                async with gate:
+                    decisions[i] = await self._ask(market if example.market else llm, example, key, cache)
+                done += 1
+                if self.progress is not None and (time.monotonic() - last_report >= PROGRESS_EVERY
+                                                  or done == len(todo)):
+                    last_report = time.monotonic()
+                    print(f"llm: {done}/{len(todo)} asked", file=self.progress, flush=True)
+
+            tasks = [asyncio.create_task(one(i, example, key)) for i, example, key in todo]
+            try:
+                await asyncio.gather(*tasks)
+            except FATAL_ERRORS as exc:
+                answered = answered_before + self.stats["answers_from_model"]
+                raise ModelUnavailable(exc, answered, self.cache_path) from None
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await llm.close()
+                await market.close()
+
+    async def _ask(self, llm: LLMPolicy, example: Example, key: str, cache: TextIO) -> Decision:
+        for attempt in range(self.max_retries + 1):
+            try:
+                # a market decision's schema is its kind's (declare, done-speculating, trade), as at play time
+                wire_type, cap = ((MARKET_KINDS[example.action], 0) if example.market
+                                  else (example.action, example.cap))
+                completion, structured = await llm.complete(example.messages, wire_type,
+                                                            time.monotonic() + CALL_TIMEOUT, example.view(), cap)
+                break
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                # This prompt, not the endpoint (too long for the model, say): invalid, and not cached, so a later
+                # run asks again.
+                self.stats["refused_prompts"] += 1
+                self.reasons[f"refused by the endpoint: {exc.status_code}"] += 1
+                return Decision(None, f"the endpoint refused the prompt ({exc.status_code}: {exc.message[:200]})")
+            except RETRIED_ERRORS as exc:
+                if attempt == self.max_retries:
+                    raise
+                wait = _retry_after(exc) if isinstance(exc, openai.APIStatusError) else None
+                await asyncio.sleep(min(MAX_BACKOFF_SECONDS, wait if wait is not None
+                                        else BACKOFF_SECONDS * 2 ** attempt))
+        message = completion.choices[0].message if completion.choices else None
+        answer = getattr(message, "content", None)
+        usage = completion.usage.model_dump() if completion.usage else None
+        cache.write(json.dumps({"key": key, "model": self.model, "endpoint": self.base_url,
+                                "temperature": self.temperature, "structured": structured, "answer": answer,
+                                "usage": usage, "game": example.game, "line": example.line,
+                                "at": datetime.now(UTC).isoformat(timespec="seconds")}, ensure_ascii=False) + "\n")
+        cache.flush()  # answered is answered: an interrupted run resumes from here
+        self.stats["answers_from_model"] += 1
+        if usage:
+            self.stats["prompt_tokens"] += usage.get("prompt_tokens") or 0
+            self.stats["completion_tokens"] += usage.get("completion_tokens") or 0
+        return self._judge(example, answer)

@@ -1,0 +1,1 @@
+"""Harberger and futarchy: rules, order book, view, actions, prompts, policies, examples, scores."""

@@ -1,0 +1,377 @@
+"""The IBEX market: a continuous double auction with one order book per condition, as the real server runs it.
+
+Harberger and futarchy share this engine in their phase 6 (the real server's `harberger/phases/6.js` and
+`futarchy/phases/6.js` differ only in which conditions are open and in one error text; see ConditionRule).
+This module is pure: `Market.handle` takes a client frame and returns the frames the server sends, with their
+recipients, in the server's order; the caller (a local server, a replay test) does the I/O.
+
+What is reproduced, because a client can see it (the real server does it, so agents trained or tested here meet it):
+- matching: an incoming ask meets the others' bids best price first, an incoming bid the others' asks; ties go to
+  the earlier order; it trades while the resting price is at least as good as its limit, or at any price when
+  `now` is truthy; every trade is at the **resting** order's price; own orders never match; the unfilled rest of
+  a limit order rests with a fresh id (1, 2, ... per condition; filled, market and refused orders take none);
+- the checks and refusals in the server's order and words, including what it fails to check: quantity is never
+  validated (negative or fractional quantities trade as in JS), only resting asks are counted against shares,
+  only resting bid prices against balance, a price that is not a number is parseFloat-ed (NaN: a market order);
+- settlement: a trade whose seller lacks the shares or buyer the cash stops the incoming order with an
+  `order-refused` and leaves earlier trades of that order and the offending resting order in place;
+- the message is changed in place as the server does (a string price becomes its parsed number, NaN logs as null),
+  so a record of the message after `handle` matches the real server's log.
+Not reproduced: a quantity that is not a JSON number (string, null, bool) is taken as missing (the real server's
+JS coercions would turn wallets into strings); a frame on which the real server throws inside the handler (no
+`order` in a cancel, an unknown order type with `now: true`, a condition key the book cannot index) gets no answer
+and changes nothing, as there.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from functools import cmp_to_key
+from typing import Any
+
+from lib.ibex import js
+
+UNDEFINED = js.MISSING  # JS `undefined`: a missing field
+Out = tuple[int | None, dict]  # (recipient seat, None = every player; frame)
+js_str = js.to_string  # how the server's template literals print a value
+js_json = js.to_json_value  # what JSON.stringify sends: integral floats as ints, NaN as null, undefined dropped
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def js_truthy(value: Any) -> bool:
+    if value is UNDEFINED or value is None:
+        return False
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    if isinstance(value, dict | list):
+        return True
+    return bool(value)
+
+
+_FLOAT_PREFIX = re.compile(r"[+-]?(Infinity|(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?)")
+
+
+def parse_float(value: Any) -> float:
+    """JavaScript's parseFloat: the longest numeric prefix of the value's text, else NaN."""
+    if isinstance(value, bool) or value is None or value is UNDEFINED or isinstance(value, dict):
+        return math.nan
+    match = _FLOAT_PREFIX.match(js_str(value).lstrip())
+    if not match:
+        return math.nan
+    text = match.group(0)
+    return math.copysign(math.inf, -1 if text.startswith("-") else 1) if "Infinity" in text else float(text)
+
+
+def _num(value: Any) -> float:
+    """A quantity as the arithmetic sees it: a number, else NaN (JS `undefined` compares false and sums to NaN)."""
+    return value if is_number(value) else math.nan
+
+
+def event(kind: str, data: dict) -> dict:
+    return {"type": "event", "eventType": kind, "data": js_json(data)}
+
+
+def error(message: str) -> dict:
+    return {"type": "error", "message": message}
+
+
+class ConditionRule:
+    """Which conditions a market takes orders for, and the server's words when a client names another one.
+
+    Harberger opens only the winning condition and compares with JS `!=` (so the string "0" passes for 0);
+    futarchy opens 0 and 1 and compares with `includes` (numbers only)."""
+
+    def __init__(self, conditions: list[int], loose: bool, refusal: str):
+        self.conditions, self.loose, self.refusal = conditions, loose, refusal
+
+    def key(self, raw: Any) -> Any:
+        """The book a raw condition addresses; None: refused with an error frame; UNDEFINED: the server throws."""
+        for condition in self.conditions:
+            if is_number(raw) and raw == condition:
+                return condition
+            if self.loose and isinstance(raw, str) and raw == str(condition):
+                return condition  # JS indexes arrays by the string "0" as by 0
+        if self.loose and _loose_equal(raw, self.conditions[0]):
+            return UNDEFINED  # passes `!=`, then indexing the books with it throws inside the handler
+        return None
+
+    def message(self, game_id: Any, raw: Any) -> str:
+        return self.refusal.format(game=js_str(game_id), condition=js_str(raw),
+                                   winning=js_str(self.conditions[0]) if self.conditions else "undefined")
+
+
+def _loose_equal(raw: Any, number: int) -> bool:
+    if isinstance(raw, bool):
+        return int(raw) == number
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text == "":
+            return number == 0
+        try:
+            return float(text) == number
+        except ValueError:
+            return False
+    return False
+
+
+def winning_condition_rule(winning: int) -> ConditionRule:
+    """Harberger: the market runs only under the condition the first declarations chose."""
+    return ConditionRule([winning], True,
+                         "Game {game}: wrong condition: {condition}. Should be the winning condition: {winning}")
+
+
+def listed_conditions_rule(conditions: list[int]) -> ConditionRule:
+    """Futarchy: one market per listed condition (0 No Project, 1 Project)."""
+    return ConditionRule(list(conditions), False, "Game {game}: condition not understood: {condition}")
+
+
+@dataclass
+class Order:
+    id: int
+    sender: int
+    price: Any
+    quantity: Any
+    type: str
+    condition: Any  # as the client sent it (echoed in add-order)
+
+    def as_data(self) -> dict:
+        return {"id": self.id, "sender": self.sender, "price": self.price, "quantity": self.quantity,
+                "type": self.type, "condition": self.condition}
+
+
+@dataclass
+class Trade:
+    seller: int
+    buyer: int
+    quantity: Any
+    price: Any
+
+
+@dataclass
+class Market:
+    """The books of one market phase. `wallets[seat][condition]` are the players' wallet dicts
+    (`balance`, `shares`, ...), changed in place by trades, as the server changes its players' wallets."""
+
+    wallets: dict[int, list[dict]]
+    rule: ConditionRule
+    books: dict[int, list[Order]] = field(default_factory=dict)
+    trades: dict[int, list[Trade]] = field(default_factory=dict)
+    next_id: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for condition in self.rule.conditions:
+            self.books.setdefault(condition, [])
+            self.trades.setdefault(condition, [])
+            # id 0 goes to the server's "market-started" log row, so resting orders are numbered from 1
+            self.next_id.setdefault(condition, 1)
+
+    # ----- what a client sees
+
+    def median(self, condition: int) -> Any:
+        """Median of the last seven trade prices under the condition (None before the first trade)."""
+        values = [t.price for t in self.trades.get(condition, [])][-7:]
+        if not values:
+            return None
+        values.sort(key=cmp_to_key(_compare_prices))
+        half = len(values) // 2
+        if len(values) % 2:
+            return values[half]
+        return (values[half - 1] + values[half]) / 2.0
+
+    def resting(self, condition: int) -> list[dict]:
+        """The resting orders under a condition, oldest first."""
+        return [js_json(o.as_data()) for o in self.books.get(condition, [])]
+
+    def movement_list(self, condition: int) -> list[dict]:
+        """The trades under a condition, each with the condition's current median (as `GET /games/status` has it)."""
+        median = self.median(condition)
+        return [js_json({"from": t.seller, "to": t.buyer, "price": t.price, "condition": condition, "median": median})
+                for t in self.trades.get(condition, [])]
+
+    def status_view(self, slots: int = 3) -> dict:
+        """`game.orders` and `game.movementList` of `GET /games/status` while the market runs: one list per
+        condition slot (the server keeps three, the third never used)."""
+        return {"orders": [self.resting(c) for c in range(slots)],
+                "movementList": [self.movement_list(c) for c in range(slots)]}
+
+    # ----- client frames
+
+    def handle(self, seat: int, message: dict) -> list[Out]:
+        """One `post-order` or `cancel-order` frame from a seat; the frames the server sends, in order."""
+        if message.get("type") == "post-order":
+            return self._post(seat, message)
+        if message.get("type") == "cancel-order":
+            return self._cancel(seat, message)
+        raise ValueError(f"not a market message: {message.get('type')!r}")
+
+    def _post(self, seat: int, message: dict) -> list[Out]:
+        order = message.get("order", UNDEFINED)
+        if order is None or order is UNDEFINED:
+            return [(seat, error(f"Game {js_str(message.get('gameId', UNDEFINED))}: the order is null"))]
+        if not isinstance(order, dict):
+            order = {}  # JS reads every field of a non-object as undefined
+        raw_condition = order.get("condition", UNDEFINED)
+        key = self.rule.key(raw_condition)
+        if key is None:
+            return [(seat, error(self.rule.message(message.get("gameId", UNDEFINED), raw_condition)))]
+        if key is UNDEFINED:
+            return []
+        refused = _refusal_sender(seat)
+        if order.get("price") is None:
+            return refused({"message": "Order price was not filled.", "placeholder": "order-price-missing"})
+        if not is_number(order["price"]):
+            order["price"] = parse_float(order["price"])  # in place, as the server: its log shows the parsed price
+        price = order["price"]
+        if price < 0:
+            return refused({"message": f"Order prices must be non negative. Your price: {js_str(price)}",
+                            "placeholder": "order-price-negative", "parameters": [price]})
+        kind = order.get("type", UNDEFINED)
+        wallet = self.wallets[seat][key]
+        own = [o for o in self.books[key] if o.sender == seat]
+        if kind == "ask":
+            asks = sum(1 for o in own if o.type == "ask")
+            if wallet["shares"] <= asks:
+                return refused({
+                    "message": f"You have already committed all your shares {js_str(wallet['shares'])} in other asks."
+                               "\n                                 You can cancel them if you want to publish new ones",
+                    "placeholder": "no-shares-available", "parameters": [wallet["shares"]]})
+        elif kind == "bid":
+            committed = 0
+            for o in own:
+                if o.type == "bid":
+                    committed += o.price
+            if wallet["balance"] - price < committed:
+                remainder = wallet["balance"] - committed
+                return refused({
+                    "message": f"You have already committed much of your balance ({js_str(committed)}) in other bids,"
+                               f"\n                                 The remainder {js_str(remainder)} is not enough to "
+                               f"bid {js_str(price)}. \n                                 You may cancel previous bids "
+                               "to free some of your balance.",
+                    "placeholder": "no-balance-available", "parameters": [committed, remainder, price]})
+        now = order.get("now", UNDEFINED)
+        if now is True:
+            if kind not in ("ask", "bid"):
+                return []  # the server reads `.length` of undefined and throws
+            other = "bid" if kind == "ask" else "ask"
+            if not any(o.type == other and o.sender != seat for o in self.books[key]):
+                return refused({"message": "Could not fulfill your order: no matching offers available"})
+        quantity = order.get("quantity", UNDEFINED)
+        out: list[Out] = []
+        failure, rest = self._fulfil(seat, kind, price, _num(quantity), js_truthy(now), key, raw_condition, out)
+        if failure is not None:
+            out.append((seat, event("order-refused", {"message": f"Could not fulfill your order: {failure}"})))
+            return out
+        if rest > 0:
+            if not js_truthy(now):
+                resting = Order(self.next_id[key], seat, price, rest, kind, raw_condition)
+                self.next_id[key] += 1
+                self.books[key].append(resting)
+                out.append((None, event("add-order", {"order": resting.as_data()})))
+            else:
+                placeholder = "could-not-find-bids" if kind == "ask" else "could-not-find-asks"
+                out.append((seat, event("order-refused", {"message": "Could not fulfill your order: undefined",
+                                                          "placeholder": placeholder})))
+        return out
+
+    def _fulfil(self, seat: int, kind: Any, price: Any, quantity: Any, now: bool, key: int, raw_condition: Any,
+                out: list[Out]) -> tuple[str | None, Any]:
+        """Match an incoming order; (error text or None, unfilled quantity). Trades already made stay made."""
+        if kind == "ask":
+            others = [o for o in self.books[key] if o.type == "bid" and o.sender != seat]
+            others.sort(key=cmp_to_key(lambda a, b: _compare_prices(b, a, by_price=True)))
+        elif kind == "bid":
+            others = [o for o in self.books[key] if o.type == "ask" and o.sender != seat]
+            others.sort(key=cmp_to_key(lambda a, b: _compare_prices(a, b, by_price=True)))
+        else:
+            return f"Did not understand the order type: {js_str(kind)}. Must be bid|ask", UNDEFINED
+        for resting in others:
+            worse = resting.price < price if kind == "ask" else resting.price > price
+            if worse and not now:
+                break
+            seller, buyer = (seat, resting.sender) if kind == "ask" else (resting.sender, seat)
+            if resting.quantity > quantity:
+                failure = self._transfer(seller, buyer, quantity, resting.price, key, raw_condition, out)
+                if failure is not None:
+                    return failure, UNDEFINED
+                resting.quantity -= quantity
+                out.append((None, event("update-order", {"order": {
+                    "id": resting.id, "type": resting.type, "quantity": resting.quantity, "condition": key}})))
+                return None, 0
+            traded = quantity if resting.quantity == quantity else resting.quantity
+            failure = self._transfer(seller, buyer, traded, resting.price, key, raw_condition, out)
+            if failure is not None:
+                return failure, UNDEFINED
+            self.books[key].remove(resting)
+            out.append((None, event("delete-order", {"order": {"id": resting.id, "type": resting.type,
+                                                              "condition": key}})))
+            if resting.quantity == quantity:
+                return None, 0
+            quantity -= resting.quantity
+        return None, quantity
+
+    def _transfer(self, seller: int, buyer: int, quantity: Any, price: Any, key: int, raw_condition: Any,
+                  out: list[Out]) -> str | None:
+        sold, bought = self.wallets[seller][key], self.wallets[buyer][key]
+        if sold["shares"] < quantity:
+            return (f"Player {seller} (from), does not have the shares to complete the operation: "
+                    f"{js_str(sold['shares'])} < {js_str(quantity)}")
+        if bought["balance"] < quantity * price:
+            return (f"Player {buyer} (to), does not have the funds to complete the operation: "
+                    f"{js_str(bought['balance'])} < {js_str(quantity * price)}")
+        total = quantity * price
+        sold["shares"] -= quantity
+        sold["balance"] += total
+        out.append((seller, event("asset-movement", {
+            "condition": raw_condition, "movement": {"type": "sale", "quantity": quantity, "price": price,
+                                                     "total": total},
+            "balance": sold["balance"], "shares": sold["shares"]})))
+        bought["shares"] += quantity
+        bought["balance"] -= total
+        out.append((buyer, event("asset-movement", {
+            "condition": raw_condition, "movement": {"type": "purchase", "quantity": quantity, "price": price,
+                                                     "total": total},
+            "balance": bought["balance"], "shares": bought["shares"]})))
+        self.trades[key].append(Trade(seller, buyer, quantity, price))
+        out.append((None, event("contract-fulfilled", {"from": seller, "to": buyer, "price": price,
+                                                       "condition": raw_condition, "median": self.median(key)})))
+        return None
+
+    def _cancel(self, seat: int, message: dict) -> list[Out]:
+        order = message.get("order", UNDEFINED)
+        if order is None or order is UNDEFINED:
+            return []  # the server reads `message.order.condition` and throws
+        if not isinstance(order, dict):
+            order = {}  # JS reads every field of a non-object as undefined
+        raw_condition = order.get("condition", UNDEFINED)
+        key = self.rule.key(raw_condition)
+        if key is None:
+            return [(seat, error(self.rule.message(message.get("gameId", UNDEFINED), raw_condition)))]
+        if key is UNDEFINED:
+            return []
+        wanted = order.get("id", UNDEFINED)
+        found = next((o for o in self.books[key] if is_number(wanted) and o.id == wanted), None)
+        if found is None:
+            return [(seat, error(f"Order not found. {js_str(wanted)}"))]
+        if found.sender != seat:
+            return [(seat, error("You cannot delete this order because you did not create it"))]
+        self.books[key].remove(found)
+        return [(None, event("delete-order", {"order": {"id": found.id, "type": found.type, "condition": key}}))]
+
+
+def _compare_prices(a: Any, b: Any, by_price: bool = False) -> int:
+    """JS `a - b` as a sort comparator: NaN counts as equal (V8 and CPython both sort stably with TimSort)."""
+    if by_price:
+        a, b = a.price, b.price
+    difference = a - b
+    if isinstance(difference, float) and math.isnan(difference):
+        return 0
+    return -1 if difference < 0 else (1 if difference > 0 else 0)
+
+
+def _refusal_sender(seat: int):
+    return lambda data: [(seat, event("order-refused", data))]

@@ -1,0 +1,1 @@
+"""Talking to and reading IBEX: REST client, log reader, sessions table, create parameters, JS semantics."""

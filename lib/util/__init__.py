@@ -1,0 +1,1 @@
+"""Small helpers every part uses: text fit for UTF-8, redaction of secrets."""

@@ -1,0 +1,183 @@
+"""finetune.py --evaluate --policies llm: the real openai SDK against the fake OpenAI server on 127.0.0.1 (answers,
+validation, the on-disk cache and resuming, bounded concurrency, an unreachable endpoint, the estimate)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import finetune
+from lib.games.voting.actions import DECISION, OFFER, REQUEST
+from tests.helpers.evalsets import HAND_SET, write_set
+from tests.helpers.fakeopenai import FakeOpenAI
+from tests.helpers.scripted_answers import scripted
+
+SCORED = sum(1 for row in HAND_SET if row[2] != "chat-with-players")  # 12: chat is never asked
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    with FakeOpenAI() as server:
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("OPENAI_MODEL", raising=False)
+        yield server
+
+
+@pytest.fixture
+def data(tmp_path):
+    write_set(tmp_path / "validation_set.jsonl")
+    write_set(tmp_path / "training_set.jsonl", [r for r in HAND_SET if r[0] == 1])
+    return tmp_path
+
+
+
+
+
+
+def evaluate(capsys, data: Path, *args: str) -> tuple[int, str, str]:
+    code = finetune.main(["--evaluate", "--data-dir", str(data), "--policies", "llm", "--model", "test-model",
+                          "--max-retries", "0", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def chat_calls(fake: FakeOpenAI) -> list[dict]:
+    return fake.calls_to("POST", "/chat/completions")
+
+
+def test_answers_are_validated_scored_and_cached(fake, data, capsys):
+    fake.chat_default = scripted
+    code, out, err = evaluate(capsys, data)
+    assert code == 0, err
+    calls = chat_calls(fake)
+    assert len(calls) == SCORED
+    # asked with exactly the example's system and user messages, and the play-time structured output
+    examples = [json.loads(line)["messages"] for line in (data / "validation_set.jsonl").read_text().splitlines()]
+    prompts = [m[:2] for m in examples if '"chat-with-players"' not in m[2]["content"]]
+    assert sorted(json.dumps(c["json"]["messages"]) for c in calls) == sorted(json.dumps(p) for p in prompts)
+    assert all(c["json"]["model"] == "test-model" and c["json"]["temperature"] == 0 for c in calls)
+    assert all(c["json"]["response_format"]["type"] == "json_schema" for c in calls)
+
+    report = json.loads((data / "evaluation_report.json").read_text())
+    llm = report["policies"]["llm"]
+    # requests: 300k against 250k, 100k, 500k (40k's answer is invalid): errors +50k, +200k, -200k
+    assert llm[REQUEST] == {"n": 4, "invalid": 1, "mae": 150000, "median_ae": 200000, "bias": 16666.666667,
+                            "spearman": None}
+    assert llm[OFFER] == {"n": 2, "invalid": 0, "mae": 30000, "median_ae": 30000, "bias": -20000, "spearman": None}
+    # votes: [2] is invalid and disagrees; 1 agrees with 3 of the other 5 (humans 1, 0, 0, 1, 1):
+    # p_o = 3/6, p_e = (3 humans' 1s x 5 policy 1s) / 36, kappa = (1/2 - 15/36) / (1 - 15/36) = 1/7
+    assert llm[DECISION]["invalid"] == 1 and llm[DECISION]["agreement"] == 0.5
+    assert llm[DECISION]["kappa"] == pytest.approx(1 / 7, abs=1e-6)
+    info = report["policy_info"]["llm"]
+    assert info["answers_from_model"] == SCORED and info["model"] == "test-model"
+    assert info["endpoint"] == fake.base_url
+
+    # run again: every answer comes from the cache, the numbers are the same
+    code, out2, err = evaluate(capsys, data)
+    assert code == 0, err
+    assert len(chat_calls(fake)) == SCORED
+    again = json.loads((data / "evaluation_report.json").read_text())
+    assert again["policies"]["llm"] == llm and again["policy_info"]["llm"]["answers_from_cache"] == SCORED
+    assert "0 call(s) to test-model" in out2 and f"{SCORED} answer(s) already cached" in out2
+
+    # another model is another cache entry
+    code, _, err = evaluate(capsys, data, "--model", "other-model")
+    assert code == 0, err
+    assert len(chat_calls(fake)) == 2 * SCORED
+
+
+def test_an_interrupted_evaluation_resumes_from_the_cache(fake, data, capsys):
+    answered = []
+
+    def four_then_broken(body: dict):
+        if len(answered) >= 4:
+            return {"status": 401, "error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}}
+        answered.append(body)
+        return scripted(body)
+
+    fake.chat_default = four_then_broken
+    code, _, err = evaluate(capsys, data, "--max-concurrent-calls", "1")
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "API key was rejected" in err and "4 answer(s) are cached" in err and "run again to resume" in err
+    assert not (data / "evaluation_report.json").exists() and not (data / "evaluation.png").exists()
+    assert len((data / "evaluation_cache.jsonl").read_text().splitlines()) == 4
+
+    fake.chat_default = scripted
+    before = len(chat_calls(fake))
+    code, _, err = evaluate(capsys, data)
+    assert code == 0, err
+    assert len(chat_calls(fake)) - before == SCORED - 4  # only what was not answered yet
+    report = json.loads((data / "evaluation_report.json").read_text())
+    assert report["policy_info"]["llm"]["answers_from_cache"] == 4
+    assert report["policies"]["llm"][OFFER]["mae"] == 30000
+
+
+def test_calls_run_concurrently_within_the_bound(fake, data, capsys):
+    lock = threading.Lock()
+    in_flight, peak = [0], [0]
+
+    def slow(body: dict) -> str:
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.3)
+        with lock:
+            in_flight[0] -= 1
+        return scripted(body)
+
+    fake.chat_default = slow
+    code, _, err = evaluate(capsys, data, "--max-concurrent-calls", "3")
+    assert code == 0, err
+    assert len(chat_calls(fake)) == SCORED
+    assert 2 <= peak[0] <= 3
+
+
+def test_an_unreachable_endpoint_is_one_line_and_writes_nothing(data, capsys, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("PYTHON_DOTENV_DISABLED", "1")
+    code, _, err = evaluate(capsys, data)
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1 and f"cannot reach http://127.0.0.1:{port}/v1" in err
+    assert "0 answer(s) are cached" in err
+    assert not (data / "evaluation_report.json").exists() and not (data / "evaluation.png").exists()
+
+
+def test_dry_run_prints_the_estimate_and_calls_nothing(fake, data, capsys):
+    fake.chat_default = scripted
+    code, out, err = evaluate(capsys, data, "--dry-run")
+    assert code == 0, err
+    assert f"llm: {SCORED} call(s) to test-model at {fake.base_url} (0 answer(s) already cached)" in out
+    assert "prompt tokens" in out and "a local endpoint: no per-token price" in out
+    assert chat_calls(fake) == []
+    assert not (data / "evaluation_report.json").exists() and not (data / "evaluation_cache.jsonl").exists()
+
+
+def test_temperature_none_leaves_it_to_the_endpoint(fake, data, capsys):
+    fake.chat_default = scripted
+    code, _, err = evaluate(capsys, data, "--temperature", "none")
+    assert code == 0, err
+    assert all("temperature" not in c["json"] for c in chat_calls(fake))
+    assert json.loads((data / "evaluation_report.json").read_text())["policy_info"]["llm"]["temperature"] is None
+
+
+def test_a_configured_model_joins_the_default_policies(fake, data, capsys, monkeypatch):
+    fake.chat_default = scripted
+    monkeypatch.setenv("OPENAI_MODEL", "ft:gpt-4.1-mini-2025-04-14:lab::abc")
+    code = finetune.main(["--evaluate", "--data-dir", str(data)])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads((data / "evaluation_report.json").read_text())
+    assert list(report["policies"]) == ["baseline", "fitted", "llm"]
+    assert report["policy_info"]["llm"]["model"] == "ft:gpt-4.1-mini-2025-04-14:lab::abc"
+    assert report["policy_info"]["llm"]["model_source"] == "OPENAI_MODEL"

@@ -1,0 +1,139 @@
+"""The NLL of a human's answer from a served model (lib/training/nll.py) and `--evaluate --policies llm --nll`, against
+the
+fake OpenAI server playing vLLM with a toy model: one token per character, each with a known log-probability."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import openai
+import pytest
+
+import finetune
+from lib.training import nll
+from tests.helpers.evalsets import HAND_SET, write_set
+from tests.helpers.fakeopenai import FakeOpenAI
+from tests.helpers.scripted_answers import scripted
+
+
+def render(messages: list[dict], generation_prompt: bool) -> str:
+    """The toy chat template: <role>content| per message, then <assistant> to open the model's turn."""
+    return "".join(f"<{m['role']}>{m['content']}|" for m in messages) + ("<assistant>" if generation_prompt else "")
+
+
+def logprob(char: str) -> float:
+    return -0.5 * (1 + ord(char) % 3)
+
+
+def expected_nll(answer: str) -> float:
+    return -sum(logprob(c) for c in answer + "|")    # the answer's characters and the end of turn
+
+
+class ToyVLLM:
+    """Answers like vLLM's chat completions with prompt_logprobs=0: a list with None first, then one entry per prompt
+    token holding that token's log-probability; prompt_token_ids when `ids`, and distractor candidates when `crowd`."""
+
+    def __init__(self, ids: bool = True, crowd: bool = False):
+        self.ids, self.crowd, self.asked = ids, crowd, 0
+
+    def __call__(self, body: dict) -> dict | str:
+        if "prompt_logprobs" not in body:
+            return scripted(body)
+        self.asked += 1
+        text = render(body["messages"], body.get("add_generation_prompt", True))
+        entries = [None] + [{str(ord(c)): {"logprob": logprob(c), "rank": 1, "decoded_token": c}} for c in text[1:]]
+        if self.crowd:
+            for entry in entries[1:]:
+                entry["0"] = {"logprob": -0.01, "rank": 1, "decoded_token": "?"}
+        extra = {"prompt_logprobs": entries,
+                 "usage": {"prompt_tokens": len(text), "completion_tokens": 1, "total_tokens": len(text) + 1}}
+        if self.ids:
+            extra["prompt_token_ids"] = [ord(c) for c in text]
+        return {"content": "x", "response_extra": extra}
+
+
+def served(fake: FakeOpenAI, prompt: list[dict], answer: str) -> nll.AnswerNLL:
+    async def ask():
+        client = openai.AsyncOpenAI(api_key=fake.api_key, base_url=fake.base_url, max_retries=0)
+        try:
+            return await nll.served_answer_nll(client, "served-model", prompt, answer)
+        finally:
+            await client.close()
+    return asyncio.run(ask())
+
+
+PROMPT = [{"role": "system", "content": "You are Owner 1."}, {"role": "user", "content": "Vote?"}]
+ANSWER = '{"gameId":1,"type":"compensation-decision","compensationDecisions":[1]}'
+
+
+@pytest.mark.parametrize("ids", [True, False], ids=["prompt_token_ids", "token counts"])
+def test_the_answer_tokens_are_scored_and_the_prompt_tokens_not(ids):
+    with FakeOpenAI() as fake:
+        fake.chat_default = toy = ToyVLLM(ids=ids)
+        score = served(fake, PROMPT, ANSWER)
+        requests = [c["json"] for c in fake.calls_to("POST", "/chat/completions")]
+    assert score.tokens == len(ANSWER) + 1
+    assert score.nll == pytest.approx(expected_nll(ANSWER))
+    assert toy.asked == 2 and [r["add_generation_prompt"] for r in requests] == [False, True]
+    assert requests[0]["messages"][-1] == {"role": "assistant", "content": ANSWER}
+
+
+def test_top_candidates_without_token_ids_cannot_be_told_apart():
+    with FakeOpenAI() as fake:
+        fake.chat_default = ToyVLLM(ids=False, crowd=True)
+        with pytest.raises(nll.NoPromptLogprobs, match="several candidates"):
+            served(fake, PROMPT, ANSWER)
+
+
+def test_the_right_candidate_is_picked_by_its_token_id():
+    with FakeOpenAI() as fake:
+        fake.chat_default = ToyVLLM(ids=True, crowd=True)
+        assert served(fake, PROMPT, ANSWER).nll == pytest.approx(expected_nll(ANSWER))
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    with FakeOpenAI() as server:
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("OPENAI_MODEL", raising=False)
+        yield server
+
+
+def test_evaluate_reports_the_served_nll_per_action_type(fake, tmp_path, capsys):
+    write_set(tmp_path / "validation_set.jsonl")
+    fake.chat_default = ToyVLLM()
+    code = finetune.main(["--evaluate", "--data-dir", str(tmp_path), "--policies", "llm", "--model", "served",
+                          "--nll"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "evaluation_report.json").read_text())
+    lines = (tmp_path / "validation_set.jsonl").read_text().splitlines()
+    for action in ("compensation-request", "compensation-offer", "compensation-decision"):
+        answers = [json.loads(line)["messages"][2]["content"] for line, row in zip(lines, HAND_SET, strict=True)
+                   if row[2] == action]
+        scores = report["policies"]["llm"][action]
+        assert scores["nll"] == pytest.approx(sum(map(expected_nll, answers)) / len(answers))
+    assert "prompt log-probabilities" in report["policy_info"]["llm"]["nll"]
+
+
+REFUSED = {"status": 400, "error": {"message": "Unrecognized request argument supplied: prompt_logprobs"}}
+
+
+@pytest.mark.parametrize("extension", ["refused", "ignored"])
+def test_evaluate_goes_on_without_the_nll_where_the_endpoint_has_none(fake, tmp_path, capsys, extension):
+    """OpenAI refuses the extension's arguments; another server may ignore them and answer without the field."""
+    write_set(tmp_path / "validation_set.jsonl")
+    fake.chat_default = lambda body: (scripted(body) if "prompt_logprobs" not in body
+                                      else REFUSED if extension == "refused" else "ignored")
+    code = finetune.main(["--evaluate", "--data-dir", str(tmp_path), "--policies", "llm", "--model", "gpt-x",
+                          "--nll"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "evaluation_report.json").read_text())
+    assert all("nll" not in scores for scores in report["policies"]["llm"].values())
+    note = report["policy_info"]["llm"]["nll"]
+    assert note.startswith("not available")
+    if extension == "refused":
+        assert "refused" in note and "Unrecognized request argument supplied: prompt_logprobs" in note
+    else:
+        assert "returned no prompt log-probabilities" in note
