@@ -100,7 +100,6 @@ def baseline_snipes(view: MarketView, margin: float = DEFAULT_SNIPE_MARGIN) -> d
 def zic_trade(view: MarketView, rng: random.Random, spread: float = DEFAULT_SPREAD) -> dict[str, Any]:
     """One decision of the zero-intelligence-constrained trader: a post, a cancel, or a wait."""
     signals = view.current.signals
-    cap = price_cap(view)
     choices = []
     for c in view.market_conditions():
         s = signals[c] if isinstance(signals, list) and c < len(signals) else None
@@ -122,6 +121,7 @@ def zic_trade(view: MarketView, rng: random.Random, spread: float = DEFAULT_SPRE
     if resting is not None:
         return {"gameId": view.game_id, "type": CANCEL, "order": {"id": resting["id"], "condition": c}}
     money, _ = view.uncommitted(c)
+    cap = price_cap(view, c)
     if side == "bid":
         low, high = s * (1 - spread), min(s, money, cap)
         price = int(min(high, max(0.0, rng.uniform(low, s))))  # rounded down: never above S
