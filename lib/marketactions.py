@@ -18,7 +18,7 @@ one `done-speculating` per phase; orders of quantity exactly 1 (as the web UI se
 false: a limit at or through the best opposite price trades at once, at the resting price, and bounds what it
 costs), under an open condition, at most the highest final share price the declarations allow under that
 condition, a bid within the uncommitted balance, an ask within the uncommitted shares; cancels of own resting
-orders only; never `complete-current-phase`; nothing outside its phase. `strict=False` (the dataset builder,
+orders only, once each; never `complete-current-phase`; nothing outside its phase. `strict=False` (the dataset builder,
 which keeps human choices as made) checks only the shape, the role and the phase.
 """
 
@@ -301,6 +301,8 @@ def _cancel(view: MarketView, message: dict[str, Any], strict: bool) -> dict[str
     if not _is_int(order_id) or order_id not in mine:
         raise ActionError(f"you have no resting order {_short(order_id)} under condition {condition}; yours: "
                           f"{mine or 'none'}")
+    if view.being_cancelled(order_id):
+        raise ActionError(f"your cancel of order {order_id} is already on its way; wait for its delete-order")
     return {"gameId": view.game_id, "type": CANCEL, "order": {"id": order_id, "condition": condition}}
 
 

@@ -20,7 +20,8 @@ researcher can state in a sentence and defend:
   therefore never trades at a loss against its signal: a bid trades at most at its limit <= S, an ask at least at
   its limit >= S (trades are at the resting order's price, which is at least as good). It keeps at most one
   resting order per condition and side: if one rests where it wants to post, it cancels that one first (the next
-  decision posts anew). Without a signal yet it waits.
+  decision posts anew), and leaves that side alone while the cancel is on its way (never cancels twice). Without
+  a signal yet it waits.
 
 Every answer still goes through lib.marketactions.validate_market_action before it is sent.
 """
@@ -109,6 +110,8 @@ def zic_trade(view: MarketView, rng: random.Random, spread: float = DEFAULT_SPRE
         mine = view.my_orders(c)
         for side in ("bid", "ask"):
             resting = [o for o in mine if o.get("type") == side]
+            if any(view.being_cancelled(o.get("id")) for o in resting):
+                continue  # its cancel is on its way: nothing to do on this side until it is answered
             if resting:
                 choices.append((c, side, s, resting[0]))
             elif side == "bid" and money >= 1:
