@@ -151,6 +151,10 @@ class Agent:
         self.fallbacks = 0
         self.dropped = 0
         self.reconnects = 0
+        # Frames whose handling failed (or whose transcript line did): counted so the run can say so, not only a
+        # line in the transcript nobody reads.
+        self.frame_errors = 0
+        self._last_frame_error: str | None = None
         self.end_reason: str | None = None
         self._ws: ClientConnection | None = None
         self._connection = 0  # how many sockets this agent has opened
@@ -208,7 +212,9 @@ class Agent:
             self.transcript.write("shutdown", agent=self.name, reason=reason, seat=self.view.number,
                                   round=self.view.round, phase=self.view.phase, game_over=self.view.game_over,
                                   sent=len(self.sent), fallbacks=self.fallbacks, dropped=self.dropped,
-                                  reconnects=self.reconnects)
+                                  reconnects=self.reconnects, frame_errors=self.frame_errors,
+                                  last_frame_error=self._last_frame_error,
+                                  transcript_failures=getattr(self.transcript, "failures", 0))
 
     async def _session(self) -> str:
         """Connections one after another until game-over, a refused join or a game that is gone."""
@@ -271,6 +277,8 @@ class Agent:
                 try:
                     self._on_text(text)
                 except Exception as exc:  # one odd frame must not end the game for this seat
+                    self.frame_errors += 1
+                    self._last_frame_error = f"{type(exc).__name__}: {exc}"
                     self.transcript.write("meta", event="frame handling failed",
                                           error=f"{type(exc).__name__}: {exc}", raw=text[:2000])
                 if self.view.game_over:
@@ -412,7 +420,11 @@ class Agent:
         except (json.JSONDecodeError, RecursionError):
             self.transcript.write("recv", raw=text[:2000], error="not JSON")
             return
-        self.transcript.write("recv", msg=frame)
+        try:
+            self.transcript.write("recv", msg=frame)
+        except Exception as exc:  # the transcript records play, it never decides it: the frame is applied anyway
+            self.frame_errors += 1
+            self._last_frame_error = f"transcript: {type(exc).__name__}: {exc}"
         if not isinstance(frame, dict):
             return
         view = self.view

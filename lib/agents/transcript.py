@@ -7,6 +7,12 @@ of agents in one process then spend no time on their transcripts between a frame
 bench/agents_bench.py); a SIGKILL loses at most that much, close() writes everything. In that mode the fields
 passed to write() must not be changed afterwards (they are encoded later). Record times are those of write().
 
+A transcript never fails on text: a lone surrogate (a model's answer, a frame another seat made up) is written as
+its JSON escape (`\\ud800`), which reads back as the same string. A record that cannot be encoded at all (a
+circular structure) is replaced by a `transcript-error` line, and a write the OS refuses (a full disk) is counted;
+neither raises into the caller nor costs the other records of a batch. `failures` counts both, `last_failure`
+says the last, and the first is printed as one line to stderr.
+
 Secrets (the API key, recovery codes, anything else registered) are replaced by "[redacted]" in the serialised
 line before it reaches the disk, wherever they occur: in a join frame, in an SDK error message, in a prompt. The
 redaction is lib.util.redact's, the same as for every line handler.py and finetune.py print.
@@ -17,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -51,8 +58,12 @@ class Transcript:
         self._pending: list[dict[str, Any]] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         # Line-buffered text: each write of a full line (or of a batch of them) reaches the OS immediately.
-        self._file = open(self.path, "a", encoding="utf-8", buffering=1)
+        # backslashreplace: a lone surrogate, which strict UTF-8 cannot encode, can only stand inside a JSON string
+        # here (the encoder escapes every backslash), so its \uXXXX escape is exactly the JSON for it.
+        self._file = open(self.path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)
         self.closed = False
+        self.failures = 0  # records lost or replaced by a transcript-error line, and writes the OS refused
+        self.last_failure: str | None = None
 
     def add_secret(self, secret: str | None) -> None:
         """Never write this string (it is scrubbed from every later line). Short strings are ignored: scrubbing
@@ -79,28 +90,54 @@ class Transcript:
             if self._flush_handle is not None:
                 self._pending.append(record)
                 return
-        self._file.write(self.scrub(_ENCODER.encode(record)) + "\n")
+        self._put(self._line(record))
+
+    def _line(self, record: dict[str, Any]) -> str:
+        """One record as its line; a record that cannot be encoded becomes a line saying so (each record on its
+        own: in a batch, the others are still written)."""
+        try:
+            return self.scrub(_ENCODER.encode(record)) + "\n"
+        except (ValueError, TypeError, RecursionError) as exc:  # circular or too deep structures, odd keys
+            error = self.scrub(f"{type(exc).__name__}: {exc}")
+            self._failed(f"a {record.get('kind')!r} record could not be encoded ({error})")
+            return _ENCODER.encode({"t": record.get("t"), "ts_ms": record.get("ts_ms"), "kind": "transcript-error",
+                                    "lost_kind": str(record.get("kind")), "error": error}) + "\n"
+
+    def _put(self, text: str) -> None:
+        try:
+            self._file.write(text)
+        except (OSError, ValueError) as exc:  # a full disk, a file closed under us: the caller plays on
+            self._failed(f"{text.count(chr(10))} line(s) not written ({type(exc).__name__}: {exc})")
+
+    def _failed(self, what: str) -> None:
+        self.failures += 1
+        self.last_failure = what
+        if self.failures == 1:  # one line, never a traceback; the count goes into the agent's shutdown record
+            print(f"transcript {self.path}: {what}", file=sys.stderr)
 
     def flush(self) -> None:
-        """Write the records waiting for their batch."""
+        """Write the records waiting for their batch. Runs as an event-loop callback: it never raises."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         if self._pending:
             pending, self._pending = self._pending, []
-            self._file.write("".join(self.scrub(_ENCODER.encode(record)) + "\n" for record in pending))
+            self._put("".join(self._line(record) for record in pending))
 
     def close(self) -> None:
         if self.closed:
             return
         self.flush()
         self.closed = True
-        self._file.flush()
         try:
+            self._file.flush()
             os.fsync(self._file.fileno())
         except OSError:
-            pass  # not every file system supports fsync; the data is flushed to the OS anyway
-        self._file.close()
+            pass  # not every file system supports fsync; a refused write was counted when it was made
+        try:
+            self._file.close()
+        except OSError as exc:
+            self._failed(f"closing failed ({type(exc).__name__}: {exc})")
 
     def __enter__(self) -> Transcript:
         return self

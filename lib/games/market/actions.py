@@ -16,10 +16,10 @@ plain non-negative integers; a declaration within the role's maximum (twice its 
 limit) and only one per phase; lots that exist, each at most once, only under conditions whose snipes count, and
 one `done-speculating` per phase; orders of quantity exactly 1 (as the web UI sends) at a limit price (`now`
 false: a limit at or through the best opposite price trades at once, at the resting price, and bounds what it
-costs), under an open condition, at most the highest final share price the declarations allow, a bid within the
-uncommitted balance, an ask within the uncommitted shares; cancels of own resting orders only; never
-`complete-current-phase`; nothing outside its phase. `strict=False` (the dataset builder, which keeps human
-choices as made) checks only the shape, the role and the phase.
+costs), under an open condition, at most the highest final share price the declarations allow under that
+condition, a bid within the uncommitted balance, an ask within the uncommitted shares; cancels of own resting
+orders only, once each; never `complete-current-phase`; nothing outside its phase. `strict=False` (the dataset builder,
+which keeps human choices as made) checks only the shape, the role and the phase.
 """
 
 from __future__ import annotations
@@ -71,18 +71,19 @@ def declaration_max(view: MarketView, condition: int, role: int | None = None) -
     return int(high) * 2 if _is_int(high) or isinstance(high, float) else None
 
 
-def price_cap(view: MarketView) -> int:
-    """The highest final share price any declarations can make (every lot declared at its role's maximum under
-    the condition, taxed at the final rate, over 100 shares): no share is worth more, so no order needs more."""
+def price_cap(view: MarketView, condition: int) -> int:
+    """The highest final share price any declarations can make under `condition`: every lot declared at its
+    role's maximum under that condition, taxed at the final rate, over 100 shares (lib.games.market.rules.final_price:
+    the final price is the winning condition's second declarations x tax_rate_final / 100 / 100, and a share
+    bought under a condition pays only if that condition wins). No share is worth more, so no order there needs
+    more. Per condition: the maxima differ (with the UI defaults 23,100 under No Project, 29,700 under Project)."""
     landholders = [p.get("role") for p in view.players if p.get("role") in (ROLE_DEVELOPER, ROLE_OWNER)]
     landholders = landholders or [ROLE_OWNER, ROLE_DEVELOPER] + [ROLE_OWNER] * 4
     rate = view.tax_rate_final if _is_int(view.tax_rate_final) else 33
-    best = 0
-    for c in (0, 1):
-        maxima = [declaration_max(view, c, role) for role in landholders]
-        if all(m is not None for m in maxima):
-            best = max(best, sum(maxima) * rate // 10000)  # type: ignore[arg-type]
-    return best or 100000
+    maxima = [declaration_max(view, condition, role) for role in landholders]
+    if any(m is None for m in maxima):
+        return 100000  # the ranges are not known yet: a bound far above any UI default's
+    return sum(maxima) * rate // 10000  # type: ignore[arg-type]
 
 
 def snipe_conditions(view: MarketView) -> list[int]:
@@ -157,8 +158,9 @@ def _additional_info(view: MarketView, kind: str) -> str:
     for c in view.market_conditions():
         money, shares = view.uncommitted(c)
         parts.append(f"condition {c}: up to {int(money)} money for bids, {shares} shares for asks")
-    return (f"P is a whole number of money units from 0 to {price_cap(view)}; quantity is always 1; C is an open "
-            f"condition; type is bid or ask; N is the id of one of your resting orders. Still free: "
+    caps = ", ".join(f"0 to {price_cap(view, c)} under condition {c}" for c in view.market_conditions())
+    return (f"P is a whole number of money units ({caps}: no share can be worth more); quantity is always 1; C "
+            f"is an open condition; type is bid or ask; N is the id of one of your resting orders. Still free: "
             f"{'; '.join(parts)}. Reply with the JSON object only.")
 
 
@@ -270,9 +272,10 @@ def _post(view: MarketView, message: dict[str, Any], strict: bool) -> dict[str, 
         raise ActionError('"now" must be false: send a limit price (one at or through the best opposite price '
                           "trades at once)")
     price = _whole(order.get("price"), "the price")
-    cap = price_cap(view)
+    cap = price_cap(view, condition)
     if price > cap:
-        raise ActionError(f"the price must be at most {cap} (no share can be worth more), got {price}")
+        raise ActionError(f"the price must be at most {cap} under condition {condition} (no share can be worth "
+                          f"more), got {price}")
     money, shares = view.uncommitted(condition)
     if side == "bid" and price > money:
         raise ActionError(f"a bid of {price} exceeds your uncommitted balance {int(money)} under condition "
@@ -298,6 +301,8 @@ def _cancel(view: MarketView, message: dict[str, Any], strict: bool) -> dict[str
     if not _is_int(order_id) or order_id not in mine:
         raise ActionError(f"you have no resting order {_short(order_id)} under condition {condition}; yours: "
                           f"{mine or 'none'}")
+    if view.being_cancelled(order_id):
+        raise ActionError(f"your cancel of order {order_id} is already on its way; wait for its delete-order")
     return {"gameId": view.game_id, "type": CANCEL, "order": {"id": order_id, "condition": condition}}
 
 
@@ -336,9 +341,10 @@ def parse_market_answer(text: Any, view: MarketView, kind: str, *, strict: bool 
 def market_answer_schema(view: MarketView, kind: str) -> dict[str, Any]:
     """A JSON schema for structured output within OpenAI's strict-mode subset: `gameId` and `type` fixed, the
     declaration two amounts within the role's maxima and a 0, snipes three lists of existing lot ids, an order's
-    quantity 1, `now` false, its condition an open book, its price 0 to the price cap. What the subset cannot say
-    (the uncommitted balance and shares, lots named twice, which of the two order objects goes with which type,
-    the own resting order ids) validate_market_action checks, and the model is asked again."""
+    quantity 1, `now` false, its condition an open book, its price 0 to that condition's price cap (one order
+    object per open book). What the subset cannot say (the uncommitted balance and shares, lots named twice,
+    which order object goes with which type, the own resting order ids) validate_market_action checks, and the
+    model is asked again."""
     game: dict[str, Any] = {"type": "integer"} if view.game_id is None else {"type": "integer", "enum": [view.game_id]}
     props: dict[str, Any] = {"gameId": game, "type": {"type": "string", "enum": list(WIRE_TYPES[kind])}}
     if kind == DECLARE:
@@ -351,16 +357,17 @@ def market_answer_schema(view: MarketView, kind: str) -> dict[str, Any]:
         props["snipe"] = {"type": "array", "items": lots, "minItems": 3, "maxItems": 3}
     else:
         conditions = view.market_conditions() or [0]
-        post = {"type": "object", "additionalProperties": False,
-                "required": ["price", "quantity", "condition", "type", "now"],
-                "properties": {"price": {"type": "integer", "minimum": 0, "maximum": price_cap(view)},
-                               "quantity": {"type": "integer", "enum": [1]},
-                               "condition": {"type": "integer", "enum": conditions},
-                               "type": {"type": "string", "enum": ["bid", "ask"]},
-                               "now": {"type": "boolean", "enum": [False]}}}
+        # One order object per open condition: each condition has its own price cap.
+        posts = [{"type": "object", "additionalProperties": False,
+                  "required": ["price", "quantity", "condition", "type", "now"],
+                  "properties": {"price": {"type": "integer", "minimum": 0, "maximum": price_cap(view, c)},
+                                 "quantity": {"type": "integer", "enum": [1]},
+                                 "condition": {"type": "integer", "enum": [c]},
+                                 "type": {"type": "string", "enum": ["bid", "ask"]},
+                                 "now": {"type": "boolean", "enum": [False]}}} for c in conditions]
         cancel = {"type": "object", "additionalProperties": False, "required": ["id", "condition"],
                   "properties": {"id": {"type": "integer", "minimum": 1},
                                  "condition": {"type": "integer", "enum": conditions}}}
-        props["order"] = {"anyOf": [post, cancel, {"type": "null"}]}
+        props["order"] = {"anyOf": [*posts, cancel, {"type": "null"}]}
     return {"name": ACTION_TYPES[kind], "strict": True,
             "schema": {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}}

@@ -8,9 +8,14 @@ decisions and checks.
   agent's wallet change (an order added, filled, cancelled or refused, a trade), at most once per
   `trade_interval` seconds and never with more than one trading decision in flight. Each decision has at most
   `trade_seconds` (and never past the market's end minus the safety margin); a policy that has no valid answer
-  by then gets the baseline's decision for that moment. An answer is checked again against the book as it is
-  when it goes out (an order it cancels may have traded meanwhile): one no longer valid is dropped, not sent.
-- Fallback: the baseline's decision (lib/games/market/policy.py), for declarations and snipes as for trades.
+  by then gets the baseline's decision for that moment. No decision starts with less than `min_trade_seconds`
+  left before the market's end minus the safety margin: no model call fits (lib.agents.llm makes none below 0.2 s), so
+  it could only end in a fallback counted as a timeout though the model was never asked. An answer is checked
+  again against the book as it is when it goes out (an order it cancels may have traded meanwhile): one no longer
+  valid is dropped, not sent.
+- Fallback: the baseline's decision (lib/games/market/policy.py), for declarations and snipes as for trades. Cancels in
+  flight are tracked as orders in flight are (the view's `cancelling`): neither a fallback nor a model's answer
+  cancels an order whose cancel is already on its way.
 - Nothing the real server fails to check goes out (lib/games/market/actions.py, strict), and no answer is sent after its
   phase ended. After a reconnection, only a declaration the server did not acknowledge is sent again: a second
   `done-speculating` would count twice (section 8) and an order may already be in the book.
@@ -44,6 +49,11 @@ from lib.games.market.view import MARKET_PHASE, MarketView, apply_status
 from lib.games.voting.actions import ActionError
 from lib.ibex.api import GameNotFound, IbexApiError
 
+# Below this much time before the market's end (minus the safety margin) no trading decision starts: lib.agents.llm
+# makes
+# no model call with less than its MIN_CALL_SECONDS (0.2 s) left (tests check this is not below it).
+MIN_TRADE_SECONDS = 0.25
+
 
 class BaselineMarketPolicy:
     """The baseline as an agent's policy (the rules play by choice: decisions are recorded as `baseline`)."""
@@ -63,7 +73,8 @@ class MarketAgent(Agent):
     """One seat of a market game. `game_type` comes from the game's parameters (None: learnt from the events)."""
 
     def __init__(self, *args: Any, game_type: str | None = None, baseline: MarketBaseline | None = None,
-                 trade_interval: float = 5.0, trade_seconds: float = 20.0, **kwargs: Any) -> None:
+                 trade_interval: float = 5.0, trade_seconds: float = 20.0,
+                 min_trade_seconds: float = MIN_TRADE_SECONDS, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.view = MarketView(game_id=self.game_id, game_type=game_type)  # type: ignore[assignment]
         if self.params is not None:
@@ -72,6 +83,7 @@ class MarketAgent(Agent):
         self.baseline = baseline or MarketBaseline()
         self.trade_interval = trade_interval
         self.trade_seconds = trade_seconds
+        self.min_trade_seconds = min_trade_seconds
         self._trade_seen = -1  # the version the last trading decision started from
         self._trade_count = 0
         self._trade_started = 0.0
@@ -177,8 +189,12 @@ class MarketAgent(Agent):
         view = self.view
         if view.round != round_number or view.phase != MARKET_PHASE or view.game_over or view.closing:
             return
-        if self._deadline()[0] - self.settings.safety_margin <= time.monotonic():
-            return  # the market is about to close: no new decision (and so no fallback) starts now
+        left = self._deadline()[0] - self.settings.safety_margin - time.monotonic()
+        if left < self.min_trade_seconds:
+            # The market is about to close: no new decision (and so no fallback) starts now.
+            self.transcript.write("meta", event="no trading decision started: the market is about to close",
+                                  round=view.round, seconds_left=round(left, 3), minimum=self.min_trade_seconds)
+            return
         self._trade_seen = view.market_version
         self._trade_started = time.monotonic()
         self._trade_count += 1

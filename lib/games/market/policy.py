@@ -20,7 +20,8 @@ researcher can state in a sentence and defend:
   therefore never trades at a loss against its signal: a bid trades at most at its limit <= S, an ask at least at
   its limit >= S (trades are at the resting order's price, which is at least as good). It keeps at most one
   resting order per condition and side: if one rests where it wants to post, it cancels that one first (the next
-  decision posts anew). Without a signal yet it waits.
+  decision posts anew), and leaves that side alone while the cancel is on its way (never cancels twice). Without
+  a signal yet it waits.
 
 Every answer still goes through lib.games.market.actions.validate_market_action before it is sent.
 """
@@ -100,7 +101,6 @@ def baseline_snipes(view: MarketView, margin: float = DEFAULT_SNIPE_MARGIN) -> d
 def zic_trade(view: MarketView, rng: random.Random, spread: float = DEFAULT_SPREAD) -> dict[str, Any]:
     """One decision of the zero-intelligence-constrained trader: a post, a cancel, or a wait."""
     signals = view.current.signals
-    cap = price_cap(view)
     choices = []
     for c in view.market_conditions():
         s = signals[c] if isinstance(signals, list) and c < len(signals) else None
@@ -110,6 +110,8 @@ def zic_trade(view: MarketView, rng: random.Random, spread: float = DEFAULT_SPRE
         mine = view.my_orders(c)
         for side in ("bid", "ask"):
             resting = [o for o in mine if o.get("type") == side]
+            if any(view.being_cancelled(o.get("id")) for o in resting):
+                continue  # its cancel is on its way: nothing to do on this side until it is answered
             if resting:
                 choices.append((c, side, s, resting[0]))
             elif side == "bid" and money >= 1:
@@ -122,6 +124,7 @@ def zic_trade(view: MarketView, rng: random.Random, spread: float = DEFAULT_SPRE
     if resting is not None:
         return {"gameId": view.game_id, "type": CANCEL, "order": {"id": resting["id"], "condition": c}}
     money, _ = view.uncommitted(c)
+    cap = price_cap(view, c)
     if side == "bid":
         low, high = s * (1 - spread), min(s, money, cap)
         price = int(min(high, max(0.0, rng.uniform(low, s))))  # rounded down: never above S

@@ -13,10 +13,16 @@ Own orders in flight: a `post-order` has no acknowledgement. It ends as an `add-
 rests), an `asset-movement` to this seat (it traded on arrival), an `order-refused` or an error frame. Until then
 it is `pending` and counts against the uncommitted balance or shares, so that a second order sent before the first
 one's answer cannot overspend (the real server checks only resting orders, section 5).
+
+Own cancels in flight: a `cancel-order` ends as the order's `delete-order` (cancelled, or filled meanwhile) or an
+error frame (`Order not found. N`: it had traded or gone already). Until then its id is in `cancelling`: the order
+still binds its money or share (it may yet trade), but nobody cancels it again (the server would answer
+"Order not found. N", #20).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -60,6 +66,7 @@ class MarketRound:
     trades: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # condition -> contract-fulfilled data
     movements: list[dict[str, Any]] = field(default_factory=list)  # own asset-movement data, in order
     pending: list[dict[str, Any]] = field(default_factory=list)  # own post-order orders not answered yet
+    cancelling: list[int] = field(default_factory=list)  # ids of own orders whose cancel-order is not answered yet
     refusals: list[dict[str, Any]] = field(default_factory=list)  # order-refused data
     final_price: Any = None
     summary: dict[str, Any] | None = None  # round-summary data
@@ -178,7 +185,10 @@ class MarketView:
             return
         kind = frame.get("type")
         if kind == "error" or "error" in frame and kind is None:
-            self.errors.append(str(frame.get("message", frame.get("error"))))
+            text = str(frame.get("message", frame.get("error")))
+            self.errors.append(text)
+            if self.phase == MARKET_PHASE and _cancel_answered(self.current, text):
+                return  # the answer to a cancel, not to an order in flight
             if self.phase == MARKET_PHASE and self.current.pending:
                 self.current.pending.pop(0)  # e.g. "wrong condition": that order is not in the book
             return
@@ -213,6 +223,35 @@ class MarketView:
             order = message.get("order")
             if isinstance(order, dict):
                 rec.pending.append({k: order.get(k) for k in ("type", "price", "condition", "now")})
+        elif kind == "cancel-order" and self.phase == MARKET_PHASE:
+            order = message.get("order")
+            order_id = order.get("id") if isinstance(order, dict) else None
+            if _number(order_id) and order_id not in rec.cancelling:
+                rec.cancelling.append(order_id)
+
+    def being_cancelled(self, order_id: Any) -> bool:
+        """Whether this seat's cancel of the order is on its way (sent, not answered yet)."""
+        return order_id in self.current.cancelling
+
+
+_NOT_FOUND = re.compile(r"^Order not found\. (\S+)")
+_NOT_MINE = "You cannot delete this order"
+
+
+def _cancel_answered(rec: MarketRound, text: str) -> bool:
+    """An error frame that answers one of our cancels (market.py's two cancel errors) takes it off `cancelling`."""
+    found = _NOT_FOUND.match(text)
+    if found is not None:
+        for order_id in rec.cancelling:
+            if str(order_id) == found.group(1):
+                rec.cancelling.remove(order_id)
+                break
+        return True
+    if text.startswith(_NOT_MINE):
+        if rec.cancelling:
+            rec.cancelling.pop(0)
+        return True
+    return False
 
 
 def _on_status(view: MarketView, data: dict[str, Any]) -> None:
@@ -280,6 +319,7 @@ def _on_phase_transition(view: MarketView, data: dict[str, Any]) -> None:
     if phase == MARKET_PHASE:
         view.current.books = {}
         view.current.pending = []
+        view.current.cancelling = []
     view.server_action = None
 
 
@@ -350,6 +390,8 @@ def _on_delete_order(view: MarketView, data: dict[str, Any]) -> None:
         return
     book = view.current.books.get(order.get("condition"), {})
     gone = book.pop(order.get("id"), None) if isinstance(order.get("id"), int) else None
+    if order.get("id") in view.current.cancelling:
+        view.current.cancelling.remove(order.get("id"))  # cancelled, or filled before the cancel arrived
     _after_fill(view, gone)
 
 
@@ -524,5 +566,6 @@ def apply_status(view: MarketView, game_data: dict[str, Any]) -> set[str]:
             rec.trades = {c: [m for m in movements[c] if isinstance(m, dict)]
                           for c in range(len(movements)) if isinstance(movements[c], list) and movements[c]}
         rec.pending = []  # whatever reached the server is in the book now; the rest never will
+        rec.cancelling = []  # an order still in the snapshot's book was not cancelled
     view.market_version += 1
     return acted

@@ -153,8 +153,8 @@ PROBE_REASONS = {
     "probe: order without type": '"type" must be "bid" or "ask"',
     "probe: post-order without order": '"order" must be an object',
     "probe: complete-current-phase (anyone) in phase 5": "never sent",
-    # A 30000 ask is above any price the declarations allow (29700 here).
-    "probe: ask #": "must be at most 29700",
+    # A 30000 ask is above any price the declarations allow under its condition (No Project's cap is 23100 here).
+    "probe: ask #": "must be at most 23100 under condition 0",
 }
 
 
@@ -221,7 +221,7 @@ def test_the_servers_own_refusals_are_refused_before_sending(recorded):
                                 "order-price-negative": "negative",
                                 "type": '"type" must be "bid" or "ask"',
                                 "no match": '"now" must be false'}[reason]  # a market order, nothing to meet
-                    expected += "|must be at most 29700"  # the 30000 probes: above the cap, before the shares
+                    expected += "|must be at most 23100 under condition 0"  # the 30000 probes: above the cap
                     with pytest.raises(ActionError, match=expected):
                         validate_market_action(message, before, TRADE)
                     refused += 1
@@ -452,9 +452,35 @@ def test_action_required_and_schema(kind, view):
     assert user["content"].endswith(json.dumps(message, ensure_ascii=False))
 
 
-def test_price_cap_follows_the_declaration_maxima_and_the_final_tax():
-    # Project: 5 owners x 700000 + the developer's 5500000 = 9000000, x 33% / 100 shares.
-    assert price_cap(market_view()) == 29700
+def test_price_cap_follows_the_declaration_maxima_and_the_final_tax_per_condition():
+    # The final price is the winning condition's declarations x 33% / 100 shares (lib.games.market.rules.final_price).
+    # No Project: 5 owners x 1200000 + the developer's 1000000 = 7000000; Project: 5 x 700000 + 5500000 = 9000000.
+    view = market_view("futarchy")
+    assert (price_cap(view, 0), price_cap(view, 1)) == (23100, 29700)
+
+
+def test_no_order_above_its_own_conditions_price_cap_is_validated_offered_or_made_by_the_baseline():
+    """#20: twenty bids of 29,700 under No Project reached the real server, where no share can be worth more than
+    23,100: the cap was the maximum over both conditions."""
+    view = market_view("futarchy")
+    view.current.wallets = [{"balance": 90000, "shares": 5} for _ in range(3)]
+    validate_market_action(order(23100, condition=0), view, TRADE)
+    with pytest.raises(ActionError, match="at most 23100 under condition 0"):
+        validate_market_action(order(23101, condition=0), view, TRADE)
+    with pytest.raises(ActionError, match="at most 29700 under condition 1"):
+        validate_market_action(order(29701, condition=1), view, TRADE)
+    validate_market_action(order(29700, condition=1), view, TRADE)
+    posts = market_answer_schema(view, TRADE)["schema"]["properties"]["order"]["anyOf"][:2]
+    assert {(p["properties"]["condition"]["enum"][0], p["properties"]["price"]["maximum"]) for p in posts} \
+        == {(0, 23100), (1, 29700)}
+    info = build_market_action_required(view, TRADE)["data"]["additionalInfo"]
+    assert "0 to 23100 under condition 0" in info and "0 to 29700 under condition 1" in info
+    view.current.signals = [40000, 40000, 0]  # signals above both caps: the baseline bids at most the cap
+    for i in range(200):
+        out = zic_trade(view, random.Random(i))
+        if out["type"] == POST:
+            assert out["order"]["price"] <= (23100, 29700)[out["order"]["condition"]], out
+            validate_market_action(out, view, TRADE)
 
 
 @pytest.mark.parametrize("name", GAMES)
