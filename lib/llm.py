@@ -78,9 +78,9 @@ def _token_count(value: Any) -> bool:
 
 
 def read_completion(completion: Any) -> tuple[str | None, str | None, dict[str, Any] | None]:
-    """(answer text, refusal, usage) of what chat.completions.create returned, or MalformedResponse. The SDK builds
-    its objects without validation: any shape a server sends comes through (a str for a non-JSON content type, a
-    list, choices of strings, usage "lots"), so each part is checked before it is used."""
+    """(answer text, refusal, usage's token counts) of what chat.completions.create returned, or
+    MalformedResponse. The SDK builds its objects without validation: any shape a server sends comes through (a
+    str for a non-JSON content type, a list, choices of strings, usage "lots"), so each part is checked here."""
     if not isinstance(completion, ChatCompletion):
         raise MalformedResponse(f"the endpoint's response is not a chat completion object but "
                                 f"{type(completion).__name__} {writable(repr(completion)[:80])}")
@@ -107,7 +107,8 @@ def _usage(usage: Any) -> dict[str, Any] | None:
             _token_count(getattr(usage, name, None)) for name in ("prompt_tokens", "completion_tokens",
                                                                   "total_tokens")):
         raise MalformedResponse(f"the endpoint's usage is not token counts: {writable(repr(usage)[:80])}")
-    return usage.model_dump(warnings=False)
+    # the counts only: whatever else a server puts there is not needed, and need not be writable
+    return {name: getattr(usage, name, None) for name in ("prompt_tokens", "completion_tokens", "total_tokens")}
 
 
 def _unreadable(exc: Exception) -> MalformedResponse:
