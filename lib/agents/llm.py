@@ -5,8 +5,10 @@
 answers 400
   to it (Ollama, llama.cpp and vLLM builds without it) is remembered, and later calls ask for plain JSON, which
   lib.games.voting.actions.parse_answer reads (a code fence around it is tolerated).
-- Every answer is validated (lib.games.voting.actions). An invalid one is retried with the reason fed back to the model
-as one
+- Every answer is validated (lib.games.voting.actions). A 200 response that is not a readable chat completion (a body
+that is
+  not JSON or nests too deeply, choices or usage of the wrong shape: read_completion) is an invalid answer too.
+  An invalid one is retried with the reason fed back to the model as one
   more user message. API errors (429, 5xx, timeouts, connection) are retried too, after the server's Retry-After or
   a short backoff. Attempts are bounded by `max_retries` and by the deadline: each call's timeout is the time left
   before `deadline` (the agent subtracts its safety margin before passing it). The SDK's own retries are off,
@@ -24,12 +26,16 @@ as one
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from typing import Any
 
 import openai
 from openai import AsyncOpenAI
+from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletion, ChatCompletionMessage
+from openai.types.chat.chat_completion import Choice
 
 from lib.agents import decisions
 from lib.agents.transcript import Transcript
@@ -44,6 +50,76 @@ BACKOFF_SECONDS = 0.5
 FEEDBACK = "That answer cannot be sent: {reason}. Answer again with exactly one JSON object in the format given."
 PREFLIGHT_TIMEOUT = 60.0  # a local server may load the model on its first call
 _KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")
+
+
+class MalformedResponse(ActionError):
+    """The endpoint's 200 response is not a chat completion that can be read: an invalid answer like any other
+    (fed back and retried at play time, counted invalid in --evaluate). `raw` is the start of the body, when the
+    SDK could not even parse it."""
+
+    def __init__(self, reason: str, raw: str | None = None) -> None:
+        super().__init__(reason)
+        self.raw = raw
+
+
+RAW_EXCERPT = 2000  # characters of an unreadable body kept in the transcript
+
+
+def writable(text: str) -> str:
+    """`text` as UTF-8 can hold it: a lone surrogate (JSON "\\ud800" in an answer) becomes its escape, so that it
+    can be written to a transcript or cache and sent back to the endpoint (the SDK cannot encode it)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _token_count(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+
+
+def read_completion(completion: Any) -> tuple[str | None, str | None, dict[str, Any] | None]:
+    """(answer text, refusal, usage's token counts) of what chat.completions.create returned, or
+    MalformedResponse. The SDK builds its objects without validation: any shape a server sends comes through (a
+    str for a non-JSON content type, a list, choices of strings, usage "lots"), so each part is checked here."""
+    if not isinstance(completion, ChatCompletion):
+        raise MalformedResponse(f"the endpoint's response is not a chat completion object but "
+                                f"{type(completion).__name__} {writable(repr(completion)[:80])}")
+    choices = completion.choices
+    if not isinstance(choices, list):
+        raise MalformedResponse("the endpoint's response has no list of choices")
+    if not choices:
+        return None, None, _usage(completion.usage)
+    choice = choices[0]
+    if not isinstance(choice, Choice) or not isinstance(choice.message, ChatCompletionMessage | None):
+        raise MalformedResponse(f"the endpoint's first choice is not a message: {writable(repr(choice)[:80])}")
+    message = choice.message
+    answer = getattr(message, "content", None)
+    if answer is not None and not isinstance(answer, str):
+        raise MalformedResponse(f"the endpoint's message content is not text but {type(answer).__name__}")
+    refusal = getattr(message, "refusal", None)
+    return answer, refusal if isinstance(refusal, str) else None, _usage(completion.usage)
+
+
+def _usage(usage: Any) -> dict[str, Any] | None:
+    if usage is None:
+        return None
+    if not isinstance(usage, CompletionUsage) or not all(
+            _token_count(getattr(usage, name, None)) for name in ("prompt_tokens", "completion_tokens",
+                                                                  "total_tokens")):
+        raise MalformedResponse(f"the endpoint's usage is not token counts: {writable(repr(usage)[:80])}")
+    # the counts only: whatever else a server puts there is not needed, and need not be writable
+    return {name: getattr(usage, name, None) for name in ("prompt_tokens", "completion_tokens", "total_tokens")}
+
+
+def _unreadable(exc: Exception) -> MalformedResponse:
+    """What the SDK raised parsing a 200 body (not JSON, an integer past Python's 4300 digits, nesting past the
+    decoder's depth), as an invalid answer."""
+    raw = exc.doc[:RAW_EXCERPT] if isinstance(exc, json.JSONDecodeError) and isinstance(exc.doc, str) else None
+    what = {RecursionError: "nests too deeply"}.get(type(exc), "is not valid JSON")
+    return MalformedResponse(f"the endpoint's response body {what} ({type(exc).__name__}: "
+                             f"{writable(str(exc)[:120])})", writable(raw) if raw is not None else None)
 
 
 class PreflightError(Exception):
@@ -110,6 +186,10 @@ class LLMPolicy:
                 # An older server that does not know the parameter: ask again without it (a short answer anyway).
                 await self.client.chat.completions.create(model=self.model, messages=messages,
                                                           timeout=PREFLIGHT_TIMEOUT)
+        except (ValueError, RecursionError) as exc:
+            # the SDK could not read the 200 body: the endpoint is there and took the key, but may answer badly
+            return (f"warning: the model endpoint {where} answered the test call with an unreadable body "
+                    f"({_unreadable(exc)}); the agents' calls may fall back")
         except openai.APITimeoutError:
             raise PreflightError(f"the model endpoint {where} did not answer within {PREFLIGHT_TIMEOUT:g} s "
                                  "(check OPENAI_BASE_URL and the network)") from None
@@ -156,7 +236,12 @@ class LLMPolicy:
         if structured:
             schema = self.schema(view, wire_type, cap)
             kwargs["response_format"] = {"type": "json_schema", "json_schema": schema}
-        return await self.client.chat.completions.create(**kwargs)
+        try:
+            return await self.client.chat.completions.create(**kwargs)
+        except (ValueError, RecursionError) as exc:
+            # The SDK raises these (not an openai error) only while reading a 200 body: the request is built from
+            # writable() text. The endpoint answered, badly: an invalid answer, not a failed call.
+            raise _unreadable(exc) from None
 
     async def _complete(self, messages: list[dict[str, str]], wire_type: str, deadline: float,
                         view: PlayerView, cap: int) -> tuple[Any, bool]:
@@ -183,7 +268,8 @@ class LLMPolicy:
                        cap: int) -> tuple[Any, bool]:
         """One call with exactly these messages, as decide makes it (structured output, with the schema of this
         player's game, seat and cap, where the endpoint takes it): (completion, structured?). Raises the SDK's
-        errors; the evaluation (lib.evaluation.policies) retries them itself."""
+        errors, which the evaluation (lib.evaluation.policies) retries itself, and MalformedResponse for a body the SDK
+        cannot parse; the completion itself is read with read_completion."""
         return await self._complete(messages, wire_type, deadline, view, cap)
 
     # The game's prompts, schema and answer checks (voting here; lib.games.market.llm's subclass: the market games).
@@ -214,11 +300,14 @@ class LLMPolicy:
             if trace is not None:
                 trace.attempts = attempt
             wait = 0.0
+            unreadable: MalformedResponse | None = None
             try:
                 completion, structured = await self._complete(messages, wire_type, deadline, view, cap)
             except asyncio.CancelledError:
                 _log(transcript, record, started, error=f"cancelled: {_cancel_reason(trace, deadline)}")
                 raise
+            except MalformedResponse as exc:
+                completion, structured, unreadable = None, bool(self.structured), exc
             except (openai.OpenAIError, TimeoutError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 _log(transcript, record, started, error=error)
@@ -235,20 +324,25 @@ class LLMPolicy:
                     wait = BACKOFF_SECONDS * attempt if isinstance(exc, openai.APIConnectionError) else 0.0
                 await asyncio.sleep(max(0.0, min(wait, deadline - time.monotonic() - MIN_CALL_SECONDS)))
                 continue
-            message = completion.choices[0].message if completion.choices else None
-            answer = getattr(message, "content", None)
-            record.update(structured=structured, answer=answer,
-                          usage=completion.usage.model_dump() if completion.usage else None)
-            if answer is None and getattr(message, "refusal", None):
-                record["refusal"] = message.refusal
+            record["structured"] = structured
+            answer = None
             try:
+                if unreadable is not None:
+                    record["response"] = unreadable.raw
+                    raise unreadable
+                answer, refusal, usage = read_completion(completion)
+                # the answer as the transcript can hold it; the parse below sees it as sent
+                record.update(answer=None if answer is None else writable(answer), usage=usage)
+                if answer is None and refusal:
+                    record["refusal"] = writable(refusal)
                 action = self.parse(answer, view, wire_type, cap)
             except ActionError as exc:
-                _log(transcript, record, started, error=f"invalid answer: {exc}")
+                reason = writable(str(exc))  # a reason may quote the answer
+                _log(transcript, record, started, error=f"invalid answer: {reason}")
                 if trace is not None:
-                    trace.failed(decisions.INVALID, f"invalid answer: {exc}")
-                messages = [*messages, {"role": "assistant", "content": answer or ""},
-                            {"role": "user", "content": FEEDBACK.format(reason=exc)}]
+                    trace.failed(decisions.INVALID, f"invalid answer: {reason}")
+                messages = [*messages, {"role": "assistant", "content": writable(answer or "")},
+                            {"role": "user", "content": FEEDBACK.format(reason=reason)}]
                 continue
             _log(transcript, record, started, action=action)
             return action

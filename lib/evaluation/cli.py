@@ -328,6 +328,9 @@ def run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) ->
     except EvalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except evalpolicies.CacheError as exc:  # the estimate, or the llm policy's run, cannot use the cache file
+        print(f"error: {exc}; nothing was written", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -> int:

@@ -20,6 +20,9 @@ per example: the validated wire message, or None with the reason. Nothing here k
   not re-asked with feedback as at play time, so the score is the model's own first answer. Calls run
   concurrently, at most `max_concurrent` at once, and each answer is appended to a JSONL cache, keyed by the
   endpoint, model, temperature and messages, as it arrives: an interrupted evaluation resumes where it stopped.
+  Lines are ASCII JSON (an answer's lone surrogate as its escape); a damaged line (invalid UTF-8, cut mid-write)
+  is skipped with a warning and its example asked again, and a cut last line is ended before the next record.
+  A 200 response that is no readable completion (lib.agents.llm.read_completion) counts as invalid and is not cached.
   A market example (Harberger, futarchy) is asked the same way with lib.games.market.llm's structured output for its
   decision and checked strictly with lib.games.market.actions.parse_market_answer, as at play time.
 
@@ -38,11 +41,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, BinaryIO, Protocol, TextIO
 
 import openai
 
-from lib.agents.llm import LLMPolicy, _retry_after
+from lib.agents.llm import LLMPolicy, MalformedResponse, _retry_after, read_completion, writable
 from lib.dataset.sidecar import Example
 from lib.evaluation.scores import KINDS, TEXT, Decision
 from lib.games.market.actions import parse_market_answer
@@ -57,6 +60,7 @@ CALL_TIMEOUT = 120.0  # seconds for one answer; a long prompt on a slow local se
 BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 30.0
 PROGRESS_EVERY = 5.0  # seconds between progress lines
+STDERR = object()  # LLMEvalPolicy's default progress stream: sys.stderr when the policy is made
 
 
 class EvalPolicy(Protocol):
@@ -126,21 +130,50 @@ def cache_key(*, base_url: str, model: str, temperature: float | None, messages:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def read_cache(path: Path) -> dict[str, dict[str, Any]]:
-    """key -> cached answer. A line that is not a whole record (a run killed mid-write) is ignored."""
+class CacheError(Exception):
+    """The cache file cannot be read or written at all (a folder, no permission): one line, fit to print."""
+
+
+def _cache_os_error(path: Path, doing: str, exc: OSError) -> CacheError:
+    return CacheError(f"{path}: cannot {doing} the evaluation cache ({exc.strerror or exc}); it must be a file "
+                      "this user can read and append to (move what is there away, or pass another --data-dir)")
+
+
+def read_cache(path: Path, warn: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
+    """key -> cached answer. A line that is not a whole record (a run killed mid-write, a damaged file: invalid
+    UTF-8, not JSON, not a record) is skipped, and `warn` is told which line and why; the other lines still count.
+    CacheError when the file cannot be read at all."""
     out: dict[str, dict[str, Any]] = {}
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return out
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
+    except OSError as exc:
+        raise _cache_os_error(path, "read", exc) from None
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
             continue
-        if isinstance(record, dict) and isinstance(record.get("key"), str) and "answer" in record:
-            out[record["key"]] = record
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            problem = f"invalid UTF-8 at byte {exc.start}"
+        except (ValueError, RecursionError):
+            problem = "not a whole JSON record (a run cut mid-write?)"
+        else:
+            if isinstance(record, dict) and isinstance(record.get("key"), str) and "answer" in record:
+                out[record["key"]] = record
+                continue
+            problem = "not a cache record (no key and answer)"
+        if warn is not None:
+            warn(f"warning: {path}:{number}: {problem}; line skipped, its example is asked again")
     return out
+
+
+def cache_line(record: dict[str, Any]) -> bytes:
+    """One cache line, in ASCII: a lone surrogate in an answer is written as its JSON escape (UTF-8 cannot hold
+    it) and reads back as it came. The record holds text, numbers and read_completion's token counts only, so a
+    later run reads back exactly what was written."""
+    return (json.dumps(record, ensure_ascii=True) + "\n").encode("ascii")
 
 
 class LLMEvalPolicy:
@@ -150,27 +183,37 @@ class LLMEvalPolicy:
 
     def __init__(self, *, api_key: str, model: str, base_url: str | None, cache: Path, model_source: str = "",
                  max_concurrent: int = 8, temperature: float | None = 0.0, max_retries: int = 5, nll: bool = False,
-                 progress: TextIO | None = sys.stderr) -> None:
+                 progress: TextIO | None | object = STDERR) -> None:
         self.model, self.model_source, self.temperature = model, model_source, temperature
         self.max_retries = max(0, max_retries)
-        # Also the NLL of each human answer (lib.training.nll), where the endpoint gives prompt log-probabilities.
-        self.nll = nll
+        self.nll = nll  # also the NLL of each human answer (lib.training.nll), where the endpoint gives prompt log-probabilities
         self.nll_unavailable: str | None = None
         self.max_concurrent = max(1, max_concurrent)
         self.cache_path = cache
-        self.progress = progress
+        # sys.stderr as it is now, not as it was at import (a caller, or a test, may have replaced it since)
+        self.progress: TextIO | None = sys.stderr if progress is STDERR else progress  # type: ignore[assignment]
         self._api_key, self._base_url = api_key, base_url
         self.base_url = (base_url or "https://api.openai.com/v1").rstrip("/")
         self.stats: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
+        self._warned: set[str] = set()
 
     def key(self, example: Example) -> str:
         return cache_key(base_url=self.base_url, model=self.model, temperature=self.temperature,
                          messages=example.messages)
 
+    def read_cache(self) -> dict[str, dict[str, Any]]:
+        """The cache, each damaged line warned about once per run (the estimate reads it before the run does)."""
+        return read_cache(self.cache_path, self._warn_once)
+
+    def _warn_once(self, line: str) -> None:
+        if line not in self._warned and self.progress is not None:
+            print(line, file=self.progress, flush=True)
+        self._warned.add(line)
+
     def uncached(self, examples: Sequence[Example]) -> list[Example]:
         """The scored examples whose answer is not in the cache yet: what a run would ask (and pay for)."""
-        cached = read_cache(self.cache_path)
+        cached = self.read_cache()
         return [e for e in examples if scored(e) and self.key(e) not in cached]
 
     def info(self) -> dict[str, Any]:
@@ -190,11 +233,15 @@ class LLMEvalPolicy:
                 return Decision(parse_market_answer(answer, example.view(), MARKET_KINDS[example.action]))
             return Decision(parse_answer(answer, example.view(), example.action, cap=example.cap))
         except ActionError as exc:
-            self.reasons[str(exc)[:120]] += 1
-            return Decision(None, f"invalid answer: {exc}")
+            return self._invalid(exc)
+
+    def _invalid(self, exc: ActionError) -> Decision:
+        reason = writable(str(exc))  # a reason may quote the answer, and the report is UTF-8
+        self.reasons[reason[:120]] += 1
+        return Decision(None, f"invalid answer: {reason}")
 
     async def decide_all(self, examples: Sequence[Example]) -> list[Decision]:
-        cached = read_cache(self.cache_path)
+        cached = self.read_cache()
         decisions: list[Decision | None] = [None] * len(examples)
         todo: list[tuple[int, Example, str]] = []
         for i, example in enumerate(examples):
@@ -258,9 +305,21 @@ class LLMEvalPolicy:
         market = MarketLLMPolicy(api_key=self._api_key, model=self.model, base_url=self._base_url,
                                  max_concurrent_calls=self.max_concurrent, temperature=self.temperature)
         gate = asyncio.Semaphore(self.max_concurrent)
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            cache = self.cache_path.open("a+b")
+        except OSError as exc:
+            await llm.close()
+            await market.close()
+            raise _cache_os_error(self.cache_path, "append to", exc) from None
         done, last_report = 0, time.monotonic()
-        with self.cache_path.open("a", encoding="utf-8") as cache:
+        with cache:
+            # A run cut mid-line left a partial last line: end it, so the next record starts a line of its own
+            # (the partial one is skipped with a warning) instead of being glued onto it and lost.
+            if cache.seek(0, 2) > 0:
+                cache.seek(-1, 2)
+                if cache.read(1) != b"\n":
+                    cache.write(b"\n")
 
             async def one(i: int, example: Example, key: str) -> None:
                 nonlocal done, last_report
@@ -285,7 +344,7 @@ class LLMEvalPolicy:
                 await llm.close()
                 await market.close()
 
-    async def _ask(self, llm: LLMPolicy, example: Example, key: str, cache: TextIO) -> Decision:
+    async def _ask(self, llm: LLMPolicy, example: Example, key: str, cache: BinaryIO) -> Decision:
         for attempt in range(self.max_retries + 1):
             try:
                 # a market decision's schema is its kind's (declare, done-speculating, trade), as at play time
@@ -300,22 +359,31 @@ class LLMEvalPolicy:
                 self.stats["refused_prompts"] += 1
                 self.reasons[f"refused by the endpoint: {exc.status_code}"] += 1
                 return Decision(None, f"the endpoint refused the prompt ({exc.status_code}: {exc.message[:200]})")
+            except MalformedResponse as exc:
+                return self._malformed(exc)
             except RETRIED_ERRORS as exc:
                 if attempt == self.max_retries:
                     raise
                 wait = _retry_after(exc) if isinstance(exc, openai.APIStatusError) else None
                 await asyncio.sleep(min(MAX_BACKOFF_SECONDS, wait if wait is not None
                                         else BACKOFF_SECONDS * 2 ** attempt))
-        message = completion.choices[0].message if completion.choices else None
-        answer = getattr(message, "content", None)
-        usage = completion.usage.model_dump() if completion.usage else None
-        cache.write(json.dumps({"key": key, "model": self.model, "endpoint": self.base_url,
+        try:
+            answer, _, usage = read_completion(completion)
+        except MalformedResponse as exc:
+            return self._malformed(exc)
+        cache.write(cache_line({"key": key, "model": self.model, "endpoint": self.base_url,
                                 "temperature": self.temperature, "structured": structured, "answer": answer,
                                 "usage": usage, "game": example.game, "line": example.line,
-                                "at": datetime.now(UTC).isoformat(timespec="seconds")}, ensure_ascii=False) + "\n")
+                                "at": datetime.now(UTC).isoformat(timespec="seconds")}))
         cache.flush()  # answered is answered: an interrupted run resumes from here
         self.stats["answers_from_model"] += 1
         if usage:
             self.stats["prompt_tokens"] += usage.get("prompt_tokens") or 0
             self.stats["completion_tokens"] += usage.get("completion_tokens") or 0
         return self._judge(example, answer)
+
+    def _malformed(self, exc: MalformedResponse) -> Decision:
+        """A 200 response that is no readable completion: the model's answer is invalid. Not cached (there is no
+        answer text to keep), so a later run asks again, as for a refused prompt."""
+        self.stats["malformed_answers"] += 1
+        return self._invalid(exc)

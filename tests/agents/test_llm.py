@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
 import threading
 import time
 
 import pytest
 
+from lib.agents import decisions
 from lib.agents.llm import LLMPolicy
 from lib.agents.transcript import Transcript, read_transcript
 from lib.games.voting.actions import (
@@ -24,7 +26,7 @@ from lib.games.voting.actions import (
 from lib.games.voting.prompts import build_messages
 from lib.games.voting.rules import parameters_from_dict
 from lib.games.voting.view import PlayerView
-from tests.helpers.fakeopenai import FakeOpenAI
+from tests.helpers.fakeopenai import MALFORMED_ANSWERS, FakeOpenAI
 from tests.helpers.frames import phase_start, round_start
 
 T0 = 1795624173543
@@ -348,3 +350,54 @@ def test_the_preflight_names_what_is_wrong_in_one_line_without_the_key(fake, sta
         preflight(fake)
     text = str(caught.value)
     assert expected in text and "\n" not in text and fake.api_key not in text
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Malformed answers (issue #20): each is an invalid answer, fed back, retried and recorded, never a crash
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED_ANSWERS))
+def test_a_malformed_answer_is_an_invalid_answer_retried_fed_back_and_recorded(fake, tmp_path, name):
+    fake.chat_replies.extend([MALFORMED_ANSWERS[name], GOOD_REQUEST])
+    trace = decisions.Trace(deadline=time.monotonic() + 10)
+    ctx = contextvars.copy_context()  # decide() runs its own loop, whose task sees this context's trace
+    ctx.run(decisions.begin, trace)
+    action, records, _ = ctx.run(decide, fake, tmp_path)
+
+    assert action is not None and action["compensationRequests"] == [None, 335000]
+    assert trace.attempts == 2 and trace.invalid == 1 and trace.errors == 0
+    first, second = chat_bodies(fake)
+    assert second["messages"][:-2] == first["messages"]
+    assert second["messages"][-1]["content"].startswith("That answer cannot be sent: ")
+    if name == "lone surrogate":  # fed back escaped: the SDK cannot encode a lone surrogate to send it
+        assert second["messages"][-2] == {"role": "assistant", "content": "\\ud800"}
+    calls = [r for r in records if r["kind"] == "model-call"]
+    assert [c["attempt"] for c in calls] == [1, 2]
+    assert calls[0]["error"].startswith("invalid answer: ") and "action" not in calls[0]
+    assert calls[1]["action"] == action
+
+
+def test_a_malformed_answer_every_time_ends_as_invalid_answers_not_a_model_error(fake, tmp_path):
+    replies = list(MALFORMED_ANSWERS.values())
+    fake.chat_default = lambda body: replies[(len(chat_bodies(fake)) - 1) % len(replies)]
+    trace = decisions.Trace(deadline=time.monotonic() + 30)
+    ctx = contextvars.copy_context()
+    ctx.run(decisions.begin, trace)
+    action, records, _ = ctx.run(decide, fake, tmp_path, max_retries=len(replies) - 1, seconds=30.0)
+
+    assert action is None
+    assert trace.attempts == len(replies) and trace.invalid == len(replies) and trace.errors == 0
+    assert trace.why_no_answer() == decisions.INVALID
+    calls = [r for r in records if r["kind"] == "model-call"]
+    assert len(calls) == len(replies) and all(c["error"].startswith("invalid answer: ") for c in calls)
+    by_reply = dict(zip(sorted(MALFORMED_ANSWERS, key=list(MALFORMED_ANSWERS).index), calls, strict=True))
+    assert by_reply["lone surrogate"]["answer"] == "\\ud800"  # escaped: the transcript is UTF-8
+    assert "502 Bad Gateway" in by_reply["not json"]["response"]  # the unreadable body is kept, as far as it goes
+    assert "too deeply" in by_reply["deep nesting"]["error"]
+    assert "5000 digits" in by_reply["huge integer"]["error"]
+
+
+def test_the_preflight_warns_about_an_unreadable_answer_instead_of_crashing(fake):
+    fake.chat_replies.append(MALFORMED_ANSWERS["not json"])
+    warning = preflight(fake)
+    assert warning is not None and warning.startswith("warning: ") and "unreadable" in warning

@@ -14,7 +14,7 @@ import pytest
 import finetune
 from lib.games.voting.actions import DECISION, OFFER, REQUEST
 from tests.helpers.evalsets import HAND_SET, write_set
-from tests.helpers.fakeopenai import FakeOpenAI
+from tests.helpers.fakeopenai import MALFORMED_ANSWERS, FakeOpenAI
 from tests.helpers.scripted_answers import scripted
 
 SCORED = sum(1 for row in HAND_SET if row[2] != "chat-with-players")  # 12: chat is never asked
@@ -181,3 +181,71 @@ def test_a_configured_model_joins_the_default_policies(fake, data, capsys, monke
     assert list(report["policies"]) == ["baseline", "fitted", "llm"]
     assert report["policy_info"]["llm"]["model"] == "ft:gpt-4.1-mini-2025-04-14:lab::abc"
     assert report["policy_info"]["llm"]["model_source"] == "OPENAI_MODEL"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Malformed answers and a damaged cache (issue #20)
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED_ANSWERS))
+def test_a_malformed_answer_is_counted_invalid_with_a_reason_and_the_run_resumes(fake, data, capsys, name):
+    fake.chat_default = lambda body: MALFORMED_ANSWERS[name]
+    code, _, err = evaluate(capsys, data)
+    assert code == 0, err
+    assert "Traceback" not in err
+    report = json.loads((data / "evaluation_report.json").read_text())
+    llm = report["policies"]["llm"]
+    assert [llm[kind]["invalid"] for kind in (REQUEST, OFFER, DECISION)] == [4, 2, 6]
+    reasons = report["policy_info"]["llm"]["invalid_reasons"]
+    assert sum(reasons.values()) == SCORED and all(reason.strip() for reason in reasons)
+
+    # the next run reads whatever the cache kept and counts the same; an answer it could not keep is asked again
+    asked = len(chat_calls(fake))
+    code, _, err = evaluate(capsys, data)
+    assert code == 0, err
+    again = json.loads((data / "evaluation_report.json").read_text())
+    assert again["policies"]["llm"] == llm
+    cached = again["policy_info"]["llm"].get("answers_from_cache", 0)
+    assert cached + (len(chat_calls(fake)) - asked) == SCORED
+    if name in ("deep nesting", "huge integer", "lone surrogate"):  # an answer text: cached, and read back
+        assert cached == SCORED
+        (data / "evaluation_cache.jsonl").read_bytes().decode("ascii")
+
+
+def test_a_damaged_cache_line_is_skipped_with_a_warning_and_a_cut_line_is_not_glued_to_the_next(fake, data, capsys):
+    fake.chat_default = scripted
+    code, _, err = evaluate(capsys, data)
+    assert code == 0, err
+    cache = data / "evaluation_cache.jsonl"
+    lines = cache.read_bytes().splitlines(keepends=True)
+    assert len(lines) == SCORED
+    # line 2 gets an invalid UTF-8 byte; the last line is cut mid-record, as a killed run leaves it
+    lines[1] = lines[1][:20] + b"\xff" + lines[1][21:]
+    lines[-1] = lines[-1][:len(lines[-1]) // 2]
+    cache.write_bytes(b"".join(lines))
+
+    before = len(chat_calls(fake))
+    code, _, err = evaluate(capsys, data)
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert f"{cache}:2: invalid UTF-8" in err and f"{cache}:{SCORED}: not a whole JSON record" in err
+    assert len(chat_calls(fake)) - before == 2  # only the two damaged answers are asked again
+
+    # the two new answers are records of their own: a third run asks nothing and still warns about the old lines
+    code, _, err = evaluate(capsys, data)
+    assert code == 0, err
+    assert len(chat_calls(fake)) - before == 2
+    report = json.loads((data / "evaluation_report.json").read_text())
+    assert report["policy_info"]["llm"]["answers_from_cache"] == SCORED
+    assert err.count("line skipped") == 2
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_cache_path_that_is_a_folder_is_one_line_and_exit_2(fake, data, capsys, dry_run):
+    fake.chat_default = scripted
+    (data / "evaluation_cache.jsonl").mkdir()
+    code, _, err = evaluate(capsys, data, *(["--dry-run"] if dry_run else []))
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"{data / 'evaluation_cache.jsonl'}: cannot read the evaluation cache" in err
+    assert chat_calls(fake) == [] and not (data / "evaluation_report.json").exists()

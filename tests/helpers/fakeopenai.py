@@ -11,9 +11,9 @@ and response parsing are exercised exactly as they are against api.openai.com.
         fake.calls[-1]["json"]["messages"]
 
 Covered: chat completions (queued replies or a default callable, delays, injected errors,
-streaming, unknown models when `chat_models` is set), files (multipart upload, list, retrieve,
-content, delete), fine-tuning jobs (create, list, retrieve advancing one status per call, events,
-cancel), models.
+raw bodies however malformed (MALFORMED_ANSWERS), streaming, unknown models when `chat_models`
+is set), files (multipart upload, list, retrieve, content, delete), fine-tuning jobs (create, list,
+retrieve advancing one status per call, events, cancel), models.
 Errors use OpenAI's body shape {"error": {"message", "type", "param", "code"}}.
 """
 
@@ -53,6 +53,28 @@ _ERROR_TYPES = {
 }
 
 _FINAL_STATUSES = {"succeeded", "failed", "cancelled"}
+
+
+def _completion_body(content: Any = "{}", **fields: Any) -> str:
+    """A chat completion's JSON text, with `fields` replacing its top-level fields as they are."""
+    body = {"id": "chatcmpl-malformed", "object": "chat.completion", "created": 1700000000, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
+                         "logprobs": None, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}}
+    body.update(fields)
+    return json.dumps(body)
+
+
+# Answers an endpoint has sent that no well-behaved one would (issue #20), as chat replies for `chat_replies` or
+# `chat_default`: each is a raw 200 body, sent byte for byte.
+MALFORMED_ANSWERS: dict[str, dict[str, Any]] = {
+    "deep nesting": {"body": _completion_body("[" * 60_000)},
+    "huge integer": {"body": _completion_body("9" * 5_000)},
+    "lone surrogate": {"body": _completion_body("\ud800")},  # the JSON escape: the SDK decodes it to U+D800
+    "not json": {"body": "<html><body>502 Bad Gateway</body></html>"},
+    "choices of strings": {"body": _completion_body(choices=["x"])},
+    "usage a string": {"body": _completion_body(usage="lots")},
+}
 
 
 def error_body(status: int, message: str, code: str | None = None,
@@ -229,6 +251,10 @@ class FakeOpenAI:
             err = reply.get("error") or {}
             raise _HTTPError(status, err.get("message", f"Injected error {status}"),
                              err.get("code"), err.get("param"), headers)
+        if "body" in reply:  # a raw body as sent, however malformed (see MALFORMED_ANSWERS)
+            raw = reply["body"]
+            headers.setdefault("content-type", reply.get("content_type", "application/json"))
+            return status, raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw, headers
         content = reply.get("content", "")
         prompt_tokens = sum(len(str(m.get("content", "")).split()) + 3
                             for m in body.get("messages", []))
@@ -605,6 +631,8 @@ class _Handler(BaseHTTPRequestHandler):
             data, ctype = payload, "application/octet-stream"
         else:
             data, ctype = json.dumps(payload).encode(), "application/json"
+        headers = dict(headers)
+        ctype = headers.pop("content-type", ctype)
         self.send_response(status)
         self.send_header("content-type", ctype)
         self.send_header("content-length", str(len(data)))

@@ -10,7 +10,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.helpers.fakeopenai import FakeOpenAI
+from tests.helpers.fakeopenai import MALFORMED_ANSWERS, FakeOpenAI
 
 USER = [{"role": "user", "content": "Which option do you vote for?"}]
 
@@ -258,3 +258,23 @@ def test_context_manager_stops_the_server():
         assert client.models.list().data
     with pytest.raises(openai.APIConnectionError):
         client.models.list()
+
+
+def test_a_raw_body_is_sent_byte_for_byte_and_the_sdk_gets_it_as_it_is(fake_openai):
+    import urllib.request
+
+    fake_openai.chat_replies.append(MALFORMED_ANSWERS["not json"])
+    request = urllib.request.Request(f"{fake_openai.base_url}/chat/completions",
+                                     json.dumps({"model": "m", "messages": USER}).encode(),
+                                     {"authorization": f"Bearer {fake_openai.api_key}",
+                                      "content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as raw:
+        assert raw.status == 200 and raw.headers["content-type"] == "application/json"
+        assert raw.read() == MALFORMED_ANSWERS["not json"]["body"].encode()
+
+    fake_openai.chat_replies.append(MALFORMED_ANSWERS["choices of strings"])
+    reply = fake_openai.client(max_retries=0).chat.completions.create(model="m", messages=USER)
+    assert reply.choices == ["x"]  # the SDK does not validate: what the server sends is what the caller gets
+    fake_openai.chat_replies.append(MALFORMED_ANSWERS["lone surrogate"])
+    reply = fake_openai.client(max_retries=0).chat.completions.create(model="m", messages=USER)
+    assert reply.choices[0].message.content == "\ud800"

@@ -248,6 +248,30 @@ def validate_action(message: Any, view: PlayerView, wire_type: str, *, cap: int 
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+# Every wire message of every game is at most 3 levels deep and its numbers have a handful of digits: far beyond
+# these an answer is invalid anyway, and deeper or longer ones would trip Python's own limits (RecursionError in
+# json, ValueError past 4300 digits) in the parse or in the messages that quote the value.
+MAX_NESTING = 32
+MAX_DIGITS = 100
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_DIGITS:
+        raise ActionError(f"the answer holds a number of {len(digits.lstrip('-'))} digits; numbers are whole "
+                          "amounts of a few digits")
+    return int(digits)
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether a parsed value nests lists/objects deeper than MAX_NESTING (iteratively: no recursion limit)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_NESTING:
+                return True
+            stack.extend((x, depth + 1) for x in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def answer_json(text: Any) -> Any:
@@ -260,10 +284,16 @@ def answer_json(text: Any) -> Any:
     if fenced:
         body = fenced.group(1)
     try:
-        message = json.loads(body)
+        message = json.loads(body, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise ActionError(f"the answer is not valid JSON ({exc.msg} at character {exc.pos}); "
                           "reply with one JSON object and nothing else") from None
+    except RecursionError:  # the C decoder's own guard, raised before the Python stack is at risk
+        raise ActionError(f"the answer nests lists or objects too deeply (more than {MAX_NESTING} levels); "
+                          "reply with one flat JSON object") from None
+    if _too_deep(message):
+        raise ActionError(f"the answer nests lists or objects too deeply (more than {MAX_NESTING} levels); "
+                          "reply with one flat JSON object")
     return message
 
 

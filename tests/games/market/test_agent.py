@@ -626,6 +626,41 @@ def test_model_answers_are_checked_fed_back_and_retried(tmp_path):
     assert [("error" in r) for r in records] == [True, True, False]
 
 
+def test_malformed_market_answers_are_invalid_answers_fed_back_and_retried(tmp_path):
+    """Issue #20: a 60,000-deep answer and a 5,000-digit price went through parse_market_answer's JSON parse as a
+    RecursionError and a ValueError, past the retry loop; each is an invalid answer like any other."""
+    from tests.helpers.fakeopenai import MALFORMED_ANSWERS
+
+    view = market_view("futarchy")
+    view.current.wallets[1] = {"balance": 20000, "shares": 5}
+    required = build_market_action_required(view, TRADE)
+    with FakeOpenAI() as fake:
+        fake.chat_replies = [
+            MALFORMED_ANSWERS["deep nesting"],
+            '{"gameId":5,"type":"post-order","order":{"price":' + "9" * 5000 + ',"quantity":1,"condition":1,'
+            '"type":"bid","now":false}}',
+            '{"gameId":5,"type":"post-order","order":{"price":8900,"quantity":1,"condition":1,"type":"bid",'
+            '"now":false}}',
+        ]
+        policy = MarketLLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="m", max_retries=2)
+        transcript = Transcript(tmp_path / "t.jsonl")
+
+        async def go():
+            try:
+                return await policy.decide(view, TRADE, cap=0, action_required=required,
+                                           deadline=time.monotonic() + 10, transcript=transcript)
+            finally:
+                await policy.close()
+        action = asyncio.run(go())
+        transcript.close()
+        calls = fake.calls_to("POST", "/v1/chat/completions")
+    assert action["order"]["price"] == 8900 and len(calls) == 3
+    last = calls[2]["json"]["messages"]
+    assert "too deeply" in last[-3]["content"] and "5000 digits" in last[-1]["content"]
+    records = [r for r in read_transcript(tmp_path / "t.jsonl") if r.get("kind") == "model-call"]
+    assert [r["error"].startswith("invalid answer: ") for r in records[:2]] == [True, True] and "action" in records[2]
+
+
 def test_nothing_is_due_or_sent_once_the_phase_timer_is_over(recorded):
     """Between the market's reset-timer and the next phase-transition (the exit events, the next phase's
     set-timer) the real server is no longer in the market: an order sent then met phase 7's handler on the real
