@@ -130,7 +130,8 @@ class Study:
             [f"session {s}" for s in self.values.sessions] if self.values.source == "sessions"
             else [str(p) for p in self.values.logs] if self.values.source == "logs" else ["fresh"])
         for k in range(self.games_in_arm()):
-            out.append(GameSlot(k, game_seed(self.values.seed, k), items[k % len(items)], k // len(items)))
+            replay = 0 if self.values.source == "fresh" else k // len(items)
+            out.append(GameSlot(k, game_seed(self.values.seed, k), items[k % len(items)], replay))
         return out
 
 
@@ -231,7 +232,7 @@ def parse_study(data: Mapping[str, Any], path: Path) -> Study:
     parameters, like = _parameters(path, game, data.get("parameters", {}))
     values = _values(path, game, parameters, data.get("values", {"source": "fresh"}))
     endpoints = _endpoints(path, data.get("endpoints", {}))
-    arms = _arms(path, game, parameters, endpoints, _table(path, "arms", data["arms"]))
+    arms = _arms(path, game, parameters, _table(path, "arms", data["arms"]), endpoints)
     server = data.get("server", "local")
     if server not in SERVERS:
         raise _fail(path, "server", f"{server!r} must be one of {', '.join(SERVERS)}"[:200])
