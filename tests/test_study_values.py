@@ -46,3 +46,13 @@ def test_a_market_game_gets_signals_the_market_rules_read():
         fundamental = total * 0.33 / 100
         for s in signals.values():  # 1 % of the values' sum x tax rate x U(0.95, 1.05)
             assert 0.95 * fundamental - 1 <= s[condition] <= 1.05 * fundamental + 1
+
+
+def test_one_table_serves_a_whole_study_with_game_k_as_session_k_plus_1():
+    from lib.study.values import fresh_sessions_table, session_number_of
+
+    table = parse_sessions(fresh_sessions_table("voting", VOTING, seed=7, indices=range(4)))
+    alone = parse_sessions(fresh_table("voting", VOTING, seed=7, index=2))
+    assert sorted(table.sessions) == [1, 2, 3, 4]
+    for seat in range(1, 7):
+        assert table.values(session_number_of(2), 1, seat) == alone.values(1, 1, seat)

@@ -23,7 +23,7 @@ Game k's values depend on the study's seed and k only, never on the arm or the o
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lib.game import GameParams
@@ -50,6 +50,18 @@ def fresh_session(game: str, parameters: Mapping[str, Any], seed: int, index: in
     session = table[0]
     session["id"] = session_id
     return session
+
+
+def session_number_of(index: int) -> int:
+    """The session number game `index` is played as, in a table made by fresh_sessions_table (ids start at 1)."""
+    return index + 1
+
+
+def fresh_sessions_table(game: str, parameters: Mapping[str, Any], seed: int,
+                         indices: Iterable[int]) -> list[dict[str, Any]]:
+    """One sessions table for a whole study on one local server: game k's fresh session as session k + 1, so each
+    game is created with `session_number` = session_number_of(k) (lib.sessions.parse_sessions reads it)."""
+    return [fresh_session(game, parameters, seed, k, session_id=session_number_of(k)) for k in indices]
 
 
 def fresh_table(game: str, parameters: Mapping[str, Any], seed: int, index: int) -> list[dict[str, Any]]:
