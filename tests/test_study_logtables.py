@@ -107,3 +107,12 @@ def test_an_unusable_log_is_one_line(tmp_path):
     broken = {**broken, "server-log": None}
     with pytest.raises(LogTableError, match="harberger: .*server-log"):
         tables_from_data(broken, "harberger")
+
+
+def test_a_share_of_a_loss_is_left_empty():
+    from lib.study.outcomes import shares
+
+    roles = {1: 3, 2: 2}
+    assert shares({1: 10.0, 2: 30.0}, roles, 40.0) == {"developer_share": 0.75, "owners_share": 0.25}
+    assert shares({1: 10.0, 2: -50.0}, roles, -40.0) == {"developer_share": None, "owners_share": None}
+    assert shares({}, roles, 0) == {"developer_share": None, "owners_share": None}
