@@ -95,6 +95,7 @@ def test_a_seat_number_overrides_its_group(tmp_path):
     ('[values]\nsource = "fresh"\nlogs = ["a"]\n', "values.logs", "not used with source = 'fresh'"),
     ('[values]\nsource = "logs"\nlogs = ["nowhere.log.json"]\n', "values.logs[0]", "no such file"),
     ('compare_with = "x"\n', "compare_with", "must be an array"),
+    ('server = "real"\n', "values.source", "a real server reads values only from its own sessions table"),
 ])
 def test_a_wrong_study_file_gets_one_line_naming_the_key(tmp_path, extra, key, problem):
     head, arms = BASE.split("[endpoints.local]")
@@ -194,3 +195,16 @@ def test_the_docs_show_the_shipped_example():
     shown = docs.split("```toml\n", 1)[1].split("```", 1)[0]
     shipped = (ROOT / "studies" / "example.toml").read_text(encoding="utf-8")
     assert shipped.endswith(shown)
+
+
+def test_logs_of_another_game_are_refused(tmp_path):
+    import gzip
+
+    with gzip.open(ROOT / "tests" / "fixtures" / "market_logs.json.gz") as fh:
+        market = json.load(fh)["logs"]["futarchy-13"]
+    (tmp_path / "f.log.json").write_text(json.dumps(market))
+    head, rest = BASE.split("[endpoints.local]")
+    message = error_of(tmp_path, head + 'compare_with = ["f.log.json"]\n[endpoints.local]' + rest)
+    assert ": compare_with[0]: " in message and "is a 'futarchy' game, the study's game is 'voting'" in message
+    message = error_of(tmp_path, BASE + '[values]\nsource = "logs"\nlogs = ["f.log.json"]\n')
+    assert ": values.logs[0]: " in message and "'futarchy' game" in message

@@ -245,11 +245,32 @@ def parse_study(data: Mapping[str, Any], path: Path) -> Study:
     if not isinstance(compare, list):
         raise _fail(path, "compare_with", f"must be an array of log paths, got {_type_name(compare)}")
     compare_with = tuple(_file(path, f"compare_with[{i}]", p) for i, p in enumerate(compare))
+    for i, log in enumerate(compare_with):
+        _check_log_game(path, f"compare_with[{i}]", log, game)
+    for i, log in enumerate(values.logs):
+        _check_log_game(path, f"values.logs[{i}]", log, game)
+    if server == "real" and values.source == "fresh":
+        raise _fail(path, "values.source", "a real server reads values only from its own sessions table: use "
+                                           "source = 'sessions' with a copy of that table")
     study = Study(path, name, game, games_per_arm, parameters, values, arms, endpoints, server, concurrency, limits,
                   fast, compare_with, like)
     canonical = canonical_form(study)
     return Study(**{**study.__dict__, "canonical": canonical,
                     "digest": hashlib.sha256(canonical.encode()).hexdigest()})
+
+
+def _check_log_game(path: Path, key: str, log: Path, game: str) -> None:
+    """A log the study reads is an IBEX log of the study's game type."""
+    try:
+        data = json.loads(log.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise _fail(path, key, f"{log}: not a readable JSON log ({str(exc)[:120]})") from None
+    rows = data.get("parameters") if isinstance(data, dict) else None
+    kinds = [r.get("value") for r in rows or () if isinstance(r, dict) and r.get("key") == "game_type"]
+    if not isinstance(rows, list):
+        raise _fail(path, key, f"{log}: no 'parameters' list (not an IBEX log)")
+    if (kinds[0] if kinds else "voting") != game:
+        raise _fail(path, key, f"{log} is a {kinds[0]!r} game, the study's game is {game!r}"[:300])
 
 
 def _parameters(path: Path, game: str, table: Any) -> tuple[dict[str, Any], Path | None]:
