@@ -116,3 +116,20 @@ def test_a_share_of_a_loss_is_left_empty():
     assert shares({1: 10.0, 2: 30.0}, roles, 40.0) == {"developer_share": 0.75, "owners_share": 0.25}
     assert shares({1: 10.0, 2: -50.0}, roles, -40.0) == {"developer_share": None, "owners_share": None}
     assert shares({}, roles, 0) == {"developer_share": None, "owners_share": None}
+
+
+def test_market_values_from_a_sessions_table_that_agrees_with_the_results():
+    table_path = FIXTURES / "market_sessions.json"
+    raw = json.loads(table_path.read_text())
+    tables = tables_from_data(market_log("harberger-12"), "harberger-12", load_sessions(table_path))
+    row = next(r for r in tables.rounds if r["round"] == 1)  # the server-log alone cannot give round 1's values
+    session = next(s for s in raw if s["id"] == 1)["rounds"][1]["values"]
+    by_hand = [1000 * (c["developer"] + sum(c["owner"])) for c in session]
+    assert row["values_source"] == "sessions" and row["outcome"] == 0
+    assert row["total_value"] == by_hand[0] and row["total_surplus"] == 0
+    assert row["efficient"] == int(by_hand[0] >= by_hand[1])
+    wrong = [{"id": 1, "rounds": [{"values": [{"developer": 1, "owner": [1] * 5}] * 2}] * 3}]
+    from lib.sessions import parse_sessions
+
+    disagreeing = tables_from_data(market_log("harberger-12"), "harberger-12", parse_sessions(wrong))
+    assert next(r for r in disagreeing.rounds if r["round"] == 1)["values_source"] == "unknown"

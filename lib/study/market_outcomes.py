@@ -2,8 +2,9 @@
 
 From a recorded log's `server-log` (what the server sent; lib.marketgames holds its rules):
 - outcome: the winning condition of `final-price` (Harberger: from the declarations; futarchy: the markets);
-- values: each landholder's v of `assign-role` in rounds where every landholder's `round-summary` confirms them
-  (the server wrote events by reference, lib.marketdataset), or the sessions table's when given;
+- values: the sessions table's when given and the round's `round-summary` values agree with it, else each
+  landholder's v of `assign-role` in rounds where every landholder's `round-summary` confirms them (the server
+  wrote events by reference, lib.marketdataset);
 - declaration shading: the published first declaration (`declarations-published`) over the true value, per
   condition; a round's mean is taken under the outcome over the landholders;
 - snipes: the second snipes that pay (`round-summary` of each speculator); trades: `contract-fulfilled`;
@@ -88,6 +89,10 @@ def tables_from_log(data: dict[str, Any], source: str, sessions: Any = None) -> 
                 source_name = "sessions"
             except ValueError:
                 values = {}
+            # as the dataset builder does: a table that disagrees with the round's results is the wrong table
+            if any(isinstance(summary := slot["summaries"].get(n), dict) and "value" in summary
+                   and summary["value"] != v[outcome] for n, v in values.items()):
+                values, source_name = {}, "unknown"
         if not values and r in trusted:
             values, source_name = trusted[r], "server-log"
         row: dict[str, Any] = {"round": r, "practice": int(r == 0), "outcome": outcome,
