@@ -186,7 +186,8 @@ class LLMEvalPolicy:
                  progress: TextIO | None | object = STDERR) -> None:
         self.model, self.model_source, self.temperature = model, model_source, temperature
         self.max_retries = max(0, max_retries)
-        self.nll = nll  # also the NLL of each human answer (lib.training.nll), where the endpoint gives prompt log-probabilities
+        # Also the NLL of each human answer (lib.training.nll), where the endpoint gives prompt log-probabilities.
+        self.nll = nll
         self.nll_unavailable: str | None = None
         self.max_concurrent = max(1, max_concurrent)
         self.cache_path = cache

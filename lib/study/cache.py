@@ -6,7 +6,8 @@ replays its answers exactly, for free.
 
 The file is JSON lines, appended one whole record per write. A damaged line (not JSON, or not a record) is skipped
 with a warning naming the file and line; a line cut by a kill is never glued to the next record, because every
-append first ends an unterminated last line. Self-contained on purpose: lib.evalpolicies' evaluation cache has the
+append first ends an unterminated last line. Self-contained on purpose: lib.evaluation.policies' evaluation cache has
+the
 same problem and is being fixed separately; the two can share this code later.
 """
 
@@ -35,8 +36,8 @@ def call_key(endpoint: str, model: str, temperature: float, messages: Sequence[M
 
 
 def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-    """List-price cost of a call (lib.evalcli.prices), None for a model without a known price."""
-    from lib.evalcli import prices
+    """List-price cost of a call (lib.evaluation.cli.prices), None for a model without a known price."""
+    from lib.evaluation.cli import prices
 
     price = prices(model)
     if price is None:

@@ -1,24 +1,24 @@
 """Harberger and futarchy outcome rows (per-game knowledge; to move into the market games' folders).
 
-From a recorded log's `server-log` (what the server sent; lib.marketgames holds its rules):
+From a recorded log's `server-log` (what the server sent; lib.games.market.rules holds its rules):
 - outcome: the winning condition of `final-price` (Harberger: from the declarations; futarchy: the markets);
 - values: the sessions table's when given and the round's `round-summary` values agree with it, else each
   landholder's v of `assign-role` in rounds where every landholder's `round-summary` confirms them (the server
-  wrote events by reference, lib.marketdataset);
+  wrote events by reference, lib.games.market.examples);
 - declaration shading: the published first declaration (`declarations-published`) over the true value, per
   condition; a round's mean is taken under the outcome over the landholders;
 - snipes: the second snipes that pay (`round-summary` of each speculator); trades: `contract-fulfilled`;
 - final price against the fundamental value: the share price the server paid (`final-price`) and the price the
-  true values would give (sum of values under the outcome x tax_rate_final / 100 / 100 shares, lib.marketgames
+  true values would give (sum of values under the outcome x tax_rate_final / 100 / 100 shares, lib.games.market.rules
   .final_price with values in place of declarations);
-- profit: lib.marketgames.round_profit of the seat's `round-summary`.
+- profit: lib.games.market.rules.round_profit of the seat's `round-summary`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lib.game import CONDITIONS, ROLE_NAMES, ROLE_SPECULATOR
+from lib.games.voting.rules import CONDITIONS, ROLE_NAMES, ROLE_SPECULATOR
 from lib.study.outcomes import surplus_fields
 
 ROUND_COLUMNS = (
@@ -38,10 +38,10 @@ def _number(x: Any) -> float | None:
 
 def tables_from_log(data: dict[str, Any], source: str, sessions: Any = None) -> tuple[list[dict], list[dict]]:
     """(rounds rows, seat_rounds rows) of a decoded Harberger or futarchy log with a server-log; `sessions` is a
-    lib.sessions.SessionsTable or None. Raises ValueError (one line naming `source`) for a log it cannot use."""
-    from lib.game import ParamError, parse_parameters
-    from lib.marketdataset import _trusted_rounds  # wanted public: the same check the dataset builder trusts
-    from lib.marketgames import TOTAL_SHARES, round_profit, round_values, seat_layout
+    lib.ibex.sessions.SessionsTable or None. Raises ValueError (one line naming `source`) for a log it cannot use."""
+    from lib.games.market.examples import _trusted_rounds  # wanted public: the same check the dataset builder trusts
+    from lib.games.market.rules import TOTAL_SHARES, round_profit, round_values, seat_layout
+    from lib.games.voting.rules import ParamError, parse_parameters
 
     try:
         params = dict(parse_parameters(data.get("parameters"), where="parameters").values)

@@ -69,7 +69,7 @@ def surplus_fields(values: dict[int, list[float]], outcome: int) -> dict[str, fl
 def shares(gains: dict[int, float], roles: dict[int, int], surplus: float) -> dict[str, float | None]:
     """developer_share and owners_share: each group's gain (profit minus its no-project value) over the surplus;
     empty unless the surplus is positive (a share of a loss, from an inefficient project, means nothing)."""
-    from lib.game import ROLE_DEVELOPER, ROLE_OWNER
+    from lib.games.voting.rules import ROLE_DEVELOPER, ROLE_OWNER
 
     if surplus <= 0:
         return {"developer_share": None, "owners_share": None}

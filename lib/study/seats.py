@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lib.game import ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER, ROLE_SPECULATOR, SEATS, seat_role
+from lib.games.voting.rules import ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER, ROLE_SPECULATOR, SEATS, seat_role
 
 GROUPS = {"developer": ROLE_DEVELOPER, "owners": ROLE_OWNER, "speculators": ROLE_SPECULATOR}
 
@@ -14,7 +14,7 @@ def seat_roles(game_type: str, params: Mapping[str, Any] | None = None) -> dict[
     """seat number -> role for a game of `game_type` with flat parameters `params` (counts of a market game)."""
     if game_type == "voting":
         return {n: seat_role(n) for n in range(1, SEATS + 1)}
-    from lib.marketgames import seat_layout
+    from lib.games.market.rules import seat_layout
 
     params = params or {}
     layout = seat_layout(int(params.get("owners_count", 5)), int(params.get("speculators_count", 6)))

@@ -274,7 +274,7 @@ def _check_log_game(path: Path, key: str, log: Path, game: str) -> None:
 
 
 def _parameters(path: Path, game: str, table: Any) -> tuple[dict[str, Any], Path | None]:
-    from lib.play import PlayError, create_payload
+    from lib.agents.realserver import PlayError, create_payload
 
     flat = dict(_table(path, "parameters", table))
     like = None
@@ -340,8 +340,8 @@ def _values(path: Path, game: str, parameters: dict[str, Any], table: Any) -> Va
 def _check_sessions(path: Path, table_path: Path, ids: tuple[int, ...], game: str,
                     parameters: dict[str, Any]) -> None:
     """Every chosen session has values for every round the parameters play (else a game would fail mid-way)."""
-    from lib.game import GameParams
-    from lib.sessions import SessionsError, load_sessions
+    from lib.games.voting.rules import GameParams
+    from lib.ibex.sessions import SessionsError, load_sessions
 
     try:
         table = load_sessions(table_path)

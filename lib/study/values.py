@@ -4,16 +4,16 @@ The real server (IBEX-TUDelft/IBEX-game_server master 9273565, api/logics/Logic.
 while a game runs: at each round's start it sets every landholder's v[0] and v[1] to `resources/sessions.json`'s
 `values[c].developer` / `owner[k]` for the game's `session_number` and that round, times 1000, and (market games)
 every player's signals from the same round's `signals[c]`, unless `generate_signals` makes it draw them then. So a
-fresh game here is a fresh *session* in that table's format (lib.sessions), which the local server plays exactly as
+fresh game here is a fresh *session* in that table's format (lib.ibex.sessions), which the local server plays exactly as
 the real one plays a table entry. Differences from the real server, all documented in docs/studies.md:
 
 - the real table was drawn offline (the spreadsheets in api/resources); ours draws each value uniformly from the
-  whole thousands in [low/1000, high/1000] of the role and condition (lib.sessions.generate_sessions);
+  whole thousands in [low/1000, high/1000] of the role and condition (lib.ibex.sessions.generate_sessions);
 - the real assign-role first draws v = low + round((high-low)/5000 * U) * 5000 (or the `fixed` value) and then
   overwrites v[0] and v[1] from the table; only project B's v[2], which no game uses, keeps that draw;
 - the table's signals (used when `generate_signals` is false) are drawn as the server draws generated ones: 1 % of
   the round's sum of values under c, times the final tax rate, times U(signal_low, signal_high) per player
-  (lib.sessions.add_signals);
+  (lib.ibex.sessions.add_signals);
 - a real server reads only its own table, so fresh values cannot be sent to it: a study on the real server uses
   the sessions its table holds (values.source = "sessions").
 
@@ -26,8 +26,8 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lib.game import GameParams
-from lib.sessions import add_signals, generate_sessions
+from lib.games.voting.rules import GameParams
+from lib.ibex.sessions import add_signals, generate_sessions
 
 
 def _seed(seed: int, index: int, what: str) -> int:
@@ -60,7 +60,7 @@ def session_number_of(index: int) -> int:
 def fresh_sessions_table(game: str, parameters: Mapping[str, Any], seed: int,
                          indices: Iterable[int]) -> list[dict[str, Any]]:
     """One sessions table for a whole study on one local server: game k's fresh session as session k + 1, so each
-    game is created with `session_number` = session_number_of(k) (lib.sessions.parse_sessions reads it)."""
+    game is created with `session_number` = session_number_of(k) (lib.ibex.sessions.parse_sessions reads it)."""
     return [fresh_session(game, parameters, seed, k, session_id=session_number_of(k)) for k in indices]
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from lib.study.spec import ModelPolicy, StudyError, load_study
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "jsonFiles" / "1.log.json"
 
 BASE = """

@@ -61,7 +61,7 @@ def test_a_cut_line_is_never_glued_to_the_next_record(tmp_path):
 
 
 def test_cost_uses_the_list_prices_and_unknown_models_cost_none():
-    from lib.evalcli import prices
+    from lib.evaluation.cli import prices
 
     per_input, per_output = prices("gpt-4o-mini")
     assert cost_usd("gpt-4o-mini", 1_000_000, 2_000_000) == pytest.approx(per_input + 2 * per_output)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from lib.sessions import load_sessions
+from lib.ibex.sessions import load_sessions
 from lib.study.logtables import HUMANS, LogTableError, record_tables, tables_from_data, tables_from_log
 from lib.study.store import column_names, open_study
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 VOTING_LOG = FIXTURES / "dataset" / "logs" / "902.log.json"  # 2023 format, practice round + 1 round, session 3
 SESSIONS = FIXTURES / "dataset" / "sessions.json"
 
@@ -129,7 +129,7 @@ def test_market_values_from_a_sessions_table_that_agrees_with_the_results():
     assert row["total_value"] == by_hand[0] and row["total_surplus"] == 0
     assert row["efficient"] == int(by_hand[0] >= by_hand[1])
     wrong = [{"id": 1, "rounds": [{"values": [{"developer": 1, "owner": [1] * 5}] * 2}] * 3}]
-    from lib.sessions import parse_sessions
+    from lib.ibex.sessions import parse_sessions
 
     disagreeing = tables_from_data(market_log("harberger-12"), "harberger-12", parse_sessions(wrong))
     assert next(r for r in disagreeing.rounds if r["round"] == 1)["values_source"] == "unknown"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from lib.game import GameParams, parameters_from_dict
-from lib.marketgames import round_signals, round_values, seat_layout
-from lib.sessions import parse_sessions
+from lib.games.market.rules import round_signals, round_values, seat_layout
+from lib.games.voting.rules import GameParams, parameters_from_dict
+from lib.ibex.sessions import parse_sessions
 from lib.study.values import fresh_session, fresh_table
 
 VOTING = dict(parameters_from_dict({"round_count": 3}).values)
