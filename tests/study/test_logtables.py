@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import pytest
 
 from lib.ibex.sessions import load_sessions
 from lib.study.logtables import HUMANS, LogTableError, record_tables, tables_from_data, tables_from_log
 from lib.study.store import column_names, open_study
+from tests.helpers.paths import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 VOTING_LOG = FIXTURES / "dataset" / "logs" / "902.log.json"  # 2023 format, practice round + 1 round, session 3
 SESSIONS = FIXTURES / "dataset" / "sessions.json"
 

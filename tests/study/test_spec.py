@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from lib.study.spec import ModelPolicy, StudyError, load_study
+from tests.helpers.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 LOG = ROOT / "jsonFiles" / "1.log.json"
 
 BASE = """
