@@ -96,7 +96,8 @@ def isotonic_steps(points: Iterable[tuple[float, int]], increasing: bool = True)
     blocks: list[list[float]] = []  # [start x, sum of outcomes, count]
     for x in sorted(grouped):
         blocks.append([x, grouped[x][0], grouped[x][1]])
-        while len(blocks) > 1 and sign * (blocks[-2][1] / blocks[-2][2]) > sign * (blocks[-1][1] / blocks[-1][2]):
+        # equal neighbours are pooled too, so that each step is a change of the share
+        while len(blocks) > 1 and sign * (blocks[-2][1] / blocks[-2][2]) >= sign * (blocks[-1][1] / blocks[-1][2]):
             last = blocks.pop()
             blocks[-1][1] += last[1]
             blocks[-1][2] += last[2]
