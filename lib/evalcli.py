@@ -446,7 +446,7 @@ def market_section(names: list[str], examples: list[Any],
             scores[name].pop("not_scored", None)
         else:
             not_scored.append(f"policy {name}: no market version in --evaluate yet (only the baseline, "
-                              "lib/marketpolicy.py, and llm are scored on market examples)")
+                              "lib/marketpolicy.py, fitted, empirical and llm are scored on market examples)")
     return {"examples": len(examples), "per_game_type": per_type, "per_action": per_action, "policies": scores,
             "not_scored": not_scored}
 
