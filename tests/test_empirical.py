@@ -315,10 +315,15 @@ def test_handler_plays_the_empirical_policy_in_a_voting_and_a_market_game(tmp_pa
     assert lines[0].startswith("policy: empirical (draws from 1 requests, 1 offers, 2 votes of training humans; "
                                "market: ") and lines[0].endswith(f"seed 0, from {path})")
     assert_checked_answers(tmp_path)
-    [log_file] = (tmp_path / "rec").glob("*.log.json")
-    sent = [e["content"] for e in json.loads(log_file.read_text())["log"] if e["type"] == "message"]
-    requests = [c["compensationRequests"][1] for c in sent if c["type"] == "compensation-request"]
-    assert requests and all(r % 1000 == 0 for r in requests)
+    # the one markup in the samples, 0.5, on each owner's own loss (rounded up to 1000), as the decisions table shows
+    [table] = (tmp_path / "logs").glob("*/decisions.csv")
+    with table.open(encoding="utf-8") as f:
+        asked = [r for r in csv.DictReader(f) if r["action_type"] == REQUEST and r["made_by"] == "empirical"]
+    assert asked
+    for row in asked:
+        v_no, v_project = json.loads(row["private_values"])
+        request = json.loads(row["action"])["compensationRequests"][1]
+        assert request == math.ceil(max(0, v_no - v_project) * 1.5 / 1000) * 1000
 
     (tmp_path / "m").mkdir()
     market = run_local(tmp_path / "m", "--game-type", "harberger", "--policy", "empirical", "--empirical-params",
