@@ -196,7 +196,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-concurrent-calls", type=int, default=DEFAULT_MAX_CONCURRENT_CALLS,
                         help="model calls in flight at once, all agents together "
                              f"(default {DEFAULT_MAX_CONCURRENT_CALLS})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the baseline policy's chat phrasing (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the baseline policy's chat phrasing and the empirical policy's draws (default 0)")
     parser.add_argument("--sessions", type=Path, metavar="FILE",
                         help="private values table of the local server (default jsonFiles/sessions.json)")
     parser.add_argument("--records", type=Path, default=DEFAULT_RECORDS,
