@@ -108,7 +108,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FALLBACKS, EXIT_PREFLIGHT = 0, 1, 2, 3, 4
 DEFAULT_ROUNDS = 2
 # Local demo timers: the real server's defaults (minutes per phase) scaled down. A model needs seconds per
 # answer, the baseline none.
-DEFAULT_SCALE = {"baseline": 0.02, "fitted": 0.02, "llm": 0.25}
+DEFAULT_SCALE = {"baseline": 0.02, "fitted": 0.02, "empirical": 0.02, "llm": 0.25}
 MAX_SAFETY_MARGIN = 2.0  # seconds, for real timers; scaled-down timers get a quarter of their shortest action phase
 JOIN_TIMEOUT = 10.0
 ACTION_PHASES = (3, 4, 6)
@@ -155,12 +155,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help="--create: JSON game parameters over the real server's defaults (lib/agents/realserver.py)")
     real.add_argument("--agents-only", action="store_true",
                       help="--create: an agents-only game, whose agents the server asks an agent manager for")
-    parser.add_argument("--policy", choices=("llm", "baseline", "fitted"),
+    parser.add_argument("--policy", choices=("llm", "baseline", "fitted", "empirical"),
                         help="who decides: a chat model (needs OPENAI_API_KEY), the built-in baseline rules, or those "
                              "rules with the parameters finetune.py --evaluate fitted to humans (data/"
-                             "fitted_policy.json) (default: llm when OPENAI_API_KEY is set, else baseline)")
+                             "fitted_policy.json), or empirical: those rules drawing from the training humans' own "
+                             "decisions (lib/games/voting/empirical.py) "
+                             "(default: llm when OPENAI_API_KEY is set, else baseline)")
     parser.add_argument("--fitted-params", type=Path, default=ROOT / "data" / "fitted_policy.json", metavar="FILE",
                         help="--policy fitted: the parameters to play (default data/fitted_policy.json)")
+    parser.add_argument("--empirical-params", type=Path, default=ROOT / "data" / "empirical_policy.json",
+                        metavar="FILE", help="--policy empirical: the samples to draw from (default "
+                                             "data/empirical_policy.json)")
     parser.add_argument("--rounds", type=int,
                         help=f"paid rounds of the new game (--local: default {DEFAULT_ROUNDS}; --create: default "
                              "the --params file's, else the real server's 5)")
@@ -196,7 +201,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-concurrent-calls", type=int, default=DEFAULT_MAX_CONCURRENT_CALLS,
                         help="model calls in flight at once, all agents together "
                              f"(default {DEFAULT_MAX_CONCURRENT_CALLS})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the baseline policy's chat phrasing (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the baseline policy's chat phrasing and the empirical policy's draws (default 0)")
     parser.add_argument("--sessions", type=Path, metavar="FILE",
                         help="private values table of the local server (default jsonFiles/sessions.json)")
     parser.add_argument("--records", type=Path, default=DEFAULT_RECORDS,
@@ -265,6 +271,13 @@ def choose_policy(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Pol
             raise UsageError(str(exc)) from None
         shown = ", ".join(f"{key} {value:g}" for key, value in params.items())
         return BaselinePolicy(seed=args.seed, name="fitted", **params), f"policy: fitted ({shown}, from {path})"
+    if wanted == "empirical":
+        from lib.games.voting import empirical
+
+        try:
+            return empirical.playing(args.empirical_params, args.seed)
+        except empirical.EmpiricalError as exc:
+            raise UsageError(str(exc)) from None
     if not api_key:
         raise UsageError("--policy llm needs OPENAI_API_KEY (for a local server that ignores keys, any value)")
     try:

@@ -159,7 +159,10 @@ def make_fitted(ctx: Context) -> EvalPolicy:
     info = {"training_set": source, "all_training_games": overall.to_dict(),
             "scored_with": {game: f.to_dict() for game, f in per_game.items()},
             "leave_one_game_out": sorted(g for g, f in per_game.items() if f.left_out)}
-    return RulesPolicy("fitted", lambda example: per_game[example.game].params, info)
+    from lib.games.market import fitted as marketfitted
+
+    rules = RulesPolicy("fitted", lambda example: per_game[example.game].params, info)
+    return marketfitted.fitted_with_market(rules, training.examples)  # market examples: lib.games.market.fitted's rules
 
 
 def model_choice(args: argparse.Namespace, env: dict[str, str]) -> tuple[str, str, bool]:
@@ -195,11 +198,18 @@ def make_local(ctx: Context, base: bool = False) -> EvalPolicy:
         raise EvalError(str(exc), EXIT_USAGE) from None
 
 
+def _make_empirical(ctx: Context) -> EvalPolicy:
+    from lib.games.voting import empirical
+
+    return empirical.make_empirical(ctx)
+
+
 # Policies asked on market examples too (lib.games.market.scores scores their decisions); the market baseline is
 # lib.games.market.policy's, scored in market_section.
-MARKET_POLICIES = ("llm",)
+MARKET_POLICIES = ("llm", "fitted", "empirical")
 
 POLICIES: dict[str, Callable[[Context], EvalPolicy]] = {"baseline": make_baseline, "fitted": make_fitted,
+                                                        "empirical": lambda ctx: _make_empirical(ctx),
                                                         "llm": make_llm, "local": make_local,
                                                         "local-base": lambda ctx: make_local(ctx, base=True)}
 
@@ -448,7 +458,7 @@ def market_section(names: list[str], examples: list[Any],
             scores[name].pop("not_scored", None)
         else:
             not_scored.append(f"policy {name}: no market version in --evaluate yet (only the baseline, "
-                              "lib/games/market/policy.py, and llm are scored on market examples)")
+                              "lib/games/market/policy.py, fitted, empirical and llm are scored on market examples)")
     return {"examples": len(examples), "per_game_type": per_type, "per_action": per_action, "policies": scores,
             "not_scored": not_scored}
 
@@ -505,6 +515,11 @@ def write_outputs(out: Path, report: dict[str, Any], evaluated: EvalSet, decisio
         if "fitted" in ctx.saved:
             overall, source = ctx.saved["fitted"]
             fitted.save(out / fitted.PARAMS_FILE, overall, source)
+        if "empirical" in ctx.saved:
+            from lib.games.voting import empirical
+
+            samples, source, market_samples = ctx.saved["empirical"]
+            empirical.save(out / empirical.PARAMS_FILE, samples, source, market_samples)
         os.replace(temps[0], picture_path)
         os.replace(temps[1], report_path)
     finally:

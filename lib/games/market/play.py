@@ -77,7 +77,9 @@ def market_policy(policy: Any, seed: int) -> Any:
                                  max_retries=policy.max_retries, temperature=policy.temperature)
         market.semaphore = policy.semaphore
         return market
-    raise MarketPlayError(f"--policy {policy.name} has no market-game version (use baseline or llm)")
+    if policy.name == "empirical":
+        return policy.market(seed)
+    raise MarketPlayError(f"--policy {policy.name} has no market-game version (use baseline, empirical or llm)")
 
 
 def local_overrides(game_type: str, rounds: int, practice: bool, scale: float) -> dict[str, Any]:

@@ -137,12 +137,12 @@ def test_evaluate_scores_the_market_examples_apart_and_says_what_it_does_not_sco
     assert report["dataset"]["examples"] == len(evalset.examples)
     assert sum(s["n"] for s in report["policies"]["baseline"].values()) == len(voting)  # voting scores: voting only
     section = report["market"]
-    assert section["examples"] == len(market) and set(section["policies"]) == {"baseline"}
+    assert section["examples"] == len(market) and set(section["policies"]) == {"baseline", "fitted"}
     expected = score_market([e.market_example() for e in market], MarketBaseline(seed=0).decide)
     expected.pop("not_scored")
     assert section["policies"]["baseline"] == json.loads(json.dumps(evalcli._clean(expected)))  # as the report rounds
     assert any(reason.startswith("cancel-order") for reason in section["not_scored"])
-    assert any(reason.startswith("policy fitted: no market version") for reason in section["not_scored"])
+    assert not any(reason.startswith("policy fitted") for reason in section["not_scored"])  # fitted is scored
     assert f"market decisions (n={len(market)}" in printed and "not scored: cancel-order" in printed
     assert (out / "evaluation.png").is_file()
 

@@ -1,0 +1,411 @@
+"""The empirical policy: the baseline's rules (lib.games.voting.policy) made stochastic with the training humans' own
+variation.
+
+Where the fitted policy (lib.games.voting.fitted) plays one estimated markup, offer share and vote threshold, this one
+keeps the
+training humans' decisions as samples and draws from them, so that its decisions can be as varied as the humans'.
+What is stored (the samples themselves, not a parametric fit), and what each decision draws:
+
+- request: the sample of markups request / loss - 1 of the training owners with known values and a positive loss
+  (lib.games.voting.fitted.request_sample). An owner draws one markup uniformly from the sample and asks loss x (1 +
+  markup),
+  rounded up to 1,000 and capped (lib.games.voting.policy.owner_request). An owner whose Project raises its value asks
+  0, as in
+  the baseline (those humans say nothing about a markup over a loss).
+- offer: the sample of shares offer / median request received of the training developers whose Project pays and who
+  received a positive request (lib.games.voting.fitted.offer_sample). A developer draws one share uniformly and offers
+  that
+  share of the median request, below its break-even, rounded down to 1,000 (lib.games.voting.policy.developer_offer).
+- vote: the sample of (relative margin, vote) of the training owners with known values, the relative margin being
+  (v_project + offer - v_noProject) / v_noProject. The humans' noise around the margin is the distribution of e in
+  "vote for the Project iff margin + e >= 0"; each vote only says on which side of -margin e fell, so its empirical
+  (nonparametric maximum-likelihood) distribution is the isotonic regression of the votes on the margin (pool
+  adjacent violators): P(yes | x) is a non-decreasing step function of the relative margin x, the share of yes votes
+  in the block of training margins x falls in (below the smallest margin: the first block's share, above the
+  largest: the last one's). An owner votes for the Project iff a uniform draw u < P(yes | x).
+- chat: the baseline's message.
+
+A sample with no decision in it leaves that decision to the baseline's rule (so the empirical policy is the baseline
+wherever the training data say nothing). Every draw comes from a random.Random seeded by sha256 of (seed, game,
+round, seat, phase, action type, draw number): the decisions are deterministic given the seed and who decides when.
+
+`finetune.py --evaluate` collects the samples from the training set's games only, leaving out an evaluated game that
+is a training game (as lib.games.voting.fitted does). Its decision on an example is draw 0 (what the distributions and
+the usual
+scores are computed on); its expected error over draws is the mean over DRAWS seeded draws (0 .. DRAWS-1) per
+decision, reported per action type as `exp_ae` (amounts: the mean absolute error of a draw) and
+`exp_agree` (votes: the probability that a draw agrees with the human). The samples of all training games
+(with the market samples of lib.games.market.fitted) are saved to empirical_policy.json, which
+`handler.py --policy empirical` plays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import tempfile
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lib.agents.transcript import Transcript
+from lib.dataset.sidecar import Example
+from lib.evaluation.scores import Decision
+from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST, ActionError, validate_action
+from lib.games.voting.fitted import offer_sample, request_sample, vote_sample
+from lib.games.voting.policy import (
+    baseline_action,
+    chat_text,
+    current_offer,
+    developer_offer,
+    own_values,
+    owner_request,
+)
+from lib.games.voting.rules import NO_PROJECT, PROJECT, SEATS
+from lib.games.voting.view import PlayerView
+
+PARAMS_FILE = "empirical_policy.json"
+DRAWS = 50  # seeded draws per decision for the expected error: enough for a stable mean, cheap on every set
+NAME = "empirical"
+
+
+class EmpiricalError(ValueError):
+    """The saved samples cannot be used; the message names the file and what to do."""
+
+
+def draw_rng(seed: int, game: Any, round_number: Any, seat: Any, phase: Any, action: str, draw: int = 0
+             ) -> random.Random:
+    """The random draws of one decision: fixed by the seed and who decides when, whatever was drawn before."""
+    key = f"{seed}:{game}:{round_number}:{seat}:{phase}:{action}:{draw}".encode()
+    return random.Random(int.from_bytes(hashlib.sha256(key).digest()[:8], "big"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The humans' noise around the margin: isotonic regression (pool adjacent violators)
+
+
+def isotonic_steps(points: Iterable[tuple[float, int]], increasing: bool = True) -> list[tuple[float, float]]:
+    """(x, outcome 0/1) -> [(start x of a block, its share of 1s)], a monotone step function (non-decreasing, or
+    non-increasing when `increasing` is False) that is the least-squares and maximum-likelihood fit to the points."""
+    grouped: dict[float, list[float]] = {}
+    for x, y in points:
+        entry = grouped.setdefault(float(x), [0.0, 0.0])
+        entry[0] += y
+        entry[1] += 1
+    sign = 1 if increasing else -1
+    blocks: list[list[float]] = []  # [start x, sum of outcomes, count]
+    for x in sorted(grouped):
+        blocks.append([x, grouped[x][0], grouped[x][1]])
+        # equal neighbours are pooled too, so that each step is a change of the share
+        while len(blocks) > 1 and sign * (blocks[-2][1] / blocks[-2][2]) >= sign * (blocks[-1][1] / blocks[-1][2]):
+            last = blocks.pop()
+            blocks[-1][1] += last[1]
+            blocks[-1][2] += last[2]
+    return [(x, total / count) for x, total, count in blocks]
+
+
+def step_value(steps: Sequence[tuple[float, float]], x: float) -> float:
+    """The step function at x: the block x falls in; below the first block's start, the first block's value."""
+    i = bisect_right([s for s, _ in steps], x) - 1
+    return steps[max(i, 0)][1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The samples
+
+
+def relative_margin(margin: float, v_no_project: float) -> float:
+    return margin / max(abs(v_no_project), 1)
+
+
+@dataclass
+class Samples:
+    """The training humans' decisions the policy draws from (see the module docstring)."""
+
+    markup: list[float] = field(default_factory=list)
+    offer_share: list[float] = field(default_factory=list)
+    vote: list[tuple[float, int]] = field(default_factory=list)  # (relative margin, vote)
+    games: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._steps = isotonic_steps(self.vote) if self.vote else []
+
+    def yes_probability(self, x: float) -> float | None:
+        """P(vote for the Project | relative margin x); None without vote samples."""
+        return step_value(self._steps, x) if self._steps else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"samples": {"markup": self.markup, "offer_share": self.offer_share,
+                            "vote": [[x, v] for x, v in self.vote]},
+                "n": {REQUEST: len(self.markup), OFFER: len(self.offer_share), DECISION: len(self.vote)},
+                "games": self.games, "left_out": self.left_out}
+
+
+def collect(examples: Iterable[Example], left_out: Iterable[str] = ()) -> Samples:
+    """The samples of these voting decisions, leaving out the games in `left_out`."""
+    excluded = set(left_out)
+    examples = list(examples)
+    used = [e for e in examples if e.game not in excluded and not e.market]
+    markups, shares, votes = [], [], []
+    for e in used:
+        if e.action == REQUEST and (r := request_sample(e)) is not None:
+            markups.append(round(r[0] / r[1] - 1, 9))
+        elif e.action == OFFER and (o := offer_sample(e)) is not None:
+            shares.append(round(o[0] / o[1], 9))
+        elif e.action == DECISION and (v := vote_sample(e)) is not None:
+            v_no = e.state["view"]["current"]["values"][NO_PROJECT]
+            votes.append((round(relative_margin(v[0], v_no), 9), int(v[1])))
+    games = sorted({e.game for e in used}, key=lambda g: (not g.isdigit(), int(g) if g.isdigit() else 0, g))
+    return Samples(markups, shares, votes, games, sorted(excluded & {e.game for e in examples}))
+
+
+def samples_for_games(evaluated_games: Iterable[str], training: Sequence[Example]) -> dict[str, Samples]:
+    """Per evaluated game, the samples it is played with: every training game's but its own."""
+    training_games = {e.game for e in training}
+    made: dict[frozenset[str], Samples] = {}
+    out = {}
+    for game in evaluated_games:
+        leave = frozenset({game} & training_games)
+        if leave not in made:
+            made[leave] = collect(training, left_out=leave)
+        out[game] = made[leave]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Drawing a decision
+
+
+def empirical_action(view: PlayerView, wire_type: str, cap: int, samples: Samples, *, seed: int = 0,
+                     draw: int = 0) -> dict[str, Any]:
+    """The policy's wire message for `wire_type` now, draw number `draw` (validated; raises ActionError if it cannot
+    be). Draw 0 is what is played."""
+    rng = draw_rng(seed, view.game_id, view.round, view.number, view.phase, wire_type, draw)
+    gid = view.game_id
+    if wire_type == REQUEST and samples.markup:
+        markup = rng.choice(samples.markup)
+        message: dict[str, Any] = {"gameId": gid, "type": REQUEST,
+                                   "compensationRequests": [None, owner_request(view, cap, markup)]}
+    elif wire_type == OFFER and samples.offer_share:
+        share = rng.choice(samples.offer_share)
+        message = {"gameId": gid, "type": OFFER, "compensationOffers": [None, developer_offer(view, cap, share)]}
+    elif wire_type == DECISION and samples.vote and (values := own_values(view)) is not None:
+        margin = values[PROJECT] + current_offer(view, cap) - values[NO_PROJECT]
+        p = samples.yes_probability(relative_margin(margin, values[NO_PROJECT]))
+        message = {"gameId": gid, "type": DECISION,
+                   "compensationDecisions": [PROJECT if rng.random() < p else NO_PROJECT]}
+    elif wire_type == CHAT:
+        others = [n for n in range(1, SEATS + 1) if n != view.number]
+        message = {"gameId": gid, "type": CHAT, "to": others, "text": chat_text(view, cap, seed=seed)}
+    else:  # no sample informs this decision: the baseline's rule
+        return baseline_action(view, wire_type, cap, seed=seed)
+    return validate_action(message, view, wire_type, cap=cap)
+
+
+@dataclass
+class EmpiricalPolicy:
+    """The policy as agents play it (lib.games.voting.policy.Policy): draw 0 of each decision."""
+
+    samples: Samples
+    seed: int = 0
+    name: str = NAME
+    market_samples: Any = None  # lib.games.market.fitted.MarketSamples, for the market games
+
+    async def decide(self, view: PlayerView, wire_type: str, *, cap: int, action_required: dict[str, Any],
+                     deadline: float, transcript: Transcript | None) -> dict[str, Any] | None:
+        return empirical_action(view, wire_type, cap, self.samples, seed=self.seed)
+
+    def market(self, seed: int) -> Any:
+        """The market games' empirical policy (lib.games.market.fitted), drawing from the recorded players' samples."""
+        from lib.games.market.fitted import MarketEmpiricalAgentPolicy, MarketSamples
+
+        return MarketEmpiricalAgentPolicy(self.market_samples or MarketSamples(), seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scored by finetune.py --evaluate
+
+
+def _value(message: dict[str, Any]) -> Any:
+    if message["type"] == REQUEST:
+        return message["compensationRequests"][1]
+    if message["type"] == OFFER:
+        return message["compensationOffers"][1]
+    return message["compensationDecisions"][0]
+
+
+def expected_score(example: Example, samples: Samples, seed: int = 0, draws: int = DRAWS) -> dict[str, float]:
+    """The mean over `draws` seeded draws of the error against the human: {"exp_ae": ...} for an amount,
+    {"exp_agree": ...} for a vote; {} when a draw is invalid (it is then counted invalid by the scores)."""
+    human = _value(example.human)
+    view = example.view()
+    values = []
+    for k in range(draws):
+        try:
+            values.append(_value(empirical_action(view, example.action, example.cap, samples, seed=seed, draw=k)))
+        except ActionError:
+            return {}
+    if example.action == DECISION:
+        return {"exp_agree": sum(v == human for v in values) / draws}
+    return {"exp_ae": sum(abs(v - human) for v in values) / draws}
+
+
+class EmpiricalEvalPolicy:
+    """The empirical policy as lib.evaluation.policies.EvalPolicy: draw 0 decides; the expected score over DRAWS draws
+    is
+    added to each decision (computed against the human's answer after deciding: the draws never see it). Market
+    examples go to `market` (lib.games.market.fitted), when given."""
+
+    name = NAME
+
+    def __init__(self, per_game: dict[str, Samples], info: dict[str, Any], market: Any = None, seed: int = 0) -> None:
+        self.per_game, self._info, self.market, self.seed = per_game, info, market, seed
+
+    def decide(self, example: Example) -> Decision:
+        from lib.evaluation.policies import not_asked, scored
+
+        if not scored(example):
+            return not_asked(example)
+        if example.market:
+            if self.market is None:
+                return Decision(None, "no market version given")
+            return self.market.decide(example)
+        samples = self.per_game.get(example.game) or Samples()
+        try:
+            action = empirical_action(example.view(), example.action, example.cap, samples, seed=self.seed)
+        except ActionError as exc:
+            return Decision(None, str(exc))
+        return Decision(action, extra=expected_score(example, samples, self.seed))
+
+    async def decide_all(self, examples: Sequence[Example]) -> list[Decision]:
+        return [self.decide(example) for example in examples]
+
+    def info(self) -> dict[str, Any]:
+        return self._info
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The saved samples: empirical_policy.json
+
+
+def save(path: str | Path, samples: Samples, source: dict[str, Any], market: Any = None) -> None:
+    """Write the samples atomically, with what they were collected from (and the market samples, when given)."""
+    path = Path(path)
+    record = {"policy": NAME, "rules": "lib/games/voting/policy.py (the baseline's rules), draws as in "
+                                       "lib/games/voting/empirical.py",
+              **samples.to_dict(), "draws_per_decision_in_evaluation": DRAWS,
+              "market": market.to_dict() if market is not None else None,
+              "fitted_on": source, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=1)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _numbers(values: Any, where: str) -> list[float]:
+    if not isinstance(values, list) or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                                               and math.isfinite(v) for v in values):
+        raise EmpiricalError(f"{where} must be a list of numbers")
+    return [float(v) for v in values]
+
+
+def _pairs(values: Any, where: str) -> list[tuple[float, int]]:
+    if not isinstance(values, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], int | float) and not isinstance(p[0], bool)
+            and math.isfinite(p[0]) and p[1] in (0, 1) and not isinstance(p[1], bool) for p in values):
+        raise EmpiricalError(f"{where} must be a list of [number, 0 or 1] pairs")
+    return [(float(x), int(y)) for x, y in values]
+
+
+def load(path: str | Path) -> tuple[Samples, Any]:
+    """(the voting samples, the market samples) saved in `path`; EmpiricalError (one line) when unusable."""
+    from lib.games.market.fitted import MarketSamples
+
+    path = Path(path)
+    hint = "collect them with python finetune.py --evaluate --policies empirical"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EmpiricalError(f"{path}: no empirical samples yet; {hint}") from None
+    except (OSError, ValueError) as exc:
+        raise EmpiricalError(f"{path}: cannot read the empirical samples ({exc}); {hint}") from None
+    samples = record.get("samples") if isinstance(record, dict) else None
+    if not isinstance(samples, dict):
+        raise EmpiricalError(f"{path}: no \"samples\" object; {hint}")
+    try:
+        voting = Samples(_numbers(samples.get("markup", []), "samples.markup"),
+                         _numbers(samples.get("offer_share", []), "samples.offer_share"),
+                         _pairs(samples.get("vote", []), "samples.vote"),
+                         games=[str(g) for g in record.get("games") or []])
+        market = MarketSamples.from_dict(record.get("market")) if record.get("market") is not None else None
+    except (EmpiricalError, ValueError) as exc:
+        raise EmpiricalError(f"{path}: {exc}; {hint}") from None
+    if any(m < -1 for m in voting.markup) or any(s < 0 for s in voting.offer_share):
+        raise EmpiricalError(f"{path}: markups must be at least -1 and offer shares at least 0; {hint}")
+    return voting, market
+
+
+def make_empirical(ctx: Any) -> Any:
+    """finetune.py --evaluate's factory (lib.evaluation.cli.POLICIES): the samples of the training set beside the
+    evaluated
+    set (or --train), per evaluated game leaving it out, with the market version (lib.games.market.fitted)."""
+    from lib.dataset.sidecar import SetError, read_set
+    from lib.evaluation import cli as evalcli
+    from lib.games.market import fitted as marketfitted
+    from lib.training import jobrecord
+
+    path = evalcli.training_set_path(ctx.args, ctx.evaluated.path)
+    if not path.is_file():
+        raise evalcli.EvalError(f"{path}: no training set to draw the empirical policy's samples from; build it with "
+                                "python constructDataset.py, pass --train FILE, or leave empirical out of --policies",
+                                evalcli.EXIT_USAGE)
+    try:
+        same = path.resolve() == ctx.evaluated.path.resolve()
+        training = ctx.evaluated if same else read_set(path, jobrecord.sha256_file(path))
+    except SetError as exc:
+        raise evalcli.EvalError(f"empirical policy: {exc}", evalcli.EXIT_USAGE) from None
+    voting = [e for e in training.examples if not e.market]
+    market_training = marketfitted.market_pairs(training.examples)
+    # the market examples are not in ctx.evaluated (scored apart): every training market game gets its
+    # leave-one-out samples, any other evaluated market game those of all training games
+    per_game = samples_for_games(ctx.evaluated.games, voting)
+    market_per_game = marketfitted.per_game(sorted({g for g, _ in market_training}), market_training)
+    overall, market_overall = collect(voting), marketfitted.collect(market_training)
+    source = {"path": str(training.path), "sha256": training.sha256, "games": training.games}
+    ctx.saved[NAME] = (overall, source, market_overall)
+    info = {"training_set": source, "draws_per_decision": DRAWS,
+            "expected_scores": "exp_ae / exp_agree: the mean over the draws 0..DRAWS-1 per decision; "
+                               "the other scores and the distributions are those of draw 0",
+            "all_training_games": overall.to_dict()["n"],
+            "leave_one_game_out": sorted(g for g, s in per_game.items() if s.left_out),
+            "market": {"recorded_players": marketfitted.RECORDED, "all_training_games": market_overall.to_dict()["n"]}}
+
+    def market_rules(game: str) -> Any:
+        return marketfitted.MarketEmpirical(market_per_game.get(game, market_overall))
+
+    return EmpiricalEvalPolicy(per_game, info, marketfitted.MarketEvalPart(market_rules))
+
+
+def playing(path: str | Path, seed: int) -> tuple[EmpiricalPolicy, str]:
+    """handler.py --policy empirical: the policy of the saved samples, and the run's first line saying which."""
+    voting, market = load(path)
+    n = voting.to_dict()["n"]
+    market_n = market.to_dict()["n"] if market is not None else None
+    shown = (f"draws from {n[REQUEST]} requests, {n[OFFER]} offers, {n[DECISION]} votes of training humans"
+             + (f"; market: {market_n['declare']} declarations, {market_n['done-speculating']} snipe choices, "
+                f"{market_n['trade']} orders of the recorded players" if market_n else "") + f"; seed {seed}")
+    return EmpiricalPolicy(voting, seed=seed, market_samples=market), f"policy: empirical ({shown}, from {path})"
