@@ -262,7 +262,7 @@ def trade_with(view: MarketView, rng: random.Random, markup_of: Any) -> dict[str
     if m is None:
         return answer
     s = view.current.signals[order["condition"]]
-    price = min(max(0, round(s * (1 + m))), price_cap(view))
+    price = min(max(0, round(s * (1 + m))), price_cap(view, order["condition"]))
     if order["type"] == "bid":
         price = min(price, int(view.uncommitted(order["condition"])[0]))
     return {**answer, "order": {**order, "price": price}}

@@ -248,14 +248,14 @@ def test_market_empirical_draws_reproduce_the_recorded_shadings_and_markups(reco
         answer = marketfitted.MarketEmpirical(samples, seed=k).decide(trade.view, TRADE)
         if answer["type"] == "post-order" and answer["order"]["type"] == "bid":  # a bid is capped by the money
             s = trade.view.current.signals[answer["order"]["condition"]]
-            posted["bid"].append((answer["order"]["price"], s))
+            posted["bid"].append((answer["order"]["price"], s, answer["order"]["condition"]))
     assert len(posted["bid"]) > 500
-    s = posted["bid"][0][1]
-    money = int(trade.view.uncommitted(0)[0])
-    mapped = [min(max(0, round(s * (1 + m))), marketfitted.price_cap(trade.view), money)
+    _, s, condition = posted["bid"][0]
+    money = int(trade.view.uncommitted(condition)[0])
+    mapped = [min(max(0, round(s * (1 + m))), marketfitted.price_cap(trade.view, condition), money)
               for m in samples.markups["bid"]]
-    assert all(sig == s for _, sig in posted["bid"])
-    assert_same_distribution([p for p, _ in posted["bid"]], mapped)
+    assert all(sig == s and c == condition for _, sig, c in posted["bid"])
+    assert_same_distribution([p for p, _, _ in posted["bid"]], mapped)
 
 
 def test_evaluate_scores_market_fitted_and_empirical_and_names_the_recorded_players(tmp_path, monkeypatch):
