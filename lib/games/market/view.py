@@ -1,6 +1,6 @@
 """What one player knows about a Harberger or futarchy game, folded from the server's frames one by one.
 
-The market games' counterpart of lib/games/voting/view.py (PROTOCOL-harberger-futarchy.md sections 4 and 5): seat and
+The market games' counterpart of lib/games/voting/view.py (docs/protocol.md sections 10 and 11): seat and
 role,
 the own lot's private values, the wallets (one per condition), the private and public price signals, the published
 declarations, the winning condition, the snipes made and suffered, the order books of phase 6 as the broadcasts
@@ -12,7 +12,7 @@ files.
 Own orders in flight: a `post-order` has no acknowledgement. It ends as an `add-order` with this seat as sender (it
 rests), an `asset-movement` to this seat (it traded on arrival), an `order-refused` or an error frame. Until then
 it is `pending` and counts against the uncommitted balance or shares, so that a second order sent before the first
-one's answer cannot overspend (the real server checks only resting orders, section 5).
+one's answer cannot overspend (the real server checks only resting orders, docs/protocol.md section 11).
 """
 
 from __future__ import annotations
