@@ -103,7 +103,8 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_RECORDS = ROOT / "logs" / "local-games"
 DEFAULT_LOGS = ROOT / "logs"
 DEFAULT_MAX_FALLBACK_SHARE = 0.2  # for a model policy: more fallbacks than this and the run does not show the model
-# Exit codes (README, "Exit codes"). A signal exits 128 + its number: 130 for SIGINT (Ctrl-C), 143 for SIGTERM.
+# Exit codes (docs/running-agents.md, "Exit codes"). A signal exits 128 + its number: 130 for SIGINT (Ctrl-C),
+# 143 for SIGTERM.
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FALLBACKS, EXIT_PREFLIGHT = 0, 1, 2, 3, 4
 DEFAULT_ROUNDS = 2
 # Local demo timers: the real server's defaults (minutes per phase) scaled down. A model needs seconds per

@@ -5,7 +5,7 @@ dataset builder uses) and reacts; it never waits for a model. Decisions run as s
 
 - Ready: once the server has acknowledged the join, and at every phase-0 transition after a short pause,
   `player-is-ready` is sent and re-sent until `ready-received` arrives (the real server silently drops a ready that
-  arrives while it saves the new round, PROTOCOL.md section 4), for as long as the game stays in that phase 0.
+  arrives while it saves the new round, docs/protocol.md section 4), for as long as the game stays in that phase 0.
   Never together with the join: when the last seat's join and ready reach the real server in one read, both
   messages test phase 0 complete, the game advances twice (phase 1 is skipped) and crashes at game-over.
 - Actions: when the player's role owes an action (lib.games.voting.actions.action_due: owners in phase 3 and 6, the
@@ -29,7 +29,7 @@ phase.
   policy, or nothing sent. A model policy reports its attempts into the decision's lib.agents.decisions.Trace; whoever
   cancels a decision writes the reason there first, so a cut model call says what cut it.
 
-Network (PROTOCOL.md sections 2 and 4): a lost connection is reconnected with backoff (`reconnect_delays`: one
+Network (docs/protocol.md sections 2 and 4): a lost connection is reconnected with backoff (`reconnect_delays`: one
 pause per attempt, so the attempts are bounded and a server that stays away ends the agent with an AgentError
 that says so), the seat is rejoined with the same recovery code, and, because the server replays nothing, the
 view is resynced from GET /games/status (lib.games.voting.resync; an earlier round's `player.result` is never taken for
@@ -76,7 +76,7 @@ from lib.games.voting.rules import ROLE_NAMES, GameParams
 from lib.games.voting.view import PlayerView
 from lib.ibex.api import GameNotFound, IbexApi, IbexApiError
 
-# The join was refused: the game does not exist or has no free seat (PROTOCOL.md section 2).
+# The join was refused: the game does not exist or has no free seat (docs/protocol.md section 2).
 _JOIN_REFUSED = re.compile(r"^Game \S+ not found|is full", re.IGNORECASE)
 _GONE = re.compile(r"^Game \S+ not found", re.IGNORECASE)
 # Acknowledgements of our own actions: the server has them.

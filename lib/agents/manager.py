@@ -1,7 +1,7 @@
 """The agent manager: the HTTP endpoint the IBEX server calls to get agents for an agents-only game.
 
 When a game is created with `agents_only: true`, the server POSTs `{"game_id": 6, "game_type": "voting",
-"agents": 6}` to `http://AGENT_MANAGER_HOST:AGENT_MANAGER_PORT/spawn-agents` (PROTOCOL.md section 2). This module
+"agents": 6}` to `http://AGENT_MANAGER_HOST:AGENT_MANAGER_PORT/spawn-agents` (docs/protocol.md section 2). This module
 answers at once and plays the game in the background through the caller's `spawn(game_id, n_agents)` coroutine,
 any number of games at a time:
 

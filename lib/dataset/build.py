@@ -104,7 +104,8 @@ ACKS = {
     CHAT: "message-received",
     "player-is-ready": "ready-received",
 }
-# Which message type each phase's handler accepts, from any role: the real server checks no roles (PROTOCOL.md 4).
+# Which message type each phase's handler accepts, from any role: the real server checks no roles
+# (docs/protocol.md section 4).
 ACCEPTED_IN_PHASE = {3: REQUEST, 4: OFFER, 6: DECISION}
 # Events the server broadcasts to a role: their meta.recipient is a role id, not a seat.
 ROLE_BROADCASTS = frozenset({"compensation-requests-received", "phase-instructions"})
@@ -185,9 +186,10 @@ def values_plan(log: IbexLog, sessions: SessionsTable | None) -> tuple[dict[int,
     """Per round: where the private values come from and the values per seat, plus notes for the report.
 
     The real server wrote `server-log` event data by reference, so every round's assign-role can show the last
-    round's values (PROTOCOL.md 5). final-profit objects are fresh per round and carry each seat's value under the
-    winning condition; a round's server-log values are trusted only when all six seats' final-profit values agree
-    with them. Values wrongly copied from another round would have to match six independent draws at once.
+    round's values (docs/protocol.md section 5). final-profit objects are fresh per round and carry each seat's
+    value under the winning condition; a round's server-log values are trusted only when all six seats'
+    final-profit values agree with them. Values wrongly copied from another round would have to match six
+    independent draws at once.
     Sessions-table values are preferred when given, and are checked against final-profit the same way.
     """
     params = log.params

@@ -1,4 +1,4 @@
-"""An async client for the IBEX server's REST API (PROTOCOL.md section 2), for the agents and the agent manager.
+"""An async client for the IBEX server's REST API (docs/protocol.md section 2), for the agents and the agent manager.
 
 Base URL: `IBEX_API_URL`, e.g. http://HOST:3080/api/v1 or https://HOST/api/v1 behind a reverse proxy.
 

@@ -1,4 +1,4 @@
-"""Reading the IBEX server's recorded games (`<gameId>.log.json`, PROTOCOL.md section 5).
+"""Reading the IBEX server's recorded games (`<gameId>.log.json`, docs/protocol.md section 5).
 
 Two formats exist: the 2023 logs hold `parameters` and `log` (every client frame that reached a phase handler, and
 the phase timeouts); logs since December 2024 add `server-log` (every event the server sent, with its recipient).

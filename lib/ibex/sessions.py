@@ -1,6 +1,6 @@
 """The server's private-values table (`sessions.json`): which values each seat had in each round.
 
-Format (PROTOCOL.md section 5): a list of sessions `{"id": N, "rounds": [{"values": [<per condition>], ...}]}`;
+Format (docs/protocol.md section 5): a list of sessions `{"id": N, "rounds": [{"values": [<per condition>], ...}]}`;
 `values[c]` has `developer` and `owner[k]` in thousands, owner k being the k-th owner seat (seats 1,3,4,5,6).
 `rounds[r]` belongs to game round r, the practice round being round 0.
 """

@@ -1,6 +1,6 @@
 """A local IBEX game server for tests, demos and dry runs: the real server's voting game, without Node or SQL.
 
-It speaks the real server's WebSocket protocol and REST API as recorded in PROTOCOL.md and in the frames of
+It speaks the real server's WebSocket protocol and REST API as recorded in docs/protocol.md and in the frames of
 game 5, quirks included (see lib/games/voting/server.py), and records every finished game as `<id>.log.json` in the
 real format. In-process:
 

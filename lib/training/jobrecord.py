@@ -124,7 +124,7 @@ def resolve_model(env: Mapping[str, str],
 
 
 def _served_model(env: Mapping[str, str], record: Mapping[str, Any], record_path: str | Path) -> tuple[str, str]:
-    """A model trained here (finetune.py --trainer trl) plays where it is served: the README's vLLM, Ollama and
+    """A model trained here (finetune.py --trainer trl) plays where it is served: docs/fine-tuning.md's vLLM, Ollama and
     llama.cpp commands all serve it under the record's served_model name. Without OPENAI_BASE_URL the agents
     would ask OpenAI for a model it never had, so that is an error, not a quiet fallback."""
     name = record.get("served_model")

@@ -111,7 +111,7 @@ async def make(out: Path, seed: int) -> list[Path]:
             await play_game(server.ws_url, game_id, [new_recovery_code() for _ in range(6)], behaviours(rng))
             await server.wait_game_over(game_id, timeout=60)
             written.append(server.log_path(game_id))
-    # One game in the older format (the 2023 logs have no server-log), so both formats of PROTOCOL.md section 5
+    # One game in the older format (the 2023 logs have no server-log), so both formats of docs/protocol.md section 5
     # are in the samples; its values can be joined from jsonFiles/sessions.json with --sessions.
     older = written[OLDER_FORMAT_GAME]
     recorded = json.loads(older.read_text(encoding="utf-8"))

@@ -1,7 +1,7 @@
 """Scripted players for Harberger and futarchy games: real sockets against a local (or any) IBEX server.
 
 `play_market_game` joins twelve seats in order and plays every round to game-over the way a careful client does
-(PROTOCOL-harberger-futarchy.md): ready after each phase-0 transition, re-sent until acknowledged; landholders
+(docs/protocol.md section 15): ready after each phase-0 transition, re-sent until acknowledged; landholders
 declare their true values in phases 2 and 7; speculators snipe in phases 3 and 8 (the lots declared within 10 % of
 the lowest declaration); in phase 6 Owner 1 offers one share and Speculator 1 bids for it at the public signal of
 the market's condition (Harberger: the winning one; futarchy: both). Returns each seat's Client with every frame it

@@ -3,7 +3,7 @@
 `Client` is one WebSocket with a record of every frame received and sent. `ScriptedPlayer` plays a whole game
 with a `Behaviour` (what to request, offer, vote and say), answering the server's phase transitions the way a
 careful agent does: it re-sends `player-is-ready` until the server acknowledges it (the round-start race of
-PROTOCOL.md section 4). `play_game` joins six players in seat order and plays to game-over.
+docs/protocol.md section 4). `play_game` joins six players in seat order and plays to game-over.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""lib/ibexlog: reading both log formats of PROTOCOL.md section 5, with one precise line per unusable file."""
+"""lib/ibexlog: reading both log formats of docs/protocol.md section 5, with one precise line per unusable file."""
 
 import json
 

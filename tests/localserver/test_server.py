@@ -594,7 +594,7 @@ def test_the_sample_logs_are_complete_games_in_the_real_format() -> None:
             sent = [e["sent"]["type"] for e in recorded["server-log"]]
             assert sent[-1] == "game-over" and sent.count("reward") == 6, path
             assert sent.count("round-end") == len(params.rounds()), path
-    # both formats of PROTOCOL.md section 5: with server-log (since 2024) and without (the 2023 logs)
+    # both formats of docs/protocol.md section 5: with server-log (since 2024) and without (the 2023 logs)
     assert ["parameters", "log", "server-log"] in formats and ["parameters", "log"] in formats
     assert len(formats) >= 3
 

@@ -143,7 +143,7 @@ def test_a_signal_mid_game_closes_sockets_and_leaves_complete_transcripts(tmp_pa
         if process.poll() is None:
             process.kill()
 
-    assert process.returncode == 128 + signum, stderr  # 143 for SIGTERM, 130 for SIGINT (README)
+    assert process.returncode == 128 + signum, stderr  # 143 for SIGTERM, 130 for SIGINT (docs/running-agents.md)
     assert f"stopped by {signal.Signals(signum).name}" in stdout and "Traceback" not in stderr
     # The rounds played so far, the round under way and the decision shares are printed.
     assert re.search(r"^round \d( \(practice\))? \(unfinished\)$", stdout, re.MULTILINE), stdout

@@ -192,7 +192,7 @@ def test_editing_a_file_the_study_reads_changes_the_digest(tmp_path):
 
 
 def test_the_docs_show_the_shipped_example():
-    docs = (ROOT / "docs" / "studies.md").read_text(encoding="utf-8")
+    docs = (ROOT / "docs/studies.md").read_text(encoding="utf-8")
     shown = docs.split("```toml\n", 1)[1].split("```", 1)[0]
     shipped = (ROOT / "studies" / "example.toml").read_text(encoding="utf-8")
     assert shipped.endswith(shown)

@@ -1,6 +1,6 @@
 """The market games' decisions: which is due, their action-required messages, strict validation, and schemas.
 
-Three decisions (PROTOCOL-harberger-futarchy.md section 3), each through the same action-required contract as
+Three decisions (docs/protocol.md section 9), each through the same action-required contract as
 voting (lib/games/voting/actions.py):
 
 - `SubmitDeclaration` (owners and the developer, phases 2 and 7):
@@ -9,9 +9,9 @@ voting (lib/games/voting/actions.py):
 - `TradeInMarket` (everyone, phase 6, asked again as the market moves): a `post-order`, a `cancel-order`, or
   `{"gameId":G,"type":"wait","order":null}` (nothing is sent).
 
-The real server checks almost nothing here (section 8): it stores negative, fractional and string declarations
-(strings corrupt the winner), adds up repeated snipes, trades negative and fractional quantities, keeps a
-1e9 ask, and one apostrophe in a stored field freezes the game. So an agent's answer (`strict=True`) must be:
+The real server checks almost nothing here (docs/protocol.md section 14): it stores negative, fractional and string
+declarations (strings corrupt the winner), adds up repeated snipes, trades negative and fractional quantities, keeps
+a 1e9 ask, and one apostrophe in a stored field freezes the game. So an agent's answer (`strict=True`) must be:
 plain non-negative integers; a declaration within the role's maximum (twice its `high`, the server's own refusal
 limit) and only one per phase; lots that exist, each at most once, only under conditions whose snipes count, and
 one `done-speculating` per phase; orders of quantity exactly 1 (as the web UI sends) at a limit price (`now`
@@ -64,7 +64,8 @@ def market_action_due(view: MarketView) -> str | None:
 
 
 def declaration_max(view: MarketView, condition: int, role: int | None = None) -> int | None:
-    """Twice the role's `high` under a condition: the largest declaration the server stores (section 3)."""
+    """Twice the role's `high` under a condition: the largest declaration the server stores
+    (docs/protocol.md section 9)."""
     key = ROLE_KEYS.get(role if role is not None else view.role or 0)
     bounds = (view.boundaries or {}).get(key, {}) if key else {}
     high = bounds.get(CONDITIONS[condition]["key"], {}).get("high") if isinstance(bounds, dict) else None

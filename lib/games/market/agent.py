@@ -1,6 +1,6 @@
 """One agent plays one seat of a Harberger or futarchy game: lib.agents.agent.Agent's connection, join, ready (with the
-re-sends the round-start race needs, section 9), reconnection and transcript, with the market games' view,
-decisions and checks.
+re-sends the round-start race needs, docs/protocol.md section 15), reconnection and transcript, with the market
+games' view, decisions and checks.
 
 - Declarations (owners and the developer, phases 2 and 7) and snipes (speculators, phases 3 and 8): one decision
   per phase, decided when the phase begins, as voting's actions are.
@@ -18,7 +18,7 @@ decisions and checks.
   cancels an order whose cancel is already on its way.
 - Nothing the real server fails to check goes out (lib/games/market/actions.py, strict), and no answer is sent after its
   phase ended. After a reconnection, only a declaration the server did not acknowledge is sent again: a second
-  `done-speculating` would count twice (section 8) and an order may already be in the book.
+  `done-speculating` would count twice (docs/protocol.md section 14) and an order may already be in the book.
 
 The seat: the market games' `assign-role` names none. Owners and the developer read it from their lot
 (`property.owner`); speculators get it from GET /games/status after joining when the agent has the REST client,

@@ -9,7 +9,7 @@ server's order book (lib/games/market/book.py, checked frame by frame against th
 messages in processing order and the events in sending order, and only re-running the book ties each order to
 the exact book it met.
 
-What the real server's `server-log` gets wrong (PROTOCOL-harberger-futarchy.md section 10) is put right:
+What the real server's `server-log` gets wrong (docs/protocol.md section 16) is put right:
 `assign-role` was written by reference, so every round shows the last round's lot values and the wallets after
 trading, and `value-signals` likewise shows the last round's signals. Wallets are the starting ones (the server
 resets them every round). Values and signals come from the sessions table when one is given

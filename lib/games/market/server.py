@@ -1,5 +1,5 @@
 """Harberger and futarchy games as the real IBEX server plays them: twelve seats, ten phases, declarations, snipes
-and the market (PROTOCOL-harberger-futarchy.md; the real server's `logics/harberger/` and `logics/futarchy/`).
+and the market (docs/protocol.md sections 7 to 16; the real server's `logics/harberger/` and `logics/futarchy/`).
 
 The generic machinery (seats and sockets, join/rejoin/status, sending and recording events, timers, the phase-0
 race, game over and the recorded log) is lib/localserver/core.py's, shared with the voting game

@@ -1,6 +1,6 @@
 """What one player knows about a Harberger or futarchy game, folded from the server's frames one by one.
 
-The market games' counterpart of lib/games/voting/view.py (PROTOCOL-harberger-futarchy.md sections 4 and 5): seat and
+The market games' counterpart of lib/games/voting/view.py (docs/protocol.md sections 10 and 11): seat and
 role,
 the own lot's private values, the wallets (one per condition), the private and public price signals, the published
 declarations, the winning condition, the snipes made and suffered, the order books of phase 6 as the broadcasts

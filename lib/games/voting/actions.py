@@ -1,12 +1,13 @@
-"""The action-required message (PROTOCOL.md section 6) and the rules an answer must obey before it is sent.
+"""The action-required message (docs/protocol.md section 6) and the rules an answer must obey before it is sent.
 
 `action_due` says which action a player owes now; `build_action_required` turns the view into the message the model
 sees (in training prompts and at play time alike); `validate_action` / `parse_answer` turn a model's answer into the
 exact wire message, or raise ActionError with a reason that can be fed back to the model.
 
-The real server checks almost nothing (section 4): it takes strings, floats, negative amounts, 1e15, votes [7] or
-[0,1], and actions from the wrong role, and one apostrophe in a stored field froze a game for good. So everything
-that is not a plain, in-range integer in the right place, from the right role, in the right phase, is rejected here.
+The real server checks almost nothing (docs/protocol.md section 4): it takes strings, floats, negative amounts,
+1e15, votes [7] or [0,1], and actions from the wrong role, and one apostrophe in a stored field froze a game for
+good. So everything that is not a plain, in-range integer in the right place, from the right role, in the right
+phase, is rejected here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Catch a PlayerView up after a rejoin, from the `gameData` of GET /games/status (PROTOCOL.md sections 2 and 4).
+"""Catch a PlayerView up after a rejoin, from the `gameData` of GET /games/status (docs/protocol.md sections 2 and 4).
 
 A disconnected player misses every frame sent meanwhile (no replay), so after rejoining the agent asks the REST
 API where the game is. This module turns that snapshot into frames in the real server's own shapes (so the view

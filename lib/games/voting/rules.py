@@ -1,7 +1,7 @@
 """The voting game's fixed facts and rules: roles, seats, conditions, phases, parameters, winner and profit.
 
 Shared by the local server, the player view, the dataset builder and the agents, so that every part of the
-project computes the game the same way the real IBEX server does (PROTOCOL.md sections 1, 3 and 5).
+project computes the game the same way the real IBEX server does (docs/protocol.md sections 1, 3 and 5).
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ class GameParams:
         """Sanity cap for any request or offer: the largest value any lot can take in this game.
 
         No owner can lose more than this, and no developer can gain more, so a larger amount is a typo or a
-        runaway model. The real server accepts even 1e15 (PROTOCOL.md section 4); our agents must not send it.
+        runaway model. The real server accepts even 1e15 (docs/protocol.md section 4); our agents must not send it.
         """
         highs = [self.value_range(role, cond["id"])[1] for role in (ROLE_DEVELOPER, ROLE_OWNER) for cond in CONDITIONS]
         return max(highs)

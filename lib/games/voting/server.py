@@ -1,7 +1,7 @@
 """One voting game as the real IBEX server plays it: phases, events, results (the core they run on, shared with the
 market games, is lib/localserver/core.py: sockets, join, timers, recording, game over).
 
-Behaviour follows the frames recorded from the real server (PROTOCOL.md, transcripts of game 5) and its source
+Behaviour follows the frames recorded from the real server (docs/protocol.md, transcripts of game 5) and its source
 where the recordings are silent. The real server's quirks are kept on purpose, because agents are tested here
 before they meet it: wrong-role and out-of-range submissions are accepted (unless `strict`), a missing field
 vanishes from the acknowledgement, a string offer concatenates into a profit, the last offer persists into a

@@ -4,7 +4,8 @@ tests/fixtures/market_seats.json.gz holds, per seat, the frames received and sen
 (futarchy), practice round + 2 rounds, with the recorder's notes on its deliberate bad-input probes. Each seat's
 frames are folded into a MarketView in order; what the view knows is checked against what the server said later
 (round summaries, acknowledgements, refusals), and every action the scripted players sent is run through the
-validator: it must be accepted, or refused for the reason the server refused it or section 8 says it must be.
+validator: it must be accepted, or refused for the reason the server refused it or docs/protocol.md section 14
+says it must be.
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ def test_an_ask_beyond_the_shares_is_refused_like_the_servers_seventh_ask(record
     assert all("no uncommitted shares" in v for v in verdicts[5:])
 
 
-# ----- validation details section 8 asks for
+# ----- validation details docs/protocol.md section 14 asks for
 
 
 def market_view(game_type="harberger", role=ROLE_SPECULATOR, number=7, phase=6, winning=0) -> MarketView:
