@@ -23,6 +23,10 @@ BUILTIN: dict[str, str] = {
     "futarchy": "lib.games.market.game:FUTARCHY",
 }
 
+# The game of parameters that name none (lib.games.voting.rules.GameParams.game_type's default, the real server's
+# first game): what an in-process local game without a game_type plays.
+DEFAULT_GAME = "voting"
+
 
 class UnknownGame(ValueError):
     """A game_type no registered game plays; the message lists the ones that are."""

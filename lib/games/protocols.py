@@ -3,6 +3,7 @@
 A game (lib/games/<name>/game.py) is a `GameDefinition` whose parts each implement one Protocol here:
 
 - `rules` (GameRules): its parameters (the web UI's defaults, typed and checked), seats and seat groups, phases.
+- `server` (ServerRules): what the local IBEX server (lib/localserver) needs to play it.
 
 Generic modules type against these Protocols and reach a game only through lib.games.game_for; nothing outside
 lib/games branches on a game's name.
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from lib.games.voting.rules import GameParams
+    from lib.ibex.sessions import SessionsTable
+    from lib.localserver.core import CoreGame
 
 
 class GameRules(Protocol):
@@ -48,12 +51,32 @@ class GameRules(Protocol):
         ...
 
 
+class ServerRules(Protocol):
+    """What the local IBEX server (lib/localserver) needs of a game to play it as the real server would."""
+
+    def parameters(self, flat: Mapping[str, Any] | None = None) -> GameParams:
+        """An in-process game's parameters: the local server's defaults for this game with `flat` applied, typed and
+        checked; ParamError (one line naming the key) otherwise."""
+        ...
+
+    def refusal(self, values: Mapping[str, Any], strict: bool) -> str | None:
+        """Why the local server cannot play a create-for-llm game whose stored rows typed to `values` (the real
+        server would start it), with the --strict refusals when `strict`; None when it can."""
+        ...
+
+    def new_game(self, game_id: int, params: GameParams, sessions: SessionsTable, **options: Any) -> CoreGame:
+        """The running game (a lib.localserver.core.CoreGame, which also answers /games/status); ValueError naming
+        the parameter or the sessions table when the table lacks what `params` need. `options` are CoreGame's."""
+        ...
+
+
 class Game(Protocol):
     """A registered game: its name (the server's game_type) and its parts."""
 
     name: str
     title: str  # for people: "voting", "Harberger", "futarchy"
     rules: GameRules
+    server: ServerRules
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,7 @@ class GameDefinition:
     name: str
     title: str
     rules: GameRules
+    server: ServerRules
 
 
 GROUP_ROLES = {"developer": 2, "owners": 3, "speculators": 1}  # lib.games.voting.rules ROLE_* by seat-group name

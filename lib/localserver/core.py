@@ -1,5 +1,5 @@
-"""What every game of the local IBEX server shares, whatever its rules: the core of lib/games/voting/server.py (voting)
-and lib/games/market/server.py (Harberger and futarchy).
+"""What every game of the local IBEX server shares, whatever its rules: the core each game's server rules build their
+game on (lib.games.protocols.ServerRules.new_game; lib/games/<game>/server.py).
 
 The real server runs every game type on one engine (`logics/Logic.js`, `Phase.js`, `JoinablePhase.js`,
 `JoinHandler.js`); so does this core: players and their sockets, join and rejoin (also when the socket changes),
@@ -98,7 +98,7 @@ class Seat:
     shares: Any
     cash_for_sniping: Any
     payment_token: str
-    property: Any  # the lot this seat owns, as sent in assign-role (market speculators: None)
+    property: Any  # the lot this seat owns, as sent in assign-role (None for a seat without one)
     recovery: Any = None
     ready: bool = False
     summaries: list[dict[str, Any]] = field(default_factory=list)

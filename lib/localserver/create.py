@@ -14,12 +14,11 @@ What the real server (master of 2025-10-30) does with `gameParameters`, and so w
 6. The game type's logic starts; an unknown type throws "Cannot read properties of undefined (reading 'start')".
    (On the real server such a game also breaks every later creation and the lobby until a restart; not here.)
 
-The local server then refuses, with a message saying so, what the real server would start but it cannot play:
-other game types (market, goods-market), voting seats other than one developer and five owners, market games
-without an owner, voting values its game needs as whole numbers that parse as NaN, and (lib.games.market.server)
-market games whose numbers are not numbers or whose session lacks values or signals. The one typing difference:
-timers are read with parseFloat, so that tests can run sub-second phases
-(the real server's parseInt makes 0.5 s a phase without timer).
+The local server then refuses, with a message saying so, what the real server would start but it cannot play: the
+real server's game types no registered game plays (market, goods-market), and what the game's own server rules
+refuse (lib.games.protocols.ServerRules.refusal: seats, numbers it cannot compute with, and under --strict what
+would stall for good). The one typing difference: timers are read with parseFloat, so that tests can run
+sub-second phases (the real server's parseInt makes 0.5 s a phase without timer).
 """
 
 from __future__ import annotations
@@ -29,22 +28,19 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from lib.games.market.rules import GAME_TYPES as MARKET_TYPES
-from lib.games.voting.rules import CONDITIONS, GameParams
+from lib.games import GAMES, UnknownGame, game_for, game_types
+from lib.games.voting.rules import GameParams
 from lib.ibex import js
 from lib.ibex.createparams import stored_rows
 
-TIMER_ONLY_PHASES = (1, 4, 6, 9)  # market phases that only their timer ends
-
+# Game types of the real server (its logics/) that no game here plays: refused before any row is stored, in the
+# local server's words. Any other unknown type fails later, as startGame fails on the real server.
+UNPLAYED_REAL_TYPES = ("market", "goods-market")
 SQL_VALUE_CHARS = 256  # game_parameters.parameter_value VARCHAR(256)
 SQL_TITLE_CHARS = 64  # games.title VARCHAR(64)
-MAX_PLAYERS = 100  # the real server would insert any number of players; the local server plays six
+MAX_PLAYERS = 100  # the real server would insert any number of players; a local game seats what its rules say
 BIGINT = re.compile(r"\s*([+-]?\d+)\s*")
 _TOKEN = re.compile(r"[A-Za-z0-9_]+|\S")
-# Parameters the local game computes with as whole numbers (rounds, sessions, value ranges and fixed values).
-WHOLE = ("round_count", "session_number", *(
-    f"{who}_{cond['parameter']}_{edge}" for who in ("owner", "developer") for cond in CONDITIONS
-    for edge in ("low", "fixed", "high")))
 
 
 class CreateRefused(Exception):
@@ -71,12 +67,11 @@ def title_of(game_parameters: Any) -> str:
 def create(game_parameters: Any, game_id: int, strict: bool = False) -> Creation:
     """Steps 3 to 6 for a game whose id is already used; CreateRefused says why it does not start.
 
-    `strict` (the local server's --strict) also refuses a market game without a timer for a phase that only its
-    timer ends (the real server starts it, and it stalls for good there)."""
+    `strict` (the local server's --strict) also refuses what the game's server rules refuse then (a game the real
+    server starts but that stalls for good)."""
     game_type = js.get(game_parameters, "game_type")
-    if game_type in ("market", "goods-market"):
-        raise CreateRefused(f"game_type {game_type!r}: the local server plays voting, harberger and futarchy "
-                            "games only")
+    if game_type in UNPLAYED_REAL_TYPES and game_type not in GAMES:
+        raise CreateRefused(f"game_type {game_type!r}: the local server plays {listed(game_types())} games only")
     try:
         rows = stored_rows(game_parameters)
         for row in rows:
@@ -89,37 +84,19 @@ def create(game_parameters: Any, game_id: int, strict: bool = False) -> Creation
     if players != total:
         raise CreateRefused(f"Game {game_id} has {players} players but {js.to_string(total)} were expected. This is "
                             "most likely a player generation a bug")
-    kind = values.get("game_type")
-    if kind not in ("voting", "harberger", "futarchy"):
-        raise CreateRefused("Cannot read properties of undefined (reading 'start')")
-    seats = tuple(values.get(f"{who}_count") for who in ("developers", "owners", "speculators"))
-    if kind in MARKET_TYPES:
-        # The real server seats owners.count owners (the developer in seat 2) and speculators.count speculators;
-        # developers.count only enters the player count checked above.
-        if not (isinstance(seats[1], int) and seats[1] >= 1 and isinstance(seats[2], int) and seats[2] >= 0):
-            raise CreateRefused("the local server plays market games with owners.count at least 1 and "
-                                "speculators.count at least 0")
-        params = GameParams(values)
-        if strict:
-            stalled = [n for n in TIMER_ONLY_PHASES if not _positive(values.get(f"timer_phase_{n}"))]
-            if stalled:
-                raise CreateRefused(f"--strict: timers.phase_{stalled[0]} must be a positive number of seconds "
-                                    f"(phases {', '.join(map(str, TIMER_ONLY_PHASES))} end only by their timer; "
-                                    "without one the game stalls for good)")
-        return Creation(params, rows)
-    if seats != (1, 5, 0):
-        raise CreateRefused("the local server plays one developer and five owners (developers.count 1, owners.count "
-                            "5, speculators.count 0)")
-    for key in WHOLE:
-        value = values.get(key)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise CreateRefused(f"parameter {key!r} is {js.to_string(value) if value is not None else 'missing'} "
-                                "on the server: the local server plays only games where it is a whole number")
+    try:
+        game = game_for(values.get("game_type"))
+    except UnknownGame:
+        raise CreateRefused("Cannot read properties of undefined (reading 'start')") from None
+    refusal = game.server.refusal(values, strict)
+    if refusal is not None:
+        raise CreateRefused(refusal)
     return Creation(GameParams(values), rows)
 
 
-def _positive(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+def listed(names: tuple[str, ...]) -> str:
+    """'a, b and c'."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _typed(row: dict[str, str]) -> Any:

@@ -1,8 +1,9 @@
-"""A local IBEX game server for tests, demos and dry runs: the real server's voting game, without Node or SQL.
+"""A local IBEX game server for tests, demos and dry runs: the real server's games, without Node or SQL.
 
 It speaks the real server's WebSocket protocol and REST API as recorded in docs/protocol.md and in the frames of
-game 5, quirks included (see lib/games/voting/server.py), and records every finished game as `<id>.log.json` in the
-real format. In-process:
+recorded games, quirks included, and records every finished game as `<id>.log.json` in the real format. It plays
+every registered game (lib.games), each by the rules its folder gives (lib.games.protocols.ServerRules: its
+parameters, its create-for-llm checks, its game on lib/localserver/core.py). In-process:
 
     async with LocalServer(records_dir=tmp) as server:
         game_id = server.create_game({"round_count": 2, "timer_phase_1": 0.1})
@@ -37,13 +38,13 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from lib.games.market.rules import GAME_TYPES
-from lib.games.market.server import MarketGame, market_parameters
-from lib.games.voting.rules import GameParams, ParamError, parameters_from_dict
-from lib.games.voting.server import Game, new_recovery_code
+from lib.games import DEFAULT_GAME, UnknownGame, game_for, game_types
+from lib.games.protocols import Game
+from lib.games.voting.rules import GameParams, ParamError
 from lib.ibex import js
 from lib.ibex.sessions import SessionsError, SessionsTable, load_sessions
 from lib.localserver import create as creation
+from lib.localserver.core import CoreGame, new_recovery_code
 from lib.localserver.http import Request, Response, json_response, serve_http
 
 log = logging.getLogger("lib.localserver.server")
@@ -112,7 +113,7 @@ class LocalServer:
         self.admin_username = admin_username
         self.admin_password = admin_password
         self._tokens: set[str] = set()
-        self._games: dict[int, Game] = {}
+        self._games: dict[int, CoreGame] = {}
         self._waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._clients: set[_Client] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -187,7 +188,8 @@ class LocalServer:
 
     def create_game(self, parameters: dict[str, Any] | GameParams | None = None, title: str | None = None,
                     spawn: bool = True) -> int:
-        """Create and start a game (phase 0 of its first round); overrides apply to lib.games.voting.rules's defaults.
+        """Create and start a game (phase 0 of its first round); overrides apply to its game's defaults
+        (ServerRules.parameters of the game `game_type` names, lib.games.DEFAULT_GAME without one).
 
         This is the in-process way, with flat parameters (and fractional timers) for tests and --local; the REST
         create-for-llm takes the real server's nested gameParameters. An agents-only game asks the agent manager
@@ -196,13 +198,10 @@ class LocalServer:
         """
         if isinstance(parameters, GameParams):
             params = parameters
-        elif (parameters or {}).get("game_type") in GAME_TYPES:
-            params = parameters_from_dict(market_parameters(parameters))
+            _played(params.game_type)
         else:
-            params = parameters_from_dict(parameters)
-        if params.game_type not in ("voting", *GAME_TYPES):
-            raise ParamError(f"gameParameters: game_type {params.game_type!r} is not played here (only 'voting', "
-                             "'harberger' and 'futarchy')")
+            flat = dict(parameters or {})
+            params = _played(flat.get("game_type", DEFAULT_GAME)).server.parameters(flat)
         game_id = self._next_game_id
         self._start_game(game_id, params, title, None)
         self._next_game_id += 1
@@ -212,8 +211,7 @@ class LocalServer:
 
     def _start_game(self, game_id: int, params: GameParams, title: str | None,
                     rows: list[dict[str, str]] | None) -> None:
-        kind = MarketGame if params.game_type in GAME_TYPES else Game
-        game = kind(
+        game = game_for(params.game_type).server.new_game(
             game_id, params, self.sessions, strict=self.strict, ready_race_window=self.ready_race_window,
             first_player_id=self._next_player_id, title=title, on_over=self._on_game_over, parameter_rows=rows,
         )
@@ -221,7 +219,7 @@ class LocalServer:
         self._games[game_id] = game
         self._waiters[game_id] = asyncio.get_running_loop().create_future()
 
-    def game(self, game_id: int) -> Game:
+    def game(self, game_id: int) -> CoreGame:
         return self._games[game_id]
 
     def log_path(self, game_id: int) -> Path:
@@ -259,7 +257,7 @@ class LocalServer:
                 client.abort()
         await asyncio.sleep(0)
 
-    def _on_game_over(self, game: Game) -> None:
+    def _on_game_over(self, game: CoreGame) -> None:
         assert game.recorded is not None
         if self.records_dir is not None:
             _write_atomically(self.log_path(game.id), js.stringify(game.recorded))
@@ -459,6 +457,15 @@ class LocalServer:
 # ---------------------------------------------------------------------- helpers
 
 
+def _played(game_type: Any) -> Game:
+    """The registered game `game_type` names; ParamError naming the games played otherwise."""
+    try:
+        return game_for(game_type)
+    except UnknownGame:
+        played = creation.listed(tuple(repr(name) for name in game_types()))
+        raise ParamError(f"gameParameters: game_type {game_type!r} is not played here (only {played})") from None
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -505,14 +512,14 @@ def _write_atomically(path: Path, text: str) -> None:
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m lib.localserver.server",
-        description="A local IBEX server (voting, Harberger, futarchy; WebSocket and REST) for tests and dry runs.",
+        description=f"A local IBEX server ({', '.join(game_types())}; WebSocket and REST) for tests and dry runs.",
     )
     parser.add_argument("--ws-port", type=int, default=3088, help="WebSocket port (default 3088, 0: any free port)")
     parser.add_argument("--api-port", type=int, default=3080, help="REST port (default 3080, 0: any free port)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--records", metavar="DIR", help="write each finished game as DIR/<id>.log.json")
     parser.add_argument("--sessions", metavar="FILE",
-                        help=f"private values (and market signals) table (default {DEFAULT_SESSIONS})")
+                        help=f"private values (and signals, where a game has them) table (default {DEFAULT_SESSIONS})")
     parser.add_argument("--agent-manager", metavar="HOST:PORT", help="where agents-only games POST /spawn-agents")
     parser.add_argument("--strict", action="store_true",
                         help="refuse, with an error frame, what the real server wrongly accepts (see README)")
