@@ -13,6 +13,7 @@ import pytest
 from lib.agents.realserver import create_payload
 from lib.games.voting.rules import parse_parameters
 from lib.localserver.server import LocalServer
+from tests.helpers.games import registered_copy
 from tests.helpers.localserver import codes, http
 from tests.helpers.paths import FIXTURES
 from tests.helpers.players import Behaviour, play_game
@@ -162,3 +163,33 @@ def test_a_created_games_log_lists_the_stored_rows_as_the_real_server_does(tmp_p
     assert {row["key"]: row["value"] for row in rows}["timer_phase_2"] == "0.05"  # honoured here, not on the real one
     assert parse_parameters(rows[:-2]).values == params.values
     assert json.loads((tmp_path / "1.log.json").read_text()) == recorded
+
+
+def test_a_registered_game_is_created_and_refused_by_its_own_server_rules():
+    payload = ui(lambda p: p.update(game_type="voting-copy"))
+
+    async def scenario():
+        async with LocalServer(strict=True) as server:
+            created = await create(server, payload)
+            _status, status = await http("GET", f"{server.api_url}/games/status?id=1&recovery=nobody")
+            rules.refuse = "the copy refuses this one"
+            refused = await create(server, payload)
+            return created, status["data"]["ruleset"], server.game(1).params.game_type, refused
+
+    with registered_copy("voting", "voting-copy") as rules:
+        created, ruleset, game_type, refused = run(scenario())
+    unplayed = run(_create_once(payload))
+
+    assert created == (200, {"data": {"id": 1}, "status": True, "message": "Game created and started"})
+    assert (ruleset, game_type) == ("Voting", "voting-copy")
+    assert rules.calls == [("refusal", "voting-copy", True), ("new_game", 1, "voting-copy"),
+                           ("refusal", "voting-copy", True)]
+    assert refused == (400, {"data": {}, "status": True, "message": "the copy refuses this one"})
+    # once unregistered, the type is unknown again and fails as on the real server
+    assert unplayed == (400, {"data": {}, "status": True,
+                              "message": "Cannot read properties of undefined (reading 'start')"})
+
+
+async def _create_once(payload: Any) -> tuple[int, Any]:
+    async with LocalServer() as server:
+        return await create(server, payload)

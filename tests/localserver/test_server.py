@@ -22,6 +22,7 @@ from lib.games.voting.server import new_recovery_code
 from lib.ibex.js import MISSING
 from lib.localserver.server import LocalServer
 from tests.fixtures.build_game5_fixture import counts, log_skeleton, server_log_skeleton, skeleton
+from tests.helpers.games import registered_copy
 from tests.helpers.localserver import FAST, agent_manager_listener, codes, diff, expand, http
 from tests.helpers.paths import FIXTURES, REPO
 from tests.helpers.players import Behaviour, Client, is_event, is_message, join_all, play_game
@@ -667,3 +668,40 @@ def test_game_ids_continue_after_the_logs_already_in_the_records_folder(tmp_path
             return server.create_game(FAST)
 
     assert run(scenario()) == 42
+
+
+# ---------------------------------------------------------------------------------------------- registered games
+
+
+def test_a_registered_game_is_played_in_process_by_its_own_server_rules(tmp_path: Path) -> None:
+    # Nothing in lib/localserver names the game: registering it (lib.games.register) is all the server needs.
+    flat = {**FAST, "game_type": "voting-copy", "practice_round": False, "round_count": 1}
+    with registered_copy("voting", "voting-copy") as rules:
+        async def scenario() -> tuple[int, dict[str, Any], list[Any]]:
+            async with LocalServer(records_dir=tmp_path) as server:
+                game_id = server.create_game(flat)
+                _status, lobby = await http("GET", f"{server.api_url}/games/started")
+                await play_game(server.ws_url, game_id, codes(), [Behaviour()] * 6)
+                return game_id, await server.wait_game_over(game_id, timeout=20), lobby["data"]
+
+        game_id, recorded, lobby = run(scenario())
+
+    assert rules.calls == [("parameters", flat), ("new_game", game_id, "voting-copy")]
+    assert lobby[0]["type"] == "voting-copy"
+    assert {row["key"]: row["value"] for row in recorded["parameters"]}["game_type"] == "voting-copy"
+    assert any(entry["sent"]["type"] == "game-over" for entry in recorded["server-log"])
+    assert json.loads((tmp_path / f"{game_id}.log.json").read_text()) == recorded
+
+
+@pytest.mark.parametrize("game_type", ["chess", "Voting", None, 3])
+def test_an_in_process_game_no_registered_game_plays_is_refused_naming_the_games_played(game_type: Any) -> None:
+    async def scenario() -> tuple[str, int]:
+        async with LocalServer() as server:
+            with pytest.raises(ValueError) as refused:
+                server.create_game({**FAST, "game_type": game_type})
+            return str(refused.value), server.create_game(FAST)
+
+    message, next_id = run(scenario())
+    assert next_id == 1  # the refused game used no id
+    assert message == (f"gameParameters: game_type {game_type!r} is not played here (only 'voting', 'harberger' "
+                       "and 'futarchy')")
