@@ -242,7 +242,9 @@ class Book:
     has its own index of orders (for its ask count and bid sum) and its own heap of (priority, id): the best order
     of the others is the best of the other seats' heap tops, so a seat's own orders are never stepped over, however
     many it has. Heaps delete lazily (an id no longer in the seat's index is dead) and are rebuilt when most of a
-    heap is dead; a seat's structures go when its last order of a type goes, so an empty book holds nothing."""
+    heap is dead; a seat's structures go when its last order of a type goes, so an empty book holds nothing.
+    Orders whose price Python cannot order as the server does (NaN, huge ints) stay out of the heaps; while one
+    rests on a side, matching against that side falls back to the server's sort of the others' orders."""
 
     def __init__(self) -> None:
         self.orders: dict[int, Order] = {}
@@ -272,10 +274,12 @@ class Book:
         kind, seat = order.type, order.sender
         self.orders[order.id] = order
         self._index[kind].setdefault(seat, {})[order.id] = order
-        heapq.heappush(self._heaps[kind].setdefault(seat, []), (_priority(order), order.id))
+        heap = self._heaps[kind].setdefault(seat, [])
         self._size[kind] += 1
-        if not _ordered_as_python(order.price):
-            self._unordered[kind] += 1
+        if _ordered_as_python(order.price):
+            heapq.heappush(heap, (_priority(order), order.id))
+        else:
+            self._unordered[kind] += 1  # kept out of the heap: a NaN there would break its invariant for good
         if kind == "bid":
             self._committed.setdefault(seat, _Committed()).add(order.price)
 
@@ -297,7 +301,7 @@ class Book:
             self._committed[seat].remove(order.price)
         heap = self._heaps[kind][seat]
         if len(heap) > 2 * len(index) + 16:  # mostly dead entries: rebuild, so memory follows the live orders
-            heap = [(_priority(o), i) for i, o in index.items()]
+            heap = [(_priority(o), i) for i, o in index.items() if _ordered_as_python(o.price)]
             heapq.heapify(heap)
             self._heaps[kind][seat] = heap
 
@@ -314,7 +318,7 @@ class Book:
                 if other == seat:
                     continue
                 index = self._index[kind][other]
-                while heap[0][1] not in index:
+                while heap[0][1] not in index:  # every live order is in its heap while no unordered one rests
                     heapq.heappop(heap)
                 if best is None or heap[0] < best:
                     best, owner = heap[0], other
