@@ -12,7 +12,8 @@ socket of B probes the server: a `status` frame and its answer, a round trip
 through the server's event loop, every few milliseconds. Printed:
 
 - probe round trip, p50 / p99 / max, first with no flood (the baseline, same run, same server), then while seat 7
-  of A sends `--orders` limit bids as fast as its socket takes them and until the server has answered them all,
+  of A sends `--orders` limit bids as fast as the server answers them (at most `--window` unanswered) and until
+  the server has answered them all,
   then while it cancels them all (the book empties);
 - the flood's length and throughput, how many bids rested, and whether game B's sockets all stayed connected;
 - the server's resident memory (VmRSS) before the flood, after it, and after the book emptied.
@@ -81,6 +82,7 @@ class Seat:
         self.count = 0
         self.arrived = asyncio.Event()
         self.closed = False
+        self.why = ""
         self.reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -90,8 +92,8 @@ class Seat:
                 if self.keep(text):
                     self.kept.append(json.loads(text))
                 self.arrived.set()
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as exc:
+            self.why = repr(exc)
         finally:
             self.closed = True
             self.arrived.set()
@@ -103,7 +105,7 @@ class Seat:
         async def wait() -> None:
             while not check():
                 if self.closed:
-                    raise ConnectionError("the server closed the socket")
+                    raise ConnectionError(f"the server closed the socket: {self.why}")
                 self.arrived.clear()
                 await self.arrived.wait()
         await asyncio.wait_for(wait(), timeout)
@@ -142,7 +144,7 @@ def summary(name: str, times: list[float]) -> str:
             f"  max={max(times, default=float('nan')):8.2f} ms")
 
 
-async def flood_game(url: str, market: int, orders: int, timeout: float) -> None:
+async def flood_game(url: str, market: int, orders: int, window: int, timeout: float) -> None:
     """The flooding game's twelve sockets, in a process of their own (reading a flood's 12 x N frames must not
     delay the probe's answers in the measuring process). Told by stdin lines when to flood and when to cancel;
     answers on stdout when the server has answered every frame."""
@@ -163,6 +165,8 @@ async def flood_game(url: str, market: int, orders: int, timeout: float) -> None
     print("market", flush=True)
     assert await command() == "flood"
     for i in range(orders):
+        if i - len(flooder.kept) >= window:  # the server's keepalive pong must not queue behind the whole flood
+            await flooder.until(lambda i=i: i - len(flooder.kept) < window, timeout=timeout)
         await flooder.send({"gameId": market, "type": "post-order", "order": {
             "type": "bid", "price": 1 + (i * 7) % 5, "quantity": 1, "condition": 0, "now": False}})
     await flooder.until(lambda: len(flooder.kept) >= orders, timeout=timeout)
@@ -170,7 +174,9 @@ async def flood_game(url: str, market: int, orders: int, timeout: float) -> None
     print(f"flooded {len(ids)}", flush=True)
     assert await command() == "cancel"
     flooder.kept.clear()
-    for order_id in ids:
+    for n, order_id in enumerate(ids):
+        if n - len(flooder.kept) >= window:
+            await flooder.until(lambda n=n: n - len(flooder.kept) < window, timeout=timeout)
         await flooder.send({"gameId": market, "type": "cancel-order", "order": {"id": order_id, "condition": 0}})
     await flooder.until(lambda: len(flooder.kept) >= len(ids), timeout=timeout)
     print("cancelled", flush=True)
@@ -192,8 +198,8 @@ async def bench(args: argparse.Namespace) -> None:
         prober.keep = lambda text: '"status"' in text
         flooding = subprocess.Popen(
             [sys.executable, __file__, "--flood-game", url, str(market), "--orders", str(args.orders),
-             "--timeout", str(args.timeout)], cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True)
+             "--window", str(args.window), "--timeout", str(args.timeout)],
+            cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert flooding.stdin is not None and flooding.stdout is not None
         loop = asyncio.get_running_loop()
 
@@ -250,6 +256,9 @@ async def bench(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=10_000, help="limit bids in the flood (default 10000)")
+    parser.add_argument("--window", type=int, default=500,
+                        help="most orders in flight unanswered (default 500): a client's keepalive pong queues behind "
+                             "what it sent, and the server drops a socket whose pong is late")
     parser.add_argument("--baseline-seconds", type=float, default=2.0, help="probe time with no flood")
     parser.add_argument("--gap", type=float, default=0.005, help="seconds between probes (default 0.005)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up waiting for the server's answers")
@@ -258,13 +267,13 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--flood-game", nargs=2, metavar=("URL", "GAME"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.orders < 1:
-        parser.error("--orders must be at least 1")
+    if args.orders < 1 or args.window < 1:
+        parser.error("--orders and --window must be at least 1")
     if args.serve:
         serve(args.reference_book)
         return
     if args.flood_game:
-        asyncio.run(flood_game(args.flood_game[0], int(args.flood_game[1]), args.orders, args.timeout))
+        asyncio.run(flood_game(args.flood_game[0], int(args.flood_game[1]), args.orders, args.window, args.timeout))
         return
     asyncio.run(bench(args))
 
