@@ -349,16 +349,17 @@ class CountedOrder(Order):
         return object.__getattribute__(self, name)
 
 
-def work_per_order(monkeypatch: pytest.MonkeyPatch, resting: int, probe: int = 200) -> float:
+def work_per_order(monkeypatch: pytest.MonkeyPatch, resting: int, probe: int = 200, cents: float = 0.0) -> float:
     """Counted steps per order of a seat that already has `resting` bids in the book, while it posts more bids,
-    a second seat sells into them and a third cancels its own: the flood of issue #20."""
+    a second seat sells into them and a third cancels its own: the flood of issue #20. `cents` added to every
+    price makes the bid sum inexact in floats (0.1), so that each fill leaves the seat's sum to recompute."""
     monkeypatch.setattr(market_module, "Order", CountedOrder)
     wallets = {s: [{"balance": 10 ** 12, "shares": 10 ** 9, "cashForSniping": 0} for _ in range(3)] for s in (1, 2, 3)}
     m = Market(wallets, winning_condition_rule(0))
 
     def post(seat: int, kind: str, price: int) -> None:
         m.handle(seat, {"gameId": 1, "type": "post-order",
-                        "order": {"type": kind, "price": CountedPrice(price), "quantity": 1, "condition": 0}})
+                        "order": {"type": kind, "price": CountedPrice(price + cents), "quantity": 1, "condition": 0}})
 
     rng = random.Random(resting)
     for _ in range(resting):
@@ -374,10 +375,13 @@ def work_per_order(monkeypatch: pytest.MonkeyPatch, resting: int, probe: int = 2
     return Counter.reads / (4 * probe)
 
 
-def test_an_order_costs_logarithmic_work_in_the_size_of_the_book(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("cents", [0.0, 0.1], ids=["whole-prices", "decimal-prices"])
+def test_an_order_costs_logarithmic_work_in_the_size_of_the_book(monkeypatch: pytest.MonkeyPatch,
+                                                                 cents: float) -> None:
     """Doubling the book twice (1000 -> 4000 resting bids of one seat) must not double the work per order: the
-    old book read every order at every order (linear), a sort n log n."""
-    small, large = work_per_order(monkeypatch, 1000), work_per_order(monkeypatch, 4000)
+    old book read every order at every order (linear), a sort n log n. Decimal prices too, whose float sum
+    cannot be kept by subtraction: a bid that fits with room to spare is let through without re-summing."""
+    small, large = work_per_order(monkeypatch, 1000, cents=cents), work_per_order(monkeypatch, 4000, cents=cents)
     assert large <= small * 1.5 + 5, (small, large)
     assert small < 150  # a few heap levels, not a pass over a thousand orders
 
