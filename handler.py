@@ -155,8 +155,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="who decides: a chat model (needs OPENAI_API_KEY), the built-in baseline rules, or those "
                              "rules with the parameters finetune.py --evaluate fitted to humans (data/"
                              "fitted_policy.json) (default: llm when OPENAI_API_KEY is set, else baseline)")
-    parser.add_argument("--fitted-params", type=Path, default=ROOT / "data" / "fitted_policy.json", metavar="FILE",
-                        help="--policy fitted: the parameters to play (default data/fitted_policy.json)")
+    parser.add_argument("--fitted-params", type=Path, metavar="FILE",
+                        help="--policy fitted: the parameters to play (default: the newest data/evaluations/*/"
+                             "fitted_policy.json)")
     parser.add_argument("--rounds", type=int,
                         help=f"paid rounds of the new game (--local: default {DEFAULT_ROUNDS}; --create: default "
                              "the --params file's, else the real server's 5)")
@@ -254,13 +255,14 @@ def choose_policy(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Pol
     if wanted == "fitted":
         from lib import fitted
 
-        path = args.fitted_params
+        path = args.fitted_params or fitted.newest_params(ROOT / "data")
         try:
             params = fitted.load(path)
         except fitted.FittedError as exc:
             raise UsageError(str(exc)) from None
         shown = ", ".join(f"{key} {value:g}" for key, value in params.items())
-        return BaselinePolicy(seed=args.seed, name="fitted", **params), f"policy: fitted ({shown}, from {path})"
+        return BaselinePolicy(seed=args.seed, name="fitted", **params), (f"policy: fitted ({shown}, from {path}"
+                                                                   f"{'' if args.fitted_params else ', the newest'})")
     if not api_key:
         raise UsageError("--policy llm needs OPENAI_API_KEY (for a local server that ignores keys, any value)")
     try:
