@@ -493,7 +493,14 @@ def market_section(names: list[str], examples: list[Any],
             not_scored.append(f"policy {name}: no market version in --evaluate yet (only the baseline, "
                               "lib/marketpolicy.py, and llm are scored on market examples)")
     return {"examples": len(examples), "per_game_type": per_type, "per_action": per_action, "policies": scores,
-            "not_scored": not_scored}
+            "compared_with": "the recorded players", "warning": MARKET_WARNING, "not_scored": not_scored}
+
+
+# No human Harberger or futarchy log is public and a log does not say who played it: the market numbers compare with
+# whoever did, and must not pass for a measure of human-likeness.
+MARKET_WARNING = ("the market scores compare with the recorded players, not with humans: no human Harberger or "
+                  "futarchy data is public, and logs recorded with agents or scripts (as the real-server recordings "
+                  "were) measure likeness to those agents or scripts")
 
 
 def _pct(value: Any) -> str:
@@ -503,14 +510,15 @@ def _pct(value: Any) -> str:
 def market_table(section: dict[str, Any]) -> str:
     """The market scores in a few lines per policy."""
     lines = [f"market decisions (n={section['examples']}: " + ", ".join(
-        f"{a} {n}" for a, n in section["per_action"].items()) + ")"]
+        f"{a} {n}" for a, n in section["per_action"].items()) + "), compared with the recorded players",
+             f"  warning: {section.get('warning', MARKET_WARNING)}"]
     for name, s in section["policies"].items():
         d, sn, o = s["declare"], s["done-speculating"], s["post-order"]
         lines.append(f"  {name}: declarations n={d['n']} (values unknown {d['values_unknown']}), invalid "
-                     f"{d['invalid']}, mean error {_pct(d['mean_rel_error'])} of the true value, shading human "
-                     f"{_pct(d['human_shading'])} / policy {_pct(d['policy_shading'])}")
+                     f"{d['invalid']}, mean error {_pct(d['mean_rel_error'])} of the true value, shading "
+                     f"recorded players {_pct(d['human_shading'])} / policy {_pct(d['policy_shading'])}")
         lines.append(f"  {name}: snipes n={sn['n']}, invalid {sn['invalid']}, agreement {_pct(sn['agreement'])} "
-                     f"of {sn['choices']} choices, snipe rate human {_pct(sn['human_snipe_rate'])} / policy "
+                     f"of {sn['choices']} choices, snipe rate recorded players {_pct(sn['human_snipe_rate'])} / policy "
                      f"{_pct(sn['policy_snipe_rate'])}")
         lines.append(f"  {name}: orders n={o['n']}, invalid {o['invalid']}, same side {_pct(o['same_side'])}, mean "
                      f"price error {_pct(o['mean_rel_price_error'])} of the signal")

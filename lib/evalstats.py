@@ -10,7 +10,8 @@
   intervals over persons and games, an exact sign test on the persons' mean differences (ties dropped), and the
   smallest difference the persons at hand could detect (80 % power, 5 % two-sided; normal approximation).
 - **Honest references** (out of sample): for each game, the humans' median amount, majority vote and "loss plus the
-  median markup" (requests; offers: the developer's break-even times the median share of it) taken from the OTHER
+  median markup" (request minus loss, in money; offers: the developer's break-even plus the median of offer minus
+  break-even) taken from the OTHER
   games (the training set's when there is one, else the evaluated set's), as a policy would have to. The in-sample
   constants of lib.evaluate.references are kept, labelled hindsight.
 - **Distributions**: amounts scaled by what they answer (requests over the owner's loss, offers over the developer's
@@ -116,33 +117,33 @@ def loo_references(examples: Sequence[Any], pool: Sequence[Any]) -> dict[str, li
                 out["majority"] = max(counts, key=lambda c: counts[c])
             elif human:
                 out["median"] = statistics.median(human)
-                ratios = [KINDS[action].value(e.human) / f.scale for e, f in others if f.scale]
-                if ratios:
-                    out["ratio"] = statistics.median(ratios)
+                markups = [KINDS[action].value(e.human) - f.scale for e, f in others if f.scale]
+                if markups:
+                    out["markup"] = statistics.median(markups)
             cache[key] = out
         return cache[key]
 
     labels = {"constant": LOO_PREFIX + "median / majority of the other games",
-              "ratio": LOO_PREFIX + "loss (break-even) x median ratio of the other games"}
+              "markup": LOO_PREFIX + "loss (break-even) + median markup of the other games"}
     refs: dict[str, list[Decision]] = {}
     for key, label in labels.items():
         decisions = []
         for e in examples:
             how = KINDS[e.action].how
-            if how not in (CHOICE, AMOUNT) or (key == "ratio" and how == CHOICE):
+            if how not in (CHOICE, AMOUNT) or (key == "markup" and how == CHOICE):
                 decisions.append(Decision(None, NOT_APPLICABLE))
                 continue
             got = learned(e.game, e.action)
-            wanted = "ratio" if key == "ratio" else ("majority" if how == CHOICE else "median")
+            wanted = "markup" if key == "markup" else ("majority" if how == CHOICE else "median")
             if wanted not in got:
                 decisions.append(Decision(None, "no other game has this action type"))
                 continue
-            if key == "ratio":
+            if key == "markup":
                 scale = facts(e).scale
                 if not scale:
                     decisions.append(Decision(None, "no positive loss or break-even"))
                     continue
-                value = round(got["ratio"] * scale)
+                value = round(scale + got["markup"])
             else:
                 value = got[wanted]
             decisions.append(Decision(_wire(e.action, value)))
@@ -407,6 +408,10 @@ def _cell(entry: dict[str, Any] | None, level: str, how: str) -> str:
     return inner if level == "games" else f"{_fmt(i['estimate'], how)} {inner}"
 
 
+def _cells(texts: list[str]) -> str:
+    return "".join((" " + t).rjust(26) for t in texts)
+
+
 CHOICE_COLUMNS = [("agreement", "agreement", "share"), ("kappa", "kappa", "ratio"),
                   ("agreement_contested", "contested", "share"), ("agreement_uncontested", "uncontested", "share")]
 AMOUNT_COLUMNS = [("mae", "MAE", "money"), ("median_ae", "median AE", "money"), ("bias", "bias", "money"),
@@ -434,10 +439,9 @@ def format_uncertainty(section: dict[str, Any], invalid: dict[str, dict[str, int
                 continue
             bad = invalid.get(name, {}).get(action)
             label = f"  {name}" + (f" (invalid {bad})" if bad else "")
-            lines.append(label.ljust(width) + "".join(_cell(entry.get(k), "persons", h).rjust(26)
-                                                      for k, _, h in columns))
-            lines.append("    over games".ljust(width) + "".join(_cell(entry.get(k), "games", h).rjust(26)
-                                                                for k, _, h in columns))
+            lines.append(label.ljust(width) + _cells([_cell(entry.get(k), "persons", h) for k, _, h in columns]))
+            games = [_cell(entry.get(k), "games", h) for k, _, h in columns]
+            lines.append("    over games".ljust(width) + _cells(games))
     lines.append("Paired differences, a minus b on the same decisions (absolute error: negative = a closer to the "
                  "humans; agreement: positive = a agrees more); sign test over persons' mean differences, ties "
                  "dropped; MDD: the smallest difference these persons detect with 80 % power")

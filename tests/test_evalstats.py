@@ -43,23 +43,23 @@ def test_references_come_from_the_other_games(tmp_path):
     examples = hand_examples(tmp_path)
     refs = evalstats.loo_references(examples, examples)
     constant = refs["out of sample: median / majority of the other games"]
-    ratio = refs["out of sample: loss (break-even) x median ratio of the other games"]
+    markup = refs["out of sample: loss (break-even) + median markup of the other games"]
 
     def answers(decisions, game, action):
         return [KINDS[action].value(d.action) if d.action else None
                 for e, d in zip(examples, decisions, strict=True) if e.game == game and e.action == action]
 
-    # game 1 from game 2: requests 500k, 40k (median 270k; over the losses 400k, 50k: 1.25 and 0.8, median 1.025)
+    # game 1 from game 2: requests 500k, 40k (median 270k; over the losses 400k, 50k: +100k and -10k, median +45k)
     assert answers(constant, "1", REQUEST) == [270000, 270000]
-    assert answers(ratio, "1", REQUEST) == [205000, 102500]  # losses 200k and 100k x 1.025
-    # game 1's offer from game 2's 90k, which is 0.9 of that developer's break-even (700k - 200k) / 5
+    assert answers(markup, "1", REQUEST) == [245000, 145000]  # losses 200k and 100k + 45k
+    # game 1's offer from game 2's 90k, 10k below that developer's break-even (700k - 200k) / 5
     assert answers(constant, "1", OFFER) == [90000]
-    assert answers(ratio, "1", OFFER) == [180000]  # 0.9 x (1,300k - 300k) / 5
+    assert answers(markup, "1", OFFER) == [190000]  # (1,300k - 300k) / 5 - 10k
     # votes: game 2's humans voted 0, 1, 1; game 1's 0, 1, 0
     assert answers(constant, "1", DECISION) == [1, 1, 1]
     assert answers(constant, "2", DECISION) == [0, 0, 0]
-    assert answers(ratio, "1", DECISION) == [None, None, None]  # no ratio rule for votes: not its action type
-    assert all(d.error == evalstats.NOT_APPLICABLE for e, d in zip(examples, ratio, strict=True)
+    assert answers(markup, "1", DECISION) == [None, None, None]  # no markup rule for votes: not its action type
+    assert all(d.error == evalstats.NOT_APPLICABLE for e, d in zip(examples, markup, strict=True)
                if e.action == DECISION)
 
 
@@ -91,7 +91,7 @@ def test_the_evaluation_reports_intervals_differences_and_a_csv_in_its_own_folde
     assert "out of sample: median / majority of the other games" in out and "'-': undefined here" in out
 
     rows = list(csv.DictReader((folder / "decisions.csv").open()))
-    # 12 scored examples for baseline, fitted, the constant and the hindsight reference; the ratio rule: 6 amounts
+    # 12 scored examples for baseline, fitted, the constant and the hindsight reference; the markup rule: 6 amounts
     assert len(rows) == 12 * 4 + 6
     first = next(r for r in rows if r["policy"] == "baseline" and r["action"] == REQUEST)
     assert {k: first[k] for k in ("game", "round", "seat", "person", "role", "v_noProject", "v_project", "loss",
@@ -154,3 +154,12 @@ def test_fitted_parameters_in_words():
     words = fitted.in_words({"markup": 0.246, "offer_share": 0.9, "vote_threshold": 20001})
     assert words.startswith("owners ask their loss + 24.6 %; the developer offers 90.0 % of the median request")
     assert "at least 20,001 more than no Project" in words
+
+
+def test_market_scores_are_named_for_the_recorded_players_with_a_warning():
+    from lib import evalcli
+
+    section = {"examples": 0, "per_action": {}, "policies": {}, "not_scored": []}
+    printed = evalcli.market_table(section)
+    assert "compared with the recorded players" in printed and "not with humans" in printed
+    assert "human" not in printed.replace("not with humans", "").replace("no human Harberger", "")
