@@ -89,6 +89,7 @@ def test_the_evaluation_reports_intervals_differences_and_a_csv_in_its_own_folde
     assert "2 games: an interval over games is not meaningful" in out
     assert "fitted - baseline (absolute error, n=4): -16,750" in out
     assert "out of sample: median / majority of the other games" in out and "'-': undefined here" in out
+    assert "constant median (hindsight reference)" in out  # the in-sample constant is never passed off as honest
 
     rows = list(csv.DictReader((folder / "decisions.csv").open()))
     # 12 scored examples for baseline, fitted, the constant and the hindsight reference; the markup rule: 6 amounts
@@ -163,3 +164,13 @@ def test_market_scores_are_named_for_the_recorded_players_with_a_warning():
     printed = evalcli.market_table(section)
     assert "compared with the recorded players" in printed and "not with humans" in printed
     assert "human" not in printed.replace("not with humans", "").replace("no human Harberger", "")
+
+
+def test_the_main_reasons_for_invalid_answers_most_frequent_first():
+    from lib import evalcli
+    from lib.evaluate import Decision
+
+    decisions = {"llm": [Decision(None, "not JSON"), Decision({"x": 1}), Decision(None, "amount above the cap"),
+                         Decision(None, "not JSON")],
+                 "baseline": [Decision({"x": 1})]}
+    assert evalcli.invalid_reasons(decisions) == {"llm": {"not JSON": 2, "amount above the cap": 1}}
