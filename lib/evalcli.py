@@ -477,23 +477,37 @@ def market_section(names: list[str], examples: list[Any],
     for e in examples:
         per_action[e.action] = per_action.get(e.action, 0) + 1
         per_type[e.game_type] = per_type.get(e.game_type, 0) + 1
+    from lib import marketstats
+
     made = [e.market_example() for e in examples]
-    scores, not_scored = {}, list(NOT_SCORED)
+    scores, not_scored, spread = {}, list(NOT_SCORED), {}
     for name in names:
         if name == "baseline":
-            scores[name] = score_market(made, MarketBaseline(seed=0).decide)
+            answers: dict[int, Any] = {}
+            base = MarketBaseline(seed=0).decide
+
+            def recorded(view: Any, kind: str, answers: dict[int, Any] = answers, base: Any = base) -> Any:
+                answers[id(view)] = base(view, kind)  # kept for the intervals: the baseline draws at random
+                return answers[id(view)]
+
+            scores[name] = score_market(made, recorded)
             scores[name].pop("not_scored", None)
+            spread[name] = {k: marketstats.summarize(v)
+                            for k, v in marketstats.ratio_pairs(examples, made, answers).items()}
         elif decisions and name in decisions:
             # score_market asks decide(view, kind) example by example; each made example has its own view object,
             # so the view says which example's decision (already checked strictly, None when invalid) it wants
             decided = {id(m.view): d.action for m, d in zip(made, decisions[name], strict=True)}
             scores[name] = score_market(made, lambda view, kind, decided=decided: decided[id(view)])
             scores[name].pop("not_scored", None)
+            spread[name] = {k: marketstats.summarize(v)
+                            for k, v in marketstats.ratio_pairs(examples, made, decided).items()}
         else:
             not_scored.append(f"policy {name}: no market version in --evaluate yet (only the baseline, "
                               "lib/marketpolicy.py, and llm are scored on market examples)")
     return {"examples": len(examples), "per_game_type": per_type, "per_action": per_action, "policies": scores,
-            "compared_with": "the recorded players", "warning": MARKET_WARNING, "not_scored": not_scored}
+            "compared_with": "the recorded players", "warning": MARKET_WARNING, "uncertainty": spread,
+            "not_scored": not_scored}
 
 
 # No human Harberger or futarchy log is public and a log does not say who played it: the market numbers compare with
@@ -509,6 +523,8 @@ def _pct(value: Any) -> str:
 
 def market_table(section: dict[str, Any]) -> str:
     """The market scores in a few lines per policy."""
+    from lib import marketstats
+
     lines = [f"market decisions (n={section['examples']}: " + ", ".join(
         f"{a} {n}" for a, n in section["per_action"].items()) + "), compared with the recorded players",
              f"  warning: {section.get('warning', MARKET_WARNING)}"]
@@ -522,6 +538,7 @@ def market_table(section: dict[str, Any]) -> str:
                      f"{_pct(sn['policy_snipe_rate'])}")
         lines.append(f"  {name}: orders n={o['n']}, invalid {o['invalid']}, same side {_pct(o['same_side'])}, mean "
                      f"price error {_pct(o['mean_rel_price_error'])} of the signal")
+        lines += marketstats.format_lines(name, section.get("uncertainty", {}).get(name, {}))
     lines += [f"  not scored: {reason}" for reason in section["not_scored"]]
     return "\n".join(lines)
 

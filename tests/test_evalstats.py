@@ -174,3 +174,34 @@ def test_the_main_reasons_for_invalid_answers_most_frequent_first():
                          Decision(None, "not JSON")],
                  "baseline": [Decision({"x": 1})]}
     assert evalcli.invalid_reasons(decisions) == {"llm": {"not JSON": 2, "amount above the cap": 1}}
+
+
+def test_market_scores_get_intervals_and_distributions_consistent_with_their_means(tmp_path, capsys):
+    import gzip
+
+    from lib.dataset import BuildOptions, build_dataset
+    from lib.sessions import load_sessions
+
+    fixtures = Path(__file__).parent / "fixtures"
+    with gzip.open(fixtures / "market_logs.json.gz", "rt") as f:
+        logs = json.load(f)["logs"]
+    folder = tmp_path / "market"
+    folder.mkdir()
+    for name, log in logs.items():
+        (folder / f"{name}.log.json").write_text(json.dumps(log))
+    out = tmp_path / "out"
+    sessions = load_sessions(fixtures / "market_sessions.json")
+    build_dataset(BuildOptions(inputs=[folder], output_dir=out, sessions=sessions, validation_fraction=0))
+    capsys.readouterr()
+    code, printed, err = evaluate(capsys, out, "--evaluate-on", str(out / "training_set.jsonl"), "--policies",
+                                  "baseline")
+    assert code == 0, err
+    market = json.loads(next((out / "evaluations").glob("*/evaluation_report.json")).read_text())["market"]
+    spread = market["uncertainty"]["baseline"]
+    declare = spread["declare"]
+    assert declare["n"] > 0 and declare["persons"] >= 1
+    # the same mean as lib.marketevaluate's, now with its interval
+    assert declare["mean_rel_error"]["persons"]["estimate"] == pytest.approx(
+        market["policies"]["baseline"]["declare"]["mean_rel_error"], abs=1e-6)
+    assert market["compared_with"] == "the recorded players"
+    assert "baseline: declarations / value (n=" in printed and "against the recorded players" in printed
