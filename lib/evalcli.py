@@ -568,7 +568,7 @@ def write_outputs(out: Path, report: dict[str, Any], evaluated: EvalSet, decisio
         try:
             evalplot.draw(temps[0], evaluated.examples, decisions, scores, refs,
                           f"{evaluated.path.name} ({len(evaluated.examples)} decisions, sha256 "
-                          f"{evaluated.sha256[:12]})")
+                          f"{evaluated.sha256[:12]})", report.get("uncertainty"))
         except ImportError:
             raise EvalError("matplotlib is not installed: .venv/bin/pip install -r requirements.txt") from None
         temps[1].write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
