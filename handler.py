@@ -162,11 +162,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "fitted_policy.json), or empirical: those rules drawing from the training humans' own "
                              "decisions (lib/games/voting/empirical.py) "
                              "(default: llm when OPENAI_API_KEY is set, else baseline)")
-    parser.add_argument("--fitted-params", type=Path, default=ROOT / "data" / "fitted_policy.json", metavar="FILE",
-                        help="--policy fitted: the parameters to play (default data/fitted_policy.json)")
-    parser.add_argument("--empirical-params", type=Path, default=ROOT / "data" / "empirical_policy.json",
-                        metavar="FILE", help="--policy empirical: the samples to draw from (default "
-                                             "data/empirical_policy.json)")
+    parser.add_argument("--fitted-params", type=Path, metavar="FILE",
+                        help="--policy fitted: the parameters to play (default: the newest data/evaluations/*/"
+                             "fitted_policy.json)")
+    parser.add_argument("--empirical-params", type=Path, metavar="FILE",
+                        help="--policy empirical: the samples to draw from (default: the newest "
+                             "data/evaluations/*/empirical_policy.json)")
     parser.add_argument("--rounds", type=int,
                         help=f"paid rounds of the new game (--local: default {DEFAULT_ROUNDS}; --create: default "
                              "the --params file's, else the real server's 5)")
@@ -265,18 +266,19 @@ def choose_policy(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Pol
     if wanted == "fitted":
         from lib.games.voting import fitted
 
-        path = args.fitted_params
+        path = args.fitted_params or fitted.newest_params(ROOT / "data")
         try:
             params = fitted.load(path)
         except fitted.FittedError as exc:
             raise UsageError(str(exc)) from None
         shown = ", ".join(f"{key} {value:g}" for key, value in params.items())
-        return BaselinePolicy(seed=args.seed, name="fitted", **params), f"policy: fitted ({shown}, from {path})"
+        return BaselinePolicy(seed=args.seed, name="fitted", **params), (f"policy: fitted ({shown}, from {path}"
+                                                                   f"{'' if args.fitted_params else ', the newest'})")
     if wanted == "empirical":
         from lib.games.voting import empirical
 
         try:
-            return empirical.playing(args.empirical_params, args.seed)
+            return empirical.playing(args.empirical_params or empirical.newest_samples(ROOT / "data"), args.seed)
         except empirical.EmpiricalError as exc:
             raise UsageError(str(exc)) from None
     if not api_key:

@@ -8,10 +8,14 @@ Reads the set and its state sidecar (lib.dataset.sidecar); `fitted` is estimated
 --train)
 with leave-one-game-out for evaluated games that are training games (lib.games.voting.fitted); each policy decides every
 example
-(lib.evaluation.policies); the scores (lib.evaluation.scores) go to stdout, data/evaluation_report.json and
-data/evaluation.png, all
-written only once everything is computed, each atomically. The fitted parameters (on all training games) are saved
-to data/fitted_policy.json for `handler.py --policy fitted`.
+(lib.evaluation.policies); the scores (lib.evaluation.scores), with their intervals, paired differences, out-of-sample
+references and
+distributions (lib.evaluation.fidelity, on lib.evaluation.stats), go to stdout and to one folder per evaluation
+(--output-dir, default
+DATA_DIR/evaluations/<set name>-<sha256 prefix>/): evaluation_report.json, evaluation.png, decisions.csv (one row
+per example and policy) and fitted_policy.json (the parameters fitted on all training games, which `handler.py
+--policy fitted` plays: the newest such file), all written only once everything is computed, each atomically, so
+that one evaluation never replaces another's.
 
 A policy is one entry of POLICIES: a function (context) -> EvalPolicy. Add one there, with its options in
 add_arguments, and it is scored, tabled, reported and drawn like the others.
@@ -37,7 +41,8 @@ import openai
 
 from lib.dataset import ftcheck
 from lib.dataset.sidecar import EvalSet, SetError, read_set
-from lib.evaluation import local as evallocal  # evallocal: torch only when used
+from lib.evaluation import fidelity as evalstats
+from lib.evaluation import local as evallocal  # evallocal: torch if used
 from lib.evaluation import policies as evalpolicies
 from lib.evaluation import scores as evaluate
 from lib.evaluation.policies import EvalPolicy, LLMEvalPolicy, ModelUnavailable, RulesPolicy
@@ -105,6 +110,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--policies", metavar="LIST",
                    help=f"comma-separated, from {', '.join(POLICIES)} (default: baseline,fitted, plus llm when a "
                         "model is configured: --model, OPENAI_MODEL or a succeeded fine-tuning job)")
+    g.add_argument("--output-dir", type=Path, metavar="DIR",
+                   help="where this evaluation's report, picture, per-decision CSV and fitted parameters go "
+                        "(default: DATA_DIR/evaluations/<set name>-<sha256 prefix>/)")
     g.add_argument("--yes", action="store_true", help="ask no question before calling a paid endpoint")
     g.add_argument("--max-concurrent-calls", type=_positive_int, default=8,
                    help="llm: model calls in flight at once (default: 8)")
@@ -217,12 +225,15 @@ POLICIES: dict[str, Callable[[Context], EvalPolicy]] = {"baseline": make_baselin
 def chosen_policies(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
     if args.policies is None:
         names = ["baseline", "fitted"]
-        if model_choice(args, env)[2]:
-            if env.get("OPENAI_API_KEY", "").strip():
-                names.append("llm")
-            else:
+        if not env.get("OPENAI_API_KEY", "").strip():
+            # the model is not resolved without a key: a job recorded at another endpoint must not stop an
+            # evaluation that never calls a model
+            if args.model or env.get("OPENAI_MODEL", "").strip():
                 print("note: a model is configured but OPENAI_API_KEY is not set: llm is not evaluated",
                       file=sys.stderr)
+            return names
+        if model_choice(args, env)[2]:
+            names.append("llm")
         return names
     names = [name.strip() for name in args.policies.split(",") if name.strip()]
     unknown = [name for name in names if name not in POLICIES]
@@ -387,30 +398,40 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
         raise EvalError(f"{describe(exc.cause)}; {exc.answered} answer(s) are cached in {exc.cache}: run again to "
                         "resume. Nothing else was written") from None
 
+    out = output_dir(args, whole)
     if not evaluated.examples:
         market_report = market_section(names, market, market_decisions)
         report = {"created_at": datetime.now(UTC).isoformat(timespec="seconds"), "dataset": dataset_entry(whole),
                   "market": market_report}
         if policies:
             report["policy_info"] = {policy.name: policy.info() for policy in policies}
-        write_report(args.data_dir, _clean(report))
+        write_report(out, _clean(report))
+        _remove_stale(out, {REPORT_FILE})
         print(f"Evaluated on {whole.path}: {len(market)} market decisions from {len(whole.games)} game(s) "
               f"({', '.join(whole.games)}), sha256 {whole.sha256[:12]}; no voting decision, so no picture")
         print(market_table(market_report))
-        print(f"Wrote {args.data_dir / REPORT_FILE}")
+        print(f"Wrote {out / REPORT_FILE}")
         return EXIT_OK
     scores = {name: evaluate.score(evaluated.examples, ds) for name, ds in decisions.items()}
     refs = evaluate.references(evaluated.examples)
+    pool = [e for e in ctx.training.examples if not e.market] if ctx.training is not None else evaluated.examples
+    uncertainty, rows = evalstats.analyse(evaluated.examples, decisions, pool, refs)
+    reasons = invalid_reasons(decisions)
     report = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": dataset_entry(evaluated),
         "policies": scores,
         "references": refs,
+        "uncertainty": uncertainty,
+        "invalid_reasons": reasons,
         "policy_info": {policy.name: policy.info() for policy in policies},
         "notes": ["an invalid vote counts as a disagreement; MAE, median AE, bias and Spearman cover the valid "
                   "answers only (n - invalid)",
-                  "references are the best constants in hindsight: the majority vote and the median amount of the "
-                  "evaluated humans themselves",
+                  "'references' are the best constants in hindsight (the majority vote and the median amount of the "
+                  "evaluated humans themselves); the honest references, taken from the other games, are under "
+                  "uncertainty.references with the prefix 'out of sample'",
+                  "intervals: 95 % percentile bootstrap resampling persons (a seat in a game; quote these) and, "
+                  "second, games; the KS p-value assumes independent decisions and is optimistic",
                   "chat is counted, not scored"],
     }
     if market:
@@ -418,18 +439,54 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
         report["market"] = market_section(names, market, market_decisions)
         report["notes"].append("the voting scores, references and the picture cover the voting examples; the market "
                                "examples are scored under 'market' (lib/games/market/scores.py)")
-    write_outputs(args.data_dir, _clean(report), evaluated, decisions, scores, refs, ctx)
+    write_outputs(out, _clean(report), evaluated, decisions, scores, refs, ctx, rows)
     print(f"Evaluated on {evaluated.path}: {len(evaluated.examples)} decisions from {len(evaluated.games)} game(s) "
           f"({', '.join(evaluated.games)}), sha256 {evaluated.sha256[:12]}"
           + (f"; and {len(market)} market decisions, scored apart below" if market else ""))
     print(evaluate.format_table(scores, refs))
+    invalid = {name: {a: e.get("invalid", 0) for a, e in s.items()} for name, s in scores.items()}
+    print(evalstats.format_uncertainty(uncertainty, invalid))
+    for name, counted in reasons.items():
+        print(f"invalid answers of {name}: " + "; ".join(f"{n} x {why}" for why, n in list(counted.items())[:3]))
     if market:
         print(market_table(report["market"]))
     if "fitted" in ctx.saved:
         overall = ctx.saved["fitted"][0]
-        print(f"fitted on all training games: {overall.params}; saved in {args.data_dir / fitted.PARAMS_FILE}")
-    print(f"Wrote {args.data_dir / REPORT_FILE} and {args.data_dir / PICTURE_FILE}")
+        print(f"fitted on all training games: {fitted.in_words(overall.params)}; saved in "
+              f"{out / fitted.PARAMS_FILE}")
+    written = [REPORT_FILE, PICTURE_FILE, evalstats.CSV_FILE] + ([fitted.PARAMS_FILE] if "fitted" in ctx.saved else [])
+    print(f"Wrote {', '.join(written)} in {out}")
     return EXIT_OK
+
+
+def output_dir(args: argparse.Namespace, s: EvalSet) -> Path:
+    """--output-dir, else a folder named for the evaluated set and its content, so evaluations never collide."""
+    return args.output_dir or args.data_dir / "evaluations" / f"{s.path.stem}-{s.sha256[:12]}"
+
+
+def invalid_reasons(decisions: dict[str, list[evaluate.Decision]]) -> dict[str, dict[str, int]]:
+    """Per policy with invalid answers, their reasons, most frequent first."""
+    out = {}
+    for name, ds in decisions.items():
+        counted: dict[str, int] = {}
+        for d in ds:
+            if d.action is None:
+                why = (d.error or "no reason given").splitlines()[0][:160]
+                counted[why] = counted.get(why, 0) + 1
+        if counted:
+            out[name] = dict(sorted(counted.items(), key=lambda kv: (-kv[1], kv[0])))
+    return out
+
+
+OUTPUT_FILES = (REPORT_FILE, PICTURE_FILE, evalstats.CSV_FILE, fitted.PARAMS_FILE)
+
+
+def _remove_stale(out: Path, written: set[str]) -> None:
+    """An earlier evaluation of the same set into this folder may have left files this one does not write (a
+    picture, fitted parameters): they would pass for this evaluation's."""
+    for name in OUTPUT_FILES:
+        if name not in written:
+            (out / name).unlink(missing_ok=True)
 
 
 def market_section(names: list[str], examples: list[Any],
@@ -444,23 +501,44 @@ def market_section(names: list[str], examples: list[Any],
     for e in examples:
         per_action[e.action] = per_action.get(e.action, 0) + 1
         per_type[e.game_type] = per_type.get(e.game_type, 0) + 1
+    from lib.games.market import fidelity as marketstats
+
     made = [e.market_example() for e in examples]
-    scores, not_scored = {}, list(NOT_SCORED)
+    scores, not_scored, spread = {}, list(NOT_SCORED), {}
     for name in names:
         if name == "baseline":
-            scores[name] = score_market(made, MarketBaseline(seed=0).decide)
+            answers: dict[int, Any] = {}
+            base = MarketBaseline(seed=0).decide
+
+            def recorded(view: Any, kind: str, answers: dict[int, Any] = answers, base: Any = base) -> Any:
+                answers[id(view)] = base(view, kind)  # kept for the intervals: the baseline draws at random
+                return answers[id(view)]
+
+            scores[name] = score_market(made, recorded)
             scores[name].pop("not_scored", None)
+            spread[name] = {k: marketstats.summarize(v)
+                            for k, v in marketstats.ratio_pairs(examples, made, answers).items()}
         elif decisions and name in decisions:
             # score_market asks decide(view, kind) example by example; each made example has its own view object,
             # so the view says which example's decision (already checked strictly, None when invalid) it wants
             decided = {id(m.view): d.action for m, d in zip(made, decisions[name], strict=True)}
             scores[name] = score_market(made, lambda view, kind, decided=decided: decided[id(view)])
             scores[name].pop("not_scored", None)
+            spread[name] = {k: marketstats.summarize(v)
+                            for k, v in marketstats.ratio_pairs(examples, made, decided).items()}
         else:
             not_scored.append(f"policy {name}: no market version in --evaluate yet (only the baseline, "
                               "lib/games/market/policy.py, fitted, empirical and llm are scored on market examples)")
     return {"examples": len(examples), "per_game_type": per_type, "per_action": per_action, "policies": scores,
+            "compared_with": "the recorded players", "warning": MARKET_WARNING, "uncertainty": spread,
             "not_scored": not_scored}
+
+
+# No human Harberger or futarchy log is public and a log does not say who played it: the market numbers compare with
+# whoever did, and must not pass for a measure of human-likeness.
+MARKET_WARNING = ("the market scores compare with the recorded players, not with humans: no human Harberger or "
+                  "futarchy data is public, and logs recorded with agents or scripts (as the real-server recordings "
+                  "were) measure likeness to those agents or scripts")
 
 
 def _pct(value: Any) -> str:
@@ -469,18 +547,22 @@ def _pct(value: Any) -> str:
 
 def market_table(section: dict[str, Any]) -> str:
     """The market scores in a few lines per policy."""
+    from lib.games.market import fidelity as marketstats
+
     lines = [f"market decisions (n={section['examples']}: " + ", ".join(
-        f"{a} {n}" for a, n in section["per_action"].items()) + ")"]
+        f"{a} {n}" for a, n in section["per_action"].items()) + "), compared with the recorded players",
+             f"  warning: {section.get('warning', MARKET_WARNING)}"]
     for name, s in section["policies"].items():
         d, sn, o = s["declare"], s["done-speculating"], s["post-order"]
         lines.append(f"  {name}: declarations n={d['n']} (values unknown {d['values_unknown']}), invalid "
-                     f"{d['invalid']}, mean error {_pct(d['mean_rel_error'])} of the true value, shading human "
-                     f"{_pct(d['human_shading'])} / policy {_pct(d['policy_shading'])}")
+                     f"{d['invalid']}, mean error {_pct(d['mean_rel_error'])} of the true value, shading "
+                     f"recorded players {_pct(d['human_shading'])} / policy {_pct(d['policy_shading'])}")
         lines.append(f"  {name}: snipes n={sn['n']}, invalid {sn['invalid']}, agreement {_pct(sn['agreement'])} "
-                     f"of {sn['choices']} choices, snipe rate human {_pct(sn['human_snipe_rate'])} / policy "
+                     f"of {sn['choices']} choices, snipe rate recorded players {_pct(sn['human_snipe_rate'])} / policy "
                      f"{_pct(sn['policy_snipe_rate'])}")
         lines.append(f"  {name}: orders n={o['n']}, invalid {o['invalid']}, same side {_pct(o['same_side'])}, mean "
                      f"price error {_pct(o['mean_rel_price_error'])} of the signal")
+        lines += marketstats.format_lines(name, section.get("uncertainty", {}).get(name, {}))
     lines += [f"  not scored: {reason}" for reason in section["not_scored"]]
     return "\n".join(lines)
 
@@ -497,21 +579,24 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
 
 
 def write_outputs(out: Path, report: dict[str, Any], evaluated: EvalSet, decisions: dict[str, list[Any]],
-                  scores: dict[str, Any], refs: dict[str, Any], ctx: Context) -> None:
-    """The picture and the report (and the fitted parameters), each replacing the old file only when whole."""
+                  scores: dict[str, Any], refs: dict[str, Any], ctx: Context,
+                  rows: dict[str, list[Any]] | None = None) -> None:
+    """The picture, the report, the per-decision CSV (and the fitted parameters), each replacing the old file only
+    when whole."""
     from lib.evaluation import plot as evalplot
 
     out.mkdir(parents=True, exist_ok=True)
-    report_path, picture_path = out / REPORT_FILE, out / PICTURE_FILE
-    temps = [_atomic_temp(picture_path), _atomic_temp(report_path)]
+    report_path, picture_path, csv_path = out / REPORT_FILE, out / PICTURE_FILE, out / evalstats.CSV_FILE
+    temps = [_atomic_temp(picture_path), _atomic_temp(report_path), _atomic_temp(csv_path)]
     try:
         try:
             evalplot.draw(temps[0], evaluated.examples, decisions, scores, refs,
                           f"{evaluated.path.name} ({len(evaluated.examples)} decisions, sha256 "
-                          f"{evaluated.sha256[:12]})")
+                          f"{evaluated.sha256[:12]})", report.get("uncertainty"))
         except ImportError:
             raise EvalError("matplotlib is not installed: .venv/bin/pip install -r requirements.txt") from None
         temps[1].write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        evalstats.write_csv(temps[2], rows or {}, decisions, evaluated.examples)
         if "fitted" in ctx.saved:
             overall, source = ctx.saved["fitted"]
             fitted.save(out / fitted.PARAMS_FILE, overall, source)
@@ -522,6 +607,9 @@ def write_outputs(out: Path, report: dict[str, Any], evaluated: EvalSet, decisio
             empirical.save(out / empirical.PARAMS_FILE, samples, source, market_samples)
         os.replace(temps[0], picture_path)
         os.replace(temps[1], report_path)
+        os.replace(temps[2], csv_path)
+        _remove_stale(out, {REPORT_FILE, PICTURE_FILE, evalstats.CSV_FILE}
+                      | ({fitted.PARAMS_FILE} if "fitted" in ctx.saved else set()))
     finally:
         for temp in temps:
             temp.unlink(missing_ok=True)

@@ -53,8 +53,11 @@ def _amount_panel(ax: Any, action: str, examples: Sequence[Example], decisions: 
 
 
 def draw(path: Path, examples: Sequence[Example], decisions: dict[str, list[Decision]],
-         scores: dict[str, dict[str, dict[str, Any]]], refs: dict[str, dict[str, Any]], title: str) -> None:
-    """Write the picture to `path` (PNG). The caller makes the write atomic."""
+         scores: dict[str, dict[str, dict[str, Any]]], refs: dict[str, dict[str, Any]], title: str,
+         uncertainty: dict[str, Any] | None = None) -> None:
+    """Write the picture to `path` (PNG). The caller makes the write atomic. With `uncertainty`
+    (lib.evaluation.fidelity),
+    the vote agreements carry their 95 % intervals over persons."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: a file is all we want
@@ -67,13 +70,20 @@ def draw(path: Path, examples: Sequence[Example], decisions: dict[str, list[Deci
     names = [name for name in scores if DECISION in scores[name]]
     agreements = [scores[name][DECISION]["agreement"] or 0.0 for name in names]
     n = refs[DECISION]["n"] if DECISION in refs else 0
-    ax.set_title(f"votes: agreement with the humans (n={n})")
+    ax.set_title(f"votes: agreement with the humans (n={n})\nbars: 95 % interval over persons", fontsize=10)
     if names:
-        bars = ax.bar(names, agreements, color="tab:blue")
+        yerr = None
+        spans = [((uncertainty or {}).get("policies", {}).get(name, {}).get(DECISION, {}).get("agreement") or {})
+                 .get("persons", {}) for name in names]
+        if spans and all(span.get("low") is not None for span in spans):
+            # the report's intervals are rounded: never a negative error bar
+            yerr = [[max(0.0, a - span["low"]) for a, span in zip(agreements, spans, strict=True)],
+                    [max(0.0, span["high"] - a) for a, span in zip(agreements, spans, strict=True)]]
+        bars = ax.bar(names, agreements, color="tab:blue", yerr=yerr, capsize=4)
         for bar, value in zip(bars, agreements, strict=True):
             ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.2f}", ha="center", va="bottom", fontsize=8)
     if DECISION in refs:
-        ax.axhline(refs[DECISION]["agreement"], color="grey", linestyle="--", label="majority class")
+        ax.axhline(refs[DECISION]["agreement"], color="grey", linestyle="--", label="majority class (hindsight)")
         ax.legend(fontsize=7, loc="lower right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("agreement")

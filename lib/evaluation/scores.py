@@ -211,7 +211,7 @@ def _number(value: Any, digits: int = 0) -> str:
 def format_table(scores: dict[str, dict[str, dict[str, Any]]], refs: dict[str, dict[str, Any]]) -> str:
     """Per action type, one row per policy and one for the reference."""
     actions = sorted({a for s in scores.values() for a in s} | set(refs), key=_action_order)
-    width = max([len(name) for name in scores] + [len("constant median (reference)")]) + 2
+    width = max([len(name) for name in scores] + [len("constant median (hindsight reference)")]) + 2
     lines = []
     for action in actions:
         kind = KINDS[action]
@@ -229,7 +229,7 @@ def format_table(scores: dict[str, dict[str, dict[str, Any]]], refs: dict[str, d
         lines.append(f"{action} (n={n})".ljust(width + 2) + "".join(h.rjust(12) for h in heads))
         ref = refs.get(action)
         if ref is not None:
-            rows.append((f"{ref['reference']} (reference)", ref))
+            rows.append((f"{ref['reference']} (hindsight reference)", ref))  # in-sample: no policy could know it
         for name, e in rows:
             if kind.how == CHOICE:
                 agree = e["agreement"]

@@ -81,6 +81,9 @@ class Conn(Protocol):
 
     def send(self, frame: dict[str, Any]) -> None: ...
 
+    def send_text(self, text: str) -> None:
+        """Send a frame already encoded as JSON text (a broadcast encodes its frame once for every socket)."""
+
 
 
 @dataclass
@@ -237,10 +240,10 @@ class CoreGame:
     def _broadcast_event(self, kind: str, data: Any, role: int | None = None) -> None:
         if kind == "phase-transition":
             self._meta_round, self._meta_phase = data["round"], data["phase"]
-        frame = self._record(kind, data, "all" if role is None else role)
+        text = js.stringify(self._record(kind, data, "all" if role is None else role))
         for number, conn in list(self.sockets.items()):
             if role is None or self.players[number].role == role:
-                conn.send(frame)
+                conn.send_text(text)  # encoded once, not once per seat: a busy market broadcasts every order
 
     def _broadcast_message(self, kind: str, text: str) -> None:
         for conn in list(self.sockets.values()):

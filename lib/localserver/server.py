@@ -70,6 +70,9 @@ class _Client:
     def send(self, frame: dict[str, Any]) -> None:
         self.queue.put_nowait(js.stringify(frame))
 
+    def send_text(self, text: str) -> None:
+        self.queue.put_nowait(text)
+
     async def write_loop(self) -> None:
         try:
             while True:
@@ -307,6 +310,9 @@ class LocalServer:
             async for data in ws:
                 text = data if isinstance(data, str) else data.decode("utf-8", "replace")
                 self._on_text(client, text)
+                # Frames already buffered are handed over without a pause: without this yield one socket's flood
+                # would run back to back and hold every other game's sockets (and their keepalive pings) waiting.
+                await asyncio.sleep(0)
         except ConnectionClosed:
             pass
         finally:

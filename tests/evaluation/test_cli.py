@@ -40,8 +40,15 @@ def evaluate(capsys, data: Path, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def out_dir(data: Path) -> Path:
+    """The one evaluation folder under data/evaluations/."""
+    found = sorted((data / "evaluations").iterdir())
+    assert len(found) == 1, found
+    return found[0]
+
+
 def report_of(data: Path) -> dict:
-    return json.loads((data / "evaluation_report.json").read_text())
+    return json.loads((out_dir(data) / "evaluation_report.json").read_text())
 
 
 # ----------------------------------------------------------------------------------------------- statistics
@@ -106,10 +113,13 @@ def test_every_number_of_the_hand_set(tmp_path, capsys):
     dataset = report["dataset"]
     assert dataset["sha256"] == jobrecord.sha256_file(tmp_path / "training_set.jsonl")
     assert dataset["games"] == ["1", "2"] and dataset["examples"] == len(HAND_SET)
-    saved = json.loads((tmp_path / "fitted_policy.json").read_text())
+    folder = out_dir(tmp_path)
+    assert folder.name == f"training_set-{dataset['sha256'][:12]}"  # named for the set and its content
+    saved = json.loads((folder / "fitted_policy.json").read_text())
     assert saved["parameters"] == {"markup": 0.25, "offer_share": 0.75, "vote_threshold": 20001}
     assert saved["fitted_on"]["sha256"] == dataset["sha256"]
-    assert (tmp_path / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (folder / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "owners ask their loss + 25.0 %; the developer offers 75.0 % of the median request" in out
 
 
 def test_scores_keep_the_issue_s_keys_and_add_a_policy_s_own_numbers(tmp_path):
@@ -223,6 +233,7 @@ def test_the_builder_writes_a_sidecar_the_evaluation_reads(tmp_path, capsys):
 
 
 def _unchanged(data: Path) -> None:
+    assert not (data / "evaluations").exists()
     assert not (data / "evaluation_report.json").exists() and not (data / "evaluation.png").exists()
     assert not (data / "fitted_policy.json").exists()
     assert not [p for p in data.iterdir() if p.name.startswith(".")]  # no temporary file left
@@ -282,7 +293,7 @@ def test_without_a_training_set_the_default_policies_leave_fitted_out(tmp_path, 
     assert code == 0, err
     assert "fitted is not evaluated" in err
     assert list(report_of(tmp_path)["policies"]) == ["baseline"]
-    assert not (tmp_path / "fitted_policy.json").exists()
+    assert not (out_dir(tmp_path) / "fitted_policy.json").exists()
 
 
 def test_is_local_endpoint_and_prices():

@@ -41,7 +41,8 @@ def data(tmp_path):
 
 
 def evaluate(capsys, data: Path, *args: str) -> tuple[int, str, str]:
-    code = finetune.main(["--evaluate", "--data-dir", str(data), "--policies", "llm", "--model", "test-model",
+    code = finetune.main(["--evaluate", "--data-dir", str(data), "--output-dir", str(data),
+                          "--policies", "llm", "--model", "test-model",
                           "--max-retries", "0", *args])
     out, err = capsys.readouterr()
     return code, out, err
@@ -174,7 +175,7 @@ def test_temperature_none_leaves_it_to_the_endpoint(fake, data, capsys):
 def test_a_configured_model_joins_the_default_policies(fake, data, capsys, monkeypatch):
     fake.chat_default = scripted
     monkeypatch.setenv("OPENAI_MODEL", "ft:gpt-4.1-mini-2025-04-14:lab::abc")
-    code = finetune.main(["--evaluate", "--data-dir", str(data)])
+    code = finetune.main(["--evaluate", "--data-dir", str(data), "--output-dir", str(data)])
     _, err = capsys.readouterr()
     assert code == 0, err
     report = json.loads((data / "evaluation_report.json").read_text())

@@ -98,7 +98,8 @@ def test_the_local_policy_without_training_requirements_says_how_to_install_them
 
     monkeypatch.setitem(sys.modules, "torch", None)
     write_set(tmp_path / "validation_set.jsonl")
-    code = finetune.main(["--evaluate", "--data-dir", str(tmp_path), "--policies", "baseline,local", "--model",
+    code = finetune.main(["--evaluate", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path),
+                          "--policies", "baseline,local", "--model",
                           str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1

@@ -392,7 +392,7 @@ def test_evaluate_scores_the_trained_model_beside_its_base(tmp_path, capsys, mon
     capsys.readouterr()
     code, _, err = trl(capsys, data, base, "--epochs", 10, "--max-seq-length", 1024, *FAST)
     assert code == 0, err
-    code, out, err = (finetune.main(["--evaluate", "--data-dir", str(data), "--policies",
+    code, out, err = (finetune.main(["--evaluate", "--data-dir", str(data), "--output-dir", str(data), "--policies",
                                      "baseline,local,local-base"]), *capsys.readouterr())
     assert code == 0, err
     report = json.loads((data / "evaluation_report.json").read_text())
@@ -414,7 +414,8 @@ def test_evaluate_scores_the_trained_model_beside_its_base(tmp_path, capsys, mon
         fake.chat_default = FakeVLLM(lm)
         for name, value in fake.env().items():
             monkeypatch.setenv(name, value)
-        code = finetune.main(["--evaluate", "--data-dir", str(data), "--policies", "llm,local", "--model",
+        code = finetune.main(["--evaluate", "--data-dir", str(data), "--output-dir", str(data),
+                              "--policies", "llm,local", "--model",
                               str(the_folder(data)), "--nll"])
     assert code == 0, capsys.readouterr().err
     report = json.loads((data / "evaluation_report.json").read_text())
@@ -428,10 +429,11 @@ def test_evaluate_local_needs_a_model(tmp_path, capsys):
 
     data = tmp_path / "data"
     write_set(data / "validation_set.jsonl")
-    code = finetune.main(["--evaluate", "--data-dir", str(data), "--policies", "local"])
+    code = finetune.main(["--evaluate", "--data-dir", str(data), "--output-dir", str(data), "--policies", "local"])
     err = capsys.readouterr().err
     assert code == 2 and "--model PATH" in one_line(err)
-    code = finetune.main(["--evaluate", "--data-dir", str(data), "--policies", "local-base", "--model",
+    code = finetune.main(["--evaluate", "--data-dir", str(data), "--output-dir", str(data),
+                          "--policies", "local-base", "--model",
                           str(data)])
     err = capsys.readouterr().err
     assert code == 2 and "not a LoRA adapter folder" in one_line(err)

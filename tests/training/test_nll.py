@@ -104,7 +104,8 @@ def fake(monkeypatch):
 def test_evaluate_reports_the_served_nll_per_action_type(fake, tmp_path, capsys):
     write_set(tmp_path / "validation_set.jsonl")
     fake.chat_default = ToyVLLM()
-    code = finetune.main(["--evaluate", "--data-dir", str(tmp_path), "--policies", "llm", "--model", "served",
+    code = finetune.main(["--evaluate", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path),
+                          "--policies", "llm", "--model", "served",
                           "--nll"])
     assert code == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "evaluation_report.json").read_text())
@@ -126,7 +127,8 @@ def test_evaluate_goes_on_without_the_nll_where_the_endpoint_has_none(fake, tmp_
     write_set(tmp_path / "validation_set.jsonl")
     fake.chat_default = lambda body: (scripted(body) if "prompt_logprobs" not in body
                                       else REFUSED if extension == "refused" else "ignored")
-    code = finetune.main(["--evaluate", "--data-dir", str(tmp_path), "--policies", "llm", "--model", "gpt-x",
+    code = finetune.main(["--evaluate", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path),
+                          "--policies", "llm", "--model", "gpt-x",
                           "--nll"])
     assert code == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "evaluation_report.json").read_text())

@@ -17,6 +17,10 @@ What is reproduced, because a client can see it (the real server does it, so age
   `order-refused` and leaves earlier trades of that order and the offending resting order in place;
 - the message is changed in place as the server does (a string price becomes its parsed number, NaN logs as null),
   so a record of the message after `handle` matches the real server's log.
+How it is computed differs from the server where the result cannot: the server filters the whole book for the
+seat's orders and sorts the others' orders at every order; `Book` keeps per-seat indexes and heaps instead, so an
+order costs O(log n) and a flood from one seat cannot stall the local server (issue #20), with the same frames
+(tests/test_market_book.py checks them against the scanning algorithm).
 Not reproduced: a quantity that is not a JSON number (string, null, bool) is taken as missing (the real server's
 JS coercions would turn wallets into strings); a frame on which the real server throws inside the handler (no
 `order` in a cancel, an unknown order type with `now: true`, a condition key the book cannot index) gets no answer
@@ -25,9 +29,12 @@ and changes nothing, as there.
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from functools import cmp_to_key
 from typing import Any
 
@@ -152,6 +159,202 @@ class Trade:
     price: Any
 
 
+_EXACT = 2 ** 53  # every integer up to here is a double, so sums of prices on this grid are exact in any order
+
+
+def _ordered_as_python(price: Any) -> bool:
+    """Whether Python's ordering of this price agrees with the server's `a - b` sort comparator: NaN is not (the
+    comparator calls it equal to everything, so where it lands depends on the sort algorithm's steps), nor is an int
+    beyond 2**53 (`a - b` rounds it to a double before comparing)."""
+    if isinstance(price, float):
+        return not math.isnan(price)
+    return -_EXACT <= price <= _EXACT
+
+
+class _Committed:
+    """One seat's resting bid prices summed as the server's loop sums them: `committed += o.price` in book order.
+
+    That float sum depends on the order of the additions, so it cannot simply be decremented when a bid leaves
+    the book. Where every partial sum is exact (integers, or binary fractions like .5, whose total stays under
+    2**53 units of the finest one) the order does not matter and the exact total is the answer in O(1); NaN and
+    Infinity decide the sum alone (prices are never negative, so no Infinity - Infinity). Otherwise (decimal
+    fractions such as 0.1) the running sum stays right while bids are only appended, and is recomputed from the
+    seat's own bids, once, after a removal."""
+
+    __slots__ = ("nan", "inf", "floats", "exact", "denominators", "running", "stale")
+
+    def __init__(self) -> None:
+        self.nan = self.inf = self.floats = 0
+        self.exact = Fraction(0)
+        self.denominators: dict[int, int] = {}  # of the fractional prices: the finest one bounds exactness
+        self.running: Any = 0  # JS `let committed = 0`, then each price added in book order
+        self.stale = False
+
+    def add(self, price: Any) -> None:
+        self.running = self.running + price  # a new bid comes last in book order: the server adds it last too
+        self._count(price, 1)
+
+    def remove(self, price: Any) -> None:
+        self._count(price, -1)
+        self.stale = True
+
+    def _count(self, price: Any, sign: int) -> None:
+        if isinstance(price, float):
+            self.floats += sign
+            if math.isnan(price):
+                self.nan += sign
+                return
+            if math.isinf(price):
+                self.inf += sign
+                return
+            denominator = price.as_integer_ratio()[1]
+            if denominator > 1:
+                left = self.denominators.get(denominator, 0) + sign
+                if left:
+                    self.denominators[denominator] = left
+                else:
+                    del self.denominators[denominator]
+        self.exact += Fraction(price) if sign > 0 else -Fraction(price)
+
+    def value(self, bids: Iterable[Order]) -> Any:
+        if self.nan:
+            return math.nan
+        if self.inf:
+            return math.inf
+        if not self.floats:
+            return int(self.exact)  # JS numbers; Python keeps ints as ints, as the old sum of ints did
+        if self.exact * max(self.denominators, default=1) < _EXACT:
+            return float(self.exact)
+        if self.stale:
+            running: Any = 0
+            for order in bids:  # only after a removal, and only where `clearly_below` could not decide
+                running += order.price
+            self.running, self.stale = running, False
+        return self.running
+
+    def clearly_below(self, limit: Any, count: int) -> bool:
+        """Whether `limit < sum` is false for the server's float sum however its `count` additions rounded, so
+        that a bid can be let through without recomputing a stale sum: a sum of k non-negative doubles in any
+        order is within (k-1)u/(1-(k-1)u) of the exact one (Higham, recursive summation; u = 2**-53); 2k roundings
+        are allowed for, as Python rounds an int to a double before adding it to a float."""
+        if not self.stale or self.nan or self.inf or not is_number(limit) or not -2.0 ** 1000 < limit < 2.0 ** 1000:
+            return False
+        slack = Fraction(2 * count, 2 ** 53 - 2 * count) * self.exact
+        return Fraction(limit) >= self.exact + slack
+
+
+def _priority(order: Order) -> Any:
+    """Heap key: asks cheapest first, bids dearest first; the order id breaks ties (earlier orders first)."""
+    return order.price if order.type == "ask" else -order.price
+
+
+class Book:
+    """The resting orders of one condition, indexed so that each order costs O(log n) instead of the server's
+    scans (every seat's orders filtered, then all the others' orders sorted, at each order).
+
+    `orders` is the book as the server keeps it (ids grow, so id order is its append order). Each (type, seat)
+    has its own index of orders (for its ask count and bid sum) and its own heap of (priority, id): the best order
+    of the others is the best of the other seats' heap tops, so a seat's own orders are never stepped over, however
+    many it has. Heaps delete lazily (an id no longer in the seat's index is dead) and are rebuilt when most of a
+    heap is dead; a seat's structures go when its last order of a type goes, so an empty book holds nothing.
+    Orders whose price Python cannot order as the server does (NaN, huge ints) stay out of the heaps; while one
+    rests on a side, matching against that side falls back to the server's sort of the others' orders."""
+
+    def __init__(self) -> None:
+        self.orders: dict[int, Order] = {}
+        self._index: dict[str, dict[int, dict[int, Order]]] = {"ask": {}, "bid": {}}
+        self._heaps: dict[str, dict[int, list[tuple[Any, int]]]] = {"ask": {}, "bid": {}}
+        self._size = {"ask": 0, "bid": 0}
+        self._unordered = {"ask": 0, "bid": 0}  # resting prices Python orders differently from the server's sort
+        self._committed: dict[int, _Committed] = {}
+
+    def __len__(self) -> int:
+        return len(self.orders)
+
+    def count(self, kind: str, seat: int) -> int:
+        """How many orders of this type the seat has resting."""
+        return len(self._index[kind].get(seat, ()))
+
+    def others_count(self, kind: str, seat: int) -> int:
+        """How many orders of this type the other seats have resting."""
+        return self._size[kind] - self.count(kind, seat)
+
+    def committed(self, seat: int) -> Any:
+        """The sum of the seat's resting bid prices, as the server computes it (int 0 without bids)."""
+        state = self._committed.get(seat)
+        return 0 if state is None else state.value(self._index["bid"][seat].values())
+
+    def bid_fits(self, seat: int, room: Any) -> bool:
+        """True when `room < committed(seat)` is certainly false, known without summing the seat's bids; False:
+        ask `committed` (cheap except for decimal prices after a removal)."""
+        state = self._committed.get(seat)
+        return state is not None and state.clearly_below(room, self.count("bid", seat))
+
+    def add(self, order: Order) -> None:
+        kind, seat = order.type, order.sender
+        self.orders[order.id] = order
+        self._index[kind].setdefault(seat, {})[order.id] = order
+        heap = self._heaps[kind].setdefault(seat, [])
+        self._size[kind] += 1
+        if _ordered_as_python(order.price):
+            heapq.heappush(heap, (_priority(order), order.id))
+        else:
+            self._unordered[kind] += 1  # kept out of the heap: a NaN there would break its invariant for good
+        if kind == "bid":
+            self._committed.setdefault(seat, _Committed()).add(order.price)
+
+    def remove(self, order: Order) -> None:
+        kind, seat = order.type, order.sender
+        del self.orders[order.id]
+        index = self._index[kind][seat]
+        del index[order.id]
+        self._size[kind] -= 1
+        if not _ordered_as_python(order.price):
+            self._unordered[kind] -= 1
+        if not index:  # the seat's last order of this type: release its structures
+            del self._index[kind][seat]
+            del self._heaps[kind][seat]
+            if kind == "bid":
+                del self._committed[seat]
+            return
+        if kind == "bid":
+            self._committed[seat].remove(order.price)
+        heap = self._heaps[kind][seat]
+        if len(heap) > 2 * len(index) + 16:  # mostly dead entries: rebuild, so memory follows the live orders
+            heap = [(_priority(o), i) for i, o in index.items() if _ordered_as_python(o.price)]
+            heapq.heapify(heap)
+            self._heaps[kind][seat] = heap
+
+    def best_of_others(self, kind: str, seat: int) -> Iterator[Order]:
+        """The other seats' orders of a type, best first, as the server's sorted copy lists them; the caller may
+        change or remove the order it was given before it asks for the next one."""
+        if self._unordered[kind]:
+            # NaN or huge-int prices rest on this side: only the server's own sort reproduces their places
+            yield from self._sorted_as_the_server(kind, seat)
+            return
+        while True:
+            best: tuple[Any, int] | None = None
+            for other, heap in self._heaps[kind].items():
+                if other == seat:
+                    continue
+                index = self._index[kind][other]
+                while heap[0][1] not in index:  # every live order is in its heap while no unordered one rests
+                    heapq.heappop(heap)
+                if best is None or heap[0] < best:
+                    best, owner = heap[0], other
+            if best is None:
+                return
+            yield self._index[kind][owner][best[1]]
+
+    def _sorted_as_the_server(self, kind: str, seat: int) -> list[Order]:
+        others = [o for o in self.orders.values() if o.type == kind and o.sender != seat]
+        if kind == "bid":
+            others.sort(key=cmp_to_key(lambda a, b: _compare_prices(b, a, by_price=True)))
+        else:
+            others.sort(key=cmp_to_key(lambda a, b: _compare_prices(a, b, by_price=True)))
+        return others
+
+
 @dataclass
 class Market:
     """The books of one market phase. `wallets[seat][condition]` are the players' wallet dicts
@@ -159,13 +362,13 @@ class Market:
 
     wallets: dict[int, list[dict]]
     rule: ConditionRule
-    books: dict[int, list[Order]] = field(default_factory=dict)
+    books: dict[int, Book] = field(default_factory=dict)
     trades: dict[int, list[Trade]] = field(default_factory=dict)
     next_id: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for condition in self.rule.conditions:
-            self.books.setdefault(condition, [])
+            self.books.setdefault(condition, Book())
             self.trades.setdefault(condition, [])
             # id 0 goes to the server's "market-started" log row, so resting orders are numbered from 1
             self.next_id.setdefault(condition, 1)
@@ -174,7 +377,7 @@ class Market:
 
     def median(self, condition: int) -> Any:
         """Median of the last seven trade prices under the condition (None before the first trade)."""
-        values = [t.price for t in self.trades.get(condition, [])][-7:]
+        values = [t.price for t in self.trades.get(condition, [])[-7:]]  # not a copy of every trade
         if not values:
             return None
         values.sort(key=cmp_to_key(_compare_prices))
@@ -185,7 +388,8 @@ class Market:
 
     def resting(self, condition: int) -> list[dict]:
         """The resting orders under a condition, oldest first."""
-        return [js_json(o.as_data()) for o in self.books.get(condition, [])]
+        book = self.books.get(condition)
+        return [js_json(o.as_data()) for o in book.orders.values()] if book is not None else []
 
     def movement_list(self, condition: int) -> list[dict]:
         """The trades under a condition, each with the condition's current median (as `GET /games/status` has it)."""
@@ -232,20 +436,17 @@ class Market:
                             "placeholder": "order-price-negative", "parameters": [price]})
         kind = order.get("type", UNDEFINED)
         wallet = self.wallets[seat][key]
-        own = [o for o in self.books[key] if o.sender == seat]
+        book = self.books[key]
         if kind == "ask":
-            asks = sum(1 for o in own if o.type == "ask")
+            asks = book.count("ask", seat)
             if wallet["shares"] <= asks:
                 return refused({
                     "message": f"You have already committed all your shares {js_str(wallet['shares'])} in other asks."
                                "\n                                 You can cancel them if you want to publish new ones",
                     "placeholder": "no-shares-available", "parameters": [wallet["shares"]]})
         elif kind == "bid":
-            committed = 0
-            for o in own:
-                if o.type == "bid":
-                    committed += o.price
-            if wallet["balance"] - price < committed:
+            committed = None if book.bid_fits(seat, wallet["balance"] - price) else book.committed(seat)
+            if committed is not None and wallet["balance"] - price < committed:
                 remainder = wallet["balance"] - committed
                 return refused({
                     "message": f"You have already committed much of your balance ({js_str(committed)}) in other bids,"
@@ -257,8 +458,7 @@ class Market:
         if now is True:
             if kind not in ("ask", "bid"):
                 return []  # the server reads `.length` of undefined and throws
-            other = "bid" if kind == "ask" else "ask"
-            if not any(o.type == other and o.sender != seat for o in self.books[key]):
+            if not book.others_count("bid" if kind == "ask" else "ask", seat):
                 return refused({"message": "Could not fulfill your order: no matching offers available"})
         quantity = order.get("quantity", UNDEFINED)
         out: list[Out] = []
@@ -270,7 +470,7 @@ class Market:
             if not js_truthy(now):
                 resting = Order(self.next_id[key], seat, price, rest, kind, raw_condition)
                 self.next_id[key] += 1
-                self.books[key].append(resting)
+                self.books[key].add(resting)
                 out.append((None, event("add-order", {"order": resting.as_data()})))
             else:
                 placeholder = "could-not-find-bids" if kind == "ask" else "could-not-find-asks"
@@ -281,15 +481,10 @@ class Market:
     def _fulfil(self, seat: int, kind: Any, price: Any, quantity: Any, now: bool, key: int, raw_condition: Any,
                 out: list[Out]) -> tuple[str | None, Any]:
         """Match an incoming order; (error text or None, unfilled quantity). Trades already made stay made."""
-        if kind == "ask":
-            others = [o for o in self.books[key] if o.type == "bid" and o.sender != seat]
-            others.sort(key=cmp_to_key(lambda a, b: _compare_prices(b, a, by_price=True)))
-        elif kind == "bid":
-            others = [o for o in self.books[key] if o.type == "ask" and o.sender != seat]
-            others.sort(key=cmp_to_key(lambda a, b: _compare_prices(a, b, by_price=True)))
-        else:
+        if kind not in ("ask", "bid"):
             return f"Did not understand the order type: {js_str(kind)}. Must be bid|ask", UNDEFINED
-        for resting in others:
+        book = self.books[key]
+        for resting in book.best_of_others("bid" if kind == "ask" else "ask", seat):
             worse = resting.price < price if kind == "ask" else resting.price > price
             if worse and not now:
                 break
@@ -306,7 +501,7 @@ class Market:
             failure = self._transfer(seller, buyer, traded, resting.price, key, raw_condition, out)
             if failure is not None:
                 return failure, UNDEFINED
-            self.books[key].remove(resting)
+            book.remove(resting)
             out.append((None, event("delete-order", {"order": {"id": resting.id, "type": resting.type,
                                                               "condition": key}})))
             if resting.quantity == quantity:
@@ -354,7 +549,7 @@ class Market:
         if key is UNDEFINED:
             return []
         wanted = order.get("id", UNDEFINED)
-        found = next((o for o in self.books[key] if is_number(wanted) and o.id == wanted), None)
+        found = self.books[key].orders.get(wanted) if is_number(wanted) else None  # 3.0 finds id 3, as `==`
         if found is None:
             return [(seat, error(f"Order not found. {js_str(wanted)}"))]
         if found.sender != seat:

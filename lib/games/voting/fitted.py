@@ -257,3 +257,25 @@ def load(path: str | Path) -> dict[str, float]:
     if out["markup"] < -1 or out["offer_share"] < 0:
         raise FittedError(f"{path}: markup must be at least -1 and offer_share at least 0; {hint}")
     return out
+
+
+def in_words(params: dict[str, float]) -> str:
+    """The parameters as a sentence a researcher reads without knowing the code."""
+    markup, share, threshold = params["markup"], params["offer_share"], params["vote_threshold"]
+    sign = "+" if markup >= 0 else "-"
+    if threshold > 0:
+        vote = f"for the Project when it pays them at least {threshold:,.0f} more than no Project"
+    elif threshold < 0:
+        vote = f"for the Project even when it pays them up to {-threshold:,.0f} less than no Project"
+    else:
+        vote = "for the Project when it pays them at least as much as no Project"
+    return (f"owners ask their loss {sign} {abs(markup) * 100:.1f} %; the developer offers {share * 100:.1f} % of the "
+            f"median request (below its break-even); owners vote {vote} (with the offer)")
+
+
+def newest_params(data_dir: str | Path) -> Path:
+    """The fitted parameters handler.py plays by default: the newest fitted_policy.json of the evaluation folders
+    (DATA_DIR/evaluations/*/), else DATA_DIR/fitted_policy.json (where evaluations wrote it before)."""
+    data_dir = Path(data_dir)
+    found = sorted((data_dir / "evaluations").glob(f"*/{PARAMS_FILE}"), key=lambda p: (p.stat().st_mtime, str(p)))
+    return found[-1] if found else data_dir / PARAMS_FILE

@@ -129,7 +129,8 @@ def test_evaluate_scores_the_market_examples_apart_and_says_what_it_does_not_sco
     voting = [e for e in evalset.examples if not e.market]
     assert market and voting  # the split put a market game and voting games into validation
 
-    code = finetune.main(["--evaluate", "--data-dir", str(out), "--policies", "baseline,fitted"])
+    code = finetune.main(["--evaluate", "--data-dir", str(out), "--output-dir", str(out),
+                          "--policies", "baseline,fitted"])
     printed = capsys.readouterr().out
     report = json.loads((out / "evaluation_report.json").read_text())
 
@@ -153,7 +154,7 @@ def test_evaluate_on_a_market_only_set_writes_the_report_without_a_picture(tmp_p
     out = tmp_path / "out"
     build([market_dir], out, validation_fraction=0.5)
 
-    code = finetune.main(["--evaluate", "--data-dir", str(out), "--policies", "baseline"])
+    code = finetune.main(["--evaluate", "--data-dir", str(out), "--output-dir", str(out), "--policies", "baseline"])
     printed = capsys.readouterr().out
 
     assert code == 0
@@ -201,7 +202,8 @@ def test_the_llm_answers_market_examples_checked_strictly_scored_beside_the_base
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("PYTHON_DOTENV_DISABLED", "1")
         fake.chat_default = model
-        argv = ["--evaluate", "--data-dir", str(out), "--evaluate-on", str(path), "--policies", "baseline,llm",
+        argv = ["--evaluate", "--data-dir", str(out), "--output-dir", str(out),
+                "--evaluate-on", str(path), "--policies", "baseline,llm",
                 "--model", "test-model", "--max-retries", "0"]
         assert finetune.main([*argv, "--dry-run"]) == 0  # the estimate counts the market calls; nothing asked
         assert f"llm: {len(asked)} call(s) to test-model" in capsys.readouterr().out
