@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lib.games.market.answers import ANSWERS
 from lib.games.market.play import UI_TIMERS, typed_parameters, ui_parameters
 from lib.games.market.rules import FUTARCHY, HARBERGER, seat_layout
+from lib.games.market.seat import MarketSeat
 from lib.games.protocols import GameDefinition, groups_from_roles
 from lib.games.voting.rules import GameParams
 
@@ -47,5 +49,7 @@ class MarketRules:
         return 2 * per_round * len(params.rounds()) + 30
 
 
-HARBERGER = GameDefinition(name=HARBERGER, title="Harberger", rules=MarketRules(HARBERGER))
-FUTARCHY = GameDefinition(name=FUTARCHY, title="futarchy", rules=MarketRules(FUTARCHY))
+HARBERGER = GameDefinition(name=HARBERGER, title="Harberger", rules=MarketRules(HARBERGER),
+                           seat=MarketSeat(HARBERGER), answers=ANSWERS)
+FUTARCHY = GameDefinition(name=FUTARCHY, title="futarchy", rules=MarketRules(FUTARCHY), seat=MarketSeat(FUTARCHY),
+                          answers=ANSWERS)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lib.games.protocols import GameDefinition, groups_from_roles
+from lib.games.voting.answers import ANSWERS
 from lib.games.voting.rules import (
     DEFAULT_PARAMETERS,
     LAST_PHASE,
@@ -14,6 +15,7 @@ from lib.games.voting.rules import (
     parameters_from_dict,
     seat_role,
 )
+from lib.games.voting.seat import SEAT
 
 
 class VotingRules:
@@ -46,4 +48,4 @@ class VotingRules:
         return 2 * per_round * len(params.rounds()) + 30
 
 
-GAME = GameDefinition(name="voting", title="voting", rules=VotingRules())
+GAME = GameDefinition(name="voting", title="voting", rules=VotingRules(), seat=SEAT, answers=ANSWERS)

@@ -18,7 +18,9 @@ import time
 
 import pytest
 
+from lib.agents.llm import LLMPolicy
 from lib.agents.transcript import Transcript, read_transcript
+from lib.games import game_for
 from lib.games.market.actions import (
     ACTION_TYPES,
     CANCEL,
@@ -34,7 +36,6 @@ from lib.games.market.actions import (
     price_cap,
     validate_market_action,
 )
-from lib.games.market.llm import MarketLLMPolicy
 from lib.games.market.policy import MarketBaseline, baseline_declaration, baseline_snipes, zic_trade
 from lib.games.market.prompts import build_market_messages
 from lib.games.market.view import MarketView
@@ -603,7 +604,8 @@ def test_model_answers_are_checked_fed_back_and_retried(tmp_path):
             '{"gameId":5,"type":"post-order","order":{"price":8900,"quantity":1,"condition":1,"type":"bid",'
             '"now":false}}',
         ]
-        policy = MarketLLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="m", max_retries=2)
+        policy = LLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="m", max_retries=2,
+                           game=game_for("harberger"))
         transcript = Transcript(tmp_path / "t.jsonl")
 
         async def go():
@@ -642,7 +644,8 @@ def test_malformed_market_answers_are_invalid_answers_fed_back_and_retried(tmp_p
             '{"gameId":5,"type":"post-order","order":{"price":8900,"quantity":1,"condition":1,"type":"bid",'
             '"now":false}}',
         ]
-        policy = MarketLLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="m", max_retries=2)
+        policy = LLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="m", max_retries=2,
+                           game=game_for("harberger"))
         transcript = Transcript(tmp_path / "t.jsonl")
 
         async def go():

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from lib.agents.agent import AgentSettings
+from lib.agents.agent import Agent, AgentSettings
 from lib.agents.decisions import DecisionLog
+from lib.agents.llm import LLMPolicy
 from lib.agents.transcript import Transcript, read_transcript
-from lib.games.market.agent import BaselineMarketPolicy, MarketAgent
-from lib.games.market.llm import MarketLLMPolicy
-from lib.games.market.policy import MarketBaseline
+from lib.games import game_for
+from lib.games.market.policy import MarketBaseline, MarketBaselinePolicy
 from lib.games.market.rules import round_profit
 from lib.ibex.api import IbexApi
 from lib.localserver.server import LocalServer
@@ -40,18 +40,18 @@ SETTINGS = AgentSettings(safety_margin=0.3, ready_delay=0.05, ready_resend=0.3,
 
 async def play(tmp_path: Path, server: LocalServer, game_type: str, *, policy: Any = None,
                overrides: dict[str, Any] | None = None, ws_url: Any = None, during: Any = None,
-               trade_interval: float = 0.1, trade_seconds: float = 1.0) -> tuple[list[MarketAgent], Path]:
+               trade_interval: float = 0.1, trade_seconds: float = 1.0) -> tuple[list[Agent], Path]:
     game_id = server.create_game({"game_type": game_type, **FAST, **(overrides or {})})
     params = server.game(game_id).params
     log = DecisionLog(tmp_path / "decisions.csv")
     agents = []
     async with IbexApi(server.api_url, retries=1, backoff=0.05) as api:
         for k in range(1, 13):
-            agents.append(MarketAgent(
+            agents.append(Agent(
                 ws_url(k) if ws_url else server.ws_url, game_id, f"recovery-{game_type}-{k:02d}-{'z' * 40}",
-                policy or BaselineMarketPolicy(MarketBaseline(seed=k)), Transcript(tmp_path / f"agent{k}.jsonl"),
-                params=params, settings=SETTINGS, name=f"agent{k}", api=api, decision_log=log,
-                game_type=game_type, trade_interval=trade_interval, trade_seconds=trade_seconds))
+                policy or MarketBaselinePolicy(MarketBaseline(seed=k)), Transcript(tmp_path / f"agent{k}.jsonl"),
+                game=game_for(game_type), params=params, settings=SETTINGS, name=f"agent{k}", api=api,
+                decision_log=log, trade_interval=trade_interval, trade_seconds=trade_seconds))
         tasks = []
         try:
             for agent in agents:  # one after another: agent k takes seat k
@@ -71,7 +71,7 @@ async def play(tmp_path: Path, server: LocalServer, game_type: str, *, policy: A
     return agents, tmp_path / "decisions.csv"
 
 
-def assert_clean(agents: list[MarketAgent]) -> None:
+def assert_clean(agents: list[Agent]) -> None:
     """Every agent reached game-over, each round's wallet matches its summary, and no frame was refused: the only
     error allowed is a cancel that met its order already filled (the server's "Order not found"), which no
     client can avoid in a continuous market."""
@@ -162,7 +162,8 @@ def test_a_model_plays_through_the_openai_sdk_with_invalid_and_slow_answers(tmp_
     async def scenario():
         with FakeOpenAI() as fake:
             fake.chat_default = ScriptedModel()
-            policy = MarketLLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="ft:test", max_retries=2)
+            policy = LLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="ft:test", max_retries=2,
+                               game=game_for("harberger"))
             try:
                 async with LocalServer(records_dir=tmp_path, sessions=SESSIONS, strict=True) as server:
                     return await play(tmp_path, server, "harberger", policy=policy, trade_interval=0.5,
