@@ -26,7 +26,7 @@ from lib.games.market.policy import zic_trade
 from lib.games.market.seat import MIN_TRADE_SECONDS
 from lib.games.market.view import MarketView
 from lib.games.voting.actions import ActionError
-from tests.games.market.test_agent import market_view, order
+from tests.helpers.market_views import market_view, order
 
 
 def with_resting_bid(view: MarketView, order_id: int = 3) -> MarketView:

@@ -23,8 +23,8 @@ from lib.games.market.policy import MarketBaseline, MarketBaselinePolicy
 from lib.games.market.server import MarketGame
 from lib.ibex.api import IbexApi
 from lib.localserver.server import LocalServer
-from tests.games.market.test_play import FAST, SESSIONS, SETTINGS, decisions
 from tests.helpers.market_players import _ready
+from tests.helpers.market_runs import FAST, SESSIONS, SETTINGS, decisions
 from tests.helpers.players import Client
 
 LONE = "\ud800"
