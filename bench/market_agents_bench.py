@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
-"""Benchmark of the market agents (lib.games.market.agent) at scale: K concurrent Harberger or futarchy games on the
-local
-IBEX server, 12 agents each.
+"""Benchmark of the market agents (lib.agents.agent with the market games' seat rules) at scale: K concurrent
+Harberger or futarchy games on the local IBEX server, 12 agents each.
 
     .venv/bin/python bench/market_agents_bench.py                          # K = 10 (120 agents), then 50 (600)
     .venv/bin/python bench/market_agents_bench.py --games 2 --game-type futarchy
@@ -35,11 +34,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.agents_bench import ADMIN, percentile, start_server  # noqa: E402
-from lib.agents.agent import AgentSettings  # noqa: E402
+from lib.agents.agent import Agent, AgentSettings  # noqa: E402
 from lib.agents.transcript import Transcript  # noqa: E402
-from lib.games.market.agent import BaselineMarketPolicy, MarketAgent  # noqa: E402
+from lib.games import game_for  # noqa: E402
 from lib.games.market.play import typed_parameters, ui_parameters  # noqa: E402
-from lib.games.market.policy import MarketBaseline  # noqa: E402
+from lib.games.market.policy import MarketBaseline, MarketBaselinePolicy  # noqa: E402
 from lib.ibex.api import IbexApi  # noqa: E402
 from lib.ibex.createparams import nested_payload  # noqa: E402
 
@@ -47,7 +46,7 @@ DECISION_PHASES = (2, 3, 7, 8)
 ONCE = ("declare", "done-speculating")
 
 
-class TimedPolicy(BaselineMarketPolicy):
+class TimedPolicy(MarketBaselinePolicy):
     """The baseline, noting how long each decision spent inside it."""
 
     def __init__(self) -> None:
@@ -100,15 +99,15 @@ async def run_games(k: int, ws_url: str, api_url: str, args: argparse.Namespace,
     settings = AgentSettings(safety_margin=min(2.0, args.act / 4))
     async with IbexApi(api_url) as api:
         game_ids = [(await api.create_for_llm(*ADMIN, payload)).id for _ in range(k)]
-        agents: list[MarketAgent] = []
+        agents: list[Agent] = []
         for game_id in game_ids:
             for seat in range(12):
                 transcript = TimedTranscript(logs / f"k{k}-game{game_id}-agent{seat + 1}.jsonl", len(agents),
                                              args.transcript_batch)
-                agents.append(MarketAgent(ws_url, game_id, await api.get_recovery(game_id), policy, transcript,
-                                          params=params, settings=settings, name=f"g{game_id}a{seat + 1}", api=api,
-                                          game_type=args.game_type, trade_interval=args.trade_interval,
-                                          trade_seconds=args.market / 4))
+                agents.append(Agent(ws_url, game_id, await api.get_recovery(game_id), policy, transcript,
+                                    game=game_for(args.game_type), params=params, settings=settings,
+                                    name=f"g{game_id}a{seat + 1}", api=api, trade_interval=args.trade_interval,
+                                    trade_seconds=args.market / 4))
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         wall_before = time.perf_counter()
         timeout = sum(params.timer(p) or 0 for p in range(1, 10)) * args.rounds * 2 + 60

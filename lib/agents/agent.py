@@ -1,6 +1,10 @@
-"""One agent plays one seat of a voting game over one WebSocket connection.
+"""One agent plays one seat of any registered game over one WebSocket connection.
 
-The receive loop reads every frame, writes it to the transcript, folds it into the PlayerView (the same view the
+The agent is the seat's session and its decision scheduler; everything about the game itself it asks the game's
+`seat` part (lib.games.protocols.SeatRules): the view, what is due, the server's action-required, the last check,
+the fallback, the resync, what the decisions table records. No game has its own agent class.
+
+The receive loop reads every frame, writes it to the transcript, folds it into the game's view (the same view the
 dataset builder uses) and reacts; it never waits for a model. Decisions run as separate tasks:
 
 - Ready: once the server has acknowledged the join, and at every phase-0 transition after a short pause,
@@ -8,34 +12,33 @@ dataset builder uses) and reacts; it never waits for a model. Decisions run as s
   arrives while it saves the new round, docs/protocol.md section 4), for as long as the game stays in that phase 0.
   Never together with the join: when the last seat's join and ready reach the real server in one read, both
   messages test phase 0 complete, the game advances twice (phase 1 is skipped) and crashes at game-over.
-- Actions: when the player's role owes an action (lib.games.voting.actions.action_due: owners in phase 3 and 6, the
-developer
-  in 4, anyone in 2 and 5 when chat is on), or when the server itself sends an action-required (top-level or
-  nested in an `instruction` event), a decision task asks the policy. The task works on a snapshot of the view.
-  A server's action-required is obeyed only for this player's role and the current phase (one that arrives just
-  before its phase begins waits for it), and at most once per phase and action.
+- Actions: when the seat owes a decision (SeatRules.due), or when the server itself sends an action-required
+  (top-level or nested in an `instruction` event) that the game obeys, a decision task asks the policy. The task
+  works on a snapshot of the view. A server's action-required is obeyed only when the game says so (for voting:
+  this player's role and the current phase; one that arrives just before its phase begins waits for it), and at
+  most once per phase and action. A decision is taken once per phase, or, when the game gives it a cadence (the
+  market's trading), again whenever the view's version changes, at most once per interval, one at a time.
 - Deadline: the phase's end is the earlier of two estimates: the set-timer `end` (server clock, epoch ms) read
   against the local clock plus `clock_offset_ms`, and, when the game parameters are known, the phase timer
   counted from the moment its set-timer arrived (which needs no clock agreement). Nothing better is available:
   the server never says what time it is. The policy must answer by the deadline minus `safety_margin`.
-- Fallback: no valid answer by then (timeout, model error, invalid answers exhausted) sends the documented
-  fallback action of lib.games.voting.policy (baseline request/offer/vote; nothing for chat).
+- Fallback: no valid answer by then (timeout, model error, invalid answers exhausted) sends the game's fallback
+  (SeatRules.fallback).
 - Stale answers: a decision still running when its round/phase ends is cancelled, and an answer that comes back
-  after its phase has passed is dropped, never sent into the next phase.
-- Everything sent is validated by lib.games.voting.actions.validate_action: plain integers in range, right role, right
-phase.
+  after its phase has passed (or while it is closing) is dropped, never sent into the next phase.
+- Everything sent passes the game's last check (SeatRules.validate); one the game has overtaken meanwhile is
+  dropped.
 - Who decided: every decision becomes one row of the run's decisions table (lib.agents.decisions.DecisionLog): the
   model (first answer, or after retries), the fallback and why (timeout, model error, invalid answers), the rule
-  policy, or nothing sent. A model policy reports its attempts into the decision's lib.agents.decisions.Trace; whoever
-  cancels a decision writes the reason there first, so a cut model call says what cut it.
+  policy, or nothing sent. A model policy reports its attempts into the decision's lib.agents.decisions.Trace;
+  whoever cancels a decision writes the reason there first, so a cut model call says what cut it.
 
 Network (docs/protocol.md sections 2 and 4): a lost connection is reconnected with backoff (`reconnect_delays`: one
 pause per attempt, so the attempts are bounded and a server that stays away ends the agent with an AgentError
 that says so), the seat is rejoined with the same recovery code, and, because the server replays nothing, the
-view is resynced from GET /games/status (lib.games.voting.resync; an earlier round's `player.result` is never taken for
-this
-round's). An action owed in the current phase is then still delivered: the server's snapshot says what it already
-has; an answer chosen but not delivered is sent again, an answer not chosen yet is decided. The game ends at
+view is resynced from GET /games/status (SeatRules.resync). An action owed in the current phase is then still
+delivered: the server's snapshot says what it already has; an answer chosen but not delivered is sent again when
+the game says a repeat is safe (SeatRules.resend), an answer not chosen yet is decided. The game ends at
 game-over, or with an AgentError naming the reason when the server says the game is gone. Error frames from the
 server are written to the transcript ("server-error") and change nothing else.
 
@@ -46,42 +49,32 @@ tasks and writes a final "shutdown" record; the caller closes the transcript.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import json
 import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from lib.agents import decisions
 from lib.agents.transcript import Transcript
-from lib.games.voting.actions import (
-    CHAT,
-    SPECS,
-    ActionError,
-    action_due,
-    build_action_required,
-    server_action_type,
-    validate_action,
-    wire_json,
-)
-from lib.games.voting.policy import Policy, amount_cap, fallback_action
-from lib.games.voting.resync import apply_resync
-from lib.games.voting.rules import ROLE_NAMES, GameParams
-from lib.games.voting.view import PlayerView
+from lib.games import game_for
+from lib.games.protocols import ActionError, Game, NoLongerValid, Policy
 from lib.ibex.api import GameNotFound, IbexApi, IbexApiError
+
+if TYPE_CHECKING:
+    from lib.games.voting.rules import GameParams
 
 # The join was refused: the game does not exist or has no free seat (docs/protocol.md section 2).
 _JOIN_REFUSED = re.compile(r"^Game \S+ not found|is full", re.IGNORECASE)
 _GONE = re.compile(r"^Game \S+ not found", re.IGNORECASE)
-# Acknowledgements of our own actions: the server has them.
-_ACKS = {"compensation-request-received": "compensation-request", "compensation-offer-received": "compensation-offer",
-         "compensation-decision-received": "compensation-decision"}
+# The compact JSON of a wire message, as the training set's assistant turns hold it (one encoder: json.dumps builds
+# one per call).
+_WIRE_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # far above any real frame; a bigger one closes the socket (1009) and we rejoin
 
 
@@ -111,25 +104,19 @@ class AgentError(RuntimeError):
 Key = tuple[int, int, str]  # (round, phase, wire type)
 
 
-def view_snapshot(view: PlayerView) -> PlayerView:
-    """A copy of the view that later frames cannot change, for a decision that outlives the frame.
-
-    The view replaces (never mutates) the values it stores, except chat lists and request dicts, which are copied
-    here; this is much cheaper than a deepcopy, and it runs for every decision of every agent.
-    """
-    rounds = {number: dataclasses.replace(rec, chat=list(rec.chat), requests=dict(rec.requests))
-              for number, rec in view.rounds.items()}
-    return dataclasses.replace(view, rounds=rounds, players=list(view.players), errors=list(view.errors))
-
-
 class Agent:
-    """One seat: connection, view and decisions. `await agent.run()` plays until game-over."""
+    """One seat of `game` (None: voting): connection, view and decisions. `await agent.run()` plays until game-over.
+
+    `game_options` are the game's own (SeatRules.configured: for the market games game_type, baseline,
+    trade_interval, trade_seconds, min_trade_seconds); an option the game does not take is a TypeError."""
 
     def __init__(self, ws_url: str, game_id: int, recovery: str, policy: Policy, transcript: Transcript, *,
-                 params: GameParams | None = None, settings: AgentSettings | None = None,
+                 game: Game | None = None, params: GameParams | None = None, settings: AgentSettings | None = None,
                  name: str = "agent", joined: asyncio.Event | None = None, api: IbexApi | None = None,
                  resume: bool = False, decision_log: decisions.DecisionLog | None = None,
-                 on_phase: Callable[[Agent], None] | None = None) -> None:
+                 on_phase: Callable[[Agent], None] | None = None, **game_options: Any) -> None:
+        self.game = game if game is not None else game_for("voting")  # the call sites from before games were parts
+        self.seat = self.game.seat.configured(**game_options)
         self.ws_url = ws_url
         self.game_id = game_id
         self.recovery = recovery
@@ -143,10 +130,7 @@ class Agent:
         self.resume = resume  # the code already holds a seat (a crashed run's): the first join is a rejoin too
         self.decision_log = decision_log  # the run's decisions table, one row per decision
         self.on_phase = on_phase  # told of every new round/phase and of game-over (live progress)
-        self.view = PlayerView(game_id=game_id)
-        if params is not None:
-            self.view.round_count = params.round_count
-            self.view.practice_round = params.practice_round
+        self.view: Any = self.seat.new_view(game_id, params)
         self.sent: list[dict[str, Any]] = []  # every wire message sent, in order
         self.fallbacks = 0
         self.dropped = 0
@@ -173,11 +157,16 @@ class Agent:
         self._join_acked = asyncio.Event()  # the same, for the ready loop to wait on
         self._gone: str | None = None  # why the game is over for us without a game-over (deleted, lost)
         self._deferred_action: dict[str, Any] | None = None  # a server action-required for the coming phase
+        self._repeats = 0  # repeated decisions started (the market's trading)
+        self._repeat_seen = -1  # the view's version the last repeated decision started from
+        self._repeat_started = 0.0
+        self._repeat_task: asyncio.Task[None] | None = None
+        self._seat_lookup: asyncio.Task[None] | None = None
         transcript.add_secret(recovery)
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def run(self) -> PlayerView:
+    async def run(self) -> Any:
         """Join, play to game-over and return the view. Raises AgentError when the game cannot be played."""
         self.transcript.write("start", agent=self.name, ws_url=self.ws_url, game_id=self.game_id,
                               policy=self.policy.name, model=getattr(self.policy, "model", None),
@@ -365,10 +354,8 @@ class Agent:
     def _apply_snapshot(self, game_data: dict[str, Any]) -> None:
         view = self.view
         before = (view.round, view.phase)
-        sync = apply_resync(view, game_data)
-        self.transcript.write("resync", round=sync.round, phase=sync.phase, deadline_ms=sync.deadline_ms,
-                              acted=sorted(sync.acted), ignored_result=sync.ignored_result,
-                              chat_added=sync.chat_added, frames=sync.frames)
+        sync = self.seat.resync(view, game_data)
+        self.transcript.write("resync", **sync.record)
         if view.game_over:
             self._tell_phase()
             self._finish_connection()
@@ -382,23 +369,21 @@ class Agent:
         self._after_rejoin(sync.acted, snapshot=True)
 
     def _after_rejoin(self, acted: set[str], snapshot: bool = False) -> None:
-        """Re-send answers chosen for this phase that the server may not have; decide what is still owed.
-
-        `snapshot`: `acted` comes from the server's status snapshot. Without one, a chat that went out on the
-        old socket is never sent again: the server may have relayed it, and a second copy would reach every
-        recipient (a repeated request, offer or vote only replaces the first, so those are re-sent)."""
+        """Re-send answers chosen for this phase that the server may not have, where the game says a repeat is
+        safe (SeatRules.resend); decide what is still owed. `snapshot`: `acted` comes from the server's status
+        snapshot."""
         view = self.view
         if view.phase == 0 and not view.ready_acked and (self._ready_task is None or self._ready_task.done()):
             self._start_ready(delay=0.0)
         for key, message in list(self._chosen.items()):
-            if key[:2] != (view.round, view.phase) or key[2] in acted or key in self._acked or key in self._decisions:
+            if key[:2] != (view.round, view.phase) or key in self._decisions:
                 continue
-            if key[2] == CHAT and not snapshot and key in self._delivered:
-                self.transcript.write("meta", event="chat not re-sent: no snapshot says whether it arrived",
-                                      round=key[0], phase=key[1])
-                continue
-            self.transcript.write("meta", event="re-sending an answer the server may not have", wire_type=key[2])
-            self._spawn(self._send(message, source="re-sent after rejoin"))
+            again, note = self.seat.resend(view, key[2], acted=acted, acknowledged=key in self._acked,
+                                           delivered=key in self._delivered, snapshot=snapshot)
+            if note is not None:
+                self.transcript.write("meta", **note)
+            if again:
+                self._spawn(self._send(message, source="re-sent after rejoin"))
         self._consider()
 
     def _game_gone(self, why: str) -> None:
@@ -436,8 +421,9 @@ class Agent:
             self._set_timer_at = time.monotonic()
         view.apply(frame)
         self._note_join(frame)
-        if kind in _ACKS:
-            self._acked.add((view.round, view.phase, _ACKS[kind]))
+        acked = self.seat.acknowledged(frame)
+        if acked is not None:
+            self._acked.add((view.round, view.phase, acked))
         if kind == "phase-transition" and (view.round, view.phase) != before:
             self._on_new_phase()
         elif kind == "phase-transition":
@@ -447,6 +433,21 @@ class Agent:
         self._consider()
         if view.game_over and not over_before:
             self._tell_phase()
+        if (self._seat_lookup is None and self._join_confirmed and self.api is not None
+                and self.seat.seat_lookup(view)):
+            self._seat_lookup = self._spawn(self._find_seat())
+
+    async def _find_seat(self) -> None:
+        """The seat's number from GET /games/status, for a game whose frames do not say it (SeatRules.seat_lookup)."""
+        assert self.api is not None
+        try:
+            status = await self.api.status(self.game_id, self.recovery)
+        except IbexApiError as exc:
+            self.transcript.write("meta", event="seat lookup failed", error=str(exc))
+            return
+        if self.seat.learn_seat(self.view, status.game_data or {}):
+            self.transcript.write("meta", event="seat known", number=self.view.number)
+            self._consider()
 
     def _note_join(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
@@ -505,41 +506,70 @@ class Agent:
 
     def _on_server_action(self, data: dict[str, Any], deferred: bool = False) -> None:
         view = self.view
-        wire_type = server_action_type(data)
-        spec = SPECS.get(wire_type) if wire_type else None
-        why = None
-        if spec is None:
-            why = "unknown action type"
-        elif spec.role is not None and spec.role != view.role:
-            why = f"{wire_type} is not an action of role {view.role}"
-        elif view.phase not in spec.phases:
-            why = f"{wire_type} does not belong to phase {view.phase}"
-        key = (view.round, view.phase, wire_type or "?")
-        if why is None and (key in self._handled or key in self._decisions):
+        obey = self.seat.server_action(view, data)
+        why = obey.refusal
+        key = (view.round, view.phase, obey.wire_type or "?")
+        if obey.wire_type is not None and why is None and (key in self._handled or key in self._decisions):
             why = "already answered or being answered in this phase"
-        if why is not None and spec is not None and view.phase + 1 in spec.phases and not deferred:
+        if why is not None and obey.wire_type is not None and obey.next_phase and not deferred:
             # Sent just before its phase-transition: obey it when that phase begins.
             self._deferred_action = data
             self.transcript.write("meta", event="server action-required deferred to the next phase", reason=why,
                                   actionType=data.get("actionType"))
             return
-        if why is not None:
-            self.transcript.write("meta", event="server action-required ignored", reason=why,
-                                  actionType=data.get("actionType"))
+        if why is not None or obey.wire_type is None:
+            reason = {"reason": why} if why is not None else {}
+            self.transcript.write("meta", event=obey.note, **reason, actionType=data.get("actionType"))
             return
-        assert wire_type is not None
-        self._start_decision(key, wire_type, server_data=data)
+        self._start_decision(key, obey.wire_type, server_data=data)
 
     def _consider(self) -> None:
-        """Start the decision the player owes now, once per round, phase and action."""
+        """Start the decision the seat owes now: once per round, phase and action, or, for a decision the game
+        repeats (SeatRules.cadence), again when the view has changed since the last one started."""
         view = self.view
-        wire_type = action_due(view, chat=self.settings.chat)
+        wire_type = self.seat.due(view, chat=self.settings.chat)
         if wire_type is None:
             return
-        key = (view.round, view.phase, wire_type)
-        if key in self._handled or key in self._decisions:
+        cadence = self.seat.cadence(wire_type)
+        if cadence is None:
+            key = (view.round, view.phase, wire_type)
+            if key in self._handled or key in self._decisions:
+                return
+            self._start_decision(key, wire_type, server_data=None)
             return
-        self._start_decision(key, wire_type, server_data=None)
+        if self._repeat_task is not None and not self._repeat_task.done():
+            return  # one repeated decision at a time; it looks again when it ends
+        if self._repeat_seen == self.seat.version(view):
+            return  # nothing changed since the last decision
+        delay = max(0.0, self._repeat_started + cadence.interval - time.monotonic())
+        self._repeat_task = self._spawn(self._decide_again(view.round, view.phase, wire_type, delay))
+
+    async def _decide_again(self, round_number: int, phase: int, wire_type: str, delay: float) -> None:
+        """One more of the decisions the game repeats, after `delay`, unless its phase has passed meanwhile or
+        too little time is left for it."""
+        cadence = self.seat.cadence(wire_type)
+        assert cadence is not None
+        if delay > 0:
+            await asyncio.sleep(delay)
+        view = self.view
+        if (view.round, view.phase) != (round_number, phase) or view.game_over or self.seat.phase_closing(view):
+            return
+        left = self._deadline()[0] - self.settings.safety_margin - time.monotonic()
+        if left < cadence.min_seconds:
+            # The phase is about to end: no new decision (and so no fallback) starts now.
+            self.transcript.write("meta", event=cadence.too_late, round=view.round, seconds_left=round(left, 3),
+                                  minimum=cadence.min_seconds)
+            return
+        self._repeat_seen = self.seat.version(view)
+        self._repeat_started = time.monotonic()
+        self._repeats += 1
+        key = (view.round, view.phase, f"{wire_type}#{self._repeats}")
+        self._handled.add(key)
+        try:
+            await self._decide(key, wire_type, None)
+        finally:
+            self._repeat_task = None
+            self._consider()
 
     # ------------------------------------------------------------------ ready
 
@@ -582,19 +612,25 @@ class Agent:
         task.add_done_callback(lambda _t: self._decisions.pop(key, None))
 
     async def _decide(self, key: Key, wire_type: str, server_data: dict[str, Any] | None) -> None:
-        snapshot = view_snapshot(self.view)
-        cap = amount_cap(snapshot, self.params)
+        seat = self.seat
+        snapshot = seat.snapshot(self.view)
+        cap = seat.cap(snapshot, self.params)
         phase_end, how = self._deadline()
         act_by = phase_end - self.settings.safety_margin
+        cadence = seat.cadence(wire_type)
+        if cadence is not None:
+            act_by = min(act_by, time.monotonic() + cadence.seconds)
         if server_data is not None:
             action_required = {"type": "event", "eventType": "action-required", "data": server_data}
         else:
             timer = self.params.timer(snapshot.phase) if self.params is not None else None
-            action_required = build_action_required(snapshot, wire_type, cap=cap, timer_seconds=timer)
-        self.transcript.write("decide", wire_type=wire_type, round=key[0], phase=key[1],
-                              source="server" if server_data is not None else "agent",
+            action_required = seat.action_required(snapshot, wire_type, cap=cap, timer_seconds=timer)
+        # A game without amounts to cap takes no server action-required either: its records name neither.
+        origin = {"source": "server" if server_data is not None else "agent"} if cap is not None else {}
+        self.transcript.write("decide", wire_type=wire_type, round=key[0], phase=key[1], **origin,
                               seconds_left=round(phase_end - time.monotonic(), 3), deadline_from=how,
-                              act_within=round(act_by - time.monotonic(), 3), cap=cap)
+                              act_within=round(act_by - time.monotonic(), 3),
+                              **({"cap": cap} if cap is not None else {}))
         trace, started, model = self._open_decision(key, snapshot, wire_type, act_by)
         message, reason, why = None, None, None
         budget = act_by - time.monotonic()
@@ -602,9 +638,15 @@ class Agent:
             if budget > 0:
                 # asyncio.timeout, not wait_for: no extra task, so an instant policy answers in the same step.
                 async with asyncio.timeout(budget):
-                    message = await self.policy.decide(snapshot, wire_type, cap=cap, action_required=action_required,
-                                                       deadline=act_by, transcript=self.transcript)
-                if message is None:
+                    answer = await self.policy.decide(snapshot, wire_type, cap=cap or 0,
+                                                      action_required=action_required, deadline=act_by,
+                                                      transcript=self.transcript)
+                if answer is not None:
+                    try:
+                        message = seat.check_answer(answer, snapshot, wire_type, cap)
+                    except ActionError as exc:  # a rule policy's answer the game's checks refuse: a bug, never sent
+                        reason, why = f"invalid answer: {exc}", decisions.INVALID
+                else:
                     reason, why = "no valid answer", trace.why_no_answer()
             else:
                 reason, why = "no time left before the safety margin", decisions.TIMEOUT
@@ -622,19 +664,19 @@ class Agent:
             made_by, detail = self._answered_by(trace)
         else:
             self.fallbacks += 1
-            made_by = decisions.FALLBACK
+            made_by, source = decisions.FALLBACK, "fallback"
             detail = f"{reason}; {trace.summary()}" if trace.attempts else reason
+            nothing = None
             try:
-                message = fallback_action(snapshot, wire_type, cap)
-            except ActionError as exc:
+                message, nothing = seat.fallback(self.view, snapshot, wire_type, cap, self._repeats)
+            except (ActionError, ValueError) as exc:
                 message, reason = None, f"{reason}; no fallback possible: {exc}"
                 detail = f"{detail}; no fallback possible: {exc}"
-            source = "fallback"
             self.transcript.write("fallback", wire_type=wire_type, round=key[0], phase=key[1], reason=reason,
                                   fallback_reason=why, action=message)
             if message is None:
                 self._record(key, snapshot, wire_type, None, made_by, started, trace, model, why=why,
-                             detail=detail if wire_type != CHAT else f"{detail}; chat has no fallback: nothing sent")
+                             detail=f"{detail}; {nothing}" if nothing else detail)
                 return
         await self._deliver(key, snapshot, wire_type, message, source=source, made_by=made_by, detail=detail,
                             record=functools.partial(self._record, key, snapshot, wire_type, made_by=made_by,
@@ -681,18 +723,26 @@ class Agent:
 
     def _stale_reason(self, key: Key) -> str | None:
         """Why an answer decided for `key` may no longer go out (None: it may)."""
+        if self.seat.phase_closing(self.view) and self.view.phase == key[1]:
+            return f"stale: phase {key[1]} has ended"  # e.g. the market is closing: no order goes out now
         if (self.view.round, self.view.phase) != key[:2] or self.view.game_over:
             return f"stale: the game is now in round {self.view.round} phase {self.view.phase}"
         return None
 
     def _check_to_send(self, key: Key, snapshot: Any, wire_type: str, message: dict[str, Any],
                        detail: str | None) -> tuple[dict[str, Any] | None, str | None]:
-        """The last check before sending: (the message to send, None), or (None, the record's detail)."""
+        """The game's last check before sending: (the message to send, None), or (None, the record's detail)."""
         try:
-            return validate_action(message, snapshot, wire_type, cap=amount_cap(snapshot, self.params)), None
+            checked = self.seat.validate(message, self.view, snapshot, wire_type, self.seat.cap(snapshot, self.params))
+        except NoLongerValid as exc:  # the game moved while the policy thought
+            self.dropped += 1
+            self.transcript.write("dropped", wire_type=wire_type, round=key[0], phase=key[1], action=message,
+                                  reason=f"no longer valid: {exc}")
+            return None, f"no longer valid when it was to be sent: {exc}"
         except ActionError as exc:  # a policy bug; never send what the checks refuse
             self.transcript.write("meta", event="refused to send an invalid action", error=str(exc), action=message)
             return None, f"refused to send an invalid action: {exc}"
+        return checked, None if checked is not None else detail  # None: nothing to send (a wait), recorded
 
     def _record(self, key: Key, view: Any, wire_type: str, action: dict[str, Any] | None, made_by: str,
                 started: float, trace: decisions.Trace, model: str | None, *, why: str | None = None,
@@ -701,22 +751,14 @@ class Agent:
         self._traces.pop(key, None)
         if self.decision_log is None:
             return
+        fields = self.seat.decision_fields(view, wire_type, action)
         self.decision_log.add(decisions.Decision(
-            game=self.game_id, round=key[0], phase=key[1], seat=view.number,
-            role=ROLE_NAMES.get(view.role) if view.role is not None else None, agent=self.name,
-            action_type=self._action_type(wire_type, action), made_by=made_by, action=action,
-            private_values=self._private_values(view),
+            game=self.game_id, round=key[0], phase=key[1], seat=view.number, role=fields["role"], agent=self.name,
+            action_type=fields["action_type"], made_by=made_by, action=action,
+            private_values=fields["private_values"],
             fallback_reason=why if made_by == decisions.FALLBACK else None, detail=detail,
             model=model if trace.attempts else None, attempts=trace.attempts,
             latency_s=time.monotonic() - started, sent=sent))
-
-    def _action_type(self, wire_type: str, action: dict[str, Any] | None) -> str:
-        """The decision's action type as the decisions table names it."""
-        return wire_type
-
-    def _private_values(self, view: Any) -> Any:
-        """What the seat privately knew when it decided, as the decisions table records it."""
-        return view.current.values
 
     # ------------------------------------------------------------------ frames out
 
@@ -725,7 +767,7 @@ class Agent:
         if ws is None:
             return
         try:
-            await ws.send(wire_json(message))
+            await ws.send(_WIRE_JSON.encode(message))
         except ConnectionClosed:
             # Kept in _chosen when it is an action: re-sent after the rejoin if the server does not have it.
             self.transcript.write("meta", event="send failed: connection closed", msg=message)
@@ -738,11 +780,11 @@ class Agent:
 
 
 async def run_agent(ws_url: str, game_id: int, recovery: str, policy: Policy, transcript: Transcript, *,
-                    params: GameParams | None = None, settings: AgentSettings | None = None,
+                    game: Game | None = None, params: GameParams | None = None, settings: AgentSettings | None = None,
                     name: str = "agent", joined: asyncio.Event | None = None,
                     api: IbexApi | None = None, resume: bool = False,
-                    decision_log: decisions.DecisionLog | None = None) -> PlayerView:
+                    decision_log: decisions.DecisionLog | None = None, **game_options: Any) -> Any:
     """Play one seat of game `game_id` on the server at `ws_url` until game-over; the final view."""
-    agent = Agent(ws_url, game_id, recovery, policy, transcript, params=params, settings=settings, name=name,
-                  joined=joined, api=api, resume=resume, decision_log=decision_log)
+    agent = Agent(ws_url, game_id, recovery, policy, transcript, game=game, params=params, settings=settings, name=name,
+                  joined=joined, api=api, resume=resume, decision_log=decision_log, **game_options)
     return await agent.run()

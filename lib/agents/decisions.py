@@ -4,8 +4,8 @@ Every decision an agent takes becomes one row of `decisions.csv` in the run's fo
 written and flushed as it is taken, so the table is complete up to the last decision after a crash or a kill.
 The table is game-neutral: a row names the game, round, phase, seat and role, the player's private values as
 JSON (whatever shape the game gives them), the action's type and its wire message as JSON, who made it, how
-long it took and how many retries it needed. The voting game fills it today; the market games add rows of
-other action types without a new column.
+long it took and how many retries it needed. Every game fills the same columns: its seat rules say what its role,
+action type and private values are (lib.games.protocols.SeatRules.decision_fields).
 
 Who made it (`made_by`):
 

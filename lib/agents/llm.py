@@ -1,13 +1,13 @@
 """Model calls for the agents, through the openai SDK (AsyncOpenAI), against OpenAI or any OpenAI-compatible server.
 
-- The prompt is lib.games.voting.prompts.build_messages, exactly what the training set holds.
-- Structured output first: response_format json_schema (lib.games.voting.actions.answer_schema). An endpoint that
-answers 400
-  to it (Ollama, llama.cpp and vLLM builds without it) is remembered, and later calls ask for plain JSON, which
-  lib.games.voting.actions.parse_answer reads (a code fence around it is tolerated).
-- Every answer is validated (lib.games.voting.actions). A 200 response that is not a readable chat completion (a body
-that is
-  not JSON or nests too deeply, choices or usage of the wrong shape: read_completion) is an invalid answer too.
+- The game's `answers` part (lib.games.protocols.AnswerRules) says what is asked and how the answer is read: the
+  prompt is exactly what the training set holds for that game.
+- Structured output first: response_format json_schema (AnswerRules.schema). An endpoint that answers 400 to it
+  (Ollama, llama.cpp and vLLM builds without it) is remembered, and later calls ask for plain JSON, which
+  AnswerRules.parse reads (a code fence around it is tolerated).
+- Every answer is checked strictly (AnswerRules.parse). A 200 response that is not a readable chat completion (a
+  body that is not JSON or nests too deeply, choices or usage of the wrong shape: read_completion) is an invalid
+  answer too.
   An invalid one is retried with the reason fed back to the model as one
   more user message. API errors (429, 5xx, timeouts, connection) are retried too, after the server's Retry-After or
   a short backoff. Attempts are bounded by `max_retries` and by the deadline: each call's timeout is the time left
@@ -39,9 +39,8 @@ from openai.types.chat.chat_completion import Choice
 
 from lib.agents import decisions
 from lib.agents.transcript import Transcript
-from lib.games.voting.actions import ActionError, answer_schema, parse_answer
-from lib.games.voting.prompts import build_messages
-from lib.games.voting.view import PlayerView
+from lib.games import game_for
+from lib.games.protocols import ActionError, Game
 
 DEFAULT_MAX_RETRIES = 2  # extra attempts after an invalid answer or an API error
 DEFAULT_MAX_CONCURRENT_CALLS = 8
@@ -149,15 +148,17 @@ def _refuses_response_format(exc: openai.BadRequestError, confirmed: bool) -> bo
 
 
 class LLMPolicy:
-    """A Policy that asks a chat model (see the module docstring)."""
+    """A Policy that asks a chat model about `game` (None: voting; see the module docstring)."""
 
     name = "llm"
 
     def __init__(self, *, api_key: str, model: str, base_url: str | None = None,
                  max_retries: int = DEFAULT_MAX_RETRIES, max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS,
-                 temperature: float | None = None) -> None:
+                 temperature: float | None = None, game: Game | None = None) -> None:
         if not api_key:
             raise ValueError("an API key is needed (any non-empty value for a local server that ignores it)")
+        self.game = game if game is not None else game_for("voting")  # the call sites from before games were parts
+        self.answers = self.game.answers
         self.model = model
         self.max_retries = max(0, max_retries)
         self.temperature = temperature
@@ -229,7 +230,7 @@ class LLMPolicy:
         return _KEY_PATTERN.sub("[redacted]", line)[:300]
 
     async def _create(self, messages: list[dict[str, str]], wire_type: str, timeout: float,
-                      structured: bool, view: PlayerView, cap: int) -> Any:
+                      structured: bool, view: Any, cap: int) -> Any:
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "timeout": timeout}
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
@@ -244,7 +245,7 @@ class LLMPolicy:
             raise _unreadable(exc) from None
 
     async def _complete(self, messages: list[dict[str, str]], wire_type: str, deadline: float,
-                        view: PlayerView, cap: int) -> tuple[Any, bool]:
+                        view: Any, cap: int) -> tuple[Any, bool]:
         """(completion, structured?) for one attempt; falls back to plain JSON once if json_schema is refused."""
         async with self.semaphore:
             timeout = deadline - time.monotonic()
@@ -264,7 +265,7 @@ class LLMPolicy:
                     raise TimeoutError("no time left before the deadline")
             return await self._create(messages, wire_type, timeout, False, view, cap), False
 
-    async def complete(self, messages: list[dict[str, str]], wire_type: str, deadline: float, view: PlayerView,
+    async def complete(self, messages: list[dict[str, str]], wire_type: str, deadline: float, view: Any,
                        cap: int) -> tuple[Any, bool]:
         """One call with exactly these messages, as decide makes it (structured output, with the schema of this
         player's game, seat and cap, where the endpoint takes it): (completion, structured?). Raises the SDK's
@@ -272,17 +273,25 @@ class LLMPolicy:
         cannot parse; the completion itself is read with read_completion."""
         return await self._complete(messages, wire_type, deadline, view, cap)
 
-    # The game's prompts, schema and answer checks (voting here; lib.games.market.llm's subclass: the market games).
+    def for_game(self, game: Game) -> LLMPolicy:
+        """The same model at the same endpoint, asked about `game`, sharing this policy's limit on concurrent
+        calls."""
+        other = LLMPolicy(api_key=self._api_key, model=self.model, base_url=self.base_url,
+                          max_retries=self.max_retries, temperature=self.temperature, game=game)
+        other.semaphore = self.semaphore
+        return other
+
+    # The game's prompts, schema and strict answer checks (its AnswerRules).
     def messages(self, view: Any, action_required: dict[str, Any]) -> list[dict[str, str]]:
-        return build_messages(view, action_required)
+        return self.answers.messages(view, action_required)
 
     def schema(self, view: Any, wire_type: str, cap: int) -> dict[str, Any]:
-        return answer_schema(wire_type, game_id=view.game_id, cap=cap, seat=view.number)
+        return self.answers.schema(view, wire_type, cap)
 
     def parse(self, answer: Any, view: Any, wire_type: str, cap: int) -> dict[str, Any]:
-        return parse_answer(answer, view, wire_type, cap=cap)
+        return self.answers.parse(answer, view, wire_type, cap)
 
-    async def decide(self, view: PlayerView, wire_type: str, *, cap: int, action_required: dict[str, Any],
+    async def decide(self, view: Any, wire_type: str, *, cap: int, action_required: dict[str, Any],
                      deadline: float, transcript: Transcript | None) -> dict[str, Any] | None:
         """A valid wire message from the model before `deadline` (time.monotonic()), or None."""
         if transcript is not None:

@@ -4,6 +4,10 @@ A game (lib/games/<name>/game.py) is a `GameDefinition` whose parts each impleme
 
 - `rules` (GameRules): its parameters (the web UI's defaults, typed and checked), seats and seat groups, phases.
 - `server` (ServerRules): what the local IBEX server (lib/localserver) needs to play it.
+- `seat` (SeatRules): what one agent playing one seat must know of the game (lib.agents.agent asks it): the view,
+  which decisions are due, the server's action-required, the last check before sending, the fallback, the resync
+  from a status snapshot, acknowledgements, what the decisions table records.
+- `answers` (AnswerRules): what a model is asked and how its answer is read (lib.agents.llm.LLMPolicy).
 
 Generic modules type against these Protocols and reach a game only through lib.games.game_for; nothing outside
 lib/games branches on a game's name.
@@ -12,13 +16,32 @@ lib/games branches on a game's name.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from lib.agents.transcript import Transcript
     from lib.games.voting.rules import GameParams
     from lib.ibex.sessions import SessionsTable
     from lib.localserver.core import CoreGame
+
+
+class ActionError(ValueError):
+    """An answer that must not be sent; the message says why, in words a model can act on."""
+
+
+class NoLongerValid(ActionError):
+    """An answer that was valid when decided but is not any more (the game moved while the policy thought): it
+    is dropped, not refused as a policy's bug."""
+
+
+class Policy(Protocol):
+    """What an agent asks for an action. `deadline` is a time.monotonic() instant; None means "no valid answer"."""
+
+    name: str
+
+    async def decide(self, view: Any, wire_type: str, *, cap: int, action_required: dict[str, Any],
+                     deadline: float, transcript: Transcript | None) -> dict[str, Any] | None: ...
 
 
 class GameRules(Protocol):
@@ -70,6 +93,148 @@ class ServerRules(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Cadence:
+    """How a decision that is due all phase long (the market's trading) is repeated."""
+
+    interval: float  # seconds between the starts of two decisions
+    seconds: float  # the most one decision may take (never past the phase's end minus the safety margin)
+    min_seconds: float  # no decision starts with less than this left before the phase's end minus the margin
+    too_late: str  # the transcript's note when one is not started for that reason
+
+
+@dataclass(frozen=True)
+class Obey:
+    """What a seat makes of an action-required the server sent (`wire_type` None: not an action of this game)."""
+
+    wire_type: str | None
+    refusal: str | None = None  # why it is not decided now (None: decide it)
+    next_phase: bool = False  # it belongs to the next phase: obey it when that phase begins
+    note: str = "server action-required ignored"  # the transcript's event for one that is not obeyed
+
+
+@dataclass(frozen=True)
+class Resynced:
+    """What a status snapshot told the view: what the seat already did in this phase, and the transcript's record."""
+
+    acted: set[str]
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+class SeatRules(Protocol):
+    """What one agent in one seat asks its game; the connection, the deadlines and the decision record are the
+    agent's (lib.agents.agent). One object per seat: `configured` makes it from the game's part and the agent's
+    game-specific options."""
+
+    def configured(self, **options: Any) -> SeatRules:
+        """The rules for one seat with these options (TypeError naming an option this game does not take)."""
+        ...
+
+    def new_view(self, game_id: int, params: GameParams | None) -> Any:
+        """An empty view of the game for this seat (the frames and sent messages are folded in by its
+        `apply(frame)` and `apply_sent(message)`)."""
+        ...
+
+    def snapshot(self, view: Any) -> Any:
+        """A copy of the view that later frames cannot change, for a decision that outlives the frame."""
+        ...
+
+    def due(self, view: Any, *, chat: bool) -> str | None:
+        """The decision the seat owes now (its wire type), or None."""
+        ...
+
+    def cadence(self, wire_type: str) -> Cadence | None:
+        """None: `wire_type` is decided once per phase; else it is decided again and again, at this cadence."""
+        ...
+
+    def version(self, view: Any) -> int:
+        """Changes whenever a repeated decision may be worth taking again (the books or the wallet moved)."""
+        ...
+
+    def phase_closing(self, view: Any) -> bool:
+        """The current phase has ended though its phase-transition has not come yet: nothing may go out."""
+        ...
+
+    def server_action(self, view: Any, data: dict[str, Any]) -> Obey:
+        """What to do with an action-required the server sent (its data)."""
+        ...
+
+    def acknowledged(self, frame: dict[str, Any]) -> str | None:
+        """The wire type of our own action that `frame` says the server has, or None."""
+        ...
+
+    def cap(self, view: Any, params: GameParams | None) -> int | None:
+        """The largest amount an answer may name (None: the game has no amounts to cap nor server action-required;
+        its decide records name neither)."""
+        ...
+
+    def action_required(self, view: Any, wire_type: str, *, cap: int | None,
+                        timer_seconds: float | None) -> dict[str, Any]:
+        """The action-required message a policy is shown for a decision the seat takes by itself."""
+        ...
+
+    def check_answer(self, answer: dict[str, Any], view: Any, wire_type: str, cap: int | None) -> dict[str, Any]:
+        """A policy's answer as it may be sent, checked against the decision's view; ActionError otherwise."""
+        ...
+
+    def validate(self, message: dict[str, Any], view: Any, snapshot: Any, wire_type: str,
+                 cap: int | None) -> dict[str, Any] | None:
+        """The last check before sending, against the live `view` or the decision's `snapshot`: the message to
+        send, None when the answer sends nothing (a wait), ActionError for one that must never go out,
+        NoLongerValid for one the game has overtaken."""
+        ...
+
+    def fallback(self, view: Any, snapshot: Any, wire_type: str, cap: int | None,
+                 repeats: int) -> tuple[dict[str, Any] | None, str | None]:
+        """What goes out when the policy has no valid answer in time: (the message, None), or (None, why nothing
+        goes out by design); ActionError or ValueError when no fallback is possible. `repeats`: repeated
+        decisions started so far."""
+        ...
+
+    def baseline_policy(self, seed: int = 0) -> Policy:
+        """The game's rule-based policy, as an agent's policy."""
+        ...
+
+    def seat_lookup(self, view: Any) -> bool:
+        """The frames do not say which seat this is: read it from GET /games/status once joined."""
+        ...
+
+    def learn_seat(self, view: Any, game_data: dict[str, Any]) -> bool:
+        """Take the seat from a status snapshot (True: learnt)."""
+        ...
+
+    def resync(self, view: Any, game_data: dict[str, Any]) -> Resynced:
+        """Fold a status snapshot (GET /games/status's game_data) into the view after a rejoin."""
+        ...
+
+    def resend(self, view: Any, wire_type: str, *, acted: set[str], acknowledged: bool, delivered: bool,
+               snapshot: bool) -> tuple[bool, dict[str, Any] | None]:
+        """After a rejoin, an answer chosen in this phase: (send it again?, the transcript's meta record saying
+        why, or None). `acted`: what the snapshot says the seat did; `delivered`: it went out on the old socket;
+        `snapshot`: a status snapshot was applied."""
+        ...
+
+    def decision_fields(self, view: Any, wire_type: str, action: dict[str, Any] | None) -> dict[str, Any]:
+        """The decisions table's game-specific columns of a decision: role, action_type, private_values."""
+        ...
+
+
+class AnswerRules(Protocol):
+    """What a chat model is asked for a decision and how its answer is read (lib.agents.llm.LLMPolicy)."""
+
+    def messages(self, view: Any, action_required: dict[str, Any]) -> list[dict[str, str]]:
+        """The chat messages for a decision, exactly as the training set holds them."""
+        ...
+
+    def schema(self, view: Any, wire_type: str, cap: int) -> dict[str, Any]:
+        """The json_schema response format of the answer."""
+        ...
+
+    def parse(self, answer: Any, view: Any, wire_type: str, cap: int) -> dict[str, Any]:
+        """The answer text as a wire message, checked strictly; ActionError (fed back to the model) otherwise."""
+        ...
+
+
 class Game(Protocol):
     """A registered game: its name (the server's game_type) and its parts."""
 
@@ -77,6 +242,8 @@ class Game(Protocol):
     title: str  # for people: "voting", "Harberger", "futarchy"
     rules: GameRules
     server: ServerRules
+    seat: SeatRules
+    answers: AnswerRules
 
 
 @dataclass(frozen=True)
@@ -87,6 +254,8 @@ class GameDefinition:
     title: str
     rules: GameRules
     server: ServerRules
+    seat: SeatRules
+    answers: AnswerRules
 
 
 GROUP_ROLES = {"developer": 2, "owners": 3, "speculators": 1}  # lib.games.voting.rules ROLE_* by seat-group name

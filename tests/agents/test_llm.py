@@ -401,3 +401,14 @@ def test_the_preflight_warns_about_an_unreadable_answer_instead_of_crashing(fake
     fake.chat_replies.append(MALFORMED_ANSWERS["not json"])
     warning = preflight(fake)
     assert warning is not None and warning.startswith("warning: ") and "unreadable" in warning
+
+
+def test_the_policy_asks_in_its_games_words_and_for_game_shares_the_call_limit():
+    from lib.games import game_for
+
+    voting = LLMPolicy(api_key="k", model="m", base_url="http://127.0.0.1:9/v1", max_concurrent_calls=3)
+    market = voting.for_game(game_for("futarchy"))
+    assert voting.answers is game_for("voting").answers and market.answers is game_for("futarchy").answers
+    assert market.semaphore is voting.semaphore and (market.model, market.base_url) == (voting.model, voting.base_url)
+    asyncio.run(voting.close())
+    asyncio.run(market.close())

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lib.games.market.answers import ANSWERS
 from lib.games.market.play import UI_TIMERS, typed_parameters, ui_parameters
 from lib.games.market.rules import FUTARCHY, HARBERGER, seat_layout
 from lib.games.market.serverrules import MarketServerRules
+from lib.games.market.seat import MarketSeat
 from lib.games.protocols import GameDefinition, groups_from_roles
 from lib.games.voting.rules import GameParams
 
@@ -49,6 +51,6 @@ class MarketRules:
 
 
 HARBERGER = GameDefinition(name=HARBERGER, title="Harberger", rules=MarketRules(HARBERGER),
-                           server=MarketServerRules(HARBERGER))
+                           server=MarketServerRules(HARBERGER), seat=MarketSeat(HARBERGER), answers=ANSWERS)
 FUTARCHY = GameDefinition(name=FUTARCHY, title="futarchy", rules=MarketRules(FUTARCHY),
-                          server=MarketServerRules(FUTARCHY))
+                          server=MarketServerRules(FUTARCHY), seat=MarketSeat(FUTARCHY), answers=ANSWERS)

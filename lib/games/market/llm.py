@@ -1,24 +1,16 @@
-"""The model policy for the market games: lib.agents.llm.LLMPolicy (retries, structured output, deadlines, the
-transcript's model-call records) with the market games' prompts, schemas and strict answer checks."""
+"""A compatibility name for the callers not converted yet (lib.evaluation.policies, lib/games/market/play.py):
+the model policy of every game is lib.agents.llm.LLMPolicy with `game=` the game (lib.games.game_for); delete this
+module once nothing imports it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from lib.agents.llm import LLMPolicy
-from lib.games.market.actions import market_answer_schema, parse_market_answer
-from lib.games.market.prompts import build_market_messages
+from lib.games import game_for
+from lib.games.market.rules import HARBERGER
 
 
-class MarketLLMPolicy(LLMPolicy):
-    """Asks a chat model for declarations, snipes and trades; an answer the checks refuse is fed back and asked
-    again, as in voting. A trader's "wait" is a valid answer (`{"type": "wait"}`, nothing is sent)."""
-
-    def messages(self, view: Any, action_required: dict[str, Any]) -> list[dict[str, str]]:
-        return build_market_messages(view, action_required)
-
-    def schema(self, view: Any, wire_type: str, cap: int) -> dict[str, Any]:
-        return market_answer_schema(view, wire_type)
-
-    def parse(self, answer: Any, view: Any, wire_type: str, cap: int) -> dict[str, Any]:
-        return parse_market_answer(answer, view, wire_type)
+def MarketLLMPolicy(**kwargs: Any) -> LLMPolicy:  # noqa: N802 (was a class)
+    """LLMPolicy asked about the market games (their prompts, schema and checks are one for both)."""
+    return LLMPolicy(game=game_for(HARBERGER), **kwargs)

@@ -164,3 +164,17 @@ class MarketBaseline:
         if kind == TRADE:
             return zic_trade(view, decision_rng(self.seed, view, count), self.spread)
         raise ValueError(f"unknown market decision {kind!r}")
+
+
+class MarketBaselinePolicy:
+    """The baseline as an agent's policy (the rules play by choice: decisions are recorded as `baseline`)."""
+
+    def __init__(self, baseline: MarketBaseline | None = None) -> None:
+        self.baseline = baseline or MarketBaseline()
+        self.name = "baseline"
+        self.count = 0
+
+    async def decide(self, view: MarketView, wire_type: str, *, cap: int, action_required: dict[str, Any],
+                     deadline: float, transcript: Any) -> dict[str, Any] | None:
+        self.count += 1
+        return self.baseline.decide(view, wire_type, self.count)

@@ -12,7 +12,7 @@ files.
 Own orders in flight: a `post-order` has no acknowledgement. It ends as an `add-order` with this seat as sender (it
 rests), an `asset-movement` to this seat (it traded on arrival), an `order-refused` or an error frame. Until then
 it is `pending` and counts against the uncommitted balance or shares, so that a second order sent before the first
-one's answer cannot overspend (the real server checks only resting orders, section 5).
+one's answer cannot overspend (the real server checks only resting orders, docs/protocol.md section 11).
 
 Own cancels in flight: a `cancel-order` ends as the order's `delete-order` (cancelled, or filled meanwhile) or an
 error frame (`Order not found. N`: it had traded or gone already). Until then its id is in `cancelling`: the order

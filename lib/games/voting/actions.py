@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from lib.games.protocols import ActionError as ActionError  # every game's checks raise the one the agent catches
 from lib.games.voting.rules import CHAT_PHASES, PHASES, ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER, SEATS
 from lib.games.voting.view import PlayerView
 
@@ -51,10 +52,6 @@ SPECS: dict[str, ActionSpec] = {
     CHAT: ActionSpec(CHAT, "SendChatMessage", None, CHAT_PHASES, None, "send your message"),
 }
 BY_ACTION_TYPE = {spec.action_type: spec for spec in SPECS.values()}
-
-
-class ActionError(ValueError):
-    """An answer that must not be sent; the message says why, in words a model can act on."""
 
 
 def action_due(view: PlayerView, *, chat: bool = False) -> str | None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lib.games.protocols import GameDefinition, groups_from_roles
+from lib.games.voting.answers import ANSWERS
 from lib.games.voting.rules import (
     DEFAULT_PARAMETERS,
     LAST_PHASE,
@@ -15,6 +16,7 @@ from lib.games.voting.rules import (
     seat_role,
 )
 from lib.games.voting.serverrules import VotingServerRules
+from lib.games.voting.seat import SEAT
 
 
 class VotingRules:
@@ -47,4 +49,5 @@ class VotingRules:
         return 2 * per_round * len(params.rounds()) + 30
 
 
-GAME = GameDefinition(name="voting", title="voting", rules=VotingRules(), server=VotingServerRules())
+GAME = GameDefinition(name="voting", title="voting", rules=VotingRules(), server=VotingServerRules(), seat=SEAT,
+                      answers=ANSWERS)

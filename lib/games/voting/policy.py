@@ -32,9 +32,10 @@ import math
 import random
 import statistics
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from lib.agents.transcript import Transcript
+from lib.games.protocols import Policy as Policy  # the agent's, whatever the game; kept importable from here
 from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST, validate_action
 from lib.games.voting.rules import (
     NO_PROJECT,
@@ -51,15 +52,6 @@ ROUND_TO = 1000
 DEFAULT_MARKUP = 0.10
 DEFAULT_OFFER_SHARE = 1.0  # the offer is this share of the median request (below the developer's break-even)
 DEFAULT_VOTE_THRESHOLD = 0  # Project iff v_project + offer - v_noProject >= this
-
-
-class Policy(Protocol):
-    """What an agent asks for an action. `deadline` is a time.monotonic() instant; None means "no valid answer"."""
-
-    name: str
-
-    async def decide(self, view: PlayerView, wire_type: str, *, cap: int, action_required: dict[str, Any],
-                     deadline: float, transcript: Transcript | None) -> dict[str, Any] | None: ...
 
 
 def amount_cap(view: PlayerView, params: GameParams | None) -> int:

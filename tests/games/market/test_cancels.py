@@ -17,15 +17,16 @@ from typing import Any
 
 import pytest
 
-from lib.agents.agent import AgentSettings
+from lib.agents.agent import Agent, AgentSettings
 from lib.agents.decisions import DecisionLog
 from lib.agents.transcript import Transcript, read_transcript
+from lib.games import game_for
 from lib.games.market.actions import CANCEL, TRADE, validate_market_action
-from lib.games.market.agent import MIN_TRADE_SECONDS, MarketAgent
 from lib.games.market.policy import zic_trade
+from lib.games.market.seat import MIN_TRADE_SECONDS
 from lib.games.market.view import MarketView
 from lib.games.voting.actions import ActionError
-from tests.games.market.test_agent import market_view, order
+from tests.helpers.market_views import market_view, order
 
 
 def with_resting_bid(view: MarketView, order_id: int = 3) -> MarketView:
@@ -83,13 +84,13 @@ class RecordingSocket:
         self.sent.append(json.loads(text))
 
 
-def trading_agent(tmp_path: Path, seconds_left: float) -> tuple[MarketAgent, RecordingSocket, DecisionLog]:
+def trading_agent(tmp_path: Path, seconds_left: float) -> tuple[Agent, RecordingSocket, DecisionLog]:
     """A market agent in the middle of phase 6, its market ending `seconds_left` from now (set-timer end, no
     parameters: the only estimate), without a safety margin."""
     log = DecisionLog(tmp_path / "decisions.csv")
-    agent = MarketAgent("ws://127.0.0.1:1", 5, "recovery-code-0123456789", SilentModel(),
-                        Transcript(tmp_path / "agent.jsonl"), settings=AgentSettings(safety_margin=0.0),
-                        decision_log=log, game_type="harberger")
+    agent = Agent("ws://127.0.0.1:1", 5, "recovery-code-0123456789", SilentModel(),
+                  Transcript(tmp_path / "agent.jsonl"), game=game_for("harberger"),
+                  settings=AgentSettings(safety_margin=0.0), decision_log=log)
     agent.view = with_resting_bid(market_view())
     agent.view.deadline_ms = int(time.time() * 1000 + seconds_left * 1000)
     socket = RecordingSocket()
@@ -114,7 +115,7 @@ def test_a_second_fallback_never_cancels_what_the_first_one_is_cancelling(tmp_pa
 
 def test_no_trading_decision_starts_too_close_to_the_markets_end(tmp_path):
     agent, socket, log = trading_agent(tmp_path, seconds_left=MIN_TRADE_SECONDS / 2)
-    asyncio.run(agent._trade(1, 0.0))
+    asyncio.run(agent._decide_again(1, 6, TRADE, 0.0))
     agent.transcript.close()
     log.close()
     assert agent.policy.asked == 0 and agent.fallbacks == 0 and log.rows == [] and socket.sent == []
@@ -125,7 +126,7 @@ def test_no_trading_decision_starts_too_close_to_the_markets_end(tmp_path):
 
 def test_a_trading_decision_with_time_left_is_started(tmp_path):
     agent, socket, log = trading_agent(tmp_path, seconds_left=600)
-    asyncio.run(agent._trade(1, 0.0))
+    asyncio.run(agent._decide_again(1, 6, TRADE, 0.0))
     agent.transcript.close()
     log.close()
     assert agent.policy.asked == 1 and len(log.rows) == 1

@@ -7,7 +7,6 @@ the round-start ready race, and a connection cut during the market. And `handler
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import subprocess
 import sys
@@ -16,42 +15,37 @@ from typing import Any
 
 import pytest
 
-from lib.agents.agent import AgentSettings
+from lib.agents.agent import Agent
 from lib.agents.decisions import DecisionLog
+from lib.agents.llm import LLMPolicy
 from lib.agents.transcript import Transcript, read_transcript
-from lib.games.market.agent import BaselineMarketPolicy, MarketAgent
-from lib.games.market.llm import MarketLLMPolicy
-from lib.games.market.policy import MarketBaseline
+from lib.games import game_for
+from lib.games.market.policy import MarketBaseline, MarketBaselinePolicy
 from lib.games.market.rules import round_profit
 from lib.ibex.api import IbexApi
 from lib.localserver.server import LocalServer
 from tests.helpers.fakeopenai import FakeOpenAI
-from tests.helpers.paths import FIXTURES, REPO
+from tests.helpers.market_runs import FAST, SESSIONS, SETTINGS, decisions
+from tests.helpers.paths import REPO
 from tests.helpers.tlsproxy import Proxy
 
 ROOT = REPO
-SESSIONS = FIXTURES / "market_sessions.json"
-FAST = {"timer_phase_1": 0.2, "timer_phase_2": 1.5, "timer_phase_3": 1.5, "timer_phase_4": 0.2,
-        "timer_phase_5": 0.2, "timer_phase_6": 3.0, "timer_phase_7": 1.5, "timer_phase_8": 1.5,
-        "timer_phase_9": 0.2, "round_count": 1, "practice_round": False}
-SETTINGS = AgentSettings(safety_margin=0.3, ready_delay=0.05, ready_resend=0.3,
-                         reconnect_delays=(0.05, 0.1, 0.2, 0.4, 0.8))
 
 
 async def play(tmp_path: Path, server: LocalServer, game_type: str, *, policy: Any = None,
                overrides: dict[str, Any] | None = None, ws_url: Any = None, during: Any = None,
-               trade_interval: float = 0.1, trade_seconds: float = 1.0) -> tuple[list[MarketAgent], Path]:
+               trade_interval: float = 0.1, trade_seconds: float = 1.0) -> tuple[list[Agent], Path]:
     game_id = server.create_game({"game_type": game_type, **FAST, **(overrides or {})})
     params = server.game(game_id).params
     log = DecisionLog(tmp_path / "decisions.csv")
     agents = []
     async with IbexApi(server.api_url, retries=1, backoff=0.05) as api:
         for k in range(1, 13):
-            agents.append(MarketAgent(
+            agents.append(Agent(
                 ws_url(k) if ws_url else server.ws_url, game_id, f"recovery-{game_type}-{k:02d}-{'z' * 40}",
-                policy or BaselineMarketPolicy(MarketBaseline(seed=k)), Transcript(tmp_path / f"agent{k}.jsonl"),
-                params=params, settings=SETTINGS, name=f"agent{k}", api=api, decision_log=log,
-                game_type=game_type, trade_interval=trade_interval, trade_seconds=trade_seconds))
+                policy or MarketBaselinePolicy(MarketBaseline(seed=k)), Transcript(tmp_path / f"agent{k}.jsonl"),
+                game=game_for(game_type), params=params, settings=SETTINGS, name=f"agent{k}", api=api,
+                decision_log=log, trade_interval=trade_interval, trade_seconds=trade_seconds))
         tasks = []
         try:
             for agent in agents:  # one after another: agent k takes seat k
@@ -71,7 +65,7 @@ async def play(tmp_path: Path, server: LocalServer, game_type: str, *, policy: A
     return agents, tmp_path / "decisions.csv"
 
 
-def assert_clean(agents: list[MarketAgent]) -> None:
+def assert_clean(agents: list[Agent]) -> None:
     """Every agent reached game-over, each round's wallet matches its summary, and no frame was refused: the only
     error allowed is a cancel that met its order already filled (the server's "Order not found"), which no
     client can avoid in a continuous market."""
@@ -96,11 +90,6 @@ def assert_clean(agents: list[MarketAgent]) -> None:
                 text = msg.get("message", "")
                 assert text.startswith("Order not found.") and int(text.split(".")[1]) in sent_cancels, text
         assert view.warnings == []
-
-
-def decisions(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.mark.parametrize("game_type", ["harberger", "futarchy"])
@@ -162,7 +151,8 @@ def test_a_model_plays_through_the_openai_sdk_with_invalid_and_slow_answers(tmp_
     async def scenario():
         with FakeOpenAI() as fake:
             fake.chat_default = ScriptedModel()
-            policy = MarketLLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="ft:test", max_retries=2)
+            policy = LLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="ft:test", max_retries=2,
+                               game=game_for("harberger"))
             try:
                 async with LocalServer(records_dir=tmp_path, sessions=SESSIONS, strict=True) as server:
                     return await play(tmp_path, server, "harberger", policy=policy, trade_interval=0.5,
@@ -293,3 +283,19 @@ def test_serve_plays_an_agents_only_market_game(tmp_path):
     [line] = [t for t in handler.lines if t.startswith(f"game {game_id} round 1: winning condition")]
     assert "market " in line and "decisions: " in line
     assert len({e["number"] for e in recorded["log"] if e.get("type") == "message" and e.get("number")}) == 12
+
+
+def test_the_ui_defaults_are_the_payload_the_real_server_was_recorded_with():
+    """lib.games.market.play's flat UI defaults make, through lib.ibex.createparams, the nested gameParameters that
+    tests/fixtures/record_market_probes.py sent to the real server (timers, rounds and practice aside)."""
+    from lib.games.market.play import typed_parameters, ui_parameters
+    from lib.ibex.createparams import nested_payload
+    from tests.fixtures.record_market_probes import payload
+
+    for game_type in ("harberger", "futarchy"):
+        ours, recorded = nested_payload(ui_parameters(game_type)), payload(game_type)
+        for key in ("timers", "round_count", "practice"):
+            ours.pop(key), recorded.pop(key)
+        assert ours == recorded
+        params = typed_parameters(ui_parameters(game_type))
+        assert params.game_type == game_type and params.timer(6) == 270 and params.timer(0) is None

@@ -13,17 +13,18 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from lib.agents.agent import Agent
 from lib.agents.decisions import DecisionLog
 from lib.agents.transcript import Transcript, read_transcript
+from lib.games import game_for
 from lib.games.market import rules as mg
-from lib.games.market.agent import BaselineMarketPolicy, MarketAgent
 from lib.games.market.play import round_lines
-from lib.games.market.policy import MarketBaseline
+from lib.games.market.policy import MarketBaseline, MarketBaselinePolicy
 from lib.games.market.server import MarketGame
 from lib.ibex.api import IbexApi
 from lib.localserver.server import LocalServer
-from tests.games.market.test_play import FAST, SESSIONS, SETTINGS, decisions
 from tests.helpers.market_players import _ready
+from tests.helpers.market_runs import FAST, SESSIONS, SETTINGS, decisions
 from tests.helpers.players import Client
 
 LONE = "\ud800"
@@ -80,7 +81,7 @@ def test_a_seat_declaring_lone_surrogates_does_not_blind_the_other_agents(tmp_pa
     broadcast_string_declarations_as_the_real_server_does(monkeypatch)
     loop_errors: list[dict] = []
 
-    async def scenario() -> tuple[list[MarketAgent], Client]:
+    async def scenario() -> tuple[list[Agent], Client]:
         asyncio.get_running_loop().set_exception_handler(lambda loop, context: loop_errors.append(context))
         async with LocalServer(records_dir=tmp_path, sessions=SESSIONS, strict=True) as server:
             game_id = server.create_game({"game_type": "harberger", **FAST})
@@ -95,11 +96,11 @@ def test_a_seat_declaring_lone_surrogates_does_not_blind_the_other_agents(tmp_pa
             async with IbexApi(server.api_url, retries=1, backoff=0.05) as api:
                 try:
                     for k in range(2, 13):
-                        agent = MarketAgent(
-                            server.ws_url, game_id, recoveries[k - 1], BaselineMarketPolicy(MarketBaseline(seed=k)),
+                        agent = Agent(
+                            server.ws_url, game_id, recoveries[k - 1], MarketBaselinePolicy(MarketBaseline(seed=k)),
                             Transcript(tmp_path / f"agent{k}.jsonl", flush_delay=0.05 if k % 2 else 0.0),
-                            params=params, settings=SETTINGS, name=f"agent{k}", api=api, decision_log=log,
-                            game_type="harberger", trade_interval=0.1, trade_seconds=1.0)
+                            game=game_for("harberger"), params=params, settings=SETTINGS, name=f"agent{k}", api=api,
+                            decision_log=log, trade_interval=0.1, trade_seconds=1.0)
                         agents.append(agent)
                         tasks.append(asyncio.ensure_future(agent.run()))
                         await asyncio.wait_for(agent.joined.wait(), 5)

@@ -335,7 +335,7 @@ def test_a_lone_surrogate_in_received_chat_is_replaced_not_fatal():
 
 def _fresh_copy(view: PlayerView) -> PlayerView:
     """The same state without lib.games.voting.prompts' kept renderings (they are not part of a view's value)."""
-    from lib.agents.agent import view_snapshot
+    from lib.games.voting.seat import view_snapshot
 
     copy = view_snapshot(view)
     assert all(rec.rendered is None and rec.chat_rendered is None for rec in copy.rounds.values())

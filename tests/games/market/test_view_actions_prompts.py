@@ -1,25 +1,21 @@
-"""The market games' agent side, against every frame the twelve seats of two recorded real-server games saw.
+"""The market games' view, checks and prompts (lib.games.market.view, actions, prompts), against every frame the
+twelve seats of two recorded real-server games saw (tests/helpers/market_views.py).
 
-tests/fixtures/market_seats.json.gz holds, per seat, the frames received and sent in game 12 (Harberger) and 13
-(futarchy), practice round + 2 rounds, with the recorder's notes on its deliberate bad-input probes. Each seat's
-frames are folded into a MarketView in order; what the view knows is checked against what the server said later
-(round summaries, acknowledgements, refusals), and every action the scripted players sent is run through the
-validator: it must be accepted, or refused for the reason the server refused it or docs/protocol.md section 14
-says it must be.
+Each seat's frames are folded into a MarketView in order; what the view knows is checked against what the server
+said later (round summaries, acknowledgements, refusals), and every action the scripted players sent is run
+through the validator: it must be accepted, or refused for the reason the server refused it or docs/protocol.md section
+14 says it
+must be.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import gzip
 import json
 import random
-import time
 
 import pytest
 
-from lib.agents.transcript import Transcript, read_transcript
 from lib.games.market.actions import (
     ACTION_TYPES,
     CANCEL,
@@ -35,44 +31,20 @@ from lib.games.market.actions import (
     price_cap,
     validate_market_action,
 )
-from lib.games.market.llm import MarketLLMPolicy
-from lib.games.market.policy import MarketBaseline, baseline_declaration, baseline_snipes, zic_trade
+from lib.games.market.policy import zic_trade
 from lib.games.market.prompts import build_market_messages
 from lib.games.market.view import MarketView
 from lib.games.voting.actions import ActionError
 from lib.games.voting.rules import ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR
-from tests.helpers.fakeopenai import FakeOpenAI
-from tests.helpers.paths import FIXTURES
+from tests.helpers.market_views import GAMES, market_view, new_view, order, recorded_games, replay
 
-FIXTURE = FIXTURES / "market_seats.json.gz"
-GAMES = ("harberger-12", "futarchy-13")
 KIND_OF = {"declare": DECLARE, "done-speculating": SPECULATE, "post-order": TRADE, "cancel-order": TRADE,
            "complete-current-phase": TRADE}
 
 
 @pytest.fixture(scope="module")
 def recorded() -> dict:
-    with gzip.open(FIXTURE, "rt") as f:
-        return json.load(f)["games"]
-
-
-def new_view(game: dict, seat: str) -> MarketView:
-    return MarketView(game_id=game["game_id"], game_type=game["game_type"], number=int(seat))
-
-
-def replay(game: dict, seat: str, on_send=None, on_recv=None) -> MarketView:
-    """Fold one seat's frames in order; callbacks see the view before a frame is applied."""
-    view = new_view(game, seat)
-    for entry in game["seats"][seat]:
-        if entry[0] == "r":
-            if on_recv:
-                on_recv(view, entry[1])
-            view.apply(entry[1])
-        else:
-            if on_send:
-                on_send(view, entry[1], entry[2])
-            view.apply_sent(entry[1])
-    return view
+    return recorded_games()
 
 
 # ----- the view
@@ -253,29 +225,6 @@ def test_an_ask_beyond_the_shares_is_refused_like_the_servers_seventh_ask(record
 
 
 # ----- validation details docs/protocol.md section 14 asks for
-
-
-def market_view(game_type="harberger", role=ROLE_SPECULATOR, number=7, phase=6, winning=0) -> MarketView:
-    view = MarketView(game_id=5, game_type=game_type, number=number, role=role, phase=phase, round=1,
-                      tax_rate_initial=1, tax_rate_final=33,
-                      boundaries={"developer": {"noProject": {"low": 200000, "high": 500000},
-                                                "projectA": {"low": 500000, "high": 2750000}},
-                                  "owner": {"noProject": {"low": 350000, "high": 600000},
-                                            "projectA": {"low": 150000, "high": 350000}}})
-    view.players = [{"number": n, "role": 3 if n == 1 or 3 <= n <= 6 else 2 if n == 2 else 1, "tag": f"P{n}"}
-                    for n in range(1, 13)]
-    rec = view.current
-    rec.wallets = [{"balance": 50000, "shares": 5} for _ in range(3)]
-    rec.winning = None if game_type == "futarchy" else winning
-    rec.signals = [9000, 7000, 0]
-    rec.declarations[3] = [{"id": n, "number": n, "role": 2 if n == 2 else 3,
-                            "d": [300000 if n == 4 else 400000, 200000, 0]} for n in range(1, 7)]
-    return view
-
-
-def order(price=9000, side="bid", condition=0, **extra):
-    return {"gameId": 99, "type": "post-order",
-            "order": {"price": price, "quantity": 1, "condition": condition, "type": side, "now": False, **extra}}
 
 
 @pytest.mark.parametrize("bad,reason", [
@@ -504,164 +453,6 @@ def test_prompts_hold_only_what_that_seat_knew(recorded, name):
     assert "Market 0 (No Project): bids" in other
 
 
-# ----- the baseline policy
-
-
-@pytest.mark.parametrize("name", GAMES)
-def test_the_baseline_answers_validly_at_every_recorded_decision_point(recorded, name):
-    """Declarations, snipes and trades the baseline would have sent at every moment of the recorded games pass
-    the strict validator, and its orders never trade at a loss against the signal."""
-    game = recorded[name]
-    policy = MarketBaseline(seed=1)
-    counts = {DECLARE: 0, SPECULATE: 0, "post": 0, "cancel": 0}
-
-    def decide(view, frame, note=None):
-        kind = market_action_due(view)
-        if kind is None:
-            return
-        answer = policy.decide(view, kind, count=sum(counts.values()))
-        out = validate_market_action(answer, view, kind)
-        if kind == TRADE and out["type"] != "wait":
-            signal = view.current.signals[out["order"]["condition"]] if out["type"] == POST else None
-            if out["type"] == POST:
-                side, price = out["order"]["type"], out["order"]["price"]
-                assert price <= signal if side == "bid" else price >= signal
-                counts["post"] += 1
-            else:
-                counts["cancel"] += 1
-        elif kind != TRADE:
-            counts[kind] += 1
-    for seat in game["seats"]:
-        replay(game, seat, on_recv=decide, on_send=decide)
-    assert counts[DECLARE] > 0 and counts[SPECULATE] > 0 and counts["post"] > 100 and counts["cancel"] > 0
-
-
-def test_baseline_declares_the_true_value_rounded_down():
-    view = market_view(role=ROLE_OWNER, number=3, phase=2)
-    view.current.values = [468500, 164999]
-    assert baseline_declaration(view)["declaration"] == [468000, 164000, 0]
-    view.current.values = [5000000, 0]  # beyond the server's maximum: clipped to it
-    assert baseline_declaration(view)["declaration"] == [1200000, 0, 0]
-
-
-def test_baseline_snipes_only_declarations_below_the_sure_value_by_the_margin():
-    view = market_view(phase=3, winning=0)
-    # Owners' sure value under No Project is their low, 350000; lot 4 declared 300000 (more than 5% below).
-    assert baseline_snipes(view)["snipe"] == [[4], [], []]
-    view.current.declarations[3][3]["d"][0] = 340000  # within 5% of 350000: no sure gain worth the margin
-    assert baseline_snipes(view)["snipe"] == [[], [], []]
-    assert baseline_snipes(view, margin=0.0)["snipe"] == [[4], [], []]
-
-
-def test_zic_trader_stays_within_its_signal_and_its_wallet():
-    view = market_view("futarchy")
-    view.current.wallets[1] = {"balance": 3000, "shares": 0}
-    seen = set()
-    for i in range(300):
-        out = zic_trade(view, random.Random(i))
-        validate_market_action(out, view, TRADE)
-        o = out["order"]
-        s = view.current.signals[o["condition"]]
-        if o["type"] == "bid":
-            assert min(0.8 * s - 1, view.uncommitted(o["condition"])[0]) <= o["price"] <= s
-        else:
-            assert s <= o["price"] <= 1.2 * s + 1
-            assert o["condition"] == 0  # no shares under condition 1
-        seen.add((o["condition"], o["type"]))
-    assert seen == {(0, "bid"), (0, "ask"), (1, "bid")}
-    # A resting order on the chosen side is cancelled before a new one is posted.
-    for side in ("bid", "ask"):
-        view.apply({"type": "event", "eventType": "add-order", "data": {"order": {
-            "id": 1 if side == "bid" else 2, "sender": 7, "price": 8000 if side == "bid" else 9500,
-            "quantity": 1, "type": side, "condition": 0}}})
-    kinds = {zic_trade(view, random.Random(i))["type"] for i in range(100)}
-    assert kinds == {"post-order", "cancel-order"}
-    view.current.signals = None
-    assert zic_trade(view, random.Random(0))["type"] == "wait"
-
-
-def test_baseline_trading_is_reproducible_from_its_seed():
-    view = market_view()
-    a = [MarketBaseline(seed=3).decide(view, TRADE, count=i) for i in range(20)]
-    b = [MarketBaseline(seed=3).decide(view, TRADE, count=i) for i in range(20)]
-    c = [MarketBaseline(seed=4).decide(view, TRADE, count=i) for i in range(20)]
-    assert a == b and a != c
-
-
-# ----- the model policy, through the real openai SDK against the fake OpenAI server
-
-
-def test_model_answers_are_checked_fed_back_and_retried(tmp_path):
-    view = market_view("futarchy")
-    view.current.wallets[1] = {"balance": 20000, "shares": 5}
-    required = build_market_action_required(view, TRADE)
-    with FakeOpenAI() as fake:
-        fake.chat_replies = [
-            '{"gameId":5,"type":"post-order","order":{"price":"9000","quantity":1,"condition":0,"type":"bid",'
-            '"now":false}}',  # a string price: refused and fed back
-            '{"gameId":5,"type":"post-order","order":{"price":29000,"quantity":1,"condition":1,"type":"bid",'
-            '"now":false}}',  # beyond the balance
-            '{"gameId":5,"type":"post-order","order":{"price":8900,"quantity":1,"condition":1,"type":"bid",'
-            '"now":false}}',
-        ]
-        policy = MarketLLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="m", max_retries=2)
-        transcript = Transcript(tmp_path / "t.jsonl")
-
-        async def go():
-            try:
-                return await policy.decide(view, TRADE, cap=0, action_required=required,
-                                           deadline=time.monotonic() + 10, transcript=transcript)
-            finally:
-                await policy.close()
-        action = asyncio.run(go())
-        transcript.close()
-        calls = fake.calls_to("POST", "/v1/chat/completions")
-    assert action["order"] == {"price": 8900, "quantity": 1, "condition": 1, "type": "bid", "now": False}
-    assert len(calls) == 3
-    first = calls[0]["json"]
-    assert first["response_format"]["json_schema"]["name"] == "TradeInMarket"
-    assert first["messages"][1]["content"].endswith(json.dumps(required, ensure_ascii=False))
-    last = calls[2]["json"]["messages"]
-    assert "not the string" in last[-3]["content"] and "exceeds your uncommitted balance" in last[-1]["content"]
-    records = [r for r in read_transcript(tmp_path / "t.jsonl") if r.get("kind") == "model-call"]
-    assert [("error" in r) for r in records] == [True, True, False]
-
-
-def test_malformed_market_answers_are_invalid_answers_fed_back_and_retried(tmp_path):
-    """Issue #20: a 60,000-deep answer and a 5,000-digit price went through parse_market_answer's JSON parse as a
-    RecursionError and a ValueError, past the retry loop; each is an invalid answer like any other."""
-    from tests.helpers.fakeopenai import MALFORMED_ANSWERS
-
-    view = market_view("futarchy")
-    view.current.wallets[1] = {"balance": 20000, "shares": 5}
-    required = build_market_action_required(view, TRADE)
-    with FakeOpenAI() as fake:
-        fake.chat_replies = [
-            MALFORMED_ANSWERS["deep nesting"],
-            '{"gameId":5,"type":"post-order","order":{"price":' + "9" * 5000 + ',"quantity":1,"condition":1,'
-            '"type":"bid","now":false}}',
-            '{"gameId":5,"type":"post-order","order":{"price":8900,"quantity":1,"condition":1,"type":"bid",'
-            '"now":false}}',
-        ]
-        policy = MarketLLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="m", max_retries=2)
-        transcript = Transcript(tmp_path / "t.jsonl")
-
-        async def go():
-            try:
-                return await policy.decide(view, TRADE, cap=0, action_required=required,
-                                           deadline=time.monotonic() + 10, transcript=transcript)
-            finally:
-                await policy.close()
-        action = asyncio.run(go())
-        transcript.close()
-        calls = fake.calls_to("POST", "/v1/chat/completions")
-    assert action["order"]["price"] == 8900 and len(calls) == 3
-    last = calls[2]["json"]["messages"]
-    assert "too deeply" in last[-3]["content"] and "5000 digits" in last[-1]["content"]
-    records = [r for r in read_transcript(tmp_path / "t.jsonl") if r.get("kind") == "model-call"]
-    assert [r["error"].startswith("invalid answer: ") for r in records[:2]] == [True, True] and "action" in records[2]
-
-
 def test_nothing_is_due_or_sent_once_the_phase_timer_is_over(recorded):
     """Between the market's reset-timer and the next phase-transition (the exit events, the next phase's
     set-timer) the real server is no longer in the market: an order sent then met phase 7's handler on the real
@@ -679,19 +470,3 @@ def test_nothing_is_due_or_sent_once_the_phase_timer_is_over(recorded):
     replay(game, "7", on_recv=check, on_send=lambda view, message, note: opened.append(view.closing))
     assert "phase-transition" in seen  # the transition to phase 7 came while the view knew phase 6 was over
     assert opened and not any(opened)  # the recorded player sent everything while its phase was open
-
-
-def test_the_ui_defaults_are_the_payload_the_real_server_was_recorded_with():
-    """lib.games.market.play's flat UI defaults make, through lib.ibex.createparams, the nested gameParameters that
-    tests/fixtures/record_market_probes.py sent to the real server (timers, rounds and practice aside)."""
-    from lib.games.market.play import typed_parameters, ui_parameters
-    from lib.ibex.createparams import nested_payload
-    from tests.fixtures.record_market_probes import payload
-
-    for game_type in ("harberger", "futarchy"):
-        ours, recorded = nested_payload(ui_parameters(game_type)), payload(game_type)
-        for key in ("timers", "round_count", "practice"):
-            ours.pop(key), recorded.pop(key)
-        assert ours == recorded
-        params = typed_parameters(ui_parameters(game_type))
-        assert params.game_type == game_type and params.timer(6) == 270 and params.timer(0) is None
