@@ -3,6 +3,7 @@
 
     python finetune.py                    # data/training_set.jsonl (+ data/validation_set.jsonl)
     python finetune.py --dry-run          # checks, token counts and cost estimate; no network
+    python finetune.py --yes              # no question before a paid job (without a terminal, --yes is needed)
     python finetune.py --follow [JOB_ID]  # resume following the recorded (or a given) job
     python finetune.py --list             # recent jobs
     python finetune.py --cancel JOB_ID
@@ -11,6 +12,7 @@
 
 The job is recorded in data/finetune_job.json (job id, base model, file ids, sha256 of each
 dataset, status, fine_tuned_model, error); handler.py plays with that fine_tuned_model.
+Before anything is uploaded it prints the job's estimated cost and, at a paid endpoint, asks (as --evaluate does).
 Ctrl-C stops following, never the job. Settings: OPENAI_API_KEY and OPENAI_BASE_URL, from the
 environment or .env (OPENAI_BASE_URL lets OpenAI-compatible services such as Azure OpenAI work
 unchanged).
@@ -359,10 +361,36 @@ def succeeded_on(record: dict, train_sha: str) -> dict | None:
     return None
 
 
+def cost_line(report: ftcheck.CheckReport, model: str) -> str:
+    """What the job will cost, in one line, as --evaluate says what its calls will (lib.evaluation.cli.estimate_line)."""
+    if evalcli.is_local_endpoint(base_url()):
+        cost = "a local endpoint: no per-token price"
+    elif report.estimated_cost_usd is None:
+        cost = f"price unknown for {model} (check openai.com/api/pricing)"
+    else:
+        cost = f"about ${report.estimated_cost_usd:,.2f} at list prices (check openai.com/api/pricing)"
+    return (f"fine-tuning {model} at {endpoint()}: {report.billed_tokens:,} billed tokens ({report.epochs} "
+            f"epochs); {cost}")
+
+
+def confirm_cost(args: argparse.Namespace) -> None:
+    """Ask before a paid job, as --evaluate asks before paid calls: --yes skips the question, and without a
+    terminal to ask on, nothing is started."""
+    if args.yes or evalcli.is_local_endpoint(base_url()):
+        return
+    try:
+        go = evalcli.confirm("Upload and start this fine-tuning job? [y/N]")
+    except evalcli.EvalError as exc:
+        raise Fatal(f"{exc}; nothing uploaded, no job created", EXIT_USAGE) from None
+    if not go:
+        raise Fatal("nothing uploaded, no job created (pass --yes to skip the question)", EXIT_USAGE)
+
+
 def start(args: argparse.Namespace) -> int:
     train, validation = dataset_paths(args)
     report, vreport = check_datasets(train, validation, args)
     if args.dry_run:
+        print(cost_line(report, args.model))
         print("dry run: nothing uploaded, no job created")
         return EXIT_OK
     old = jobrecord.read_record(args.record) or {}
@@ -379,6 +407,9 @@ def start(args: argparse.Namespace) -> int:
                     "pass --force to pay for another job on the same data (with this or another base model)",
                     EXIT_USAGE)
     client = make_client(args)
+    # The cost comes last before anything is sent, so that the question is the one thing between it and the bill.
+    print(cost_line(report, args.model), flush=True)
+    confirm_cost(args)
     uploads = old.setdefault("uploads", {})
     train_id = upload_once(client, train, train_sha, uploads)
     val_sha = val_id = None

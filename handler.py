@@ -1,4 +1,4 @@
-"""Run LLM (or baseline) agents as players of IBEX voting games.
+"""Run LLM (or baseline) agents as players of IBEX voting, Harberger and futarchy games.
 
     python handler.py --local                      offline demo: a local IBEX server, one game, six agents
     python handler.py --game ID [--players N] [--recovery CODE ...]
@@ -130,8 +130,8 @@ class UsageError(Exception):
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python handler.py",
-        description="Run agents in IBEX voting games: an offline demo (--local), an existing game (--game), a new "
-                    "game (--create), or the agent manager for agents-only games (--serve).",
+        description="Run agents in IBEX voting, Harberger and futarchy games: an offline demo (--local), an existing "
+                    "game (--game), a new game (--create), or the agent manager for agents-only games (--serve).",
     )
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--local", action="store_true",
@@ -234,6 +234,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--sessions is the local server's private values table: it works with --local only")
     if args.game_type is not None and not (args.local or args.create):
         parser.error("--game-type chooses the game of --local and --create; in a running game the server says it")
+    if args.game_type in ("harberger", "futarchy") and args.policy == "fitted":
+        # refused here, before the policy line or anything else is printed (lib.games.market.play.market_policy agrees)
+        parser.error(f"--policy fitted plays voting games only; {args.game_type} has no fitted version (use "
+                     "--policy baseline or llm)")
     if args.game_type in ("harberger", "futarchy") and args.chat:
         parser.error(f"--chat: {args.game_type} has no chat (the server has no chat handler in these games)")
     if args.rounds is not None and args.rounds < 1:
@@ -865,7 +869,11 @@ async def create_agents_only(real: Real, username: str, password: str, parameter
             seats = await prepare_seats(real.api, created.id, count, [])
             return report_game(real, await play_seats(real, created.id, seats, params, game_type=params.game_type))
         if manager is None or not await _spawned(manager, created.id):
-            real.say(f"game {created.id} is played by the agent manager the server called, not by this process")
+            # This process ends now, so say where the game can be followed: the other manager's output and folders.
+            real.say(f"game {created.id} is played by the agent manager the server called, not by this process: "
+                     f"follow it in that manager's output ({ROOT / 'logs' / 'handler.log'} when serverStarter.sh "
+                     f"started it) and its transcripts in its --logs-dir (default {DEFAULT_LOGS}/), in the folder "
+                     f"ending -game{created.id}")
             return 0
         stopper = asyncio.ensure_future(real.stop.wait())
         try:

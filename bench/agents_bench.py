@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/agents_bench.py                      # K = 10 (60 agents), then K = 50 (300 agents)
     .venv/bin/python bench/agents_bench.py --games 10 --policy fake-llm
+    .venv/bin/python bench/agents_bench.py --smoke                # smallest run: 1 game, 1 round (tests/test_bench.py)
 
 The server runs in its own process (python -m lib.localserver.server), so this process holds only the agents and its
 CPU time is theirs. The model answers instantly: `baseline` is the built-in rule set, `fake-llm` is the real
@@ -39,10 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lib.agents.agent import Agent, AgentSettings  # noqa: E402
+from lib.agents.realserver import create_payload  # noqa: E402
 from lib.agents.transcript import Transcript  # noqa: E402
 from lib.games.voting.actions import DECISION, OFFER, REQUEST  # noqa: E402
 from lib.games.voting.policy import BaselinePolicy, Policy  # noqa: E402
-from lib.games.voting.rules import parameters_from_dict  # noqa: E402
 from lib.games.voting.view import PlayerView  # noqa: E402
 from lib.ibex.api import IbexApi  # noqa: E402
 
@@ -168,8 +169,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run_games(k: int, ws_url: str, api_url: str, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
-    params_dict = game_parameters(args.rounds, args.wait, args.act)
-    params = parameters_from_dict(params_dict)
+    # create-for-llm takes the web UI's nested gameParameters only (as the real server), the defaults filled in
+    payload, params = create_payload(game_parameters(args.rounds, args.wait, args.act), title="agents bench")
     timers = {p: params.timer(p) or 0.0 for p in range(1, 8)}
     fake = None
     inner: Policy
@@ -183,7 +184,7 @@ async def run_games(k: int, ws_url: str, api_url: str, args: argparse.Namespace,
     policy = TimedPolicy(inner)
     settings = AgentSettings(safety_margin=min(2.0, args.act / 4))
     async with IbexApi(api_url) as api:
-        game_ids = [(await api.create_for_llm(*ADMIN, params_dict)).id for _ in range(k)]
+        game_ids = [(await api.create_for_llm(*ADMIN, payload)).id for _ in range(k)]
         agents: list[Agent] = []
         for game_id in game_ids:
             for seat in range(6):
@@ -267,7 +268,11 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
-def main() -> int:
+# One game of one round: phases where nobody acts last 0.05 s; the action phases end as soon as all six have acted.
+SMOKE_ARGS = ("--games", "1", "--rounds", "1", "--wait", "0.05", "--act", "2")
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--games", type=int, nargs="+", default=[10, 50], help="K values to run (default 10 50)")
     parser.add_argument("--policy", choices=("baseline", "fake-llm"), default="baseline",
@@ -277,7 +282,12 @@ def main() -> int:
     parser.add_argument("--transcript-batch", type=float, default=0.0, metavar="SECONDS",
                         help="handler.py's --transcript-batch (default 0: line by line, as handler.py by default)")
     parser.add_argument("--act", type=float, default=10.0, help="timer of the action phases 3, 4, 6 (seconds)")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"the smallest run, to see that the bench works (its figures mean little): "
+                             f"{' '.join(SMOKE_ARGS)}; flags given as well still win")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args = parser.parse_args([*SMOKE_ARGS, *(argv if argv is not None else sys.argv[1:])])
     if any(k < 1 or k > 200 for k in args.games) or args.rounds < 1 or args.wait <= 0 or args.act <= 0:
         parser.error("--games from 1 to 200, --rounds >= 1, --wait and --act > 0")
     return asyncio.run(main_async(args))

@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/dataset_bench.py                 # 1,000 logs; also 500 for the memory comparison
     .venv/bin/python bench/dataset_bench.py --files 2000 --workers 3
+    .venv/bin/python bench/dataset_bench.py --smoke     # smallest run: 4 logs, 1 worker, 1 pair (tests/test_bench.py)
 
 Generates realistic games (a practice round and five paid rounds, chat in both chat phases, human-like
 odd submissions, a by-value server-log; about 100 KB each) in a temporary folder, then prints, from one run,
@@ -216,6 +217,10 @@ def print_stages(folder: Path, out: Path, n: int) -> None:
     print(f"  {run['seconds'] / n * 1000:6.1f} ms per log in all, with the stage timing")
 
 
+# The smallest corpus (4 logs, halved to 2), one worker and one pair: every measurement path runs once.
+SMOKE_ARGS = ("--files", "4", "--workers", "1", "--pairs", "1")
+
+
 def main(argv: list[str] | None = None) -> int:
     from lib.dataset.build import default_workers
 
@@ -225,8 +230,13 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"builder processes to compare with one (default: {default_workers()}, as constructDataset.py)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--pairs", type=int, default=3, help="paired json.load/builder measurements per row (at least 3)")
+    p.add_argument("--smoke", action="store_true",
+                   help=f"the smallest run, to see that the bench works (its figures mean little; one pair is "
+                        f"allowed): {' '.join(SMOKE_ARGS)}; flags given as well still win")
     args = p.parse_args(argv)
-    if args.pairs < 3:
+    if args.smoke:
+        args = p.parse_args([*SMOKE_ARGS, *(argv if argv is not None else sys.argv[1:])])
+    elif args.pairs < 3:
         p.error("--pairs must be at least 3")
     n = max(4, args.files)
     sizes = (n // 2, n)
@@ -240,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
               f"in {time.perf_counter() - started:.0f} s; {os.cpu_count()} CPU(s), load average "
               f"{os.getloadavg()[0]:.2f}")
         print("page cache warm for json.load and the builder alike; times without start-up and imports")
-        print(f"each row: {args.pairs} pairs of json.load and builder runs, alternating which goes first; "
+        pairs = f"{args.pairs} pair{'' if args.pairs == 1 else 's'}"
+        print(f"each row: {pairs} of json.load and builder runs, alternating which goes first; "
               "ratio = builder / json.load of the same pair, min / median / max")
         print(f"{'logs':>6} {'workers':>8} {'json.load':>10} {'builder':>9} {'ratio min/med/max':>18} {'peak MB':>8} "
               f"{'examples':>9}")

@@ -4,6 +4,7 @@ Harberger or futarchy games on the local IBEX server, 12 agents each.
 
     .venv/bin/python bench/market_agents_bench.py                          # K = 10 (120 agents), then 50 (600)
     .venv/bin/python bench/market_agents_bench.py --games 2 --game-type futarchy
+    .venv/bin/python bench/market_agents_bench.py --smoke      # smallest run: 1 game, 1 s timers (tests/test_bench.py)
 
 The server runs in its own process (as in agents_bench.py), so
 this process holds only the agents and its CPU time is theirs; the baseline policy answers at once. Printed per K:
@@ -151,7 +152,7 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"  overhead event -> declaration/snipe ({len(overhead)}): p50 {percentile(overhead, 50):.2f} ms, "
           f"p99 {percentile(overhead, 99):.2f} ms, max {max(overhead, default=float('nan')):.2f} ms")
     print(f"  trading: {result['decisions']} policy decisions, {sent.get('post-order', 0)} orders and "
-          f"{sent.get('cancel-order', 0)} cancels sent, {result['trades']} trades "
+          f"{sent.get('cancel-order', 0)} cancels sent, {result['trades']} trade{'' if result['trades'] == 1 else 's'} "
           f"({sent.get('post-order', 0) / max(1, result['agents']) / market_s:.2f} orders per agent per market s)")
     print(f"  missed deadlines: {missed} (decision phases ended by timer {result['phase_timeouts']}, fallbacks "
           f"{result['fallbacks']}, dropped {result['dropped']}; target 0 at 600 agents)")
@@ -180,7 +181,11 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
-def main() -> int:
+# One game of one round with every timer at the real server's smallest unit, 1 s.
+SMOKE_ARGS = ("--games", "1", "--rounds", "1", "--wait", "1", "--act", "1", "--market", "1", "--trade-interval", "0.5")
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--games", type=int, nargs="+", default=[10, 50], help="K values to run (default 10 50)")
     parser.add_argument("--game-type", choices=("harberger", "futarchy"), default="harberger")
@@ -190,7 +195,12 @@ def main() -> int:
     parser.add_argument("--market", type=float, default=20.0, help="timer of the market, phase 6 (s)")
     parser.add_argument("--trade-interval", type=float, default=1.0, help="seconds between trading decisions")
     parser.add_argument("--transcript-batch", type=float, default=0.0, metavar="SECONDS")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"the smallest run, to see that the bench works (its figures mean little): "
+                             f"{' '.join(SMOKE_ARGS)}; flags given as well still win")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args = parser.parse_args([*SMOKE_ARGS, *(argv if argv is not None else sys.argv[1:])])
     if any(k < 1 or k > 100 for k in args.games) or args.rounds < 1 or min(args.wait, args.act, args.market) < 1:
         parser.error("--games from 1 to 100, --rounds >= 1, timers of at least 1 s (the real server's unit)")
     return asyncio.run(main_async(args))

@@ -14,10 +14,12 @@ line.
 from __future__ import annotations
 
 import json
+import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -123,20 +125,88 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long for a path: not a folder (check_source says why)
+        return False
+
+
 def is_local(name: str) -> bool:
-    return Path(name).expanduser().is_dir()
+    return _is_dir(Path(name).expanduser())
 
 
 def resolve(name: str) -> str:
     """A local folder as an absolute path (so an adapter's record of its base works from anywhere); a hub id as is."""
     path = Path(name).expanduser()
-    return str(path.resolve()) if path.is_dir() else name
+    return str(path.resolve()) if _is_dir(path) else name
 
 
-def load_tokenizer(name: str, revision: str | None = None) -> Any:
-    """The model's tokenizer; it must have a chat template, since the prompts are chats."""
+HUB_PROBE_SECONDS = 5.0  # one TCP connection to the hub; transformers' own downloads retry for about a minute
+
+
+def looks_like_path(name: str) -> bool:
+    """A name only a folder can have: absolute, relative with ./ or ../, under ~, or deeper than namespace/repo."""
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or name in (".", "..")
+
+
+def _hub_unreachable(endpoint: str, timeout: float) -> str | None:
+    """Why a connection to the hub fails (one line), or None when it opens."""
+    url = urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return first_line(exc)
+
+
+def check_source(name: str, revision: str | None = None, probe_timeout: float = HUB_PROBE_SECONDS) -> bool:
+    """Whether the model named `name` can be loaded, decided at once and before anything is downloaded: a local
+    folder is checked first; a hub id must be in the Hugging Face cache or the hub reachable. Returns True when
+    only the cache can serve it (no network, or HF_HUB_OFFLINE), so that loading tries no download and so no
+    retries. Raises LocalModelError, one line, when neither a folder nor reachable."""
+    path = Path(name).expanduser()
+    try:
+        if path.is_dir():
+            return False
+        exists = path.exists()
+    except OSError as exc:  # e.g. a name longer than a path may be
+        raise LocalModelError(f"{name[:80]}...: not a usable model name ({exc.strerror})") from None
+    if exists:
+        raise LocalModelError(f"{name}: not a folder (a model is a folder with config.json and the weights, or a "
+                              "Hugging Face model id)")
+    if looks_like_path(name):
+        raise LocalModelError(f"{name}: no such folder (a local model is a folder with config.json and the "
+                              "weights; a Hugging Face model id has the form namespace/name)")
+    from huggingface_hub import constants, is_offline_mode, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        cached = isinstance(try_to_load_from_cache(name, "config.json", revision=revision), str)
+    except HFValidationError:
+        raise LocalModelError(f"{name}: no such folder, and not a Hugging Face model id (namespace/name, "
+                              "letters, digits, '-', '_' and '.')") from None
+    if is_offline_mode():
+        if cached:
+            return True
+        raise LocalModelError(f"{name}: no such folder, and not in the Hugging Face cache while HF_HUB_OFFLINE is "
+                              "set: download it once with the network on, or pass a local model folder")
+    reason = _hub_unreachable(constants.ENDPOINT, probe_timeout)
+    if reason is None:
+        return False
+    if cached:
+        return True
+    raise LocalModelError(f"{name}: no such folder, not in the Hugging Face cache, and the hub "
+                          f"{constants.ENDPOINT} cannot be reached ({reason}): connect to download it once, or "
+                          "pass a local model folder")
+
+
+def load_tokenizer(name: str, revision: str | None = None, local_only: bool = False) -> Any:
+    """The model's tokenizer; it must have a chat template, since the prompts are chats. local_only: from files
+    on this machine only (check_source's answer)."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision, local_files_only=local_only)
     except Exception as exc:  # hub errors, missing files, unknown formats: all mean "cannot load"
         raise LocalModelError(f"cannot load the tokenizer of {name}: {first_line(exc)}; pass a Hugging Face "
                               "model id (downloaded once, then cached) or a local model folder") from None
@@ -148,19 +218,20 @@ def load_tokenizer(name: str, revision: str | None = None) -> Any:
     return tokenizer
 
 
-def load_config(name: str, revision: str | None = None) -> Any:
+def load_config(name: str, revision: str | None = None, local_only: bool = False) -> Any:
     try:
-        return AutoConfig.from_pretrained(name, revision=revision)
+        return AutoConfig.from_pretrained(name, revision=revision, local_files_only=local_only)
     except Exception as exc:
         raise LocalModelError(f"cannot load the model {name}: {first_line(exc)}; pass a Hugging Face model id "
                               "or a local folder with config.json and the weights") from None
 
 
-def load_model(name: str, *, revision: str | None = None, dtype: Any = None, device: str | None = None) -> Any:
+def load_model(name: str, *, revision: str | None = None, dtype: Any = None, device: str | None = None,
+               local_only: bool = False) -> Any:
     """A causal LM's weights; dtype None means default_dtype(device)."""
     device = device or default_device()
     try:
-        model = AutoModelForCausalLM.from_pretrained(name, revision=revision,
+        model = AutoModelForCausalLM.from_pretrained(name, revision=revision, local_files_only=local_only,
                                                      dtype=dtype if dtype is not None else default_dtype(device))
     except Exception as exc:
         raise LocalModelError(f"cannot load the model {name}: {first_line(exc)}; pass a Hugging Face model id "
@@ -190,16 +261,19 @@ def load(path: str | Path, *, base: str | None = None, revision: str | None = No
     device = device or default_device()
     adapter_of = adapter_base(path) if is_local(path) else None
     if adapter_of is None:
-        tokenizer = load_tokenizer(path, revision)
-        model = load_model(path, revision=revision, dtype=dtype, device=device)
+        local_only = check_source(path, revision)
+        tokenizer = load_tokenizer(path, revision, local_only)
+        model = load_model(path, revision=revision, dtype=dtype, device=device, local_only=local_only)
         base_name, adapter = path, None
     else:
         from peft import PeftModel
 
         base_name, adapter = base or adapter_of, path
+        local_only = check_source(base_name, revision)
         has_tokenizer = (Path(path) / "tokenizer_config.json").is_file()
-        tokenizer = load_tokenizer(path if has_tokenizer else base_name, None if has_tokenizer else revision)
-        model = load_model(base_name, revision=revision, dtype=dtype, device=device)
+        tokenizer = load_tokenizer(path if has_tokenizer else base_name, None if has_tokenizer else revision,
+                                   local_only)
+        model = load_model(base_name, revision=revision, dtype=dtype, device=device, local_only=local_only)
         try:
             model = PeftModel.from_pretrained(model, path)
         except Exception as exc:

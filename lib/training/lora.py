@@ -154,13 +154,46 @@ def _token_stats(encoded: list[Encoded]) -> dict:
 
 # ----------------------------------------------------------------------------- names and records
 
+MAX_SUFFIX = 64     # OpenAI's limit on its suffix too; with the base's slug the folder name stays far below 255
+MAX_SLUG = 96       # a hub repo name's longest; a longer local folder name is cut
+
+
+def check_suffix(suffix: str | None) -> None:
+    """--suffix becomes part of a folder and a served model's name: a few letters or digits, not a path's worth."""
+    if suffix is None:
+        return
+    if len(suffix) > MAX_SUFFIX:
+        raise TrainError(f"--suffix is {len(suffix)} characters long: at most {MAX_SUFFIX} (it becomes part of the "
+                         "model's folder name)", EXIT_USAGE)
+    if not re.sub(r"[^a-z0-9._-]+", "-", suffix.lower()).strip("-."):
+        raise TrainError(f"--suffix {suffix!r} has no letter or digit to put in the model's name", EXIT_USAGE)
+
+
 def model_name(base: str, sha256: str, suffix: str | None) -> str:
     """<base>-<first 12 hex of the training set's sha256>[-<suffix>], safe as a folder and a served model name."""
-    slug = re.sub(r"[^a-z0-9._-]+", "-", Path(base.rstrip("/")).name.lower()).strip("-.") or "model"
+    slug = re.sub(r"[^a-z0-9._-]+", "-", Path(base.rstrip("/")).name.lower())[:MAX_SLUG].strip("-.") or "model"
     name = f"{slug}-{sha256[:12]}"
     if suffix:
         name += "-" + re.sub(r"[^a-z0-9._-]+", "-", suffix.lower()).strip("-.")
     return name
+
+
+def check_models_dir(models_dir: Path, folder: Path) -> None:
+    """--models-dir must be a folder, or a path one can be made at: its first existing part a writable folder.
+    Checked before anything is loaded, and without creating anything (a dry run leaves no trace)."""
+    where = f"--models-dir {models_dir}"
+    existing = models_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise TrainError(f"{where}: {existing} is not a folder" if existing != models_dir else
+                         f"{where}: not a folder", EXIT_USAGE)
+    if existing != models_dir and not os.access(existing, os.W_OK | os.X_OK):
+        raise TrainError(f"{where}: cannot be made, {existing} is not writable", EXIT_USAGE)
+    if folder.exists() and not folder.is_dir():
+        raise TrainError(f"{folder}: not a folder, where the model's folder would go: move it away", EXIT_USAGE)
+    if models_dir.is_dir() and not os.access(models_dir, os.W_OK | os.X_OK):
+        raise TrainError(f"{where}: not writable", EXIT_USAGE)
 
 
 def _summary(record: dict) -> dict:
@@ -366,13 +399,18 @@ def run(job: Job, callbacks: tuple = ()) -> int:
             print(text, flush=True)
 
     hyper = job.hyper
+    check_suffix(job.suffix)
     base = localmodel.resolve(job.model)
+    # Before the datasets are read or anything loaded: a model that is neither a folder nor reachable is one line,
+    # at once (and, without network, loading then reads the cache only: no minute of download retries).
+    local_only = localmodel.check_source(base, job.revision)
     train_examples = read_examples(job.train)
     val_examples = read_examples(job.validation) if job.validation else None
     train_sha = jobrecord.sha256_file(job.train)
     val_sha = jobrecord.sha256_file(job.validation) if job.validation else None
     name = model_name(job.model, train_sha, job.suffix)
     folder = job.models_dir / name
+    check_models_dir(job.models_dir, folder)
     checkpoints = folder / "checkpoints"
     info_path = folder / INFO_FILE
     prior = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else None
@@ -390,8 +428,8 @@ def run(job: Job, callbacks: tuple = ()) -> int:
         raise TrainError(f"{folder} already holds a training of {job.model} on this dataset ({status}): continue or "
                          "finish it with --resume, train another with --suffix, or delete the folder", EXIT_USAGE)
 
-    tokenizer = localmodel.load_tokenizer(base, job.revision)
-    context = localmodel.context_length(localmodel.load_config(base, job.revision))
+    tokenizer = localmodel.load_tokenizer(base, job.revision, local_only)
+    context = localmodel.context_length(localmodel.load_config(base, job.revision, local_only))
     train_enc = encode_all(tokenizer, train_examples)
     check_lengths(job.train, train_enc, hyper.max_seq_length, context, job.model)
     val_enc = None
@@ -423,7 +461,7 @@ def run(job: Job, callbacks: tuple = ()) -> int:
     from trl import SFTConfig, SFTTrainer
 
     model = localmodel.load_model(base, revision=job.revision, dtype=torch.bfloat16 if bf16 else torch.float32,
-                                  device=device)
+                                  device=device, local_only=local_only)
     revision = job.revision or getattr(model.config, "_commit_hash", None)
     now = jobrecord.now_iso()
     job_id = (prior or {}).get("job_id") or time.strftime("trl-%Y%m%dT%H%M%SZ", time.gmtime())

@@ -251,3 +251,16 @@ def test_a_game_that_does_not_exist_is_named():
     message, base = seats(scenario)
 
     assert message == f"game 42 is not on the server at {base}: Game with id 42 not found"
+
+
+@pytest.mark.parametrize("count, said", [(0, "0 trades"), (1, "1 trade,"), (2, "2 trades")])
+def test_the_market_round_report_counts_trades_in_good_english(count, said):
+    from lib.games.market.play import round_lines
+    from lib.games.market.view import MarketView
+
+    view = MarketView(game_type="harberger", number=1, tag="A")
+    rec = view.record(1)
+    rec.winning = 1
+    rec.trades[1] = [{"median": 50} for _ in range(count)]
+    market = next(line for line in round_lines([view], 1, {}) if line.startswith("  market 1"))
+    assert said in market + ","

@@ -1,8 +1,10 @@
 """finetune.py and lib/training/jobrecord.py against the fake OpenAI server, with the real openai SDK."""
 
 import hashlib
+import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -101,6 +103,64 @@ def test_happy_path_uploads_trains_follows_and_records_the_model(env, data_dir, 
     assert record["final_metrics"]["train_loss"] == 0.5 and record["final_metrics"]["full_valid_loss"] == 0.55
     assert out.count("Fine-tuning job started") == 1          # each event printed once
     assert f"fine-tuned model {record['fine_tuned_model']}" in out
+
+
+class Terminal(io.StringIO):
+    """A stdin that is a terminal, with the user's answer already typed in."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def paid(env, monkeypatch):
+    """The fake stands in for a paid endpoint: it is on loopback, which finetune.py (as --evaluate) takes for a
+    local server with nothing to pay."""
+    monkeypatch.setattr(finetune.evalcli, "is_local_endpoint", lambda url: False)
+    return env
+
+
+def test_the_cost_is_printed_before_anything_is_uploaded_or_created(env, data_dir, capsys):
+    code, out, err = run(capsys, "--data-dir", data_dir, "--epochs", 2)
+
+    assert code == 0, err
+    [line] = [x for x in out.splitlines() if x.startswith("fine-tuning gpt-4.1-mini-2025-04-14 at ")]
+    assert "billed tokens (2 epochs)" in line and "a local endpoint: no per-token price" in line
+    assert out.index(line) < out.index("uploading") < out.index("created job")
+
+
+def test_a_paid_job_without_a_terminal_needs_yes_and_nothing_is_sent(paid, data_dir, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+
+    code, out, err = run(capsys, "--data-dir", data_dir)
+
+    assert code == 2
+    assert re.search(r"billed tokens \(\d+ epochs\); about \$[\d.,]+ at list prices", out), out
+    assert "pass --yes" in err and "nothing uploaded, no job created" in err and len(err.strip().splitlines()) == 1
+    assert paid.calls == [] and not (data_dir / "finetune_job.json").exists()
+
+
+@pytest.mark.parametrize("answer", ["n", ""])
+def test_a_paid_job_the_user_declines_is_not_started(paid, data_dir, capsys, monkeypatch, answer):
+    monkeypatch.setattr(sys, "stdin", Terminal(answer + "\n"))
+
+    code, out, err = run(capsys, "--data-dir", data_dir)
+
+    assert code == 2 and "Upload and start this fine-tuning job? [y/N]" in out
+    assert "nothing uploaded, no job created" in err
+    assert paid.calls == []
+
+
+@pytest.mark.parametrize("how", ["answer y", "--yes"])
+def test_a_paid_job_starts_once_confirmed(paid, data_dir, capsys, monkeypatch, how):
+    monkeypatch.setattr(sys, "stdin", Terminal("y\n" if how == "answer y" else ""))
+
+    code, out, err = run(capsys, "--data-dir", data_dir, *(["--yes"] if how == "--yes" else []))
+
+    assert code == 0, err
+    assert ("[y/N]" in out) == (how == "answer y")
+    assert out.index("at list prices") < out.index("created job")
+    assert len(paid.calls_to("POST", "/fine_tuning/jobs")) == 1
 
 
 def test_handler_model_selection_reads_the_record(env, data_dir, capsys):

@@ -182,6 +182,23 @@ def test_without_a_mode_the_handler_says_what_to_do(tmp_path):
     assert result.returncode == 2 and "--local" in result.stderr
 
 
+def test_help_names_every_game_the_handler_plays(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "handler.py"), "--help"], cwd=tmp_path, env=handler_env(),
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    assert "voting, Harberger and futarchy games" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("game_type", ["harberger", "futarchy"])
+def test_fitted_in_a_market_game_is_refused_before_anything_is_printed(tmp_path, game_type):
+    fitted = tmp_path / "fitted_policy.json"  # exists or not, the refusal comes first
+    result = run_handler(tmp_path, "--game-type", game_type, "--policy", "fitted", "--fitted-params", str(fitted),
+                         *FAST)
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"--policy fitted plays voting games only; {game_type} has no fitted version" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "records").exists()
+
+
 # ---------------------------------------------------------------------- honest runs: preflight and fallback shares
 
 
@@ -209,13 +226,33 @@ def test_the_preflight_stops_a_model_that_cannot_play_before_any_agent_joins(tmp
     assert not (tmp_path / "logs").exists() and not (tmp_path / "records").exists(), "no agent joined a game"
 
 
+# handler.py with the decision phases (3, 4, 6) at two minutes and the others as --timer-scale makes them. Those
+# phases end as soon as every seat has acted, so the long timers cost no time; they only keep the deadline out of
+# the way. Under FAST alone phase 6 gives a decision about 0.2 s, and on a loaded machine the 404 of a dead model
+# can come later than that: the decision then falls back, rightly, for `timeout` instead of `model-error` (#21).
+LONG_DECISIONS = """
+import sys
+sys.path.insert(0, sys.argv.pop(1))
+import handler
+scaled = handler.game_overrides
+def long_decisions(args, scale):
+    return {**scaled(args, scale), **{f"timer_phase_{p}": 120.0 for p in handler.ACTION_PHASES}}
+handler.game_overrides = long_decisions
+sys.exit(handler.main(sys.argv[1:]))
+"""
+
+
 def test_without_preflight_a_dead_model_plays_fallbacks_says_so_and_fails_the_run(tmp_path):
     """--no-preflight lets the game start; every decision falls back for a model error, each round marks them,
-    the shares say so, the decisions table holds the reason, and the run exits 3 after a complete game."""
+    the shares say so, the decisions table holds the reason, and the run exits 3 after a complete game. The
+    decisions have minutes, so however slow the machine the model's error, not the deadline, makes the fallback."""
     with FakeOpenAI() as fake:
         fake.chat_models = {"gpt-4.1-mini-2025-04-14"}
         env = handler_env(**fake.env(), OPENAI_MODEL="ft:gone")
-        result = run_handler(tmp_path, "--policy", "llm", "--no-preflight", *FAST, env=env)
+        result = subprocess.run(
+            [sys.executable, "-c", LONG_DECISIONS, str(REPO), "--local", "--policy", "llm", "--no-preflight", *FAST,
+             "--records", str(tmp_path / "records"), "--logs-dir", str(tmp_path / "logs")],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
 
     assert result.returncode == 3, result.stderr
     assert "more than --max-fallback-share 0.2" in result.stderr and result.stderr.count("\n") == 1

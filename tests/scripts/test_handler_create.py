@@ -57,6 +57,37 @@ def test_agents_only_game_the_server_got_no_agents_for_is_played_from_here(tmp_p
 
 
 MARKET_SESSIONS = FIXTURES / "market_sessions.json"
+def test_agents_only_game_another_agent_manager_plays_says_where_to_follow_it(tmp_path):
+    # Another agent manager (here a recording one) holds the port the server calls: it gets the game, and this
+    # handler, which exits at once, says where that game's progress and transcripts go.
+    from lib.agents.manager import AgentManager
+
+    port = free_port()
+    spawned: list[tuple[int, int]] = []
+
+    async def record(game_id: int, agents: int) -> None:
+        spawned.append((game_id, agents))
+
+    async def scenario():
+        other = AgentManager(record, "127.0.0.1", port)
+        await other.start()
+        try:
+            async with LocalServer(records_dir=tmp_path / "records", admin_password="admin-secret-pw",
+                                   agent_manager=f"127.0.0.1:{port}") as server:
+                handler = await Handler.start(tmp_path, env_for(server, AGENT_MANAGER_PORT=str(port)), "--create",
+                                              "--agents-only", "--rounds", "1", "--no-practice")
+                return await handler.finish(), handler
+        finally:
+            await other.stop()
+
+    code, handler = run(scenario())
+
+    assert code == 0, handler.stderr
+    assert spawned == [(1, 6)]
+    [line] = [x for x in handler.out.splitlines() if "is played by the agent manager the server called" in x]
+    assert str(REPO / "logs" / "handler.log") in line and "--logs-dir" in line and "-game1" in line
+
+
 
 
 def market_actions(recorded):

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -316,9 +317,103 @@ def test_a_model_that_cannot_be_loaded(tmp_path, capsys):
     data = make_data(tmp_path / "data")
     code, _, err = trl(capsys, data, tmp_path / "no-such-model")
     assert code == 2
-    assert "cannot load the tokenizer of" in one_line(err) and "no-such-model" in err
+    assert "no such folder" in one_line(err) and "no-such-model" in err
     code, _, err = trl(capsys, data, "nobody/no-such-model")    # a hub id, with the hub offline
     assert code == 2 and "nobody/no-such-model" in one_line(err)
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """huggingface_hub's settings for one test: an empty cache of its own, online, the hub where nothing listens
+    (so nothing can be downloaded however the test goes). Returns the cache folder."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    return cache
+
+
+def cache_model(cache: Path, repo: str) -> None:
+    """A model in the Hugging Face cache's layout, as a download leaves it (its config is all check_source reads)."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    commit = "0" * 40
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    (folder / "snapshots" / commit).mkdir(parents=True)
+    (folder / "snapshots" / commit / "config.json").write_text("{}")
+
+
+@pytest.mark.parametrize("model", ["/nonexistent/folder", "./not-here", "data/models/gone"])
+def test_a_model_path_that_is_no_folder_says_so(tmp_path, capsys, model, hub):
+    code, out, err = trl(capsys, make_data(tmp_path / "data"), model, "--dry-run")
+    assert code == 2 and out == ""
+    assert f"error: {model}: no such folder" in one_line(err) and "Repo id" not in err
+
+
+def test_a_hub_model_without_network_is_one_line_at_once(tmp_path, capsys, hub):
+    code, out, err = trl(capsys, make_data(tmp_path / "data"), finetune.TRL_DEFAULT_MODEL, "--dry-run")
+    from huggingface_hub import constants
+
+    assert code == 2 and out == ""
+    assert f"the hub {constants.ENDPOINT} cannot be reached" in one_line(err)
+    assert "Retrying" not in err and "not in the Hugging Face cache" in err
+
+
+def test_a_hub_model_with_hf_hub_offline_and_no_cache_is_one_line(tmp_path, capsys, hub, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    code, out, err = trl(capsys, make_data(tmp_path / "data"), finetune.TRL_DEFAULT_MODEL, "--dry-run")
+    assert code == 2 and out == ""
+    assert "not in the Hugging Face cache while HF_HUB_OFFLINE is set" in one_line(err)
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["no-network", "HF_HUB_OFFLINE"])
+def test_a_cached_hub_model_loads_from_the_cache_only_when_the_hub_is_out_of_reach(hub, monkeypatch, offline):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    cache_model(hub, "someone/cached-chat")
+    assert localmodel.check_source("someone/cached-chat") is True   # local files only: no download, no retries
+    with pytest.raises(localmodel.LocalModelError, match="someone/other: no such folder"):
+        localmodel.check_source("someone/other")
+
+
+def test_a_local_folder_is_checked_before_the_hub(tiny, hub):
+    assert localmodel.check_source(str(tiny)) is False
+
+
+def test_a_suffix_too_long_for_a_folder_name_is_one_line(tiny, tmp_path, capsys):
+    data = make_data(tmp_path / "data")
+    code, out, err = trl(capsys, data, tiny, "--dry-run", "--suffix", "x" * 300)
+    assert code == 2 and out == ""
+    assert "--suffix is 300 characters long: at most 64" in one_line(err)
+    code, _, err = trl(capsys, data, tiny, "--dry-run", "--suffix", "///")
+    assert code == 2 and "has no letter or digit" in one_line(err)
+    code, out, _ = trl(capsys, data, tiny, "--dry-run", "--suffix", "s" * 64)
+    assert code == 0 and "s" * 64 in out
+
+
+@pytest.mark.parametrize("where", ["a file", "/dev/null", "under a file"])
+def test_a_models_dir_that_is_not_a_folder_is_one_line(tiny, tmp_path, capsys, where):
+    data = make_data(tmp_path / "data")
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    models_dir = {"a file": afile, "/dev/null": Path("/dev/null"), "under a file": afile / "models"}[where]
+    code, out, err = trl(capsys, data, tiny, "--dry-run", "--models-dir", models_dir)
+    assert code == 2 and "Traceback" not in err
+    assert "not a folder" in one_line(err) and f"--models-dir {models_dir}" in err
+
+
+def test_a_long_local_folder_name_still_makes_a_folder_name_that_fits(tmp_path):
+    name = trltrain.model_name(str(tmp_path / ("m" * 250)), "ab" * 32, "s" * 64)
+    assert len(name.encode()) <= 255
 
 
 def test_a_model_without_a_chat_template(tmp_path, capsys):

@@ -8,8 +8,8 @@ from typing import Any
 from lib.games.market.answers import ANSWERS
 from lib.games.market.play import UI_TIMERS, typed_parameters, ui_parameters
 from lib.games.market.rules import FUTARCHY, HARBERGER, seat_layout
-from lib.games.market.serverrules import MarketServerRules
 from lib.games.market.seat import MarketSeat
+from lib.games.market.serverrules import MarketServerRules
 from lib.games.protocols import GameDefinition, groups_from_roles
 from lib.games.voting.rules import GameParams
 

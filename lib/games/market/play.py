@@ -135,7 +135,8 @@ def round_lines(views: list[MarketView], number: int, marks: dict[tuple[int, str
     for c in conditions:
         trades = any_rec.trades.get(c, [])
         median = trades[-1].get("median") if trades else None
-        lines.append(f"  market {c} ({CONDITION_NAMES.get(c, '?')}): {len(trades)} trades"
+        count = f"{len(trades)} trade{'' if len(trades) == 1 else 's'}"
+        lines.append(f"  market {c} ({CONDITION_NAMES.get(c, '?')}): {count}"
                      + (f", median of the last seven {median:g}" if isinstance(median, int | float) else ""))
     price = next((r.final_price for _, r in recs if r.final_price is not None), None)
     if price is not None:

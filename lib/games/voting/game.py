@@ -15,8 +15,8 @@ from lib.games.voting.rules import (
     parameters_from_dict,
     seat_role,
 )
-from lib.games.voting.serverrules import VotingServerRules
 from lib.games.voting.seat import SEAT
+from lib.games.voting.serverrules import VotingServerRules
 
 
 class VotingRules:
