@@ -362,7 +362,7 @@ def succeeded_on(record: dict, train_sha: str) -> dict | None:
 
 
 def cost_line(report: ftcheck.CheckReport, model: str) -> str:
-    """What the job will cost, in one line, as --evaluate says what its calls will (lib.evaluation.cli.estimate_line)."""
+    """What the job will cost, in one line, as --evaluate says what its calls will (evaluation.cli.estimate_line)."""
     if evalcli.is_local_endpoint(base_url()):
         cost = "a local endpoint: no per-token price"
     elif report.estimated_cost_usd is None:
