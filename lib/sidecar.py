@@ -94,7 +94,7 @@ def example_state(game: str, seat: int, action: str, cap: int, view: PlayerView)
 
 
 # MarketRound fields keyed by condition or phase (JSON makes the keys strings), and those that are sets.
-_MARKET_INT_KEYS = ("declarations", "my_declaration", "my_snipes", "trades")
+_MARKET_INT_KEYS = ("declarations", "my_declaration", "my_snipes", "trades", "hidden")
 _MARKET_SETS = ("declaration_acked", "speculation_acked")
 _MARKET_VIEW_FIELDS = ("game_id", "game_type", "number", "role", "tag", "round", "phase", "deadline_ms", "boundaries",
                        "tax_rate_initial", "tax_rate_final", "players", "round_count", "practice_round", "ready_acked",
