@@ -1035,6 +1035,7 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
         state_bodies = {"training": _tmp_in(out, "training_state"), "validation": _tmp_in(out, "validation_state")}
         temps += [train_path, val_path, *state_bodies.values()]
         digests = {"training": hashlib.sha256(), "validation": hashlib.sha256()}  # the sidecars name their set's
+        state_digests = {"training": hashlib.sha256(), "validation": hashlib.sha256()}  # and their own lines'
         counts = {"training": 0, "validation": 0}
         tokens = {"training": array("l"), "validation": array("l")}
         checked: dict[str, list[ftcheck.LinesCheck]] = {"training": [], "validation": []}
@@ -1053,7 +1054,9 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
                 (val if side == "validation" else train).write(blob)
                 digests[side].update(blob)
                 state_spools[number].seek(state_offset)
-                state_files[side].write(state_spools[number].read(state_length))
+                blob = state_spools[number].read(state_length)
+                state_files[side].write(blob)
+                state_digests[side].update(blob)
                 counts[side] += len(file_tokens)
                 tokens[side].extend(file_tokens)
                 checked[side].append(file_check)
@@ -1079,7 +1082,7 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
                    "training_state": sidecar_path(out / TRAINING_FILE),
                    "validation_state": sidecar_path(out / VALIDATION_FILE)}
         states = {side: _sidecar(out, state_bodies[side], outputs[side].name, counts[side], digests[side], temps,
-                                 game_types[side])
+                                 game_types[side], state_digests[side])
                   for side in ("training", "validation")}
         if n_examples:  # a run that produced nothing leaves the previous files alone
             os.replace(train_path, outputs["training"])
@@ -1099,12 +1102,13 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
 
 
 def _sidecar(out: Path, body: Path, set_name: str, examples: int, digest: Any, temps: list[Path],
-             game_types: set[str]) -> Path:
+             game_types: set[str], states_digest: Any) -> Path:
     """A set's state sidecar (lib.sidecar), complete in a temporary file: its header, then the states."""
     path = _tmp_in(out, set_name + ".state")
     temps.append(path)
     with path.open("wb") as f, body.open("rb") as states:
-        f.write((json.dumps(header(set_name, examples, digest.hexdigest(), game_types)) + "\n").encode("utf-8"))
+        f.write((json.dumps(header(set_name, examples, digest.hexdigest(), game_types,
+                                   states_sha256=states_digest.hexdigest())) + "\n").encode("utf-8"))
         while chunk := states.read(1 << 20):
             f.write(chunk)
     return path
