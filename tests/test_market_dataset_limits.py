@@ -6,8 +6,13 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from bench.market_dataset_bench import resting_orders_log
 from lib.dataset import _build
@@ -115,3 +120,70 @@ def test_a_lone_surrogate_in_a_lot_range_is_built_like_any_bad_value_not_an_inte
         line.encode("utf-8")
     system = json.loads(outcome.result.lines[0])["messages"][0]["content"]
     assert "owners' lots No Project 350000-600000; Project unknown-350000" in system
+
+
+# -- an interrupted build leaves no temporary file ------------------------------------------------------------------
+
+def market_logs(tmp_path: Path) -> Path:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    with gzip.open(FIXTURES / "market_logs.json.gz", "rt") as f:
+        (folder / "h.log.json").write_text(json.dumps(json.load(f)["logs"]["harberger-12"]))
+    return folder
+
+
+def test_an_exception_or_interrupt_while_a_market_log_is_built_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from lib import dataset
+
+    logs, out = market_logs(tmp_path), tmp_path / "out"
+    for stop in (KeyboardInterrupt, OSError):
+        def broken(*args, stop=stop, **kwargs):
+            raise stop("stopped mid-build")
+
+        monkeypatch.setattr(dataset, "market_game_examples", broken)
+        with pytest.raises(stop):
+            dataset.build_dataset(dataset.BuildOptions(inputs=[logs], output_dir=out, workers=1))
+        assert list(out.iterdir()) == []
+
+
+def test_a_build_terminated_mid_way_cleans_up_and_says_so(tmp_path):
+    """`kill` (or `timeout`) sends SIGTERM: constructDataset.py ends as after Ctrl-C, its temporary files gone."""
+    from constructDataset import EXIT_INTERRUPTED
+
+    logs, out = market_logs(tmp_path), tmp_path / "out"
+    script = (
+        "import os, signal, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "import lib.dataset as d\n"
+        "real = d.market_game_examples\n"
+        "def terminated(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(*args, **kwargs)\n"
+        "d.market_game_examples = terminated\n"
+        "import constructDataset\n"
+        f"sys.exit(constructDataset.main(['-q', '--input', {str(logs)!r}, '--output-dir', {str(out)!r},"
+        " '--workers', '1']))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == EXIT_INTERRUPTED, done.stderr
+    assert "interrupted" in done.stderr and "Traceback" not in done.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_temporary_files_of_a_build_killed_outright_go_at_the_next_build(tmp_path):
+    """SIGKILL (or the out-of-memory killer) leaves no chance to clean up: the next build in that folder removes
+    what dead builds left, and leaves a running build's files and anything else alone."""
+    from lib.dataset import BuildOptions, build_dataset
+
+    logs, out = market_logs(tmp_path), tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    pid = int(dead.stdout)
+    stale = [out / f".examples.{pid}.0123abcd.tmp", out / f".states.{pid}.0123abcd.tmp",
+             out / f".training_set.jsonl.state.{pid}.89abcdef.tmp"]
+    kept = [out / f".examples.{os.getppid()}.0123abcd.tmp", out / "notes.tmp", out / ".mine.1.0123abcd.tmp"]
+    for path in stale + kept:
+        path.write_text("x")
+    build_dataset(BuildOptions(inputs=[logs], output_dir=out, workers=1, validation_fraction=0))
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in kept)
