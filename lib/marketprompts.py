@@ -16,6 +16,7 @@ and the prompt it gives is the play-time prompt of the whole view, character for
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
 from typing import Any
@@ -231,7 +232,8 @@ def bounded_view(view: MarketView) -> MarketView:
             ranked, own = index.ranked[side], index.own_ranked[side]
             # The same orders _shown picks from the whole ranked side: the best BOOK_DEPTH, then own ones.
             top = ranked[:BOOK_DEPTH]
-            shown = top + [k for k in own if k > top[-1]][:OWN_SHOWN] if len(ranked) > BOOK_DEPTH else top
+            start = bisect.bisect_right(own, top[-1]) if top else 0
+            shown = top + own[start:start + OWN_SHOWN] if len(ranked) > BOOK_DEPTH else top
             oldest = next(iter(index.own[side]), None)
             ids = [k[1] for k in shown] + ([oldest] if oldest is not None else [])
             keep.update((i, index.seq[i][0]) for i in ids)
@@ -242,14 +244,13 @@ def bounded_view(view: MarketView) -> MarketView:
                                 ("my_" + side + "s", len(own) - kept_own_priced)):
                 if count:
                     hidden[name] = hidden.get(name, 0) + count
+            kept_mine = [i for i in set(ids) if i in index.own[side]]
             if side == "bid":
-                kept_money = sum(-index.seq[i][2][0] for i in set(ids) & set(index.own["bid"])
-                                 if index.seq[i][2] is not None)
+                kept_money = sum(-index.seq[i][2][0] for i in kept_mine if index.seq[i][2] is not None)
                 if index.own_money - kept_money:
                     hidden["my_money"] = hidden.get("my_money", 0) + index.own_money - kept_money
-            elif len(index.own["ask"]) - len(set(ids) & set(index.own["ask"])):
-                hidden["my_shares"] = hidden.get("my_shares", 0) + len(index.own["ask"]) \
-                    - len(set(ids) & set(index.own["ask"]))
+            elif len(index.own["ask"]) > len(kept_mine):
+                hidden["my_shares"] = hidden.get("my_shares", 0) + len(index.own["ask"]) - len(kept_mine)
         kept_books[c] = {i: dict(orders[i]) for i in sorted(keep, key=keep.__getitem__)}
     for c, made in rec.trades.items():
         if len(made) > TRADES_SHOWN:
