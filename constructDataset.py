@@ -15,6 +15,7 @@ stderr and the others are still used. Exit codes: 0 done; 1 no example at all, a
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -203,6 +204,13 @@ def main(argv: list[str] | None = None) -> int:
                            sessions=sessions, include_chat=args.include_chat,
                            validation_fraction=args.validation_fraction, seed=args.seed, model=args.model,
                            workers=args.workers)
+    def terminated(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # `kill` or `timeout`: clean up as after Ctrl-C, leaving no temporary file
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread (main() called by a program of its own): its handlers stay
+        previous = None
     try:
         result = build_dataset(options, progress=progress, on_error=on_error)
     except UsageError as exc:
@@ -216,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write the output: {where}{exc.strerror or exc}; the previous output files were left "
               "as they were", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if result.n_examples == 0:
         print(f"error: no example produced from {', '.join(map(display_path, options.inputs))}; the output files were "
               "left as they were", file=sys.stderr)

@@ -32,7 +32,9 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import secrets
+import signal
 import time
 from array import array
 from collections import Counter
@@ -839,6 +841,8 @@ _WORKER: tuple[SessionsTable | None, bool, _Spool | None] = (None, False, None)
 
 def _init_worker(sessions: SessionsTable | None, include_chat: bool, spools: Any) -> None:
     global _WORKER
+    # The pool ends its workers with SIGTERM: the builder's own handler (constructDataset.py) is not theirs.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     number, paths = spools.get()
     _WORKER = (sessions, include_chat, _Spool(number, paths))
 
@@ -980,17 +984,48 @@ class _Tally:
         })
 
 
-def _tmp_in(directory: Path, name: str) -> Path:
+def _tmp_in(directory: Path, name: str, temps: list[Path]) -> Path:
     """A new empty file next to the final one (same file system, so os.replace is atomic), created with the
-    permissions the umask gives ordinary files (mkstemp's 0600 would survive the rename)."""
+    permissions the umask gives ordinary files (mkstemp's 0600 would survive the rename). It goes into `temps` as
+    soon as it exists, so that an interruption at any moment leaves it to the caller's clean-up."""
     for _ in range(100):
         path = directory / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
             path.open("xb").close()
-            return path
         except FileExistsError:
             continue
+        temps.append(path)
+        return path
     raise OSError(f"{directory}: cannot create a temporary file")
+
+
+_TEMP_NAME = re.compile(r"\.(examples|states|training_set|validation_set|training_state|validation_state|"
+                        r"dataset_report|(?:training|validation)_set\.jsonl\.state)\.(\d+)\.[0-9a-f]{8}\.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process, or no such number: not ours to judge
+    return True
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Remove the temporary files a build killed outright (SIGKILL, out of memory) left in the output folder: no
+    clean-up of its own ran. Only this builder's names, and only those of processes that no longer run, so that
+    a build still running in the same folder keeps its files."""
+    try:
+        entries = list(out.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = _TEMP_NAME.fullmatch(entry.name)
+        if match and not _alive(int(match.group(2))):
+            with contextlib.suppress(OSError):
+                entry.unlink()
 
 
 def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None] | None = None,
@@ -1012,13 +1047,13 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"{display_path(out)}: cannot create the output folder ({exc.strerror or exc})") from None
+    _remove_stale_temps(out)
     temps: list[Path] = []
     tally = _Tally()
     started = time.monotonic()
     try:
-        spool_paths = [(_tmp_in(out, "examples"), _tmp_in(out, "states"))
+        spool_paths = [(_tmp_in(out, "examples", temps), _tmp_in(out, "states", temps))
                        for _ in range(_processes(len(paths), options.workers))]
-        temps += [path for pair in spool_paths for path in pair]
         # Per usable file: game key, where its lines are in the spools, its examples' tokens and the checks of
         # its lines (small: a few numbers per example).
         games: list[tuple[str, tuple[int, int, int, int, int], array[int], ftcheck.LinesCheck, str]] = []
@@ -1037,10 +1072,11 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
         timings = {"read_build_and_check_examples": time.monotonic() - started}
         validation_games = split_games((k for k, spooled, *_ in games if spooled[2]), options.validation_fraction,
                                        options.seed)
-        train_path, val_path = _tmp_in(out, "training_set"), _tmp_in(out, "validation_set")
-        state_bodies = {"training": _tmp_in(out, "training_state"), "validation": _tmp_in(out, "validation_state")}
-        temps += [train_path, val_path, *state_bodies.values()]
+        train_path, val_path = _tmp_in(out, "training_set", temps), _tmp_in(out, "validation_set", temps)
+        state_bodies = {"training": _tmp_in(out, "training_state", temps),
+                        "validation": _tmp_in(out, "validation_state", temps)}
         digests = {"training": hashlib.sha256(), "validation": hashlib.sha256()}  # the sidecars name their set's
+        state_digests = {"training": hashlib.sha256(), "validation": hashlib.sha256()}  # and their own lines'
         counts = {"training": 0, "validation": 0}
         tokens = {"training": array("l"), "validation": array("l")}
         checked: dict[str, list[ftcheck.LinesCheck]] = {"training": [], "validation": []}
@@ -1059,7 +1095,9 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
                 (val if side == "validation" else train).write(blob)
                 digests[side].update(blob)
                 state_spools[number].seek(state_offset)
-                state_files[side].write(state_spools[number].read(state_length))
+                blob = state_spools[number].read(state_length)
+                state_files[side].write(blob)
+                state_digests[side].update(blob)
                 counts[side] += len(file_tokens)
                 tokens[side].extend(file_tokens)
                 checked[side].append(file_check)
@@ -1076,8 +1114,7 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
         timings["check_reports"] = time.monotonic() - started - sum(timings.values())
         report = _report(options, model, paths, errors, tally, counts, tokens, train_check, val_check, shared,
                          validation_games, timings)
-        report_path = _tmp_in(out, "dataset_report")
-        temps.append(report_path)
+        report_path = _tmp_in(out, "dataset_report", temps)
         # printable: whatever text from a log or a path the report quotes, it is written (lib.util.text).
         report_path.write_text(printable(json.dumps(report, indent=1, ensure_ascii=False)) + "\n",
                                encoding="utf-8")
@@ -1085,7 +1122,7 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
                    "training_state": sidecar_path(out / TRAINING_FILE),
                    "validation_state": sidecar_path(out / VALIDATION_FILE)}
         states = {side: _sidecar(out, state_bodies[side], outputs[side].name, counts[side], digests[side], temps,
-                                 game_types[side])
+                                 game_types[side], state_digests[side])
                   for side in ("training", "validation")}
         if n_examples:  # a run that produced nothing leaves the previous files alone
             os.replace(train_path, outputs["training"])
@@ -1105,12 +1142,12 @@ def build_dataset(options: BuildOptions, *, progress: Callable[[int, int], None]
 
 
 def _sidecar(out: Path, body: Path, set_name: str, examples: int, digest: Any, temps: list[Path],
-             game_types: set[str]) -> Path:
+             game_types: set[str], states_digest: Any) -> Path:
     """A set's state sidecar (lib.dataset.sidecar), complete in a temporary file: its header, then the states."""
-    path = _tmp_in(out, set_name + ".state")
-    temps.append(path)
+    path = _tmp_in(out, set_name + ".state", temps)
     with path.open("wb") as f, body.open("rb") as states:
-        f.write((json.dumps(header(set_name, examples, digest.hexdigest(), game_types)) + "\n").encode("utf-8"))
+        f.write((json.dumps(header(set_name, examples, digest.hexdigest(), game_types,
+                                   states_sha256=states_digest.hexdigest())) + "\n").encode("utf-8"))
         while chunk := states.read(1 << 20):
             f.write(chunk)
     return path

@@ -8,8 +8,9 @@ in the same order, so that `finetune.py --evaluate` scores every policy on exact
     training_set.jsonl    -> training_set.state.jsonl
     validation_set.jsonl  -> validation_set.state.jsonl
 
-The first line is a header naming the set it belongs to by name, example count and sha256, and the game types its
-examples come from ("voting", or e.g. "voting+harberger"); every other line is one example's state. A voting
+The first line is a header naming the set it belongs to by name, example count and sha256, the sha256 of the
+sidecar's own lines after it ("states_sha256": an edited state would change scores silently), and the game types
+its examples come from ("voting", or e.g. "voting+harberger"); every other line is one example's state. A voting
 example's: {"game", "seat", "action", "cap", "view"}. A Harberger or futarchy example's (lib/games/market/examples.py):
 {"game", "game_type", "seat", "role", "action" (the wire type: declare, done-speculating, post-order,
 cancel-order), "values_source", "state" (its true values, signals, published declarations, wallets and book, which
@@ -23,6 +24,7 @@ not match its set's bytes is refused: the evaluation must never pair prompts wit
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,7 +44,7 @@ except ImportError:  # pragma: no cover - orjson is in requirements.txt
 from lib.games.voting.view import PlayerView, RoundRecord
 
 FORMAT = "ibex-decision-state"
-VERSION = 1
+VERSION = 2  # 2: the header holds states_sha256
 GAME = "voting"  # the game whose views a set of voting examples holds
 MARKET_GAMES = ("harberger", "futarchy")
 GAMES = (GAME, *MARKET_GAMES)  # in the order a header names them
@@ -58,12 +60,14 @@ def sidecar_path(set_path: str | Path) -> Path:
     return path.with_name(stem + SUFFIX)
 
 
-def header(set_name: str, examples: int, sha256: str, games: Iterable[str] = (GAME,)) -> dict[str, Any]:
+def header(set_name: str, examples: int, sha256: str, games: Iterable[str] = (GAME,), *,
+           states_sha256: str) -> dict[str, Any]:
     """The first line of a sidecar; "game" names the game types of its examples (a set of voting examples only, or
-    an empty one, says "voting", as before market examples existed)."""
+    an empty one, says "voting", as before market examples existed); "states_sha256" is the sha256 of the bytes
+    of every line after this one."""
     present = set(games)
     return {"format": FORMAT, "version": VERSION, "game": "+".join(g for g in GAMES if g in present) or GAME,
-            "set": set_name, "examples": examples, "sha256": sha256}
+            "set": set_name, "examples": examples, "sha256": sha256, "states_sha256": states_sha256}
 
 
 def view_state(view: PlayerView) -> dict[str, Any]:
@@ -95,7 +99,7 @@ def example_state(game: str, seat: int, action: str, cap: int, view: PlayerView)
 
 
 # MarketRound fields keyed by condition or phase (JSON makes the keys strings), and those that are sets.
-_MARKET_INT_KEYS = ("declarations", "my_declaration", "my_snipes", "trades")
+_MARKET_INT_KEYS = ("declarations", "my_declaration", "my_snipes", "trades", "hidden")
 _MARKET_SETS = ("declaration_acked", "speculation_acked")
 _MARKET_VIEW_FIELDS = ("game_id", "game_type", "number", "role", "tag", "round", "phase", "deadline_ms", "boundaries",
                        "tax_rate_initial", "tax_rate_final", "players", "round_count", "practice_round", "ready_acked",
@@ -223,6 +227,78 @@ def _rebuild_hint() -> str:
     return "rebuild the set with python constructDataset.py"
 
 
+# What each field of a state line must be, so that a line of valid JSON but of the wrong types gets one line naming
+# its field instead of a traceback in whatever reads it later. A type tuple, or a dict: an object with those fields
+# (absent ones are left to the readers' defaults); ("map", spec): an object whose every value is spec; ("list",
+# spec): a list whose every item is spec.
+_NUM = (int, float)
+_OPT_INT, _OPT_STR, _OPT_DICT, _OPT_LIST = (int, type(None)), (str, type(None)), (dict, type(None)), (list, type(None))
+_VOTING_LINE: dict[str, Any] = {
+    "game": (str,), "seat": (int,), "action": (str,), "cap": (int,),
+    "view": {"number": _OPT_INT, "role": _OPT_INT, "tag": _OPT_STR, "round": (int,), "phase": (int,),
+             "round_count": _OPT_INT, "practice_round": (bool, type(None)), "boundaries": _OPT_DICT,
+             "current": {"values": _OPT_LIST, "values_source": _OPT_STR, "requests": ("map", None)}}}
+_MARKET_ROUND: dict[str, Any] = {
+    "values": _OPT_LIST, "lot": _OPT_INT, "start_wallets": ("list", (dict,)), "wallets": ("list", (dict,)),
+    "signals": _OPT_LIST, "public_signal": _OPT_LIST, "declarations": ("map", ("list", (dict,))),
+    "my_declaration": ("map", None), "declaration_acked": (list,), "my_snipes": ("map", ("list", (list,))),
+    "speculation_acked": (list,), "winning": _OPT_INT, "snipes": ("map", ("list", (dict,))),
+    "books": ("map", ("map", (dict,))), "trades": ("map", ("list", (dict,))), "movements": ("list", (dict,)),
+    "pending": ("list", (dict,)), "refusals": ("list", (dict,)), "summary": _OPT_DICT,
+    "hidden": ("map", ("map", _NUM))}
+_MARKET_LINE: dict[str, Any] = {
+    "game": (str,), "game_type": (str,), "seat": (int,), "role": _OPT_INT, "action": (str,),
+    "values_source": _OPT_STR,
+    "state": {"values": _OPT_LIST, "signals": _OPT_LIST, "boundaries": _OPT_DICT, "winning": _OPT_INT,
+              "declarations": ("map", ("list", (dict,))), "wallets": _OPT_LIST, "book": ("map", ("list", (dict,)))},
+    "view": {"game_type": _OPT_STR, "number": _OPT_INT, "role": _OPT_INT, "tag": _OPT_STR, "round": (int,),
+             "phase": (int,), "deadline_ms": _OPT_INT, "boundaries": _OPT_DICT,
+             "tax_rate_initial": (*_NUM, type(None)), "tax_rate_final": (*_NUM, type(None)),
+             "players": ("list", (dict,)), "round_count": _OPT_INT, "practice_round": (bool, type(None)),
+             "ready_acked": (bool,), "game_over": (bool,), "reward": _OPT_DICT,
+             "server_action": _OPT_DICT, "closing": (bool,), "market_version": (int,),
+             "earlier": ("map", _OPT_DICT), "current": _MARKET_ROUND}}
+_INT_KEYED = {"requests", "declarations", "my_declaration", "my_snipes", "trades", "hidden", "books", "earlier"}
+_TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false", dict: "an object",
+               list: "a list", type(None): "null"}
+
+
+def _kind(value: Any) -> str:
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _wrong(where: str, name: str, value: Any, expected: str) -> SetError:
+    return SetError(f"{where}: field {name} must be {expected}, not {_kind(value)}; {_rebuild_hint()}")
+
+
+def _check(where: str, name: str, value: Any, spec: Any, key: str = "") -> None:
+    """Raise SetError naming the first field of `value` (at `name`) that does not fit `spec`."""
+    if spec is None:
+        return
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            raise _wrong(where, name, value, "an object")
+        for field_name, field_spec in spec.items():
+            if field_name in value:
+                _check(where, f"{name}.{field_name}" if name else field_name, value[field_name], field_spec,
+                       field_name)
+        return
+    if isinstance(spec, tuple) and spec and spec[0] in ("map", "list"):
+        container, item = spec
+        if value is None and key in ("book", "wallets", "start_wallets"):
+            return  # not known yet, or no order example
+        if not isinstance(value, dict if container == "map" else list):
+            raise _wrong(where, name, value, "an object" if container == "map" else "a list")
+        items = value.items() if container == "map" else enumerate(value)
+        for k, v in items:
+            if container == "map" and key in _INT_KEYED and not (isinstance(k, str) and k.lstrip("-").isdigit()):
+                raise SetError(f"{where}: field {name} has the key {k[:20]!r}, not a whole number; {_rebuild_hint()}")
+            _check(where, f"{name}.{k}" if container == "map" else f"{name}[{k}]", v, item)
+        return
+    if not isinstance(value, spec) or (isinstance(value, bool) and bool not in spec):
+        raise _wrong(where, name, value, " or ".join(dict.fromkeys(_TYPE_NAMES.get(t, t.__name__) for t in spec)))
+
+
 def read_set(path: str | Path, sha256: str) -> EvalSet:
     """The examples of a set the builder wrote, with their sidecar states; SetError when anything does not fit.
 
@@ -240,7 +316,9 @@ def read_set(path: str | Path, sha256: str) -> EvalSet:
     if not lines:
         raise SetError(f"{path}: the set is empty: no example to evaluate on")
     try:
-        side_lines = side.read_text(encoding="utf-8").splitlines()
+        side_bytes = side.read_bytes()
+        first, _, states_bytes = side_bytes.partition(b"\n")
+        side_lines = side_bytes.decode("utf-8").splitlines()
     except FileNotFoundError:
         raise SetError(f"{path}: no state sidecar {side.name} beside it, so policies other than a model cannot be "
                        f"scored on it; {_rebuild_hint()}") from None
@@ -257,9 +335,42 @@ def read_set(path: str | Path, sha256: str) -> EvalSet:
     if head.get("sha256") != sha256 or head.get("examples") != len(lines) or len(side_lines) - 1 != len(lines):
         raise SetError(f"{side}: belongs to another version of {path.name} (sha256 or example count differ): "
                        f"{_rebuild_hint()}")
+    if head.get("states_sha256") != hashlib.sha256(states_bytes).hexdigest():
+        raise SetError(f"{side}: its state lines were changed after the build (their sha256 differs from the "
+                       f"header's); {_rebuild_hint()}")
     examples = [_example(path, side, number, line, side_lines[number])
                 for number, line in enumerate(lines, 1)]
+    for example in examples:
+        _probe(side, example)
     return EvalSet(path, side, sha256, examples)
+
+
+def _probe(side: Path, example: Example) -> None:
+    """Read the state the way the evaluation will (the prompt it rebuilds, the rules, the market baseline and its
+    scoring), so that a field nested deeper than the checks above, of a type no reader expects, is one line here
+    rather than a traceback in the middle of an evaluation."""
+    from lib.games.market.actions import build_market_action_required
+    from lib.games.market.policy import MarketBaseline
+    from lib.games.market.prompts import build_market_messages
+    from lib.games.market.scores import score_market
+    from lib.games.voting.actions import build_action_required
+    from lib.games.voting.policy import baseline_action
+    from lib.games.voting.prompts import build_messages
+
+    try:
+        view = example.view()
+        if example.market:
+            build_market_messages(view, build_market_action_required(view, MARKET_KINDS[example.action]))
+            score_market([example.market_example()], MarketBaseline(seed=0).decide)
+        else:
+            build_messages(view, build_action_required(view, example.action, cap=example.cap))
+            try:
+                baseline_action(view, example.action, example.cap)
+            except ActionError:
+                pass  # a decision the rules cannot make: the evaluation counts it as such
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError, ZeroDivisionError) as exc:
+        raise SetError(f"{side} line {example.line + 1}: a field holds a value of a type no reader expects "
+                       f"({type(exc).__name__}: {str(exc)[:120]}); {_rebuild_hint()}") from None
 
 
 def _json_line(path: Path, number: int, text: str) -> Any:
@@ -278,11 +389,16 @@ def _example(path: Path, side: Path, number: int, line: str, side_line: str) -> 
             and all(isinstance(m.get("content"), str) for m in messages)):
         raise SetError(f"{not_built} (expected system, user and assistant messages)")
     state = _json_line(side, number + 1, side_line)
-    if isinstance(state, dict) and state.get("game_type") in MARKET_GAMES:
+    if isinstance(state, dict) and "game_type" in state:
+        if state["game_type"] not in MARKET_GAMES or not isinstance(state["game_type"], str):
+            raise SetError(f"{side} line {number + 1}: field game_type must be one of {', '.join(MARKET_GAMES)}, "
+                           f"not {_kind(state['game_type'])}; {_rebuild_hint()}")
         return _market_example(path, side, number, messages, state)
-    if not (isinstance(state, dict) and isinstance(state.get("view"), dict) and state.get("action") in SPECS
+    if not (isinstance(state, dict) and isinstance(state.get("view"), dict) and isinstance(state.get("action"), str)
+            and state["action"] in SPECS
             and isinstance(state.get("game"), str) and isinstance(state.get("cap"), int)):
         raise SetError(f"{side} line {number + 1}: not a state line written by constructDataset.py")
+    _check(f"{side} line {number + 1}", "", state, _VOTING_LINE)
     try:
         human = validate_action(json.loads(messages[2]["content"]), view_from_state(state["view"]), state["action"],
                                 cap=None)
@@ -296,8 +412,10 @@ def _example(path: Path, side: Path, number: int, line: str, side_line: str) -> 
 def _market_example(path: Path, side: Path, number: int, messages: list[dict[str, Any]],
                     state: dict[str, Any]) -> Example:
     if not (isinstance(state.get("view"), dict) and isinstance(state.get("state"), dict)
-            and state.get("action") in MARKET_KINDS and isinstance(state.get("game"), str)):
+            and isinstance(state.get("action"), str) and state["action"] in MARKET_KINDS
+            and isinstance(state.get("game"), str)):
         raise SetError(f"{side} line {number + 1}: not a state line written by constructDataset.py")
+    _check(f"{side} line {number + 1}", "", state, _MARKET_LINE)
     try:
         human = json.loads(messages[2]["content"])
         view = market_view_from_state(state["view"])

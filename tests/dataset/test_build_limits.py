@@ -81,6 +81,8 @@ def test_lone_surrogates_in_a_log_and_a_file_name_that_is_not_utf8_do_not_stop_t
 
 def test_prompts_never_carry_a_lone_surrogate():
     result = game_examples(parse_log(json.loads(with_lone_surrogates(log_text())), "901"), include_chat=True)
+    assert len(result.lines) > 10  # the log's decisions, its odd chat included: lines to check, not none
+    assert any("\ufffd" in line for line in result.lines)  # where the surrogates were
     for line in result.lines:
         line.encode("utf-8")  # raises on a lone surrogate
 

@@ -78,6 +78,8 @@ def write_set(path: Path, rows: list[tuple[int, int, str, list[int], Any, dict[s
     data = "".join(line + "\n" for line in lines).encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    head = json.dumps(header(path.name, len(lines), hashlib.sha256(data).hexdigest()))
-    sidecar_path(path).write_text("".join(line + "\n" for line in [head, *states]), encoding="utf-8")
+    body = "".join(line + "\n" for line in states)
+    head = json.dumps(header(path.name, len(lines), hashlib.sha256(data).hexdigest(),
+                             states_sha256=hashlib.sha256(body.encode("utf-8")).hexdigest()))
+    sidecar_path(path).write_text(head + "\n" + body, encoding="utf-8")
     return path

@@ -32,7 +32,7 @@ from typing import Any
 
 from lib.games.market.actions import DECLARE, SPECULATE, TRADE, build_market_action_required, validate_market_action
 from lib.games.market.book import Market, listed_conditions_rule, winning_condition_rule
-from lib.games.market.prompts import build_market_messages
+from lib.games.market.prompts import bounded_view, build_market_messages
 from lib.games.market.rules import (
     FUTARCHY,
     GAME_TYPES,
@@ -60,8 +60,10 @@ class MarketExample:
     action_type: str  # the wire type: declare, done-speculating, post-order, cancel-order
     messages: list[dict[str, str]]  # system, user, assistant
     values_source: str  # "sessions", "server-log", or "unknown"
-    state: dict[str, Any]  # what an evaluation needs: values, signals, the published declarations, the book
-    view: MarketView | None = field(default=None, repr=False, compare=False)  # the seat's view then (a copy)
+    # What an evaluation needs: values, signals, the published declarations, the book as the prompt shows it (the
+    # best few orders per side and the player's own; "book_left_out" counts the rest, as MarketRound.hidden).
+    state: dict[str, Any]
+    view: MarketView | None = field(default=None, repr=False, compare=False)  # the seat's view then (bounded)
 
 
 @dataclass
@@ -239,18 +241,24 @@ def _take(entry: dict[str, Any], views: dict[int, MarketView], seats: dict, para
 
 
 def _example(view: MarketView, kind: str, message: dict[str, Any], values_source: str) -> MarketExample:
-    required = build_market_action_required(view, kind)
-    chat = build_market_messages(view, required)
-    rec = view.current
-    book = {c: sorted(rec.books.get(c, {}).values(), key=lambda o: o.get("id", 0)) for c in view.market_conditions()} \
+    # The bounded copy, not the whole view: its prompt is the whole view's (lib.games.market.prompts.bounded_view), and
+    # neither the example nor its sidecar line grows with the book, so a log with thousands of resting orders
+    # builds in time and memory linear in its length.
+    small = bounded_view(view)
+    required = build_market_action_required(small, kind)
+    chat = build_market_messages(small, required)
+    rec = small.current
+    book = {c: sorted(rec.books.get(c, {}).values(), key=lambda o: o.get("id", 0)) for c in small.market_conditions()} \
         if kind == TRADE else None
     return MarketExample(
         seat=view.number, role=view.role, round=view.round, phase=view.phase, action_type=message.get("type"),
         messages=chat + [{"role": "assistant", "content": wire_json(message)}],
         values_source=values_source,
         state={"values": rec.values, "signals": rec.signals[:2] if isinstance(rec.signals, list) else None,
-               "boundaries": view.boundaries, "winning": rec.winning,
+               "boundaries": small.boundaries, "winning": rec.winning,
                "declarations": {p: [{"id": d.get("id"), "role": d.get("role"), "d": d.get("d")} for d in lots]
                                 for p, lots in rec.declarations.items()},
-               "wallets": copy.deepcopy(rec.wallets), "book": book},
-        view=copy.deepcopy(view))
+               "wallets": rec.wallets, "book": book,
+               **({"book_left_out": {c: rec.hidden[c] for c in book if c in rec.hidden}}
+                  if book and any(c in rec.hidden for c in book) else {})},
+        view=small)

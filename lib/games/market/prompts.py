@@ -4,12 +4,20 @@ model is trained on the prompts it is played with.
 
 Only what this player saw goes in: its own lot's values (never another player's), its wallets, its private and the
 public signals, the published declarations, the books and trades of the market, its snipes, and earlier rounds'
-summaries. The order book is cut to the best BOOK_DEPTH orders per side plus all of the player's own, and the
-trades to the last TRADES_SHOWN per condition, so that a prompt stays bounded however busy the market.
+summaries. The order book is cut to the best BOOK_DEPTH orders per side plus the player's own best OWN_SHOWN
+beyond those (with a count of the rest, and of how many of them are the player's), and the trades to the last
+TRADES_SHOWN per condition, so that a prompt stays bounded however busy the market or however many orders the
+player left resting.
+
+`bounded_view` copies a view down to what its prompt shows (plus what the baseline and the checks read): the
+dataset builder makes each example from that copy and writes it to the sidecar, so neither grows with the book,
+and the prompt it gives is the play-time prompt of the whole view, character for character.
 """
 
 from __future__ import annotations
 
+import bisect
+import copy
 import json
 from typing import Any
 
@@ -19,6 +27,7 @@ from lib.games.voting.rules import CONDITIONS, ROLE_DEVELOPER, ROLE_NAMES, ROLE_
 
 CONDITION_NAMES = {c["id"]: c["name"] for c in CONDITIONS}
 BOOK_DEPTH = 5
+OWN_SHOWN = 5  # own resting orders listed per side beyond the best BOOK_DEPTH
 TRADES_SHOWN = 10
 EARLIER_ROUNDS_SHOWN = 5
 
@@ -37,6 +46,12 @@ def _num(x: Any) -> str:
     return json.dumps(x)
 
 
+def _bound(x: Any) -> str:
+    """A range's end as the prompt shows it: a number, else "unknown" (whatever else a log holds there, a string
+    with a lone surrogate included, is no value a player could use, and must not reach the prompt's text)."""
+    return _num(x) if isinstance(x, int | float) and not isinstance(x, bool) else "unknown"
+
+
 def _ranges(view: MarketView) -> str:
     parts = []
     for key in ("owner", "developer"):
@@ -45,7 +60,8 @@ def _ranges(view: MarketView) -> str:
             ranges = []
             for c in CONDITIONS:
                 bounds = per.get(c["key"], {})
-                ranges.append(f"{CONDITION_NAMES[c['id']]} {bounds.get('low')}-{bounds.get('high')}")
+                bounds = bounds if isinstance(bounds, dict) else {}
+                ranges.append(f"{CONDITION_NAMES[c['id']]} {_bound(bounds.get('low'))}-{_bound(bounds.get('high'))}")
             parts.append(f"{key}s' lots {'; '.join(ranges)}")
     return " Lot values are drawn anew every round: " + "; ".join(parts) + "." if parts else ""
 
@@ -144,29 +160,113 @@ def _market(view: MarketView, rec: MarketRound) -> list[str]:
     if view.phase != 6 and not rec.trades:
         return lines
     for c in view.market_conditions() or sorted(rec.trades):
-        book = [o for o in rec.books.get(c, {}).values()
-                if isinstance(o.get("price"), int | float) and not isinstance(o.get("price"), bool)]
-        bids = sorted((o for o in book if o.get("type") == "bid"), key=lambda o: (-o["price"], o["id"]))
-        asks = sorted((o for o in book if o.get("type") == "ask"), key=lambda o: (o["price"], o["id"]))
-
-        def show(orders: list[dict[str, Any]]) -> str:
-            shown = [o for i, o in enumerate(orders) if i < BOOK_DEPTH or o.get("sender") == view.number]
-            text = ", ".join(_num(o["price"]) + (f" (yours, id {o['id']})" if o.get("sender") == view.number else "")
-                             for o in shown)
-            more = len(orders) - len(shown)
-            return (text or "none") + (f" and {more} more" if more > 0 else "")
-
+        hidden = rec.hidden.get(c, {})
+        book = [o for o in rec.books.get(c, {}).values() if _priced(o)]
+        bids = sorted((o for o in book if o.get("type") == "bid"), key=_BEST["bid"])
+        asks = sorted((o for o in book if o.get("type") == "ask"), key=_BEST["ask"])
         trades = rec.trades.get(c, [])
         recent = ", ".join(_num(t.get("price")) for t in trades[-TRADES_SHOWN:])
         median = f"; median of the last seven: {_num(trades[-1].get('median'))}" if trades else ""
-        lines.append(f"Market {c} ({CONDITION_NAMES[c]}): bids {show(bids)}; asks {show(asks)}; "
-                     f"{len(trades)} trades{': ' + recent if recent else ''}{median}.")
+        lines.append(f"Market {c} ({CONDITION_NAMES[c]}): bids {_side(bids, 'bid', view.number, hidden)}; "
+                     f"asks {_side(asks, 'ask', view.number, hidden)}; "
+                     f"{len(trades) + hidden.get('trades', 0)} trades{': ' + recent if recent else ''}{median}.")
     mine = [m for m in rec.movements[-TRADES_SHOWN:]]
     if mine:
         lines.append("Your trades: " + "; ".join(
             f"{m.get('movement', {}).get('type')} at {_num(m.get('movement', {}).get('price'))} "
             f"(condition {m.get('condition')})" for m in mine) + ".")
     return lines
+
+
+def _priced(order: dict[str, Any]) -> bool:
+    return isinstance(order.get("price"), int | float) and not isinstance(order.get("price"), bool)
+
+
+_BEST = {"bid": lambda o: (-o["price"], o["id"]), "ask": lambda o: (o["price"], o["id"])}
+
+
+def _side(orders: list[dict[str, Any]], side: str, me: Any, hidden: dict[str, Any]) -> str:
+    """One side of a book as the prompt shows it: the listed orders, then how many more and how many of them are
+    the player's (counting what a bounded copy left out)."""
+    shown = _shown(orders, me)
+    text = ", ".join(_num(o["price"]) + (f" (yours, id {o['id']})" if o.get("sender") == me else "") for o in shown)
+    more = len(orders) - len(shown) + hidden.get(side + "s", 0)
+    mine = sum(1 for o in orders if o.get("sender") == me) - sum(1 for o in shown if o.get("sender") == me) \
+        + hidden.get("my_" + side + "s", 0)
+    yours = f" ({mine} of them yours)" if mine > 0 else ""
+    return (text or "none") + (f" and {more} more{yours}" if more > 0 else "")
+
+
+def _shown(ranked: list[dict[str, Any]], me: Any) -> list[dict[str, Any]]:
+    """Of one side's orders, best first: the ones the prompt lists (the best BOOK_DEPTH, then own ones up to
+    OWN_SHOWN more)."""
+    own = [o for o in ranked[BOOK_DEPTH:] if o.get("sender") == me][:OWN_SHOWN]
+    return ranked[:BOOK_DEPTH] + own
+
+
+def _wallets(wallets: Any) -> Any:
+    return [dict(w) if isinstance(w, dict) else w for w in wallets] if isinstance(wallets, list) else wallets
+
+
+def bounded_view(view: MarketView) -> MarketView:
+    """A copy of `view` that holds, of its current round's books, only what the prompt lists plus each side's
+    oldest own order (the baseline cancels that one), and of its trades, own trades and refusals only the last
+    TRADES_SHOWN; what it leaves out is counted in MarketRound.hidden, so the copy gives the same prompt, the same
+    uncommitted money and shares, and the same baseline decision. Earlier rounds keep only their summaries (all
+    the prompt shows of them). Its size does not grow with the book's."""
+    rec = view.current
+    small = copy.copy(view)
+    # Shallow copies where the view replaces a value whole when a frame changes it (players, boundaries, values,
+    # signals, summaries, published declarations, orders), and copies of what it changes in place (wallets, the
+    # lists it appends to): a deep copy of every example's view cost more than the rest of the build.
+    small.rounds = {n: MarketRound(n, summary=r.summary) for n, r in view.rounds.items()
+                    if n < view.round and r.summary is not None}
+    small.errors, small.warnings = view.errors[-TRADES_SHOWN:], view.warnings[-TRADES_SHOWN:]
+    small._indexes = {}
+    left_out, kept_books = {c: dict(h) for c, h in rec.hidden.items()}, {}
+    for c, orders in rec.books.items():
+        index = view.index(c)
+        hidden = left_out.setdefault(c, {})
+        keep: dict[int, int] = {}  # id -> arrival number
+        for side in ("bid", "ask"):
+            ranked, own = index.ranked[side], index.own_ranked[side]
+            # The same orders _shown picks from the whole ranked side: the best BOOK_DEPTH, then own ones.
+            top = ranked[:BOOK_DEPTH]
+            start = bisect.bisect_right(own, top[-1]) if top else 0
+            shown = top + own[start:start + OWN_SHOWN] if len(ranked) > BOOK_DEPTH else top
+            oldest = next(iter(index.own[side]), None)
+            ids = [k[1] for k in shown] + ([oldest] if oldest is not None else [])
+            keep.update((i, index.seq[i][0]) for i in ids)
+            kept_own = [k for k in shown if k[1] in index.own[side]]
+            kept_own_priced = len(kept_own) + (1 if oldest is not None and index.seq[oldest][2] is not None
+                                               and index.seq[oldest][2] not in shown else 0)
+            for name, count in ((side + "s", len(ranked) - len(shown) - (kept_own_priced - len(kept_own))),
+                                ("my_" + side + "s", len(own) - kept_own_priced)):
+                if count:
+                    hidden[name] = hidden.get(name, 0) + count
+            kept_mine = [i for i in set(ids) if i in index.own[side]]
+            if side == "bid":
+                kept_money = sum(-index.seq[i][2][0] for i in kept_mine if index.seq[i][2] is not None)
+                if index.own_money - kept_money:
+                    hidden["my_money"] = hidden.get("my_money", 0) + index.own_money - kept_money
+            elif len(index.own["ask"]) > len(kept_mine):
+                hidden["my_shares"] = hidden.get("my_shares", 0) + len(index.own["ask"]) - len(kept_mine)
+        kept_books[c] = {i: dict(orders[i]) for i in sorted(keep, key=keep.__getitem__)}
+    for c, made in rec.trades.items():
+        if len(made) > TRADES_SHOWN:
+            left_out.setdefault(c, {})["trades"] = left_out.get(c, {}).get("trades", 0) + len(made) - TRADES_SHOWN
+    kept = MarketRound(
+        rec.round, values=rec.values, lot=rec.lot, start_wallets=_wallets(rec.start_wallets),
+        wallets=_wallets(rec.wallets), signals=rec.signals, public_signal=rec.public_signal,
+        declarations=dict(rec.declarations), my_declaration=dict(rec.my_declaration),
+        declaration_acked=set(rec.declaration_acked), my_snipes={p: list(v) for p, v in rec.my_snipes.items()},
+        speculation_acked=set(rec.speculation_acked), winning=rec.winning, snipes=dict(rec.snipes), books=kept_books,
+        trades={c: made[-TRADES_SHOWN:] for c, made in rec.trades.items()},
+        movements=rec.movements[-TRADES_SHOWN:], pending=[dict(o) for o in rec.pending],
+        refusals=rec.refusals[-TRADES_SHOWN:], final_price=rec.final_price, summary=rec.summary,
+        hidden={c: h for c, h in left_out.items() if h})
+    small.rounds[view.round] = kept
+    return small
 
 
 def _earlier(view: MarketView) -> list[str]:

@@ -22,6 +22,7 @@ still binds its money or share (it may yet trade), but nobody cancels it again (
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -70,6 +71,66 @@ class MarketRound:
     refusals: list[dict[str, Any]] = field(default_factory=list)  # order-refused data
     final_price: Any = None
     summary: dict[str, Any] | None = None  # round-summary data
+    # What a bounded copy (lib.games.market.prompts.bounded_view) left out, per condition: counts of the orders
+    # with a price ("bids", "asks", and of them the own "my_bids", "my_asks"), the earlier trades
+    # ("trades"), the money of those own bids ("my_money") and the own asks of any price ("my_shares"); the prompt
+    # counts them and committed() adds them up, so the copy says what the whole view says.
+    hidden: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+class BookIndex:
+    """One condition's resting orders of the current round kept ranked as they come and go, so that the best few
+    per side, the own ones, and the counts and money of the rest are read without walking the whole book (a
+    prompt built at every order of a seat that left thousands resting would be quadratic). It serves the book
+    dict it was built from (`book`, by identity) while the view folds frames into that dict; `MarketView.index`
+    builds it again whenever it finds the book replaced, resized behind its back, or the seat learned."""
+
+    def __init__(self, book: dict[int, dict[str, Any]], me: Any) -> None:
+        self.book, self.me = book, me
+        self.ranked: dict[str, list[tuple[Any, int]]] = {"bid": [], "ask": []}  # priced orders, best first
+        self.own_ranked: dict[str, list[tuple[Any, int]]] = {"bid": [], "ask": []}
+        self.own: dict[str, dict[int, None]] = {"bid": {}, "ask": {}}  # own orders of any price, oldest first
+        self.own_money: float = 0  # the prices of the own priced bids
+        self.seq: dict[int, tuple[int, str | None, Any]] = {}  # id -> (arrival number, side, rank key or None)
+        self._next = 0
+        for order in book.values():
+            self.put(order)
+
+    def put(self, order: dict[str, Any]) -> None:
+        number = order["id"]
+        arrival = self.drop(number)
+        if arrival is None:
+            arrival, self._next = self._next, self._next + 1
+        side = order.get("type") if order.get("type") in ("bid", "ask") else None
+        price, key = order.get("price"), None
+        if side is not None and _number(price):
+            key = (-price if side == "bid" else price, number)
+            bisect.insort(self.ranked[side], key)
+        if side is not None and order.get("sender") == self.me:
+            self.own[side][number] = None
+            if key is not None:
+                bisect.insort(self.own_ranked[side], key)
+                if side == "bid":
+                    self.own_money += price
+        self.seq[number] = (arrival, side, key)
+
+    def drop(self, number: Any) -> int | None:
+        """Forget an order; its arrival number (None if it was not there)."""
+        known = self.seq.pop(number, None)
+        if known is None:
+            return None
+        arrival, side, key = known
+        if side is not None and key is not None:
+            ranked = self.ranked[side]
+            del ranked[bisect.bisect_left(ranked, key)]
+        if side is not None and number in self.own[side]:
+            del self.own[side][number]
+            if key is not None:
+                own = self.own_ranked[side]
+                del own[bisect.bisect_left(own, key)]
+                if side == "bid":
+                    self.own_money -= -key[0]
+        return arrival
 
 
 @dataclass
@@ -102,6 +163,7 @@ class MarketView:
     closing: bool = False
     market_version: int = 0  # bumped by every frame that may change the books, the wallets or the signals
     _movement: Any = field(default=None, compare=False, repr=False)  # (condition, side) of the last own trade
+    _indexes: dict[int, BookIndex] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def current(self) -> MarketRound:
@@ -132,6 +194,16 @@ class MarketView:
         landholders = [p.get("number") for p in self.players if p.get("role") in (ROLE_DEVELOPER, ROLE_OWNER)]
         return list(range(1, len([n for n in landholders if isinstance(n, int)]) + 1))
 
+    def index(self, condition: int) -> BookIndex:
+        """The ranked index of a condition's book in the current round (see BookIndex)."""
+        book = self.current.books.get(condition)
+        if book is None:
+            return BookIndex({}, self.number)
+        index = self._indexes.get(condition)
+        if index is None or index.book is not book or index.me != self.number or len(index.seq) != len(book):
+            index = self._indexes[condition] = BookIndex(book, self.number)
+        return index
+
     def wallet(self, condition: int) -> dict[str, Any] | None:
         wallets = self.current.wallets
         if isinstance(wallets, list) and 0 <= condition < len(wallets) and isinstance(wallets[condition], dict):
@@ -144,7 +216,8 @@ class MarketView:
 
     def committed(self, condition: int) -> tuple[float, int]:
         """(money promised to own resting and pending bids, shares promised to own resting and pending asks)."""
-        money, shares = 0.0, 0
+        left_out = self.current.hidden.get(condition, {})
+        money, shares = float(left_out.get("my_money", 0)), int(left_out.get("my_shares", 0))
         orders = self.my_orders(condition) + [o for o in self.current.pending if o.get("condition") == condition]
         for order in orders:
             if order.get("type") == "bid" and _number(order.get("price")):
@@ -320,6 +393,7 @@ def _on_phase_transition(view: MarketView, data: dict[str, Any]) -> None:
         view.current.books = {}
         view.current.pending = []
         view.current.cancelling = []
+        view.current.hidden = {}
     view.server_action = None
 
 
@@ -371,9 +445,17 @@ def _on_add_order(view: MarketView, data: dict[str, Any]) -> None:
     if not isinstance(order, dict) or not isinstance(order.get("id"), int) or order.get("condition") not in (0, 1, 2):
         return
     rec = view.current
-    rec.books.setdefault(order["condition"], {})[order["id"]] = order
+    book = rec.books.setdefault(order["condition"], {})
+    book[order["id"]] = order
+    _index_put(view, book, order)
     if order.get("sender") == view.number:
         _settle_pending(rec, order.get("condition"), order.get("type"), resting=True)
+
+
+def _index_put(view: MarketView, book: dict[int, dict[str, Any]], order: dict[str, Any]) -> None:
+    index = view._indexes.get(order.get("condition"))
+    if index is not None and index.book is book:
+        index.put(order)
 
 
 def _settle_pending(rec: MarketRound, condition: Any, side: Any, resting: bool = False) -> None:
@@ -392,6 +474,9 @@ def _on_delete_order(view: MarketView, data: dict[str, Any]) -> None:
     gone = book.pop(order.get("id"), None) if isinstance(order.get("id"), int) else None
     if order.get("id") in view.current.cancelling:
         view.current.cancelling.remove(order.get("id"))  # cancelled, or filled before the cancel arrived
+    index = view._indexes.get(order.get("condition"))
+    if gone is not None and index is not None and index.book is book:
+        index.drop(order["id"])
     _after_fill(view, gone)
 
 
@@ -403,6 +488,7 @@ def _on_update_order(view: MarketView, data: dict[str, Any]) -> None:
     if resting is not None:
         resting = dict(resting, quantity=order.get("quantity"))
         view.current.books[order["condition"]][order["id"]] = resting
+        _index_put(view, view.current.books[order["condition"]], resting)
     _after_fill(view, resting)
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from lib.games.market.actions import DECLARE, SPECULATE, TRADE, build_market_action_required, validate_market_action
 from lib.games.market.examples import market_examples
-from lib.games.market.prompts import build_market_messages
+from lib.games.market.prompts import bounded_view, build_market_messages
 from lib.games.market.view import MarketView
 from tests.helpers.paths import FIXTURES
 
@@ -121,8 +121,13 @@ def test_order_examples_hold_the_seats_signals_wallet_and_book(logs, seats, sess
         assert ex.state["signals"] == rec.signals[:2] and ex.state["values"] == rec.values
         assert ex.state["winning"] == rec.winning or name.startswith("futarchy")
         total += 1
-        seen_book = {c: sorted(rec.books.get(c, {}).values(), key=lambda o: o["id"]) for c in view.market_conditions()}
-        same_book += ex.state["book"] == seen_book
+        # The example keeps the book as the prompt shows it (the best few per side and the seat's own), with the
+        # rest counted: the same cut of the seat's own book, counts included.
+        small = bounded_view(view).current
+        seen_book = {c: sorted(small.books.get(c, {}).values(), key=lambda o: o["id"])
+                     for c in view.market_conditions()}
+        left_out = {c: small.hidden[c] for c in seen_book if c in small.hidden}
+        same_book += ex.state["book"] == seen_book and ex.state.get("book_left_out", {}) == left_out
         # What the human sent validates in shape against the example's own view (the dataset keeps choices).
         assert validate_market_action(sent, view, TRADE, strict=False)["type"] == sent["type"]
     assert total > 50 and same_book / total > 0.5
