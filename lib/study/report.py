@@ -7,7 +7,8 @@ names a game. Every number is computed by lib.evaluation.stats:
 - an outcome's mean over the paid rounds (and seats, for a per-seat outcome) of an arm, with a 95 % percentile
   bootstrap interval that resamples whole games (a session is one game: its rounds are not independent);
 - the arm-minus-reference difference of means, with the same bootstrap over the games of both sides pooled (each
-  resampled game keeps its side; a resample without a game of either side is left out);
+  resampled game keeps its side; a resample without a game of either side is left out; no interval when a side has
+  a single game);
 - Wasserstein and Kolmogorov-Smirnov distances between the two sides' observations (amounts only; the KS p-value
   assumes independent observations, so it is optimistic);
 - the number of games behind each number, the few-sessions sentence, and the smallest difference that many games
@@ -23,7 +24,7 @@ import math
 import sqlite3
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,11 @@ def difference(a: Sample, b: Sample, level: float = LEVEL) -> stats.Interval:
         right = stats.mean([v for side, v in values if not side])
         return None if left is None or right is None else left - right
 
-    return stats.cluster_bootstrap(tagged, clusters, gap, level=level)
+    interval = stats.cluster_bootstrap(tagged, clusters, gap, level=level)
+    if min(a.sessions, b.sessions) < 2:
+        # a side of one session is that session in every resample: the spread would be the other side's alone
+        return replace(interval, low=None, high=None)
+    return interval
 
 
 def detectable_difference(a: Sample, b: Sample) -> float | None:
