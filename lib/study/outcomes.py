@@ -10,7 +10,6 @@ that the report (lib.study.report) reads, so the report never asks which game it
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, Protocol
 
 RATE, AMOUNT = "rate", "amount"  # Outcome.kind: a 0/1 per observation, or a number whose distribution matters
@@ -84,8 +83,9 @@ SEAT_COMMON = (
 )
 
 
-def game_modules() -> dict[str, ModuleType]:
-    """Game type -> its outcomes module (imported here, so the store and the readers name no game)."""
+def game_modules() -> dict[str, GameOutcomes]:
+    """Game type -> its outcomes module, a GameOutcomes (imported here, so the store, the readers and the report
+    name no game)."""
     from lib.study import market_outcomes, voting_outcomes
 
     return {"voting": voting_outcomes, "harberger": market_outcomes, "futarchy": market_outcomes}

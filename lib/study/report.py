@@ -236,6 +236,8 @@ def render(report: Report) -> str:
     if report.reference_sessions == 0:
         lines += [f"No recorded session of {ref} is in the store: the columns against them are empty "
                   "(name the logs in the study file's `compare_with`).", ""]
+    if not report.arms:
+        lines += ["No arm has a finished game yet: there is nothing to set beside the recorded sessions.", ""]
     for arm in report.arms:
         mine = [r for r in report.results if r.arm == arm]
         lines += [f"## Arm {arm}", "", *_table(mine, arm, ref), "",
