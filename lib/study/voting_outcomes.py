@@ -146,7 +146,8 @@ def round_rows(round_number: int, practice: bool, values: dict[int, list[int]], 
 def tables_from_log(data: dict[str, Any], source: str, sessions: Any = None) -> tuple[list[dict], list[dict]]:
     """(rounds rows, seat_rounds rows) of a decoded voting log; `sessions` is a lib.ibex.sessions.SessionsTable or None.
     Raises lib.ibex.log.LogError (one line) for a log the dataset builder could not read either."""
-    from lib.dataset.build import UNKNOWN, values_plan
+    from lib.dataset.examples import UNKNOWN
+    from lib.games.voting.examples import values_plan
     from lib.ibex.log import parse_log
 
     log = parse_log(data, source)

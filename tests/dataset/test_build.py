@@ -22,10 +22,10 @@ from lib.dataset.build import (
     FILES_PER_WORKER,
     BuildOptions,
     build_dataset,
-    game_examples,
     split_games,
 )
 from lib.games.voting.actions import build_action_required
+from lib.games.voting.examples import game_examples
 from lib.games.voting.prompts import build_messages
 from lib.games.voting.view import PlayerView
 from lib.ibex.log import parse_log, read_log, server_frame
@@ -217,7 +217,7 @@ def test_by_reference_server_log_values_are_used_only_where_final_profit_confirm
                             "not used"]
     assert "Your private values this round: unknown." in user(items[0])
     assert "Your private values this round: 380000 if No Project, 300000 if Project." in user(items[9])
-    assert [meta[2] for meta in result.meta] == ["unknown"] * 8 + ["server-log"] * 10
+    assert [meta[3] for meta in result.meta] == ["unknown"] * 8 + ["server-log"] * 10
 
 
 def test_sessions_values_are_preferred_and_repair_the_by_reference_rounds():
@@ -515,7 +515,7 @@ def test_cli_shows_progress_for_large_corpora_unless_quiet(tmp_path):
 
 
 def test_example_lines_are_the_text_json_would_write():
-    from lib.dataset.build import _example_line
+    from lib.dataset.examples import example_line as _example_line
 
     texts = ["plain", 'quotes " and \\ backslash', "new\nline\ttab\x01", "é 日本 😀", "\u2028\u2029", ""]
     for system in texts:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lib.dataset.build import BuildOptions, build_dataset, game_examples
+from lib.dataset.build import BuildOptions, build_dataset
+from lib.games.voting.examples import game_examples
 from lib.ibex.log import parse_log
 from tests.helpers.paths import REPO
 
