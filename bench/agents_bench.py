@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/agents_bench.py                      # K = 10 (60 agents), then K = 50 (300 agents)
     .venv/bin/python bench/agents_bench.py --games 10 --policy fake-llm
-    .venv/bin/python bench/agents_bench.py --smoke                # smallest run: 1 game, 1 round (tests/test_bench.py)
+    .venv/bin/python bench/agents_bench.py --smoke                # smallest run: 1 game, 1 round (tests/scripts)
 
 The server runs in its own process (python -m lib.localserver.server), so this process holds only the agents and its
 CPU time is theirs. The model answers instantly: `baseline` is the built-in rule set, `fake-llm` is the real

@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/dataset_bench.py                 # 1,000 logs; also 500 for the memory comparison
     .venv/bin/python bench/dataset_bench.py --files 2000 --workers 3
-    .venv/bin/python bench/dataset_bench.py --smoke     # smallest run: 4 logs, 1 worker, 1 pair (tests/test_bench.py)
+    .venv/bin/python bench/dataset_bench.py --smoke     # smallest run: 4 logs, 1 worker, 1 pair (tests/scripts)
 
 Generates realistic games (a practice round and five paid rounds, chat in both chat phases, human-like
 odd submissions, a by-value server-log; about 100 KB each) in a temporary folder, then prints, from one run,

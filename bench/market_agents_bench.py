@@ -4,7 +4,7 @@ Harberger or futarchy games on the local IBEX server, 12 agents each.
 
     .venv/bin/python bench/market_agents_bench.py                          # K = 10 (120 agents), then 50 (600)
     .venv/bin/python bench/market_agents_bench.py --games 2 --game-type futarchy
-    .venv/bin/python bench/market_agents_bench.py --smoke      # smallest run: 1 game, 1 s timers (tests/test_bench.py)
+    .venv/bin/python bench/market_agents_bench.py --smoke      # smallest run: 1 game, 1 s timers (tests/scripts)
 
 The server runs in its own process (as in agents_bench.py), so
 this process holds only the agents and its CPU time is theirs; the baseline policy answers at once. Printed per K:

@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/orderbook_flood_bench.py                  # 10,000 bids
     .venv/bin/python bench/orderbook_flood_bench.py --orders 100     # a quick run
+    .venv/bin/python bench/orderbook_flood_bench.py --smoke          # its smallest run: 50 bids, 0.5 s baseline
     .venv/bin/python bench/orderbook_flood_bench.py --reference-book # the pre-#20 scanning book, for comparison
 
 The local server runs in its own process (this file with --serve), and game A's sockets in another (--flood-game),
@@ -52,9 +53,8 @@ def serve(reference_book: bool) -> None:
     from lib.localserver.server import LocalServer
 
     if reference_book:
-        from tests.test_market_book import ReferenceMarket
-
         import lib.games.market.server as localserver_market
+        from tests.helpers.reference_book import ReferenceMarket
 
         localserver_market.Market = ReferenceMarket  # type: ignore[misc]
 
@@ -264,10 +264,14 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=0.005, help="seconds between probes (default 0.005)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up waiting for the server's answers")
     parser.add_argument("--reference-book", action="store_true",
-                        help="run the server with the pre-#20 scanning book (tests/test_market_book.py)")
+                        help="run the server with the pre-#20 scanning book (tests/games/market/test_book_index.py)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the smallest run (50 bids, 0.5 s of baseline probes), to check the bench still works")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--flood-game", nargs=2, metavar=("URL", "GAME"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.orders, args.baseline_seconds = min(args.orders, 50), min(args.baseline_seconds, 0.5)
     if args.orders < 1 or args.window < 1:
         parser.error("--orders and --window must be at least 1")
     if args.serve:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from lib.games.voting.rules import CONDITIONS, ROLE_NAMES, ROLE_SPECULATOR
-from lib.study.outcomes import surplus_fields
+from lib.study.outcomes import AMOUNT, RATE, Outcome, OutcomeReport, Relation, surplus_fields
 
 ROUND_COLUMNS = (
     ("mean_declaration_over_value", "REAL"), ("snipes", "INTEGER"), ("trades", "INTEGER"), ("final_price", "REAL"),
@@ -29,6 +29,24 @@ SEAT_COLUMNS = (
     ("declaration_0", "REAL"), ("declaration_1", "REAL"), ("declaration_over_value_0", "REAL"),
     ("declaration_over_value_1", "REAL"), ("snipes_made", "INTEGER"), ("times_sniped", "INTEGER"),
     ("trades_bought", "INTEGER"), ("trades_sold", "INTEGER"),
+)
+
+REPORT = OutcomeReport(
+    reference="the recorded players",  # no human Harberger or futarchy games exist
+    outcomes=(
+        Outcome("project", "project chosen (winning condition)", "rounds", "outcome", RATE),
+        Outcome("efficiency", "efficient outcome reached", "rounds", "efficient", RATE),
+        Outcome("declaration_shading", "declaration over true value (under the outcome)", "rounds",
+                "mean_declaration_over_value", AMOUNT),
+        Outcome("snipes", "snipes per round", "rounds", "snipes", AMOUNT),
+        Outcome("trades", "trades per round", "rounds", "trades", AMOUNT),
+        Outcome("price_over_fundamental", "final price over the fundamental value", "rounds",
+                "price_over_fundamental", AMOUNT),
+    ),
+    relations=(
+        Relation("price_by_fundamental", "final price against the fundamental value", "rounds", "fundamental_price",
+                 "final_price", "fundamental price (true values)", "final share price"),
+    ),
 )
 
 

@@ -3,12 +3,63 @@
 Every game type adds its own columns (`ROUND_COLUMNS`, `SEAT_COLUMNS` of its outcomes module) to the common ones;
 a table holds the union, so a voting study's CSV and a futarchy study's CSV have the same header and concatenate,
 and a column that does not apply to a game is empty. Each outcomes module also has `tables_from_log(data, source)`
-giving (rounds, seat_rounds) row dicts from a decoded recorded log.
+giving (rounds, seat_rounds) row dicts from a decoded recorded log, and `REPORT`, the description of its outcomes
+that the report (lib.study.report) reads, so the report never asks which game it is looking at.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+RATE, AMOUNT = "rate", "amount"  # Outcome.kind: a 0/1 per observation, or a number whose distribution matters
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One game-level outcome: the column of `table` (rounds or seat_rounds) that holds it, one observation per
+    paid round (and per seat of `role` for seat_rounds)."""
+
+    name: str  # names its figure file: letters, digits, '_'
+    label: str
+    table: str
+    column: str
+    kind: str = AMOUNT  # RATE: bars of the mean; AMOUNT: distribution plots and distances
+    role: str | None = None  # seat_rounds only: the seats of this role
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A scatter plot of one column against another, per arm against the reference players."""
+
+    name: str
+    label: str
+    table: str
+    x: str
+    y: str
+    x_label: str
+    y_label: str
+    role: str | None = None
+
+
+@dataclass(frozen=True)
+class OutcomeReport:
+    """What a game's report shows: who the recorded reference players are, its outcomes and its relations."""
+
+    reference: str  # how the text names the recorded games' players ("the humans", "the recorded players")
+    outcomes: tuple[Outcome, ...]
+    relations: tuple[Relation, ...] = ()
+
+
+class GameOutcomes(Protocol):
+    """What a game's outcomes module offers the study code."""
+
+    ROUND_COLUMNS: tuple[tuple[str, str], ...]  # its own columns of the rounds table
+    SEAT_COLUMNS: tuple[tuple[str, str], ...]  # its own columns of the seat_rounds table
+    REPORT: OutcomeReport  # the outcomes and plots its report shows
+
+    def tables_from_log(self, data: dict[str, Any], source: str, sessions: Any = None
+                        ) -> tuple[list[dict], list[dict]]: ...  # (rounds, seat_rounds) rows of a decoded log
 
 # (name, SQL type); the keys that identify a row come first and are added by the store.
 ROUND_COMMON = (
@@ -19,6 +70,7 @@ ROUND_COMMON = (
     ("efficient", "INTEGER"),  # 1 when outcome == efficient_outcome
     ("total_value", "REAL"),  # sum of the landholders' values under the outcome
     ("total_surplus", "REAL"),  # total_value minus the same sum without the project (0 when it is not built)
+    ("project_margin", "REAL"),  # the landholders' values with the project minus without it, whatever the outcome
     ("developer_share", "REAL"),  # the developer's gain over its no-project value / total_surplus
     ("owners_share", "REAL"),  # the owners' total gain over their no-project values / total_surplus
     ("values_source", "TEXT"),
@@ -31,8 +83,9 @@ SEAT_COMMON = (
 )
 
 
-def game_modules() -> dict[str, ModuleType]:
-    """Game type -> its outcomes module (imported here, so the store and the readers name no game)."""
+def game_modules() -> dict[str, GameOutcomes]:
+    """Game type -> its outcomes module, a GameOutcomes (imported here, so the store, the readers and the report
+    name no game)."""
     from lib.study import market_outcomes, voting_outcomes
 
     return {"voting": voting_outcomes, "harberger": market_outcomes, "futarchy": market_outcomes}
@@ -63,7 +116,13 @@ def surplus_fields(values: dict[int, list[float]], outcome: int) -> dict[str, fl
     totals = [sum(v[c] for v in values.values()) for c in (0, 1)]
     efficient = 1 if totals[1] > totals[0] else 0
     return {"efficient_outcome": efficient, "efficient": int(outcome == efficient), "total_value": totals[outcome],
-            "total_surplus": totals[outcome] - totals[0]}
+            "total_surplus": totals[outcome] - totals[0], "project_margin": totals[1] - totals[0]}
+
+
+def report_description(game_type: str) -> OutcomeReport | None:
+    """The outcomes a `game_type` game's report shows; None for a game without outcome tables."""
+    module = game_modules().get(game_type)
+    return None if module is None else module.REPORT
 
 
 def shares(gains: dict[int, float], roles: dict[int, int], surplus: float) -> dict[str, float | None]:

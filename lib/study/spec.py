@@ -34,7 +34,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # a study or arm name becomes a folder name and a CSV key
 
 TOP_KEYS = ("name", "game", "games_per_arm", "parameters", "values", "arms", "endpoints", "server", "concurrency",
-            "limits", "fast", "compare_with")
+            "limits", "fast", "compare_with", "compare_sessions")
 VALUES_KEYS = ("source", "seed", "table", "sessions", "logs")
 ENDPOINT_KEYS = ("base_url_env", "api_key_env")
 MODEL_KEYS = ("endpoint", "model", "temperature", "prompt")
@@ -113,6 +113,7 @@ class Study:
     parameters_like: Path | None = None
     canonical: str = ""  # see canonical_form
     digest: str = ""  # sha256 of canonical
+    compare_sessions: Path | None = None  # the sessions table that holds the values of the compare_with logs
 
     def games_in_arm(self) -> int:
         """Games each arm plays: N, or N per named session or log."""
@@ -249,11 +250,20 @@ def parse_study(data: Mapping[str, Any], path: Path) -> Study:
         _check_log_game(path, f"compare_with[{i}]", log, game)
     for i, log in enumerate(values.logs):
         _check_log_game(path, f"values.logs[{i}]", log, game)
+    compare_sessions = None
+    if "compare_sessions" in data:
+        from lib.ibex.sessions import SessionsError, load_sessions
+
+        compare_sessions = _file(path, "compare_sessions", data["compare_sessions"])
+        try:
+            load_sessions(compare_sessions)
+        except SessionsError as exc:
+            raise _fail(path, "compare_sessions", str(exc)) from None
     if server == "real" and values.source == "fresh":
         raise _fail(path, "values.source", "a real server reads values only from its own sessions table: use "
                                            "source = 'sessions' with a copy of that table")
     study = Study(path, name, game, games_per_arm, parameters, values, arms, endpoints, server, concurrency, limits,
-                  fast, compare_with, like)
+                  fast, compare_with, like, compare_sessions=compare_sessions)
     canonical = canonical_form(study)
     return Study(**{**study.__dict__, "canonical": canonical,
                     "digest": hashlib.sha256(canonical.encode()).hexdigest()})
@@ -479,4 +489,6 @@ def canonical_form(study: Study) -> str:
         "server": study.server, "fast": study.fast,
         "compare_with": [_file_digest(p) for p in study.compare_with],
     }
+    if study.compare_sessions is not None:  # only when given, so the digests of older study files stay as they were
+        form["compare_sessions"] = _file_digest(study.compare_sessions)
     return json.dumps(form, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

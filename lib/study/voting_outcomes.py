@@ -30,7 +30,7 @@ from lib.games.voting.rules import (
     seat_role,
     winner,
 )
-from lib.study.outcomes import shares, surplus_fields
+from lib.study.outcomes import RATE, Outcome, OutcomeReport, Relation, shares, surplus_fields
 
 ROUND_COLUMNS = (
     ("approved", "INTEGER"), ("votes_for_project", "INTEGER"), ("offer_1", "REAL"), ("break_even_offer", "REAL"),
@@ -40,6 +40,23 @@ SEAT_COLUMNS = (
     ("request_0", "REAL"), ("request_1", "REAL"), ("loss", "REAL"), ("request_over_loss", "REAL"),
     ("offer_made_0", "REAL"), ("offer_made_1", "REAL"), ("offer_received_0", "REAL"), ("offer_received_1", "REAL"),
     ("vote_project", "INTEGER"),
+)
+REPORT = OutcomeReport(
+    reference="the humans",
+    outcomes=(
+        Outcome("approval", "approval rate (project built)", "rounds", "approved", RATE),
+        Outcome("efficiency", "efficient outcome reached", "rounds", "efficient", RATE),
+        Outcome("developer_share", "developer's share of the surplus", "rounds", "developer_share"),
+        Outcome("request_over_loss", "requests over loss (per owner)", "seat_rounds", "request_over_loss",
+                role=ROLE_NAMES[ROLE_OWNER]),
+        Outcome("offer_over_break_even", "offer over break-even", "rounds", "offer_over_break_even"),
+    ),
+    relations=(
+        Relation("approval_by_margin", "approval against the margin", "rounds", "project_margin", "approved",
+                 "project margin (landholders' values with minus without the project)", "approved (1) or not (0)"),
+        Relation("request_by_loss", "requests against the loss", "seat_rounds", "loss", "request_1",
+                 "owner's loss under the project", "request under the project", role=ROLE_NAMES[ROLE_OWNER]),
+    ),
 )
 REQUEST, OFFER, DECISION = "compensation-request", "compensation-offer", "compensation-decision"
 _ACTION_PHASE = {REQUEST: 3, OFFER: 4, DECISION: 6}

@@ -14,6 +14,7 @@ line.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import warnings
 from dataclasses import dataclass
@@ -187,7 +188,10 @@ def check_source(name: str, revision: str | None = None, probe_timeout: float = 
     except HFValidationError:
         raise LocalModelError(f"{name}: no such folder, and not a Hugging Face model id (namespace/name, "
                               "letters, digits, '-', '_' and '.')") from None
-    if is_offline_mode():
+    # The environment too: huggingface_hub reads HF_HUB_OFFLINE once, when first imported, maybe before it was set.
+    offline = is_offline_mode() or any(os.environ.get(key, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+                                       for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    if offline:
         if cached:
             return True
         raise LocalModelError(f"{name}: no such folder, and not in the Hugging Face cache while HF_HUB_OFFLINE is "

@@ -1,7 +1,7 @@
 """Small evaluation sets written the way constructDataset.py writes them (prompts from lib.games.voting.prompts, states
 from
 lib.dataset.sidecar), with decisions chosen so that every score can be worked out by hand (see HAND_SET's comments and
-tests/test_evaluate.py)."""
+tests/evaluation/test_cli.py)."""
 
 from __future__ import annotations
 

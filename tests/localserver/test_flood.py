@@ -1,6 +1,7 @@
 """The local server under one seat's order flood (issue #20): other sockets keep being served.
 
-Two costs besides the order book (tests/test_market_book.py) made a flood stall every game: each broadcast was
+Two costs besides the order book (tests/games/market/test_book_index.py) made a flood stall every game: each broadcast
+was
 encoded once per seat, and a socket's buffered frames were handled back to back without letting the event loop
 serve anyone else. Both are counted here, never timed.
 """

@@ -67,7 +67,7 @@ def test_the_benches_are_found():
 @pytest.mark.parametrize("bench", BENCHES, ids=lambda p: p.name)
 def test_each_bench_documents_its_smallest_size_flag(bench):
     doc = ast.get_docstring(ast.parse(bench.read_text(encoding="utf-8"))) or ""
-    assert SMOKE in doc, f"{bench.name}: its docstring must show the {SMOKE} run (tests/test_bench.py runs it)"
+    assert SMOKE in doc, f"{bench.name}: its docstring must show the {SMOKE} run (tests/scripts/test_bench.py runs it)"
 
 
 @pytest.mark.parametrize("bench", BENCHES, ids=lambda p: p.name)

@@ -96,6 +96,8 @@ def test_a_seat_number_overrides_its_group(tmp_path):
     ('[values]\nsource = "fresh"\nlogs = ["a"]\n', "values.logs", "not used with source = 'fresh'"),
     ('[values]\nsource = "logs"\nlogs = ["nowhere.log.json"]\n', "values.logs[0]", "no such file"),
     ('compare_with = "x"\n', "compare_with", "must be an array"),
+    ('compare_sessions = "nowhere.json"\n', "compare_sessions", "no such file"),
+    ('compare_sessions = "study.toml"\n', "compare_sessions", "not valid JSON"),
     ('server = "real"\n', "values.source", "a real server reads values only from its own sessions table"),
 ])
 def test_a_wrong_study_file_gets_one_line_naming_the_key(tmp_path, extra, key, problem):
@@ -179,6 +181,15 @@ def test_the_digest_follows_meaning_not_layout(tmp_path):
     assert load_study(write(tmp_path, BASE.replace("= 3", "= 4"), "d.toml")).digest != first.digest
     assert load_study(write(tmp_path, BASE + '2 = "fitted"\n', "e.toml")).digest != first.digest
     assert json.loads(first.canonical)["arms"]["rules"]["2"] == "baseline"
+
+
+def test_the_sessions_of_the_compared_logs_count_in_the_digest_only_when_given(tmp_path):
+    shutil.copy(ROOT / "jsonFiles" / "sessions.json", tmp_path / "sessions.json")
+    head, rest = BASE.split("[endpoints.local]")
+    plain = load_study(write(tmp_path, BASE))
+    study = load_study(write(tmp_path, head + 'compare_sessions = "sessions.json"\n[endpoints.local]' + rest, "b.toml"))
+    assert plain.compare_sessions is None and "compare_sessions" not in json.loads(plain.canonical)
+    assert study.compare_sessions == tmp_path / "sessions.json" and study.digest != plain.digest
 
 
 def test_editing_a_file_the_study_reads_changes_the_digest(tmp_path):

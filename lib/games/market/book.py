@@ -20,7 +20,7 @@ What is reproduced, because a client can see it (the real server does it, so age
 How it is computed differs from the server where the result cannot: the server filters the whole book for the
 seat's orders and sorts the others' orders at every order; `Book` keeps per-seat indexes and heaps instead, so an
 order costs O(log n) and a flood from one seat cannot stall the local server (issue #20), with the same frames
-(tests/test_market_book.py checks them against the scanning algorithm).
+(tests/games/market/test_book_index.py checks them against the scanning algorithm).
 Not reproduced: a quantity that is not a JSON number (string, null, bool) is taken as missing (the real server's
 JS coercions would turn wallets into strings); a frame on which the real server throws inside the handler (no
 `order` in a cancel, an unknown order type with `now: true`, a condition key the book cannot index) gets no answer
