@@ -28,6 +28,7 @@ PHASES = {0: "waiting for players", 1: "presentation", 2: "proposal", 3: "respon
 # Flat, named as a game log names them; the real server has no such game, so these are this folder's own.
 DEFAULTS: dict[str, Any] = {
     "game_type": NAME, "round_count": 3, "practice_round": False, "session_number": 1, "pie": 100,
+    "developers_count": 1, "owners_count": 1, "speculators_count": 0,  # the seat groups, as create-for-llm counts
     "show_up_fee": 5, "timer_phase_1": 5, "timer_phase_2": 60, "timer_phase_3": 60, "timer_phase_4": 5,
 }
 MAX_PIE = 10**9
