@@ -7,6 +7,7 @@ from typing import Any
 
 from lib.games.market.play import UI_TIMERS, typed_parameters, ui_parameters
 from lib.games.market.rules import FUTARCHY, HARBERGER, seat_layout
+from lib.games.market.scores import SCORES
 from lib.games.protocols import GameDefinition, groups_from_roles
 from lib.games.voting.rules import GameParams
 
@@ -47,5 +48,5 @@ class MarketRules:
         return 2 * per_round * len(params.rounds()) + 30
 
 
-HARBERGER = GameDefinition(name=HARBERGER, title="Harberger", rules=MarketRules(HARBERGER))
-FUTARCHY = GameDefinition(name=FUTARCHY, title="futarchy", rules=MarketRules(FUTARCHY))
+HARBERGER = GameDefinition(name=HARBERGER, title="Harberger", rules=MarketRules(HARBERGER), scores=SCORES)
+FUTARCHY = GameDefinition(name=FUTARCHY, title="futarchy", rules=MarketRules(FUTARCHY), scores=SCORES)

@@ -14,6 +14,7 @@ from lib.games.voting.rules import (
     parameters_from_dict,
     seat_role,
 )
+from lib.games.voting.scores import SCORES
 
 
 class VotingRules:
@@ -46,4 +47,4 @@ class VotingRules:
         return 2 * per_round * len(params.rounds()) + 30
 
 
-GAME = GameDefinition(name="voting", title="voting", rules=VotingRules())
+GAME = GameDefinition(name="voting", title="voting", rules=VotingRules(), scores=SCORES)
