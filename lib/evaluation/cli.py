@@ -458,11 +458,7 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
     out = output_dir(args, evaluated)
     written = write_outputs(out, _clean(report), parts, sections, ctx)
 
-    print(f"Evaluated on {evaluated.path}: " + "; and ".join(
-        f"{len(part.examples)} {part.scores.noun}" + ("" if i else f" from {len(part.set.games)} game(s) "
-                                                      f"({', '.join(part.set.games)}), sha256 {evaluated.sha256[:12]}")
-        + (", scored apart below" if i else "") for i, part in enumerate(parts))
-        + ("" if PICTURE_FILE in written else f"; no {' or '.join(pictured_titles())} decision, so no picture"))
+    print(evaluated_line(evaluated, parts, PICTURE_FILE in written))
     for section in sections:
         print(section.table())
     for rules in [r for policy in policies for r in ctx.saved.get(policy.name, [])]:
@@ -471,6 +467,17 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
             print(line)
     print(f"Wrote {', '.join(written)} in {out}")
     return EXIT_OK
+
+
+def evaluated_line(evaluated: EvalSet, parts: list[Part], pictured: bool) -> str:
+    """The first line on stdout: the first game's decisions and games, the others' counts, scored apart."""
+    first, *others = parts
+    line = (f"Evaluated on {evaluated.path}: {len(first.examples)} {first.scores.noun} from {len(first.set.games)} "
+            f"game(s) ({', '.join(first.set.games)}), sha256 {evaluated.sha256[:12]}")
+    line += "".join(f"; and {len(part.examples)} {part.scores.noun}, scored apart below" for part in others)
+    if not pictured:
+        line += f"; no {' or '.join(pictured_titles())} decision, so no picture"
+    return line
 
 
 def pictured_titles() -> list[str]:

@@ -30,7 +30,6 @@ from typing import Any, TextIO
 from lib.dataset.sidecar import Example
 from lib.evaluation.policies import not_asked, scored, scores_of
 from lib.evaluation.scores import Decision
-from lib.games.voting.actions import ActionError
 from lib.training import jobrecord
 from lib.training import requirements as trainreqs
 
@@ -117,7 +116,7 @@ class LocalEvalPolicy:
         extra = {"nll": score.nll, "nll_per_token": score.per_token} if score else {}
         try:
             return Decision(scores_of(example).parse_answer(text, example), extra=extra)
-        except ActionError as exc:
+        except ValueError as exc:  # the game's ActionError: the answer is invalid, and the reason says why
             self.reasons[str(exc)[:120]] += 1
             return Decision(None, f"invalid answer: {exc}", extra=extra)
 

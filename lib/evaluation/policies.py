@@ -51,7 +51,6 @@ from lib.dataset.sidecar import Example
 from lib.evaluation.scores import TEXT, Decision
 from lib.games import game_for
 from lib.games.protocols import RuleDecisions, ScoreRules
-from lib.games.voting.actions import ActionError
 
 CALL_TIMEOUT = 120.0  # seconds for one answer; a long prompt on a slow local server takes a while
 BACKOFF_SECONDS = 1.0
@@ -234,10 +233,10 @@ class LLMEvalPolicy:
     def _judge(self, example: Example, answer: Any) -> Decision:
         try:
             return Decision(scores_of(example).parse_answer(answer, example))
-        except ActionError as exc:
+        except ValueError as exc:  # the game's ActionError: the answer is invalid, and the reason says why
             return self._invalid(exc)
 
-    def _invalid(self, exc: ActionError) -> Decision:
+    def _invalid(self, exc: Exception) -> Decision:
         reason = writable(str(exc))  # a reason may quote the answer, and the report is UTF-8
         self.reasons[reason[:120]] += 1
         return Decision(None, f"invalid answer: {reason}")

@@ -1,7 +1,6 @@
 """How human-like a policy is: its decisions scored against the humans' on the same examples. Pure functions.
 
-Every action type has a kind that says how it is scored (a game's ScoreRules.kinds, lib.games.protocols; the voting
-game's are lib.games.voting.scores.KINDS):
+Every action type has a kind that says how it is scored (its game's ScoreRules.kinds, lib.games.protocols):
 
 - a choice (a vote): agreement (the share of examples where the policy chose what the human chose) and Cohen's
   kappa (agreement beyond what the two marginal distributions give by chance); reference: always the human
@@ -9,8 +8,8 @@ game's are lib.games.voting.scores.KINDS):
 - an amount (a compensation request or offer): mean and median absolute error, bias (mean of policy minus human)
   and Spearman's rank correlation (ties get average ranks); reference: always the median human amount of the
   evaluated examples;
-- text (chat, a market cancel): counted, not scored, and no policy is asked about it;
-- rules: asked, and scored by the game's own section (the market games': lib.games.market.scores).
+- text (chat, say): counted, not scored, and no policy is asked about it;
+- rules: asked, and scored by the game's own section (lib.games.protocols.ScoredSection), not here.
 
 Each score carries its `n`, the examples of that action type, and `invalid`, the examples where the policy gave no
 valid action (a model's unparseable or out-of-range answer). An invalid choice counts as a disagreement (its own

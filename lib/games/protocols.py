@@ -96,7 +96,8 @@ class ScoreRules(Protocol):
         ...
 
     def parse_answer(self, answer: Any, example: Any) -> dict[str, Any]:
-        """A model's answer on `example` checked strictly, as at play time; ActionError (one line) otherwise."""
+        """A model's answer on `example` checked strictly, as at play time; a ValueError (the game's ActionError, one
+        line naming what is wrong) otherwise."""
         ...
 
     def score(self, examples: Sequence[Any], decisions: Mapping[str, Sequence[Any]], policies: Sequence[str],
