@@ -147,7 +147,7 @@ def parts_of(evaluated: EvalSet) -> list[Part]:
     parts: dict[int, Part] = {}
     for game_type in present:
         try:
-            scores = game_for(game_type).scores
+            scores = getattr(game_for(game_type), "scores", None)  # a game without scores: said below
         except ValueError as exc:
             raise EvalError(f"{evaluated.path}: {exc}", EXIT_USAGE) from None
         if scores is None:
@@ -485,7 +485,8 @@ def pictured_titles() -> list[str]:
     titles = []
     for name in GAMES:
         game = GAMES[name]
-        if game.scores is not None and game.scores.has_picture and game.title not in titles:
+        scores = getattr(game, "scores", None)
+        if scores is not None and scores.has_picture and game.title not in titles:
             titles.append(game.title)
     return titles
 
@@ -499,7 +500,7 @@ def output_files() -> tuple[str, ...]:
     """Every file an evaluation may write into its folder."""
     names = [REPORT_FILE, PICTURE_FILE, CSV_FILE]
     for name in GAMES:
-        scores = GAMES[name].scores
+        scores = getattr(GAMES[name], "scores", None)
         names += [f for f in (scores.output_files if scores is not None else ()) if f not in names]
     return tuple(names)
 

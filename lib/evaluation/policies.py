@@ -69,7 +69,7 @@ class EvalPolicy(Protocol):
 
 def scores_of(example: Example) -> ScoreRules:
     """How the example's game scores it (lib.games.protocols.ScoreRules)."""
-    scores = game_for(example.game_type).scores
+    scores = getattr(game_for(example.game_type), "scores", None)
     if scores is None:
         raise ValueError(f"game_type {example.game_type!r}: this game has no scores for finetune.py --evaluate")
     return scores
