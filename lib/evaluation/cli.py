@@ -209,7 +209,9 @@ def make_rules(ctx: Context, name: str) -> EvalPolicy:
         if rules is not None:
             parts[id(part.scores)] = rules
     ctx.saved[name] = list(parts.values())
-    return RulesPolicy(name, parts)
+    source = {} if training is None else {"training_set": {"path": str(training.path), "sha256": training.sha256,
+                                                           "games": training.games}}
+    return RulesPolicy(name, parts, source)
 
 
 def model_choice(args: argparse.Namespace, env: dict[str, str]) -> tuple[str, str, bool]:
@@ -451,8 +453,9 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
                 report[key] = value
     report["policy_info"] = {policy.name: policy.info() for policy in policies}
     if len(parts) > 1:
-        notes.append("each game's scores, references and picture cover its own examples: "
-                     + "; ".join(f"{part.scores.noun}: {', '.join(part.game_types)}" for part in parts))
+        notes.append("each game's scores, references and picture cover its own examples ("
+                     + "; ".join(f"{', '.join(part.game_types)}: {len(part.examples)} {part.scores.noun}"
+                                 for part in parts) + ")")
     if notes:
         report["notes"] = notes
     out = output_dir(args, evaluated)

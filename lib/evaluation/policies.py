@@ -85,10 +85,10 @@ def not_asked(example: Example) -> Decision:
 
 class RulesPolicy:
     """A rule policy: on each game's examples the rules that game gives (lib.games.protocols.RuleDecisions, one per
-    ScoreRules, keyed by its id); its info is theirs, merged in order."""
+    ScoreRules, keyed by its id); its info is `info` (what it was fitted on) and theirs, merged in order."""
 
-    def __init__(self, name: str, parts: dict[int, RuleDecisions]) -> None:
-        self.name, self.parts = name, parts
+    def __init__(self, name: str, parts: dict[int, RuleDecisions], info: dict[str, Any] | None = None) -> None:
+        self.name, self.parts, self._info = name, parts, info or {}
 
     def decide(self, example: Example) -> Decision:
         if not scored(example):
@@ -102,7 +102,7 @@ class RulesPolicy:
         return [self.decide(example) for example in examples]
 
     def info(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = dict(self._info)
         for part in self.parts.values():
             out.update(part.info())
         return out
