@@ -6,7 +6,8 @@ registered here), checked the same way for each, as PettingZoo's api_test checks
 - the examples its data part makes from that game's log hold exactly the prompts the agents were shown at play time;
 - the dataset builder writes them with their state sidecar, and the sidecar reads back (lib.dataset.sidecar.read_set)
   into the same examples, answers and views;
-- on every example, the baseline's answer passes the game's own last check before sending.
+- on every example, the baseline's answer passes the game's own last check before sending;
+- `finetune.py --evaluate --policies baseline` scores the baseline on that set (the game's ScoreRules).
 
 One game per registered game with scaled-down timers: CI has two slow cores.
 """
@@ -25,6 +26,7 @@ from typing import Any
 
 import pytest
 
+import finetune
 from lib.agents import decisions, modes
 from lib.agents.agent import AgentSettings
 from lib.agents.run import safety_margin
@@ -182,3 +184,20 @@ def test_every_baseline_answer_on_the_examples_passes_the_game_s_last_check(play
         game.seat.validate(checked, view, view, wire_type, cap)  # ActionError would fail the test
         answered += 1
     assert answered > 0
+
+
+def test_finetune_evaluate_scores_the_baseline_on_the_game_s_examples(played: Played, monkeypatch, capsys) -> None:
+    for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)  # no model: the baseline alone
+    data = played.dataset.path.parent
+    out = data / "evaluations" / "contract"
+
+    code = finetune.main(["--evaluate", "--data-dir", str(data), "--evaluate-on", str(played.dataset.path),
+                          "--policies", "baseline", "--output-dir", str(out)])
+
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    report = json.loads((out / "evaluation_report.json").read_text())
+    assert report["dataset"]["examples"] == len(played.dataset.examples)
+    assert list(report["policy_info"]) == ["baseline"]
+    assert played.game.scores is not None and played.game.scores.noun in printed
