@@ -13,7 +13,7 @@ import pytest
 
 from lib.dataset.build import BuildOptions, build_dataset
 from lib.dataset.sidecar import SetError, header, read_set, sidecar_path
-from lib.evaluation.policies import RulesPolicy
+from lib.evaluation.policies import RulesPolicy, scores_of
 from lib.games.market.policy import MarketBaseline
 from lib.games.market.scores import score_market
 from lib.games.market.sidecar import is_market, market_example
@@ -83,13 +83,18 @@ def mutated(state: dict, path: tuple, wrong) -> dict:
 
 
 def evaluate(evalset) -> None:
-    """What finetune.py --evaluate does with the examples' states: the rules and the market baseline."""
-    policy = RulesPolicy("baseline")
+    """What finetune.py --evaluate does with the examples' states: each game's baseline rules (its ScoreRules), and
+    the market's scores."""
+    rules = {}
     for example in evalset.examples:
+        scores = scores_of(example)
+        if id(scores) not in rules:
+            rules[id(scores)] = scores.rule_decisions("baseline", None, evalset.games)
+    policy = RulesPolicy("baseline", rules)
+    for example in evalset.examples:
+        policy.decide(example)
         if is_market(example):
             score_market([market_example(example)], MarketBaseline(seed=0).decide)
-        else:
-            policy.decide(example)
 
 
 def test_wrong_types_in_real_sidecar_lines_give_one_line_naming_the_field(tmp_path, real_lines):
