@@ -122,8 +122,11 @@ def compare_digests(path: Path) -> int:
         now = digests(build(REPO, Path(tmp)))
     recorded = json.loads(path.read_text())
     differ = sorted(key for key in set(now) | set(recorded) if now.get(key) != recorded.get(key))
-    for key in differ:
-        print(f"DIFFERS {key}: {recorded.get(key)} recorded, {now.get(key)} now")
+    for key in sorted(set(now) | set(recorded)):
+        if key in differ:
+            print(f"DIFFERS {key}: {recorded.get(key)} recorded, {now.get(key)} now")
+        else:
+            print(f"same    {key} (sha256 {now[key][:16]})")
     print(f"{len(now) - len(differ)}/{len(now)} files match the digests in {path.relative_to(REPO)}")
     return 1 if differ else 0
 
