@@ -61,9 +61,11 @@ def _positive_int(text: str) -> int:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from lib.games import GAMES
+
     p = argparse.ArgumentParser(
-        description="Turn IBEX game logs (voting, Harberger, futarchy) into OpenAI chat fine-tuning JSONL (one "
-                    "example per human decision), or check a JSONL file.")
+        description=f"Turn IBEX game logs ({', '.join(game.title for game in GAMES.values())}) into OpenAI chat "
+                    "fine-tuning JSONL (one example per human decision), or check a JSONL file.")
     p.add_argument("--input", nargs="+", type=Path, metavar="PATH",
                    help="log files, or folders searched for *.log.json (default: jsonFiles/ next to this script)")
     p.add_argument("--output-dir", type=Path, default=HERE / "data",

@@ -142,11 +142,13 @@ else:
                 finally:
                     stages[stage] += time.perf_counter() - started
             setattr(owner, name, wrapper)
-        timed(D, "_example_line", "JSON lines")
+        import lib.dataset.examples as E
+        import lib.games.voting.examples as V
+        timed(E, "example_line", "JSON lines")
         timed(D, "read_log", "read")
-        timed(D, "system_prompt", "prompts")
-        timed(D, "user_prompt_lines", "prompts")
-        timed(D, "build_action_required", "prompts")
+        timed(V, "system_prompt", "prompts")
+        timed(V, "user_prompt_lines", "prompts")
+        timed(V, "build_action_required", "prompts")
         timed(ftcheck, "chat_example_tokens", "tokens")
         timed(ftcheck.LinesCheck, "add_chat", "checks")
         timed(D, "_process", "per file")

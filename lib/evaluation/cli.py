@@ -46,6 +46,7 @@ from lib.evaluation import local as evallocal  # evallocal: torch if used
 from lib.evaluation import policies as evalpolicies
 from lib.evaluation import scores as evaluate
 from lib.evaluation.policies import EvalPolicy, LLMEvalPolicy, ModelUnavailable, RulesPolicy
+from lib.games.market.sidecar import is_market, market_example
 from lib.games.voting import fitted
 from lib.training import jobrecord
 
@@ -159,7 +160,7 @@ def make_fitted(ctx: Context) -> EvalPolicy:
     except SetError as exc:
         raise EvalError(f"fitted policy: {exc}", EXIT_USAGE) from None
     ctx.training = training
-    voting = [e for e in training.examples if not e.market]  # the fitted rules are the voting game's
+    voting = [e for e in training.examples if not is_market(e)]  # the fitted rules are the voting game's
     per_game = fitted.fits_for_games(ctx.evaluated.games, voting)
     overall = fitted.fit(voting)
     source = {"path": str(training.path), "sha256": training.sha256, "games": training.games}
@@ -366,10 +367,10 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
     except SetError as exc:
         raise EvalError(str(exc), EXIT_USAGE) from None
     whole = evaluated
-    market = [e for e in evaluated.examples if e.market]
+    market = [e for e in evaluated.examples if is_market(e)]
     # Market examples are scored apart (lib.games.market.scores); the voting statistics and picture cover the rest.
     if market:
-        evaluated = dataclasses.replace(evaluated, examples=[e for e in evaluated.examples if not e.market])
+        evaluated = dataclasses.replace(evaluated, examples=[e for e in evaluated.examples if not is_market(e)])
     ctx = Context(args, env, evaluated, args.data_dir)
     if args.policies is None and not training_set_path(args, path).is_file():
         print(f"note: no training set {training_set_path(args, path)} to fit on: fitted is not evaluated",
@@ -414,7 +415,7 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
         return EXIT_OK
     scores = {name: evaluate.score(evaluated.examples, ds) for name, ds in decisions.items()}
     refs = evaluate.references(evaluated.examples)
-    pool = [e for e in ctx.training.examples if not e.market] if ctx.training is not None else evaluated.examples
+    pool = [e for e in ctx.training.examples if not is_market(e)] if ctx.training is not None else evaluated.examples
     uncertainty, rows = evalstats.analyse(evaluated.examples, decisions, pool, refs)
     reasons = invalid_reasons(decisions)
     report = {
@@ -503,7 +504,7 @@ def market_section(names: list[str], examples: list[Any],
         per_type[e.game_type] = per_type.get(e.game_type, 0) + 1
     from lib.games.market import fidelity as marketstats
 
-    made = [e.market_example() for e in examples]
+    made = [market_example(e) for e in examples]
     scores, not_scored, spread = {}, list(NOT_SCORED), {}
     for name in names:
         if name == "baseline":

@@ -51,6 +51,7 @@ from lib.evaluation.scores import KINDS, TEXT, Decision
 from lib.games.market.actions import parse_market_answer
 from lib.games.market.examples import KINDS as MARKET_KINDS
 from lib.games.market.llm import MarketLLMPolicy
+from lib.games.market.sidecar import is_market
 from lib.games.voting.actions import ActionError, parse_answer
 from lib.games.voting.policy import baseline_action
 
@@ -72,13 +73,13 @@ class EvalPolicy(Protocol):
 
 
 def scored(example: Example) -> bool:
-    if example.market:
+    if is_market(example):
         return example.action != "cancel-order"
     return KINDS[example.action].how != TEXT
 
 
 def not_asked(example: Example) -> Decision:
-    return Decision(None, NOT_ASKED_CANCEL if example.market else NOT_ASKED)
+    return Decision(None, NOT_ASKED_CANCEL if is_market(example) else NOT_ASKED)
 
 
 class RulesPolicy:
@@ -230,7 +231,7 @@ class LLMEvalPolicy:
 
     def _judge(self, example: Example, answer: Any) -> Decision:
         try:
-            if example.market:
+            if is_market(example):
                 return Decision(parse_market_answer(answer, example.view(), MARKET_KINDS[example.action]))
             return Decision(parse_answer(answer, example.view(), example.action, cap=example.cap))
         except ActionError as exc:
@@ -269,7 +270,7 @@ class LLMEvalPolicy:
         from lib.training import nll
 
         # the market scores have no NLL column: its calls would be paid for and never shown
-        todo = [(i, e) for i, e in enumerate(examples) if scored(e) and e.answer and not e.market]
+        todo = [(i, e) for i, e in enumerate(examples) if scored(e) and e.answer and not is_market(e)]
         gate = asyncio.Semaphore(self.max_concurrent)
         client = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=self.max_retries)
 
@@ -325,7 +326,7 @@ class LLMEvalPolicy:
             async def one(i: int, example: Example, key: str) -> None:
                 nonlocal done, last_report
                 async with gate:
-                    decisions[i] = await self._ask(market if example.market else llm, example, key, cache)
+                    decisions[i] = await self._ask(market if is_market(example) else llm, example, key, cache)
                 done += 1
                 if self.progress is not None and (time.monotonic() - last_report >= PROGRESS_EVERY
                                                   or done == len(todo)):
@@ -349,7 +350,7 @@ class LLMEvalPolicy:
         for attempt in range(self.max_retries + 1):
             try:
                 # a market decision's schema is its kind's (declare, done-speculating, trade), as at play time
-                wire_type, cap = ((MARKET_KINDS[example.action], 0) if example.market
+                wire_type, cap = ((MARKET_KINDS[example.action], 0) if is_market(example)
                                   else (example.action, example.cap))
                 completion, structured = await llm.complete(example.messages, wire_type,
                                                             time.monotonic() + CALL_TIMEOUT, example.view(), cap)

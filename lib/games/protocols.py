@@ -10,6 +10,8 @@ A game (lib/games/<name>/game.py) is a `GameDefinition` whose parts each impleme
 - `answers` (AnswerRules): what a model is asked and how its answer is read (lib.agents.llm.LLMPolicy).
 - `play` (PlayRules): what the run modes (lib.agents.modes) need to play it with agents: its version of the chosen
   policy, the agents' options, the round report, what the real server says of it.
+- `data` (DataRules): what the dataset builder (lib.dataset.build) and the state sidecar (lib.dataset.sidecar) need:
+  the game's logs checked, its training examples, each example's sidecar line read back.
 
 Generic modules type against these Protocols and reach a game only through lib.games.game_for; nothing outside
 lib/games branches on a game's name.
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 
     from lib.agents.decisions import Decision
     from lib.agents.transcript import Transcript
+    from lib.dataset.examples import GameResult, Sink
+    from lib.dataset.sidecar import Example
     from lib.games.voting.rules import GameParams
     from lib.ibex.sessions import SessionsTable
     from lib.localserver.core import CoreGame
@@ -300,6 +304,44 @@ class PlayRules(Protocol):
         ...
 
 
+class DataRules(Protocol):
+    """What the dataset builder and the state sidecar need of a game; the logs' envelope, the workers, the spools,
+    the split, the report and the sidecar's file format are theirs."""
+
+    kinds: Mapping[str, str]  # an example's kind (its sidecar line's "action") -> the decision's wire type
+
+    def read_log(self, data: dict[str, Any], params: GameParams, source: str, played_by_agents: str | None) -> Any:
+        """The rest of a decoded log of this game checked (lib.ibex.log has read the envelope and `params`): the log
+        its examples are made from, with `source`, `game_type` and `played_by_agents`; LogError (one line naming
+        `source` and the field) or ParamError otherwise."""
+        ...
+
+    def examples(self, log: Any, *, sessions: SessionsTable | None, include_chat: bool,
+                 sink: Sink | None) -> GameResult:
+        """The examples of one game, one per human decision, with the play-time prompt and each one's sidecar
+        state line, handed to `sink` in batches as they are made; LogError (one line) for a log it cannot use."""
+        ...
+
+    def check_state(self, state: dict[str, Any], where: str) -> None:
+        """A sidecar line of this game checked for its fields and their types (lib.dataset.sidecar.check_fields);
+        SetError ("`where`: field NAME must be ...") otherwise."""
+        ...
+
+    def view_from_state(self, state: dict[str, Any]) -> Any:
+        """The player's view rebuilt from a sidecar line, for the prompts, the checks and the policies."""
+        ...
+
+    def human_answer(self, answer: str, state: dict[str, Any]) -> dict[str, Any]:
+        """The example's answer text as the wire message it was, checked against the line's view; ValueError
+        (ActionError) or TypeError otherwise."""
+        ...
+
+    def probe(self, example: Example) -> None:
+        """Read an example as the evaluation will (prompt rebuilt, baseline asked, scored): an exception here is
+        a field of a type no reader expects."""
+        ...
+
+
 class Game(Protocol):
     """A registered game: its name (the server's game_type) and its parts."""
 
@@ -310,6 +352,7 @@ class Game(Protocol):
     seat: SeatRules
     answers: AnswerRules
     play: PlayRules
+    data: DataRules
 
 
 @dataclass(frozen=True)
@@ -323,6 +366,7 @@ class GameDefinition:
     seat: SeatRules
     answers: AnswerRules
     play: PlayRules
+    data: DataRules
 
 
 GROUP_ROLES = {"developer": 2, "owners": 3, "speculators": 1}  # lib.games.voting.rules ROLE_* by seat-group name

@@ -2,17 +2,21 @@
 
 Two formats exist: the 2023 logs hold `parameters` and `log` (every client frame that reached a phase handler, and
 the phase timeouts); logs since December 2024 add `server-log` (every event the server sent, with its recipient).
-`read_log` checks the structure the dataset builder relies on and types the parameters; anything else raises
-LogError with one line naming the file and the field (`log[12].content.type`) or the JSON line.
+`read_log` reads the envelope every game's log shares (a JSON object with `parameters` and `log`), types the
+parameters, finds the game by its `game_type` (lib.games.game_for) and hands the decoded log to that game's data
+part (lib.games.protocols.DataRules.read_log), which checks the rest (`checked_log` checks the `log` and
+`server-log` arrays with the game's seats and phases) and returns the log its examples are made from. Anything
+unusable raises LogError with one line naming the file and the field (`log[12].content.type`) or the JSON line.
 
 The content of a client frame is kept as sent: humans and scripts sent strings, bare numbers and missing fields,
-and whether the server counted them is decided later (lib.games.voting.actions), not here.
+and whether the server counted them is decided later (by the game's data part), not here.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +25,18 @@ try:  # parses logs about 2.5 times as fast as json; optional, json gives the sa
 except ImportError:  # pragma: no cover - requirements.txt installs it
     orjson = None
 
-from lib.games.voting.rules import LAST_PHASE, SEATS, GameParams, ParamError, parse_parameters
+from lib.games import UnknownGame, game_for, game_types
+from lib.games.voting.rules import GameParams, ParamError, parse_parameters
 from lib.util.text import display_path
 
 MESSAGE, PHASE_TIMEOUT = "message", "phase-timeout"
-# The local server (lib/games/voting/server.py) marks what it records: its games are played by this project's agents
+# The local server (lib/localserver) marks what it records: its games are played by this project's agents
 # or by scripts, never by the humans a training set is about. The real server writes no such key.
 RECORDED_BY, LOCAL_SERVER_MARK = "recorded-by", "ibex-llm-agents local server"
 
 
 class LogError(ValueError):
     """A file that is not a usable IBEX log; the message is one line: "path: problem"."""
-
-
-class MarketLog(LogError):
-    """A Harberger or futarchy game's log: not replayed here but by lib.games.market.examples, which takes `data` (the
-    decoded log) as it is. The message is the one a reader of voting logs only gives."""
-
-    def __init__(self, message: str, source: str, data: dict[str, Any], game_type: str,
-                 played_by_agents: str | None) -> None:
-        super().__init__(message)
-        self.name, self.data, self.game_type, self.played_by_agents = source, data, game_type, played_by_agents
 
 
 @dataclass(frozen=True)
@@ -52,6 +47,10 @@ class IbexLog:
     server_log: list[dict[str, Any]] | None  # the `server-log` array, checked; None in the 2023 format
     game_id: int | None  # from the clients' gameId, else the simulation_parent_id parameter
     played_by_agents: str | None = None  # why the game is known to be played by agents, not humans
+
+    @property
+    def game_type(self) -> str:
+        return self.params.game_type
 
 
 def _played_by_agents(data: dict[str, Any], params: GameParams) -> str | None:
@@ -143,8 +142,9 @@ def _loads(raw: bytes) -> Any:
     return json.loads(raw)
 
 
-def parse_log(data: Any, source: str = "<log>") -> IbexLog:
-    """Check a decoded log (see read_log); `source` names it in errors."""
+def parse_log(data: Any, source: str = "<log>") -> Any:
+    """Check a decoded log (see read_log); `source` names it in errors. The log of its game's data part: it has
+    `source`, `game_type` and `played_by_agents` (a voting game's is an IbexLog)."""
     if not isinstance(data, dict):
         raise LogError(f"{source}: not an IBEX log (expected a JSON object with 'parameters' and 'log', "
                        f"got {json_type(data)})")
@@ -153,23 +153,31 @@ def parse_log(data: Any, source: str = "<log>") -> IbexLog:
         raise LogError(f"{source}: not an IBEX log (no {' or '.join(repr(k) for k in missing)})")
     try:
         params = parse_parameters(data["parameters"], where="parameters")
-        if params.game_type in ("harberger", "futarchy"):
-            raise MarketLog(f"{source}: a {params.game_type!r} game; this reader takes voting games (lib."
-                            "marketdataset reads market games)", source, data, params.game_type,
-                            _played_by_agents(data, params))
-        if params.game_type != "voting":
-            raise LogError(f"{source}: a {params.game_type!r} game; only voting, harberger and futarchy games can "
-                           "be used")
-        params.round_count  # noqa: B018 - required: replay needs the number of rounds
+        try:
+            game = game_for(params.game_type)
+        except UnknownGame:
+            raise LogError(f"{source}: a {params.game_type!r} game; only {_names(game_types())} games can be "
+                           "used") from None
+        return game.data.read_log(data, params, source, _played_by_agents(data, params))
     except ParamError as exc:
         raise LogError(f"{source}: {exc}") from None
+
+
+def _names(names: tuple[str, ...]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def checked_log(data: dict[str, Any], params: GameParams, source: str, played_by_agents: str | None, *,
+                seats: int, last_phase: int) -> IbexLog:
+    """The `log` and `server-log` of a game with seats 1..`seats` and phases 0..`last_phase`, checked: every entry
+    and event has the shape replaying relies on, and none lies beyond the game's rounds."""
     entries = data["log"]
-    _check_entries(entries, source)
+    _check_entries(entries, source, seats, last_phase)
     server_log = data.get("server-log")
     if server_log is not None:
-        _check_server_log(server_log, source)
+        _check_server_log(server_log, source, last_phase)
     _check_rounds(entries, server_log, params.round_count, source)
-    return IbexLog(source, params, entries, server_log, _game_id(entries, params), _played_by_agents(data, params))
+    return IbexLog(source, params, entries, server_log, _game_id(entries, params), played_by_agents)
 
 
 def _check_rounds(entries: list[dict[str, Any]], server_log: list[dict[str, Any]] | None, round_count: int,
@@ -189,34 +197,34 @@ def _where(source: str, field: str, problem: str) -> LogError:
     return LogError(f"{source}: {field}: {problem}")
 
 
-def _check_round_phase(item: dict[str, Any], field: str, source: str) -> None:
+def _check_round_phase(item: dict[str, Any], field: str, source: str, last_phase: int) -> None:
     for key in ("round", "phase"):
         value = item.get(key)
         if not _is_int(value):
             raise _where(source, f"{field}.{key}", f"expected an integer, got {json_type(value)}")
-    if not 0 <= item["phase"] <= LAST_PHASE:
-        raise _where(source, f"{field}.phase", f"phase {item['phase']} does not exist (0..{LAST_PHASE})")
+    if not 0 <= item["phase"] <= last_phase:
+        raise _where(source, f"{field}.phase", f"phase {item['phase']} does not exist (0..{last_phase})")
     if item["round"] < 0:
         raise _where(source, f"{field}.round", f"round {item['round']} is negative")
 
 
-def _entry_ok(entry: Any) -> bool:
+def _entry_ok(entry: Any, seats: int, last_phase: int) -> bool:
     """The common, well-formed case, checked fast (json gives exact dict/int/str types); else see _explain_entry."""
     try:
         phase, round_number, kind = entry["phase"], entry["round"], entry["type"]
-        if type(phase) is not int or type(round_number) is not int or not 0 <= phase <= LAST_PHASE \
+        if type(phase) is not int or type(round_number) is not int or not 0 <= phase <= last_phase \
                 or round_number < 0:
             return False
         if kind == PHASE_TIMEOUT:
             return True
         number = entry.get("number")
         return kind == MESSAGE and type(entry["content"]["type"]) is str and (
-            number is None or type(number) is int and 1 <= number <= SEATS)
+            number is None or type(number) is int and 1 <= number <= seats)
     except (KeyError, TypeError, AttributeError):
         return False
 
 
-def _explain_entry(entry: Any, i: int, source: str) -> None:
+def _explain_entry(entry: Any, i: int, source: str, seats: int, last_phase: int) -> None:
     if not isinstance(entry, dict):
         raise _where(source, f"log[{i}]", f"expected an object, got {json_type(entry)}")
     kind = entry.get("type")
@@ -230,29 +238,29 @@ def _explain_entry(entry: Any, i: int, source: str) -> None:
         if number is not None:  # frames sent before joining carry no seat
             if not _is_int(number):
                 raise _where(source, f"log[{i}].number", f"expected an integer seat, got {json_type(number)}")
-            if not 1 <= number <= SEATS:
-                raise _where(source, f"log[{i}].number", f"seat {number} does not exist (1..{SEATS})")
+            if not 1 <= number <= seats:
+                raise _where(source, f"log[{i}].number", f"seat {number} does not exist (1..{seats})")
     elif kind != PHASE_TIMEOUT:
         raise _where(source, f"log[{i}].type", f"expected 'message' or 'phase-timeout', got {kind!r}"[:200])
-    _check_round_phase(entry, f"log[{i}]", source)
+    _check_round_phase(entry, f"log[{i}]", source, last_phase)
 
 
-def _check_entries(entries: Any, source: str) -> None:
+def _check_entries(entries: Any, source: str, seats: int, last_phase: int) -> None:
     if not isinstance(entries, list):
         raise _where(source, "log", f"expected an array, got {json_type(entries)}")
-    if all(map(_entry_ok, entries)):
+    if all(map(_entry_ok, entries, repeat(seats), repeat(last_phase))):
         return
     for i, entry in enumerate(entries):
-        if not _entry_ok(entry):
-            _explain_entry(entry, i, source)
+        if not _entry_ok(entry, seats, last_phase):
+            _explain_entry(entry, i, source, seats, last_phase)
 
 
-def _event_ok(event: Any) -> bool:
+def _event_ok(event: Any, last_phase: int) -> bool:
     try:
         sent, meta = event["sent"], event["meta"]
         phase, round_number, recipient = meta["phase"], meta["round"], meta["recipient"]
         return (type(sent["type"]) is str and type(sent.get("data", _NO_DATA)) is dict
-                and type(phase) is int and type(round_number) is int and 0 <= phase <= LAST_PHASE
+                and type(phase) is int and type(round_number) is int and 0 <= phase <= last_phase
                 and round_number >= 0 and (type(recipient) is int or recipient == "all"))
     except (KeyError, TypeError, AttributeError):
         return False
@@ -261,7 +269,7 @@ def _event_ok(event: Any) -> bool:
 _NO_DATA: dict[str, Any] = {}
 
 
-def _explain_event(event: Any, i: int, source: str) -> None:
+def _explain_event(event: Any, i: int, source: str, last_phase: int) -> None:
     field = f"server-log[{i}]"
     if not isinstance(event, dict):
         raise _where(source, field, f"expected an object, got {json_type(event)}")
@@ -278,17 +286,17 @@ def _explain_event(event: Any, i: int, source: str) -> None:
     if recipient != "all" and not _is_int(recipient):
         raise _where(source, f"{field}.meta.recipient",
                      f"expected \"all\" or a seat/role number, got {json_type(recipient)}")
-    _check_round_phase(meta, f"{field}.meta", source)
+    _check_round_phase(meta, f"{field}.meta", source, last_phase)
 
 
-def _check_server_log(events: Any, source: str) -> None:
+def _check_server_log(events: Any, source: str, last_phase: int) -> None:
     if not isinstance(events, list):
         raise _where(source, "server-log", f"expected an array, got {json_type(events)}")
-    if all(map(_event_ok, events)):  # the usual case, without a Python-level loop
+    if all(map(_event_ok, events, repeat(last_phase))):  # the usual case, without a Python-level loop
         return
     for i, event in enumerate(events):
-        if not _event_ok(event):
-            _explain_event(event, i, source)
+        if not _event_ok(event, last_phase):
+            _explain_event(event, i, source, last_phase)
 
 
 def _game_id(entries: list[dict[str, Any]], params: GameParams) -> int | None:

@@ -2,10 +2,10 @@
 
 From a recorded log (lib.ibex.log, the reader constructDataset.py uses): what each seat did in each round (the
 compensation request of phase 3, the developer's offer of phase 4, the vote of phase 6, each the last one the
-server accepted in its phase), the private values (lib.dataset.build.values_plan: a sessions table when given, else
-server-log values that every final-profit confirms), and from them, by the server's rules (lib.games.voting.rules:
-winner,
-offer_for, profit), the outcome, whether it is the efficient one, the surplus and its division.
+server accepted in its phase), the private values (lib.games.voting.examples.values_plan: a sessions table when
+given, else server-log values that every final-profit confirms), and from them, by the server's rules
+(lib.games.voting.rules: winner, offer_for, profit), the outcome, whether it is the efficient one, the surplus and
+its division.
 
 - loss of an owner: its value without the project minus its value with it; requests over loss = the request
   under the project / that loss (owners who lose nothing have none);
@@ -84,7 +84,7 @@ def _actions(entries: list[dict[str, Any]]) -> dict[tuple[int, str], dict[int, A
             continue
         field = {REQUEST: "compensationRequests", OFFER: "compensationOffers",
                  DECISION: "compensationDecisions"}[kind]
-        # The server keeps the phase's last offer whoever sent it (lib.dataset.build's reconstruction does the same).
+        # The server keeps the phase's last offer whoever sent it (so does lib.games.voting.examples' reconstruction).
         out.setdefault((entry["round"], kind), {})[THE_OFFER if kind == OFFER else seat] = content.get(field)
     return out
 
@@ -146,7 +146,8 @@ def round_rows(round_number: int, practice: bool, values: dict[int, list[int]], 
 def tables_from_log(data: dict[str, Any], source: str, sessions: Any = None) -> tuple[list[dict], list[dict]]:
     """(rounds rows, seat_rounds rows) of a decoded voting log; `sessions` is a lib.ibex.sessions.SessionsTable or None.
     Raises lib.ibex.log.LogError (one line) for a log the dataset builder could not read either."""
-    from lib.dataset.build import UNKNOWN, values_plan
+    from lib.dataset.examples import UNKNOWN
+    from lib.games.voting.examples import values_plan
     from lib.ibex.log import parse_log
 
     log = parse_log(data, source)

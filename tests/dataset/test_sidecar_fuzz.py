@@ -16,6 +16,7 @@ from lib.dataset.sidecar import SetError, header, read_set, sidecar_path
 from lib.evaluation.policies import RulesPolicy
 from lib.games.market.policy import MarketBaseline
 from lib.games.market.scores import score_market
+from lib.games.market.sidecar import is_market, market_example
 from lib.ibex.sessions import load_sessions
 from tests.helpers.evalsets import write_set
 from tests.helpers.paths import FIXTURES
@@ -85,8 +86,8 @@ def evaluate(evalset) -> None:
     """What finetune.py --evaluate does with the examples' states: the rules and the market baseline."""
     policy = RulesPolicy("baseline")
     for example in evalset.examples:
-        if example.market:
-            score_market([example.market_example()], MarketBaseline(seed=0).decide)
+        if is_market(example):
+            score_market([market_example(example)], MarketBaseline(seed=0).decide)
         else:
             policy.decide(example)
 

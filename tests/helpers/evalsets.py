@@ -1,7 +1,6 @@
-"""Small evaluation sets written the way constructDataset.py writes them (prompts from lib.games.voting.prompts, states
-from
-lib.dataset.sidecar), with decisions chosen so that every score can be worked out by hand (see HAND_SET's comments and
-tests/evaluation/test_cli.py)."""
+"""Small evaluation sets written the way constructDataset.py writes them (prompts from lib.games.voting.prompts,
+states from lib.games.voting.sidecar), with decisions chosen so that every score can be worked out by hand (see
+HAND_SET's comments and tests/evaluation/test_cli.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lib.dataset.sidecar import example_state, header, sidecar_path
+from lib.dataset.sidecar import header, sidecar_path
 from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST, build_action_required, wire_json
 from lib.games.voting.prompts import build_messages
 from lib.games.voting.rules import parameters_from_dict, seat_role, seat_tag
+from lib.games.voting.sidecar import example_state
 from lib.games.voting.view import PlayerView
 from tests.helpers.frames import BOUNDARIES, PLAYERS
 

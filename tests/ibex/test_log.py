@@ -1,4 +1,4 @@
-"""lib/ibexlog: reading both log formats of docs/protocol.md section 5, with one precise line per unusable file."""
+"""lib/ibex/log.py: reading both log formats of docs/protocol.md section 5, with one precise line per unusable file."""
 
 import json
 
@@ -162,3 +162,20 @@ def test_a_huge_integer_in_a_log_stays_an_integer(tmp_path):
     path.write_text(json.dumps(data))
     amount = read_log(path).entries[-1]["content"]["compensationRequests"][1]
     assert amount == 10**20 and type(amount) is int
+
+
+def test_a_market_log_goes_to_its_game_whole_with_who_played_it():
+    """The reader checks the envelope and hands the rest to the game found by game_type (no exception routing)."""
+    import gzip
+
+    from tests.helpers.paths import FIXTURES as ALL_FIXTURES
+
+    with gzip.open(ALL_FIXTURES / "market_logs.json.gz", "rt") as f:
+        data = json.load(f)["logs"]["harberger-12"]
+    log = parse_log(data, "h.log.json")
+    assert (log.source, log.game_type) == ("h.log.json", "harberger")
+    assert log.data is data  # the market's examples replay the decoded log as it is
+    marked = parse_log({**data, "recorded-by": "ibex-llm-agents local server"}, "h.log.json")
+    assert marked.played_by_agents == "recorded by this project's local server"
+    with pytest.raises(LogError, match=r"^h.log.json: parameters\[0\]: expected an object"):
+        parse_log({**data, "parameters": [7]}, "h.log.json")

@@ -21,6 +21,9 @@ Kept as made (human choices, checked only for shape, role and phase): declaratio
 Skipped, with the reason counted: what the server did not count (a second declaration in a phase, one above its
 maximum, a repeated `done-speculating`, an order or cancel it refused), messages of the wrong role or phase, and
 `complete-current-phase`, which is no player decision the agents make.
+
+`game_examples` hands them to the dataset builder (a lib.dataset.examples.GameResult), each with its sidecar line
+(lib.games.market.sidecar).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from lib.dataset.examples import GameResult, Sink
+from lib.dataset.sidecar import state_line
 from lib.games.market.actions import DECLARE, SPECULATE, TRADE, build_market_action_required, validate_market_action
 from lib.games.market.book import Market, listed_conditions_rule, winning_condition_rule
 from lib.games.market.prompts import bounded_view, build_market_messages
@@ -44,7 +49,10 @@ from lib.games.market.rules import (
 )
 from lib.games.market.view import MARKET_PHASE, MarketView
 from lib.games.voting.actions import ActionError, wire_json
-from lib.games.voting.rules import ParamError, parse_parameters
+from lib.games.voting.rules import ROLE_NAMES, ParamError, parse_parameters
+from lib.ibex.log import LogError
+from lib.ibex.sessions import SessionsTable
+from lib.util.text import printable
 
 MARKET_FRAMES = frozenset({"add-order", "delete-order", "update-order", "asset-movement", "contract-fulfilled",
                            "order-refused"})
@@ -64,6 +72,16 @@ class MarketExample:
     # best few orders per side and the player's own; "book_left_out" counts the rest, as MarketRound.hidden).
     state: dict[str, Any]
     view: MarketView | None = field(default=None, repr=False, compare=False)  # the seat's view then (bounded)
+
+
+@dataclass(frozen=True)
+class MarketLog:
+    """A market game's decoded log, as lib.ibex.log read it: replayed whole by `market_examples`."""
+
+    source: str
+    data: dict[str, Any]
+    game_type: str
+    played_by_agents: str | None
 
 
 @dataclass
@@ -262,3 +280,32 @@ def _example(view: MarketView, kind: str, message: dict[str, Any], values_source
                **({"book_left_out": {c: rec.hidden[c] for c in book if c in rec.hidden}}
                   if book and any(c in rec.hidden for c in book) else {})},
         view=small)
+
+
+def game_examples(log: MarketLog, *, sessions: SessionsTable | None = None, sink: Sink | None = None) -> GameResult:
+    """Every example a Harberger or futarchy log gives (declarations, snipes, orders, cancels), as lines, sidecar
+    states and report numbers for the dataset builder. Raises LogError (one line) for a log this reader cannot
+    use."""
+    from lib.games.market.sidecar import market_example_state
+
+    source = log.source
+    table = None if sessions is None else [{"id": k, "rounds": v} for k, v in sessions.sessions.items()]
+    try:
+        made = market_examples(log.data, sessions=table)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise LogError(printable(f"{source}: a {log.game_type} game the market reader cannot use: {exc}")) from None
+    if made.game_id is None:
+        raise LogError(f"{source}: no gameId in any client message")
+    result = GameResult(source, made.game_id, "server-log", made.game_type, played_by_agents=log.played_by_agents,
+                        sink=sink)
+    result.values_by_round = dict(made.values_by_round)
+    for reason_action, count in made.skipped.items():
+        reason, _, action = reason_action.rpartition(": ")
+        result.skip(reason, action, count=count)
+    key = str(made.game_id)
+    for example in made.examples:
+        system, user, answer = (m["content"] for m in example.messages)
+        result.add(system, user.split("\n"), printable(answer), state_line(market_example_state(key, example)),
+                   seat=example.seat, role=ROLE_NAMES[example.role], action=example.action_type,
+                   values_source=example.values_source, user=user)
+    return result

@@ -5,7 +5,7 @@ No human Harberger or futarchy data exists: the recorded market players are scri
 fitted on, and drawn from, "the recorded players", and says so.
 
 The baseline's three rules have one parameter each, and each is estimated from the recorded decisions of training
-market examples (lib.games.market.examples.MarketExample; lib.dataset.sidecar.Example.market_example):
+market examples (lib.games.market.examples.MarketExample; lib.games.market.sidecar.market_example):
 
 - declaration shading h: a declaration is the true value x (1 - h), rounded down to 1000, within the server's
   limits (baseline: h = 0, truthful). Samples: (condition, value v, declared d) of every recorded declaration whose
@@ -66,6 +66,7 @@ from lib.games.market.policy import (
     sure_value,
     zic_trade,
 )
+from lib.games.market.sidecar import is_market, market_example
 from lib.games.market.view import MarketView
 from lib.games.voting.actions import ActionError
 from lib.games.voting.empirical import isotonic_steps, step_value
@@ -345,7 +346,7 @@ class MarketEmpiricalAgentPolicy:
 
 def market_pairs(examples: Iterable[Any]) -> list[tuple[str, MarketExample]]:
     """(game, MarketExample) of the market examples of a set (lib.dataset.sidecar.Example)."""
-    return [(e.game, e.market_example()) for e in examples if e.market]
+    return [(e.game, market_example(e)) for e in examples if is_market(e)]
 
 
 class MarketEvalPart:
@@ -385,11 +386,11 @@ class WithMarket:
         self.voting, self.market, self.name, self.market_info = voting, market, voting.name, market_info
 
     async def decide_all(self, examples: Sequence[Any]) -> list[Decision]:
-        voting = [e for e in examples if not e.market]
+        voting = [e for e in examples if not is_market(e)]
         decided = iter(await self.voting.decide_all(voting))
         from lib.evaluation.policies import not_asked, scored
 
-        return [(self.market.decide(e) if scored(e) else not_asked(e)) if e.market else next(decided)
+        return [(self.market.decide(e) if scored(e) else not_asked(e)) if is_market(e) else next(decided)
                 for e in examples]
 
     def info(self) -> dict[str, Any]:

@@ -57,6 +57,7 @@ from typing import Any
 from lib.agents.transcript import Transcript
 from lib.dataset.sidecar import Example
 from lib.evaluation.scores import Decision
+from lib.games.market.sidecar import is_market
 from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST, ActionError, validate_action
 from lib.games.voting.fitted import offer_sample, request_sample, vote_sample
 from lib.games.voting.policy import (
@@ -152,7 +153,7 @@ def collect(examples: Iterable[Example], left_out: Iterable[str] = ()) -> Sample
     """The samples of these voting decisions, leaving out the games in `left_out`."""
     excluded = set(left_out)
     examples = list(examples)
-    used = [e for e in examples if e.game not in excluded and not e.market]
+    used = [e for e in examples if e.game not in excluded and not is_market(e)]
     markups, shares, votes = [], [], []
     for e in used:
         if e.action == REQUEST and (r := request_sample(e)) is not None:
@@ -273,7 +274,7 @@ class EmpiricalEvalPolicy:
 
         if not scored(example):
             return not_asked(example)
-        if example.market:
+        if is_market(example):
             if self.market is None:
                 return Decision(None, "no market version given")
             return self.market.decide(example)
@@ -378,7 +379,7 @@ def make_empirical(ctx: Any) -> Any:
         training = ctx.evaluated if same else read_set(path, jobrecord.sha256_file(path))
     except SetError as exc:
         raise evalcli.EvalError(f"empirical policy: {exc}", evalcli.EXIT_USAGE) from None
-    voting = [e for e in training.examples if not e.market]
+    voting = [e for e in training.examples if not is_market(e)]
     market_training = marketfitted.market_pairs(training.examples)
     # the market examples are not in ctx.evaluated (scored apart): every training market game gets its
     # leave-one-out samples, any other evaluated market game those of all training games

@@ -22,6 +22,7 @@ from lib.games.market.examples import KINDS, market_examples
 from lib.games.market.policy import MarketBaseline
 from lib.games.market.prompts import build_market_messages
 from lib.games.market.scores import score_market
+from lib.games.market.sidecar import is_market, market_example
 from lib.ibex.sessions import load_sessions
 from tests.helpers.paths import FIXTURES, REPO
 
@@ -91,7 +92,7 @@ def test_the_sidecar_rebuilds_each_market_prompt_and_the_same_evaluation(tmp_pat
             assert rebuilt == example.messages, (side, example.line)
         game = {"harberger": "harberger-12", "futarchy": "futarchy-13"}[head["game"]]
         original = market_examples(logs[game], sessions=json.loads(MARKET_SESSIONS.read_text())).examples
-        from_sidecar = score_market([e.market_example() for e in evalset.examples], MarketBaseline(seed=0).decide)
+        from_sidecar = score_market([market_example(e) for e in evalset.examples], MarketBaseline(seed=0).decide)
         assert from_sidecar == score_market(original, MarketBaseline(seed=0).decide)
         assert from_sidecar["declare"]["n"] > 0 and from_sidecar["post-order"]["n"] > 0
 
@@ -125,8 +126,8 @@ def test_evaluate_scores_the_market_examples_apart_and_says_what_it_does_not_sco
     build([VOTING_LOGS, market_dir], out, validation_fraction=0.5)
     evalset = read_set(out / "validation_set.jsonl",
                        hashlib.sha256((out / "validation_set.jsonl").read_bytes()).hexdigest())
-    market = [e for e in evalset.examples if e.market]
-    voting = [e for e in evalset.examples if not e.market]
+    market = [e for e in evalset.examples if is_market(e)]
+    voting = [e for e in evalset.examples if not is_market(e)]
     assert market and voting  # the split put a market game and voting games into validation
 
     code = finetune.main(["--evaluate", "--data-dir", str(out), "--output-dir", str(out),
@@ -139,7 +140,7 @@ def test_evaluate_scores_the_market_examples_apart_and_says_what_it_does_not_sco
     assert sum(s["n"] for s in report["policies"]["baseline"].values()) == len(voting)  # voting scores: voting only
     section = report["market"]
     assert section["examples"] == len(market) and set(section["policies"]) == {"baseline", "fitted"}
-    expected = score_market([e.market_example() for e in market], MarketBaseline(seed=0).decide)
+    expected = score_market([market_example(e) for e in market], MarketBaseline(seed=0).decide)
     expected.pop("not_scored")
     assert section["policies"]["baseline"] == json.loads(json.dumps(evalcli._clean(expected)))  # as the report rounds
     assert any(reason.startswith("cancel-order") for reason in section["not_scored"])

@@ -16,11 +16,12 @@ import pytest
 
 from bench.market_dataset_bench import resting_orders_log
 from lib.dataset.build import _build
-from lib.dataset.sidecar import market_example_state, market_view_from_state, market_view_state, state_line
+from lib.dataset.sidecar import state_line
 from lib.games.market.actions import TRADE, build_market_action_required
 from lib.games.market.examples import market_examples
 from lib.games.market.policy import zic_trade
 from lib.games.market.prompts import BOOK_DEPTH, OWN_SHOWN, bounded_view, build_market_messages
+from lib.games.market.sidecar import market_example_state, market_view_from_state, market_view_state
 from lib.games.market.view import MarketView
 from tests.helpers.paths import FIXTURES
 
@@ -133,13 +134,14 @@ def market_logs(tmp_path: Path) -> Path:
 
 def test_an_exception_or_interrupt_while_a_market_log_is_built_leaves_no_temporary_file(tmp_path, monkeypatch):
     from lib.dataset import build as dataset
+    from lib.games.market import data
 
     logs, out = market_logs(tmp_path), tmp_path / "out"
     for stop in (KeyboardInterrupt, OSError):
         def broken(*args, stop=stop, **kwargs):
             raise stop("stopped mid-build")
 
-        monkeypatch.setattr(dataset, "market_game_examples", broken)
+        monkeypatch.setattr(data, "game_examples", broken)
         with pytest.raises(stop):
             dataset.build_dataset(dataset.BuildOptions(inputs=[logs], output_dir=out, workers=1))
         assert list(out.iterdir()) == []
@@ -153,12 +155,12 @@ def test_a_build_terminated_mid_way_cleans_up_and_says_so(tmp_path):
     script = (
         "import os, signal, sys\n"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r})\n"
-        "import lib.dataset.build as d\n"
-        "real = d.market_game_examples\n"
+        "import lib.games.market.data as d\n"
+        "real = d.game_examples\n"
         "def terminated(*args, **kwargs):\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "    return real(*args, **kwargs)\n"
-        "d.market_game_examples = terminated\n"
+        "d.game_examples = terminated\n"
         "import constructDataset\n"
         f"sys.exit(constructDataset.main(['-q', '--input', {str(logs)!r}, '--output-dir', {str(out)!r},"
         " '--workers', '1']))\n")
