@@ -167,7 +167,8 @@ def test_evaluate_scores_draw_zero_and_the_expected_error_over_draws(tmp_path, m
     monkeypatch.setenv("PYTHON_DOTENV_DISABLED", "1")
     loaded_set(tmp_path, "training_set.jsonl")
     evaluated = loaded_set(tmp_path, "validation_set.jsonl")
-    assert finetune.main(["--evaluate", "--data-dir", str(tmp_path), "--policies", "baseline,empirical"]) == 0
+    assert finetune.main(["--evaluate", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path),
+                          "--policies", "baseline,empirical"]) == 0
     report = json.loads((tmp_path / "evaluation_report.json").read_text())
     scores = report["policies"]["empirical"]
     assert all(scores[a]["invalid"] == 0 for a in (REQUEST, OFFER, DECISION))
@@ -272,7 +273,8 @@ def test_evaluate_scores_market_fitted_and_empirical_and_names_the_recorded_play
             (market_dir / f"{name}.log.json").write_text(json.dumps(log))
     out = tmp_path / "out"
     build([VOTING_LOGS, market_dir], out, validation_fraction=0.5)
-    assert finetune.main(["--evaluate", "--data-dir", str(out), "--policies", "baseline,fitted,empirical"]) == 0
+    assert finetune.main(["--evaluate", "--data-dir", str(out), "--output-dir", str(out),
+                          "--policies", "baseline,fitted,empirical"]) == 0
     report = json.loads((out / "evaluation_report.json").read_text())
     section = report["market"]
     assert set(section["policies"]) == {"baseline", "fitted", "empirical"}
