@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/market_dataset_bench.py                 # 1,000 and 10,000 resting orders
     .venv/bin/python bench/market_dataset_bench.py --orders 2000
-    .venv/bin/python bench/market_dataset_bench.py --smoke         # 50 orders: seconds, for a quick check
+    .venv/bin/python bench/market_dataset_bench.py --smoke         # 0 and 50 orders: seconds, for a quick check
 
 The log is the Harberger game recorded on the real server (tests/fixtures/market_logs.json.gz), with ORDERS more
 `post-order` bids of the developer (seat 2) added to round 1's market, at prices 1 to 20 (far below every ask, so
@@ -83,9 +83,12 @@ def main() -> None:
     if args.run:
         print(json.dumps(run_one(Path(args.run[0]), Path(args.run[1]))))
         return
-    sizes = [50] if args.smoke else args.orders
+    # The recorded log as it is (0 added orders) is the baseline measured in the same run: each size's time and
+    # memory are also printed as ratios to it, which a loaded or slow machine changes much less than the seconds.
+    sizes = [0, 50] if args.smoke else [0, *[n for n in args.orders if n != 0]]
     print(f"{'orders':>7} {'log KB':>8} {'seconds':>8} {'peak RSS MB':>12} {'examples':>9} {'set KB':>8} "
-          f"{'sidecar KB':>11}   (load average {os.getloadavg()[0]:.1f})")
+          f"{'sidecar KB':>11} {'x time':>7} {'x RSS':>6}   (load average {os.getloadavg()[0]:.1f})")
+    base: dict[str, float] = {}
     for orders in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             log_dir, out = Path(tmp) / "logs", Path(tmp) / "out"
@@ -97,8 +100,10 @@ def main() -> None:
             if done.returncode != 0:
                 raise SystemExit(f"{orders} orders: the build failed: {done.stderr.strip().splitlines()[-1:]}")
             m = json.loads(done.stdout.strip().splitlines()[-1])
+            base = base or m
             print(f"{orders:>7} {path.stat().st_size / 1024:>8.0f} {m['seconds']:>8.2f} {m['peak_rss_mb']:>12.1f} "
-                  f"{m['examples']:>9} {m['set_bytes'] / 1024:>8.0f} {m['sidecar_bytes'] / 1024:>11.0f}", flush=True)
+                  f"{m['examples']:>9} {m['set_bytes'] / 1024:>8.0f} {m['sidecar_bytes'] / 1024:>11.0f} "
+                  f"{m['seconds'] / base['seconds']:>7.2f} {m['peak_rss_mb'] / base['peak_rss_mb']:>6.2f}", flush=True)
 
 
 if __name__ == "__main__":

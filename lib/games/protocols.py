@@ -8,10 +8,10 @@ A game (lib/games/<name>/game.py) is a `GameDefinition` whose parts each impleme
   which decisions are due, the server's action-required, the last check before sending, the fallback, the resync
   from a status snapshot, acknowledgements, what the decisions table records.
 - `answers` (AnswerRules): what a model is asked and how its answer is read (lib.agents.llm.LLMPolicy).
-- `data` (DataRules): what the dataset builder (lib.dataset.build) and the state sidecar (lib.dataset.sidecar) need:
-  the game's logs checked, its training examples, each example's sidecar line read back.
 - `play` (PlayRules): what the run modes (lib.agents.modes) need to play it with agents: its version of the chosen
   policy, the agents' options, the round report, what the real server says of it.
+- `data` (DataRules): what the dataset builder (lib.dataset.build) and the state sidecar (lib.dataset.sidecar) need:
+  the game's logs checked, its training examples, each example's sidecar line read back.
 - `scores` (ScoreRules): how `finetune.py --evaluate` scores its decisions: action kinds, rule policies, strict
   parsing of a model's answer, its section of the report, table, per-decision CSV and picture.
 
@@ -100,6 +100,11 @@ class ServerRules(Protocol):
     def new_game(self, game_id: int, params: GameParams, sessions: SessionsTable, **options: Any) -> CoreGame:
         """The running game (a lib.localserver.core.CoreGame, which also answers /games/status); ValueError naming
         the parameter or the sessions table when the table lacks what `params` need. `options` are CoreGame's."""
+        ...
+
+    def idle_phases(self, params: GameParams) -> frozenset[int]:
+        """The phases that only their timer ends and in which no seat can act (no message is taken): the local
+        server's fast mode ends them at once."""
         ...
 
 
@@ -245,44 +250,6 @@ class AnswerRules(Protocol):
         ...
 
 
-class DataRules(Protocol):
-    """What the dataset builder and the state sidecar need of a game; the logs' envelope, the workers, the spools,
-    the split, the report and the sidecar's file format are theirs."""
-
-    kinds: Mapping[str, str]  # an example's kind (its sidecar line's "action") -> the decision's wire type
-
-    def read_log(self, data: dict[str, Any], params: GameParams, source: str, played_by_agents: str | None) -> Any:
-        """The rest of a decoded log of this game checked (lib.ibex.log has read the envelope and `params`): the log
-        its examples are made from, with `source`, `game_type` and `played_by_agents`; LogError (one line naming
-        `source` and the field) or ParamError otherwise."""
-        ...
-
-    def examples(self, log: Any, *, sessions: SessionsTable | None, include_chat: bool,
-                 sink: Sink | None) -> GameResult:
-        """The examples of one game, one per human decision, with the play-time prompt and each one's sidecar
-        state line, handed to `sink` in batches as they are made; LogError (one line) for a log it cannot use."""
-        ...
-
-    def check_state(self, state: dict[str, Any], where: str) -> None:
-        """A sidecar line of this game checked for its fields and their types (lib.dataset.sidecar.check_fields);
-        SetError ("`where`: field NAME must be ...") otherwise."""
-        ...
-
-    def view_from_state(self, state: dict[str, Any]) -> Any:
-        """The player's view rebuilt from a sidecar line, for the prompts, the checks and the policies."""
-        ...
-
-    def human_answer(self, answer: str, state: dict[str, Any]) -> dict[str, Any]:
-        """The example's answer text as the wire message it was, checked against the line's view; ValueError
-        (ActionError) or TypeError otherwise."""
-        ...
-
-    def probe(self, example: Example) -> None:
-        """Read an example as the evaluation will (prompt rebuilt, baseline asked, scored): an exception here is
-        a field of a type no reader expects."""
-        ...
-
-
 class PolicyRefused(ValueError):
     """A policy a game has no version of, or whose saved parameters cannot be read: one line for the user."""
 
@@ -340,6 +307,47 @@ class PlayRules(Protocol):
 
     def compact_line(self, lines: list[str]) -> str:
         """One line of a round report (round_lines) for many games at once (--serve)."""
+        ...
+
+
+class DataRules(Protocol):
+    """What the dataset builder and the state sidecar need of a game; the logs' envelope, the workers, the spools,
+    the split, the report and the sidecar's file format are theirs."""
+
+    kinds: Mapping[str, str]  # an example's kind (its sidecar line's "action") -> the decision's wire type
+
+    def read_log(self, data: dict[str, Any], params: GameParams, source: str, played_by_agents: str | None) -> Any:
+        """The rest of a decoded log of this game checked (lib.ibex.log has read the envelope and `params`): the log
+        its examples are made from, with `source`, `game_type` and `played_by_agents`; LogError (one line naming
+        `source` and the field) or ParamError otherwise."""
+        ...
+
+    def examples(self, log: Any, *, sessions: SessionsTable | None, include_chat: bool,
+                 sink: Sink | None) -> GameResult:
+        """The examples of one game, one per human decision, with the play-time prompt and each one's sidecar
+        state line, handed to `sink` in batches as they are made; LogError (one line) for a log it cannot use."""
+        ...
+
+    def check_state(self, state: dict[str, Any], where: str) -> None:
+        """A sidecar line of this game checked for its fields and their types (lib.dataset.sidecar.check_fields);
+        SetError ("`where`: field NAME must be ...") otherwise."""
+        ...
+
+    def view_from_state(self, state: dict[str, Any]) -> Any:
+        """The player's view rebuilt from a sidecar line, for the prompts, the checks and the policies."""
+        ...
+
+    def human_answer(self, answer: str, state: dict[str, Any]) -> dict[str, Any]:
+        """The example's answer text as the wire message it was, checked against the line's view; ValueError
+        (ActionError) or TypeError otherwise."""
+        ...
+
+    def probe(self, example: Example) -> None:
+        """Read an example as the evaluation will (prompt rebuilt, baseline asked, scored): an exception here is
+        a field of a type no reader expects."""
+        ...
+
+
 class RuleDecisions(Protocol):
     """A rule policy's decisions on one game's evaluated examples (lib.dataset.sidecar.Example)."""
 
@@ -423,8 +431,8 @@ class Game(Protocol):
     server: ServerRules
     seat: SeatRules
     answers: AnswerRules
-    data: DataRules
     play: PlayRules
+    data: DataRules
     scores: ScoreRules | None  # None: `finetune.py --evaluate` cannot score it
 
 
@@ -438,8 +446,8 @@ class GameDefinition:
     server: ServerRules
     seat: SeatRules
     answers: AnswerRules
-    data: DataRules
     play: PlayRules
+    data: DataRules
     scores: ScoreRules | None = None
 
 

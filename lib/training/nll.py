@@ -10,6 +10,11 @@ A served model: vLLM's OpenAI-compatible server returns the log-probability of e
 (`prompt_logprobs`, a vLLM extension to chat completions). The conversation with the human's answer as the assistant
 turn is sent as the prompt, rendered without a new generation prompt; a second request with the prompt alone says
 where the answer starts. OpenAI's API has no such field: served_answer_nll raises NoPromptLogprobs there.
+
+Whatever the endpoint answers is checked before it is used: a body the SDK cannot read (not JSON, nested too deeply,
+an integer past Python's digit limit), choices or usage of the wrong shape (lib.agents.llm.read_completion, as at
+play time), log-probabilities that are not finite numbers at most 0, or token ids that are not integers raise
+MalformedAnswer (a NoPromptLogprobs: one line, with the reason), never another exception.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+
+from lib.agents.llm import MalformedResponse, _unreadable, read_completion, writable
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,10 @@ class NoPromptLogprobs(Exception):
     """The endpoint gives no usable prompt log-probabilities; one line."""
 
 
+class MalformedAnswer(NoPromptLogprobs):
+    """The endpoint's answer to a prompt log-probability request cannot be read; one line with the reason."""
+
+
 async def _prompt_logprobs(client: openai.AsyncOpenAI, model: str, messages: list[dict],
                            generation_prompt: bool) -> tuple[list[Any], list[int] | None, int | None]:
     try:
@@ -48,10 +59,17 @@ async def _prompt_logprobs(client: openai.AsyncOpenAI, model: str, messages: lis
             model=model, messages=messages, max_tokens=1, temperature=0,
             extra_body={"prompt_logprobs": 0, "add_generation_prompt": generation_prompt,
                         "return_token_ids": True})
+    except (ValueError, RecursionError) as exc:
+        # raised by the SDK only while reading a 200 body (see lib.agents.llm._create)
+        raise MalformedAnswer(f"{client.base_url} sent an unreadable answer: {_unreadable(exc)}") from None
     except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
         said = exc.body.get("message") if isinstance(exc.body, dict) else None
         raise NoPromptLogprobs(f"{client.base_url} refused a prompt log-probability request ({exc.status_code}: "
-                               f"{str(said or exc.message)[:160]})") from None
+                               f"{writable(str(said or exc.message)[:160])})") from None
+    try:
+        _, _, usage = read_completion(completion)
+    except MalformedResponse as exc:
+        raise MalformedAnswer(f"{client.base_url} sent a malformed answer: {exc}") from None
     extra = completion.model_extra or {}
     logprobs = extra.get("prompt_logprobs")
     if not isinstance(logprobs, list) or not logprobs:
@@ -59,24 +77,39 @@ async def _prompt_logprobs(client: openai.AsyncOpenAI, model: str, messages: lis
     ids = extra.get("prompt_token_ids")
     if not (isinstance(ids, list) and len(ids) == len(logprobs)):
         ids = None
-    usage = completion.usage.prompt_tokens if completion.usage else None
-    return logprobs, ids, usage
+    elif not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise MalformedAnswer(f"{client.base_url} sent prompt_token_ids that are not all integers")
+    return logprobs, ids, usage["prompt_tokens"] if usage else None
 
 
 def _logprob(entry: Any, token: int | None, position: int) -> float:
     if not isinstance(entry, dict) or not entry:
         raise NoPromptLogprobs(f"no log-probability for prompt token {position}")
     if token is not None and str(token) in entry:
-        return float(entry[str(token)]["logprob"])
+        return _number(entry[str(token)], position)
     if len(entry) == 1:   # prompt_logprobs=0: the prompt token's own, alone
-        return float(next(iter(entry.values()))["logprob"])
+        return _number(next(iter(entry.values())), position)
     raise NoPromptLogprobs(f"several candidates for prompt token {position} and no prompt_token_ids to tell which "
                            "was the prompt's")
 
 
+def _number(candidate: Any, position: int) -> float:
+    value = candidate.get("logprob") if isinstance(candidate, dict) else None
+    # a bool is an int to Python, and a log-probability above 0 or not finite is no probability
+    try:
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an integer of hundreds of digits
+        number = math.nan
+    if not -math.inf < number <= 0:
+        raise MalformedAnswer(f"the log-probability of prompt token {position} is not a number at most 0: "
+                              f"{writable(repr(candidate)[:80])}")
+    return number
+
+
 async def served_answer_nll(client: openai.AsyncOpenAI, model: str, prompt: list[dict], answer: str) -> AnswerNLL:
     """The NLL of `answer` to `prompt` (system and user messages) by a served model whose endpoint returns prompt
-    log-probabilities (vLLM). NoPromptLogprobs when it does not."""
+    log-probabilities (vLLM). NoPromptLogprobs when it does not, MalformedAnswer (one) when what it sent cannot be
+    read."""
     full, full_ids, full_count = await _prompt_logprobs(
         client, model, [*prompt, {"role": "assistant", "content": answer}], generation_prompt=False)
     head, head_ids, head_count = await _prompt_logprobs(client, model, prompt, generation_prompt=True)

@@ -83,20 +83,39 @@ def test_training_options_need_the_trl_trainer(tmp_path, capsys):
     assert caught.value.code == 2 and "--learning-rate needs --trainer trl" in capsys.readouterr().err
 
 
+def _without_torch(monkeypatch) -> None:
+    """What an environment without torch looks like to import, whether or not an earlier test imported the packages
+    built on it: a first import of transformers without torch prints its own "PyTorch was not found" line."""
+    monkeypatch.setitem(sys.modules, "torch", None)
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("transformers", "peft", "trl", "accelerate", "datasets"):
+            monkeypatch.delitem(sys.modules, name)
+
+
 def test_missing_training_requirements_say_how_to_install_them(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch", None)    # what an environment without torch looks like to import
+    _without_torch(monkeypatch)
     write_dataset(tmp_path / "training_set.jsonl", range(20))
     code = finetune.main(["--trainer", "trl", "--data-dir", str(tmp_path)])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1
+    assert code == 2 and err.count("\n") == 1, err
     assert "torch" in err and "pip install -r requirements-train.txt" in err
     assert not (tmp_path / "models").exists()
+
+
+def test_without_torch_the_packages_built_on_it_are_looked_for_not_imported(monkeypatch):
+    from lib.training import requirements
+
+    _without_torch(monkeypatch)
+    gone = requirements.missing()
+    assert gone[0] == "torch" and all(name in requirements.PACKAGES for name in gone)  # absent, not broken
+    assert "transformers" not in sys.modules and "trl" not in sys.modules
+    assert requirements.missing(("torch", "no_such_package_here")) == ["torch", "no_such_package_here"]
 
 
 def test_the_local_policy_without_training_requirements_says_how_to_install_them(tmp_path, capsys, monkeypatch):
     from tests.helpers.evalsets import write_set
 
-    monkeypatch.setitem(sys.modules, "torch", None)
+    _without_torch(monkeypatch)
     write_set(tmp_path / "validation_set.jsonl")
     code = finetune.main(["--evaluate", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path),
                           "--policies", "baseline,local", "--model",

@@ -13,7 +13,7 @@ import pytest
 import finetune
 from lib.training import nll
 from tests.helpers.evalsets import HAND_SET, write_set
-from tests.helpers.fakeopenai import FakeOpenAI
+from tests.helpers.fakeopenai import MALFORMED_ANSWERS, FakeOpenAI
 from tests.helpers.scripted_answers import scripted
 
 
@@ -139,3 +139,76 @@ def test_evaluate_goes_on_without_the_nll_where_the_endpoint_has_none(fake, tmp_
         assert "refused" in note and "Unrecognized request argument supplied: prompt_logprobs" in note
     else:
         assert "returned no prompt log-probabilities" in note
+
+
+def spoiled(extra: dict) -> dict:
+    """ToyVLLM's answer with `extra` replacing its fields as they are; "last" replaces the last prompt token's
+    entry (an answer token's)."""
+    def answer(body: dict) -> dict | str:
+        reply = ToyVLLM()(body)
+        if isinstance(reply, dict):
+            fields = reply["response_extra"]
+            if "last" in extra:
+                fields["prompt_logprobs"][-1] = extra["last"]
+            fields.update({k: v for k, v in extra.items() if k != "last"})
+        return reply
+    return answer
+
+
+# vLLM-shaped answers with one part wrong, each with what the note must say
+SPOILED = {
+    "vLLM answer, usage a string": ({"usage": "lots"}, "usage is not token counts"),
+    "logprob a string": ({"last": {"124": {"logprob": "abc"}}}, "is not a number at most 0"),
+    "logprob a string entry": ({"last": {"124": "x"}}, "is not a number at most 0"),
+    "logprob positive": ({"last": {"124": {"logprob": 2.5}}}, "is not a number at most 0"),
+    "logprob of 400 digits": ({"last": {"124": {"logprob": -10 ** 400}}}, "is not a number at most 0"),
+}
+# what the SDK cannot read at all, in the field this request reads (MALFORMED_ANSWERS holds them in the content)
+_HEAD = '{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[],"prompt_logprobs":'
+RAW = {
+    "logprobs nested 60,000 deep": _HEAD + "[" * 60_000 + "]" * 60_000 + "}",
+    "logprob of 5,000 digits": _HEAD + '[null,{"60":{"logprob":-' + "9" * 5_000 + "}}]}",
+}
+
+
+@pytest.mark.parametrize("name", [*MALFORMED_ANSWERS, *SPOILED, *RAW])
+def test_evaluate_says_why_a_malformed_nll_answer_has_no_nll(fake, tmp_path, capsys, name):
+    """Issue #20: every answer lib.agents.llm.read_completion refuses, and log-probabilities of the wrong shape, give
+    no NLL with the reason, not a traceback."""
+    write_set(tmp_path / "validation_set.jsonl")
+    if name in MALFORMED_ANSWERS:
+        body = MALFORMED_ANSWERS[name]
+        fake.chat_default = lambda request: scripted(request) if "prompt_logprobs" not in request else dict(body)
+        said = {"not json": "unreadable answer", "choices of strings": "first choice is not a message",
+                "usage a string": "usage is not token counts"}.get(name, "returned no prompt log-probabilities")
+    elif name in RAW:
+        fake.chat_default = lambda request: scripted(request) if "prompt_logprobs" not in request else {
+            "body": RAW[name]}
+        said = "nests too deeply" if "nested" in name else "is not valid JSON"
+    else:
+        extra, said = SPOILED[name]
+        fake.chat_default = spoiled(extra)
+    code = finetune.main(["--evaluate", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path),
+                          "--policies", "llm", "--model", "served", "--nll"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "Traceback" not in err
+    report = json.loads((tmp_path / "evaluation_report.json").read_text())
+    assert all("nll" not in scores for scores in report["policies"]["llm"].values())
+    note = report["policy_info"]["llm"]["nll"]
+    assert note.startswith("not available: ") and len(note.splitlines()) == 1
+    assert f"note: llm: no NLL: {note.removeprefix('not available: ')}" in err
+    if said:
+        assert said in note
+
+
+def test_token_ids_that_are_not_integers_are_malformed():
+    with FakeOpenAI() as fake:
+        def answer(body: dict) -> dict | str:
+            reply = ToyVLLM()(body)
+            if isinstance(reply, dict):  # as many ids as tokens, one of them not an integer
+                reply["response_extra"]["prompt_token_ids"][-1] = "124"
+            return reply
+        fake.chat_default = answer
+        with pytest.raises(nll.MalformedAnswer, match="prompt_token_ids that are not all integers"):
+            served(fake, PROMPT, ANSWER)

@@ -27,10 +27,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lib.games.market.prompts import OWN_SHOWN
 from lib.games.market.rules import FUTARCHY, ROLE_KEYS
 from lib.games.market.view import DECLARATION_PHASES, MARKET_PHASE, SPECULATION_PHASES, MarketView
 from lib.games.voting.actions import ActionError, _is_int, answer_json, deadline_fields
 from lib.games.voting.rules import CONDITIONS, ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER, ROLE_SPECULATOR
+from lib.util.text import printable
 
 DECLARE, SPECULATE, TRADE = "declare", "done-speculating", "trade"
 POST, CANCEL, WAIT = "post-order", "cancel-order", "wait"
@@ -100,7 +102,9 @@ def snipe_conditions(view: MarketView) -> list[int]:
 
 
 def _me(view: MarketView) -> str:
-    return f"You are {view.tag or 'a player'} (player {view.number}), {ROLE_NAMES.get(view.role or 0, 'player')}."
+    # the tag comes from the server's frames or the log as sent: a lone surrogate there would reach the prompt
+    return (f"You are {printable(str(view.tag or 'a player'))} (player {view.number}), "
+            f"{ROLE_NAMES.get(view.role or 0, 'player')}.")
 
 
 def _instructions(view: MarketView, kind: str) -> str:
@@ -300,11 +304,19 @@ def _cancel(view: MarketView, message: dict[str, Any], strict: bool) -> dict[str
         raise ActionError(f'"condition" must be one of the open books {view.market_conditions()}')
     mine = [o.get("id") for o in view.my_orders(condition)]
     if not _is_int(order_id) or order_id not in mine:
-        raise ActionError(f"you have no resting order {_short(order_id)} under condition {condition}; yours: "
-                          f"{mine or 'none'}")
+        raise ActionError(f"you have no resting order {_short(order_id)} under condition {condition}; "
+                          f"{_yours(mine)}")
     if view.being_cancelled(order_id):
         raise ActionError(f"your cancel of order {order_id} is already on its way; wait for its delete-order")
     return {"gameId": view.game_id, "type": CANCEL, "order": {"id": order_id, "condition": condition}}
+
+
+def _yours(ids: list[Any]) -> str:
+    """The player's own order ids for a refused cancel, bounded as the prompt bounds own orders: the answer is fed
+    back to the model, and a seat may have thousands resting."""
+    if len(ids) <= OWN_SHOWN:
+        return f"yours: {ids or 'none'}"
+    return f"yours: the newest {OWN_SHOWN} of {len(ids)}, {ids[-OWN_SHOWN:]}, and {len(ids) - OWN_SHOWN} older"
 
 
 def validate_market_action(message: Any, view: MarketView, kind: str, *, strict: bool = True) -> dict[str, Any]:

@@ -54,7 +54,7 @@ class MarketRules:
 
 HARBERGER = GameDefinition(name=HARBERGER, title="Harberger", rules=MarketRules(HARBERGER),
                            server=MarketServerRules(HARBERGER), seat=MarketSeat(HARBERGER), answers=ANSWERS,
-                           data=DATA, play=MarketPlay(HARBERGER), scores=SCORES)
+                           play=MarketPlay(HARBERGER), data=DATA, scores=SCORES)
 FUTARCHY = GameDefinition(name=FUTARCHY, title="futarchy", rules=MarketRules(FUTARCHY),
                           server=MarketServerRules(FUTARCHY), seat=MarketSeat(FUTARCHY), answers=ANSWERS,
-                          data=DATA, play=MarketPlay(FUTARCHY), scores=SCORES)
+                          play=MarketPlay(FUTARCHY), data=DATA, scores=SCORES)

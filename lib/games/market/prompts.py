@@ -24,6 +24,7 @@ from typing import Any
 from lib.games.market.rules import FUTARCHY
 from lib.games.market.view import MarketRound, MarketView
 from lib.games.voting.rules import CONDITIONS, ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER, ROLE_SPECULATOR
+from lib.util.text import printable
 
 CONDITION_NAMES = {c["id"]: c["name"] for c in CONDITIONS}
 BOOK_DEPTH = 5
@@ -101,7 +102,8 @@ def market_system_prompt(view: MarketView) -> str:
         "again (phase 7) and speculators may snipe again (phase 8). A round's profit: your lot's value under the "
         "winning condition (landholders) minus taxes, plus snipe gains or minus snipe losses, plus your money and "
         "shares x the final price after the market. Wallets are reset every round."
-        f"{rounds}{_ranges(view)} You are {view.tag or 'a player'} (player {view.number}), the {role}. {role_text}"
+        f"{rounds}{_ranges(view)} You are {printable(view.tag or 'a player')} (player {view.number}), the {role}. "
+        f"{role_text}"
     )
 
 
@@ -149,7 +151,8 @@ def view_tag(view: MarketView, number: Any) -> str:
     if number == view.number:
         return "you"
     tag = next((p.get("tag") for p in view.players if p.get("number") == number), None)
-    return tag if isinstance(tag, str) else f"player {number}"
+    # a tag is the server's text as sent: a lone surrogate in it must not reach the prompt
+    return printable(tag) if isinstance(tag, str) else f"player {number}"
 
 
 def _market(view: MarketView, rec: MarketRound) -> list[str]:

@@ -53,4 +53,4 @@ class VotingRules:
 
 
 GAME = GameDefinition(name="voting", title="voting", rules=VotingRules(), server=VotingServerRules(), seat=SEAT,
-                      answers=ANSWERS, data=DATA, play=PLAY, scores=SCORES)
+                      answers=ANSWERS, play=PLAY, data=DATA, scores=SCORES)

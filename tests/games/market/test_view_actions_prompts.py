@@ -309,6 +309,43 @@ def test_cancels_name_own_resting_orders_only():
             validate_market_action({"type": CANCEL, "order": bad}, view, TRADE)
 
 
+def test_a_refused_cancel_lists_a_bounded_number_of_own_orders():
+    """#20: the refusal is fed back to the model; with thousands of resting orders it named them all."""
+    view = market_view()
+    for i in range(1, 2001):
+        view.apply({"type": "event", "eventType": "add-order", "data": {
+            "order": {"id": i, "sender": 7, "price": 1, "quantity": 1, "type": "bid", "condition": 0}}})
+    with pytest.raises(ActionError) as refused:
+        validate_market_action({"type": CANCEL, "order": {"id": 5000, "condition": 0}}, view, TRADE)
+    reason = str(refused.value)
+    assert len(reason) < 200, reason
+    assert "the newest 5 of 2000, [1996, 1997, 1998, 1999, 2000], and 1995 older" in reason
+    few = market_view()
+    few.apply({"type": "event", "eventType": "add-order", "data": {
+        "order": {"id": 3, "sender": 7, "price": 1, "quantity": 1, "type": "bid", "condition": 0}}})
+    with pytest.raises(ActionError, match=r"yours: \[3\]$"):
+        validate_market_action({"type": CANCEL, "order": {"id": 4, "condition": 0}}, few, TRADE)
+    with pytest.raises(ActionError, match="yours: none$"):
+        validate_market_action({"type": CANCEL, "order": {"id": 4, "condition": 0}}, market_view(), TRADE)
+
+
+@pytest.mark.parametrize("kind", [TRADE, SPECULATE])
+def test_a_lone_surrogate_in_a_tag_never_reaches_the_prompt(kind):
+    """#20: tags are the server's text as sent; the prompt (at play time and in the training set alike, both built
+    by build_market_messages) must encode as UTF-8, for the OpenAI client and the dataset's files."""
+    view = market_view(phase=6 if kind == TRADE else 3)
+    view.tag = "Speculator \ud800"
+    view.players[0]["tag"] = "Owner \udfff"
+    view.current.declarations[3][0]["number"] = 1
+    messages = build_market_messages(view, build_market_action_required(view, kind))
+    text = json.dumps(messages, ensure_ascii=False)
+    text.encode("utf-8")
+    assert "You are Speculator \ufffd (player 7)" in messages[0]["content"]
+    assert "You are Speculator \ufffd (player 7)" in messages[1]["content"]
+    if kind == SPECULATE:
+        assert "(Owner \ufffd)" in messages[1]["content"]
+
+
 def test_declarations_within_the_roles_bounds_once_per_phase():
     view = market_view(role=ROLE_OWNER, number=3, phase=2)
     assert declaration_max(view, 0) == 1200000 and declaration_max(view, 1) == 700000
