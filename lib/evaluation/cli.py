@@ -4,18 +4,17 @@
     python finetune.py --evaluate --evaluate-on data/training_set.jsonl --policies baseline,fitted,llm --yes
     python finetune.py --evaluate --policies llm --dry-run        # the token and cost estimate only
 
-Reads the set and its state sidecar (lib.dataset.sidecar); `fitted` is estimated on the training set beside it (or
---train)
-with leave-one-game-out for evaluated games that are training games (lib.games.voting.fitted); each policy decides every
-example
-(lib.evaluation.policies); the scores (lib.evaluation.scores), with their intervals, paired differences, out-of-sample
-references and
-distributions (lib.evaluation.fidelity, on lib.evaluation.stats), go to stdout and to one folder per evaluation
-(--output-dir, default
-DATA_DIR/evaluations/<set name>-<sha256 prefix>/): evaluation_report.json, evaluation.png, decisions.csv (one row
-per example and policy) and fitted_policy.json (the parameters fitted on all training games, which `handler.py
---policy fitted` plays: the newest such file), all written only once everything is computed, each atomically, so
-that one evaluation never replaces another's.
+Reads the set and its state sidecar (lib.dataset.sidecar); each game present in the set (the sidecar header names them)
+is asked, through its lib.games.protocols.ScoreRules, for its rule policies (`fitted` and `empirical` are fitted on the
+training set beside it, or --train, with leave-one-game-out for evaluated games that are training games), how a
+model's answer is checked and how its decisions are scored; each policy decides every example of the games that ask
+it (lib.evaluation.policies); each game's scores, with their intervals, references and distributions (on
+lib.evaluation.stats), go to stdout and to one folder per evaluation (--output-dir, default
+DATA_DIR/evaluations/<set name>-<sha256 prefix>/): evaluation_report.json, the picture evaluation.png (of a game that
+draws one), decisions.csv (one row per example and policy, the columns the games add) and what the rule policies
+save (the parameters fitted on all training games, which `handler.py --policy fitted` plays: the newest such file),
+all written only once everything is computed, each atomically, so that one evaluation never replaces another's.
+A set with examples of several games reports each game's section.
 
 A policy is one entry of POLICIES: a function (context) -> EvalPolicy. Add one there, with its options in
 add_arguments, and it is scored, tabled, reported and drawn like the others.
@@ -25,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import dataclasses
 import ipaddress
 import json
@@ -40,17 +40,17 @@ from urllib.parse import urlsplit
 import openai
 
 from lib.dataset import ftcheck
-from lib.dataset.sidecar import EvalSet, SetError, read_set
-from lib.evaluation import fidelity as evalstats
+from lib.dataset.sidecar import EvalSet, Example, SetError, read_set
 from lib.evaluation import local as evallocal  # evallocal: torch if used
 from lib.evaluation import policies as evalpolicies
 from lib.evaluation import scores as evaluate
-from lib.evaluation.policies import EvalPolicy, LLMEvalPolicy, ModelUnavailable, RulesPolicy
-from lib.games.market.sidecar import is_market, market_example
-from lib.games.voting import fitted
+from lib.evaluation.policies import EvalPolicy, LLMEvalPolicy, ModelUnavailable, RulesPolicy, scores_of
+from lib.games import GAMES, game_for
+from lib.games.protocols import ScoredSection, ScoreRules
 from lib.training import jobrecord
 
 REPORT_FILE, PICTURE_FILE, CACHE_FILE = "evaluation_report.json", "evaluation.png", "evaluation_cache.jsonl"
+CSV_FILE = "decisions.csv"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # List prices in USD per 1M input and output tokens (OpenAI, 2025; https://openai.com/api/pricing): they change, so
@@ -126,6 +126,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @dataclass
+class Part:
+    """The examples of the set that one game's scores cover (games sharing a ScoreRules share a part), as a set of
+    their own, so that its games and counts are its examples'."""
+
+    scores: ScoreRules
+    game_types: list[str]
+    set: EvalSet
+
+    @property
+    def examples(self) -> list[Example]:
+        return self.set.examples
+
+
+def parts_of(evaluated: EvalSet) -> list[Part]:
+    """The set's examples by the ScoreRules of their games, in the registry's order of game types."""
+    order = list(GAMES)
+    present = sorted({e.game_type for e in evaluated.examples},
+                     key=lambda t: (order.index(t) if t in order else len(order), t))
+    parts: dict[int, Part] = {}
+    for game_type in present:
+        try:
+            scores = getattr(game_for(game_type), "scores", None)  # a game without scores: said below
+        except ValueError as exc:
+            raise EvalError(f"{evaluated.path}: {exc}", EXIT_USAGE) from None
+        if scores is None:
+            raise EvalError(f"{evaluated.path}: finetune.py --evaluate cannot score {game_type} examples (the game "
+                            "has no scores)", EXIT_USAGE)
+        part = parts.setdefault(id(scores), Part(scores, [], dataclasses.replace(evaluated, examples=[])))
+        part.game_types.append(game_type)
+    for e in evaluated.examples:
+        parts[id(scores_of(e))].examples.append(e)
+    return list(parts.values())
+
+
+@dataclass
 class Context:
     """What a policy factory may use."""
 
@@ -133,45 +168,50 @@ class Context:
     env: dict[str, str]
     evaluated: EvalSet
     data_dir: Path
+    parts: list[Part] = field(default_factory=list)  # the evaluated set's examples by their games' scores
     training: EvalSet | None = None  # the training set the fitted policy is estimated on
-    saved: dict[str, Any] = field(default_factory=dict)  # outputs a policy wants written with the report
+    saved: dict[str, Any] = field(default_factory=dict)  # rule policies (RuleDecisions) that save what they fitted
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Policies
 
 
-def make_baseline(ctx: Context) -> EvalPolicy:
-    return RulesPolicy("baseline", info={"rules": "lib/games/voting/policy.py", "parameters": dict(fitted.BASELINE)})
-
-
 def training_set_path(args: argparse.Namespace, evaluated: Path) -> Path:
     return args.train or evaluated.parent / "training_set.jsonl"
 
 
-def make_fitted(ctx: Context) -> EvalPolicy:
+# what each rule policy does with the training set, for the message when there is none
+TRAINED = {"fitted": "to fit the fitted policy on", "empirical": "to draw the empirical policy's samples from"}
+
+
+def read_training(ctx: Context, name: str) -> EvalSet:
     path = training_set_path(ctx.args, ctx.evaluated.path)
     if not path.is_file():
-        raise EvalError(f"{path}: no training set to fit the fitted policy on; build it with python "
-                        "constructDataset.py, pass --train FILE, or leave fitted out of --policies", EXIT_USAGE)
+        raise EvalError(f"{path}: no training set {TRAINED[name]}; build it with python constructDataset.py, pass "
+                        f"--train FILE, or leave {name} out of --policies", EXIT_USAGE)
     try:
         same = path.resolve() == ctx.evaluated.path.resolve()
-        training = ctx.evaluated if same else read_set(path, jobrecord.sha256_file(path))
+        return ctx.evaluated if same else read_set(path, jobrecord.sha256_file(path))
     except SetError as exc:
-        raise EvalError(f"fitted policy: {exc}", EXIT_USAGE) from None
-    ctx.training = training
-    voting = [e for e in training.examples if not is_market(e)]  # the fitted rules are the voting game's
-    per_game = fitted.fits_for_games(ctx.evaluated.games, voting)
-    overall = fitted.fit(voting)
-    source = {"path": str(training.path), "sha256": training.sha256, "games": training.games}
-    ctx.saved["fitted"] = (overall, source)
-    info = {"training_set": source, "all_training_games": overall.to_dict(),
-            "scored_with": {game: f.to_dict() for game, f in per_game.items()},
-            "leave_one_game_out": sorted(g for g, f in per_game.items() if f.left_out)}
-    from lib.games.market import fitted as marketfitted
+        raise EvalError(f"{name} policy: {exc}", EXIT_USAGE) from None
 
-    rules = RulesPolicy("fitted", lambda example: per_game[example.game].params, info)
-    return marketfitted.fitted_with_market(rules, training.examples)  # market examples: lib.games.market.fitted's rules
+
+def make_rules(ctx: Context, name: str) -> EvalPolicy:
+    """A rule policy: on each game's examples the rules its ScoreRules give (fitted on the training set, for all but
+    the baseline)."""
+    training = read_training(ctx, name) if name in TRAINED else None
+    if name == "fitted":
+        ctx.training = training  # the honest references are taken from the training games it is fitted on
+    parts = {}
+    for part in ctx.parts:
+        rules = part.scores.rule_decisions(name, training, part.set.games)
+        if rules is not None:
+            parts[id(part.scores)] = rules
+    ctx.saved[name] = list(parts.values())
+    source = {} if training is None else {"training_set": {"path": str(training.path), "sha256": training.sha256,
+                                                           "games": training.games}}
+    return RulesPolicy(name, parts, source)
 
 
 def model_choice(args: argparse.Namespace, env: dict[str, str]) -> tuple[str, str, bool]:
@@ -207,20 +247,19 @@ def make_local(ctx: Context, base: bool = False) -> EvalPolicy:
         raise EvalError(str(exc), EXIT_USAGE) from None
 
 
-def _make_empirical(ctx: Context) -> EvalPolicy:
-    from lib.games.voting import empirical
-
-    return empirical.make_empirical(ctx)
-
-
-# Policies asked on market examples too (lib.games.market.scores scores their decisions); the market baseline is
-# lib.games.market.policy's, scored in market_section.
-MARKET_POLICIES = ("llm", "fitted", "empirical")
-
-POLICIES: dict[str, Callable[[Context], EvalPolicy]] = {"baseline": make_baseline, "fitted": make_fitted,
-                                                        "empirical": lambda ctx: _make_empirical(ctx),
+POLICIES: dict[str, Callable[[Context], EvalPolicy]] = {"baseline": lambda ctx: make_rules(ctx, "baseline"),
+                                                        "fitted": lambda ctx: make_rules(ctx, "fitted"),
+                                                        "empirical": lambda ctx: make_rules(ctx, "empirical"),
                                                         "llm": make_llm, "local": make_local,
                                                         "local-base": lambda ctx: make_local(ctx, base=True)}
+RULE_POLICIES = ("baseline", "fitted", "empirical")  # the others are models, asked where a game lists them
+
+
+def asks(policy: EvalPolicy, scores: ScoreRules) -> bool:
+    """Whether `policy` is asked on the examples `scores` cover."""
+    if isinstance(policy, RulesPolicy):
+        return id(scores) in policy.parts
+    return policy.name in scores.models
 
 
 def chosen_policies(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
@@ -269,10 +308,10 @@ def prices(model: str) -> tuple[float, float] | None:
     return table[matches[0]] if len(matches) == 1 else None
 
 
-def estimate(policy: LLMEvalPolicy, evaluated: EvalSet) -> dict[str, Any]:
-    """Tokens and list-price cost of the calls a run would make (the cache's answers cost nothing)."""
-    todo = policy.uncached(evaluated.examples)
-    scored = sum(evalpolicies.scored(e) for e in evaluated.examples)
+def estimate(policy: LLMEvalPolicy, examples: list[Example]) -> dict[str, Any]:
+    """Tokens and list-price cost of the calls a run would make on `examples` (the cache's answers cost nothing)."""
+    todo = policy.uncached(examples)
+    scored = sum(evalpolicies.scored(e) for e in examples)
     prompt = sum(ftcheck.count_tokens(e.messages) for e in todo)
     answer = sum(ftcheck.count_text_tokens(json.dumps(e.human, separators=(",", ":"))) for e in todo)
     price = prices(policy.model)
@@ -329,19 +368,18 @@ def dataset_entry(s: EvalSet) -> dict[str, Any]:
             "games": s.games, "per_game": {g: per_game[g] for g in s.games}, "per_action": per_action}
 
 
-async def _decide(policies: list[EvalPolicy], voting: list[Any], market: list[Any]
-                  ) -> tuple[dict[str, list[evaluate.Decision]], dict[str, list[evaluate.Decision]]]:
-    """(voting decisions, market decisions) per policy; a market policy is asked both in one go, so that its calls
-    share one bound on concurrency and one cache file."""
-    on_voting, on_market = {}, {}
+async def _decide(policies: list[EvalPolicy], parts: list[Part]) -> list[dict[str, list[evaluate.Decision]]]:
+    """Per part, the decisions of each policy asked on it; a policy is asked on all its parts in one go, so that its
+    calls share one bound on concurrency and one cache file."""
+    out: list[dict[str, list[evaluate.Decision]]] = [{} for _ in parts]
     for policy in policies:
-        asked = voting + (market if policy.name in MARKET_POLICIES else [])
-        decided = await policy.decide_all(asked)
-        if voting:
-            on_voting[policy.name] = decided[:len(voting)]
-        if policy.name in MARKET_POLICIES and market:
-            on_market[policy.name] = decided[len(voting):]
-    return on_voting, on_market
+        asked = [i for i, part in enumerate(parts) if asks(policy, part.scores)]
+        decided = await policy.decide_all([e for i in asked for e in parts[i].examples])
+        start = 0
+        for i in asked:
+            out[i][policy.name] = decided[start:start + len(parts[i].examples)]
+            start += len(parts[i].examples)
+    return out
 
 
 def run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -> int:
@@ -366,22 +404,21 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
         evaluated = read_set(path, jobrecord.sha256_file(path))
     except SetError as exc:
         raise EvalError(str(exc), EXIT_USAGE) from None
-    whole = evaluated
-    market = [e for e in evaluated.examples if is_market(e)]
-    # Market examples are scored apart (lib.games.market.scores); the voting statistics and picture cover the rest.
-    if market:
-        evaluated = dataclasses.replace(evaluated, examples=[e for e in evaluated.examples if not is_market(e)])
-    ctx = Context(args, env, evaluated, args.data_dir)
+    parts = parts_of(evaluated)
+    ctx = Context(args, env, evaluated, args.data_dir, parts)
     if args.policies is None and not training_set_path(args, path).is_file():
         print(f"note: no training set {training_set_path(args, path)} to fit on: fitted is not evaluated",
               file=sys.stderr)
         names.remove("fitted")
-    # on a market-only set only the policies with a market version are made (fitted needs voting examples to fit)
-    policies = [POLICIES[name](ctx) for name in names if evaluated.examples or name in MARKET_POLICIES]
+    # a model policy is made only where a game present asks it (a model is then loaded or paid for); a rule
+    # policy is made, and each game present says whether it has such rules
+    policies = [POLICIES[name](ctx) for name in names
+                if name in RULE_POLICIES or any(name in part.scores.models for part in parts)]
+    policies = [p for p in policies if any(asks(p, part.scores) for part in parts)]
 
     for policy in policies:
         if isinstance(policy, LLMEvalPolicy):
-            est = estimate(policy, whole)  # its market examples are asked too
+            est = estimate(policy, [e for part in parts if asks(policy, part.scores) for e in part.examples])
             print(estimate_line(policy, est))
             if args.dry_run:
                 continue
@@ -392,72 +429,69 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
         return EXIT_OK
 
     try:
-        decisions, market_decisions = asyncio.run(_decide(policies, evaluated.examples, market))
+        decisions = asyncio.run(_decide(policies, parts))
     except evallocal.LocalPolicyError as exc:
         raise EvalError(f"{exc}; nothing was written", EXIT_USAGE) from None
     except ModelUnavailable as exc:
         raise EvalError(f"{describe(exc.cause)}; {exc.answered} answer(s) are cached in {exc.cache}: run again to "
                         "resume. Nothing else was written") from None
 
-    out = output_dir(args, whole)
-    if not evaluated.examples:
-        market_report = market_section(names, market, market_decisions)
-        report = {"created_at": datetime.now(UTC).isoformat(timespec="seconds"), "dataset": dataset_entry(whole),
-                  "market": market_report}
-        if policies:
-            report["policy_info"] = {policy.name: policy.info() for policy in policies}
-        write_report(out, _clean(report))
-        _remove_stale(out, {REPORT_FILE})
-        print(f"Evaluated on {whole.path}: {len(market)} market decisions from {len(whole.games)} game(s) "
-              f"({', '.join(whole.games)}), sha256 {whole.sha256[:12]}; no voting decision, so no picture")
-        print(market_table(market_report))
-        print(f"Wrote {out / REPORT_FILE}")
-        return EXIT_OK
-    scores = {name: evaluate.score(evaluated.examples, ds) for name, ds in decisions.items()}
-    refs = evaluate.references(evaluated.examples)
-    pool = [e for e in ctx.training.examples if not is_market(e)] if ctx.training is not None else evaluated.examples
-    uncertainty, rows = evalstats.analyse(evaluated.examples, decisions, pool, refs)
-    reasons = invalid_reasons(decisions)
-    report = {
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "dataset": dataset_entry(evaluated),
-        "policies": scores,
-        "references": refs,
-        "uncertainty": uncertainty,
-        "invalid_reasons": reasons,
-        "policy_info": {policy.name: policy.info() for policy in policies},
-        "notes": ["an invalid vote counts as a disagreement; MAE, median AE, bias and Spearman cover the valid "
-                  "answers only (n - invalid)",
-                  "'references' are the best constants in hindsight (the majority vote and the median amount of the "
-                  "evaluated humans themselves); the honest references, taken from the other games, are under "
-                  "uncertainty.references with the prefix 'out of sample'",
-                  "intervals: 95 % percentile bootstrap resampling persons (a seat in a game; quote these) and, "
-                  "second, games; the KS p-value assumes independent decisions and is optimistic",
-                  "chat is counted, not scored"],
-    }
-    if market:
-        report["dataset"] = dataset_entry(whole)
-        report["market"] = market_section(names, market, market_decisions)
-        report["notes"].append("the voting scores, references and the picture cover the voting examples; the market "
-                               "examples are scored under 'market' (lib/games/market/scores.py)")
-    write_outputs(out, _clean(report), evaluated, decisions, scores, refs, ctx, rows)
-    print(f"Evaluated on {evaluated.path}: {len(evaluated.examples)} decisions from {len(evaluated.games)} game(s) "
-          f"({', '.join(evaluated.games)}), sha256 {evaluated.sha256[:12]}"
-          + (f"; and {len(market)} market decisions, scored apart below" if market else ""))
-    print(evaluate.format_table(scores, refs))
-    invalid = {name: {a: e.get("invalid", 0) for a, e in s.items()} for name, s in scores.items()}
-    print(evalstats.format_uncertainty(uncertainty, invalid))
-    for name, counted in reasons.items():
-        print(f"invalid answers of {name}: " + "; ".join(f"{n} x {why}" for why, n in list(counted.items())[:3]))
-    if market:
-        print(market_table(report["market"]))
-    if "fitted" in ctx.saved:
-        overall = ctx.saved["fitted"][0]
-        print(f"fitted on all training games: {fitted.in_words(overall.params)}; saved in "
-              f"{out / fitted.PARAMS_FILE}")
-    written = [REPORT_FILE, PICTURE_FILE, evalstats.CSV_FILE] + ([fitted.PARAMS_FILE] if "fitted" in ctx.saved else [])
+    sections: list[ScoredSection] = []
+    for part, decided in zip(parts, decisions, strict=True):
+        training = None
+        if ctx.training is not None:
+            training = [e for e in ctx.training.examples if id(scores_of(e)) == id(part.scores)]
+        sections.append(part.scores.score(part.examples, decided, names, training))
+    report: dict[str, Any] = {"created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                              "dataset": dataset_entry(evaluated)}
+    notes: list[str] = []
+    for section in sections:
+        for key, value in section.report.items():
+            if key == "notes":
+                notes += value
+            else:
+                report[key] = value
+    report["policy_info"] = {policy.name: policy.info() for policy in policies}
+    if len(parts) > 1:
+        notes.append("each game's scores, references and picture cover its own examples ("
+                     + "; ".join(f"{', '.join(part.game_types)}: {len(part.examples)} {part.scores.noun}"
+                                 for part in parts) + ")")
+    if notes:
+        report["notes"] = notes
+    out = output_dir(args, evaluated)
+    written = write_outputs(out, _clean(report), parts, sections, ctx)
+
+    print(evaluated_line(evaluated, parts, PICTURE_FILE in written))
+    for section in sections:
+        print(section.table())
+    for rules in [r for policy in policies for r in ctx.saved.get(policy.name, [])]:
+        line = rules.summary(out)
+        if line:
+            print(line)
     print(f"Wrote {', '.join(written)} in {out}")
     return EXIT_OK
+
+
+def evaluated_line(evaluated: EvalSet, parts: list[Part], pictured: bool) -> str:
+    """The first line on stdout: the first game's decisions and games, the others' counts, scored apart."""
+    first, *others = parts
+    line = (f"Evaluated on {evaluated.path}: {len(first.examples)} {first.scores.noun} from {len(first.set.games)} "
+            f"game(s) ({', '.join(first.set.games)}), sha256 {evaluated.sha256[:12]}")
+    line += "".join(f"; and {len(part.examples)} {part.scores.noun}, scored apart below" for part in others)
+    if not pictured:
+        line += f"; no {' or '.join(pictured_titles())} decision, so no picture"
+    return line
+
+
+def pictured_titles() -> list[str]:
+    """The titles of the games whose scores draw a picture."""
+    titles = []
+    for name in GAMES:
+        game = GAMES[name]
+        scores = getattr(game, "scores", None)
+        if scores is not None and scores.has_picture and game.title not in titles:
+            titles.append(game.title)
+    return titles
 
 
 def output_dir(args: argparse.Namespace, s: EvalSet) -> Path:
@@ -465,107 +499,21 @@ def output_dir(args: argparse.Namespace, s: EvalSet) -> Path:
     return args.output_dir or args.data_dir / "evaluations" / f"{s.path.stem}-{s.sha256[:12]}"
 
 
-def invalid_reasons(decisions: dict[str, list[evaluate.Decision]]) -> dict[str, dict[str, int]]:
-    """Per policy with invalid answers, their reasons, most frequent first."""
-    out = {}
-    for name, ds in decisions.items():
-        counted: dict[str, int] = {}
-        for d in ds:
-            if d.action is None:
-                why = (d.error or "no reason given").splitlines()[0][:160]
-                counted[why] = counted.get(why, 0) + 1
-        if counted:
-            out[name] = dict(sorted(counted.items(), key=lambda kv: (-kv[1], kv[0])))
-    return out
-
-
-OUTPUT_FILES = (REPORT_FILE, PICTURE_FILE, evalstats.CSV_FILE, fitted.PARAMS_FILE)
+def output_files() -> tuple[str, ...]:
+    """Every file an evaluation may write into its folder."""
+    names = [REPORT_FILE, PICTURE_FILE, CSV_FILE]
+    for name in GAMES:
+        scores = getattr(GAMES[name], "scores", None)
+        names += [f for f in (scores.output_files if scores is not None else ()) if f not in names]
+    return tuple(names)
 
 
 def _remove_stale(out: Path, written: set[str]) -> None:
     """An earlier evaluation of the same set into this folder may have left files this one does not write (a
     picture, fitted parameters): they would pass for this evaluation's."""
-    for name in OUTPUT_FILES:
+    for name in output_files():
         if name not in written:
             (out / name).unlink(missing_ok=True)
-
-
-def market_section(names: list[str], examples: list[Any],
-                   decisions: dict[str, list[evaluate.Decision]] | None = None) -> dict[str, Any]:
-    """The market examples' scores (lib.games.market.scores.score_market) per policy that has a market version here (the
-    baseline, and the policies whose `decisions` on these examples are given), and what is not scored."""
-    from lib.games.market.policy import MarketBaseline
-    from lib.games.market.scores import NOT_SCORED, score_market
-
-    per_action: dict[str, int] = {}
-    per_type: dict[str, int] = {}
-    for e in examples:
-        per_action[e.action] = per_action.get(e.action, 0) + 1
-        per_type[e.game_type] = per_type.get(e.game_type, 0) + 1
-    from lib.games.market import fidelity as marketstats
-
-    made = [market_example(e) for e in examples]
-    scores, not_scored, spread = {}, list(NOT_SCORED), {}
-    for name in names:
-        if name == "baseline":
-            answers: dict[int, Any] = {}
-            base = MarketBaseline(seed=0).decide
-
-            def recorded(view: Any, kind: str, answers: dict[int, Any] = answers, base: Any = base) -> Any:
-                answers[id(view)] = base(view, kind)  # kept for the intervals: the baseline draws at random
-                return answers[id(view)]
-
-            scores[name] = score_market(made, recorded)
-            scores[name].pop("not_scored", None)
-            spread[name] = {k: marketstats.summarize(v)
-                            for k, v in marketstats.ratio_pairs(examples, made, answers).items()}
-        elif decisions and name in decisions:
-            # score_market asks decide(view, kind) example by example; each made example has its own view object,
-            # so the view says which example's decision (already checked strictly, None when invalid) it wants
-            decided = {id(m.view): d.action for m, d in zip(made, decisions[name], strict=True)}
-            scores[name] = score_market(made, lambda view, kind, decided=decided: decided[id(view)])
-            scores[name].pop("not_scored", None)
-            spread[name] = {k: marketstats.summarize(v)
-                            for k, v in marketstats.ratio_pairs(examples, made, decided).items()}
-        else:
-            not_scored.append(f"policy {name}: no market version in --evaluate yet (only the baseline, "
-                              "lib/games/market/policy.py, fitted, empirical and llm are scored on market examples)")
-    return {"examples": len(examples), "per_game_type": per_type, "per_action": per_action, "policies": scores,
-            "compared_with": "the recorded players", "warning": MARKET_WARNING, "uncertainty": spread,
-            "not_scored": not_scored}
-
-
-# No human Harberger or futarchy log is public and a log does not say who played it: the market numbers compare with
-# whoever did, and must not pass for a measure of human-likeness.
-MARKET_WARNING = ("the market scores compare with the recorded players, not with humans: no human Harberger or "
-                  "futarchy data is public, and logs recorded with agents or scripts (as the real-server recordings "
-                  "were) measure likeness to those agents or scripts")
-
-
-def _pct(value: Any) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def market_table(section: dict[str, Any]) -> str:
-    """The market scores in a few lines per policy."""
-    from lib.games.market import fidelity as marketstats
-
-    lines = [f"market decisions (n={section['examples']}: " + ", ".join(
-        f"{a} {n}" for a, n in section["per_action"].items()) + "), compared with the recorded players",
-             f"  warning: {section.get('warning', MARKET_WARNING)}"]
-    for name, s in section["policies"].items():
-        d, sn, o = s["declare"], s["done-speculating"], s["post-order"]
-        lines.append(f"  {name}: declarations n={d['n']} (values unknown {d['values_unknown']}), invalid "
-                     f"{d['invalid']}, mean error {_pct(d['mean_rel_error'])} of the true value, shading "
-                     f"recorded players {_pct(d['human_shading'])} / policy {_pct(d['policy_shading'])}")
-        lines.append(f"  {name}: snipes n={sn['n']}, invalid {sn['invalid']}, agreement {_pct(sn['agreement'])} "
-                     f"of {sn['choices']} choices, snipe rate recorded players {_pct(sn['human_snipe_rate'])} / policy "
-                     f"{_pct(sn['policy_snipe_rate'])}")
-        lines.append(f"  {name}: orders n={o['n']}, invalid {o['invalid']}, same side {_pct(o['same_side'])}, mean "
-                     f"price error {_pct(o['mean_rel_price_error'])} of the signal")
-        lines += marketstats.format_lines(name, section.get("uncertainty", {}).get(name, {}))
-    lines += [f"  not scored: {reason}" for reason in section["not_scored"]]
-    return "\n".join(lines)
 
 
 def write_report(out: Path, report: dict[str, Any]) -> None:
@@ -579,38 +527,54 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
         temp.unlink(missing_ok=True)
 
 
-def write_outputs(out: Path, report: dict[str, Any], evaluated: EvalSet, decisions: dict[str, list[Any]],
-                  scores: dict[str, Any], refs: dict[str, Any], ctx: Context,
-                  rows: dict[str, list[Any]] | None = None) -> None:
-    """The picture, the report, the per-decision CSV (and the fitted parameters), each replacing the old file only
-    when whole."""
-    from lib.evaluation import plot as evalplot
+def write_csv(path: Path, sections: list[ScoredSection]) -> bool:
+    """The per-decision CSV: the columns of every game's rows, each row under its own columns; False when no game
+    has rows to write (nothing is written then)."""
+    tables = [section.decision_rows() for section in sections]
+    columns = list(dict.fromkeys(c for cols, _ in tables for c in cols))
+    if not columns:
+        return False
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for cols, rows in tables:
+            where = [columns.index(c) for c in cols]
+            for row in rows:
+                cells: list[Any] = [None] * len(columns)
+                for i, cell in zip(where, row, strict=True):
+                    cells[i] = cell
+                writer.writerow(["" if c is None else c for c in cells])
+    return True
 
+
+def write_outputs(out: Path, report: dict[str, Any], parts: list[Part], sections: list[ScoredSection],
+                  ctx: Context) -> list[str]:
+    """The report, the picture (of the first game that draws one), the per-decision CSV and what the rule policies
+    save, each replacing the old file only when whole; the names of the files written."""
     out.mkdir(parents=True, exist_ok=True)
-    report_path, picture_path, csv_path = out / REPORT_FILE, out / PICTURE_FILE, out / evalstats.CSV_FILE
-    temps = [_atomic_temp(picture_path), _atomic_temp(report_path), _atomic_temp(csv_path)]
+    pictured = [(part, section) for part, section in zip(parts, sections, strict=True) if part.scores.has_picture]
+    staged: dict[str, Path] = {}  # final name -> its temporary file
     try:
-        try:
-            evalplot.draw(temps[0], evaluated.examples, decisions, scores, refs,
-                          f"{evaluated.path.name} ({len(evaluated.examples)} decisions, sha256 "
-                          f"{evaluated.sha256[:12]})", report.get("uncertainty"))
-        except ImportError:
-            raise EvalError("matplotlib is not installed: .venv/bin/pip install -r requirements.txt") from None
-        temps[1].write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        evalstats.write_csv(temps[2], rows or {}, decisions, evaluated.examples)
-        if "fitted" in ctx.saved:
-            overall, source = ctx.saved["fitted"]
-            fitted.save(out / fitted.PARAMS_FILE, overall, source)
-        if "empirical" in ctx.saved:
-            from lib.games.voting import empirical
-
-            samples, source, market_samples = ctx.saved["empirical"]
-            empirical.save(out / empirical.PARAMS_FILE, samples, source, market_samples)
-        os.replace(temps[0], picture_path)
-        os.replace(temps[1], report_path)
-        os.replace(temps[2], csv_path)
-        _remove_stale(out, {REPORT_FILE, PICTURE_FILE, evalstats.CSV_FILE}
-                      | ({fitted.PARAMS_FILE} if "fitted" in ctx.saved else set()))
+        if pictured:
+            part, section = pictured[0]
+            staged[PICTURE_FILE] = _atomic_temp(out / PICTURE_FILE)
+            try:
+                section.draw(staged[PICTURE_FILE], f"{ctx.evaluated.path.name} ({len(part.examples)} "
+                                                   f"{part.scores.noun}, sha256 {ctx.evaluated.sha256[:12]})")
+            except ImportError:
+                raise EvalError("matplotlib is not installed: .venv/bin/pip install -r requirements.txt") from None
+        staged[REPORT_FILE] = _atomic_temp(out / REPORT_FILE)
+        staged[REPORT_FILE].write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        staged[CSV_FILE] = _atomic_temp(out / CSV_FILE)
+        if not write_csv(staged[CSV_FILE], sections):
+            staged.pop(CSV_FILE).unlink(missing_ok=True)
+        saved = [name for rules in ctx.saved.values() for r in rules for name in r.save(out)]
+        for name in (PICTURE_FILE, REPORT_FILE, CSV_FILE):
+            if name in staged:
+                os.replace(staged[name], out / name)
+        written = [name for name in (REPORT_FILE, PICTURE_FILE, CSV_FILE) if name in staged] + saved
+        _remove_stale(out, set(written))
+        return written
     finally:
-        for temp in temps:
+        for temp in staged.values():
             temp.unlink(missing_ok=True)

@@ -8,7 +8,8 @@ model folder, or a hub id), or, without --model, the adapter of the TRL training
 by side. Each is scored twice over on every example that is scored:
 
 - its greedy answer (the most likely token at every step) to the example's exact system and user messages, parsed
-  and validated as at play time (lib.games.voting.actions.parse_answer), and scored like any policy's decision;
+  and validated as at play time (the game's ScoreRules.parse_answer, lib.games.protocols), and scored like any
+  policy's decision;
 - the negative log-likelihood of the human's exact answer (its tokens and the chat template's end of turn, the tokens
   the training loss covers) given the same messages: `nll`, in nats per answer (minus the log-probability of the
   whole answer: Centaur's measure), and `nll_per_token`. lib.evaluation.scores averages both per action type.
@@ -27,9 +28,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from lib.dataset.sidecar import Example
-from lib.evaluation.policies import NOT_ASKED, scored
+from lib.evaluation.policies import not_asked, scored, scores_of
 from lib.evaluation.scores import Decision
-from lib.games.voting.actions import ActionError, parse_answer
 from lib.training import jobrecord
 from lib.training import requirements as trainreqs
 
@@ -115,8 +115,8 @@ class LocalEvalPolicy:
             return Decision(None, str(exc))
         extra = {"nll": score.nll, "nll_per_token": score.per_token} if score else {}
         try:
-            return Decision(parse_answer(text, example.view(), example.action, cap=example.cap), extra=extra)
-        except ActionError as exc:
+            return Decision(scores_of(example).parse_answer(text, example), extra=extra)
+        except ValueError as exc:  # the game's ActionError: the answer is invalid, and the reason says why
             self.reasons[str(exc)[:120]] += 1
             return Decision(None, f"invalid answer: {exc}", extra=extra)
 
@@ -126,7 +126,7 @@ class LocalEvalPolicy:
         decisions = []
         for example in examples:
             if not scored(example):
-                decisions.append(Decision(None, NOT_ASKED))
+                decisions.append(not_asked(example))
                 continue
             decisions.append(self.decide(example))
             self.stats["answered"] += 1

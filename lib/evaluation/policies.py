@@ -11,23 +11,24 @@ per example: the validated wire message, or None with the reason. Nothing here k
         async def decide_all(self, examples) -> list[Decision]
         def info(self) -> dict          # what the report says about the policy (model, parameters, ...)
 
-- `RulesPolicy`: lib.games.voting.policy's rules on the state, with per-game parameters: `baseline` (the rules' own
-  parameters, as the agents play them) and `fitted` (lib.games.voting.fitted's estimates);
-- `LLMEvalPolicy`: a chat model at any OpenAI-compatible endpoint, through lib.agents.llm.LLMPolicy (the same structured
-  output as at play time), asked with the example's messages and checked with lib.games.voting.actions.parse_answer
-  against the
-  player's state and cap, as at play time. Each example is asked once: an invalid answer is counted as invalid,
+Every example is its game's (lib.games.game_for(example.game_type)): its ScoreRules (lib.games.protocols) say how each
+action type is scored, and a policy asks them for what it needs of the game.
+
+- `RulesPolicy`: each game's rules on the state (ScoreRules.rule_decisions): `baseline` (the rules' own parameters,
+  as the agents play them), `fitted` and `empirical` (fitted on the training set's games);
+- `LLMEvalPolicy`: a chat model at any OpenAI-compatible endpoint, through the game's chat client
+  (ScoreRules.chat_client: lib.agents.llm.LLMPolicy, or the game's own, for the same structured output as at play
+  time), asked with the example's messages and checked strictly against the player's state as at play time
+  (ScoreRules.parse_answer). Each example is asked once: an invalid answer is counted as invalid,
   not re-asked with feedback as at play time, so the score is the model's own first answer. Calls run
   concurrently, at most `max_concurrent` at once, and each answer is appended to a JSONL cache, keyed by the
   endpoint, model, temperature and messages, as it arrives: an interrupted evaluation resumes where it stopped.
   Lines are ASCII JSON (an answer's lone surrogate as its escape); a damaged line (invalid UTF-8, cut mid-write)
   is skipped with a warning and its example asked again, and a cut last line is ended before the next record.
   A 200 response that is no readable completion (lib.agents.llm.read_completion) counts as invalid and is not cached.
-  A market example (Harberger, futarchy) is asked the same way with lib.games.market.llm's structured output for its
-  decision and checked strictly with lib.games.market.actions.parse_market_answer, as at play time.
 
-Chat examples are counted, not scored, so no policy is asked about them; nor are market cancels
-(lib.games.market.scores does not score them).
+Examples whose action type is counted, not scored (a game's kinds say so: lib.evaluation.scores.TEXT) are asked of
+no policy.
 """
 
 from __future__ import annotations
@@ -45,18 +46,12 @@ from typing import Any, BinaryIO, Protocol, TextIO
 
 import openai
 
-from lib.agents.llm import LLMPolicy, MalformedResponse, _retry_after, read_completion, writable
+from lib.agents.llm import MalformedResponse, _retry_after, read_completion, writable
 from lib.dataset.sidecar import Example
-from lib.evaluation.scores import KINDS, TEXT, Decision
-from lib.games.market.actions import parse_market_answer
-from lib.games.market.examples import KINDS as MARKET_KINDS
-from lib.games.market.llm import MarketLLMPolicy
-from lib.games.market.sidecar import is_market
-from lib.games.voting.actions import ActionError, parse_answer
-from lib.games.voting.policy import baseline_action
+from lib.evaluation.scores import TEXT, Decision
+from lib.games import game_for
+from lib.games.protocols import RuleDecisions, ScoreRules
 
-NOT_ASKED = "not asked: chat is counted, not scored"
-NOT_ASKED_CANCEL = "not asked: a market cancel is counted, not scored"
 CALL_TIMEOUT = 120.0  # seconds for one answer; a long prompt on a slow local server takes a while
 BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 30.0
@@ -72,39 +67,45 @@ class EvalPolicy(Protocol):
     def info(self) -> dict[str, Any]: ...
 
 
+def scores_of(example: Example) -> ScoreRules:
+    """How the example's game scores it (lib.games.protocols.ScoreRules)."""
+    scores = getattr(game_for(example.game_type), "scores", None)
+    if scores is None:
+        raise ValueError(f"game_type {example.game_type!r}: this game has no scores for finetune.py --evaluate")
+    return scores
+
+
 def scored(example: Example) -> bool:
-    if is_market(example):
-        return example.action != "cancel-order"
-    return KINDS[example.action].how != TEXT
+    return scores_of(example).kinds[example.action].how != TEXT
 
 
 def not_asked(example: Example) -> Decision:
-    return Decision(None, NOT_ASKED_CANCEL if is_market(example) else NOT_ASKED)
+    return Decision(None, f"not asked: {scores_of(example).kinds[example.action].unasked}")
 
 
 class RulesPolicy:
-    """lib.games.voting.policy's rules, with the parameters `params_for(example)` gives (none: the baseline's own)."""
+    """A rule policy: on each game's examples the rules that game gives (lib.games.protocols.RuleDecisions, one per
+    ScoreRules, keyed by its id); its info is `info` (what it was fitted on) and theirs, merged in order."""
 
-    def __init__(self, name: str, params_for: Callable[[Example], dict[str, float]] | None = None,
-                 info: dict[str, Any] | None = None) -> None:
-        self.name = name
-        self._params_for = params_for or (lambda example: {})
-        self._info = info or {}
+    def __init__(self, name: str, parts: dict[int, RuleDecisions], info: dict[str, Any] | None = None) -> None:
+        self.name, self.parts, self._info = name, parts, info or {}
 
     def decide(self, example: Example) -> Decision:
         if not scored(example):
-            return Decision(None, NOT_ASKED)
-        try:
-            return Decision(baseline_action(example.view(), example.action, example.cap,
-                                            **self._params_for(example)))
-        except ActionError as exc:
-            return Decision(None, str(exc))
+            return not_asked(example)
+        part = self.parts.get(id(scores_of(example)))
+        if part is None:
+            return Decision(None, f"no {self.name} rules for game_type {example.game_type}")
+        return part.decide(example)
 
     async def decide_all(self, examples: Sequence[Example]) -> list[Decision]:
         return [self.decide(example) for example in examples]
 
     def info(self) -> dict[str, Any]:
-        return self._info
+        out: dict[str, Any] = dict(self._info)
+        for part in self.parts.values():
+            out.update(part.info())
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -231,13 +232,11 @@ class LLMEvalPolicy:
 
     def _judge(self, example: Example, answer: Any) -> Decision:
         try:
-            if is_market(example):
-                return Decision(parse_market_answer(answer, example.view(), MARKET_KINDS[example.action]))
-            return Decision(parse_answer(answer, example.view(), example.action, cap=example.cap))
-        except ActionError as exc:
+            return Decision(scores_of(example).parse_answer(answer, example))
+        except ValueError as exc:  # the game's ActionError: the answer is invalid, and the reason says why
             return self._invalid(exc)
 
-    def _invalid(self, exc: ActionError) -> Decision:
+    def _invalid(self, exc: Exception) -> Decision:
         reason = writable(str(exc))  # a reason may quote the answer, and the report is UTF-8
         self.reasons[reason[:120]] += 1
         return Decision(None, f"invalid answer: {reason}")
@@ -269,8 +268,8 @@ class LLMEvalPolicy:
         log-probabilities (OpenAI) is told by the first example, and the evaluation goes on without the NLL."""
         from lib.training import nll
 
-        # the market scores have no NLL column: its calls would be paid for and never shown
-        todo = [(i, e) for i, e in enumerate(examples) if scored(e) and e.answer and not is_market(e)]
+        # a game whose scores have no NLL column is not asked: its calls would be paid for and never shown
+        todo = [(i, e) for i, e in enumerate(examples) if scored(e) and e.answer and scores_of(e).answer_nll]
         gate = asyncio.Semaphore(self.max_concurrent)
         client = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=self.max_retries)
 
@@ -299,20 +298,22 @@ class LLMEvalPolicy:
 
     async def _ask_all(self, todo: list[tuple[int, Example, str]], decisions: list[Decision | None],
                        answered_before: int) -> None:
-        # lib.agents.llm.LLMPolicy brings play time's structured output and its fallback; the bound is kept here, so
-        # that
-        # each call's timeout starts when it is sent, not when it is queued.
-        llm = LLMPolicy(api_key=self._api_key, model=self.model, base_url=self._base_url,
-                        max_concurrent_calls=self.max_concurrent, temperature=self.temperature)
-        market = MarketLLMPolicy(api_key=self._api_key, model=self.model, base_url=self._base_url,
-                                 max_concurrent_calls=self.max_concurrent, temperature=self.temperature)
+        # the game's chat client brings play time's structured output and its fallback; the bound is kept here, so
+        # that each call's timeout starts when it is sent, not when it is queued.
+        options = {"api_key": self._api_key, "model": self.model, "base_url": self._base_url,
+                   "max_concurrent_calls": self.max_concurrent, "temperature": self.temperature}
+        clients: dict[int, Any] = {}  # one chat client per game's scores, made when its first example is asked
+        for _, example, _ in todo:
+            scores = scores_of(example)
+            if id(scores) not in clients:
+                clients[id(scores)] = scores.chat_client(**options)
         gate = asyncio.Semaphore(self.max_concurrent)
         try:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             cache = self.cache_path.open("a+b")
         except OSError as exc:
-            await llm.close()
-            await market.close()
+            for client in clients.values():
+                await client.close()
             raise _cache_os_error(self.cache_path, "append to", exc) from None
         done, last_report = 0, time.monotonic()
         with cache:
@@ -326,7 +327,7 @@ class LLMEvalPolicy:
             async def one(i: int, example: Example, key: str) -> None:
                 nonlocal done, last_report
                 async with gate:
-                    decisions[i] = await self._ask(market if is_market(example) else llm, example, key, cache)
+                    decisions[i] = await self._ask(clients[id(scores_of(example))], example, key, cache)
                 done += 1
                 if self.progress is not None and (time.monotonic() - last_report >= PROGRESS_EVERY
                                                   or done == len(todo)):
@@ -343,15 +344,13 @@ class LLMEvalPolicy:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                await llm.close()
-                await market.close()
+                for client in clients.values():
+                    await client.close()
 
-    async def _ask(self, llm: LLMPolicy, example: Example, key: str, cache: BinaryIO) -> Decision:
+    async def _ask(self, llm: Any, example: Example, key: str, cache: BinaryIO) -> Decision:
         for attempt in range(self.max_retries + 1):
             try:
-                # a market decision's schema is its kind's (declare, done-speculating, trade), as at play time
-                wire_type, cap = ((MARKET_KINDS[example.action], 0) if is_market(example)
-                                  else (example.action, example.cap))
+                wire_type, cap = scores_of(example).answer_schema(example)  # its structured output, as at play time
                 completion, structured = await llm.complete(example.messages, wire_type,
                                                             time.monotonic() + CALL_TIMEOUT, example.view(), cap)
                 break

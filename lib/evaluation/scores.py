@@ -1,6 +1,6 @@
 """How human-like a policy is: its decisions scored against the humans' on the same examples. Pure functions.
 
-Every action type has a kind that says how it is scored (`KINDS`; a new game adds its action types there):
+Every action type has a kind that says how it is scored (its game's ScoreRules.kinds, lib.games.protocols):
 
 - a choice (a vote): agreement (the share of examples where the policy chose what the human chose) and Cohen's
   kappa (agreement beyond what the two marginal distributions give by chance); reference: always the human
@@ -8,7 +8,8 @@ Every action type has a kind that says how it is scored (`KINDS`; a new game add
 - an amount (a compensation request or offer): mean and median absolute error, bias (mean of policy minus human)
   and Spearman's rank correlation (ties get average ranks); reference: always the median human amount of the
   evaluated examples;
-- text (chat): counted, not scored.
+- text (chat, say): counted, not scored, and no policy is asked about it;
+- rules: asked, and scored by the game's own section (lib.games.protocols.ScoredSection), not here.
 
 Each score carries its `n`, the examples of that action type, and `invalid`, the examples where the policy gave no
 valid action (a model's unparseable or out-of-range answer). An invalid choice counts as a disagreement (its own
@@ -25,33 +26,21 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST
-
 CHOICE, AMOUNT, TEXT = "choice", "amount", "text"
+RULES = "rules"  # scored by the game's own section (lib.games.protocols.ScoredSection), not by the statistics here
 INVALID = object()  # an invalid choice: a category no human answer falls in
 
 
 @dataclass(frozen=True)
 class Kind:
-    how: str  # CHOICE, AMOUNT or TEXT
+    how: str  # CHOICE, AMOUNT, TEXT or RULES
     value: Callable[[dict[str, Any]], Any]  # the scored value of a valid wire message
     label: str  # for tables and pictures
-
-
-def _amount(field_name: str) -> Callable[[dict[str, Any]], Any]:
-    return lambda message: message[field_name][1]
-
-
-KINDS: dict[str, Kind] = {
-    REQUEST: Kind(AMOUNT, _amount("compensationRequests"), "compensation requests"),
-    OFFER: Kind(AMOUNT, _amount("compensationOffers"), "compensation offers"),
-    DECISION: Kind(CHOICE, lambda message: message["compensationDecisions"][0], "votes"),
-    CHAT: Kind(TEXT, lambda message: message.get("text"), "chat messages"),
-}
+    unasked: str = ""  # TEXT: why no policy is asked, e.g. "chat is counted, not scored"
 
 
 @dataclass
@@ -141,7 +130,8 @@ def _mean_extras(decisions: Sequence[Decision]) -> dict[str, float]:
     return out
 
 
-def score(examples: Sequence[Any], decisions: Sequence[Decision]) -> dict[str, dict[str, Any]]:
+def score(examples: Sequence[Any], decisions: Sequence[Decision], kinds: Mapping[str, Kind]
+          ) -> dict[str, dict[str, Any]]:
     """Per action type: n, invalid and the kind's statistics; `examples` have .action and .human (sidecar)."""
     if len(examples) != len(decisions):
         raise ValueError("one decision per example is needed")
@@ -149,9 +139,9 @@ def score(examples: Sequence[Any], decisions: Sequence[Decision]) -> dict[str, d
     for example, decision in zip(examples, decisions, strict=True):
         by_action.setdefault(example.action, []).append((example, decision))
     out: dict[str, dict[str, Any]] = {}
-    for action in sorted(by_action, key=_action_order):
+    for action in sorted(by_action, key=action_order(kinds)):
         pairs = by_action[action]
-        kind = KINDS[action]
+        kind = kinds[action]
         entry: dict[str, Any] = {"n": len(pairs)}
         if kind.how == TEXT:
             out[action] = entry
@@ -170,15 +160,15 @@ def score(examples: Sequence[Any], decisions: Sequence[Decision]) -> dict[str, d
     return out
 
 
-def references(examples: Sequence[Any]) -> dict[str, dict[str, Any]]:
+def references(examples: Sequence[Any], kinds: Mapping[str, Kind]) -> dict[str, dict[str, Any]]:
     """What a constant answer scores: the humans' majority vote, the humans' median amount (both from the evaluated
     examples themselves, so they are the best constants in hindsight: a policy must beat them to say anything)."""
     by_action: dict[str, list[Any]] = {}
     for example in examples:
-        by_action.setdefault(example.action, []).append(KINDS[example.action].value(example.human))
+        by_action.setdefault(example.action, []).append(kinds[example.action].value(example.human))
     out: dict[str, dict[str, Any]] = {}
-    for action in sorted(by_action, key=_action_order):
-        human, kind = by_action[action], KINDS[action]
+    for action in sorted(by_action, key=action_order(kinds)):
+        human, kind = by_action[action], kinds[action]
         if kind.how == CHOICE:
             counts = Counter(human)
             majority = max(sorted(counts, key=str), key=lambda c: counts[c])
@@ -191,9 +181,10 @@ def references(examples: Sequence[Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _action_order(action: str) -> tuple[int, str]:
-    order = list(KINDS)
-    return (order.index(action) if action in order else len(order), action)
+def action_order(kinds: Mapping[str, Kind]) -> Callable[[str], tuple[int, str]]:
+    """A sort key: action types in the order `kinds` lists them, others after them by name."""
+    order = list(kinds)
+    return lambda action: (order.index(action) if action in order else len(order), action)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -208,13 +199,14 @@ def _number(value: Any, digits: int = 0) -> str:
     return f"{value:,.0f}"
 
 
-def format_table(scores: dict[str, dict[str, dict[str, Any]]], refs: dict[str, dict[str, Any]]) -> str:
+def format_table(scores: dict[str, dict[str, dict[str, Any]]], refs: dict[str, dict[str, Any]],
+                 kinds: Mapping[str, Kind]) -> str:
     """Per action type, one row per policy and one for the reference."""
-    actions = sorted({a for s in scores.values() for a in s} | set(refs), key=_action_order)
+    actions = sorted({a for s in scores.values() for a in s} | set(refs), key=action_order(kinds))
     width = max([len(name) for name in scores] + [len("constant median (hindsight reference)")]) + 2
     lines = []
     for action in actions:
-        kind = KINDS[action]
+        kind = kinds[action]
         rows = [(name, s[action]) for name, s in scores.items() if action in s]
         n = rows[0][1]["n"] if rows else refs[action]["n"]
         if kind.how == TEXT:
@@ -241,3 +233,17 @@ def format_table(scores: dict[str, dict[str, dict[str, Any]]], refs: dict[str, d
             cells += [_number(e.get(k), 3) for k in extras]
             lines.append(f"  {name}".ljust(width + 2) + "".join(c.rjust(12) for c in cells))
     return "\n".join(lines)
+
+
+def invalid_reasons(decisions: Mapping[str, Sequence[Decision]]) -> dict[str, dict[str, int]]:
+    """Per policy with invalid answers, their reasons, most frequent first."""
+    out = {}
+    for name, ds in decisions.items():
+        counted: dict[str, int] = {}
+        for d in ds:
+            if d.action is None:
+                why = (d.error or "no reason given").splitlines()[0][:160]
+                counted[why] = counted.get(why, 0) + 1
+        if counted:
+            out[name] = dict(sorted(counted.items(), key=lambda kv: (-kv[1], kv[0])))
+    return out

@@ -12,6 +12,8 @@ A game (lib/games/<name>/game.py) is a `GameDefinition` whose parts each impleme
   policy, the agents' options, the round report, what the real server says of it.
 - `data` (DataRules): what the dataset builder (lib.dataset.build) and the state sidecar (lib.dataset.sidecar) need:
   the game's logs checked, its training examples, each example's sidecar line read back.
+- `scores` (ScoreRules): how `finetune.py --evaluate` scores its decisions: action kinds, rule policies, strict
+  parsing of a model's answer, its section of the report, table, per-decision CSV and picture.
 
 Generic modules type against these Protocols and reach a game only through lib.games.game_for; nothing outside
 lib/games branches on a game's name.
@@ -19,8 +21,9 @@ lib/games branches on a game's name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -344,6 +347,77 @@ class DataRules(Protocol):
     def probe(self, example: Example) -> None:
         """Read an example as the evaluation will (prompt rebuilt, baseline asked, scored): an exception here is
         a field of a type no reader expects."""
+class RuleDecisions(Protocol):
+    """A rule policy's decisions on one game's evaluated examples (lib.dataset.sidecar.Example)."""
+
+    def decide(self, example: Any) -> Any:
+        """The lib.evaluation.scores.Decision on a scored example: the validated message, or None and why."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """What the report says of these rules (merged into the policy's policy_info)."""
+        ...
+
+    def save(self, out: Path) -> list[str]:
+        """Write what `handler.py --policy` plays (fitted parameters, samples) into `out`; the file names."""
+        ...
+
+    def summary(self, out: Path) -> str | None:
+        """A line for stdout after the tables (what `save` wrote into `out`), or None."""
+        ...
+
+
+class ScoreRules(Protocol):
+    """How `finetune.py --evaluate` scores a game's decisions; games that share it share one report section."""
+
+    noun: str  # what its decisions are called on stdout: "decisions", "market decisions"
+    kinds: Mapping[str, Any]  # action type -> lib.evaluation.scores.Kind: how a decision of that type is scored
+    models: tuple[str, ...]  # the model policies (llm, local, ...) asked on its examples
+    answer_nll: bool  # whether a model's NLL of the recorded answer is asked for on its examples
+    has_picture: bool  # whether its ScoredSection draws a picture
+    output_files: tuple[str, ...]  # the files its rule policies may save: an older evaluation's are removed
+
+    def rule_decisions(self, policy: str, training: Any, evaluated_games: Sequence[str]) -> RuleDecisions | None:
+        """The rule policy `policy` (baseline, fitted, empirical) on this game's examples, fitted on `training` (the
+        training set, a lib.dataset.sidecar.EvalSet of every game; None for the baseline) leaving each evaluated
+        training game out; None when the game has no such rules."""
+        ...
+
+    def answer_schema(self, example: Any) -> tuple[str, int]:
+        """(decision type, cap) a model's structured output is asked for with on `example`."""
+        ...
+
+    def chat_client(self, **options: Any) -> Any:
+        """The chat client (lib.agents.llm.LLMPolicy or the game's own) that asks for its structured output."""
+        ...
+
+    def parse_answer(self, answer: Any, example: Any) -> dict[str, Any]:
+        """A model's answer on `example` checked strictly, as at play time; a ValueError (the game's ActionError, one
+        line naming what is wrong) otherwise."""
+        ...
+
+    def score(self, examples: Sequence[Any], decisions: Mapping[str, Sequence[Any]], policies: Sequence[str],
+              training: Sequence[Any] | None) -> ScoredSection:
+        """Its examples scored: `decisions` are those of the policies asked on them (one per example), `policies`
+        names every policy evaluated, `training` the training set's examples of this game (None without one)."""
+        ...
+
+
+class ScoredSection(Protocol):
+    """One game's scores in an evaluation: its part of the report, its table, CSV rows and picture."""
+
+    report: dict[str, Any]  # its keys of evaluation_report.json: scores, intervals, references, distances
+
+    def table(self) -> str:
+        """The report part as printed on stdout."""
+        ...
+
+    def decision_rows(self) -> tuple[list[str], list[list[Any]]]:
+        """The per-decision CSV's columns and rows (one per example and policy or reference); none: ([], [])."""
+        ...
+
+    def draw(self, path: Path, title: str) -> None:
+        """Its picture, as PNG, to `path` (only asked when its ScoreRules.has_picture)."""
         ...
 
 
@@ -358,6 +432,7 @@ class Game(Protocol):
     answers: AnswerRules
     play: PlayRules
     data: DataRules
+    scores: ScoreRules | None  # None: `finetune.py --evaluate` cannot score it
 
 
 @dataclass(frozen=True)
@@ -372,6 +447,7 @@ class GameDefinition:
     answers: AnswerRules
     play: PlayRules
     data: DataRules
+    scores: ScoreRules | None = None
 
 
 GROUP_ROLES = {"developer": 2, "owners": 3, "speculators": 1}  # lib.games.voting.rules ROLE_* by seat-group name

@@ -18,6 +18,7 @@ from lib.evaluation import cli as evalcli
 from lib.evaluation.scores import Decision, cohen_kappa, ranks, references, score, spearman
 from lib.games.voting import fitted
 from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST
+from lib.games.voting.kinds import KINDS
 from lib.games.voting.policy import BaselinePolicy
 from lib.training import jobrecord
 from tests.helpers.evalsets import HAND_SET, write_set
@@ -125,7 +126,7 @@ def test_every_number_of_the_hand_set(tmp_path, capsys):
 def test_scores_keep_the_issue_s_keys_and_add_a_policy_s_own_numbers(tmp_path):
     s = read_set(write_set(tmp_path / "v.jsonl"), jobrecord.sha256_file(tmp_path / "v.jsonl"))
     decisions = [Decision(e.human, extra={"nll": 2.0 if e.action == REQUEST else 1.0}) for e in s.examples]
-    scores = score(s.examples, decisions)
+    scores = score(s.examples, decisions, KINDS)
     assert set(scores[REQUEST]) == {"n", "invalid", "mae", "median_ae", "bias", "spearman", "nll"}
     assert set(scores[DECISION]) == {"n", "invalid", "agreement", "kappa", "nll"}
     assert scores[REQUEST]["mae"] == 0 and scores[REQUEST]["nll"] == 2.0 and scores[DECISION]["kappa"] == 1.0
@@ -137,10 +138,10 @@ def test_an_invalid_vote_is_a_disagreement_and_an_invalid_amount_is_left_out(tmp
     for e in s.examples:
         first_of_kind = e is next(x for x in s.examples if x.action == e.action)
         decisions.append(Decision(None, "invalid answer") if first_of_kind else Decision(e.human))
-    scores = score(s.examples, decisions)
+    scores = score(s.examples, decisions, KINDS)
     assert scores[DECISION]["invalid"] == 1 and scores[DECISION]["agreement"] == pytest.approx(5 / 6)
     assert scores[REQUEST]["invalid"] == 1 and scores[REQUEST]["mae"] == 0  # over the 3 valid ones
-    assert references(s.examples)[REQUEST]["n"] == 4
+    assert references(s.examples, KINDS)[REQUEST]["n"] == 4
 
 
 # ----------------------------------------------------------------------------------------------- fitted

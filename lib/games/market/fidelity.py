@@ -7,7 +7,7 @@ side), the way lib.games.market.scores scores them: the relative error |policy -
 `mean_rel_error` / `mean_rel_price_error`. Here each gets a 95 % bootstrap interval over persons (a seat in a game)
 and over games, and the policy's and the recorded players' ratios are compared as distributions (Wasserstein-1,
 Kolmogorov-Smirnov D) with the share of answers within 10 % of the recorded player's. The comparison is with the
-recorded players, whoever they were (see lib.evaluation.cli.MARKET_WARNING).
+recorded players, whoever they were (see lib.games.market.scores.MARKET_WARNING).
 """
 
 from __future__ import annotations

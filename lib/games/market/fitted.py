@@ -379,27 +379,9 @@ def per_game(evaluated_games: Iterable[str], training: Sequence[tuple[str, Marke
     return out
 
 
-class WithMarket:
-    """A voting EvalPolicy with a market part: voting examples go to `voting`, market examples to `market`."""
-
-    def __init__(self, voting: Any, market: MarketEvalPart, market_info: dict[str, Any]) -> None:
-        self.voting, self.market, self.name, self.market_info = voting, market, voting.name, market_info
-
-    async def decide_all(self, examples: Sequence[Any]) -> list[Decision]:
-        voting = [e for e in examples if not is_market(e)]
-        decided = iter(await self.voting.decide_all(voting))
-        from lib.evaluation.policies import not_asked, scored
-
-        return [(self.market.decide(e) if scored(e) else not_asked(e)) if is_market(e) else next(decided)
-                for e in examples]
-
-    def info(self) -> dict[str, Any]:
-        return {**self.voting.info(), "market": self.market_info}
-
-
-def fitted_with_market(voting: Any, training_examples: Sequence[Any]) -> WithMarket:
-    """`voting` (the fitted RulesPolicy) with the fitted market rules: an evaluated game that is a training game is
-    scored with the fit on the other training games, any other with the fit on all of them."""
+def fitted_rules(training_examples: Sequence[Any]) -> tuple[MarketEvalPart, dict[str, Any]]:
+    """The fitted market rules and what the report says of them: an evaluated game that is a training game is scored
+    with the fit on the other training games, any other with the fit on all of them."""
     training = market_pairs(training_examples)
     samples = per_game(sorted({g for g, _ in training}), training)
     fits = {game: fit(s) for game, s in samples.items()}
@@ -407,4 +389,14 @@ def fitted_with_market(voting: Any, training_examples: Sequence[Any]) -> WithMar
     info = {"recorded_players": RECORDED, "all_training_games": overall.to_dict(),
             "scored_with": {g: {**f.to_dict(), "games": samples[g].games, "left_out": samples[g].left_out}
                             for g, f in fits.items()}}
-    return WithMarket(voting, MarketEvalPart(lambda game: MarketFitted(fits.get(game, overall))), info)
+    return MarketEvalPart(lambda game: MarketFitted(fits.get(game, overall))), info
+
+
+def empirical_rules(training_examples: Sequence[Any]) -> tuple[MarketEvalPart, dict[str, Any]]:
+    """The empirical market rules: every training market game gets its leave-one-out samples, any other evaluated
+    market game those of all training games."""
+    training = market_pairs(training_examples)
+    samples = per_game(sorted({g for g, _ in training}), training)
+    overall = collect(training)
+    info = {"recorded_players": RECORDED, "all_training_games": overall.to_dict()["n"]}
+    return MarketEvalPart(lambda game: MarketEmpirical(samples.get(game, overall))), info

@@ -9,6 +9,7 @@ from lib.games.market.answers import ANSWERS
 from lib.games.market.data import DATA
 from lib.games.market.play import UI_TIMERS, MarketPlay, typed_parameters, ui_parameters
 from lib.games.market.rules import FUTARCHY, HARBERGER, seat_layout
+from lib.games.market.scores import SCORES
 from lib.games.market.seat import MarketSeat
 from lib.games.market.serverrules import MarketServerRules
 from lib.games.protocols import GameDefinition, groups_from_roles
@@ -53,7 +54,7 @@ class MarketRules:
 
 HARBERGER = GameDefinition(name=HARBERGER, title="Harberger", rules=MarketRules(HARBERGER),
                            server=MarketServerRules(HARBERGER), seat=MarketSeat(HARBERGER), answers=ANSWERS,
-                           play=MarketPlay(HARBERGER), data=DATA)
+                           play=MarketPlay(HARBERGER), data=DATA, scores=SCORES)
 FUTARCHY = GameDefinition(name=FUTARCHY, title="futarchy", rules=MarketRules(FUTARCHY),
                           server=MarketServerRules(FUTARCHY), seat=MarketSeat(FUTARCHY), answers=ANSWERS,
-                          play=MarketPlay(FUTARCHY), data=DATA)
+                          play=MarketPlay(FUTARCHY), data=DATA, scores=SCORES)

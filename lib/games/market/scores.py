@@ -14,17 +14,25 @@ answer checked as at play time, strict) and is compared with what the human sent
 Not scored, and said so in the report: cancels (which order to cancel depends on a book the policy would itself
 have changed), the timing and the number of orders (the log holds no human "waits"), and orders the server
 refused (not examples). An answer the checks refuse counts as `invalid` and as a disagreement.
+
+`MarketScores` is Harberger's and futarchy's lib.games.protocols.ScoreRules: `finetune.py --evaluate` asks it for the
+rule policies (the baseline, lib.games.market.policy; fitted and empirical, lib.games.market.fitted), checks a model's
+answer with lib.games.market.actions.parse_market_answer, and reports its section as "market", compared with "the
+recorded players" (MARKET_WARNING), with the intervals of lib.games.market.fidelity.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from lib.evaluation.scores import RULES, TEXT, Kind
 from lib.games.market.actions import DECLARE, SPECULATE, TRADE, snipe_conditions, validate_market_action
+from lib.games.market.examples import KINDS as DECISION_KINDS
 from lib.games.market.examples import MarketExample
+from lib.games.market.sidecar import market_example
 from lib.games.voting.actions import ActionError
 
 NOT_SCORED = ("cancel-order: which order to cancel depends on a book the policy would itself have changed",
@@ -123,3 +131,155 @@ def score_market(examples: Iterable[MarketExample], decide: Callable[[Any, str],
         "cancel-order": {"n": cancels, "scored": False},
         "not_scored": list(NOT_SCORED),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# finetune.py --evaluate: the market games' lib.games.protocols.ScoreRules
+
+# No human Harberger or futarchy log is public and a log does not say who played it: the market numbers compare with
+# whoever did, and must not pass for a measure of human-likeness.
+MARKET_WARNING = ("the market scores compare with the recorded players, not with humans: no human Harberger or "
+                  "futarchy data is public, and logs recorded with agents or scripts (as the real-server recordings "
+                  "were) measure likeness to those agents or scripts")
+
+
+def market_section(names: Sequence[str], examples: Sequence[Any], decisions: Mapping[str, Sequence[Any]]
+                   ) -> dict[str, Any]:
+    """The report's "market": score_market per policy asked on these examples (its `decisions`, one per example,
+    already checked strictly: None when invalid), with the intervals of lib.games.market.fidelity, and what is not
+    scored, naming the policies of `names` that have no market version."""
+    from lib.games.market import fidelity as marketstats
+
+    per_action: dict[str, int] = {}
+    per_type: dict[str, int] = {}
+    for e in examples:
+        per_action[e.action] = per_action.get(e.action, 0) + 1
+        per_type[e.game_type] = per_type.get(e.game_type, 0) + 1
+    made = [market_example(e) for e in examples]
+    scores, not_scored, spread = {}, list(NOT_SCORED), {}
+    for name in names:
+        if name in decisions:
+            # score_market asks decide(view, kind) example by example; each made example has its own view object,
+            # so the view says which example's decision it wants
+            decided = {id(m.view): d.action for m, d in zip(made, decisions[name], strict=True)}
+            scores[name] = score_market(made, lambda view, kind, decided=decided: decided[id(view)])
+            scores[name].pop("not_scored", None)
+            spread[name] = {k: marketstats.summarize(v)
+                            for k, v in marketstats.ratio_pairs(examples, made, decided).items()}
+        else:
+            not_scored.append(f"policy {name}: no market version in --evaluate yet (only the baseline, "
+                              "lib/games/market/policy.py, fitted, empirical and llm are scored on market examples)")
+    return {"examples": len(examples), "per_game_type": per_type, "per_action": per_action, "policies": scores,
+            "compared_with": "the recorded players", "warning": MARKET_WARNING, "uncertainty": spread,
+            "not_scored": not_scored}
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def market_table(section: dict[str, Any]) -> str:
+    """The market scores in a few lines per policy."""
+    from lib.games.market import fidelity as marketstats
+
+    lines = [f"market decisions (n={section['examples']}: " + ", ".join(
+        f"{a} {n}" for a, n in section["per_action"].items()) + "), compared with the recorded players",
+             f"  warning: {section.get('warning', MARKET_WARNING)}"]
+    for name, s in section["policies"].items():
+        d, sn, o = s["declare"], s["done-speculating"], s["post-order"]
+        lines.append(f"  {name}: declarations n={d['n']} (values unknown {d['values_unknown']}), invalid "
+                     f"{d['invalid']}, mean error {_pct(d['mean_rel_error'])} of the true value, shading "
+                     f"recorded players {_pct(d['human_shading'])} / policy {_pct(d['policy_shading'])}")
+        lines.append(f"  {name}: snipes n={sn['n']}, invalid {sn['invalid']}, agreement {_pct(sn['agreement'])} "
+                     f"of {sn['choices']} choices, snipe rate recorded players {_pct(sn['human_snipe_rate'])} / policy "
+                     f"{_pct(sn['policy_snipe_rate'])}")
+        lines.append(f"  {name}: orders n={o['n']}, invalid {o['invalid']}, same side {_pct(o['same_side'])}, mean "
+                     f"price error {_pct(o['mean_rel_price_error'])} of the signal")
+        lines += marketstats.format_lines(name, section.get("uncertainty", {}).get(name, {}))
+    lines += [f"  not scored: {reason}" for reason in section["not_scored"]]
+    return "\n".join(lines)
+
+
+KINDS: dict[str, Kind] = {
+    "declare": Kind(RULES, lambda message: message, "declarations"),
+    "done-speculating": Kind(RULES, lambda message: message, "snipes"),
+    "post-order": Kind(RULES, lambda message: message, "orders"),
+    "cancel-order": Kind(TEXT, lambda message: message, "cancels", unasked="a market cancel is counted, not scored"),
+}
+
+
+class _Rules:
+    """lib.games.protocols.RuleDecisions on market examples: the rules `part` makes per game."""
+
+    def __init__(self, part: Any, info: dict[str, Any]) -> None:
+        self.decide, self._info = part.decide, info
+
+    def info(self) -> dict[str, Any]:
+        return self._info
+
+    def save(self, out: Any) -> list[str]:
+        return []  # what handler.py plays of the market is saved with the voting samples (lib.games.voting.empirical)
+
+    def summary(self, out: Any) -> str | None:
+        return None
+
+
+class MarketSection:
+    """lib.games.protocols.ScoredSection of the market examples: the report's "market"."""
+
+    def __init__(self, section: dict[str, Any]) -> None:
+        self.report = {"market": section}
+
+    def table(self) -> str:
+        return market_table(self.report["market"])
+
+    def decision_rows(self) -> tuple[list[str], list[list[Any]]]:
+        return [], []
+
+    def draw(self, path: Any, title: str) -> None:
+        raise NotImplementedError("the market games have no picture")
+
+
+class MarketScores:
+    """lib.games.protocols.ScoreRules for Harberger and futarchy: one section for both (see the module docstring)."""
+
+    noun = "market decisions"
+    kinds = KINDS
+    models = ("llm",)
+    answer_nll = False  # the market scores have no NLL column: its calls would be paid for and never shown
+    has_picture = False
+    output_files: tuple[str, ...] = ()
+
+    def rule_decisions(self, policy: str, training: Any, evaluated_games: Sequence[str]) -> _Rules | None:
+        from lib.games.market import fitted as marketfitted
+        from lib.games.market.policy import MarketBaseline
+
+        if policy == "baseline":
+            return _Rules(marketfitted.MarketEvalPart(lambda game: MarketBaseline(seed=0)), {})
+        if policy == "fitted":
+            part, info = marketfitted.fitted_rules(training.examples)
+            return _Rules(part, {"market": info})
+        if policy == "empirical":
+            part, info = marketfitted.empirical_rules(training.examples)
+            return _Rules(part, {"market": info})
+        return None
+
+    def answer_schema(self, example: Any) -> tuple[str, int]:
+        return DECISION_KINDS[example.action], 0  # a market decision's schema is its kind's, as at play time
+
+    def chat_client(self, **options: Any) -> Any:
+        from lib.games.market.llm import MarketLLMPolicy
+
+        return MarketLLMPolicy(**options)
+
+    def parse_answer(self, answer: Any, example: Any) -> dict[str, Any]:
+        from lib.games.market.actions import parse_market_answer
+
+        return parse_market_answer(answer, example.view(), DECISION_KINDS[example.action])
+
+    def score(self, examples: Sequence[Any], decisions: Mapping[str, Sequence[Any]], policies: Sequence[str],
+              training: Sequence[Any] | None) -> MarketSection:
+        return MarketSection(market_section(policies, examples, decisions))
+
+
+SCORES = MarketScores()

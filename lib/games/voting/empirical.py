@@ -259,25 +259,38 @@ def expected_score(example: Example, samples: Samples, seed: int = 0, draws: int
 
 
 class EmpiricalEvalPolicy:
-    """The empirical policy as lib.evaluation.policies.EvalPolicy: draw 0 decides; the expected score over DRAWS draws
-    is
-    added to each decision (computed against the human's answer after deciding: the draws never see it). Market
-    examples go to `market` (lib.games.market.fitted), when given."""
+    """The empirical rules on the evaluated voting examples (lib.games.protocols.RuleDecisions, through
+    lib.games.voting.scores): draw 0 decides; the expected score over DRAWS draws is added to each decision (computed
+    against the human's answer after deciding: the draws never see it)."""
 
     name = NAME
 
-    def __init__(self, per_game: dict[str, Samples], info: dict[str, Any], market: Any = None, seed: int = 0) -> None:
-        self.per_game, self._info, self.market, self.seed = per_game, info, market, seed
+    def __init__(self, per_game: dict[str, Samples], info: dict[str, Any], seed: int = 0,
+                 overall: Samples | None = None, source: dict[str, Any] | None = None, market: Any = None) -> None:
+        self.per_game, self._info, self.seed = per_game, info, seed
+        self.overall, self.source, self.market = overall or Samples(), source or {}, market
+
+    @classmethod
+    def from_training(cls, training: Any, evaluated_games: Iterable[str]) -> EmpiricalEvalPolicy:
+        """The samples of the training set (lib.dataset.sidecar.EvalSet), per evaluated game leaving it out; the
+        market samples of all its training games (lib.games.market.fitted) are kept to be saved with them."""
+        from lib.games.market import fitted as marketfitted
+
+        voting = [e for e in training.examples if e.game_type == "voting"]
+        per_game = samples_for_games(evaluated_games, voting)
+        overall = collect(voting)
+        market_overall = marketfitted.collect(marketfitted.market_pairs(training.examples))
+        source = {"path": str(training.path), "sha256": training.sha256, "games": training.games}
+        info = {"training_set": source, "draws_per_decision": DRAWS,
+                "expected_scores": "exp_ae / exp_agree: the mean over the draws 0..DRAWS-1 per decision; "
+                                   "the other scores and the distributions are those of draw 0",
+                "all_training_games": overall.to_dict()["n"],
+                "leave_one_game_out": sorted(g for g, s in per_game.items() if s.left_out),
+                "market": {"recorded_players": marketfitted.RECORDED,
+                           "all_training_games": market_overall.to_dict()["n"]}}
+        return cls(per_game, info, overall=overall, source=source, market=market_overall)
 
     def decide(self, example: Example) -> Decision:
-        from lib.evaluation.policies import not_asked, scored
-
-        if not scored(example):
-            return not_asked(example)
-        if is_market(example):
-            if self.market is None:
-                return Decision(None, "no market version given")
-            return self.market.decide(example)
         samples = self.per_game.get(example.game) or Samples()
         try:
             action = empirical_action(example.view(), example.action, example.cap, samples, seed=self.seed)
@@ -285,11 +298,12 @@ class EmpiricalEvalPolicy:
             return Decision(None, str(exc))
         return Decision(action, extra=expected_score(example, samples, self.seed))
 
-    async def decide_all(self, examples: Sequence[Example]) -> list[Decision]:
-        return [self.decide(example) for example in examples]
-
     def info(self) -> dict[str, Any]:
         return self._info
+
+    def save(self, path: Path) -> None:
+        """empirical_policy.json: the samples of all training games, which `handler.py --policy empirical` plays."""
+        save(path, self.overall, self.source, self.market)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -358,55 +372,6 @@ def load(path: str | Path) -> tuple[Samples, Any]:
     if any(m < -1 for m in voting.markup) or any(s < 0 for s in voting.offer_share):
         raise EmpiricalError(f"{path}: markups must be at least -1 and offer shares at least 0; {hint}")
     return voting, market
-
-
-def make_empirical(ctx: Any) -> Any:
-    """finetune.py --evaluate's factory (lib.evaluation.cli.POLICIES): the samples of the training set beside the
-    evaluated
-    set (or --train), per evaluated game leaving it out, with the market version (lib.games.market.fitted)."""
-    from lib.dataset.sidecar import SetError, read_set
-    from lib.evaluation import cli as evalcli
-    from lib.games.market import fitted as marketfitted
-    from lib.training import jobrecord
-
-    path = evalcli.training_set_path(ctx.args, ctx.evaluated.path)
-    if not path.is_file():
-        raise evalcli.EvalError(f"{path}: no training set to draw the empirical policy's samples from; build it with "
-                                "python constructDataset.py, pass --train FILE, or leave empirical out of --policies",
-                                evalcli.EXIT_USAGE)
-    try:
-        same = path.resolve() == ctx.evaluated.path.resolve()
-        training = ctx.evaluated if same else read_set(path, jobrecord.sha256_file(path))
-    except SetError as exc:
-        raise evalcli.EvalError(f"empirical policy: {exc}", evalcli.EXIT_USAGE) from None
-    voting = [e for e in training.examples if not is_market(e)]
-    market_training = marketfitted.market_pairs(training.examples)
-    # the market examples are not in ctx.evaluated (scored apart): every training market game gets its
-    # leave-one-out samples, any other evaluated market game those of all training games
-    per_game = samples_for_games(ctx.evaluated.games, voting)
-    market_per_game = marketfitted.per_game(sorted({g for g, _ in market_training}), market_training)
-    overall, market_overall = collect(voting), marketfitted.collect(market_training)
-    source = {"path": str(training.path), "sha256": training.sha256, "games": training.games}
-    ctx.saved[NAME] = (overall, source, market_overall)
-    info = {"training_set": source, "draws_per_decision": DRAWS,
-            "expected_scores": "exp_ae / exp_agree: the mean over the draws 0..DRAWS-1 per decision; "
-                               "the other scores and the distributions are those of draw 0",
-            "all_training_games": overall.to_dict()["n"],
-            "leave_one_game_out": sorted(g for g, s in per_game.items() if s.left_out),
-            "market": {"recorded_players": marketfitted.RECORDED, "all_training_games": market_overall.to_dict()["n"]}}
-
-    def market_rules(game: str) -> Any:
-        return marketfitted.MarketEmpirical(market_per_game.get(game, market_overall))
-
-    return EmpiricalEvalPolicy(per_game, info, marketfitted.MarketEvalPart(market_rules))
-
-
-def newest_samples(data_dir: str | Path) -> Path:
-    """The samples handler.py plays by default: the newest empirical_policy.json of the evaluation folders
-    (DATA_DIR/evaluations/*/), else DATA_DIR/empirical_policy.json."""
-    data_dir = Path(data_dir)
-    found = sorted((data_dir / "evaluations").glob(f"*/{PARAMS_FILE}"), key=lambda p: (p.stat().st_mtime, str(p)))
-    return found[-1] if found else data_dir / PARAMS_FILE
 
 
 def playing(path: str | Path, seed: int) -> tuple[EmpiricalPolicy, str]:

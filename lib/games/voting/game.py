@@ -17,6 +17,7 @@ from lib.games.voting.rules import (
     parameters_from_dict,
     seat_role,
 )
+from lib.games.voting.scores import SCORES
 from lib.games.voting.seat import SEAT
 from lib.games.voting.serverrules import VotingServerRules
 
@@ -52,4 +53,4 @@ class VotingRules:
 
 
 GAME = GameDefinition(name="voting", title="voting", rules=VotingRules(), server=VotingServerRules(), seat=SEAT,
-                      answers=ANSWERS, play=PLAY, data=DATA)
+                      answers=ANSWERS, play=PLAY, data=DATA, scores=SCORES)

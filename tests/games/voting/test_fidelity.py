@@ -1,7 +1,6 @@
-"""finetune.py --evaluate's honest uncertainty (lib/evaluation/fidelity.py): out-of-sample references and contested
-votes by
-hand on tests/evalsets.py's HAND_SET, the per-decision CSV, one folder per evaluation, the fitted file handler.py
-plays, and the default policies without a key."""
+"""finetune.py --evaluate's honest uncertainty on voting sets (lib/games/voting/fidelity.py): out-of-sample references
+and contested votes by hand on tests/helpers/evalsets.py's HAND_SET, the per-decision CSV, one folder per evaluation,
+the fitted file handler.py plays, and the default policies without a key."""
 
 from __future__ import annotations
 
@@ -16,10 +15,10 @@ import pytest
 import finetune
 import handler
 from lib.dataset.sidecar import read_set
-from lib.evaluation import fidelity as evalstats
-from lib.evaluation.scores import KINDS
+from lib.games.voting import fidelity as evalstats
 from lib.games.voting import fitted
 from lib.games.voting.actions import DECISION, OFFER, REQUEST
+from lib.games.voting.kinds import KINDS
 from lib.training import jobrecord
 from tests.helpers.evalsets import HAND_SET, write_set
 
@@ -158,53 +157,3 @@ def test_fitted_parameters_in_words():
     words = fitted.in_words({"markup": 0.246, "offer_share": 0.9, "vote_threshold": 20001})
     assert words.startswith("owners ask their loss + 24.6 %; the developer offers 90.0 % of the median request")
     assert "at least 20,001 more than no Project" in words
-
-
-def test_market_scores_are_named_for_the_recorded_players_with_a_warning():
-    from lib.evaluation import cli as evalcli
-
-    section = {"examples": 0, "per_action": {}, "policies": {}, "not_scored": []}
-    printed = evalcli.market_table(section)
-    assert "compared with the recorded players" in printed and "not with humans" in printed
-    assert "human" not in printed.replace("not with humans", "").replace("no human Harberger", "")
-
-
-def test_the_main_reasons_for_invalid_answers_most_frequent_first():
-    from lib.evaluation import cli as evalcli
-    from lib.evaluation.scores import Decision
-
-    decisions = {"llm": [Decision(None, "not JSON"), Decision({"x": 1}), Decision(None, "amount above the cap"),
-                         Decision(None, "not JSON")],
-                 "baseline": [Decision({"x": 1})]}
-    assert evalcli.invalid_reasons(decisions) == {"llm": {"not JSON": 2, "amount above the cap": 1}}
-
-
-def test_market_scores_get_intervals_and_distributions_consistent_with_their_means(tmp_path, capsys):
-    import gzip
-
-    from lib.dataset.build import BuildOptions, build_dataset
-    from lib.ibex.sessions import load_sessions
-
-    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
-    with gzip.open(fixtures / "market_logs.json.gz", "rt") as f:
-        logs = json.load(f)["logs"]
-    folder = tmp_path / "market"
-    folder.mkdir()
-    for name, log in logs.items():
-        (folder / f"{name}.log.json").write_text(json.dumps(log))
-    out = tmp_path / "out"
-    sessions = load_sessions(fixtures / "market_sessions.json")
-    build_dataset(BuildOptions(inputs=[folder], output_dir=out, sessions=sessions, validation_fraction=0))
-    capsys.readouterr()
-    code, printed, err = evaluate(capsys, out, "--evaluate-on", str(out / "training_set.jsonl"), "--policies",
-                                  "baseline")
-    assert code == 0, err
-    market = json.loads(next((out / "evaluations").glob("*/evaluation_report.json")).read_text())["market"]
-    spread = market["uncertainty"]["baseline"]
-    declare = spread["declare"]
-    assert declare["n"] > 0 and declare["persons"] >= 1
-    # the same mean as lib.games.market.scores's, now with its interval
-    assert declare["mean_rel_error"]["persons"]["estimate"] == pytest.approx(
-        market["policies"]["baseline"]["declare"]["mean_rel_error"], abs=1e-6)
-    assert market["compared_with"] == "the recorded players"
-    assert "baseline: declarations / value (n=" in printed and "against the recorded players" in printed

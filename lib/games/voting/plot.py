@@ -1,4 +1,5 @@
-"""data/evaluation.png: the humans' decisions beside each policy's, on the same examples.
+"""evaluation.png of `finetune.py --evaluate` (lib.games.voting.scores): the humans' decisions beside each policy's,
+on the same examples.
 
 Three panels: each owner's compensation request against its loss from the Project (v_noProject - v_project), the
 developer's offer against its break-even offer ((v_project - v_noProject) / 5), and each policy's agreement with the
@@ -13,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from lib.dataset.sidecar import Example
-from lib.evaluation.scores import KINDS, Decision
+from lib.evaluation.scores import Decision
 from lib.games.voting.actions import DECISION, OFFER, REQUEST
+from lib.games.voting.kinds import KINDS
 from lib.games.voting.rules import NO_PROJECT, OWNER_SEATS, PROJECT
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
@@ -56,7 +58,7 @@ def draw(path: Path, examples: Sequence[Example], decisions: dict[str, list[Deci
          scores: dict[str, dict[str, dict[str, Any]]], refs: dict[str, dict[str, Any]], title: str,
          uncertainty: dict[str, Any] | None = None) -> None:
     """Write the picture to `path` (PNG). The caller makes the write atomic. With `uncertainty`
-    (lib.evaluation.fidelity),
+    (lib.games.voting.fidelity),
     the vote agreements carry their 95 % intervals over persons."""
     import matplotlib
 

@@ -1,4 +1,4 @@
-"""The uncertainty, references and distributions of `finetune.py --evaluate` (voting examples), on lib.evaluation.stats.
+"""The uncertainty, references and distributions of `finetune.py --evaluate` on voting examples (lib.evaluation.stats).
 
 - **Intervals**: every score of lib.evaluation.scores (agreement, kappa, MAE, median AE, bias, Spearman) and the share
 of
@@ -25,22 +25,20 @@ of
 
 from __future__ import annotations
 
-import csv
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from lib.evaluation import stats
-from lib.evaluation.scores import AMOUNT, CHOICE, INVALID, KINDS, Decision, _action_order, cohen_kappa, spearman
+from lib.evaluation.scores import AMOUNT, CHOICE, INVALID, Decision, action_order, cohen_kappa, spearman
 from lib.games.voting.actions import DECISION, OFFER, REQUEST
+from lib.games.voting.kinds import KINDS
 from lib.games.voting.policy import current_offer
 from lib.games.voting.rules import NO_PROJECT, OWNER_SEATS, PROJECT, ROLE_NAMES
 
 LOO_PREFIX = "out of sample: "
 NOT_APPLICABLE = "not this reference's action type"
-CSV_FILE = "decisions.csv"
 
 
 @dataclass(frozen=True)
@@ -316,7 +314,7 @@ def analyse(examples: Sequence[Any], decisions: dict[str, list[Decision]], pool:
     refs = loo_references(examples, pool)
     everyone = {**decisions, **refs, **hindsight_references(examples, hindsight)}
     rows = {name: rows_for(examples, ds, all_facts) for name, ds in everyone.items()}
-    actions = sorted({r.example.action for rs in rows.values() for r in rs}, key=_action_order)
+    actions = sorted({r.example.action for rs in rows.values() for r in rs}, key=action_order(KINDS))
     by_action = {name: {a: [r for r in rs if r.example.action == a] for a in actions} for name, rs in rows.items()}
     section: dict[str, Any] = {"level": 0.95, "resamples": stats.DEFAULT_RESAMPLES, "seed": seed,
                                "clusters": {}, "notes": [], "policies": {}, "references": {}, "differences": []}
@@ -354,33 +352,33 @@ CSV_COLUMNS = ["policy", "game", "round", "seat", "person", "role", "action", "l
                "policy_ratio"]
 
 
-def write_csv(path: Path, rows: dict[str, list[Row]], extras: dict[str, list[Decision]],
-              examples: Sequence[Any]) -> None:
-    """One row per example and policy (or reference); the numbers a policy adds per example (nll) as columns."""
+def csv_rows(rows: dict[str, list[Row]], extras: dict[str, list[Decision]], examples: Sequence[Any]
+             ) -> tuple[list[str], list[list[Any]]]:
+    """The CSV's columns and its rows, one per example and policy (or reference); the numbers a policy adds per
+    example (nll) as columns."""
     extra_keys = sorted({k for ds in extras.values() for d in ds for k in d.extra})
     index = {id(e): i for i, e in enumerate(examples)}
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS + extra_keys)
-        for name, rs in rows.items():
-            for r in rs:
-                e, ft = r.example, r.facts
-                amount = KINDS[e.action].how == AMOUNT
-                ok = r.valid
-                cells = [name, ft.game, ft.round, ft.seat, ft.person, ft.role, e.action, e.line, ft.v_no,
-                         ft.v_project, ft.scale if e.action == REQUEST else None,
-                         ft.scale if e.action == OFFER else None, ft.offer_seen, ft.margin,
-                         int(contested(e, ft)) if e.action == DECISION else None, e.cap, r.human,
-                         r.policy if ok else None, int(ok), None if ok else (r.error or "invalid"),
-                         int(r.policy == r.human) if ok and not amount else (0 if not amount else None),
-                         r.policy - r.human if ok and amount else None,
-                         abs(r.policy - r.human) if ok and amount else None,
-                         int(_within(r)) if ok and amount else None,
-                         r.human / ft.scale if amount and ft.scale else None,
-                         r.policy / ft.scale if ok and amount and ft.scale else None]
-                decision = extras.get(name, [None] * len(examples))[index[id(e)]]
-                cells += [decision.extra.get(k) if decision is not None else None for k in extra_keys]
-                writer.writerow(["" if c is None else c for c in cells])
+    out = []
+    for name, rs in rows.items():
+        for r in rs:
+            e, ft = r.example, r.facts
+            amount = KINDS[e.action].how == AMOUNT
+            ok = r.valid
+            cells = [name, ft.game, ft.round, ft.seat, ft.person, ft.role, e.action, e.line, ft.v_no,
+                     ft.v_project, ft.scale if e.action == REQUEST else None,
+                     ft.scale if e.action == OFFER else None, ft.offer_seen, ft.margin,
+                     int(contested(e, ft)) if e.action == DECISION else None, e.cap, r.human,
+                     r.policy if ok else None, int(ok), None if ok else (r.error or "invalid"),
+                     int(r.policy == r.human) if ok and not amount else (0 if not amount else None),
+                     r.policy - r.human if ok and amount else None,
+                     abs(r.policy - r.human) if ok and amount else None,
+                     int(_within(r)) if ok and amount else None,
+                     r.human / ft.scale if amount and ft.scale else None,
+                     r.policy / ft.scale if ok and amount and ft.scale else None]
+            decision = extras.get(name, [None] * len(examples))[index[id(e)]]
+            cells += [decision.extra.get(k) if decision is not None else None for k in extra_keys]
+            out.append(cells)
+    return CSV_COLUMNS + extra_keys, out
 
 
 # ---------------------------------------------------------------------------------------------------------------
