@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from lib.agents.decisions import Decision
     from lib.agents.transcript import Transcript
     from lib.dataset.examples import GameResult, Sink
@@ -345,9 +347,6 @@ class DataRules(Protocol):
     def probe(self, example: Example) -> None:
         """Read an example as the evaluation will (prompt rebuilt, baseline asked, scored): an exception here is
         a field of a type no reader expects."""
-        ...
-
-
 class RuleDecisions(Protocol):
     """A rule policy's decisions on one game's evaluated examples (lib.dataset.sidecar.Example)."""
 

@@ -374,14 +374,6 @@ def load(path: str | Path) -> tuple[Samples, Any]:
     return voting, market
 
 
-def newest_samples(data_dir: str | Path) -> Path:
-    """The samples handler.py plays by default: the newest empirical_policy.json of the evaluation folders
-    (DATA_DIR/evaluations/*/), else DATA_DIR/empirical_policy.json."""
-    data_dir = Path(data_dir)
-    found = sorted((data_dir / "evaluations").glob(f"*/{PARAMS_FILE}"), key=lambda p: (p.stat().st_mtime, str(p)))
-    return found[-1] if found else data_dir / PARAMS_FILE
-
-
 def playing(path: str | Path, seed: int) -> tuple[EmpiricalPolicy, str]:
     """handler.py --policy empirical: the policy of the saved samples, and the run's first line saying which."""
     voting, market = load(path)
