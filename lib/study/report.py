@@ -426,7 +426,7 @@ def write_report(folder: str | Path, study: Any = None) -> Report:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lib.study.report",
-        description="Write the report (report.md) and its figures into STUDY_DIR from STUDY_DIR/study.sqlite.")
+        description="Write the study report and its figures into STUDY_DIR from STUDY_DIR/study.sqlite.")
     parser.add_argument("study_dir", metavar="STUDY_DIR", help="the study's folder (studies/<name>)")
     parser.add_argument("--study", metavar="FILE", help="the study file: store its compare_with logs as the "
                                                         "reference first, if the store has none")
