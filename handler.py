@@ -61,8 +61,8 @@ from lib.agents.run import DEFAULT_MAX_FALLBACK_SHARE, MAX_SAFETY_MARGIN, UsageE
 from lib.agents.run import choose_policy as choose
 from lib.games import DEFAULT_GAME, game_for, game_types
 from lib.games.protocols import Policy
-from lib.games.voting.rules import ParamError
 from lib.ibex.api import IbexApiError
+from lib.ibex.params import ParamError
 from lib.training.jobrecord import DEFAULT_RECORD_PATH
 from lib.util import redact
 

@@ -67,7 +67,7 @@ from lib.games.protocols import ActionError, Game, NoLongerValid, Policy
 from lib.ibex.api import GameNotFound, IbexApi, IbexApiError
 
 if TYPE_CHECKING:
-    from lib.games.voting.rules import GameParams
+    from lib.ibex.params import GameParams
 
 # The join was refused: the game does not exist or has no free seat (docs/protocol.md section 2).
 _JOIN_REFUSED = re.compile(r"^Game \S+ not found|is full", re.IGNORECASE)

@@ -60,7 +60,7 @@ from lib.ibex.api import IbexApi
 from lib.util import redact
 
 if TYPE_CHECKING:
-    from lib.games.voting.rules import GameParams  # every game's parameters (lib.games.protocols)
+    from lib.ibex.params import GameParams  # every game's parameters (lib.games.protocols)
 
 SPAWN_WAIT = 10.0  # seconds --create --agents-only waits for the server's /spawn-agents call for its game
 DEFAULT_WS_URL = "ws://127.0.0.1:3088"

@@ -13,7 +13,7 @@ from lib.agents import decisions
 from lib.games.protocols import Game
 
 if TYPE_CHECKING:
-    from lib.games.voting.rules import GameParams  # every game's parameters (lib.games.protocols)
+    from lib.ibex.params import GameParams  # every game's parameters (lib.games.protocols)
 
 
 class Progress:

@@ -24,10 +24,10 @@ from typing import Any
 
 from lib.games import DEFAULT_GAME, GAMES, game_for, game_types
 from lib.games.protocols import Game
-from lib.games.voting.rules import MAX_ROUND_COUNT, GameParams, ParamError, parameters_from_dict, parse_parameters
 from lib.ibex import js
 from lib.ibex.api import GameNotFound, IbexApi, short
 from lib.ibex.createparams import LOG_ONLY_KEYS, ROW_TYPES, nested_payload
+from lib.ibex.params import MAX_ROUND_COUNT, GameParams, ParamError, parameters_from_dict, parse_parameters
 
 NOT_STARTED_WAIT = 10.0  # seconds get-recovery may answer "not started" before a game counts as missing
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from lib.agents.transcript import Transcript
     from lib.dataset.examples import GameResult, Sink
     from lib.dataset.sidecar import Example
-    from lib.games.voting.rules import GameParams
+    from lib.ibex.params import GameParams
     from lib.ibex.sessions import SessionsTable
     from lib.localserver.core import CoreGame
 

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - requirements.txt installs it
     orjson = None
 
 from lib.games import UnknownGame, game_for, game_types
-from lib.games.voting.rules import GameParams, ParamError, parse_parameters
+from lib.ibex.params import GameParams, ParamError, parse_parameters
 from lib.util.text import display_path
 
 MESSAGE, PHASE_TIMEOUT = "message", "phase-timeout"

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lib.games.voting.rules import CONDITIONS, DEVELOPER_SEAT, OWNER_SEATS
+from lib.games.voting.rules import DEVELOPER_SEAT, OWNER_SEATS
+from lib.ibex.params import CONDITIONS
 
 THOUSAND = 1000
 
@@ -79,7 +80,7 @@ def generate_sessions(params: Any, n_sessions: int, n_rounds: int, seed: int) ->
     """
     import random
 
-    from lib.games.voting.rules import ROLE_DEVELOPER, ROLE_OWNER
+    from lib.ibex.params import ROLE_DEVELOPER, ROLE_OWNER
 
     rng = random.Random(seed)
 

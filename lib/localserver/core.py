@@ -29,9 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lib.games.voting.rules import GameParams
 from lib.ibex import js
 from lib.ibex.log import LOCAL_SERVER_MARK, RECORDED_BY
+from lib.ibex.params import GameParams
 from lib.ibex.sessions import SessionsTable
 
 log = logging.getLogger("lib.localserver.server")

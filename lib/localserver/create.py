@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib.games import GAMES, UnknownGame, game_for, game_types
-from lib.games.voting.rules import GameParams
 from lib.ibex import js
 from lib.ibex.createparams import stored_rows
+from lib.ibex.params import GameParams
 
 # Game types of the real server (its logics/) that no game here plays: refused before any row is stored, in the
 # local server's words. Any other unknown type fails later, as startGame fails on the real server.

@@ -41,8 +41,8 @@ from websockets.exceptions import ConnectionClosed
 
 from lib.games import DEFAULT_GAME, UnknownGame, game_for, game_types
 from lib.games.protocols import Game
-from lib.games.voting.rules import GameParams, ParamError
 from lib.ibex import js
+from lib.ibex.params import GameParams, ParamError
 from lib.ibex.sessions import SessionsError, SessionsTable, load_sessions, parse_sessions
 from lib.localserver import create as creation
 from lib.localserver.core import CoreGame, new_recovery_code

@@ -41,8 +41,8 @@ def _game_id(data: dict[str, Any]) -> Any:
 
 def tables_from_data(data: Any, source: str, sessions: Any = None) -> LogTables:
     """The rows of a decoded log; `sessions` (a lib.ibex.sessions.SessionsTable) supplies values a log lacks."""
-    from lib.games.voting.rules import ParamError, parse_parameters
     from lib.ibex.log import LogError
+    from lib.ibex.params import ParamError, parse_parameters
 
     if not isinstance(data, dict) or not isinstance(data.get("parameters"), list):
         raise LogTableError(f"{source}: not an IBEX log (no 'parameters' list)")

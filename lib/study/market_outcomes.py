@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib.games.voting.rules import CONDITIONS, ROLE_NAMES, ROLE_SPECULATOR
+from lib.ibex.params import CONDITIONS, ROLE_NAMES, ROLE_SPECULATOR
 from lib.study.outcomes import AMOUNT, RATE, Outcome, OutcomeReport, Relation, surplus_fields
 
 ROUND_COLUMNS = (
@@ -59,7 +59,7 @@ def tables_from_log(data: dict[str, Any], source: str, sessions: Any = None) -> 
     lib.ibex.sessions.SessionsTable or None. Raises ValueError (one line naming `source`) for a log it cannot use."""
     from lib.games.market.examples import _trusted_rounds  # wanted public: the same check the dataset builder trusts
     from lib.games.market.rules import TOTAL_SHARES, round_profit, round_values, seat_layout
-    from lib.games.voting.rules import ParamError, parse_parameters
+    from lib.ibex.params import ParamError, parse_parameters
 
     try:
         params = dict(parse_parameters(data.get("parameters"), where="parameters").values)

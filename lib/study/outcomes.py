@@ -128,7 +128,7 @@ def report_description(game_type: str) -> OutcomeReport | None:
 def shares(gains: dict[int, float], roles: dict[int, int], surplus: float) -> dict[str, float | None]:
     """developer_share and owners_share: each group's gain (profit minus its no-project value) over the surplus;
     empty unless the surplus is positive (a share of a loss, from an inefficient project, means nothing)."""
-    from lib.games.voting.rules import ROLE_DEVELOPER, ROLE_OWNER
+    from lib.ibex.params import ROLE_DEVELOPER, ROLE_OWNER
 
     if surplus <= 0:
         return {"developer_share": None, "owners_share": None}

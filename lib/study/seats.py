@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lib.games.voting.rules import ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER, ROLE_SPECULATOR, SEATS, seat_role
+from lib.games.voting.rules import SEATS, seat_role
+from lib.ibex.params import ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER, ROLE_SPECULATOR
 
 GROUPS = {"developer": ROLE_DEVELOPER, "owners": ROLE_OWNER, "speculators": ROLE_SPECULATOR}
 

@@ -350,7 +350,7 @@ def _values(path: Path, game: str, parameters: dict[str, Any], table: Any) -> Va
 def _check_sessions(path: Path, table_path: Path, ids: tuple[int, ...], game: str,
                     parameters: dict[str, Any]) -> None:
     """Every chosen session has values for every round the parameters play (else a game would fail mid-way)."""
-    from lib.games.voting.rules import GameParams
+    from lib.ibex.params import GameParams
     from lib.ibex.sessions import SessionsError, load_sessions
 
     try:

@@ -26,7 +26,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lib.games.voting.rules import GameParams
+from lib.ibex.params import GameParams
 from lib.ibex.sessions import add_signals, generate_sessions
 
 

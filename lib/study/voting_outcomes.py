@@ -17,19 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib.games.voting.rules import (
-    CONDITIONS,
-    DEVELOPER_SEAT,
-    OWNER_SEATS,
-    PROJECT,
-    ROLE_DEVELOPER,
-    ROLE_NAMES,
-    ROLE_OWNER,
-    compensation,
-    offer_for,
-    seat_role,
-    winner,
-)
+from lib.games.voting.rules import DEVELOPER_SEAT, OWNER_SEATS, compensation, offer_for, seat_role, winner
+from lib.ibex.params import CONDITIONS, PROJECT, ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER
 from lib.study.outcomes import RATE, Outcome, OutcomeReport, Relation, shares, surplus_fields
 
 ROUND_COLUMNS = (

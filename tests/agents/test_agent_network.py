@@ -19,8 +19,9 @@ from websockets.http11 import Response
 from lib.agents.agent import Agent, AgentError, AgentSettings
 from lib.agents.transcript import Transcript, read_transcript
 from lib.games.voting.policy import BaselinePolicy
-from lib.games.voting.rules import SEATS, parameters_from_dict
+from lib.games.voting.rules import SEATS
 from lib.ibex.api import IbexApi
+from lib.ibex.params import parameters_from_dict
 from lib.localserver.server import LocalServer
 from tests.helpers.agent_games import Played, assert_clean_game, sent_by
 from tests.helpers.tlsproxy import Proxy, make_certificate

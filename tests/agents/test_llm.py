@@ -24,8 +24,8 @@ from lib.games.voting.actions import (
     validate_action,
 )
 from lib.games.voting.prompts import build_messages
-from lib.games.voting.rules import parameters_from_dict
 from lib.games.voting.view import PlayerView
+from lib.ibex.params import parameters_from_dict
 from tests.helpers.fakeopenai import MALFORMED_ANSWERS, FakeOpenAI
 from tests.helpers.frames import phase_start, round_start
 

@@ -12,9 +12,9 @@ import pytest
 from lib.agents.realserver import PlayError, Seat, game_of, load_game_parameters, prepare_seats, server_urls
 from lib.games import game_for
 from lib.games.market.play import ui_parameters
-from lib.games.voting.rules import DEFAULT_PARAMETERS
 from lib.ibex.api import IbexApi, Status
 from lib.ibex.createparams import nested_payload, stored_rows
+from lib.ibex.params import DEFAULT_PARAMETERS
 from lib.localserver.server import LocalServer
 from tests.helpers.players import ScriptedPlayer
 

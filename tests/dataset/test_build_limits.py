@@ -98,7 +98,7 @@ def test_absurd_round_counts_are_refused_with_one_line_naming_the_file_and_field
 
 
 def test_absurd_timers_and_value_ranges_are_refused_too():
-    from lib.games.voting.rules import ParamError, parameters_from_dict
+    from lib.ibex.params import ParamError, parameters_from_dict
 
     with pytest.raises(ParamError, match=r"'timer_phase_3' must be at most 86,400 seconds, got 10+52504760"):
         parameters_from_dict({"timer_phase_3": 1e300})

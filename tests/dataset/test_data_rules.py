@@ -16,8 +16,8 @@ from lib.dataset.build import BuildOptions, build_dataset
 from lib.dataset.examples import GameResult, Sink
 from lib.dataset.sidecar import Example, SetError, check_fields, read_set, sidecar_path, state_line
 from lib.games import game_types, register, unregister
-from lib.games.voting.rules import GameParams
 from lib.ibex.log import LogError, parse_log
+from lib.ibex.params import GameParams
 
 SYSTEM = "You toss a coin with friends."
 

@@ -6,7 +6,7 @@ import pytest
 
 from lib.games import GAMES, UnknownGame, game_for, game_types, register, unregister
 from lib.games.protocols import GameDefinition
-from lib.games.voting.rules import ParamError
+from lib.ibex.params import ParamError
 
 
 def test_the_three_ibex_games_are_registered_and_load_by_name():

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lib.games import GAMES, game_for
-from lib.games.voting.rules import ParamError
+from lib.ibex.params import ParamError
 from lib.ibex.sessions import load_sessions
 from lib.localserver.core import CoreGame
 from lib.localserver.server import DEFAULT_SESSIONS

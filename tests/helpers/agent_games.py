@@ -13,7 +13,8 @@ from lib.agents.agent import Agent, AgentSettings
 from lib.agents.decisions import DecisionLog
 from lib.agents.llm import LLMPolicy
 from lib.agents.transcript import Transcript, read_transcript
-from lib.games.voting.rules import SEATS, parameters_from_dict
+from lib.games.voting.rules import SEATS
+from lib.ibex.params import parameters_from_dict
 from lib.localserver.server import LocalServer
 
 FAST = {"timer_phase_1": 0.1, "timer_phase_2": 0.2, "timer_phase_3": 1.5, "timer_phase_4": 1.5,

@@ -12,9 +12,10 @@ from typing import Any
 from lib.dataset.sidecar import header, sidecar_path
 from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST, build_action_required, wire_json
 from lib.games.voting.prompts import build_messages
-from lib.games.voting.rules import parameters_from_dict, seat_role, seat_tag
+from lib.games.voting.rules import seat_role, seat_tag
 from lib.games.voting.sidecar import example_state
 from lib.games.voting.view import PlayerView
+from lib.ibex.params import parameters_from_dict
 from tests.helpers.frames import BOUNDARIES, PLAYERS
 
 CAP = parameters_from_dict().amount_cap()

@@ -10,7 +10,7 @@ from typing import Any
 
 from lib.games import game_for, register, unregister
 from lib.games.protocols import GameDefinition, ServerRules
-from lib.games.voting.rules import GameParams
+from lib.ibex.params import GameParams
 from lib.ibex.sessions import SessionsTable
 from lib.localserver.core import CoreGame
 

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from lib.games.market.view import MarketView
-from lib.games.voting.rules import ROLE_SPECULATOR
+from lib.ibex.params import ROLE_SPECULATOR
 from tests.helpers.paths import FIXTURES
 
 FIXTURE = FIXTURES / "market_seats.json.gz"

@@ -11,9 +11,9 @@ import json
 import pytest
 
 from lib.agents.realserver import create_payload
-from lib.games.voting.rules import DEFAULT_PARAMETERS, parse_parameters
 from lib.ibex import js
 from lib.ibex.createparams import CREATE_ROWS, LOG_ONLY_KEYS, ROW_TYPES, nested_payload, stored_rows
+from lib.ibex.params import DEFAULT_PARAMETERS, parse_parameters
 from tests.helpers.paths import FIXTURES
 
 RECORDED = json.loads((FIXTURES / "create_for_llm" / "real_server_rows.json").read_text())

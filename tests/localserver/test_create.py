@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lib.agents.realserver import create_payload
-from lib.games.voting.rules import parse_parameters
+from lib.ibex.params import parse_parameters
 from lib.localserver.server import LocalServer
 from tests.helpers.games import registered_copy
 from tests.helpers.localserver import codes, http

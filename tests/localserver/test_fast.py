@@ -12,7 +12,7 @@ from typing import Any
 
 from lib.games import game_for
 from lib.games.voting.policy import BaselinePolicy
-from lib.games.voting.rules import parameters_from_dict
+from lib.ibex.params import parameters_from_dict
 from lib.localserver.server import LocalServer
 from tests.helpers import market_runs
 from tests.helpers.agent_games import FAST as VOTING_FAST

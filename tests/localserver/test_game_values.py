@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lib.games.voting.rules import parameters_from_dict
+from lib.ibex.params import parameters_from_dict
 from lib.ibex.sessions import parse_sessions
 from lib.localserver.server import LocalServer
 from lib.study.values import fresh_sessions_table, fresh_table, session_number_of

@@ -580,7 +580,7 @@ def test_standalone_server_reports_a_bad_sessions_file_in_one_line(tmp_path: Pat
 # ---------------------------------------------------------------------------------------------- recorded logs
 
 def test_the_sample_logs_are_complete_games_in_the_real_format() -> None:
-    from lib.games.voting.rules import parse_parameters
+    from lib.ibex.params import parse_parameters
 
     logs = sorted((ROOT / "jsonFiles").glob("*.log.json"))
     formats = []

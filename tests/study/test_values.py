@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lib.games.market.rules import round_signals, round_values, seat_layout
-from lib.games.voting.rules import GameParams, parameters_from_dict
+from lib.ibex.params import GameParams, parameters_from_dict
 from lib.ibex.sessions import parse_sessions
 from lib.study.values import fresh_session, fresh_table
 

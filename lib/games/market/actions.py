@@ -31,7 +31,7 @@ from lib.games.market.prompts import OWN_SHOWN
 from lib.games.market.rules import FUTARCHY, ROLE_KEYS
 from lib.games.market.view import DECLARATION_PHASES, MARKET_PHASE, SPECULATION_PHASES, MarketView
 from lib.games.voting.actions import ActionError, _is_int, answer_json, deadline_fields
-from lib.games.voting.rules import CONDITIONS, ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER, ROLE_SPECULATOR
+from lib.ibex.params import CONDITIONS, ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER, ROLE_SPECULATOR
 from lib.util.text import printable
 
 DECLARE, SPECULATE, TRADE = "declare", "done-speculating", "trade"

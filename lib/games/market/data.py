@@ -8,7 +8,7 @@ from lib.dataset.examples import GameResult, Sink
 from lib.dataset.sidecar import Example
 from lib.games.market import sidecar
 from lib.games.market.examples import KINDS, MarketLog, game_examples
-from lib.games.voting.rules import GameParams
+from lib.ibex.params import GameParams
 from lib.ibex.sessions import SessionsTable
 
 

@@ -49,8 +49,8 @@ from lib.games.market.rules import (
 )
 from lib.games.market.view import MARKET_PHASE, MarketView
 from lib.games.voting.actions import ActionError, wire_json
-from lib.games.voting.rules import ROLE_NAMES, ParamError, parse_parameters
 from lib.ibex.log import LogError
+from lib.ibex.params import ROLE_NAMES, ParamError, parse_parameters
 from lib.ibex.sessions import SessionsTable
 from lib.util.text import printable
 

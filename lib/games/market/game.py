@@ -13,7 +13,7 @@ from lib.games.market.scores import SCORES
 from lib.games.market.seat import MarketSeat
 from lib.games.market.serverrules import MarketServerRules
 from lib.games.protocols import GameDefinition, groups_from_roles
-from lib.games.voting.rules import GameParams
+from lib.ibex.params import GameParams
 
 LAST_PHASE = 9
 

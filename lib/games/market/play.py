@@ -14,8 +14,8 @@ from lib.games.market.policy import MarketBaseline, MarketBaselinePolicy
 from lib.games.market.rules import FUTARCHY, round_profit
 from lib.games.market.view import MarketView
 from lib.games.protocols import Policy, PolicyRefused
-from lib.games.voting.rules import CONDITIONS, GameParams, parse_parameters
 from lib.ibex.createparams import ROW_TYPES
+from lib.ibex.params import CONDITIONS, GameParams, parse_parameters
 
 if TYPE_CHECKING:
     from lib.agents.decisions import Decision

@@ -46,7 +46,7 @@ from lib.games.market.actions import (
 )
 from lib.games.market.rules import ROLE_KEYS
 from lib.games.market.view import MarketView
-from lib.games.voting.rules import CONDITIONS, ROLE_SPECULATOR
+from lib.ibex.params import CONDITIONS, ROLE_SPECULATOR
 
 ROUND_TO = 1000
 DEFAULT_SNIPE_MARGIN = 0.05

@@ -23,7 +23,7 @@ from typing import Any
 
 from lib.games.market.rules import FUTARCHY
 from lib.games.market.view import MarketRound, MarketView
-from lib.games.voting.rules import CONDITIONS, ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER, ROLE_SPECULATOR
+from lib.ibex.params import CONDITIONS, ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER, ROLE_SPECULATOR
 from lib.util.text import printable
 
 CONDITION_NAMES = {c["id"]: c["name"] for c in CONDITIONS}

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib.games.market.book import js_json, js_str
-from lib.games.voting.rules import CONDITIONS, ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR
+from lib.ibex.params import CONDITIONS, ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR
 
 HARBERGER, FUTARCHY = "harberger", "futarchy"
 GAME_TYPES = (HARBERGER, FUTARCHY)

@@ -40,7 +40,7 @@ from lib.games.market.actions import (
 from lib.games.market.policy import MarketBaseline, MarketBaselinePolicy
 from lib.games.market.view import MarketView, apply_status
 from lib.games.protocols import ActionError, Cadence, NoLongerValid, Obey, Policy, Resynced
-from lib.games.voting.rules import ROLE_NAMES, GameParams
+from lib.ibex.params import ROLE_NAMES, GameParams
 
 # Below this much time before the market's end (minus the safety margin) no trading decision starts: lib.agents.llm
 # makes no model call with less than its MIN_CALL_SECONDS (0.2 s) left (tests check this is not below it).

@@ -26,8 +26,8 @@ from typing import Any
 
 from lib.games.market import rules as mg
 from lib.games.market.book import Market, listed_conditions_rule, winning_condition_rule
-from lib.games.voting.rules import CONDITIONS, ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR, GameParams
 from lib.ibex import js
+from lib.ibex.params import CONDITIONS, ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR, GameParams
 from lib.ibex.sessions import SessionsTable
 from lib.localserver.core import ADJECTIVES, ANIMALS, Conn, CoreGame, GameFrozen, Seat, _has_apostrophe
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lib.games.market.server import IDLE_PHASES, TIMER_ONLY_PHASES, MarketGame, market_parameters
-from lib.games.voting.rules import GameParams, parameters_from_dict
+from lib.ibex.params import GameParams, parameters_from_dict
 from lib.ibex.sessions import SessionsTable
 
 

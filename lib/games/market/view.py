@@ -30,8 +30,8 @@ from types import MappingProxyType
 from typing import Any
 
 from lib.games.market.rules import FUTARCHY, HARBERGER
-from lib.games.voting.rules import ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR
 from lib.games.voting.view import SEAT_EVENT_HANDLERS
+from lib.ibex.params import ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR
 
 CONDITION_IDS = (0, 1)  # No Project, Project; the third slot (project B) is never used
 DECLARATION_PHASES = (2, 7)

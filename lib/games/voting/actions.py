@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lib.games.protocols import ActionError as ActionError  # every game's checks raise the one the agent catches
-from lib.games.voting.rules import CHAT_PHASES, PHASES, ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER, SEATS
+from lib.games.voting.rules import CHAT_PHASES, PHASES, SEATS
 from lib.games.voting.view import PlayerView
+from lib.ibex.params import ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER
 
 REQUEST, OFFER, DECISION, CHAT = (
     "compensation-request",

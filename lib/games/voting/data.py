@@ -8,8 +8,9 @@ from lib.dataset.examples import GameResult, Sink
 from lib.dataset.sidecar import Example
 from lib.games.voting import examples, sidecar
 from lib.games.voting.actions import SPECS
-from lib.games.voting.rules import LAST_PHASE, SEATS, GameParams
+from lib.games.voting.rules import LAST_PHASE, SEATS
 from lib.ibex.log import IbexLog, checked_log
+from lib.ibex.params import GameParams
 from lib.ibex.sessions import SessionsTable
 
 

@@ -68,8 +68,9 @@ from lib.games.voting.policy import (
     own_values,
     owner_request,
 )
-from lib.games.voting.rules import NO_PROJECT, PROJECT, SEATS
+from lib.games.voting.rules import SEATS
 from lib.games.voting.view import PlayerView
+from lib.ibex.params import NO_PROJECT, PROJECT
 
 PARAMS_FILE = "empirical_policy.json"
 DRAWS = 50  # seeded draws per decision for the expected error: enough for a stable mean, cheap on every set

@@ -42,17 +42,11 @@ from lib.games.voting.actions import (
 from lib.games.voting.prompts import system_prompt, user_prompt_lines
 from lib.games.voting.rules import (
     CHAT_PHASES,
-    CONDITIONS,
     DEVELOPER_SEAT,
     LAST_PHASE,
-    ROLE_NAMES,
-    ROLE_OWNER,
     SEATS,
-    GameParams,
-    ParamError,
     compensation,
     offer_for,
-    parameters_from_dict,
     seat_role,
     seat_tag,
     winner,
@@ -60,6 +54,7 @@ from lib.games.voting.rules import (
 from lib.games.voting.sidecar import example_state
 from lib.games.voting.view import EVENT_HANDLERS, PlayerView, apply_to_all
 from lib.ibex.log import MESSAGE, IbexLog, LogError
+from lib.ibex.params import CONDITIONS, ROLE_NAMES, ROLE_OWNER, GameParams, ParamError, parameters_from_dict
 from lib.ibex.sessions import SessionsTable
 from lib.util.text import printable
 

@@ -35,7 +35,8 @@ from lib.evaluation.scores import AMOUNT, CHOICE, INVALID, Decision, action_orde
 from lib.games.voting.actions import DECISION, OFFER, REQUEST
 from lib.games.voting.kinds import KINDS
 from lib.games.voting.policy import current_offer
-from lib.games.voting.rules import NO_PROJECT, OWNER_SEATS, PROJECT, ROLE_NAMES
+from lib.games.voting.rules import OWNER_SEATS
+from lib.ibex.params import NO_PROJECT, PROJECT, ROLE_NAMES
 
 LOO_PREFIX = "out of sample: "
 NOT_APPLICABLE = "not this reference's action type"

@@ -44,7 +44,8 @@ from lib.games.voting.policy import (
     _amount,
     current_offer,
 )
-from lib.games.voting.rules import NO_PROJECT, OWNER_SEATS, PROJECT
+from lib.games.voting.rules import OWNER_SEATS
+from lib.ibex.params import NO_PROJECT, PROJECT
 
 PARAMS_FILE = "fitted_policy.json"
 BASELINE = {"markup": DEFAULT_MARKUP, "offer_share": DEFAULT_OFFER_SHARE, "vote_threshold": DEFAULT_VOTE_THRESHOLD}

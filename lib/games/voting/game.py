@@ -9,17 +9,11 @@ from lib.games.protocols import GameDefinition, groups_from_roles
 from lib.games.voting.answers import ANSWERS
 from lib.games.voting.data import DATA
 from lib.games.voting.play import PLAY
-from lib.games.voting.rules import (
-    DEFAULT_PARAMETERS,
-    LAST_PHASE,
-    SEATS,
-    GameParams,
-    parameters_from_dict,
-    seat_role,
-)
+from lib.games.voting.rules import LAST_PHASE, SEATS, seat_role
 from lib.games.voting.scores import SCORES
 from lib.games.voting.seat import SEAT
 from lib.games.voting.serverrules import VotingServerRules
+from lib.ibex.params import DEFAULT_PARAMETERS, GameParams, parameters_from_dict
 
 
 class VotingRules:

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 from lib.games.protocols import Policy, PolicyRefused
 from lib.games.voting.actions import DECISION, OFFER, REQUEST
 from lib.games.voting.policy import BaselinePolicy
-from lib.games.voting.rules import CONDITIONS, PHASES, PROJECT, SEATS, GameParams, seat_tag
+from lib.games.voting.rules import PHASES, SEATS, seat_tag
 from lib.games.voting.view import PlayerView
+from lib.ibex.params import CONDITIONS, PROJECT, GameParams
 
 if TYPE_CHECKING:
     from lib.agents.decisions import Decision

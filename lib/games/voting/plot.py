@@ -17,7 +17,8 @@ from lib.dataset.sidecar import Example
 from lib.evaluation.scores import Decision
 from lib.games.voting.actions import DECISION, OFFER, REQUEST
 from lib.games.voting.kinds import KINDS
-from lib.games.voting.rules import NO_PROJECT, OWNER_SEATS, PROJECT
+from lib.games.voting.rules import OWNER_SEATS
+from lib.ibex.params import NO_PROJECT, PROJECT
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 

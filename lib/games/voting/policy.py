@@ -37,16 +37,9 @@ from typing import Any
 from lib.agents.transcript import Transcript
 from lib.games.protocols import Policy as Policy  # the agent's, whatever the game; kept importable from here
 from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST, validate_action
-from lib.games.voting.rules import (
-    NO_PROJECT,
-    OWNER_SEATS,
-    PROJECT,
-    ROLE_DEVELOPER,
-    SEATS,
-    GameParams,
-    parameters_from_dict,
-)
+from lib.games.voting.rules import OWNER_SEATS, SEATS
 from lib.games.voting.view import PlayerView
+from lib.ibex.params import NO_PROJECT, PROJECT, ROLE_DEVELOPER, GameParams, parameters_from_dict
 
 ROUND_TO = 1000
 DEFAULT_MARKUP = 0.10

@@ -14,8 +14,9 @@ import json
 from json.encoder import encode_basestring
 from typing import Any
 
-from lib.games.voting.rules import CONDITIONS, NO_PROJECT, PHASES, PROJECT, ROLE_DEVELOPER, ROLE_NAMES
+from lib.games.voting.rules import PHASES
 from lib.games.voting.view import PlayerView, RoundRecord
+from lib.ibex.params import CONDITIONS, NO_PROJECT, PROJECT, ROLE_DEVELOPER, ROLE_NAMES
 from lib.util.text import printable
 
 CONDITION_NAMES = {cond["id"]: cond["name"] for cond in CONDITIONS}

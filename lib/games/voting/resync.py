@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST
-from lib.games.voting.rules import CHAT_PHASES, LAST_PHASE, ROLE_DEVELOPER, ROLE_OWNER
+from lib.games.voting.rules import CHAT_PHASES, LAST_PHASE
 from lib.games.voting.view import PlayerView
+from lib.ibex.params import ROLE_DEVELOPER, ROLE_OWNER
 
 READY = "player-is-ready"
 

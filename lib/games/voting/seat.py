@@ -28,8 +28,8 @@ from lib.games.voting.actions import (
 )
 from lib.games.voting.policy import BaselinePolicy, amount_cap, fallback_action
 from lib.games.voting.resync import apply_resync
-from lib.games.voting.rules import ROLE_NAMES, GameParams
 from lib.games.voting.view import PlayerView
+from lib.ibex.params import ROLE_NAMES, GameParams
 
 # Acknowledgements of our own actions: the server has them.
 ACKS = {"compensation-request-received": "compensation-request", "compensation-offer-received": "compensation-offer",

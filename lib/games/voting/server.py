@@ -18,20 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lib.games.voting.rules import (
-    CONDITIONS,
-    DEVELOPER_SEAT,
-    LAST_PHASE,
-    OWNER_SEATS,
-    ROLE_DEVELOPER,
-    ROLE_OWNER,
-    SEATS,
-    GameParams,
-    seat_role,
-    seat_tag,
-    winner,
-)
+from lib.games.voting.rules import DEVELOPER_SEAT, LAST_PHASE, OWNER_SEATS, SEATS, seat_role, seat_tag, winner
 from lib.ibex import js
+from lib.ibex.params import CONDITIONS, ROLE_DEVELOPER, ROLE_OWNER, GameParams
 from lib.ibex.sessions import SessionsTable
 from lib.localserver.core import (  # noqa: F401 (re-exported: callers import them from here)
     ADJECTIVES,

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lib.games.voting.rules import CONDITIONS, LAST_PHASE, GameParams, parameters_from_dict
+from lib.games.voting.rules import LAST_PHASE
 from lib.games.voting.server import PHASE_HANDLERS, Game
 from lib.ibex import js
+from lib.ibex.params import CONDITIONS, GameParams, parameters_from_dict
 from lib.ibex.sessions import SessionsTable
 
 # The seats the local game lays out: (developers.count, owners.count, speculators.count).

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from lib.games.voting.rules import CHAT_PHASES, DEVELOPER_SEAT, ROLE_DEVELOPER, ROLE_OWNER, seat_role, seat_tag
+from lib.games.voting.rules import CHAT_PHASES, DEVELOPER_SEAT, seat_role, seat_tag
+from lib.ibex.params import ROLE_DEVELOPER, ROLE_OWNER
 
 
 @dataclass

@@ -16,7 +16,7 @@ from lib.games.market.actions import (
     validate_market_action,
 )
 from lib.games.market.policy import MarketBaseline, baseline_declaration, baseline_snipes, zic_trade
-from lib.games.voting.rules import ROLE_OWNER
+from lib.ibex.params import ROLE_OWNER
 from tests.helpers.market_views import GAMES, market_view, recorded_games, replay
 
 

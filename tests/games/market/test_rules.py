@@ -47,7 +47,7 @@ from lib.games.market.rules import (
     tax_income,
     total_profit,
 )
-from lib.games.voting.rules import ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR, parse_parameters
+from lib.ibex.params import ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR, parse_parameters
 from tests.helpers.paths import FIXTURES
 
 RECORDED = {name: game for fixture in ("market_replay.json", "market_probes.json")

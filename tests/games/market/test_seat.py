@@ -12,7 +12,7 @@ from lib.games.market.policy import MarketBaseline, MarketBaselinePolicy
 from lib.games.market.seat import MIN_TRADE_SECONDS, MarketSeat
 from lib.games.market.view import MarketView
 from lib.games.protocols import NoLongerValid
-from lib.games.voting.rules import ROLE_OWNER, ROLE_SPECULATOR
+from lib.ibex.params import ROLE_OWNER, ROLE_SPECULATOR
 
 
 def speculator(phase: int = 6) -> MarketView:

@@ -35,7 +35,7 @@ from lib.games.market.policy import zic_trade
 from lib.games.market.prompts import build_market_messages
 from lib.games.market.view import MarketView
 from lib.games.voting.actions import ActionError
-from lib.games.voting.rules import ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR
+from lib.ibex.params import ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR
 from tests.helpers.market_views import GAMES, market_view, new_view, order, recorded_games, replay
 
 KIND_OF = {"declare": DECLARE, "done-speculating": SPECULATE, "post-order": TRADE, "cancel-order": TRADE,

@@ -7,8 +7,8 @@ from typing import Any
 
 from lib.dataset.examples import GameResult, Sink
 from lib.dataset.sidecar import Example
-from lib.games.voting.rules import GameParams
 from lib.ibex.log import IbexLog, checked_log
+from lib.ibex.params import GameParams
 from lib.ibex.sessions import SessionsTable
 from tests.games.ultimatum import examples, sidecar
 from tests.games.ultimatum.actions import OFFER, RESPONSE

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lib.games.protocols import Policy, PolicyRefused
-from lib.games.voting.rules import GameParams
+from lib.ibex.params import GameParams
 from tests.games.ultimatum.policy import Baseline
 from tests.games.ultimatum.rules import PHASES, PROPOSAL_PHASE, RESPONSE_PHASE, SEATS
 

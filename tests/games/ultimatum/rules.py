@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lib.games.protocols import groups_from_roles
-from lib.games.voting.rules import GameParams, ParamError
+from lib.ibex.params import GameParams, ParamError
 
 NAME = "ultimatum"
 ROLE_PROPOSER, ROLE_RESPONDER = 2, 3  # lib.games.protocols.GROUP_ROLES: developer, owners

@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 from lib.games.protocols import Obey, Policy, Resynced
-from lib.games.voting.rules import GameParams
+from lib.ibex.params import GameParams
 from tests.games.ultimatum import actions
 from tests.games.ultimatum.actions import OFFER, RESPONSE
 from tests.games.ultimatum.policy import Baseline, baseline_action

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lib.games.voting.rules import GameParams
 from lib.ibex import js
+from lib.ibex.params import GameParams
 from lib.ibex.sessions import SessionsTable
 from lib.localserver.core import Conn, CoreGame, Seat
 from tests.games.ultimatum.actions import OFFER, RESPONSE, check

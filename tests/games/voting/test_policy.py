@@ -10,8 +10,8 @@ import pytest
 from lib.agents.transcript import REDACTED, Transcript, read_transcript
 from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST, ActionError, validate_action
 from lib.games.voting.policy import BaselinePolicy, amount_cap, baseline_action, fallback_action
-from lib.games.voting.rules import parameters_from_dict
 from lib.games.voting.view import PlayerView
+from lib.ibex.params import parameters_from_dict
 from tests.helpers.frames import BOUNDARIES, event, phase_start, round_start
 
 T0 = 1795624173543

@@ -6,9 +6,9 @@ import pytest
 
 from lib.games import game_for
 from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST
-from lib.games.voting.rules import ROLE_DEVELOPER, ROLE_OWNER
 from lib.games.voting.seat import SEAT
 from lib.games.voting.view import PlayerView
+from lib.ibex.params import ROLE_DEVELOPER, ROLE_OWNER
 
 
 def owner(phase: int) -> PlayerView:

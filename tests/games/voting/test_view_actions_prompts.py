@@ -20,8 +20,8 @@ from lib.games.voting.actions import (
     validate_action,
 )
 from lib.games.voting.prompts import build_messages
-from lib.games.voting.rules import parameters_from_dict
 from lib.games.voting.view import PlayerView, apply_to_all
+from lib.ibex.params import parameters_from_dict
 from tests.helpers.frames import PLAYERS, event, phase_start, round_start
 
 CAP = parameters_from_dict().amount_cap()
