@@ -164,6 +164,7 @@ class Agent:
         self._repeat_started = 0.0
         self._repeat_task: asyncio.Task[None] | None = None
         self._seat_lookup: asyncio.Task[None] | None = None
+        self._seat_lookup_over = False  # the status lookup of the seat's number answered (or failed)
         # The view may be acted on: False from a lost connection until the rejoin's resync has run, so no decision
         # starts from a view that misses what happened meanwhile, and none is counted as sent on a dead socket.
         self._synced = not resume
@@ -428,6 +429,9 @@ class Agent:
             self._set_timer_at = time.monotonic()
         view.apply(frame)
         self._note_join(frame)
+        if (self._seat_lookup is None and self._join_confirmed and self.api is not None
+                and self.seat.seat_lookup(view)):
+            self._seat_lookup = self._spawn(self._find_seat())
         acked = self.seat.acknowledged(frame)
         if acked is not None:
             self._acked.add((view.round, view.phase, acked))
@@ -440,9 +444,6 @@ class Agent:
         self._consider()
         if view.game_over and not over_before:
             self._tell_phase()
-        if (self._seat_lookup is None and self._join_confirmed and self.api is not None
-                and self.seat.seat_lookup(view)):
-            self._seat_lookup = self._spawn(self._find_seat())
 
     async def _find_seat(self) -> None:
         """The seat's number from GET /games/status, for a game whose frames do not say it (SeatRules.seat_lookup)."""
@@ -452,9 +453,18 @@ class Agent:
         except IbexApiError as exc:
             self.transcript.write("meta", event="seat lookup failed", error=str(exc))
             return
-        if self.seat.learn_seat(self.view, status.game_data or {}):
-            self.transcript.write("meta", event="seat known", number=self.view.number)
+        else:
+            if self.seat.learn_seat(self.view, status.game_data or {}):
+                self.transcript.write("meta", event="seat known", number=self.view.number)
+        finally:
+            # Decisions waited for this answer (_seat_awaited); a failed lookup must not hold them any longer.
+            self._seat_lookup_over = True
             self._consider()
+
+    def _seat_awaited(self) -> bool:
+        """The seat's number is still being looked up (SeatRules.seat_lookup): a decision taken now would be
+        recorded without its seat, so it waits for the lookup (which takes one REST round trip)."""
+        return self.api is not None and not self._seat_lookup_over and self.seat.seat_lookup(self.view)
 
     def _note_join(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
@@ -534,8 +544,8 @@ class Agent:
         """Start the decision the seat owes now: once per round, phase and action, or, for a decision the game
         repeats (SeatRules.cadence), again when the view has changed since the last one started."""
         view = self.view
-        if not self._synced:
-            return  # the rejoin's resync calls again when it is done
+        if not self._synced or self._seat_awaited():
+            return  # the rejoin's resync, or the seat lookup, calls again when it is done
         wire_type = self.seat.due(view, chat=self.settings.chat)
         if wire_type is None:
             return
