@@ -36,9 +36,11 @@ dataset builder uses) and reacts; it never waits for a model. Decisions run as s
 Network (docs/protocol.md sections 2 and 4): a lost connection is reconnected with backoff (`reconnect_delays`: one
 pause per attempt, so the attempts are bounded and a server that stays away ends the agent with an AgentError
 that says so), the seat is rejoined with the same recovery code, and, because the server replays nothing, the
-view is resynced from GET /games/status (SeatRules.resync). An action owed in the current phase is then still
-delivered: the server's snapshot says what it already has; an answer chosen but not delivered is sent again when
-the game says a repeat is safe (SeatRules.resend), an answer not chosen yet is decided. The game ends at
+view is resynced from GET /games/status (SeatRules.resync); until then no decision starts (the view misses what
+happened meanwhile), and an answer that comes back meanwhile is recorded as not sent, never as sent on a dead
+socket. An action owed in the current phase is then still delivered: the server's snapshot says what it already
+has; an answer chosen but not delivered is sent again when the game says a repeat is safe (SeatRules.resend), an
+answer not chosen yet is decided. The game ends at
 game-over, or with an AgentError naming the reason when the server says the game is gone. Error frames from the
 server are written to the transcript ("server-error") and change nothing else.
 
@@ -162,6 +164,10 @@ class Agent:
         self._repeat_started = 0.0
         self._repeat_task: asyncio.Task[None] | None = None
         self._seat_lookup: asyncio.Task[None] | None = None
+        self._seat_lookup_over = False  # the status lookup of the seat's number answered (or failed)
+        # The view may be acted on: False from a lost connection until the rejoin's resync has run, so no decision
+        # starts from a view that misses what happened meanwhile, and none is counted as sent on a dead socket.
+        self._synced = not resume
         transcript.add_secret(recovery)
 
     # ------------------------------------------------------------------ lifecycle
@@ -214,6 +220,7 @@ class Agent:
             if reason != "connection closed" or self.view.game_over or self._gone:
                 return "game-over" if self.view.game_over else reason
             self.reconnects += 1
+            self._synced = False
             self.transcript.write("meta", event="connection lost; reconnecting", round=self.view.round,
                                   phase=self.view.phase, reconnects=self.reconnects)
 
@@ -373,6 +380,7 @@ class Agent:
         safe (SeatRules.resend); decide what is still owed. `snapshot`: `acted` comes from the server's status
         snapshot."""
         view = self.view
+        self._synced = True
         if view.phase == 0 and not view.ready_acked and (self._ready_task is None or self._ready_task.done()):
             self._start_ready(delay=0.0)
         for key, message in list(self._chosen.items()):
@@ -421,6 +429,9 @@ class Agent:
             self._set_timer_at = time.monotonic()
         view.apply(frame)
         self._note_join(frame)
+        if (self._seat_lookup is None and self._join_confirmed and self.api is not None
+                and self.seat.seat_lookup(view)):
+            self._seat_lookup = self._spawn(self._find_seat())
         acked = self.seat.acknowledged(frame)
         if acked is not None:
             self._acked.add((view.round, view.phase, acked))
@@ -433,9 +444,6 @@ class Agent:
         self._consider()
         if view.game_over and not over_before:
             self._tell_phase()
-        if (self._seat_lookup is None and self._join_confirmed and self.api is not None
-                and self.seat.seat_lookup(view)):
-            self._seat_lookup = self._spawn(self._find_seat())
 
     async def _find_seat(self) -> None:
         """The seat's number from GET /games/status, for a game whose frames do not say it (SeatRules.seat_lookup)."""
@@ -445,9 +453,18 @@ class Agent:
         except IbexApiError as exc:
             self.transcript.write("meta", event="seat lookup failed", error=str(exc))
             return
-        if self.seat.learn_seat(self.view, status.game_data or {}):
-            self.transcript.write("meta", event="seat known", number=self.view.number)
+        else:
+            if self.seat.learn_seat(self.view, status.game_data or {}):
+                self.transcript.write("meta", event="seat known", number=self.view.number)
+        finally:
+            # Decisions waited for this answer (_seat_awaited); a failed lookup must not hold them any longer.
+            self._seat_lookup_over = True
             self._consider()
+
+    def _seat_awaited(self) -> bool:
+        """The seat's number is still being looked up (SeatRules.seat_lookup): a decision taken now would be
+        recorded without its seat, so it waits for the lookup (which takes one REST round trip)."""
+        return self.api is not None and not self._seat_lookup_over and self.seat.seat_lookup(self.view)
 
     def _note_join(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
@@ -527,6 +544,8 @@ class Agent:
         """Start the decision the seat owes now: once per round, phase and action, or, for a decision the game
         repeats (SeatRules.cadence), again when the view has changed since the last one started."""
         view = self.view
+        if not self._synced or self._seat_awaited():
+            return  # the rejoin's resync, or the seat lookup, calls again when it is done
         wire_type = self.seat.due(view, chat=self.settings.chat)
         if wire_type is None:
             return
@@ -554,6 +573,8 @@ class Agent:
         view = self.view
         if (view.round, view.phase) != (round_number, phase) or view.game_over or self.seat.phase_closing(view):
             return
+        if not self._synced:
+            return  # the connection was lost meanwhile: the rejoin's resync starts the next one (_after_rejoin)
         left = self._deadline()[0] - self.settings.safety_margin - time.monotonic()
         if left < cadence.min_seconds:
             # The phase is about to end: no new decision (and so no fallback) starts now.
@@ -717,9 +738,21 @@ class Agent:
         if checked is None:
             record(message, detail=refusal)
             return
+        # Kept to re-send after a rejoin where the game says a repeat is safe (SeatRules.resend).
         self._chosen[key] = checked
-        record(checked, detail=detail, sent=True)
-        await self._send(checked, source=source, made_by=made_by)
+        if not self._synced:
+            # The connection was lost while the policy thought: nothing goes out on a dead socket, nor before the
+            # rejoin's resync says what the server has.
+            lost = "not sent: the connection was lost"
+            self.transcript.write("meta", event=lost, wire_type=wire_type, round=key[0], phase=key[1], action=checked)
+            record(checked, detail=f"{detail}; {lost}" if detail else lost)
+            return
+        went = False
+        try:
+            went = await self._send(checked, source=source, made_by=made_by)
+        finally:  # recorded even when cancelled mid-send, and as sent only when it went out on the socket
+            record(checked, detail=detail if went else f"{detail}; not sent: the connection closed" if detail
+                   else "not sent: the connection closed", sent=went)
 
     def _stale_reason(self, key: Key) -> str | None:
         """Why an answer decided for `key` may no longer go out (None: it may)."""
@@ -762,21 +795,23 @@ class Agent:
 
     # ------------------------------------------------------------------ frames out
 
-    async def _send(self, message: dict[str, Any], **note: Any) -> None:
+    async def _send(self, message: dict[str, Any], **note: Any) -> bool:
+        """Send one wire message on the current socket; False when it did not go out."""
         ws = self._ws
         if ws is None:
-            return
+            return False
         try:
             await ws.send(_WIRE_JSON.encode(message))
         except ConnectionClosed:
             # Kept in _chosen when it is an action: re-sent after the rejoin if the server does not have it.
             self.transcript.write("meta", event="send failed: connection closed", msg=message)
-            return
+            return False
         if isinstance(message.get("type"), str):
             self._delivered.add((self.view.round, self.view.phase, message["type"]))
         self.view.apply_sent(message)
         self.sent.append(message)
         self.transcript.write("send", msg=message, **note)
+        return True
 
 
 async def run_agent(ws_url: str, game_id: int, recovery: str, policy: Policy, transcript: Transcript, *,

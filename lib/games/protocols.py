@@ -213,7 +213,8 @@ class SeatRules(Protocol):
         ...
 
     def seat_lookup(self, view: Any) -> bool:
-        """The frames do not say which seat this is: read it from GET /games/status once joined."""
+        """The frames do not say which seat this is: read it from GET /games/status once joined (the agent's
+        decisions wait for that answer)."""
         ...
 
     def learn_seat(self, view: Any, game_data: dict[str, Any]) -> bool:

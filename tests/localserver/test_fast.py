@@ -104,14 +104,15 @@ def test_a_harberger_game_makes_the_same_decisions_in_fast_mode_without_waiting_
             assert agent.view.game_over and agent.view.warnings == []
             assert all(rec.refusals == [] for rec in agent.view.rounds.values())
         logs.append(recorded)
-        # Declarations and snipes; the market's orders depend on timing in either mode (its timer stays). By agent
-        # (agent k has seat k): a speculator learns its seat number from GET /games/status, which may answer after
-        # its first snipes when the presentation phase ends at once, leaving that row's seat empty.
-        tables.append(sorted((r["round"], r["phase"], r["agent"], r["action_type"], r["action"], r["made_by"])
+        # Declarations and snipes; the market's orders depend on timing in either mode (its timer stays). By seat:
+        # a speculator learns its number from GET /games/status, and its first snipe waits for it even when the
+        # presentation phase ends at once.
+        tables.append(sorted((r["round"], r["phase"], r["seat"], r["action_type"], r["action"], r["made_by"])
                              for r in decisions(tmp_path / mode / "decisions.csv")
                              if r["action_type"] in ("declare", "done-speculating")))
     normal, fast = logs
     assert tables[0] == tables[1] and len(tables[0]) == 24
+    assert sorted({row[2] for row in tables[1]}, key=int) == [str(n) for n in range(1, 13)]  # no row lacks its seat
     assert sequence(fast) == sequence(normal)
     assert {(1, n) for n in (1, 4, 6, 9)} <= set(sequence(fast)[1])
     for idle in (4, 9):

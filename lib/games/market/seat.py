@@ -19,8 +19,9 @@
 - After a reconnection, only a declaration the server did not acknowledge is sent again: a second
   `done-speculating` would count twice (docs/protocol.md section 14) and an order may already be in the book.
 - The seat: the market games' `assign-role` names none. Owners and the developer read it from their lot
-  (`property.owner`); speculators get it from GET /games/status after joining when the agent has the REST client,
-  else from their first trade (the view infers it).
+  (`property.owner`); speculators get it from GET /games/status after joining when the agent has the REST client
+  (their decisions wait for that answer, so every row of the decisions table names the seat, even when the first
+  phase ends at once in the local server's fast mode), else from their first trade (the view infers it).
 """
 
 from __future__ import annotations

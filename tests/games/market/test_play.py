@@ -10,6 +10,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -186,27 +187,39 @@ def test_the_ready_race_at_a_round_start_is_survived(tmp_path):
 
 def test_a_connection_cut_during_the_market_is_rejoined_and_resynced(tmp_path):
     """Seat 9 loses its connection in the middle of the market: it rejoins, takes the books and its wallet from
-    the status snapshot, goes on trading, and its wallet at the end is the one the server settled."""
+    the status snapshot, goes on trading, and its wallet at the end is the one the server settled.
+
+    The cut comes when the server has seat 9's first order of the market (an event, not a pause that a loaded
+    machine stretches). Twelve seats trading every 0.1 s in one event loop saturate a loaded machine, whose
+    replies then lag by seconds: at 3 s, a cut 0.8 s in left the rejoined seat no time to trade. Trading every
+    0.5 s in a 6 s market leaves the rejoin, the resync and the trading after it seconds to spare even when
+    every line runs several times slower."""
     async def scenario():
         async with LocalServer(records_dir=tmp_path, sessions=SESSIONS, strict=True) as server, \
                 Proxy(server.ws_port) as flaky:
             async def cut(game_id: int) -> None:
                 game = server.game(game_id)
-                while game.phase != 6:
+                while not (game.phase == 6 and any(
+                        e.get("type") == "message" and e.get("number") == 9
+                        and e["content"].get("type") == "post-order" for e in game.log)):
                     await asyncio.sleep(0.01)
-                await asyncio.sleep(0.8)
                 await flaky.outage(0.4)
 
-            return await play(tmp_path, server, "harberger", during=cut,
+            return await play(tmp_path, server, "harberger", during=cut, overrides={"timer_phase_6": 6.0},
+                              trade_interval=0.5,
                               ws_url=lambda k: f"ws://127.0.0.1:{flaky.port}" if k == 9 else server.ws_url)
 
-    agents, _ = asyncio.run(scenario())
+    agents, table = asyncio.run(scenario())
     assert_clean(agents)
     seat9 = read_transcript(agents[8].transcript.path)
     resyncs = [r for r in seat9 if r["kind"] == "resync"]
     assert agents[8].reconnects == 1 and resyncs and resyncs[0]["phase"] == 6
     after = seat9[seat9.index(resyncs[0]):]
     assert any(r["kind"] == "send" and r["msg"].get("type") in ("post-order", "cancel-order") for r in after)
+    # No decision is labelled sent that never went out (one decided while the socket was down is "not sent").
+    went_out = Counter(json.dumps(r["msg"], separators=(",", ":")) for r in seat9 if r["kind"] == "send")
+    labelled = Counter(r["action"] for r in decisions(table) if r["agent"] == "agent9" and r["sent"] == "yes")
+    assert labelled and labelled <= went_out
 
 
 def test_handler_local_plays_both_market_games_and_prints_each_round(tmp_path):
