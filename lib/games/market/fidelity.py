@@ -67,10 +67,10 @@ def items(examples: Sequence[Any], made: Sequence[Any], answers: dict[int, Any])
         if m.view is None or m.action_type not in out or id(m.view) not in answers:
             continue
         answer = _valid(answers[id(m.view)], m.view, KIND[m.action_type])
-        human = json.loads(m.messages[2]["content"])
+        recorded = json.loads(m.messages[2]["content"])
         person = f"{e.game}/{m.seat}"
         if m.action_type == "declare":
-            values, d_h = m.state.get("values"), human.get("declaration") or []
+            values, d_h = m.state.get("values"), recorded.get("declaration") or []
             if values is None:
                 continue
             for c in (0, 1):
@@ -79,14 +79,14 @@ def items(examples: Sequence[Any], made: Sequence[Any], answers: dict[int, Any])
                     mine = None if answer is None else answer["declaration"][c] / values[c]
                     out["declare"].append(Item((i, c, -1), person, e.game, "", h / values[c], mine))
         elif m.action_type == SNIPES:
-            chosen_h = human.get("snipe") or []
+            chosen_h = recorded.get("snipe") or []
             for c in snipe_conditions(m.view):
                 sniped = chosen_h[c] if len(chosen_h) > c and isinstance(chosen_h[c], list) else []
                 for lot in m.view.lot_ids():
                     mine = None if answer is None else float(lot in answer["snipe"][c])
                     out[SNIPES].append(Item((i, c, lot), person, e.game, "", float(lot in sniped), mine))
         else:
-            o_h, signals = human.get("order") or {}, m.state.get("signals")
+            o_h, signals = recorded.get("order") or {}, m.state.get("signals")
             c = o_h.get("condition")
             s = signals[c] if isinstance(signals, list) and c in (0, 1) else None
             if (not isinstance(s, int | float) or not s or not isinstance(o_h.get("price"), int | float)

@@ -1,19 +1,20 @@
 """How human-like a policy is on the market games' decisions, scored on the examples of lib/games/market/examples.py.
 
 Each example holds the seat's view when it decided; the policy decides on that view (`decide(view, kind)`, its
-answer checked as at play time, strict) and is compared with what the human sent. What is comparable is scored:
+answer checked as at play time, strict) and is compared with what the recorded player sent (the report's keys say
+`human_*` for that side, and the table "the recorded players": see MARKET_WARNING). What is comparable is scored:
 
-- declarations: the error of the policy's declaration against the human's, relative to the true value
+- declarations: the error of the policy's declaration against the recorded one, relative to the true value
   (|d_policy - d_human| / v, per condition, averaged; examples whose values are unknown are not scored), with
   each side's mean shading (v - d) / v;
 - snipes: agreement on every (lot, condition whose snipes count) choice, with each side's snipe rate;
-- orders: for each order the human posted, whether the policy also posts on the same side, and where both post,
-  the price error relative to the human's signal (|p_policy - p_human| / S), with each side's mean markup
+- orders: for each order the recorded player posted, whether the policy also posts on the same side, and where
+  both post, the price error relative to the seat's signal (|p_policy - p_human| / S), with each side's mean markup
   (p - S) / S by side.
 
 Not scored, and said so in the report: cancels (which order to cancel depends on a book the policy would itself
-have changed), the timing and the number of orders (the log holds no human "waits"), and orders the server
-refused (not examples). An answer the checks refuse counts as `invalid` and as a disagreement.
+have changed), the timing and the number of orders (the log holds no "waits" of the recorded players), and orders
+the server refused (not examples). An answer the checks refuse counts as `invalid` and as a disagreement.
 
 `MarketScores` is Harberger's and futarchy's lib.games.protocols.ScoreRules: `finetune.py --evaluate` asks it for the
 rule policies (the baseline, lib.games.market.policy; fitted and empirical, lib.games.market.fitted), checks a model's
@@ -37,7 +38,7 @@ from lib.games.market.sidecar import market_example
 from lib.games.voting.actions import ActionError
 
 NOT_SCORED = ("cancel-order: which order to cancel depends on a book the policy would itself have changed",
-              "the timing and number of orders: the log holds no human waits",
+              "the timing and number of orders: the log holds no waits of the recorded players",
               "orders the server refused: they give no example")
 
 

@@ -71,6 +71,8 @@ def test_market_scores_get_intervals_and_distributions_consistent_with_their_mea
         ("fitted", "baseline"), ("baseline", fidelity.REFERENCE), ("fitted", fidelity.REFERENCE)}
     assert uncertainty["notes"] == [line.strip() for line in printed.splitlines() if "interval over games" in line]
     assert "2 games: an interval over games is not meaningful" in printed
+    market_lines = printed[printed.index("market decisions (n="):]
+    assert "human" not in market_lines.replace("not with humans", "").replace("no human Harberger", "")
     assert "negative = a closer to the recorded players" in printed
     assert "snipe choices: fitted - baseline (agreement, n=" in printed and "sign test" in printed
 
