@@ -129,10 +129,11 @@ def summarize(kind: str, its: list[Item], seed: int = stats.DEFAULT_SEED) -> dic
     10 %; snipes: agreement with its intervals and each side's snipe rate."""
     score = _score(kind)
     if kind == SNIPES:
-        mean_of = lambda xs: stats.mean([score(x) for x in xs])  # noqa: E731
+        agreements = [score(it) for it in its]
         answered = [it.policy for it in its if it.policy is not None]
         return {"n": len(its), "persons": len({x.person for x in its}), "games": len({x.game for x in its}),
-                "agreement": fidelity.intervals(its, [x.person for x in its], [x.game for x in its], mean_of, seed),
+                "agreement": fidelity.intervals(agreements, [x.person for x in its], [x.game for x in its],
+                                                stats.mean, seed),
                 "recorded_snipe_rate": stats.mean([it.recorded for it in its]),
                 "policy_snipe_rate": stats.mean(answered)}
     valid = [it for it in its if it.policy is not None]
