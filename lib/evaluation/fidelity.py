@@ -1,7 +1,7 @@
 """How a policy's decisions compare with the recorded ones, with honest uncertainty: the part every game shares.
 
-A game's fidelity module (lib.games.voting.fidelity, lib.games.market.fidelity) turns its examples into scored items,
-each with a person (a seat in a game) and a game; this module puts lib.evaluation.stats to work on them the same way
+A game's fidelity module (lib/games/<game>/fidelity.py) turns its examples into scored items, each with a person (a
+seat in a game) and a game; this module puts lib.evaluation.stats to work on them the same way
 for every game, so that the report's "uncertainty" keys and the table's lines read alike:
 
 - `intervals`: a statistic's estimate with its bootstrap interval resampling persons and, second, games;
