@@ -1,24 +1,26 @@
 """How human-like a policy is on the market games' decisions, scored on the examples of lib/games/market/examples.py.
 
 Each example holds the seat's view when it decided; the policy decides on that view (`decide(view, kind)`, its
-answer checked as at play time, strict) and is compared with what the human sent. What is comparable is scored:
+answer checked as at play time, strict) and is compared with what the recorded player sent (the report's keys say
+`human_*` for that side, and the table "the recorded players": see MARKET_WARNING). What is comparable is scored:
 
-- declarations: the error of the policy's declaration against the human's, relative to the true value
+- declarations: the error of the policy's declaration against the recorded one, relative to the true value
   (|d_policy - d_human| / v, per condition, averaged; examples whose values are unknown are not scored), with
   each side's mean shading (v - d) / v;
 - snipes: agreement on every (lot, condition whose snipes count) choice, with each side's snipe rate;
-- orders: for each order the human posted, whether the policy also posts on the same side, and where both post,
-  the price error relative to the human's signal (|p_policy - p_human| / S), with each side's mean markup
+- orders: for each order the recorded player posted, whether the policy also posts on the same side, and where
+  both post, the price error relative to the seat's signal (|p_policy - p_human| / S), with each side's mean markup
   (p - S) / S by side.
 
 Not scored, and said so in the report: cancels (which order to cancel depends on a book the policy would itself
-have changed), the timing and the number of orders (the log holds no human "waits"), and orders the server
-refused (not examples). An answer the checks refuse counts as `invalid` and as a disagreement.
+have changed), the timing and the number of orders (the log holds no "waits" of the recorded players), and orders
+the server refused (not examples). An answer the checks refuse counts as `invalid` and as a disagreement.
 
 `MarketScores` is Harberger's and futarchy's lib.games.protocols.ScoreRules: `finetune.py --evaluate` asks it for the
 rule policies (the baseline, lib.games.market.policy; fitted and empirical, lib.games.market.fitted), checks a model's
 answer with lib.games.market.actions.parse_market_answer, and reports its section as "market", compared with "the
-recorded players" (MARKET_WARNING), with the intervals of lib.games.market.fidelity.
+recorded players" (MARKET_WARNING), with the intervals, paired differences and sign tests of
+lib.games.market.fidelity.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from lib.games.market.sidecar import market_example
 from lib.games.voting.actions import ActionError
 
 NOT_SCORED = ("cancel-order: which order to cancel depends on a book the policy would itself have changed",
-              "the timing and number of orders: the log holds no human waits",
+              "the timing and number of orders: the log holds no waits of the recorded players",
               "orders the server refused: they give no example")
 
 
@@ -146,8 +148,8 @@ MARKET_WARNING = ("the market scores compare with the recorded players, not with
 def market_section(names: Sequence[str], examples: Sequence[Any], decisions: Mapping[str, Sequence[Any]]
                    ) -> dict[str, Any]:
     """The report's "market": score_market per policy asked on these examples (its `decisions`, one per example,
-    already checked strictly: None when invalid), with the intervals of lib.games.market.fidelity, and what is not
-    scored, naming the policies of `names` that have no market version."""
+    already checked strictly: None when invalid), with the intervals, paired differences and sign tests of
+    lib.games.market.fidelity, and what is not scored, naming the policies of `names` that have no market version."""
     from lib.games.market import fidelity as marketstats
 
     per_action: dict[str, int] = {}
@@ -156,7 +158,7 @@ def market_section(names: Sequence[str], examples: Sequence[Any], decisions: Map
         per_action[e.action] = per_action.get(e.action, 0) + 1
         per_type[e.game_type] = per_type.get(e.game_type, 0) + 1
     made = [market_example(e) for e in examples]
-    scores, not_scored, spread = {}, list(NOT_SCORED), {}
+    scores, not_scored, answers = {}, list(NOT_SCORED), {}
     for name in names:
         if name in decisions:
             # score_market asks decide(view, kind) example by example; each made example has its own view object,
@@ -164,13 +166,13 @@ def market_section(names: Sequence[str], examples: Sequence[Any], decisions: Map
             decided = {id(m.view): d.action for m, d in zip(made, decisions[name], strict=True)}
             scores[name] = score_market(made, lambda view, kind, decided=decided: decided[id(view)])
             scores[name].pop("not_scored", None)
-            spread[name] = {k: marketstats.summarize(v)
-                            for k, v in marketstats.ratio_pairs(examples, made, decided).items()}
+            answers[name] = decided
         else:
             not_scored.append(f"policy {name}: no market version in --evaluate yet (only the baseline, "
                               "lib/games/market/policy.py, fitted, empirical and llm are scored on market examples)")
     return {"examples": len(examples), "per_game_type": per_type, "per_action": per_action, "policies": scores,
-            "compared_with": "the recorded players", "warning": MARKET_WARNING, "uncertainty": spread,
+            "compared_with": "the recorded players", "warning": MARKET_WARNING,
+            "uncertainty": marketstats.analyse(examples, made, answers),
             "not_scored": not_scored}
 
 
@@ -185,6 +187,7 @@ def market_table(section: dict[str, Any]) -> str:
     lines = [f"market decisions (n={section['examples']}: " + ", ".join(
         f"{a} {n}" for a, n in section["per_action"].items()) + "), compared with the recorded players",
              f"  warning: {section.get('warning', MARKET_WARNING)}"]
+    lines += [f"  {note}" for note in section.get("uncertainty", {}).get("notes", [])]
     for name, s in section["policies"].items():
         d, sn, o = s["declare"], s["done-speculating"], s["post-order"]
         lines.append(f"  {name}: declarations n={d['n']} (values unknown {d['values_unknown']}), invalid "
@@ -195,7 +198,8 @@ def market_table(section: dict[str, Any]) -> str:
                      f"{_pct(sn['policy_snipe_rate'])}")
         lines.append(f"  {name}: orders n={o['n']}, invalid {o['invalid']}, same side {_pct(o['same_side'])}, mean "
                      f"price error {_pct(o['mean_rel_price_error'])} of the signal")
-        lines += marketstats.format_lines(name, section.get("uncertainty", {}).get(name, {}))
+        lines += marketstats.format_lines(name, section.get("uncertainty", {}).get("policies", {}).get(name, {}))
+    lines += marketstats.format_section(section.get("uncertainty", {}))
     lines += [f"  not scored: {reason}" for reason in section["not_scored"]]
     return "\n".join(lines)
 

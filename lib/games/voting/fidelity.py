@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lib.evaluation import stats
+from lib.evaluation import fidelity, stats
 from lib.evaluation.scores import AMOUNT, CHOICE, INVALID, Decision, action_order, cohen_kappa, spearman
 from lib.games.voting.actions import DECISION, OFFER, REQUEST
 from lib.games.voting.kinds import KINDS
@@ -243,8 +243,7 @@ AMOUNT_STATS: dict[str, Callable[[list[Row]], float | None]] = {
 
 
 def _intervals(rows: list[Row], statistic: Callable[[list[Row]], float | None], seed: int) -> dict[str, Any]:
-    return {"persons": stats.cluster_bootstrap(rows, [r.facts.person for r in rows], statistic, seed=seed).to_dict(),
-            "games": stats.cluster_bootstrap(rows, [r.facts.game for r in rows], statistic, seed=seed).to_dict()}
+    return fidelity.intervals(rows, [r.facts.person for r in rows], [r.facts.game for r in rows], statistic, seed)
 
 
 def summarize(rows: list[Row], seed: int = stats.DEFAULT_SEED) -> dict[str, Any]:
@@ -287,20 +286,8 @@ def paired(a: list[Row], b: list[Row], seed: int = stats.DEFAULT_SEED) -> dict[s
     pairs = [(x, y) for x, y in zip(a, b, strict=True) if how == CHOICE or (x.valid and y.valid)]
     score = _agree if how == CHOICE else _abs_error
     xs, ys = [score(x) for x, _ in pairs], [score(y) for _, y in pairs]
-    persons, games = [x.facts.person for x, _ in pairs], [x.facts.game for x, _ in pairs]
-    per_person = stats.cluster_means([x - y for x, y in zip(xs, ys, strict=True)], persons)
-    spread = stats.sd(per_person)
-    out = {"measure": "agreement" if how == CHOICE else "absolute error", "n": len(pairs),
-           "persons": stats.paired_difference(xs, ys, persons, seed=seed).to_dict(),
-           "games": stats.paired_difference(xs, ys, games, seed=seed).to_dict(),
-           "sign_test_persons": stats.sign_test(xs, ys, persons).to_dict(),
-           "sd_person_differences": spread,
-           "min_detectable_difference": None if spread is None else stats.min_detectable_difference(
-               spread, len(per_person))}
-    estimate = out["persons"]["estimate"]
-    out["persons_needed_for_this_difference"] = (None if spread is None or not estimate
-                                                 else stats.clusters_needed(estimate, spread))
-    return out
+    return fidelity.paired(xs, ys, [x.facts.person for x, _ in pairs], [x.facts.game for x, _ in pairs],
+                           "agreement" if how == CHOICE else "absolute error", seed)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -317,8 +304,7 @@ def analyse(examples: Sequence[Any], decisions: dict[str, list[Decision]], pool:
     rows = {name: rows_for(examples, ds, all_facts) for name, ds in everyone.items()}
     actions = sorted({r.example.action for rs in rows.values() for r in rs}, key=action_order(KINDS))
     by_action = {name: {a: [r for r in rs if r.example.action == a] for a in actions} for name, rs in rows.items()}
-    section: dict[str, Any] = {"level": 0.95, "resamples": stats.DEFAULT_RESAMPLES, "seed": seed,
-                               "clusters": {}, "notes": [], "policies": {}, "references": {}, "differences": []}
+    section = fidelity.section(len({f.game for f in all_facts}), seed)
     for action in actions:
         any_rows = max((rs[action] for rs in by_action.values()), key=len)
         persons = len({r.facts.person for r in any_rows})
@@ -326,17 +312,10 @@ def analyse(examples: Sequence[Any], decisions: dict[str, list[Decision]], pool:
         section["clusters"][action] = {"n": len(any_rows), "persons": persons, "games": games}
         if action == DECISION:
             section["clusters"][action]["contested"] = sum(contested(r.example, r.facts) for r in any_rows)
-    games_total = len({f.game for f in all_facts})
-    note = stats.few_clusters_note(games_total)
-    if note:
-        section["notes"].append(note)
     for name, per_action in by_action.items():
         target = section["policies"] if name in decisions else section["references"]
         target[name] = {a: summarize(rs, seed) for a, rs in per_action.items() if rs}
-    names = list(decisions)
-    comparisons = [(b, a) for i, a in enumerate(names) for b in names[i + 1:]]  # later minus earlier: fitted - baseline
-    comparisons += [(a, ref) for a in names for ref in [*refs, *hindsight_references(examples, hindsight)]]
-    for a, b in comparisons:
+    for a, b in fidelity.comparisons(list(decisions), [*refs, *hindsight_references(examples, hindsight)]):
         for action in actions:
             if by_action[a][action] and by_action[b][action]:
                 section["differences"].append({"a": a, "b": b, "action": action,
@@ -442,18 +421,8 @@ def format_uncertainty(section: dict[str, Any], invalid: dict[str, dict[str, int
             lines.append(label.ljust(width) + _cells([_cell(entry.get(k), "persons", h) for k, _, h in columns]))
             games = [_cell(entry.get(k), "games", h) for k, _, h in columns]
             lines.append("    over games".ljust(width) + _cells(games))
-    lines.append("Paired differences, a minus b on the same decisions (absolute error: negative = a closer to the "
-                 "humans; agreement: positive = a agrees more); sign test over persons' mean differences, ties "
-                 "dropped; MDD: the smallest difference these persons detect with 80 % power")
+    lines.append(fidelity.differences_header("the humans"))
     for d in section["differences"]:
-        p, g, s = d["persons"], d["games"], d["sign_test_persons"]
         how = "share" if d["measure"] == "agreement" else "money"
-        ci = "[-]" if p["low"] is None else f"[{_fmt(p['low'], how)}, {_fmt(p['high'], how)}]"
-        gi = "-" if g["low"] is None else f"[{_fmt(g['low'], how)}, {_fmt(g['high'], how)}]"
-        sign = ("-" if s["p_value"] is None
-                else f"{s['positive']}+/{s['negative']}- ({s['ties']} ties), p={s['p_value']:.2f}")
-        lines.append(f"  {d['action']}: {d['a']} - {d['b']} ({d['measure']}, n={d['n']}): "
-                     f"{_fmt(p['estimate'], how)} {ci} over {p['clusters']} persons, {gi} over {g['clusters']} "
-                     f"games; "
-                     f"sign test {sign}; MDD {_fmt(d['min_detectable_difference'], how)}")
+        lines.append(fidelity.difference_line(d, d["action"], lambda v, how=how: _fmt(v, how)))
     return "\n".join(lines)
