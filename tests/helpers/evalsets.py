@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from lib.dataset.sidecar import header, sidecar_path
-from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST, build_action_required, wire_json
+from lib.games.contract import wire_json
+from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST, build_action_required
 from lib.games.voting.prompts import build_messages
 from lib.games.voting.rules import seat_role, seat_tag
 from lib.games.voting.sidecar import example_state

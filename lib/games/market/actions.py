@@ -27,10 +27,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lib.games.contract import answer_json, deadline_fields, is_int, whole_number
 from lib.games.market.prompts import OWN_SHOWN
 from lib.games.market.rules import FUTARCHY, ROLE_KEYS
 from lib.games.market.view import DECLARATION_PHASES, MARKET_PHASE, SPECULATION_PHASES, MarketView
-from lib.games.voting.actions import ActionError, _is_int, answer_json, deadline_fields
+from lib.games.protocols import ActionError
 from lib.ibex.params import CONDITIONS, ROLE_DEVELOPER, ROLE_NAMES, ROLE_OWNER, ROLE_SPECULATOR
 from lib.util.text import printable
 
@@ -71,7 +72,7 @@ def declaration_max(view: MarketView, condition: int, role: int | None = None) -
     key = ROLE_KEYS.get(role if role is not None else view.role or 0)
     bounds = (view.boundaries or {}).get(key, {}) if key else {}
     high = bounds.get(CONDITIONS[condition]["key"], {}).get("high") if isinstance(bounds, dict) else None
-    return int(high) * 2 if _is_int(high) or isinstance(high, float) else None
+    return int(high) * 2 if is_int(high) or isinstance(high, float) else None
 
 
 def price_cap(view: MarketView, condition: int) -> int:
@@ -82,7 +83,7 @@ def price_cap(view: MarketView, condition: int) -> int:
     more. Per condition: the maxima differ (with the UI defaults 23,100 under No Project, 29,700 under Project)."""
     landholders = [p.get("role") for p in view.players if p.get("role") in (ROLE_DEVELOPER, ROLE_OWNER)]
     landholders = landholders or [ROLE_OWNER, ROLE_DEVELOPER] + [ROLE_OWNER] * 4
-    rate = view.tax_rate_final if _is_int(view.tax_rate_final) else 33
+    rate = view.tax_rate_final if is_int(view.tax_rate_final) else 33
     maxima = [declaration_max(view, condition, role) for role in landholders]
     if any(m is None for m in maxima):
         return 100000  # the ranges are not known yet: a bound far above any UI default's
@@ -190,12 +191,7 @@ def _exact_fields(obj: dict[str, Any], allowed: set[str], where: str) -> None:
 
 
 def _whole(x: Any, what: str) -> int:
-    if isinstance(x, str):
-        raise ActionError(f"{what} must be a number, not the string {x[:40]!r}")
-    if isinstance(x, float):
-        raise ActionError(f"{what} must be a whole number without decimals, got {x!r}")
-    if not _is_int(x):
-        raise ActionError(f"{what} must be a whole number, got {_short(x)}")
+    whole_number(x, what, shown=60)
     if x < 0:
         raise ActionError(f"{what} must not be negative, got {x}")
     return x
@@ -267,11 +263,11 @@ def _post(view: MarketView, message: dict[str, Any], strict: bool) -> dict[str, 
     side = order.get("type")
     if side not in ("bid", "ask"):
         raise ActionError(f'the order\'s "type" must be "bid" or "ask", got {_short(side)}')
-    if order.get("quantity") != 1 or not _is_int(order.get("quantity")):
+    if order.get("quantity") != 1 or not is_int(order.get("quantity")):
         raise ActionError(f'"quantity" must be 1, got {_short(order.get("quantity"))}')
     condition = order.get("condition")
     open_books = view.market_conditions()
-    if not _is_int(condition) or condition not in open_books:
+    if not is_int(condition) or condition not in open_books:
         raise ActionError(f'"condition" must be one of the open books {open_books}, got {_short(condition)}')
     if order.get("now", False) is not False:
         raise ActionError('"now" must be false: send a limit price (one at or through the best opposite price '
@@ -300,10 +296,10 @@ def _cancel(view: MarketView, message: dict[str, Any], strict: bool) -> dict[str
         return {"gameId": view.game_id, "type": CANCEL, "order": order}
     _exact_fields(order, {"id", "condition"}, '"order"')
     condition, order_id = order.get("condition"), order.get("id")
-    if not _is_int(condition) or condition not in view.market_conditions():
+    if not is_int(condition) or condition not in view.market_conditions():
         raise ActionError(f'"condition" must be one of the open books {view.market_conditions()}')
     mine = [o.get("id") for o in view.my_orders(condition)]
-    if not _is_int(order_id) or order_id not in mine:
+    if not is_int(order_id) or order_id not in mine:
         raise ActionError(f"you have no resting order {_short(order_id)} under condition {condition}; "
                           f"{_yours(mine)}")
     if view.being_cancelled(order_id):

@@ -35,6 +35,7 @@ from typing import Any
 
 from lib.dataset.examples import GameResult, Sink
 from lib.dataset.sidecar import state_line
+from lib.games.contract import wire_json
 from lib.games.market.actions import DECLARE, SPECULATE, TRADE, build_market_action_required, validate_market_action
 from lib.games.market.book import Market, listed_conditions_rule, winning_condition_rule
 from lib.games.market.prompts import bounded_view, build_market_messages
@@ -48,7 +49,7 @@ from lib.games.market.rules import (
     starting_wallets,
 )
 from lib.games.market.view import MARKET_PHASE, MarketView
-from lib.games.voting.actions import ActionError, wire_json
+from lib.games.protocols import ActionError
 from lib.ibex.log import LogError
 from lib.ibex.params import ROLE_NAMES, ParamError, parse_parameters
 from lib.ibex.sessions import SessionsTable

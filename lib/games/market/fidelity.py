@@ -29,7 +29,7 @@ from typing import Any
 
 from lib.evaluation import fidelity, stats
 from lib.games.market.actions import DECLARE, SPECULATE, TRADE, snipe_conditions, validate_market_action
-from lib.games.voting.actions import ActionError
+from lib.games.protocols import ActionError
 
 RATIOS = ("declare", "post-order")
 SNIPES = "done-speculating"

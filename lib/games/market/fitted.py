@@ -68,7 +68,7 @@ from lib.games.market.policy import (
 )
 from lib.games.market.sidecar import is_market, market_example
 from lib.games.market.view import MarketView
-from lib.games.voting.actions import ActionError
+from lib.games.protocols import ActionError
 from lib.games.voting.empirical import isotonic_steps, step_value
 from lib.games.voting.fitted import fit_scale
 

@@ -35,7 +35,7 @@ from lib.games.market.actions import DECLARE, SPECULATE, TRADE, snipe_conditions
 from lib.games.market.examples import KINDS as DECISION_KINDS
 from lib.games.market.examples import MarketExample
 from lib.games.market.sidecar import market_example
-from lib.games.voting.actions import ActionError
+from lib.games.protocols import ActionError
 
 NOT_SCORED = ("cancel-order: which order to cancel depends on a book the policy would itself have changed",
               "the timing and number of orders: the log holds no waits of the recorded players",

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from lib.games.contract import answer_json, deadline_fields, is_int, whole_number
 from lib.games.protocols import ActionError as ActionError  # every game's checks raise the one the agent catches
 from lib.games.voting.rules import CHAT_PHASES, PHASES, SEATS
 from lib.games.voting.view import PlayerView
@@ -71,11 +70,6 @@ def action_due(view: PlayerView, *, chat: bool = False) -> str | None:
 
 
 @functools.lru_cache(maxsize=4096)  # every seat's prompt in a phase states the same deadline
-def iso_ms(epoch_ms: int) -> str:
-    """Epoch milliseconds as an ISO 8601 UTC timestamp with milliseconds."""
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _instructions(view: PlayerView, spec: ActionSpec) -> str:
     me = f"You are {view.tag} (player {view.number}), the {ROLE_NAMES.get(view.role or 0, 'player')}."
     if spec.wire_type == REQUEST:
@@ -112,18 +106,6 @@ def _additional_info(view: PlayerView, spec: ActionSpec, cap: int) -> str:
     return (f"X is a whole number of money units from 0 to {cap}, written without quotes, separators or decimals; "
             "the first element stays null (no compensation is paid under No Project). "
             "Reply with the JSON object only.")
-
-
-def deadline_fields(verb: str, end_ms: int | None, timer_seconds: float | None) -> tuple[str, str]:
-    """(`deadline`, `actionRequiredBy`) of an action-required message, whatever the game: the phase timer's end
-    when its timestamp is known, else the phase's length from the parameters, else just the phase's end."""
-    if end_ms is not None:
-        by = iso_ms(end_ms)
-        return f"You must {verb} before the timer ends at {by}.", by
-    if timer_seconds is not None:
-        return (f"You must {verb} before the phase timer of {timer_seconds:g} seconds ends.",
-                f"the end of this phase ({timer_seconds:g} seconds after it began)")
-    return f"You must {verb} before this phase ends.", "the end of this phase"
 
 
 def build_action_required(view: PlayerView, wire_type: str, *, cap: int, timer_seconds: float | None = None,
@@ -165,22 +147,13 @@ def server_action_type(data: Any) -> str | None:
     return None
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 def _amounts(value: Any, field: str, cap: int | None) -> list[Any]:
     if not isinstance(value, list) or len(value) != 2:
         raise ActionError(f'"{field}" must be a list of two elements: [null, X]')
     first, amount = value
     if first not in (None, 0):
         raise ActionError(f'the first element of "{field}" must be null (nothing is paid under No Project)')
-    if isinstance(amount, str):
-        raise ActionError(f'X in "{field}" must be a number, not the string {amount[:40]!r}')
-    if isinstance(amount, float):
-        raise ActionError(f'X in "{field}" must be a whole number without decimals, got {amount!r}')
-    if not _is_int(amount):
-        raise ActionError(f'X in "{field}" must be a whole number, got {json.dumps(amount)[:40]}')
+    whole_number(amount, f'X in "{field}"')
     if cap is None:
         return [None, amount]
     if amount < 0:
@@ -221,7 +194,7 @@ def validate_action(message: Any, view: PlayerView, wire_type: str, *, cap: int 
         to, text = message.get("to"), message.get("text")
         if not isinstance(to, list) or not to:
             raise ActionError('"to" must be a non-empty list of player numbers')
-        if not all(_is_int(n) and 1 <= n <= SEATS and n != view.number for n in to) or len(set(to)) != len(to):
+        if not all(is_int(n) and 1 <= n <= SEATS and n != view.number for n in to) or len(set(to)) != len(to):
             raise ActionError(f'"to" may only hold distinct player numbers 1-{SEATS} other than your own '
                               f"({view.number})")
         if not isinstance(text, str) or not text.strip():
@@ -236,7 +209,7 @@ def validate_action(message: Any, view: PlayerView, wire_type: str, *, cap: int 
         out["to"], out["text"] = list(to), text
     elif wire_type == DECISION:
         vote = message.get("compensationDecisions")
-        if not (isinstance(vote, list) and len(vote) == 1 and _is_int(vote[0]) and vote[0] in (0, 1)):
+        if not (isinstance(vote, list) and len(vote) == 1 and is_int(vote[0]) and vote[0] in (0, 1)):
             raise ActionError(f'"compensationDecisions" must be [1] (Project) or [0] (No Project), '
                               f"got {json.dumps(vote)[:40]}")
         out["compensationDecisions"] = [vote[0]]
@@ -244,56 +217,6 @@ def validate_action(message: Any, view: PlayerView, wire_type: str, *, cap: int 
         assert spec.field is not None
         out[spec.field] = _amounts(message.get(spec.field), spec.field, cap)
     return out
-
-
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
-# Every wire message of every game is at most 3 levels deep and its numbers have a handful of digits: far beyond
-# these an answer is invalid anyway, and deeper or longer ones would trip Python's own limits (RecursionError in
-# json, ValueError past 4300 digits) in the parse or in the messages that quote the value.
-MAX_NESTING = 32
-MAX_DIGITS = 100
-
-
-def _bounded_int(digits: str) -> int:
-    if len(digits.lstrip("-")) > MAX_DIGITS:
-        raise ActionError(f"the answer holds a number of {len(digits.lstrip('-'))} digits; numbers are whole "
-                          "amounts of a few digits")
-    return int(digits)
-
-
-def _too_deep(value: Any) -> bool:
-    """Whether a parsed value nests lists/objects deeper than MAX_NESTING (iteratively: no recursion limit)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > MAX_NESTING:
-                return True
-            stack.extend((x, depth + 1) for x in (item.values() if isinstance(item, dict) else item))
-    return False
-
-
-def answer_json(text: Any) -> Any:
-    """A model's raw answer text to the JSON value it holds, whatever the game; a code fence around it is
-    tolerated. What the value must be is the game's validation."""
-    if not isinstance(text, str) or not text.strip():
-        raise ActionError("the answer was empty; reply with one JSON object")
-    body = text.strip()
-    fenced = _FENCE.match(body)
-    if fenced:
-        body = fenced.group(1)
-    try:
-        message = json.loads(body, parse_int=_bounded_int)
-    except json.JSONDecodeError as exc:
-        raise ActionError(f"the answer is not valid JSON ({exc.msg} at character {exc.pos}); "
-                          "reply with one JSON object and nothing else") from None
-    except RecursionError:  # the C decoder's own guard, raised before the Python stack is at risk
-        raise ActionError(f"the answer nests lists or objects too deeply (more than {MAX_NESTING} levels); "
-                          "reply with one flat JSON object") from None
-    if _too_deep(message):
-        raise ActionError(f"the answer nests lists or objects too deeply (more than {MAX_NESTING} levels); "
-                          "reply with one flat JSON object")
-    return message
 
 
 def parse_answer(text: Any, view: PlayerView, wire_type: str, *, cap: int | None) -> dict[str, Any]:
@@ -338,9 +261,3 @@ def answer_schema(wire_type: str, *, game_id: int | None = None, cap: int | None
     }
 
 
-_WIRE_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # json.dumps builds one per call otherwise
-
-
-def wire_json(message: dict[str, Any]) -> str:
-    """The compact JSON text of a wire message, as the training set's assistant turns hold it."""
-    return _WIRE_JSON.encode(message)

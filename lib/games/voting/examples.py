@@ -28,6 +28,7 @@ from typing import Any
 
 from lib.dataset.examples import UNKNOWN, GameResult, Sink
 from lib.dataset.sidecar import state_line
+from lib.games.contract import wire_json
 from lib.games.voting.actions import (
     CHAT,
     DECISION,
@@ -37,7 +38,6 @@ from lib.games.voting.actions import (
     ActionError,
     build_action_required,
     validate_action,
-    wire_json,
 )
 from lib.games.voting.prompts import system_prompt, user_prompt_lines
 from lib.games.voting.rules import (

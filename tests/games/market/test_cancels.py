@@ -25,7 +25,7 @@ from lib.games.market.actions import CANCEL, TRADE, validate_market_action
 from lib.games.market.policy import zic_trade
 from lib.games.market.seat import MIN_TRADE_SECONDS
 from lib.games.market.view import MarketView
-from lib.games.voting.actions import ActionError
+from lib.games.protocols import ActionError
 from tests.helpers.market_views import market_view, order
 
 

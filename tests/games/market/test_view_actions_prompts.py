@@ -34,7 +34,7 @@ from lib.games.market.actions import (
 from lib.games.market.policy import zic_trade
 from lib.games.market.prompts import build_market_messages
 from lib.games.market.view import MarketView
-from lib.games.voting.actions import ActionError
+from lib.games.protocols import ActionError
 from lib.ibex.params import ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR
 from tests.helpers.market_views import GAMES, market_view, new_view, order, recorded_games, replay
 
