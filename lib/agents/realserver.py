@@ -1,6 +1,6 @@
 """Playing on a real IBEX server: where it is, which seats to take, which parameters a new game gets.
 
-handler.py's real-server modes are built from these pieces:
+The real-server modes (lib.agents.modes) are built from these pieces:
 - `server_urls`: IBEX_WS_URL (ws://HOST:3088, or wss://HOST/wss behind a reverse proxy) and IBEX_API_URL
   (http://HOST:3080/api/v1 or https://HOST/api/v1), from flags or the environment, checked.
 - `create_payload`: the nested gameParameters create-for-llm wants, from flat parameter names or a log's rows (the
@@ -22,21 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lib.games.voting.rules import (
-    LAST_PHASE,
-    MAX_ROUND_COUNT,
-    SEATS,
-    GameParams,
-    ParamError,
-    parameters_from_dict,
-    parse_parameters,
-)
+from lib.games import DEFAULT_GAME, GAMES, game_for, game_types
+from lib.games.protocols import Game
+from lib.games.voting.rules import MAX_ROUND_COUNT, GameParams, ParamError, parameters_from_dict, parse_parameters
 from lib.ibex import js
 from lib.ibex.api import GameNotFound, IbexApi, short
 from lib.ibex.createparams import LOG_ONLY_KEYS, ROW_TYPES, nested_payload
 
-MARKET_SEATS = 12  # Harberger and futarchy: 5 owners, the developer, 6 speculators
-MARKET_LAST_PHASE = 9
 NOT_STARTED_WAIT = 10.0  # seconds get-recovery may answer "not started" before a game counts as missing
 
 
@@ -71,12 +63,12 @@ def create_payload(source: Mapping[str, Any] | list[Any] | None = None, where: s
                    title: str | None = None, game_type: str | None = None) -> tuple[dict[str, Any], GameParams]:
     """(the nested gameParameters for create-for-llm, the same parameters typed).
 
-    `source` overrides the real server's defaults, what its web UI sends for the game type (lib.games.voting.rules.
-    DEFAULT_PARAMETERS for voting, lib.games.market.play.ui_parameters for harberger and futarchy): flat parameter names
+    `source` overrides the real server's defaults, what its web UI sends for the game type (its GameRules'
+    default_parameters): flat parameter names
     {"round_count": 3, "timer_phase_3": 60, "title": "..."} as in a log, or a recorded log's [{"key", "type",
     "value"}, ...] list (its two simulation_* rows, written at game-over, are not parameters and are dropped). The
-    game type is the source's `game_type`, else `game_type`, else voting; the two disagreeing is an error. A name
-    createGame does not read is an error: the server would ignore it.
+    game type is the source's `game_type`, else `game_type`, else lib.games.DEFAULT_GAME; the two disagreeing is an
+    error. A name createGame does not read is an error: the server would ignore it.
     """
     overrides: dict[str, Any]
     try:
@@ -99,41 +91,31 @@ def create_payload(source: Mapping[str, Any] | list[Any] | None = None, where: s
         if unknown:
             raise PlayError(f"{where}: {', '.join(map(repr, unknown))}: not a parameter create-for-llm sets (the "
                             "server would ignore it; the names are those of lib/ibex/createparams.py)")
-        kind = _game_type(overrides.get("game_type", game_type or "voting"), where)
+        kind = _game_type(overrides.get("game_type", game_type or DEFAULT_GAME), where)
         if game_type is not None and kind != game_type:
             raise PlayError(f"{where}: game_type {kind!r} disagrees with --game-type {game_type}")
-        overrides["game_type"] = kind
-        if kind != "voting":
-            overrides = {**market_defaults(kind), **overrides}
+        overrides = {**game_for(kind).rules.default_parameters(), **overrides, "game_type": kind}
         params = parameters_from_dict(overrides, where)
     except ParamError as exc:
         raise PlayError(str(exc)) from None
     return nested_payload(params.values, title), params
 
 
-GAME_TYPES = ("voting", "harberger", "futarchy")
-
-
 def _game_type(value: Any, where: str) -> str:
-    if value not in GAME_TYPES:
-        raise PlayError(f"{where}: game_type {value!r} is not supported (voting, harberger or futarchy)"[:300])
+    names = game_types()
+    if value not in names:
+        listed = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+        raise PlayError(f"{where}: game_type {value!r} is not supported ({listed})"[:300])
     return str(value)
 
 
-def market_defaults(game_type: str) -> dict[str, Any]:
-    """The web UI's defaults for a market game, flat (its phase 0 has no timer: the UI sends none)."""
-    from lib.games.market.play import ui_parameters  # the market agents' module: loaded only for a market game
-
-    return {key: value for key, value in ui_parameters(game_type).items() if value is not None}
-
-
 def last_phase(params: GameParams) -> int:
-    """The last phase with a timer: 7 in the voting game, 9 in the market games."""
-    return LAST_PHASE if params.game_type == "voting" else MARKET_LAST_PHASE
+    """The last phase with a timer of the game `params` play."""
+    return game_for(params.game_type).rules.last_phase
 
 
 def seats_of(params: GameParams) -> int:
-    return SEATS if params.game_type == "voting" else MARKET_SEATS
+    return game_for(params.game_type).play.seats
 
 
 def load_game_parameters(path: Path | None, *, agents_only: bool, rounds: int | None = None,
@@ -144,10 +126,9 @@ def load_game_parameters(path: Path | None, *, agents_only: bool, rounds: int | 
     The file (JSON, see create_payload) overrides the defaults; then --rounds, --practice/--no-practice and
     --timer-scale, with the meaning they have for --local (paid rounds; a practice round 0; the phase timers
     multiplied, here rounded to whole seconds, at least 1); `agents_only` (from --agents-only) comes last. The
-    defaults are those of the game type (`game_type`, from --game-type, or the file's game_type; voting without
-    either). The
-    title, unless the file gives one, is new for each run. The result is refused where the real server would
-    quietly play another game than the one asked for (see check_for_real_server).
+    defaults are those of the game type (`game_type`, from --game-type, or the file's game_type;
+    lib.games.DEFAULT_GAME without either). The title, unless the file gives one, is new for each run. The result
+    is refused where the real server would quietly play another game than the one asked for (see check_for_real_server).
     """
     source: Any = None
     where = str(path) if path is not None else "gameParameters"
@@ -184,17 +165,13 @@ def check_for_real_server(params: GameParams, title: str, where: str) -> None:
 
     It keeps only the integer part of a number (parseInt: a 0.5 s timer becomes no timer, and a phase without
     one never ends), pastes text into SQL (an apostrophe fails, after using a game id), and seats roles in numbers
-    the agents do not play: they play the voting game's six seats and the market games' twelve.
+    the agents do not play: they play the seats their game's PlayRules count (seat_counts).
     """
-    if params.game_type == "voting":
-        seats, counts = "the voting game's six seats (one developer, five owners)", (1, 5, 0)
-    else:
-        seats, counts = (f"the {params.game_type} game's twelve seats (one developer, five owners, six "
-                         "speculators)", (1, 5, 6))
-    for key, wanted in zip(("developers_count", "owners_count", "speculators_count"), counts, strict=True):
+    play = game_for(params.game_type).play
+    for key, wanted in play.seat_counts.items():
         if params.get(key) != wanted:
-            raise PlayError(f"{where}: parameter {key!r} must be {wanted}: the agents play {seats}, got "
-                            f"{params.get(key)!r}")
+            raise PlayError(f"{where}: parameter {key!r} must be {wanted}: the agents play "
+                            f"{play.seats_description}, got {params.get(key)!r}")
     if not (isinstance(params.get("round_count"), int) and 1 <= params.get("round_count") <= MAX_ROUND_COUNT):
         raise PlayError(f"{where}: parameter 'round_count' must be from 1 to {MAX_ROUND_COUNT:,}, got "
                         f"{params.get('round_count')!r}"[:300])
@@ -239,22 +216,30 @@ async def free_seats(api: IbexApi, game_id: int) -> int | None:
         if game.get("id") == game_id:
             assigned = game.get("assignedPlayers")
             if isinstance(assigned, int) and not isinstance(assigned, bool):
-                total = MARKET_SEATS if game.get("type") in ("harberger", "futarchy") else SEATS
+                kind = game.get("type")
+                total = game_for(kind if kind in GAMES else DEFAULT_GAME).play.seats
                 return max(0, total - assigned)
     return None
 
 
-async def game_type_of(api: IbexApi, game_id: int, code: str) -> str:
-    """"voting", "harberger", "futarchy", or "market" (one of the two, told apart by the game's first events): the
-    lobby's `type` while the game is listed, else GET /games/status's `ruleset` ("Harberger" for both market
-    games)."""
+async def game_of(api: IbexApi, game_id: int, code: str) -> tuple[Game, bool]:
+    """(the game `game_id` plays, whether the server said which): the lobby's `type` while the game is listed,
+    else GET /games/status's `ruleset`. A ruleset several games report (PlayRules.ruleset) gives the first of
+    them, not known: its agents tell them apart by the game's first events. A ruleset no game reports is
+    the default game's."""
     for game in await api.started():
-        if game.get("id") == game_id and game.get("type") in ("voting", "harberger", "futarchy"):
-            return game["type"]
-    return "market" if (await api.status(game_id, code)).ruleset == "Harberger" else "voting"
+        if game.get("id") == game_id and game.get("type") in GAMES:
+            return game_for(game["type"]), True
+    ruleset = (await api.status(game_id, code)).ruleset
+    games = [game for game in GAMES.values() if ruleset is not None and game.play.ruleset == ruleset]
+    if not games:
+        return game_for(DEFAULT_GAME), True
+    return games[0], len(games) == 1
 
 
-MAX_PLAYERS = MARKET_SEATS  # a voting game has SEATS: its free seats bound the rest
+def max_players() -> int:
+    """The most seats any game has: a game with fewer is bounded by its free seats."""
+    return max(game.play.seats for game in GAMES.values())
 
 
 async def prepare_seats(api: IbexApi, game_id: int, players: int | None, codes: list[str]) -> list[Seat]:
@@ -264,8 +249,8 @@ async def prepare_seats(api: IbexApi, game_id: int, players: int | None, codes: 
     """
     if len(set(codes)) != len(codes):
         raise PlayError("the same recovery code is given twice (--recovery)")
-    if players is not None and not 1 <= players <= MAX_PLAYERS:
-        raise PlayError(f"--players must be from 1 to {MAX_PLAYERS}, got {players}")
+    if players is not None and not 1 <= players <= max_players():
+        raise PlayError(f"--players must be from 1 to {max_players()}, got {players}")
     if players is not None and players < len(codes):
         raise PlayError(f"--players {players} is fewer than the {len(codes)} recovery codes given")
     seats: list[Seat] = []

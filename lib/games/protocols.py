@@ -8,6 +8,8 @@ A game (lib/games/<name>/game.py) is a `GameDefinition` whose parts each impleme
   which decisions are due, the server's action-required, the last check before sending, the fallback, the resync
   from a status snapshot, acknowledgements, what the decisions table records.
 - `answers` (AnswerRules): what a model is asked and how its answer is read (lib.agents.llm.LLMPolicy).
+- `play` (PlayRules): what the run modes (lib.agents.modes) need to play it with agents: its version of the chosen
+  policy, the agents' options, the round report, what the real server says of it.
 
 Generic modules type against these Protocols and reach a game only through lib.games.game_for; nothing outside
 lib/games branches on a game's name.
@@ -20,6 +22,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from lib.agents.decisions import Decision
     from lib.agents.transcript import Transcript
     from lib.games.voting.rules import GameParams
     from lib.ibex.sessions import SessionsTable
@@ -235,6 +240,66 @@ class AnswerRules(Protocol):
         ...
 
 
+class PolicyRefused(ValueError):
+    """A policy a game has no version of, or whose saved parameters cannot be read: one line for the user."""
+
+
+class PlayRules(Protocol):
+    """What the run modes (lib.agents.modes: a local game, a real server's game, the agent manager) ask of a game
+    to play it with agents and to print its rounds as they end."""
+
+    seats: int  # the seats the agents play, one agent each
+    chat: bool  # whether the game has chat phases (--chat)
+    action_phases: tuple[int, ...]  # the phases with actions: the default safety margin is a quarter of the shortest
+    ruleset: str | None  # GET /games/status's `ruleset` on the real server for this game (None: it names none)
+    seats_description: str  # for people: the seats the agents play, by role
+    seat_counts: Mapping[str, int]  # the parameters that set how many seats each role has, as the agents play them
+
+    def timer_scale(self, policy_name: str) -> float:
+        """The default factor on the real server's timers of a local game played by this policy."""
+        ...
+
+    def policy_refusal(self, policy_name: str) -> str | None:
+        """Why `--policy policy_name` cannot play this game (one line), or None when it can."""
+        ...
+
+    def rule_policy(self, name: str, *, seed: int, path: Path | None, data_dir: Path) -> tuple[Policy, str | None]:
+        """The rule-based policy `name` (baseline, fitted, empirical; `path`: its saved parameters, else the
+        newest under `data_dir`) and the run's first line saying which (None: the caller's); PolicyRefused."""
+        ...
+
+    def policy(self, chosen: Policy, seed: int) -> Policy:
+        """This game's version of the policy the run chose (the same model, the game's own rules); PolicyRefused."""
+        ...
+
+    def agent_options(self, params: GameParams | None, *, seed: int, local: bool, known: bool = True) -> dict[str, Any]:
+        """The agents' game options (lib.agents.agent.Agent's keywords) for a game with `params` (None: unknown),
+        on the local server or a real one; `known` False: the server did not say which of its games this is."""
+        ...
+
+    def deciding_line(self, round_number: int, phase: int) -> str | None:
+        """The progress line when a model starts deciding in a new phase (None: nothing is printed)."""
+        ...
+
+    def finished_rounds(self, views: list[Any], params: GameParams | None) -> list[int]:
+        """The rounds that every seat's view has finished, in order (all of them once the game is over)."""
+        ...
+
+    def unfinished_round(self, views: list[Any]) -> int | None:
+        """After a stop: the round under way worth reporting as far as it went, or None."""
+        ...
+
+    def round_lines(self, views: list[Any], number: int, fallbacks: list[Decision],
+                    unfinished: bool = False) -> list[str]:
+        """The report of round `number` from every seat's view, the `fallbacks` of that round marked; the first
+        line names the round."""
+        ...
+
+    def compact_line(self, lines: list[str]) -> str:
+        """One line of a round report (round_lines) for many games at once (--serve)."""
+        ...
+
+
 class Game(Protocol):
     """A registered game: its name (the server's game_type) and its parts."""
 
@@ -244,6 +309,7 @@ class Game(Protocol):
     server: ServerRules
     seat: SeatRules
     answers: AnswerRules
+    play: PlayRules
 
 
 @dataclass(frozen=True)
@@ -256,6 +322,7 @@ class GameDefinition:
     server: ServerRules
     seat: SeatRules
     answers: AnswerRules
+    play: PlayRules
 
 
 GROUP_ROLES = {"developer": 2, "owners": 3, "speculators": 1}  # lib.games.voting.rules ROLE_* by seat-group name

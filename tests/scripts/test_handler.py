@@ -234,10 +234,12 @@ LONG_DECISIONS = """
 import sys
 sys.path.insert(0, sys.argv.pop(1))
 import handler
-scaled = handler.game_overrides
-def long_decisions(args, scale):
-    return {**scaled(args, scale), **{f"timer_phase_{p}": 120.0 for p in handler.ACTION_PHASES}}
-handler.game_overrides = long_decisions
+from lib.games import game_for
+game = game_for("voting")
+scaled = game.rules.local_parameters
+def long_decisions(rounds, practice, scale):
+    return {**scaled(rounds, practice, scale), **{f"timer_phase_{p}": 120.0 for p in game.play.action_phases}}
+game.rules.local_parameters = long_decisions
 sys.exit(handler.main(sys.argv[1:]))
 """
 

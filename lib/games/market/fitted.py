@@ -325,7 +325,8 @@ class MarketEmpirical:
 
 
 class MarketEmpiricalAgentPolicy:
-    """MarketEmpirical as a market agent's policy (lib.games.market.agent), its decisions counted as the baseline's."""
+    """MarketEmpirical as a market seat's policy (lib.agents.agent.Agent with a market game), its decisions counted
+    as the baseline's."""
 
     def __init__(self, samples: MarketSamples, seed: int = 0) -> None:
         self.rules = MarketEmpirical(samples, seed)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lib.games.market.answers import ANSWERS
-from lib.games.market.play import UI_TIMERS, typed_parameters, ui_parameters
+from lib.games.market.play import UI_TIMERS, MarketPlay, typed_parameters, ui_parameters
 from lib.games.market.rules import FUTARCHY, HARBERGER, seat_layout
 from lib.games.market.seat import MarketSeat
 from lib.games.market.serverrules import MarketServerRules
@@ -51,6 +51,8 @@ class MarketRules:
 
 
 HARBERGER = GameDefinition(name=HARBERGER, title="Harberger", rules=MarketRules(HARBERGER),
-                           server=MarketServerRules(HARBERGER), seat=MarketSeat(HARBERGER), answers=ANSWERS)
+                           server=MarketServerRules(HARBERGER), seat=MarketSeat(HARBERGER), answers=ANSWERS,
+                           play=MarketPlay(HARBERGER))
 FUTARCHY = GameDefinition(name=FUTARCHY, title="futarchy", rules=MarketRules(FUTARCHY),
-                          server=MarketServerRules(FUTARCHY), seat=MarketSeat(FUTARCHY), answers=ANSWERS)
+                          server=MarketServerRules(FUTARCHY), seat=MarketSeat(FUTARCHY), answers=ANSWERS,
+                          play=MarketPlay(FUTARCHY))

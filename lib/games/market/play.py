@@ -1,31 +1,26 @@
-"""`handler.py --local --game-type harberger|futarchy`: twelve market agents play one game on the local server,
-and each round is printed as it ends (declarations, winning condition, snipes, trades with their median, each
-seat's profit, who decided).
-
-Kept apart from handler.py so that the voting path stays as it is; handler.py dispatches here on the game type.
+"""The market games' PlayRules (lib.games.protocols): what the run modes (lib.agents.modes) ask of Harberger and
+futarchy — their policies, the agents' trading pace, what the real server says of them, and the round report
+printed as each round ends (declarations, winning condition, snipes, trades with their median, each seat's
+profit) — and the real server's web UI defaults these games start from.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sys
-import time
-from collections import Counter
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from lib.agents import decisions
-from lib.agents.agent import AgentSettings
-from lib.agents.transcript import Transcript
-from lib.games.market.agent import BaselineMarketPolicy, MarketAgent
-from lib.games.market.llm import MarketLLMPolicy
-from lib.games.market.policy import MarketBaseline
+from lib.games.market.policy import MarketBaseline, MarketBaselinePolicy
 from lib.games.market.rules import FUTARCHY, round_profit
 from lib.games.market.view import MarketView
+from lib.games.protocols import Policy, PolicyRefused
 from lib.games.voting.rules import CONDITIONS, GameParams, parse_parameters
-from lib.ibex.api import IbexApi
 from lib.ibex.createparams import ROW_TYPES
 
-SEATS = 12
+if TYPE_CHECKING:
+    from lib.agents.decisions import Decision
+
+SEATS = 12  # 5 owners, the developer, 6 speculators
 # The real server's web UI defaults for phases 0..9 (seconds; phase 0 waits for the players).
 UI_TIMERS = (None, 15, 90, 120, 3, 3, 270, 60, 90, 15)
 CONDITION_NAMES = {c["id"]: c["name"] for c in CONDITIONS}
@@ -61,39 +56,6 @@ def typed_parameters(flat: dict[str, Any]) -> GameParams:
     rows = [{"key": key, "type": ROW_TYPES[key], "value": str(v).lower() if isinstance(v, bool) else str(v)}
             for key, v in flat.items() if v is not None and key in ROW_TYPES]
     return parse_parameters(rows)
-
-
-class MarketPlayError(ValueError):
-    """A setting this mode cannot play with (one line for the user)."""
-
-
-def market_policy(policy: Any, seed: int) -> Any:
-    """The market games' counterpart of the policy handler.py chose for voting: the baseline, or the same model at
-    the same endpoint with the market prompts (sharing its limit on concurrent calls)."""
-    if policy.name == "baseline":
-        return BaselineMarketPolicy(MarketBaseline(seed=seed))
-    if policy.name == "llm":
-        market = MarketLLMPolicy(api_key=policy._api_key, model=policy.model, base_url=policy.base_url,
-                                 max_retries=policy.max_retries, temperature=policy.temperature)
-        market.semaphore = policy.semaphore
-        return market
-    if policy.name == "empirical":
-        return policy.market(seed)
-    raise MarketPlayError(f"--policy {policy.name} has no market-game version (use baseline, empirical or llm)")
-
-
-def local_overrides(game_type: str, rounds: int, practice: bool, scale: float) -> dict[str, Any]:
-    """Flat parameters of a local market game: the UI's defaults, timers scaled (at least 0.05 s)."""
-    overrides: dict[str, Any] = {"game_type": game_type, "round_count": rounds, "practice_round": practice}
-    for phase, seconds in enumerate(UI_TIMERS):
-        if seconds is not None:
-            overrides[f"timer_phase_{phase}"] = max(0.05, round(seconds * scale, 3))
-    return overrides
-
-
-def game_timeout(params: GameParams) -> float:
-    per_round = sum(params.timer(p) or 0 for p in range(1, 10))
-    return 2 * per_round * len(params.rounds()) + 30
 
 
 def _pair(d: Any) -> str:
@@ -149,141 +111,88 @@ def round_lines(views: list[MarketView], number: int, marks: dict[tuple[int, str
     return lines
 
 
-def market_agents(ws_url: str, game_id: int, seats: Any, policy: Any, transcripts: list[Transcript], *,
-                  params: GameParams | None, settings: AgentSettings, api: IbexApi, log: decisions.DecisionLog,
-                  on_phase: Any, seed: int, game_type: str | None) -> list[MarketAgent]:
-    """One MarketAgent per seat of a game on a real server (handler.py --game and --serve); the game type None:
-    learnt from the game's events."""
-    market = market_policy(policy, seed)
-    pacing: dict[str, float] = {}
-    market_seconds = params.timer(6) if params is not None else None
-    if market_seconds:  # a short market (a created game's scaled timers) is paced as --local paces it
-        pacing = {"trade_interval": min(5.0, max(0.05, market_seconds / 40)),
-                  "trade_seconds": min(20.0, max(0.5, market_seconds / 4))}
-    return [MarketAgent(ws_url, game_id, seat.recovery, market, transcripts[k], params=params, settings=settings,
-                        name=f"agent{k + 1}", api=api, resume=seat.resumes is not None, decision_log=log,
-                        on_phase=on_phase, game_type=game_type, baseline=MarketBaseline(seed=seed), **pacing)
-            for k, seat in enumerate(seats)]
+class MarketPlay:
+    """lib.games.protocols.PlayRules for a market game: twelve seats, no chat, actions in phases 2, 3, 6, 7, 8."""
 
+    seats = SEATS
+    chat = False  # the server has no chat handler in these games
+    action_phases = (2, 3, 6, 7, 8)  # declarations, snipes, the market
+    ruleset = "Harberger"  # GET /games/status says so for both market games
+    seat_counts: Mapping[str, int] = {"developers_count": 1, "owners_count": 5, "speculators_count": 6}
 
-class MarketProgress:
-    """Prints each round once every agent has its summary (or the game is over); `compact` (--serve): one line
-    per round."""
+    def __init__(self, game_type: str) -> None:
+        self.game_type = game_type
+        self.seats_description = (f"the {game_type} game's twelve seats (one developer, five owners, six "
+                                  "speculators)")
 
-    def __init__(self, say: Any, game_id: int, compact: bool = False) -> None:
-        self.say = say
-        self.game_id = game_id
-        self.compact = compact
-        self.agents: list[MarketAgent] = []
-        self.log: decisions.DecisionLog | None = None
-        self.printed: set[int] = set()
+    def timer_scale(self, policy_name: str) -> float:
+        return 0.02 if policy_name == "baseline" else 0.25
 
-    def on_phase(self, _agent: Any = None) -> None:
-        views = [a.view for a in self.agents]
-        if not views:
-            return
+    def policy_refusal(self, policy_name: str) -> str | None:
+        if policy_name == "fitted":
+            return (f"--policy fitted plays voting games only; {self.game_type} has no fitted version (use "
+                    "--policy baseline or llm)")
+        return None
+
+    def rule_policy(self, name: str, *, seed: int, path: Path | None, data_dir: Path) -> tuple[Policy, str | None]:
+        if name == "baseline":
+            return MarketBaselinePolicy(MarketBaseline(seed=seed)), None
+        if name == "empirical":
+            from lib.games.voting import empirical  # its samples file holds both games' samples
+
+            try:
+                chosen, line = empirical.playing(path or empirical.newest_samples(data_dir), seed)
+            except empirical.EmpiricalError as exc:
+                raise PolicyRefused(str(exc)) from None
+            return chosen.market(seed), line
+        raise PolicyRefused(self.policy_refusal(name) or f"--policy {name} is no rule-based policy of "
+                            f"{self.game_type} (baseline or empirical)")
+
+    def policy(self, chosen: Policy, seed: int) -> Policy:
+        """The same model at the same endpoint with the market prompts (sharing its limit on concurrent calls), or
+        the market games' own rules."""
+        from lib.games import game_for
+
+        if chosen.name == "baseline":
+            return MarketBaselinePolicy(MarketBaseline(seed=seed))
+        if chosen.name == "llm":
+            model: Any = chosen  # lib.agents.llm.LLMPolicy
+            return model.for_game(game_for(self.game_type))
+        if chosen.name == "empirical":
+            drawing: Any = chosen  # lib.games.voting.empirical's policy, which holds the market samples too
+            return drawing.market(seed)
+        raise PolicyRefused(f"--policy {chosen.name} has no market-game version (use baseline, empirical or llm)")
+
+    def agent_options(self, params: GameParams | None, *, seed: int, local: bool, known: bool = True) -> dict[str, Any]:
+        """The seat's game type (None when the server did not say which market game: learnt from its events), the
+        rules' fallbacks, and the trading pace: a short market (scaled timers) is traded in shorter steps."""
+        options: dict[str, Any] = {"game_type": self.game_type if known else None,
+                                   "baseline": MarketBaseline(seed=seed)}
+        market_seconds = params.timer(6) if params is not None else None
+        if local:
+            market_seconds = market_seconds or 60.0
+            options.update(trade_interval=max(0.05, market_seconds / 40), trade_seconds=max(0.5, market_seconds / 4))
+        elif market_seconds:
+            options.update(trade_interval=min(5.0, max(0.05, market_seconds / 40)),
+                           trade_seconds=min(20.0, max(0.5, market_seconds / 4)))
+        return options
+
+    def deciding_line(self, round_number: int, phase: int) -> str | None:
+        return None  # the market's many decisions would drown the rounds
+
+    def finished_rounds(self, views: list[Any], params: GameParams | None) -> list[int]:
         rounds = sorted({n for v in views for n, r in v.rounds.items() if r.summary is not None})
-        for number in rounds:
-            if number in self.printed:
-                continue
-            if not all(v.game_over or (number in v.rounds and v.rounds[number].summary is not None) for v in views):
-                continue
-            self.printed.add(number)
-            self.print_round(number)
+        return [n for n in rounds
+                if all(v.game_over or (n in v.rounds and v.rounds[n].summary is not None) for v in views)]
 
-    def rows(self, number: int | None = None) -> list[decisions.Decision]:
-        rows = self.log.rows if self.log is not None else []
-        return [r for r in rows if r.game == self.game_id and (number is None or r.round == number)]
+    def unfinished_round(self, views: list[Any]) -> int | None:
+        return None  # a round under way has no summaries to show
 
-    def shares(self, number: int | None = None) -> str:
-        rows = self.rows(number)
-        made_by: Counter[str] = Counter(r.made_by for r in rows)
-        reasons: Counter[str] = Counter(r.fallback_reason or "?" for r in rows if r.made_by == decisions.FALLBACK)
-        return decisions.shares_line(made_by, reasons)
+    def round_lines(self, views: list[Any], number: int, fallbacks: list[Decision],
+                    unfinished: bool = False) -> list[str]:
+        marks = {(r.seat, f"{r.phase}:{r.action_type}"): f"fallback: {r.fallback_reason}" for r in fallbacks}
+        return round_lines(views, number, marks)
 
-    def print_round(self, number: int) -> None:
-        rows = self.rows(number)
-        marks = {(r.seat, f"{r.phase}:{r.action_type}"): f"fallback: {r.fallback_reason}" for r in rows
-                 if r.made_by == decisions.FALLBACK}
-        lines = round_lines([a.view for a in self.agents], number, marks)
-        if self.compact:
-            self.say(f"game {self.game_id} {lines[0]}; " + "; ".join(
-                line.strip() for line in lines[1:] if line.strip().startswith(("market", "final"))) +
-                f"; {self.shares(number)}")
-            return
-        for line in lines:
-            self.say(line)
-        self.say(f"  {self.shares(number)}")
-
-    def stopped(self) -> None:
-        """After a signal: the finished rounds (a round under way has no summaries to show)."""
-        self.on_phase()
-
-
-async def play_local_market(args: Any, policy: Any, env: Any, out: Any, *, run_agents: Any, stop: Any,
-                            verdict: Any, fallback_limit: Any, recovery: Any, usage_error: type[Exception]) -> int:
-    """Play one market game on an in-process local server with twelve agents; the exit code. handler.py passes
-    its shared helpers (the agents' runner, the signal handling, the final verdict)."""
-    from lib.localserver.server import LocalServer
-
-    scale = args.timer_scale or (0.02 if policy.name == "baseline" else 0.25)
-    try:
-        market = market_policy(policy, args.seed)
-    except MarketPlayError as exc:
-        raise usage_error(str(exc)) from None
-    overrides = local_overrides(args.game_type, args.rounds, args.practice, scale)
-    secrets = [env.get(name, "") for name in ("OPENAI_API_KEY", "IBEX_PASSWORD")]
-
-    def say(line: str) -> None:
-        print(line, file=out, flush=True)
-
-    try:
-        server = LocalServer(records_dir=args.records, sessions=args.sessions, strict=getattr(args, "strict", False))
-    except ValueError as exc:
-        raise usage_error(str(exc)) from None
-    async with server:
-        try:
-            game_id = server.create_game(overrides)
-        except ValueError as exc:
-            raise usage_error(f"the local server cannot play this {args.game_type} game: {exc}") from None
-        params = server.game(game_id).params
-        shortest = min(params.timer(p) or 1.0 for p in (2, 3, 6, 7, 8))
-        margin = args.safety_margin if args.safety_margin is not None else min(2.0, shortest / 4)
-        settings = AgentSettings(safety_margin=margin, ready_delay=min(0.2, margin))
-        market_seconds = params.timer(6) or 60.0
-        run_dir = args.logs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-local-game{game_id}"
-        say(f"local server {server.ws_url}, {args.game_type} game {game_id}: {args.rounds} round"
-            f"{'s' if args.rounds > 1 else ''}{' after a practice round' if args.practice else ''}, timers "
-            f"x{scale:g}, safety margin {margin:g} s, 12 agents")
-        say(f"transcripts: {run_dir}/ (decisions table: decisions.csv there)")
-        progress = MarketProgress(say, game_id)
-        with contextlib.ExitStack() as closing:
-            transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=secrets,
-                                                            flush_delay=args.transcript_batch))
-                           for k in range(1, SEATS + 1)]
-            log = closing.enter_context(decisions.DecisionLog(run_dir / "decisions.csv", secrets=secrets))
-            progress.log = log
-            async with IbexApi(server.api_url) as api:
-                agents = [MarketAgent(server.ws_url, game_id, recovery(), market, transcripts[k - 1], params=params,
-                                      settings=settings, name=f"agent{k}", api=api, decision_log=log,
-                                      on_phase=progress.on_phase, game_type=args.game_type,
-                                      baseline=MarketBaseline(seed=args.seed),
-                                      trade_interval=max(0.05, market_seconds / 40),
-                                      trade_seconds=max(0.5, market_seconds / 4))
-                          for k in range(1, SEATS + 1)]
-                progress.agents = agents
-                outcome = await run_agents(agents, stop.event, game_timeout(params))
-            if outcome == "stopped":
-                say(f"stopped by {stop.name}: sockets closed, transcripts and decisions table complete; "
-                    "the unfinished game has no log")
-                verdict(log, None, out)
-                return stop.exit_code
-            if outcome != "game-over":
-                print(f"error: {outcome}", file=sys.stderr, flush=True)
-                verdict(log, None, out)
-                return 1
-            await server.wait_game_over(game_id, timeout=5)
-            progress.on_phase()
-            say(f"game log: {server.log_path(game_id)}")
-            say(f"fallback actions: {sum(a.fallbacks for a in agents)}")
-            return verdict(log, fallback_limit(args, market), out)
+    def compact_line(self, lines: list[str]) -> str:
+        return f"{lines[0]}; " + "; ".join(
+            line.strip() for line in lines[1:] if line.strip().startswith(("market", "final")))

@@ -7,6 +7,7 @@ from typing import Any
 
 from lib.games.protocols import GameDefinition, groups_from_roles
 from lib.games.voting.answers import ANSWERS
+from lib.games.voting.play import PLAY
 from lib.games.voting.rules import (
     DEFAULT_PARAMETERS,
     LAST_PHASE,
@@ -50,4 +51,4 @@ class VotingRules:
 
 
 GAME = GameDefinition(name="voting", title="voting", rules=VotingRules(), server=VotingServerRules(), seat=SEAT,
-                      answers=ANSWERS)
+                      answers=ANSWERS, play=PLAY)
