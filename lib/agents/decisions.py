@@ -4,7 +4,9 @@ Every decision an agent takes becomes one row of `decisions.csv` in the run's fo
 written and flushed as it is taken, so the table is complete up to the last decision after a crash or a kill.
 The table is game-neutral: a row names the game, round, phase, seat and role, the player's private values as
 JSON (whatever shape the game gives them), the action's type and its wire message as JSON, who made it, how
-long it took and how many retries it needed. Every game fills the same columns: its seat rules say what its role,
+long it took and how many retries it needed, and for a model decision the tokens of its answers, what its calls
+cost (list prices, lib.evaluation.cli.prices; an answer a study's cache replays costs nothing) and how many answers
+were replayed. Every game fills the same columns: its seat rules say what its role,
 action type and private values are (lib.games.protocols.SeatRules.decision_fields).
 
 Who made it (`made_by`):
@@ -14,7 +16,7 @@ Who made it (`made_by`):
 - `fallback`: the model had no valid answer in time; the rule-based fallback action went out (or, for chat,
   nothing), and `fallback_reason` says why: `timeout` (the deadline came first), `model-error` (the endpoint
   failed: unreachable, 401, unknown model, 5xx...), `invalid-answers` (every answer broke the rules), or
-  `policy-error` (a rule policy raised);
+  `policy-error` (a rule policy raised), `spend-cap` (a study's spending cap was reached: no call was made);
 - the name of a rule policy (`baseline`): the rules played by choice, no model involved;
 - `none`: the decision ended with nothing sent (the phase moved on, the agent shut down); `detail` says why.
 
@@ -48,11 +50,13 @@ TIMEOUT = "timeout"
 MODEL_ERROR = "model-error"
 INVALID = "invalid-answers"
 POLICY_ERROR = "policy-error"
-FALLBACK_REASONS = (TIMEOUT, MODEL_ERROR, INVALID, POLICY_ERROR)
+SPEND_CAP = "spend-cap"  # the study's spending cap is reached: the model is not asked any more
+FALLBACK_REASONS = (TIMEOUT, MODEL_ERROR, INVALID, POLICY_ERROR, SPEND_CAP)
 
 _KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")  # as lib.agents.transcript: key-shaped strings nobody registered
 COLUMNS = ("time_utc", "game", "round", "phase", "seat", "role", "agent", "private_values", "action_type",
-           "action", "made_by", "fallback_reason", "detail", "model", "attempts", "retries", "latency_s", "sent")
+           "action", "made_by", "fallback_reason", "detail", "model", "attempts", "retries", "latency_s", "sent",
+           "prompt_tokens", "completion_tokens", "cost_usd", "cached_calls")
 
 
 @dataclass
@@ -67,6 +71,18 @@ class Trace:
     stopped: str | None = None  # why the policy gave up before its attempts ran out (TIMEOUT, MODEL_ERROR)
     last_error: str | None = None  # the last failure in words
     cancel_reason: str | None = None  # set by whoever cancels the decision, before cancelling it
+    prompt_tokens: int = 0  # over every answer, replayed ones included
+    completion_tokens: int = 0
+    cost_usd: float | None = None  # spent on this decision's calls (replayed answers cost nothing); None: no price
+    cached_calls: int = 0  # answers replayed from a study's call cache
+
+    def used(self, prompt_tokens: int, completion_tokens: int, cost_usd: float | None, cached: bool) -> None:
+        """One answer's tokens and cost (None: the model has no known price)."""
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        if cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + cost_usd
+        self.cached_calls += cached
 
     def failed(self, kind: str, error: str) -> None:
         self.last_failure, self.last_error = kind, error
@@ -123,6 +139,16 @@ class Decision:
     latency_s: float | None = None
     sent: bool = False
     time: float = field(default_factory=time.time)
+    prompt_tokens: int | None = None  # None: no model call (or not told; see DecisionLog.add)
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    cached_calls: int | None = None
+
+    def take_usage(self, trace: Trace) -> None:
+        """The tokens and cost the model policy reported into `trace`, when it made calls."""
+        if trace.attempts and self.prompt_tokens is None:
+            self.prompt_tokens, self.completion_tokens = trace.prompt_tokens, trace.completion_tokens
+            self.cost_usd, self.cached_calls = trace.cost_usd, trace.cached_calls
 
     @property
     def retries(self) -> int:
@@ -137,7 +163,8 @@ class Decision:
                 self.agent, js(self.private_values), self.action_type, js(self.action), self.made_by,
                 self.fallback_reason or "", self.detail or "", self.model or "", str(self.attempts),
                 str(self.retries), "" if self.latency_s is None else f"{self.latency_s:.3f}",
-                "yes" if self.sent else "no"]
+                "yes" if self.sent else "no", _text(self.prompt_tokens), _text(self.completion_tokens),
+                "" if self.cost_usd is None else f"{self.cost_usd:.6f}", _text(self.cached_calls)]
 
 
 def _text(value: Any) -> str:
@@ -174,6 +201,11 @@ class DecisionLog:
             self.listener("start", info)
 
     def add(self, decision: Decision) -> None:
+        """Append one row. A model decision's tokens and cost come from the trace of the decision being taken in
+        this task (the agent records each decision in the task that took it) unless the row already has them."""
+        trace = current()
+        if trace is not None and decision.attempts == trace.attempts:
+            decision.take_usage(trace)
         self.made_by[decision.made_by] += 1
         if decision.made_by == FALLBACK:
             self.reasons[decision.fallback_reason or "?"] += 1

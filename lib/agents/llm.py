@@ -19,6 +19,12 @@
   cut short says why: the deadline, the phase moving on, or the agent shutting down (lib.agents.decisions.Trace).
 - The decision's lib.agents.decisions.Trace (when an agent asks) counts the attempts, invalid answers and failed calls,
   and says why no answer came: that is how the decisions table tells the model from its fallback.
+- A study (lib.study) gives the policy its call cache and spend tracker (lib.study.cache): every answer is stored
+  under the endpoint, model, temperature, messages and the game index, seat and attempt, so a re-run of a game
+  replays its answers exactly and for free, while repeated games are separate draws. Token usage and list-price
+  cost of every call go into its model-call record (`cached` says whether it was replayed) and into the decision's
+  Trace. The tracker is shared by all agents of a study: once its cap is reached no call is made (a cached answer
+  is still replayed), and the decision falls back with the reason `spend-cap`.
 - `preflight()`: one cheap call (a one-token completion) before any agent joins a game, so that an unreachable
   endpoint, a rejected key or an unknown model stops the run with one line instead of a game of fallbacks.
 """
@@ -41,6 +47,8 @@ from lib.agents import decisions
 from lib.agents.transcript import Transcript
 from lib.games import game_for
 from lib.games.protocols import ActionError, Game
+from lib.study.cache import CachedCall, CallCache, SpendTracker, call_key, cost_usd
+from lib.util.redact import public_url
 
 DEFAULT_MAX_RETRIES = 2  # extra attempts after an invalid answer or an API error
 DEFAULT_MAX_CONCURRENT_CALLS = 8
@@ -154,7 +162,10 @@ class LLMPolicy:
 
     def __init__(self, *, api_key: str, model: str, base_url: str | None = None,
                  max_retries: int = DEFAULT_MAX_RETRIES, max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS,
-                 temperature: float | None = None, game: Game | None = None) -> None:
+                 temperature: float | None = None, game: Game | None = None, cache: CallCache | None = None,
+                 spend: SpendTracker | None = None, endpoint: str | None = None, game_index: int = 0) -> None:
+        """`cache`, `spend`, `endpoint` (the name the cache keys calls by; the public base URL without one) and
+        `game_index` (the study's index of the game these agents play) are a study's: see the module docstring."""
         if not api_key:
             raise ValueError("an API key is needed (any non-empty value for a local server that ignores it)")
         self.game = game if game is not None else game_for("voting")  # the call sites from before games were parts
@@ -167,6 +178,8 @@ class LLMPolicy:
         self.base_url = str(self.client.base_url)
         self.semaphore = asyncio.Semaphore(max(1, max_concurrent_calls))
         self.structured: bool | None = None  # None: untried; True: works; False: this endpoint refuses it
+        self.cache, self.spend, self.game_index = cache, spend, game_index
+        self.endpoint = endpoint or public_url(self.base_url)
 
     async def close(self) -> None:
         await self.client.close()
@@ -276,8 +289,17 @@ class LLMPolicy:
     def for_game(self, game: Game) -> LLMPolicy:
         """The same model at the same endpoint, asked about `game`, sharing this policy's limit on concurrent
         calls."""
+        return self._copy(game, self.game_index)
+
+    def for_game_index(self, game_index: int) -> LLMPolicy:
+        """The same policy for the agents of a study's game `game_index`: its answers are cached under that index,
+        and it shares this policy's cache, spend tracker and limit on concurrent calls."""
+        return self._copy(self.game, game_index)
+
+    def _copy(self, game: Game, game_index: int) -> LLMPolicy:
         other = LLMPolicy(api_key=self._api_key, model=self.model, base_url=self.base_url,
-                          max_retries=self.max_retries, temperature=self.temperature, game=game)
+                          max_retries=self.max_retries, temperature=self.temperature, game=game, cache=self.cache,
+                          spend=self.spend, endpoint=self.endpoint, game_index=game_index)
         other.semaphore = self.semaphore
         return other
 
@@ -306,12 +328,19 @@ class LLMPolicy:
             started = time.monotonic()
             record: dict[str, Any] = {"model": self.model, "wire_type": wire_type, "round": view.round,
                                       "phase": view.phase, "attempt": attempt, "messages": messages}
+            key = self._key(messages, view, attempt)
+            hit = self.cache.get(key) if self.cache is not None and key is not None else None
+            if hit is None and self._capped(trace, transcript, record):
+                break
             if trace is not None:
                 trace.attempts = attempt
             wait = 0.0
             unreadable: MalformedResponse | None = None
             try:
-                completion, structured = await self._complete(messages, wire_type, deadline, view, cap)
+                if hit is not None:
+                    completion, structured = None, None
+                else:
+                    completion, structured = await self._complete(messages, wire_type, deadline, view, cap)
             except asyncio.CancelledError:
                 _log(transcript, record, started, error=f"cancelled: {_cancel_reason(trace, deadline)}")
                 raise
@@ -339,9 +368,13 @@ class LLMPolicy:
                 if unreadable is not None:
                     record["response"] = unreadable.raw
                     raise unreadable
-                answer, refusal, usage = read_completion(completion)
+                if hit is not None:
+                    answer, refusal, usage = hit.answer, None, hit.usage()
+                else:
+                    answer, refusal, usage = read_completion(completion)
                 # the answer as the transcript can hold it; the parse below sees it as sent
                 record.update(answer=None if answer is None else writable(answer), usage=usage)
+                self._account(record, trace, key, hit, answer, usage, view, attempt)
                 if answer is None and refusal:
                     record["refusal"] = writable(refusal)
                 action = self.parse(answer, view, wire_type, cap)
@@ -356,6 +389,45 @@ class LLMPolicy:
             _log(transcript, record, started, action=action)
             return action
         return None
+
+    def _key(self, messages: list[dict[str, str]], view: Any, attempt: int) -> str | None:
+        """The cache key of this attempt (None without a cache)."""
+        if self.cache is None:
+            return None
+        return call_key(self.endpoint, self.model, self.temperature, messages, self.game_index, view.number, attempt)
+
+    def _capped(self, trace: decisions.Trace | None, transcript: Transcript | None, record: dict[str, Any]) -> bool:
+        """True when the study's spending cap is reached: no call is made, and the decision says why."""
+        reason = self.spend.cap_reason() if self.spend is not None else None
+        if reason is None:
+            return False
+        if trace is not None:
+            trace.stopped, trace.last_error = decisions.SPEND_CAP, reason
+        if transcript is not None:
+            transcript.write("spend-cap", **{k: record[k] for k in ("model", "wire_type", "round", "phase",
+                                                                   "attempt")}, reason=reason)
+        return True
+
+    def _account(self, record: dict[str, Any], trace: decisions.Trace | None, key: str | None,
+                 hit: CachedCall | None, answer: str | None, usage: dict[str, Any] | None, view: Any,
+                 attempt: int) -> None:
+        """Tokens and cost of one answer into its model-call record, the decision's trace and the spend tracker;
+        a fresh answer into the cache. A replayed answer costs nothing now."""
+        prompt = int((usage or {}).get("prompt_tokens") or 0)
+        completion = int((usage or {}).get("completion_tokens") or 0)
+        cost = 0.0 if hit is not None else cost_usd(self.model, prompt, completion) if usage is not None else None
+        record.update(cost_usd=cost, cached=hit is not None)
+        if trace is not None:
+            trace.used(prompt, completion, cost, cached=hit is not None)
+        if hit is not None:
+            return
+        if self.spend is not None:
+            self.spend.add(cost)
+        if self.cache is not None and key is not None and isinstance(answer, str):
+            self.cache.put(CachedCall(key=key, answer=writable(answer), prompt_tokens=prompt,
+                                      completion_tokens=completion, cost_usd=cost, endpoint=self.endpoint,
+                                      model=self.model, game_index=self.game_index, seat=view.number,
+                                      attempt=attempt))
 
 
 def _cancel_reason(trace: decisions.Trace | None, deadline: float) -> str:

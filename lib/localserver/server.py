@@ -42,7 +42,7 @@ from lib.games import DEFAULT_GAME, UnknownGame, game_for, game_types
 from lib.games.protocols import Game
 from lib.games.voting.rules import GameParams, ParamError
 from lib.ibex import js
-from lib.ibex.sessions import SessionsError, SessionsTable, load_sessions
+from lib.ibex.sessions import SessionsError, SessionsTable, load_sessions, parse_sessions
 from lib.localserver import create as creation
 from lib.localserver.core import CoreGame, new_recovery_code
 from lib.localserver.http import Request, Response, json_response, serve_http
@@ -190,9 +190,15 @@ class LocalServer:
     # ------------------------------------------------------------------ games
 
     def create_game(self, parameters: dict[str, Any] | GameParams | None = None, title: str | None = None,
-                    spawn: bool = True) -> int:
+                    spawn: bool = True, *, sessions: SessionsTable | list[dict[str, Any]] | None = None,
+                    session_number: int | None = None) -> int:
         """Create and start a game (phase 0 of its first round); overrides apply to its game's defaults
         (ServerRules.parameters of the game `game_type` names, lib.games.DEFAULT_GAME without one).
+
+        Private values: session `session_number` (else the parameters' `session_number`, else 1) of `sessions`,
+        this game's own table (a SessionsTable, or a list in sessions.json's format such as lib.study.values makes),
+        else of the server's table. So a study gives game k of every arm the same values: one table per study and
+        session k + 1, or a fresh table per game.
 
         This is the in-process way, with flat parameters (and fractional timers) for tests and --local; the REST
         create-for-llm takes the real server's nested gameParameters. An agents-only game asks the agent manager
@@ -202,20 +208,26 @@ class LocalServer:
         if isinstance(parameters, GameParams):
             params = parameters
             _played(params.game_type)
+            if session_number is not None:
+                params = GameParams({**params.values, "session_number": session_number})
         else:
             flat = dict(parameters or {})
+            if session_number is not None:
+                flat["session_number"] = session_number
             params = _played(flat.get("game_type", DEFAULT_GAME)).server.parameters(flat)
+        table = sessions if sessions is None or isinstance(sessions, SessionsTable) else parse_sessions(
+            sessions, f"game {self._next_game_id}'s sessions table")
         game_id = self._next_game_id
-        self._start_game(game_id, params, title, None)
+        self._start_game(game_id, params, title, None, table)
         self._next_game_id += 1
         if params.agents_only and spawn:
             self._background(self.spawn_agents(game_id))
         return game_id
 
     def _start_game(self, game_id: int, params: GameParams, title: str | None,
-                    rows: list[dict[str, str]] | None) -> None:
+                    rows: list[dict[str, str]] | None, sessions: SessionsTable | None = None) -> None:
         game = game_for(params.game_type).server.new_game(
-            game_id, params, self.sessions, strict=self.strict, ready_race_window=self.ready_race_window,
+            game_id, params, sessions or self.sessions, strict=self.strict, ready_race_window=self.ready_race_window,
             first_player_id=self._next_player_id, title=title, on_over=self._on_game_over, parameter_rows=rows,
         )
         self._next_player_id += len(game.players)

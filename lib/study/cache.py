@@ -6,9 +6,11 @@ replays its answers exactly, for free.
 
 The file is JSON lines, appended one whole record per write. A damaged line (not JSON, or not a record) is skipped
 with a warning naming the file and line; a line cut by a kill is never glued to the next record, because every
-append first ends an unterminated last line. Self-contained on purpose: lib.evaluation.policies' evaluation cache has
-the
-same problem and is being fixed separately; the two can share this code later.
+append first ends an unterminated last line. lib.agents.llm.LLMPolicy uses it at play time.
+
+Not joined with lib.evaluation.policies' evaluation cache: that one keys an answer by endpoint, model, temperature
+and messages alone (an evaluation asks each recorded decision once; there are no games, seats or repeated draws),
+writes ASCII lines and refuses an unreadable file with CacheError; the shared part is the JSON-lines append.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -26,11 +29,24 @@ from typing import Any
 KEY_FIELDS = ("endpoint", "model", "temperature", "messages", "game_index", "seat", "attempt")
 
 
-def call_key(endpoint: str, model: str, temperature: float, messages: Sequence[Mapping[str, Any]],
+# A wall-clock time in a prompt (the action-required's deadline, "2026-12-05T13:05:19.516Z"): it differs in every run
+# of the same game, so the key holds a placeholder for it, or a re-run would never find its answers.
+_CLOCK = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
+CLOCK_PLACEHOLDER = "<time>"
+
+
+def keyed_text(text: str) -> str:
+    """A message's text as the key reads it: every wall-clock time replaced by CLOCK_PLACEHOLDER."""
+    return _CLOCK.sub(CLOCK_PLACEHOLDER, text)
+
+
+def call_key(endpoint: str, model: str, temperature: float | None, messages: Sequence[Mapping[str, Any]],
              game_index: int, seat: int, attempt: int) -> str:
-    """The cache key of one call (sha256 of its fields as canonical JSON)."""
-    form = {"endpoint": endpoint, "model": model, "temperature": float(temperature),
-            "messages": [dict(m) for m in messages], "game_index": game_index, "seat": seat, "attempt": attempt}
+    """The cache key of one call (sha256 of its fields as canonical JSON, the messages' wall-clock times left out:
+    keyed_text); temperature None: the endpoint's default, a key of its own."""
+    said = [{k: keyed_text(v) if isinstance(v, str) else v for k, v in m.items()} for m in messages]
+    form = {"endpoint": endpoint, "model": model, "temperature": None if temperature is None else float(temperature),
+            "messages": said, "game_index": game_index, "seat": seat, "attempt": attempt}
     text = json.dumps(form, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -57,6 +73,11 @@ class CachedCall:
     game_index: int = -1
     seat: int = -1
     attempt: int = 0
+
+    def usage(self) -> dict[str, int]:
+        """The token counts as the model-call record holds them."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
 
 
 def _stderr(message: str) -> None:
@@ -145,3 +166,10 @@ class SpendTracker:
         """True once the spend reaches the cap: start no new game (the running ones finish)."""
         with self.lock:
             return self.cap is not None and self.spent >= self.cap
+
+    def cap_reason(self) -> str | None:
+        """Why no model call may be made now (the cap, and what was spent), or None while under the cap."""
+        with self.lock:
+            if self.cap is None or self.spent < self.cap:
+                return None
+            return f"the spending cap of ${self.cap:,.2f} is reached (${self.spent:,.4f} spent on {self.calls} calls)"

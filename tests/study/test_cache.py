@@ -76,3 +76,22 @@ def test_the_spend_cap_is_reached_by_priced_calls_only():
     spend.add(0.006)
     assert spend.reached() and spend.spent == pytest.approx(0.01)
     assert not SpendTracker(None).reached()
+
+
+def test_the_key_ignores_wall_clock_times_but_not_the_rest_of_the_text():
+    def said(text: str) -> str:
+        return call_key("e", "m", None, [{"role": "user", "content": text}], 0, 1, 1)
+
+    first = said('{"actionRequiredBy": "2026-12-05T13:05:19.516Z"}, before the timer ends at 2026-12-05T13:05:19Z')
+    again = said('{"actionRequiredBy": "2026-12-06T09:00:00.001Z"}, before the timer ends at 2026-12-06T09:00:00Z')
+    assert first == again != said('{"actionRequiredBy": "2026-12-05T13:05:19.516Z"}, before the timer ends')
+    assert call_key("e", "m", None, [], 0, 1, 1) != call_key("e", "m", 1.0, [], 0, 1, 1)
+
+
+def test_the_tracker_names_the_cap_once_it_is_reached():
+    spend = SpendTracker(cap_usd=0.5)
+    spend.add(0.25)
+    assert spend.cap_reason() is None
+    spend.add(0.25)
+    assert spend.cap_reason() == "the spending cap of $0.50 is reached ($0.5000 spent on 2 calls)"
+    assert SpendTracker().cap_reason() is None
