@@ -7,6 +7,8 @@
                                [--rounds N] [--no-practice] [--timer-scale X]
                                                    create a game with create-for-llm, then play it
     python handler.py --serve                      the agent manager for agents-only games (serverStarter.sh)
+    python handler.py --study FILE [--no-cache] [--accept-changes]
+                                                   play a study: many games, several arms (docs/studies.md)
 
 --local starts lib.localserver.server in this process, creates a game, runs one agent (lib.agents.agent) per seat to
 game-over, writes the game's log into logs/local-games/ (never into the jsonFiles/ that constructDataset.py reads)
@@ -167,7 +169,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "agents in one process (default 0: every line reaches the OS as it is written)")
     parser.add_argument("--logs-dir", type=Path, default=DEFAULT_LOGS,
                         help="directory for the agents' transcripts (default logs/)")
+    modes.add_argument("--study", type=Path, metavar="FILE",
+                       help="play a study file's games (docs/studies.md): many games, several arms, tidy tables")
+    study = parser.add_argument_group("studies (--study)")
+    study.add_argument("--no-cache", action="store_true", help="ask the models again instead of replaying answers")
+    study.add_argument("--accept-changes", action="store_true",
+                       help="play on although the study file changed since its first games were played")
     args = parser.parse_args(argv)
+    if (args.no_cache or args.accept_changes) and args.study is None:
+        parser.error("--no-cache and --accept-changes work with --study only")
     if args.recovery and args.game is None:
         parser.error("--recovery works with --game only")
     if (args.params or args.agents_only) and not args.create:
@@ -234,6 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     load_dotenv(ROOT / ".env")
     redact.install(redact.secrets_from_env(os.environ))  # every printed line, whatever prints it (lib.util.redact)
+    if args.study is not None:
+        from lib.study.runner import main_study
+
+        return main_study(args.study, use_cache=not args.no_cache, accept_changes=args.accept_changes,
+                          env=dict(os.environ))
     if not (args.local or args.create or args.serve or args.game is not None):
         print("error: nothing to do: choose a mode: --local (offline demo), --game ID, --create or --serve "
               "(see --help)", file=sys.stderr)

@@ -407,6 +407,8 @@ class _Run:
             self._failed(uid, arm_name, index, str(exc))
             return
         rows = decision_rows(log, names)
+        for row in tables.seat_rounds:  # the log knows the seats, the arm knows who played them
+            row["policy"] = names.get(row.get("seat"))
         made = [r for r in rows if r["made_by"] in MODEL_MADE]
         self.store.finish_game(uid, game_id=game_id, rounds=tables.rounds, seat_rounds=tables.seat_rounds,
                                decisions=rows, calls=call_rows(game_dir, arm.seats, index), status=FINISHED)
@@ -439,11 +441,11 @@ class _Run:
             running: set[asyncio.Task[None]] = set()
             slots = asyncio.Semaphore(self.study.concurrency)
             for arm, index in order:
-                self.check_limits()
-                if self.stop.drain.is_set() or self.limit is not None:
+                if not await _acquire(slots, self.stop.drain):
                     break
-                await _acquire(slots, self.stop.drain)
-                if self.stop.drain.is_set():
+                self.check_limits()  # the running games may have reached a limit while this one waited
+                if self.limit is not None:
+                    slots.release()
                     break
                 task = asyncio.ensure_future(self.play_one(server, arm, index))
                 running.add(task)
@@ -456,16 +458,21 @@ class _Run:
                         raise exc
 
 
-async def _acquire(slots: asyncio.Semaphore, drain: asyncio.Event) -> None:
-    """A free game slot, or nothing once `drain` is set (so a stop is not held up by running games)."""
+async def _acquire(slots: asyncio.Semaphore, drain: asyncio.Event) -> bool:
+    """A free game slot (True), or none once `drain` is set (False: a stop is not held up by running games)."""
+    if drain.is_set():
+        return False
     got = asyncio.ensure_future(slots.acquire())
     stopped = asyncio.ensure_future(drain.wait())
     await asyncio.wait({got, stopped}, return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
     if not got.done():
         got.cancel()
-    elif drain.is_set():
+        return False
+    if drain.is_set():
         slots.release()
+        return False
+    return True
 
 
 def _local_server(records: Path, fast: bool, say: Say) -> Any:
