@@ -9,10 +9,11 @@ import json
 
 import pytest
 
-from lib.agents.realserver import PlayError, Seat, load_game_parameters, prepare_seats, server_urls
+from lib.agents.realserver import PlayError, Seat, game_of, load_game_parameters, prepare_seats, server_urls
+from lib.games import game_for
 from lib.games.market.play import ui_parameters
 from lib.games.voting.rules import DEFAULT_PARAMETERS
-from lib.ibex.api import IbexApi
+from lib.ibex.api import IbexApi, Status
 from lib.ibex.createparams import nested_payload, stored_rows
 from lib.localserver.server import LocalServer
 from tests.helpers.players import ScriptedPlayer
@@ -264,3 +265,39 @@ def test_the_market_round_report_counts_trades_in_good_english(count, said):
     rec.trades[1] = [{"median": 50} for _ in range(count)]
     market = next(line for line in round_lines([view], 1, {}) if line.startswith("  market 1"))
     assert said in market + ","
+
+
+# --- game_of ---------------------------------------------------------------------------------------------------
+
+
+class LobbyAndStatus:
+    """A REST client that records its calls: the lobby lists `lobby`, GET /games/status answers `ruleset`."""
+
+    def __init__(self, lobby: list[dict], ruleset: str | None) -> None:
+        self.lobby = lobby
+        self.ruleset = ruleset
+        self.calls: list[str] = []
+
+    async def started(self) -> list[dict]:
+        self.calls.append("started")
+        return self.lobby
+
+    async def status(self, game_id: int, code: str) -> Status:
+        self.calls.append("status")
+        return Status(True, False, {}, self.ruleset, "")
+
+
+@pytest.mark.parametrize(("lobby", "ruleset", "game", "known", "calls"), [
+    ([{"id": 7, "type": "futarchy"}], "Harberger", "futarchy", True, ["started"]),
+    ([{"id": 8, "type": "futarchy"}], "Harberger", "harberger", False, ["started", "status"]),
+    ([], "Harberger", "harberger", False, ["started", "status"]),
+    ([], "Voting", "voting", True, ["started", "status"]),
+    ([{"id": 7, "type": "chess"}], None, "voting", True, ["started", "status"]),
+], ids=["listed", "other-game-listed", "market-ruleset", "other-ruleset", "unknown-type"])
+def test_the_game_of_a_running_game_comes_from_the_lobby_else_from_the_status_ruleset(lobby, ruleset, game, known,
+                                                                                      calls):
+    """Both market games report the ruleset "Harberger": the first of them plays, not known, and its agents tell
+    them apart by the game's events."""
+    api = LobbyAndStatus(lobby, ruleset)
+    assert asyncio.run(game_of(api, 7, "code")) == (game_for(game), known)
+    assert api.calls == calls

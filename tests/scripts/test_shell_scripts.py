@@ -1,7 +1,7 @@
 """serverStarter.sh and killer.sh, run for real with dash.
 
 Each test copies both scripts and the lib/handlerctl.sh they share into a temporary project whose handler.py is
-tests/fake_handler.py, and runs them from another directory. The project path holds a space, so quoting mistakes
+tests/helpers/fake_handler.py, and runs them from another directory. The project path holds a space, so quoting mistakes
 show up. One test at the end runs the real project's handler.py.
 """
 
@@ -116,7 +116,7 @@ class Project:
 def project(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    proj = Project(tmp_path / "agent project", elsewhere, REPO / "tests" / "fake_handler.py")
+    proj = Project(tmp_path / "agent project", elsewhere, REPO / "tests" / "helpers" / "fake_handler.py")
     yield proj
     proj.kill_leftovers()
 
@@ -309,7 +309,7 @@ def test_another_projects_handler_is_not_ours(project, tmp_path):
     """Same program, same name, other folder: its PID in our PID file must not get it stopped."""
     other = tmp_path / "other project"
     other.mkdir()
-    shutil.copy(REPO / "tests" / "fake_handler.py", other / "handler.py")
+    shutil.copy(REPO / "tests" / "helpers" / "fake_handler.py", other / "handler.py")
     other_handler = subprocess.Popen(
         [sys.executable, str(other / "handler.py"), "--serve"],
         env={**project.env, "AGENT_MANAGER_PORT": str(free_port())},
