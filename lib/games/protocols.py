@@ -97,6 +97,11 @@ class ServerRules(Protocol):
         the parameter or the sessions table when the table lacks what `params` need. `options` are CoreGame's."""
         ...
 
+    def idle_phases(self, params: GameParams) -> frozenset[int]:
+        """The phases that only their timer ends and in which no seat can act (no message is taken): the local
+        server's fast mode ends them at once."""
+        ...
+
 
 @dataclass(frozen=True)
 class Cadence:

@@ -218,17 +218,24 @@ class IbexApi:
 
     async def game_json(self, game_id: int, token: str) -> dict[str, Any]:
         """The recorded `.log.json` of a finished game (the server sends it as a JSON string in `data`)."""
+        return (await self.game_log(game_id, token))[1]
+
+    async def game_log(self, game_id: int, token: str) -> tuple[str, dict[str, Any]]:
+        """(the text, the parsed log) of a finished game's recorded `.log.json`: the text as the server recorded
+        it, so that a copy here is the server's file byte for byte."""
         call = f"json (game {game_id})"
         status, body = await self._call(call, "GET", "/games/json", params={"gameId": game_id, "token": token})
         data = _data(body)
-        if isinstance(data, str):
+        text = data if isinstance(data, str) else None
+        if text is not None:
             try:
-                data = json.loads(data)
-            except json.JSONDecodeError as exc:
-                raise IbexApiError(call, f"the recorded log is not JSON ({exc.msg})", status) from None
+                data = json.loads(text)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                why = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                raise IbexApiError(call, f"the recorded log is not JSON ({why})", status) from None
         if not isinstance(data, dict):
             raise IbexApiError(call, f"expected the recorded log, got {_quote(data)}", status)
-        return data
+        return (text if text is not None else json.dumps(data, ensure_ascii=False)), data
 
     # ------------------------------------------------------------------ transport
 

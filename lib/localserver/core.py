@@ -141,8 +141,13 @@ class CoreGame:
         on_over: Callable[[Any], None] | None = None,
         rng: random.Random | None = None,
         parameter_rows: list[dict[str, str]] | None = None,
+        instant_phases: frozenset[int] = frozenset(),
     ) -> None:
         self.id = game_id
+        # Fast mode (LocalServer.create_game(fast=True)): these phases, which only their timer ends and in which
+        # nobody can act (ServerRules.idle_phases), get a timer of 0 s. Everything else happens as with the
+        # configured timer (set-timer, phase-timeout, reset-timer, in the same order), only without the wait.
+        self.instant_phases = instant_phases
         self.params = params
         self.sessions = sessions
         self.strict = strict
@@ -401,6 +406,8 @@ class CoreGame:
             self._timer = None
 
     def _set_timer(self, seconds: float) -> None:
+        if self.phase in self.instant_phases:
+            seconds = 0.0
         self.timer_end = now_ms() + int(seconds * 1000)
         self._broadcast_event("set-timer", {"end": self.timer_end})
         self._timer = self.loop.call_later(seconds, self._on_timeout, self.phase, self.round)

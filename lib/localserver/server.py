@@ -11,7 +11,8 @@ parameters, its create-for-llm checks, its game on lib/localserver/core.py). In-
         log = await server.wait_game_over(game_id, timeout=30)
 
 Standalone: `python -m lib.localserver.server --ws-port 3088 --api-port 3080 [--records DIR] [--sessions FILE]
-[--agent-manager HOST:PORT] [--strict] [--ready-race-window S] [--host H] [--admin-user U] [--admin-password P]`.
+[--agent-manager HOST:PORT] [--strict] [--fast] [--ready-race-window S] [--host H] [--admin-user U]
+[--admin-password P]`.
 
 `restart()` closes every socket and listener and listens again; the games' timers keep running during the pause,
 as they would behind a proxy that drops connections (a restart of the real Node process would instead lose every
@@ -102,6 +103,7 @@ class LocalServer:
         api_port: int = 0,
         admin_username: str = DEFAULT_ADMIN_USER,
         admin_password: str = DEFAULT_ADMIN_PASSWORD,
+        fast: bool = False,
     ) -> None:
         self.records_dir = Path(records_dir) if records_dir is not None else None
         if sessions is None:
@@ -109,6 +111,7 @@ class LocalServer:
         self.sessions = sessions if isinstance(sessions, SessionsTable) else load_sessions(sessions)
         self.strict = strict
         self.ready_race_window = ready_race_window
+        self.fast = fast  # the default of create_game's `fast`, and the mode of create-for-llm games
         self.agent_manager = _parse_address(agent_manager) if agent_manager else None
         self.host = host
         self.ws_port = ws_port
@@ -191,7 +194,7 @@ class LocalServer:
 
     def create_game(self, parameters: dict[str, Any] | GameParams | None = None, title: str | None = None,
                     spawn: bool = True, *, sessions: SessionsTable | list[dict[str, Any]] | None = None,
-                    session_number: int | None = None) -> int:
+                    session_number: int | None = None, fast: bool | None = None) -> int:
         """Create and start a game (phase 0 of its first round); overrides apply to its game's defaults
         (ServerRules.parameters of the game `game_type` names, lib.games.DEFAULT_GAME without one).
 
@@ -199,6 +202,10 @@ class LocalServer:
         this game's own table (a SessionsTable, or a list in sessions.json's format such as lib.study.values makes),
         else of the server's table. So a study gives game k of every arm the same values: one table per study and
         session k + 1, or a fresh table per game.
+
+        `fast` (default: the server's): a phase that only its timer ends and in which nobody can act (the game's
+        ServerRules.idle_phases: presentation, results...) ends at once; the timers of every other phase stay as
+        configured.
 
         This is the in-process way, with flat parameters (and fractional timers) for tests and --local; the REST
         create-for-llm takes the real server's nested gameParameters. An agents-only game asks the agent manager
@@ -218,16 +225,21 @@ class LocalServer:
         table = sessions if sessions is None or isinstance(sessions, SessionsTable) else parse_sessions(
             sessions, f"game {self._next_game_id}'s sessions table")
         game_id = self._next_game_id
-        self._start_game(game_id, params, title, None, table)
+        self._start_game(game_id, params, title, None, table, fast)
         self._next_game_id += 1
         if params.agents_only and spawn:
             self._background(self.spawn_agents(game_id))
         return game_id
 
     def _start_game(self, game_id: int, params: GameParams, title: str | None,
-                    rows: list[dict[str, str]] | None, sessions: SessionsTable | None = None) -> None:
-        game = game_for(params.game_type).server.new_game(
-            game_id, params, sessions or self.sessions, strict=self.strict, ready_race_window=self.ready_race_window,
+                    rows: list[dict[str, str]] | None, sessions: SessionsTable | None = None,
+                    fast: bool | None = None) -> None:
+        rules = game_for(params.game_type).server
+        fast = self.fast if fast is None else fast
+        game = rules.new_game(
+            game_id, params, sessions or self.sessions, strict=self.strict,
+            instant_phases=rules.idle_phases(params) if fast else frozenset(),
+            ready_race_window=self.ready_race_window,
             first_player_id=self._next_player_id, title=title, on_over=self._on_game_over, parameter_rows=rows,
         )
         self._next_player_id += len(game.players)
@@ -543,6 +555,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="refuse, with an error frame, what the real server wrongly accepts (see README)")
     parser.add_argument("--ready-race-window", type=float, default=0.0, metavar="SECONDS",
                         help="drop frames that arrive this long after a round's phase-0 transition (test switch)")
+    parser.add_argument("--fast", action="store_true",
+                        help="end at once every phase that only its timer ends and in which nobody can act")
     parser.add_argument("--admin-user", default=None, help="admin user (default: $IBEX_USERNAME or 'admin')")
     parser.add_argument("--admin-password", default=None, help="admin password (default: $IBEX_PASSWORD or 'admin')")
     return parser.parse_args(argv)
@@ -554,6 +568,7 @@ async def _serve(args: argparse.Namespace) -> int:
         sessions=args.sessions,
         strict=args.strict,
         ready_race_window=args.ready_race_window,
+        fast=args.fast,
         agent_manager=args.agent_manager,
         host=args.host,
         ws_port=args.ws_port,

@@ -35,6 +35,9 @@ class RecordingServerRules:
         self.calls.append(("new_game", game_id, params.game_type))
         return self.inner.new_game(game_id, params, sessions, **options)
 
+    def idle_phases(self, params: GameParams) -> frozenset[int]:
+        return self.inner.idle_phases(params)
+
 
 @contextmanager
 def registered_copy(of: str, name: str) -> Iterator[RecordingServerRules]:

@@ -38,6 +38,8 @@ LANDHOLDERS = (ROLE_DEVELOPER, ROLE_OWNER)
 SPECULATORS = (ROLE_SPECULATOR,)
 # Phases that end only by their timer: without one the game stalls for good (refused at creation in strict mode).
 TIMER_ONLY_PHASES = (1, 4, 6, 9)
+# Of those, the ones no seat acts in (all but the market): presentation, the first settlement, the results.
+IDLE_PHASES = (1, 4, 9)
 
 # The web UI's defaults for both market games (my-app/src/assets/{harberger,futarchy}.json and the create form),
 # over lib.games.voting.rules's voting defaults: what an in-process create_game uses where a caller gives nothing.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lib.games.market.server import TIMER_ONLY_PHASES, MarketGame, market_parameters
+from lib.games.market.server import IDLE_PHASES, TIMER_ONLY_PHASES, MarketGame, market_parameters
 from lib.games.voting.rules import GameParams, parameters_from_dict
 from lib.ibex.sessions import SessionsTable
 
@@ -38,6 +38,9 @@ class MarketServerRules:
 
     def new_game(self, game_id: int, params: GameParams, sessions: SessionsTable, **options: Any) -> MarketGame:
         return MarketGame(game_id, params, sessions, **options)
+
+    def idle_phases(self, params: GameParams) -> frozenset[int]:
+        return frozenset(IDLE_PHASES)
 
 
 def _positive(value: Any) -> bool:

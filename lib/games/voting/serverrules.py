@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lib.games.voting.rules import CONDITIONS, GameParams, parameters_from_dict
-from lib.games.voting.server import Game
+from lib.games.voting.rules import CONDITIONS, LAST_PHASE, GameParams, parameters_from_dict
+from lib.games.voting.server import PHASE_HANDLERS, Game
 from lib.ibex import js
 from lib.ibex.sessions import SessionsTable
 
@@ -40,3 +40,7 @@ class VotingServerRules:
 
     def new_game(self, game_id: int, params: GameParams, sessions: SessionsTable, **options: Any) -> Game:
         return Game(game_id, params, sessions, **options)
+
+    def idle_phases(self, params: GameParams) -> frozenset[int]:
+        # Every phase without a handler (presentation, results) ends only by its timer.
+        return frozenset(range(LAST_PHASE + 1)) - set(PHASE_HANDLERS)
