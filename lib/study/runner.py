@@ -33,7 +33,6 @@ spending cap was reached before every game was played; 128 + signal number (130 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import shutil
@@ -365,9 +364,7 @@ class _Run:
     def game_dir(self, arm: str, index: int) -> Path:
         return self.folder / GAMES_DIR / arm / f"{index:06d}"
 
-    async def play_one(self, server: Any, arm_name: str, index: int) -> None:
-        from lib.agents.modes import play_local
-
+    async def play_one(self, server: _Games, arm_name: str, index: int) -> None:
         arm, slot = self.arms[arm_name], self.slots[index]
         table, session_number = self.values.of(slot, self.study.parameters)
         game_dir = self.game_dir(arm_name, index)
@@ -379,38 +376,29 @@ class _Run:
                                     values_source=slot.source)
         policies = _for_index(seat_policies(self.study, arm, self.game, slot.seed, self.models, self.data_dir), index)
         names = {seat: _policy_name(chosen) for seat, chosen in arm.seats.items()}
-        try:
-            game_id = server.create_game(dict(self.study.parameters), title=f"{self.study.name}/{arm_name}/{index}",
-                                         sessions=table, session_number=session_number)
-        except ValueError as exc:
-            self._failed(uid, arm_name, index, f"the local server cannot create the game: {exc}")
-            return
+        game = _Game(f"{self.study.name}/{arm_name}/{index}", table, session_number, policies, game_dir, slot.seed)
         with decisions.DecisionLog(game_dir / "decisions.csv", secrets=self.secrets) as log:
             try:
-                result = await play_local(server, game_id, policies, settings=self.settings, run_dir=game_dir,
-                                          log=log, stop=self.stop.abandon, say=lambda _line: None, seed=slot.seed,
-                                          secrets=self.secrets)
-            finally:
-                await server.delete_game(game_id)  # a study's server must not hold every game it played
-        if result.outcome == "stopped":
-            self.store.finish_game(uid, game_id=game_id, status="abandoned", note="stopped by a signal")
+                outcome = await server.play(game, log, self.stop.abandon)
+            except _GameFailed as exc:
+                self._failed(uid, arm_name, index, str(exc), exc.game_id)
+                return
+        if outcome.stopped:
+            self.store.finish_game(uid, game_id=outcome.game_id, status="abandoned", note="stopped by a signal")
             self.abandoned += 1
             return
-        if result.outcome != "game-over" or result.game_log is None:
-            self._failed(uid, arm_name, index, result.outcome)
-            return
         log_path = game_dir / "game.log.json"
-        shutil.move(str(result.game_log), log_path)
+        shutil.move(str(outcome.log), log_path)
         try:
             tables = tables_from_log(log_path, table if table is not None else self.values.table)
         except LogTableError as exc:
-            self._failed(uid, arm_name, index, str(exc))
+            self._failed(uid, arm_name, index, str(exc), outcome.game_id)
             return
         rows = decision_rows(log, names)
         for row in tables.seat_rounds:  # the log knows the seats, the arm knows who played them
             row["policy"] = names.get(row.get("seat"))
         made = [r for r in rows if r["made_by"] in MODEL_MADE]
-        self.store.finish_game(uid, game_id=game_id, rounds=tables.rounds, seat_rounds=tables.seat_rounds,
+        self.store.finish_game(uid, game_id=outcome.game_id, rounds=tables.rounds, seat_rounds=tables.seat_rounds,
                                decisions=rows, calls=call_rows(game_dir, arm.seats, index), status=FINISHED)
         self.finished[arm_name] += 1
         self.tally.done_now += 1
@@ -419,9 +407,9 @@ class _Run:
         self.check_limits()
         self.say(self.progress_line())
 
-    def _failed(self, uid: str, arm: str, index: int, why: str) -> None:
+    def _failed(self, uid: str, arm: str, index: int, why: str, game_id: Any = None) -> None:
         self.failed += 1
-        self.store.finish_game(uid, status=FAILED, note=why[:500])
+        self.store.finish_game(uid, game_id=game_id, status=FAILED, note=why[:500])
         self.say(f"game {index} of arm {arm} failed: {why} (played again on the next run)")
 
     # ----- every game
@@ -433,11 +421,10 @@ class _Run:
                  f"play, {self.study.concurrency} at once, {self.study.server} server; folder {self.folder}")
         if not order:
             return
-        if self.study.server == "real":
-            raise StudyRunError(f"{self.study.path}: server = 'real' is not supported by this runner yet "
-                                "(the local server is)")
-        server = _local_server(self.folder / SERVER_LOGS, self.study.fast, self.say)
-        async with server:
+        games: _Games = (_RealGames(self.study, self.game, self.env, self.settings, self.secrets)
+                         if self.study.server == "real"
+                         else _LocalGames(self.study, self.folder / SERVER_LOGS, self.settings, self.secrets))
+        async with games:
             running: set[asyncio.Task[None]] = set()
             slots = asyncio.Semaphore(self.study.concurrency)
             for arm, index in order:
@@ -447,7 +434,7 @@ class _Run:
                 if self.limit is not None:
                     slots.release()
                     break
-                task = asyncio.ensure_future(self.play_one(server, arm, index))
+                task = asyncio.ensure_future(self.play_one(games, arm, index))
                 running.add(task)
                 task.add_done_callback(running.discard)
                 task.add_done_callback(lambda _t: slots.release())
@@ -475,16 +462,143 @@ async def _acquire(slots: asyncio.Semaphore, drain: asyncio.Event) -> bool:
     return True
 
 
-def _local_server(records: Path, fast: bool, say: Say) -> Any:
-    """The study's in-process local server, in fast mode when the study asks for it."""
-    from lib.localserver.server import LocalServer
+@dataclass
+class _Game:
+    """One game to play: its title, values (its own sessions table, None: the server's; the session number), the
+    seats' policies, its folder and seed."""
 
-    # ADAPTER until the local server's fast mode lands (branch splumb): asked for only when the server offers it.
-    if fast and "fast" in inspect.signature(LocalServer).parameters:
-        return LocalServer(records_dir=records, fast=True)  # type: ignore[call-arg]
-    if fast:
-        say("fast mode: this local server has none yet; every timer runs as configured")
-    return LocalServer(records_dir=records)
+    title: str
+    table: SessionsTable | None
+    session_number: int
+    policies: dict[int, PlayPolicy]
+    folder: Path
+    seed: int
+
+
+@dataclass
+class _Outcome:
+    game_id: int
+    stopped: bool = False
+    log: Path | None = None  # the recorded log of a game that ended
+
+
+class _GameFailed(Exception):
+    def __init__(self, why: str, game_id: int | None = None) -> None:
+        super().__init__(why)
+        self.game_id = game_id
+
+
+class _Games:
+    """Where a study's games are played: `play` one game to its end (or a stop); _GameFailed says why not."""
+
+    async def __aenter__(self) -> _Games:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+    async def play(self, game: _Game, log: decisions.DecisionLog, stop: asyncio.Event) -> _Outcome:
+        raise NotImplementedError
+
+
+class _LocalGames(_Games):
+    """The in-process local server (its fast mode when the study asks), one for the whole run."""
+
+    def __init__(self, study: Study, records: Path, settings: AgentSettings, secrets: list[str]) -> None:
+        from lib.localserver.server import LocalServer
+
+        self.server = LocalServer(records_dir=records, fast=study.fast)
+        self.parameters = dict(study.parameters)
+        self.settings, self.secrets = settings, secrets
+
+    async def __aenter__(self) -> _LocalGames:
+        await self.server.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.server.stop()
+
+    async def play(self, game: _Game, log: decisions.DecisionLog, stop: asyncio.Event) -> _Outcome:
+        from lib.agents.modes import play_local
+
+        try:
+            game_id = self.server.create_game(self.parameters, title=game.title, sessions=game.table,
+                                              session_number=game.session_number)
+        except ValueError as exc:
+            raise _GameFailed(f"the local server cannot create the game: {exc}") from None
+        try:
+            result = await play_local(self.server, game_id, game.policies, settings=self.settings,
+                                      run_dir=game.folder, log=log, stop=stop, say=lambda _line: None,
+                                      seed=game.seed, secrets=self.secrets)
+        finally:
+            await self.server.delete_game(game_id)  # a study's server must not hold every game it played
+        if result.outcome == "stopped":
+            return _Outcome(game_id, stopped=True)
+        if result.outcome != "game-over" or result.game_log is None:
+            raise _GameFailed(result.outcome, game_id)
+        return _Outcome(game_id, log=result.game_log)
+
+
+class _RealGames(_Games):
+    """A real IBEX server (IBEX_WS_URL, IBEX_API_URL, IBEX_USERNAME, IBEX_PASSWORD): each game made with
+    create-for-llm as `handler.py --create` makes it, every seat taken with get-recovery, its log fetched with the
+    admin token at game-over. A real server reads only its own sessions table: a game plays session N of it."""
+
+    def __init__(self, study: Study, game: Game, env: Mapping[str, str], settings: AgentSettings,
+                 secrets: list[str]) -> None:
+        from lib.agents.realserver import PlayError, server_urls
+
+        if study.values.source == "fresh":
+            raise StudyRunError(f"{study.path}: values.source: fresh values cannot be given to a real server (it "
+                                "reads only its own sessions table): use source = 'sessions' with a copy of it")
+        try:
+            self.urls = server_urls(env)
+        except PlayError as exc:
+            raise StudyRunError(f"{study.path}: server = 'real': {exc}") from None
+        self.username, self.password = env.get("IBEX_USERNAME", "").strip(), env.get("IBEX_PASSWORD", "")
+        if not self.username or not self.password:
+            missing = "IBEX_USERNAME" if not self.username else "IBEX_PASSWORD"
+            raise StudyRunError(f"{study.path}: server = 'real': missing setting {missing} (the admin account "
+                                "create-for-llm logs in with)")
+        self.study, self.game, self.settings, self.secrets = study, game, settings, secrets
+        self.api: Any = None
+
+    async def __aenter__(self) -> _RealGames:
+        from lib.ibex.api import IbexApi
+
+        self.api = IbexApi(self.urls.api_url)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.api.close()
+
+    async def play(self, game: _Game, log: decisions.DecisionLog, stop: asyncio.Event) -> _Outcome:
+        from lib.agents.modes import play_seats
+        from lib.agents.realserver import PlayError, create_payload, prepare_seats, seats_of
+        from lib.ibex.api import IbexApiError
+        from lib.ibex.fetchlog import FetchError, fetch_game_log
+
+        flat = {**self.study.parameters, "session_number": game.session_number}
+        try:
+            payload, params = create_payload(flat, f"{self.study.path}: parameters", game.title, self.study.game)
+            created = await self.api.create_for_llm(self.username, self.password, payload)
+            seats = await prepare_seats(self.api, created.id, seats_of(params), [])
+        except (PlayError, IbexApiError, ValueError) as exc:
+            raise _GameFailed(f"the server cannot create the game: {exc}") from None
+        result = await play_seats(self.game, created.id, seats, game.policies, ws_url=self.urls.ws_url, api=self.api,
+                                  params=params, settings=self.settings, run_dir=game.folder, log=log, stop=stop,
+                                  say=lambda _line: None, seed=game.seed, secrets=self.secrets,
+                                  timeout=self.game.rules.timeout(params))
+        if result.outcome == "stopped":
+            return _Outcome(created.id, stopped=True)
+        if result.outcome != "game-over":
+            raise _GameFailed(result.outcome, created.id)
+        try:
+            path = await fetch_game_log(self.urls.api_url, created.id, game.folder / "fetched",
+                                        username=self.username, password=self.password)
+        except FetchError as exc:
+            raise _GameFailed(str(exc), created.id) from None
+        return _Outcome(created.id, log=path)
 
 
 def _write_outputs(run: _Run, result: StudyResult, say: Say) -> None:

@@ -5,6 +5,7 @@ game with its values."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -17,8 +18,9 @@ from collections import Counter
 from pathlib import Path
 
 from lib.ibex.sessions import load_sessions
+from lib.localserver.server import LocalServer
 from lib.study.logtables import tables_from_log
-from lib.study.runner import EXIT_SPEND_CAP, run_study
+from lib.study.runner import EXIT_SPEND_CAP, StudyResult, run_study, run_study_async
 from lib.study.spec import load_study
 from lib.study.store import FINISHED
 from lib.study.values import fresh_table
@@ -26,6 +28,7 @@ from tests.helpers.fakeopenai import FakeOpenAI
 from tests.helpers.paths import REPO
 from tests.helpers.scripted_answers import player
 
+PASSWORD = "study-admin-password"
 TIMERS = """round_count = 1
 practice_round = false
 timer_phase_1 = 0.1
@@ -76,7 +79,7 @@ def log_messages(log: dict, kind: str) -> dict[int, dict]:
 
 def test_two_arms_on_fresh_values_fill_the_tables_as_the_games_logs_say(tmp_path):
     out = io.StringIO()
-    result = run_study(study_file(tmp_path, "small", RULE_ARMS), out=out)
+    result = run_study(study_file(tmp_path, "small", "fast = true\n" + RULE_ARMS), out=out)
     folder = tmp_path / "small"
     assert result.exit_code == 0 and result.finished == {"rules": 2, "again": 2}
     games = rows(folder, "games")
@@ -116,6 +119,41 @@ def test_two_arms_on_fresh_values_fill_the_tables_as_the_games_logs_say(tmp_path
     # run again: everything is kept, nothing is played
     again = run_study(tmp_path / "small.toml", out=io.StringIO())
     assert again.played_now == 0 and again.exit_code == 0 and len(rows(folder, "games")) == 4
+
+
+def test_a_study_on_a_real_server_creates_each_game_and_fetches_its_log(tmp_path):
+    sessions = REPO / "jsonFiles" / "sessions.json"
+    body = f"""server = "real"
+[values]
+source = "sessions"
+table = "{sessions}"
+sessions = [2]
+[arms.rules]
+developer = "baseline"
+owners = "baseline"
+"""
+    path = study_file(tmp_path, "real", body, games=2)
+    path.write_text(path.read_text().replace("= 0.1\n", "= 1\n").replace("= 0.2\n", "= 1\n")
+                    .replace("= 1.5\n", "= 2\n"))
+
+    async def scenario() -> StudyResult:
+        # the local server stands in for the real one: only its REST and WebSocket interfaces are used
+        async with LocalServer(records_dir=tmp_path / "server", fast=True, admin_password=PASSWORD,
+                               sessions=sessions) as server:
+            env = {"IBEX_WS_URL": server.ws_url, "IBEX_API_URL": server.api_url, "IBEX_USERNAME": "admin",
+                   "IBEX_PASSWORD": PASSWORD}
+            return await run_study_async(path, env=env, out=io.StringIO())
+
+    result = asyncio.run(scenario())
+    assert result.exit_code == 0 and result.finished == {"rules": 2}
+    table = load_sessions(sessions)
+    for game in rows(tmp_path / "real", "games"):
+        assert game["server"] == "real" and game["game_id"] is not None
+        log = tmp_path / "real" / "games" / "rules" / f"{game['game_index']:06d}" / "game.log.json"
+        assert log.read_bytes() == (tmp_path / "server" / f"{game['game_id']}.log.json").read_bytes()
+        seats = rows(tmp_path / "real", "seat_rounds", f"WHERE game_uid = '{game['game_uid']}'")
+        assert [[r["value_0"], r["value_1"]] for r in sorted(seats, key=lambda r: r["seat"])] == [
+            table.values(2, 1, seat) for seat in range(1, 7)]
 
 
 def test_a_changed_study_file_is_refused_unless_accepted(tmp_path):
