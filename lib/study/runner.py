@@ -397,7 +397,8 @@ class _Run:
         rows = decision_rows(log, names)
         for row in tables.seat_rounds:  # the log knows the seats, the arm knows who played them
             row["policy"] = names.get(row.get("seat"))
-        made = [r for r in rows if r["made_by"] in MODEL_MADE]
+        # the limit judges the models: a rule seat's late action is no sign of a failing endpoint
+        made = [r for r in rows if isinstance(arm.seats.get(r["seat"]), ModelPolicy) and r["made_by"] in MODEL_MADE]
         self.store.finish_game(uid, game_id=outcome.game_id, rounds=tables.rounds, seat_rounds=tables.seat_rounds,
                                decisions=rows, calls=call_rows(game_dir, arm.seats, index), status=FINISHED)
         self.finished[arm_name] += 1
@@ -601,27 +602,28 @@ class _RealGames(_Games):
         return _Outcome(created.id, log=path)
 
 
-def _write_outputs(run: _Run, result: StudyResult, say: Say) -> None:
-    """CSV exports of every table, and the report when a game is finished."""
+def _write_outputs(run: _Run, result: StudyResult, say: Say, report: bool) -> None:
+    """CSV exports of every table, and the report when a game is finished (and it is wanted)."""
     run.store.export_csv(run.folder)
-    if not any(run.finished.values()):
+    if not report or not any(run.finished.values()):
         return
     from lib.study.report import ReportError, write_report
 
     try:
-        report = write_report(run.folder, run.study)
+        written = write_report(run.folder, run.study)
     except (ReportError, StoreError) as exc:
         result.notes.append(f"no report: {exc}")
         say(f"no report: {exc}")
         return
-    result.report = report.path
-    say(f"report: {report.path}")
+    result.report = written.path
+    say(f"report: {written.path}")
 
 
 async def run_study_async(study: Study | str | Path, *, root: Path | None = None, use_cache: bool = True,
                           accept_changes: bool = False, env: Mapping[str, str] | None = None,
                           out: TextIO | None = None, stop: StudyStop | None = None, data_dir: Path | None = None,
-                          max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS) -> StudyResult:
+                          max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS, report: bool = True
+                          ) -> StudyResult:
     """`run_study` inside a running event loop (the same arguments; `stop` lets the caller stop it)."""
     if not isinstance(study, Study):
         study = load_study(study)
@@ -662,7 +664,7 @@ async def run_study_async(study: Study | str | Path, *, root: Path | None = None
         if result.stopped is not None:
             say(f"stopped ({result.stopped}): {run.abandoned} running game{'s' if run.abandoned != 1 else ''} "
                 "abandoned, played again on the next run")
-        _write_outputs(run, result, say)
+        _write_outputs(run, result, say, report)
         say(run.progress_line())
         say(f"played {result.played_now} game{'s' if result.played_now != 1 else ''} now, {run.failed} failed; "
             f"exit code {result.exit_code}")
@@ -673,16 +675,19 @@ async def run_study_async(study: Study | str | Path, *, root: Path | None = None
 
 def run_study(path: str | Path, *, root: Path | None = None, use_cache: bool = True, accept_changes: bool = False,
               env: Mapping[str, str] | None = None, out: TextIO | None = None, data_dir: Path | None = None,
-              max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS) -> StudyResult:
+              max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS, report: bool = True) -> StudyResult:
     """Play the study file at `path` to the end (or its limits) and return what happened.
 
     `root`: the folder that holds studies/<name>/ (default: the study file's folder); `use_cache` False asks the
     models again (--no-cache); `accept_changes`: play on although the study file changed since the store was made;
     `env`: where endpoint variables are read (default os.environ); `out`: progress lines (default stdout);
-    `data_dir`: where fitted and empirical policies find their saved parameters (default data/). Raises StudyError,
+    `data_dir`: where fitted and empirical policies find their saved parameters (default data/);
+    `max_concurrent_calls`: model calls in flight at once per model; `report` False: tables and CSVs only (the
+    report can be written later: python -m lib.study.report STUDY_DIR --study FILE). Raises StudyError,
     StoreError or StudyRunError (one line each) when the study cannot start."""
     return asyncio.run(run_study_async(path, root=root, use_cache=use_cache, accept_changes=accept_changes, env=env,
-                                       out=out, data_dir=data_dir, max_concurrent_calls=max_concurrent_calls))
+                                       out=out, data_dir=data_dir, max_concurrent_calls=max_concurrent_calls,
+                                       report=report))
 
 
 def main_study(path: Path, *, use_cache: bool, accept_changes: bool, env: Mapping[str, str],
