@@ -4,7 +4,7 @@ For notebooks::
 
     from lib.study.runner import run_study
     result = run_study("studies/example.toml")           # blocks until the study is done, stopped or capped
-    result.exit_code, result.finished, result.folder      # studies/example/ holds study.sqlite, *.csv, report.md
+    result.exit_code, result.finished, result.folder      # studies/example/: study.sqlite, the CSVs, the report
 
 `handler.py --study FILE [--no-cache] [--accept-changes]` calls `main_study`, which is `run_study` with Ctrl-C
 handling and the exit code. What it does (docs/studies.md, "Running a study"):

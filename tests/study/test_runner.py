@@ -114,7 +114,7 @@ def test_two_arms_on_fresh_values_fill_the_tables_as_the_games_logs_say(tmp_path
         assert round_row["round"] == 1 and round_row["offer_1"] == offer["compensationOffers"][1]
         assert (game_dir / "agent1.jsonl").exists() and (game_dir / "decisions.csv").exists()
     assert (folder / "seat_rounds.csv").read_text().count("\n") == 1 + 4 * 6
-    assert (folder / "report.md").exists()
+    assert result.report is not None and result.report.exists()
     assert "rules 2/2, again 2/2" in out.getvalue()
     # run again: everything is kept, nothing is played
     again = run_study(tmp_path / "small.toml", out=io.StringIO())
