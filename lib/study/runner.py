@@ -162,8 +162,8 @@ def _policy_name(chosen: str | ModelPolicy) -> str:
 
 def seat_policies(study: Study, arm: Arm, game: Game, seed: int, models: _Models, data_dir: Path
                   ) -> dict[int, PlayPolicy]:
-    """Seat -> the game's version of the policy `arm` gives it, for the game with `seed` (rule policies draw from
-    it) and cache index `index`; StudyRunError naming the arm for a policy that cannot play."""
+    """Seat -> the game's version of the policy `arm` gives it, for a game with `seed` (rule policies draw from it;
+    a model seat's cache index is set by _for_index); StudyRunError naming the arm for a policy that cannot play."""
     out: dict[int, PlayPolicy] = {}
     for seat, chosen in sorted(arm.seats.items()):
         where = f"{study.path}: arms.{arm.name}"
