@@ -165,6 +165,7 @@ def seat_policies(study: Study, arm: Arm, game: Game, seed: int, models: _Models
     """Seat -> the game's version of the policy `arm` gives it, for a game with `seed` (rule policies draw from it;
     a model seat's cache index is set by _for_index); StudyRunError naming the arm for a policy that cannot play."""
     out: dict[int, PlayPolicy] = {}
+    rules: dict[str, PlayPolicy] = {}
     for seat, chosen in sorted(arm.seats.items()):
         where = f"{study.path}: arms.{arm.name}"
         if isinstance(chosen, ModelPolicy):
@@ -172,9 +173,12 @@ def seat_policies(study: Study, arm: Arm, game: Game, seed: int, models: _Models
                 raise StudyRunError(f"{where}: prompt variant {chosen.prompt!r}: only 'default' exists so far")
             out[seat] = models.base(game, chosen).for_game(game)
             continue
+        if chosen in rules:  # one instance per rule policy, as handler.py --local seats it: the same draws
+            out[seat] = rules[chosen]
+            continue
         try:
             rule, _line = game.play.rule_policy(chosen, seed=seed, path=None, data_dir=data_dir)
-            out[seat] = game.play.policy(rule, seed)
+            out[seat] = rules[chosen] = game.play.policy(rule, seed)
         except PolicyRefused as exc:
             raise StudyRunError(f"{where}: seat {seat}: {exc}") from None
     return out
@@ -533,6 +537,10 @@ class _LocalGames(_Games):
                                       seed=game.seed, secrets=self.secrets)
         finally:
             await self.server.delete_game(game_id)  # a study's server must not hold every game it played
+            # ADAPTER until lib/localserver's delete_game forgets the game's game-over waiter too: the waiter holds
+            # the game's whole recorded log (about 0.5 MB of objects for 5 rounds), so a study's memory grew with
+            # every game played (bench/study_bench.py: 224 MB at 100 games, 324 MB at 300).
+            self.server._waiters.pop(game_id, None)
         if result.outcome == "stopped":
             return _Outcome(game_id, stopped=True)
         if result.outcome != "game-over" or result.game_log is None:
