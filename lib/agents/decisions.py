@@ -171,6 +171,15 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _header_width(path: Path) -> int:
+    """How many columns the existing table at `path` has; ValueError (one line) for a file that is not one."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        header = next(csv.reader(fh), [])
+    if not header or tuple(header) != COLUMNS[:len(header)]:
+        raise ValueError(f"{path}: not a decisions table (its first line is not the table's columns); move it aside")
+    return len(header)
+
+
 class DecisionLog:
     """The decisions table of one run (any number of agents and games), and the tally behind the shares line.
 
@@ -186,6 +195,9 @@ class DecisionLog:
         self._secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
+        # A table begun by an older version (a resumed run) has fewer columns: rows keep its width, so it stays
+        # one rectangular table.
+        self._width = len(COLUMNS) if new else _header_width(self.path)
         self._file = open(self.path, "a", encoding="utf-8", newline="")
         self._csv = csv.writer(self._file)
         if new:
@@ -213,7 +225,7 @@ class DecisionLog:
         if not self._file.closed:
             # A text that cannot be encoded (a lone surrogate from a model) must not lose the row.
             self._csv.writerow([self._scrub(cell.encode("utf-8", "replace").decode("utf-8"))
-                                for cell in decision.row()])
+                                for cell in decision.row()[:self._width]])
             self._file.flush()
         if self.listener is not None:
             self.listener("row", decision)

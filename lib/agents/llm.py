@@ -180,6 +180,9 @@ class LLMPolicy:
         self.structured: bool | None = None  # None: untried; True: works; False: this endpoint refuses it
         self.cache, self.spend, self.game_index = cache, spend, game_index
         self.endpoint = endpoint or public_url(self.base_url)
+        # Whether the spend tracker can count this model's calls (no list price: the cap cannot stop it). Asked
+        # here also so that the price table is loaded before the game, not inside a decision's deadline.
+        self.priced = cost_usd(model, 0, 0) is not None if cache is not None or spend is not None else None
 
     async def close(self) -> None:
         await self.client.close()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 from collections import Counter
+
+import pytest
 
 from lib.agents import decisions
 from lib.agents.decisions import COLUMNS, Decision, DecisionLog, shares_line
@@ -78,3 +81,41 @@ def test_no_secret_reaches_the_table(tmp_path):
     assert "sk-registered" not in text and "ibex-admin-pw" not in text and "sk-unregistered" not in text
     assert read(path)[0]["detail"] == ("AuthenticationError: Incorrect API key provided: [redacted]; "
                                        "login [redacted]; another [redacted]")
+
+
+def test_a_model_decisions_tokens_and_cost_come_from_the_trace_of_the_decision_being_taken(tmp_path):
+    path = tmp_path / "decisions.csv"
+
+    async def decide(log: DecisionLog) -> None:
+        trace = decisions.Trace(deadline=0.0)
+        decisions.begin(trace)  # this task's decision, as the agent opens it
+        trace.attempts = 2
+        trace.used(120, 9, 0.0012, cached=False)
+        trace.used(130, 8, 0.0, cached=True)
+        log.add(row(decisions.MODEL_RETRIED, attempts=2))
+        log.add(row("baseline"))  # a rule policy's row in another decision: no calls, no tokens
+
+    with DecisionLog(path) as log:
+        asyncio.run(decide(log))
+        log.add(row(decisions.MODEL, attempts=1, prompt_tokens=5, completion_tokens=1, cost_usd=None,
+                    cached_calls=0))  # told by the caller: kept
+    model, rule, told = read(path)
+    assert (model["prompt_tokens"], model["completion_tokens"], model["cost_usd"], model["cached_calls"]) == (
+        "250", "17", "0.001200", "1")
+    assert (rule["prompt_tokens"], rule["completion_tokens"], rule["cost_usd"], rule["cached_calls"]) == ("",) * 4
+    assert (told["prompt_tokens"], told["completion_tokens"], told["cost_usd"], told["cached_calls"]) == (
+        "5", "1", "", "0")
+    assert decisions.SPEND_CAP in decisions.FALLBACK_REASONS
+
+
+def test_a_table_begun_by_an_older_version_keeps_its_columns_and_a_foreign_file_is_refused(tmp_path):
+    old = tmp_path / "old.csv"
+    old.write_text(",".join(COLUMNS[:18]) + "\n", encoding="utf-8")
+    with DecisionLog(old) as log:
+        log.add(row(decisions.MODEL, attempts=1, prompt_tokens=5))
+    [added] = read(old)
+    assert list(added) == list(COLUMNS[:18]) and None not in added.values() and added["sent"] == "no"
+    foreign = tmp_path / "notes.csv"
+    foreign.write_text("name,score\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"notes.csv: not a decisions table"):
+        DecisionLog(foreign)

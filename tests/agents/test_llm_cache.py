@@ -4,6 +4,7 @@ again, tokens and cost reach the transcripts and the decisions table, and at the
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,16 @@ def test_at_the_spending_cap_the_policy_stops_calling_and_the_decision_falls_bac
     assert all(r["made_by"] == decisions.FALLBACK and r["sent"] == "yes" and r["attempts"] == "0" for r in capped)
     notes = [r for records in played.transcripts.values() for r in records if r["kind"] == "spend-cap"]
     assert len(notes) == len(capped) and all(n["reason"] == reason for n in notes)
+
+
+def test_the_policy_says_whether_the_tracker_can_count_its_model():
+    async def priced(model: str, **study: object) -> bool | None:
+        policy = LLMPolicy(api_key="sk-local", model=model, base_url="http://127.0.0.1:9/v1", **study)
+        try:
+            return policy.priced
+        finally:
+            await policy.close()
+
+    assert asyncio.run(priced(MODEL, spend=SpendTracker())) is True
+    assert asyncio.run(priced("my-local-model", spend=SpendTracker())) is False  # the cap cannot stop it
+    assert asyncio.run(priced(MODEL)) is None  # no study

@@ -19,7 +19,8 @@ from tests.helpers.agent_games import FAST as VOTING_FAST
 from tests.helpers.agent_games import assert_clean_game, play
 from tests.helpers.market_runs import SESSIONS, decisions, play_market
 
-IDLE_SECONDS = 1.0  # the idle phases' timers in both modes: a normal game waits them out
+IDLE_SECONDS = 2.0  # the idle phases' timers in both modes: a normal game waits them out
+SLACK_MS = 5  # the event loop may fire a timer a clock tick early, and the ends are whole milliseconds
 TIMER_EVENTS = ("phase-transition", "set-timer", "reset-timer", "round-end", "game-over")
 
 
@@ -68,6 +69,7 @@ def test_a_baseline_voting_game_makes_the_same_decisions_in_fast_mode_without_wa
 
     for played in (normal, fast):
         assert_clean_game(played, rounds=[1, 2])  # every seat's actions, and no error frame
+
     def made(played: Any) -> list[tuple]:
         return sorted((r["round"], r["phase"], r["seat"], r["action_type"], r["action"], r["made_by"], r["sent"])
                       for r in played.decisions)
@@ -76,14 +78,14 @@ def test_a_baseline_voting_game_makes_the_same_decisions_in_fast_mode_without_wa
     assert sequence(fast.recorded) == sequence(normal.recorded)
     assert (1, 7) in sequence(fast.recorded)[1] and (1, 1) in sequence(fast.recorded)[1]
     # the results phase: its whole timer in normal mode, none in fast mode (the vote before it ends at once)
-    assert all(bound >= IDLE_SECONDS * 1000 for bound in idle_timer_bound(normal.recorded, params, 7))
+    assert all(bound >= IDLE_SECONDS * 1000 - SLACK_MS for bound in idle_timer_bound(normal.recorded, params, 7))
     assert all(bound < IDLE_SECONDS * 1000 for bound in idle_timer_bound(fast.recorded, params, 7))
     # acted phases keep their timers: the request phase's timer ends as configured after the chat before it
     for played in (normal, fast):
         ends = timer_ends(played.recorded)
         for r in (1, 2):
             chat_start = ends[(r, 2)] - params["timer_phase_2"] * 1000
-            assert ends[(r, 3)] - chat_start >= (params["timer_phase_2"] + params["timer_phase_3"]) * 1000
+            assert ends[(r, 3)] - chat_start >= (params["timer_phase_2"] + params["timer_phase_3"]) * 1000 - SLACK_MS
 
 
 def test_a_harberger_game_makes_the_same_decisions_in_fast_mode_without_waiting_in_idle_phases(tmp_path):
@@ -113,7 +115,7 @@ def test_a_harberger_game_makes_the_same_decisions_in_fast_mode_without_waiting_
     assert sequence(fast) == sequence(normal)
     assert {(1, n) for n in (1, 4, 6, 9)} <= set(sequence(fast)[1])
     for idle in (4, 9):
-        assert all(bound >= IDLE_SECONDS * 1000 for bound in idle_timer_bound(normal, params, idle))
+        assert all(bound >= IDLE_SECONDS * 1000 - SLACK_MS for bound in idle_timer_bound(normal, params, idle))
         assert all(bound < IDLE_SECONDS * 1000 for bound in idle_timer_bound(fast, params, idle))
     assert [json.dumps(e["sent"]) for e in fast["server-log"] if e["sent"]["type"] == "winning-condition"] == \
         [json.dumps(e["sent"]) for e in normal["server-log"] if e["sent"]["type"] == "winning-condition"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from lib.agents.decisions import COLUMNS
 from lib.agents.transcript import read_transcript
 from tests.helpers.fakeopenai import FakeOpenAI
 from tests.helpers.paths import REPO
@@ -344,5 +345,5 @@ def test_a_killed_run_leaves_a_decisions_table_of_complete_rows(tmp_path):
     text = table.read_text(encoding="utf-8")
     assert text.endswith("\n")
     rows = list(csv.DictReader(text.splitlines()))
-    assert len(rows) > 11 and all(len(r) == 18 and None not in r.values() for r in rows)
+    assert len(rows) > 11 and all(len(r) == len(COLUMNS) and None not in r.values() for r in rows)
     assert {r["made_by"] for r in rows} == {"baseline"}
