@@ -29,14 +29,13 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from lib.games import GAMES, game_for, game_types
 from lib.localserver.http import Request, Response, json_response, serve_http
 
 log = logging.getLogger("agentmanager")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 10341
-SUPPORTED_GAME_TYPES = ("voting", "harberger", "futarchy")
-MAX_AGENTS = {"voting": 6, "harberger": 12, "futarchy": 12}  # seats per game type
 DEFAULT_MAX_GAMES = 100
 STOP_TIMEOUT = 20.0  # seconds the games get to leave cleanly on shutdown
 
@@ -67,10 +66,9 @@ def parse_spawn_request(body: bytes) -> tuple[int, str, int]:
         raise RequestError(400, f"game_id must be a positive integer, got {json.dumps(game_id)[:40]}")
     if not isinstance(game_type, str) or not game_type:
         raise RequestError(400, f"game_type must be a non-empty string, got {json.dumps(game_type)[:40]}")
-    if game_type.lower() not in SUPPORTED_GAME_TYPES:
-        supported = ", ".join(SUPPORTED_GAME_TYPES)
-        raise RequestError(422, f"game_type {game_type!r} is not supported ({supported} only)")
-    most = MAX_AGENTS[game_type.lower()]
+    if game_type.lower() not in GAMES:
+        raise RequestError(422, f"game_type {game_type!r} is not supported ({', '.join(game_types())} only)")
+    most = game_for(game_type.lower()).play.seats
     if not _is_int(agents) or not 1 <= agents <= most:
         raise RequestError(400, f"agents must be an integer from 1 to {most}, got {json.dumps(agents)[:40]}")
     return game_id, game_type.lower(), agents

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from lib.agents import decisions, localsetup
 from lib.agents.agent import Agent, AgentSettings
@@ -57,9 +57,11 @@ from lib.agents.run import (
 from lib.agents.transcript import Transcript
 from lib.games import DEFAULT_GAME, game_for
 from lib.games.protocols import Game, Policy, PolicyRefused
-from lib.games.voting.rules import GameParams
 from lib.ibex.api import IbexApi
 from lib.util import redact
+
+if TYPE_CHECKING:
+    from lib.games.voting.rules import GameParams  # every game's parameters (lib.games.protocols)
 
 SPAWN_WAIT = 10.0  # seconds --create --agents-only waits for the server's /spawn-agents call for its game
 DEFAULT_WS_URL = "ws://127.0.0.1:3088"
@@ -129,6 +131,9 @@ async def play_seats(game: Game, game_id: int, seats: Sequence[Seat], policies: 
     `run_dir`, decisions in `log` (which may be shared by several games), each round reported through `say` as it
     ends. `params` None: the game's parameters are unknown (a real server's game); `known` False: the server did
     not say which of the games sharing its ruleset this is."""
+    if sorted(policies) != list(range(1, len(seats) + 1)):
+        raise ValueError(f"a policy for each of the seats 1 to {len(seats)}, in join order, got seats "
+                         f"{sorted(policies)}")
     progress = Progress(say, game, game_id, params, compact=compact)
     progress.log = log
     options = game.play.agent_options(params, seed=seed, local=local, known=known)
@@ -150,8 +155,9 @@ async def play_local(server: Any, game_id: int, policies: Mapping[int, Policy], 
                      run_dir: Path, log: decisions.DecisionLog, stop: asyncio.Event, say: Say, seed: int = 0,
                      secrets: Sequence[str] = (), transcript_batch: float = 0.0) -> GameResult:
     """Play game `game_id` of the running local server `server` (lib.localserver.server.LocalServer), one agent
-    per entry of `policies` (seat -> policy, in the game's version: PlayRules.policy), to game-over within the
-    game's timeout; a game that ended has its game log in the result."""
+    per entry of `policies` (seat -> policy, in the game's version: PlayRules.policy; seats 1 to n, which the
+    agents take in join order), to game-over within the game's timeout; a game that ended has its game log in the
+    result."""
     params = server.game(game_id).params
     game = game_for(params.game_type)
     seats = [Seat(secrets_token()) for _ in policies]

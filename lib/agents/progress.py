@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lib.agents import decisions
 from lib.games.protocols import Game
-from lib.games.voting.rules import GameParams
+
+if TYPE_CHECKING:
+    from lib.games.voting.rules import GameParams  # every game's parameters (lib.games.protocols)
 
 
 class Progress:

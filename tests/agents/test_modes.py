@@ -8,6 +8,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from lib.agents.agent import AgentSettings
 from lib.agents.decisions import DecisionLog
 from lib.agents.modes import GameResult, play_local
@@ -112,3 +114,14 @@ def test_two_games_at_once_share_one_decisions_table_and_each_reports_its_own_ro
     for result, said in ((a, lines["a"]), (b, lines["b"])):
         assert len(result.progress.rows()) == 11 and all(row.game == result.game_id for row in result.progress.rows())
         assert said[-1] == "  decisions: 11: baseline 11 (100.0%)"
+
+
+def test_policies_must_name_the_seats_from_one_in_join_order(tmp_path):
+    async def scenario() -> None:
+        async with LocalServer(records_dir=tmp_path / "records") as server:
+            with DecisionLog(tmp_path / "decisions.csv") as log:
+                policy = game_for("voting").seat.baseline_policy()
+                await one_game(server, tmp_path, log, "run", [], asyncio.Event(), {2: policy, 3: policy})
+
+    with pytest.raises(ValueError, match=r"seats 1 to 2, in join order, got seats \[2, 3\]"):
+        asyncio.run(scenario())
