@@ -294,6 +294,18 @@ def test_the_spending_cap_starts_no_new_game_and_says_so(tmp_path):
     assert [g["game_index"] for g in rows(tmp_path / "capped", "games")] == [0]
 
 
+def test_too_many_fallbacks_start_no_new_game_and_exit_3(tmp_path):
+    path = model_study(tmp_path, "fallbacks", games=3, cap="[limits]\nmax_fallback_share = 0.5\n")
+    with FakeOpenAI() as fake:
+        fake.chat_default = lambda _body: "no idea"  # never a valid answer: every model decision falls back
+        out = io.StringIO()
+        result = run_study(path, env={"FAKE_BASE_URL": fake.base_url, "FAKE_KEY": fake.api_key}, out=out)
+    assert result.exit_code == 3 and result.stopped == "fallbacks" and result.finished == {"model": 1}
+    assert result.fallback_share == 1.0 and "above limits.max_fallback_share 0.5" in out.getvalue()
+    [offer] = [r for r in rows(tmp_path / "fallbacks", "decisions") if r["action"] == "compensation-offer"]
+    assert offer["made_by"] == "fallback" and offer["fallback"] == 1 and offer["policy"] == "fake:gpt-4.1-mini@0.5"
+
+
 def test_a_model_without_its_endpoint_variable_is_one_line_before_any_game(tmp_path):
     path = model_study(tmp_path, "noenv", games=1)
     done = subprocess.run([sys.executable, "handler.py", "--study", str(path)], cwd=REPO, capture_output=True,
