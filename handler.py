@@ -7,10 +7,13 @@
                                [--rounds N] [--no-practice] [--timer-scale X]
                                                    create a game with create-for-llm, then play it
     python handler.py --serve                      the agent manager for agents-only games (serverStarter.sh)
+    python handler.py --study FILE [--no-cache] [--accept-changes]
+                                                   play a study: many games, several arms (docs/studies.md)
 
---local starts lib.localserver.server in this process, creates a game, runs one agent (lib.agents.agent) per seat to
-game-over, writes the game's log into logs/local-games/ (never into the jsonFiles/ that constructDataset.py reads)
-and one transcript per agent under logs/, and prints each round's summary as the round ends.
+--local starts lib.localserver.server in this process, creates a game (--params FILE, --values fresh|session N and
+--seat-policy WHO=POLICY set it up as a study's arm is), runs one agent (lib.agents.agent) per seat to game-over,
+writes the game's log into logs/local-games/ (never into the jsonFiles/ that constructDataset.py reads) and one
+transcript per agent under logs/, and prints each round's summary as the round ends.
 
 The other modes talk to a real server: IBEX_WS_URL (ws://HOST:3088, or wss://HOST/wss behind a reverse proxy)
 and IBEX_API_URL (http://HOST:3080/api/v1 or https://HOST/api/v1), from .env or --ws-url / --api-url; both
@@ -54,6 +57,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from lib.agents import localsetup
 from lib.agents.llm import DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_RETRIES
 from lib.agents.modes import DEFAULT_API_URL, DEFAULT_WS_URL, run
 from lib.agents.realserver import PlayError, max_players
@@ -105,7 +109,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     real.add_argument("--recovery", nargs="+", action="extend", default=[], metavar="CODE",
                       help="--game: recovery codes to play with; a code the server knows resumes its seat")
     real.add_argument("--params", type=Path, metavar="FILE",
-                      help="--create: JSON game parameters over the real server's defaults (lib/agents/realserver.py)")
+                      help="--create and --local: JSON game parameters over the real server's defaults "
+                           "(lib/agents/realserver.py)")
     real.add_argument("--agents-only", action="store_true",
                       help="--create: an agents-only game, whose agents the server asks an agent manager for")
     parser.add_argument("--policy", choices=("llm", "baseline", "fitted", "empirical"),
@@ -167,11 +172,35 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "agents in one process (default 0: every line reaches the OS as it is written)")
     parser.add_argument("--logs-dir", type=Path, default=DEFAULT_LOGS,
                         help="directory for the agents' transcripts (default logs/)")
+    local = parser.add_argument_group("a --local game set up as a study's arm is (docs/studies.md)")
+    local.add_argument("--values", nargs="+", metavar="fresh|session N",
+                       help="the private values: fresh (drawn from --seed as a study draws its game 0's) or session "
+                            "N of --sessions (default: session 1)")
+    local.add_argument("--seat-policy", action="append", default=[], metavar="WHO=POLICY",
+                       help="a policy for a seat group (developer, owners, speculators) or seat number: baseline, "
+                            "fitted, empirical or llm (repeatable; the other seats play --policy)")
+    modes.add_argument("--study", type=Path, metavar="FILE",
+                       help="play a study file's games (docs/studies.md): many games, several arms, tidy tables")
+    study = parser.add_argument_group("studies (--study)")
+    study.add_argument("--no-cache", action="store_true", help="ask the models again instead of replaying answers")
+    study.add_argument("--accept-changes", action="store_true",
+                       help="play on although the study file changed since its first games were played")
     args = parser.parse_args(argv)
+    if (args.no_cache or args.accept_changes) and args.study is None:
+        parser.error("--no-cache and --accept-changes work with --study only")
     if args.recovery and args.game is None:
         parser.error("--recovery works with --game only")
-    if (args.params or args.agents_only) and not args.create:
-        parser.error("--params and --agents-only work with --create only")
+    if args.agents_only and not args.create:
+        parser.error("--agents-only works with --create only")
+    if args.params and not (args.create or args.local):
+        parser.error("--params works with --create and --local only")
+    if (args.values or args.seat_policy) and not args.local:
+        parser.error("--values and --seat-policy set up a --local game: they work with --local only")
+    try:
+        localsetup.parse_values(args.values)
+        localsetup.parse_seat_policies(args.seat_policy)
+    except UsageError as exc:
+        parser.error(str(exc))
     if args.players is not None and args.game is None and not args.create:
         parser.error("--players works with --game and --create only")
     if args.players is not None and not 1 <= args.players <= max_players():
@@ -196,8 +225,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.local:
         args.game_type = args.game_type or DEFAULT_GAME
-        args.rounds = DEFAULT_ROUNDS if args.rounds is None else args.rounds
-        args.practice = True if args.practice is None else args.practice
+        if args.params is None:  # a --params file says its own rounds and practice round
+            args.rounds = DEFAULT_ROUNDS if args.rounds is None else args.rounds
+            args.practice = True if args.practice is None else args.practice
     if args.timer_scale is not None and args.timer_scale <= 0:
         parser.error(f"--timer-scale must be positive, got {args.timer_scale:g}")
     if args.safety_margin is not None and args.safety_margin < 0:
@@ -234,6 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     load_dotenv(ROOT / ".env")
     redact.install(redact.secrets_from_env(os.environ))  # every printed line, whatever prints it (lib.util.redact)
+    if args.study is not None:
+        from lib.study.runner import main_study
+
+        return main_study(args.study, use_cache=not args.no_cache, accept_changes=args.accept_changes,
+                          env=dict(os.environ))
     if not (args.local or args.create or args.serve or args.game is not None):
         print("error: nothing to do: choose a mode: --local (offline demo), --game ID, --create or --serve "
               "(see --help)", file=sys.stderr)

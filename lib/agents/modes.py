@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from lib.agents import decisions
+from lib.agents import decisions, localsetup
 from lib.agents.agent import Agent, AgentSettings
 from lib.agents.llm import LLMPolicy, PreflightError
 from lib.agents.manager import DEFAULT_HOST, DEFAULT_PORT, AgentManager, run_agent_manager
@@ -47,6 +47,7 @@ from lib.agents.run import (
     EXIT_PREFLIGHT,
     Stop,
     UsageError,
+    choose_policy,
     fallback_limit,
     public_url,
     run_agents,
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
 SPAWN_WAIT = 10.0  # seconds --create --agents-only waits for the server's /spawn-agents call for its game
 DEFAULT_WS_URL = "ws://127.0.0.1:3088"
 DEFAULT_API_URL = "http://127.0.0.1:3080/api/v1"
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"  # where --seat-policy fitted/empirical find their parameters
 
 Say = Callable[[str], None]
 
@@ -196,13 +198,43 @@ def _kind(game: Game, after: str) -> str:
 
 
 async def local_mode(args: argparse.Namespace, policy: Policy, env: Mapping[str, str], out: TextIO) -> int:
-    """--local: a local IBEX server in this process, one game, one agent per seat; the exit code."""
+    """--local: a local IBEX server in this process, one game, one agent per seat (each seat's policy
+    --policy's, or --seat-policy's; values and parameters as --values and --params set them); the exit code."""
+    game = game_for(args.game_type)
+    params_file = getattr(args, "params", None)
+    # a --params file's timers are the game's as written; the default scale is for the real server's defaults
+    scale = args.timer_scale or (1.0 if params_file is not None else game.play.timer_scale(policy.name))
+    played = game_policy(game, policy, args.seed)
+    overrides = localsetup.local_overrides(game, params_file, args.rounds, args.practice, scale)
+    values = localsetup.local_values(localsetup.parse_values(getattr(args, "values", None)), game, overrides,
+                                     args.seed)
+    choices = localsetup.parse_seat_policies(getattr(args, "seat_policy", None) or [])
+    extra: list[LLMPolicy] = []  # models only a --seat-policy asked for: closed here
+
+    def make(name: str) -> Policy:
+        if name == "llm" and isinstance(policy, LLMPolicy):
+            return played
+        path = {"fitted": getattr(args, "fitted_params", None),
+                "empirical": getattr(args, "empirical_params", None)}.get(name)
+        chosen, _line = choose_policy(name, env, seed=args.seed, params_path=path,
+                                      data_dir=getattr(args, "data_dir", DATA_DIR), job_record=args.job_record,
+                                      max_retries=args.max_retries, max_concurrent_calls=args.max_concurrent_calls)
+        if isinstance(chosen, LLMPolicy):
+            extra.append(chosen)
+        return game_policy(game, chosen, args.seed)
+
+    try:
+        return await _local_game(args, game, played, overrides, values, choices, make, scale, env, out)
+    finally:
+        for model in extra:
+            await model.close()
+
+
+async def _local_game(args: argparse.Namespace, game: Game, played: Policy, overrides: dict[str, Any],
+                      values: dict[str, Any], choices: list[tuple[str, str]], make: Callable[[str], Policy],
+                      scale: float, env: Mapping[str, str], out: TextIO) -> int:
     from lib.localserver.server import LocalServer
 
-    game = game_for(args.game_type)
-    scale = args.timer_scale or game.play.timer_scale(policy.name)
-    played = game_policy(game, policy, args.seed)
-    overrides = game.rules.local_parameters(args.rounds, args.practice, scale)
     secrets_ = redact.secrets_from_env(env)
     stop = Stop()
     stop.install()
@@ -217,22 +249,28 @@ async def local_mode(args: argparse.Namespace, policy: Policy, env: Mapping[str,
         raise UsageError(str(exc)) from None
     async with server:
         try:
-            game_id = server.create_game(overrides)
+            game_id = server.create_game(overrides, **values)
         except ValueError as exc:  # parameters or the private-values table do not fit this game
             raise UsageError(f"the local server cannot play this {game.name} game: {exc}"
                              if game.name != DEFAULT_GAME else str(exc)) from None
         params = server.game(game_id).params
+        seats = localsetup.seat_policies(choices, game, params, played, make)
         margin = args.safety_margin if args.safety_margin is not None else safety_margin(game.play.action_phases,
                                                                                           params)
         settings = AgentSettings(chat=args.chat, safety_margin=margin, ready_delay=min(0.2, margin))
         run_dir = args.logs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-local-game{game_id}"
         ending = f"chat {'on' if args.chat else 'off'}" if game.play.chat else f"{game.play.seats} agents"
-        say(f"local server {server.ws_url}, {_kind(game, ' ')}game {game_id}: {args.rounds} round"
-            f"{'s' if args.rounds > 1 else ''}{' after a practice round' if args.practice else ''}, timers "
+        rounds = params.round_count
+        say(f"local server {server.ws_url}, {_kind(game, ' ')}game {game_id}: {rounds} round"
+            f"{'s' if rounds > 1 else ''}{' after a practice round' if params.practice_round else ''}, timers "
             f"x{scale:g}, safety margin {margin:g} s, {ending}")
+        if values or choices:
+            drawn = (f"fresh (seed {args.seed})" if "sessions" in values
+                     else f"session {values.get('session_number', 1)}")
+            say(f"values: {drawn}; " + ", ".join(f"seat {seat} {p.name}" for seat, p in seats.items()))
         say(f"transcripts: {run_dir}/ (decisions table: decisions.csv there)")
         with decisions.DecisionLog(run_dir / "decisions.csv", secrets=secrets_) as log:
-            result = await play_local(server, game_id, dict.fromkeys(range(1, game.play.seats + 1), played),
+            result = await play_local(server, game_id, seats,
                                       settings=settings, run_dir=run_dir, log=log, stop=stop.event, say=say,
                                       seed=args.seed, secrets=secrets_, transcript_batch=args.transcript_batch)
             if result.outcome == "stopped":
@@ -248,7 +286,8 @@ async def local_mode(args: argparse.Namespace, policy: Policy, env: Mapping[str,
             result.progress.on_phase()
             say(f"game log: {result.game_log}")
             say(f"fallback actions: {result.fallbacks}")
-            return verdict(log, fallback_limit(played, args.max_fallback_share), out)
+            model = next((p for p in seats.values() if isinstance(p, LLMPolicy)), played)
+            return verdict(log, fallback_limit(model, args.max_fallback_share), out)
 
 
 # ---------------------------------------------------------------------- a real server

@@ -1,0 +1,336 @@
+"""The study runner (lib.study.runner, handler.py --study) end to end on the in-process local server: two arms on
+fresh values with the tables checked against the games' logs and the agents' own decisions, a SIGKILL mid-study
+and a resume, a model arm against the fake OpenAI server (cache, spending cap), and replays of a recorded human
+game with its values."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from lib.ibex.sessions import load_sessions
+from lib.localserver.server import LocalServer
+from lib.study.logtables import tables_from_log
+from lib.study.runner import EXIT_SPEND_CAP, StudyResult, run_study, run_study_async
+from lib.study.spec import load_study
+from lib.study.store import FINISHED
+from lib.study.values import fresh_table
+from tests.helpers.fakeopenai import FakeOpenAI
+from tests.helpers.paths import REPO
+from tests.helpers.scripted_answers import player
+
+PASSWORD = "study-admin-password"
+TIMERS = """round_count = 1
+practice_round = false
+timer_phase_1 = 0.1
+timer_phase_2 = 0.2
+timer_phase_3 = 1.5
+timer_phase_4 = 1.5
+timer_phase_5 = 0.2
+timer_phase_6 = 1.5
+timer_phase_7 = 0.1
+"""
+
+
+def study_file(folder: Path, name: str, body: str, games: int = 2, concurrency: int = 2) -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(f'name = "{name}"\ngame = "voting"\ngames_per_arm = {games}\nconcurrency = {concurrency}\n'
+                    f"{body}\n[parameters]\n{TIMERS}", encoding="utf-8")
+    return path
+
+
+RULE_ARMS = """
+[values]
+source = "fresh"
+seed = 11
+[arms.rules]
+developer = "baseline"
+owners = "baseline"
+[arms.again]
+developer = "baseline"
+owners = "baseline"
+"""
+
+
+def rows(folder: Path, table: str, where: str = "") -> list[dict]:
+    db = sqlite3.connect(folder / "study.sqlite")
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in db.execute(f"SELECT * FROM {table} {where}")]
+    finally:
+        db.close()
+
+
+def log_messages(log: dict, kind: str) -> dict[int, dict]:
+    """Seat -> the client message of `kind` the server recorded from it."""
+    return {entry["number"]: entry["content"] for entry in log["log"]
+            if entry.get("type") == "message" and isinstance(entry.get("content"), dict)
+            and entry["content"].get("type") == kind}
+
+
+def test_two_arms_on_fresh_values_fill_the_tables_as_the_games_logs_say(tmp_path):
+    out = io.StringIO()
+    result = run_study(study_file(tmp_path, "small", "fast = true\n" + RULE_ARMS), out=out)
+    folder = tmp_path / "small"
+    assert result.exit_code == 0 and result.finished == {"rules": 2, "again": 2}
+    games = rows(folder, "games")
+    assert sorted((g["arm"], g["game_index"], g["status"]) for g in games) == [
+        ("again", 0, FINISHED), ("again", 1, FINISHED), ("rules", 0, FINISHED), ("rules", 1, FINISHED)]
+    # interleaved: game 0 of every arm was started before any game 1
+    starts = sorted(games, key=lambda g: g["started_at"])
+    assert [g["game_index"] for g in starts] == [0, 0, 1, 1]
+    study = load_study(tmp_path / "small.toml")
+    for game in games:
+        uid, index = game["game_uid"], game["game_index"]
+        game_dir = folder / "games" / game["arm"] / f"{index:06d}"
+        log = json.loads((game_dir / "game.log.json").read_text())
+        seats = {r["seat"]: r for r in rows(folder, "seat_rounds", f"WHERE game_uid = '{uid}'")}
+        assert len(seats) == 6 and {r["policy"] for r in seats.values()} == {"baseline"}
+        # the values are game k's fresh draw, whichever arm played it
+        session = fresh_table("voting", study.parameters, 11, index)[0]["rounds"][1]["values"]
+        assert seats[2]["value_0"] == session[0]["developer"] * 1000
+        assert seats[2]["value_1"] == session[1]["developer"] * 1000
+        assert [seats[s]["value_1"] for s in (1, 3, 4, 5, 6)] == [v * 1000 for v in session[1]["owner"]]
+        # each owner's request as the server recorded it, and as the agent's decision row says it sent it
+        requested = log_messages(log, "compensation-request")
+        decided = {r["seat"]: json.loads(r["answer"]) for r in
+                   rows(folder, "decisions", f"WHERE game_uid = '{uid}' AND action = 'compensation-request'")}
+        assert sorted(decided) == sorted(requested) == [1, 3, 4, 5, 6]
+        for seat, answer in decided.items():
+            assert seats[seat]["request_1"] == requested[seat]["compensationRequests"][1]
+            assert answer["compensationRequests"] == requested[seat]["compensationRequests"]
+        offer = log_messages(log, "compensation-offer")[2]
+        assert seats[1]["offer_received_1"] == offer["compensationOffers"][1]
+        [round_row] = rows(folder, "rounds", f"WHERE game_uid = '{uid}'")
+        assert round_row["round"] == 1 and round_row["offer_1"] == offer["compensationOffers"][1]
+        assert (game_dir / "agent1.jsonl").exists() and (game_dir / "decisions.csv").exists()
+    assert (folder / "seat_rounds.csv").read_text().count("\n") == 1 + 4 * 6
+    assert result.report is not None and result.report.exists()
+    assert "rules 2/2, again 2/2" in out.getvalue()
+    # run again: everything is kept, nothing is played
+    again = run_study(tmp_path / "small.toml", out=io.StringIO())
+    assert again.played_now == 0 and again.exit_code == 0 and len(rows(folder, "games")) == 4
+
+
+def test_a_study_on_a_real_server_creates_each_game_and_fetches_its_log(tmp_path):
+    sessions = REPO / "jsonFiles" / "sessions.json"
+    body = f"""server = "real"
+[values]
+source = "sessions"
+table = "{sessions}"
+sessions = [2]
+[arms.rules]
+developer = "baseline"
+owners = "baseline"
+"""
+    path = study_file(tmp_path, "real", body, games=2)
+    path.write_text(path.read_text().replace("= 0.1\n", "= 1\n").replace("= 0.2\n", "= 1\n")
+                    .replace("= 1.5\n", "= 2\n"))
+
+    async def scenario() -> StudyResult:
+        # the local server stands in for the real one: only its REST and WebSocket interfaces are used
+        async with LocalServer(records_dir=tmp_path / "server", fast=True, admin_password=PASSWORD,
+                               sessions=sessions) as server:
+            env = {"IBEX_WS_URL": server.ws_url, "IBEX_API_URL": server.api_url, "IBEX_USERNAME": "admin",
+                   "IBEX_PASSWORD": PASSWORD}
+            return await run_study_async(path, env=env, out=io.StringIO())
+
+    result = asyncio.run(scenario())
+    assert result.exit_code == 0 and result.finished == {"rules": 2}
+    table = load_sessions(sessions)
+    for game in rows(tmp_path / "real", "games"):
+        assert game["server"] == "real" and game["game_id"] is not None
+        log = tmp_path / "real" / "games" / "rules" / f"{game['game_index']:06d}" / "game.log.json"
+        assert log.read_bytes() == (tmp_path / "server" / f"{game['game_id']}.log.json").read_bytes()
+        seats = rows(tmp_path / "real", "seat_rounds", f"WHERE game_uid = '{game['game_uid']}'")
+        assert [[r["value_0"], r["value_1"]] for r in sorted(seats, key=lambda r: r["seat"])] == [
+            table.values(2, 1, seat) for seat in range(1, 7)]
+
+
+def test_a_changed_study_file_is_refused_unless_accepted(tmp_path):
+    path = study_file(tmp_path, "changed", RULE_ARMS, games=1)
+    run_study(path, out=io.StringIO())
+    path.write_text(path.read_text().replace("seed = 11", "seed = 12"))
+    done = subprocess.run([sys.executable, "handler.py", "--study", str(path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and "study file changed" in done.stderr and "Traceback" not in done.stderr
+    accepted = run_study(path, accept_changes=True, out=io.StringIO())
+    assert accepted.exit_code == 0 and accepted.played_now == 0
+
+
+def test_a_study_killed_mid_way_resumes_with_no_game_lost_or_counted_twice(tmp_path):
+    path = study_file(tmp_path, "killed", RULE_ARMS, games=3, concurrency=1)
+    folder = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "handler.py", "--study", str(path)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        give_up = time.monotonic() + 90
+        while time.monotonic() < give_up:  # until the first game is committed and the next one runs
+            if (folder / "study.sqlite").exists():
+                try:
+                    states = Counter(g["status"] for g in rows(folder, "games"))
+                except sqlite3.OperationalError:  # the tables are being made
+                    states = Counter()
+                if states[FINISHED] >= 1 and states["running"] >= 1:
+                    break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    before = {(g["arm"], g["game_index"]) for g in rows(folder, "games") if g["status"] == FINISHED}
+    assert 1 <= len(before) < 6
+    done = subprocess.run([sys.executable, "handler.py", "--study", str(path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "left unfinished will be played again" in done.stdout
+    games = rows(folder, "games")
+    finished = [(g["arm"], g["game_index"]) for g in games if g["status"] == FINISHED]
+    assert sorted(finished) == sorted((arm, k) for arm in ("rules", "again") for k in range(3))
+    assert "abandoned" in {g["status"] for g in games}
+    uids = {g["game_uid"] for g in games if g["status"] == FINISHED}
+    seat_rows = rows(folder, "seat_rounds")
+    assert {r["game_uid"] for r in seat_rows} == uids and len(seat_rows) == 6 * 6  # no row of an abandoned game
+    values = {}
+    for r in seat_rows:  # the replayed game has the values of its counterpart in the other arm
+        values.setdefault((r["game_index"], r["seat"]), set()).add((r["value_0"], r["value_1"]))
+    assert all(len(v) == 1 for v in values.values())
+
+
+def test_ctrl_c_finishes_the_running_game_starts_no_other_and_prints_the_summary(tmp_path):
+    path = study_file(tmp_path, "interrupted", RULE_ARMS, games=3, concurrency=1)
+    folder = tmp_path / "interrupted"
+    proc = subprocess.Popen([sys.executable, "handler.py", "--study", str(path)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        give_up = time.monotonic() + 90
+        while time.monotonic() < give_up:
+            if (folder / "study.sqlite").exists():
+                try:
+                    states = Counter(g["status"] for g in rows(folder, "games"))
+                except sqlite3.OperationalError:
+                    states = Counter()
+                if states[FINISHED] >= 1 and states["running"] >= 1:
+                    break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output
+    assert "stopped (SIGINT)" in output and "exit code 130" in output and "Traceback" not in output
+    states = Counter(g["status"] for g in rows(folder, "games"))
+    assert states == Counter({FINISHED: states[FINISHED]}) and 2 <= states[FINISHED] < 6  # the running one finished
+
+
+def valid_answer(body: dict) -> str:
+    game, _seat, action = player(body)
+    if action == "SubmitCompensationRequest":
+        return json.dumps({"gameId": game, "type": "compensation-request", "compensationRequests": [None, 300000]})
+    if action == "SubmitCompensationOffer":
+        return json.dumps({"gameId": game, "type": "compensation-offer", "compensationOffers": [None, 100000]})
+    return json.dumps({"gameId": game, "type": "compensation-decision", "compensationDecisions": [1]})
+
+
+def model_study(tmp_path: Path, name: str, games: int, cap: str = "") -> Path:
+    body = f"""
+[values]
+source = "fresh"
+seed = 3
+[endpoints.fake]
+base_url_env = "FAKE_BASE_URL"
+api_key_env = "FAKE_KEY"
+{cap}
+[arms.model]
+developer = {{ endpoint = "fake", model = "gpt-4.1-mini", temperature = 0.5 }}
+owners = "baseline"
+"""
+    return study_file(tmp_path, name, body, games=games, concurrency=1)
+
+
+def test_a_model_arm_is_cached_and_a_rerun_makes_no_call(tmp_path):
+    path = model_study(tmp_path, "model", games=2)
+    folder = tmp_path / "model"
+    with FakeOpenAI() as fake:
+        fake.chat_default = valid_answer
+        env = {"FAKE_BASE_URL": fake.base_url, "FAKE_KEY": fake.api_key}
+        first = run_study(path, env=env, out=io.StringIO())
+        asked = len(fake.calls_to("POST", "/chat/completions"))
+        assert first.exit_code == 0 and asked == 2  # one offer per game: the developer's seat
+        calls = rows(folder, "calls")
+        assert len(calls) == 2 and not any(c["cached"] for c in calls) and all(c["cost_usd"] > 0 for c in calls)
+        assert first.spend_usd == sum(c["cost_usd"] for c in calls)
+        offers = [r for r in rows(folder, "decisions") if r["action"] == "compensation-offer"]
+        assert {r["made_by"] for r in offers} == {"model"} and all(r["prompt_tokens"] for r in offers)
+        for leftover in folder.glob("study.sqlite*"):
+            leftover.unlink()
+        again = run_study(path, env=env, out=io.StringIO())
+        assert again.played_now == 2 and len(fake.calls_to("POST", "/chat/completions")) == asked
+        assert all(c["cached"] for c in rows(folder, "calls")) and again.spend_usd == 0
+        for leftover in folder.glob("study.sqlite*"):
+            leftover.unlink()
+        fresh = run_study(path, env=env, use_cache=False, out=io.StringIO())
+        assert fresh.played_now == 2 and len(fake.calls_to("POST", "/chat/completions")) == asked + 2
+
+
+def test_the_spending_cap_starts_no_new_game_and_says_so(tmp_path):
+    path = model_study(tmp_path, "capped", games=3, cap="[limits]\nspend_usd = 0.000001\n")
+    with FakeOpenAI() as fake:
+        fake.chat_default = valid_answer
+        out = io.StringIO()
+        result = run_study(path, env={"FAKE_BASE_URL": fake.base_url, "FAKE_KEY": fake.api_key}, out=out)
+    assert result.exit_code == EXIT_SPEND_CAP and result.stopped == "spend-cap"
+    assert result.finished == {"model": 1}
+    assert "spending cap reached" in out.getvalue()
+    assert [g["game_index"] for g in rows(tmp_path / "capped", "games")] == [0]
+
+
+def test_too_many_fallbacks_start_no_new_game_and_exit_3(tmp_path):
+    path = model_study(tmp_path, "fallbacks", games=3, cap="[limits]\nmax_fallback_share = 0.5\n")
+    with FakeOpenAI() as fake:
+        fake.chat_default = lambda _body: "no idea"  # never a valid answer: every model decision falls back
+        out = io.StringIO()
+        result = run_study(path, env={"FAKE_BASE_URL": fake.base_url, "FAKE_KEY": fake.api_key}, out=out)
+    assert result.exit_code == 3 and result.stopped == "fallbacks" and result.finished == {"model": 1}
+    assert result.fallback_share == 1.0 and "above limits.max_fallback_share 0.5" in out.getvalue()
+    [offer] = [r for r in rows(tmp_path / "fallbacks", "decisions") if r["action"] == "compensation-offer"]
+    assert offer["made_by"] == "fallback" and offer["fallback"] == 1 and offer["policy"] == "fake:gpt-4.1-mini@0.5"
+
+
+def test_a_model_without_its_endpoint_variable_is_one_line_before_any_game(tmp_path):
+    path = model_study(tmp_path, "noenv", games=1)
+    done = subprocess.run([sys.executable, "handler.py", "--study", str(path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, env={k: v for k, v in os.environ.items() if k != "FAKE_BASE_URL"})
+    assert done.returncode == 2 and "FAKE_BASE_URL is not set" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "noenv" / "games").exists()
+
+
+def test_a_study_matched_to_a_human_log_replays_its_values_in_every_game(tmp_path):
+    log = REPO / "jsonFiles" / "1.log.json"
+    sessions = REPO / "jsonFiles" / "sessions.json"
+    body = f"""compare_sessions = "{sessions}"
+[values]
+source = "logs"
+logs = ["{log}"]
+[arms.rules]
+developer = "baseline"
+owners = "baseline"
+"""
+    result = run_study(study_file(tmp_path, "matched", body, games=2), out=io.StringIO())
+    assert result.exit_code == 0 and result.finished == {"rules": 2}
+    human = {r["seat"]: (r["value_0"], r["value_1"])
+             for r in tables_from_log(log, load_sessions(sessions)).seat_rounds if r["round"] == 1}
+    played = rows(tmp_path / "matched", "seat_rounds")
+    assert len(played) == 12
+    for r in played:
+        assert (r["value_0"], r["value_1"]) == human[r["seat"]]
+    assert {g["values_source"] for g in rows(tmp_path / "matched", "games")} == {str(log)}
