@@ -21,7 +21,7 @@ from typing import Any
 
 from lib.agents.run import UsageError
 from lib.games.protocols import Game, Policy
-from lib.games.voting.rules import GameParams
+from lib.ibex.params import GameParams
 
 SEAT_POLICIES = ("baseline", "fitted", "empirical", "llm")
 
