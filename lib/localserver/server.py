@@ -279,6 +279,10 @@ class LocalServer:
         and from then on REST and WebSocket answer that the game is not found."""
         game = self._games.pop(game_id)
         game.close()
+        # The game-over waiter holds the whole recorded log: a server that plays many games (a study) must let it go.
+        waiter = self._waiters.pop(game_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
         for client in list(self._clients):
             if client.game_id == game_id:
                 client.abort()

@@ -537,10 +537,6 @@ class _LocalGames(_Games):
                                       seed=game.seed, secrets=self.secrets)
         finally:
             await self.server.delete_game(game_id)  # a study's server must not hold every game it played
-            # ADAPTER until lib/localserver's delete_game forgets the game's game-over waiter too: the waiter holds
-            # the game's whole recorded log (about 0.5 MB of objects for 5 rounds), so a study's memory grew with
-            # every game played (bench/study_bench.py: 224 MB at 100 games, 324 MB at 300).
-            self.server._waiters.pop(game_id, None)
         if result.outcome == "stopped":
             return _Outcome(game_id, stopped=True)
         if result.outcome != "game-over" or result.game_log is None:

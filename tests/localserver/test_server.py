@@ -255,6 +255,29 @@ def test_several_games_run_at_once(tmp_path: Path) -> None:
     run(scenario())
 
 
+def test_a_deleted_game_leaves_nothing_of_itself_in_the_server(tmp_path: Path) -> None:
+    # A study plays thousands of games on one server: neither the game nor its recorded log may outlive its deletion.
+    import gc
+    import weakref
+
+    async def scenario() -> None:
+        async with LocalServer(records_dir=tmp_path) as server:
+            game_id = server.create_game({**FAST, "practice_round": False, "round_count": 1})
+            await play_game(server.ws_url, game_id, codes(), [QUIET] * 6)
+            recorded = await server.wait_game_over(game_id, timeout=10)
+            assert recorded["parameters"]  # a finished game, whose log the server held until now
+            game = weakref.ref(server.game(game_id))
+            log_id = id(server.game(game_id).recorded)  # a dict takes no weak reference: find it among live objects
+            await server.delete_game(game_id)
+            gc.collect()
+            assert game() is None
+            assert not any(id(o) == log_id and "server-log" in o for o in gc.get_objects() if isinstance(o, dict))
+            with pytest.raises(KeyError):
+                await server.wait_game_over(game_id, timeout=1)
+
+    run(scenario())
+
+
 # ---------------------------------------------------------------------------------------------- joining
 
 def test_a_seventh_player_is_refused_and_rest_status_says_the_game_is_full(tmp_path: Path) -> None:
