@@ -434,6 +434,7 @@ class Game(Protocol):
     play: PlayRules
     data: DataRules
     scores: ScoreRules | None  # None: `finetune.py --evaluate` cannot score it
+    outcomes: Any  # a lib.study.outcomes.GameOutcomes (its study tables and report), or None: no studies of it
 
 
 @dataclass(frozen=True)
@@ -449,6 +450,7 @@ class GameDefinition:
     play: PlayRules
     data: DataRules
     scores: ScoreRules | None = None
+    outcomes: Any = None
 
 
 GROUP_ROLES = {"developer": 2, "owners": 3, "speculators": 1}  # lib.games.voting.rules ROLE_* by seat-group name

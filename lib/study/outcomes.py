@@ -84,11 +84,11 @@ SEAT_COMMON = (
 
 
 def game_modules() -> dict[str, GameOutcomes]:
-    """Game type -> its outcomes module, a GameOutcomes (imported here, so the store, the readers and the report
-    name no game)."""
-    from lib.study import market_outcomes, voting_outcomes
+    """Game type -> its outcomes (the `outcomes` part of each registered game that has one, lib/games/<game>/
+    outcomes.py), so that the store, the readers and the report name no game."""
+    from lib.games import GAMES
 
-    return {"voting": voting_outcomes, "harberger": market_outcomes, "futarchy": market_outcomes}
+    return {name: GAMES[name].outcomes for name in GAMES if getattr(GAMES[name], "outcomes", None) is not None}
 
 
 def _union(common: tuple[tuple[str, str], ...], attribute: str) -> tuple[tuple[str, str], ...]:

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lib.games import DEFAULT_GAME, GAMES
 from lib.study.seats import groups_of, seat_roles
 
-GAME_TYPES = ("voting", "harberger", "futarchy")
 RULE_POLICIES = ("baseline", "fitted", "empirical")
 VALUE_SOURCES = ("fresh", "sessions", "logs")
 SERVERS = ("local", "real")
@@ -227,8 +227,8 @@ def parse_study(data: Mapping[str, Any], path: Path) -> Study:
         raise _fail(path, "name", f"{name!r} must be letters, digits, '.', '_' or '-' (it names the study's "
                                   "folder), at most 64, starting with a letter or digit")
     game = data["game"]
-    if game not in GAME_TYPES:
-        raise _fail(path, "game", f"{game!r} is not a game type ({', '.join(GAME_TYPES)})"[:200])
+    if game not in GAMES:
+        raise _fail(path, "game", f"{game!r} is not a game type ({', '.join(GAMES)})"[:200])
     games_per_arm = _int(path, "games_per_arm", data["games_per_arm"], 1, MAX_GAMES_PER_ARM)
     parameters, like = _parameters(path, game, data.get("parameters", {}))
     values = _values(path, game, parameters, data.get("values", {"source": "fresh"}))
@@ -279,7 +279,7 @@ def _check_log_game(path: Path, key: str, log: Path, game: str) -> None:
     kinds = [r.get("value") for r in rows or () if isinstance(r, dict) and r.get("key") == "game_type"]
     if not isinstance(rows, list):
         raise _fail(path, key, f"{log}: no 'parameters' list (not an IBEX log)")
-    if (kinds[0] if kinds else "voting") != game:
+    if (kinds[0] if kinds else DEFAULT_GAME) != game:  # a log without game_type is the server's default game
         raise _fail(path, key, f"{log} is a {kinds[0]!r} game, the study's game is {game!r}"[:300])
 
 
@@ -359,12 +359,12 @@ def _check_sessions(path: Path, table_path: Path, ids: tuple[int, ...], game: st
         raise _fail(path, "values.table", str(exc)) from None
     params = GameParams(parameters)
     landholders = [n for n, role in seat_roles(game, parameters).items() if role != 1]
-    voting_seats = [n for n in landholders if n <= 6]  # SessionsTable maps the voting game's six seats
+    table_seats = [n for n in landholders if n <= 6]  # a sessions table's values: the developer and five owners
     for i, session in enumerate(ids):
         if session not in table.sessions:
             raise _fail(path, f"values.sessions[{i}]", f"session {session} is not in {table_path}")
         for r in params.rounds():
-            if any(table.values(session, r, seat) is None for seat in voting_seats):
+            if any(table.values(session, r, seat) is None for seat in table_seats):
                 raise _fail(path, f"values.sessions[{i}]", f"session {session} of {table_path} has no values for "
                                                            f"round {r} (the parameters play rounds "
                                                            f"{params.rounds()[0]}..{params.round_count})")

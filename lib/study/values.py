@@ -26,6 +26,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from lib.games import game_for
 from lib.ibex.params import GameParams
 from lib.ibex.sessions import add_signals, generate_sessions
 
@@ -41,7 +42,7 @@ def fresh_session(game: str, parameters: Mapping[str, Any], seed: int, index: in
     params = GameParams(dict(parameters))
     rounds = params.round_count + 1  # the table is indexed by round number, the practice round being round 0
     table = generate_sessions(params, 1, rounds, _seed(seed, index, "values"))
-    if game != "voting":
+    if "speculators" in game_for(game).rules.seat_groups(params):  # a game with a market: signals of the value
         table = add_signals(table, _seed(seed, index, "signals"),
                             speculators=int(parameters.get("speculators_count", 6)),
                             tax_rate_final=int(parameters.get("tax_rate_final", 33)),

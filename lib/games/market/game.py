@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lib.games.market import outcomes
 from lib.games.market.answers import ANSWERS
 from lib.games.market.data import DATA
 from lib.games.market.play import UI_TIMERS, MarketPlay, typed_parameters, ui_parameters
@@ -54,7 +55,7 @@ class MarketRules:
 
 HARBERGER = GameDefinition(name=HARBERGER, title="Harberger", rules=MarketRules(HARBERGER),
                            server=MarketServerRules(HARBERGER), seat=MarketSeat(HARBERGER), answers=ANSWERS,
-                           play=MarketPlay(HARBERGER), data=DATA, scores=SCORES)
+                           play=MarketPlay(HARBERGER), data=DATA, scores=SCORES, outcomes=outcomes)
 FUTARCHY = GameDefinition(name=FUTARCHY, title="futarchy", rules=MarketRules(FUTARCHY),
                           server=MarketServerRules(FUTARCHY), seat=MarketSeat(FUTARCHY), answers=ANSWERS,
-                          play=MarketPlay(FUTARCHY), data=DATA, scores=SCORES)
+                          play=MarketPlay(FUTARCHY), data=DATA, scores=SCORES, outcomes=outcomes)

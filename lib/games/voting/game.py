@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lib.games.protocols import GameDefinition, groups_from_roles
+from lib.games.voting import outcomes
 from lib.games.voting.answers import ANSWERS
 from lib.games.voting.data import DATA
 from lib.games.voting.play import PLAY
@@ -47,4 +48,4 @@ class VotingRules:
 
 
 GAME = GameDefinition(name="voting", title="voting", rules=VotingRules(), server=VotingServerRules(), seat=SEAT,
-                      answers=ANSWERS, play=PLAY, data=DATA, scores=SCORES)
+                      answers=ANSWERS, play=PLAY, data=DATA, scores=SCORES, outcomes=outcomes)
