@@ -7,6 +7,7 @@ check of an amount, and the compact JSON of a wire message as training sets hold
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any
 from lib.games.protocols import ActionError
 
 
+@functools.lru_cache(maxsize=4096)  # every seat's prompt in a phase states the same deadline
 def iso_ms(epoch_ms: int) -> str:
     """Epoch milliseconds as an ISO 8601 UTC timestamp with milliseconds."""
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -12,7 +12,6 @@ phase, is rejected here.
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +68,6 @@ def action_due(view: PlayerView, *, chat: bool = False) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=4096)  # every seat's prompt in a phase states the same deadline
 def _instructions(view: PlayerView, spec: ActionSpec) -> str:
     me = f"You are {view.tag} (player {view.number}), the {ROLE_NAMES.get(view.role or 0, 'player')}."
     if spec.wire_type == REQUEST:
