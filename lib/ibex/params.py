@@ -252,7 +252,10 @@ def _validate(params: GameParams, where: str) -> None:
             continue
         seconds = params.timer(int(timer.group(1)))
         if seconds is None or seconds <= 0:
-            raise ParamError(f"{where}: parameter '{key}' must be a positive number of seconds")
+            # 0 is not "no limit": the real server runs such a phase without a timer, and a phase that only its
+            # timer ends then never ends.
+            raise ParamError(f"{where}: parameter '{key}' must be a positive number of seconds"
+                             + (" (the server runs a phase without a timer when it reads 0)" if seconds == 0 else ""))
         if seconds > MAX_TIMER_SECONDS:
             raise ParamError(f"{where}: parameter '{key}' must be at most {MAX_TIMER_SECONDS:,} "
                              f"seconds, got {_shown(params.values[key])}")

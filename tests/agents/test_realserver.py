@@ -107,14 +107,15 @@ def test_rounds_practice_and_timer_scale_apply_over_the_file(tmp_path):
         ('{"round_count": 2,\n"timer_phase_3": }', "{path}:2: not valid JSON (Expecting value)"),
         ('"voting"', "{path}: expected a JSON object of parameters or a list of {{key, type, value}}, got str"),
         ('{"round_count": "many"}', "{path}: parameter 'round_count' must be a number, got 'many'"),
-        ('{"timer_phase_4": 0}', "{path}: parameter 'timer_phase_4' must be a positive number of seconds"),
+        ('{"timer_phase_4": 0}', "{path}: parameter 'timer_phase_4' must be a positive number of seconds (the server "
+         "runs a phase without a timer when it reads 0)"),
         ('[{"value": "2"}]', "{path}[0]: expected an object with string 'key' and a 'value', got {{'value': '2'}}"),
         ('{"game_type": "futarchy", "round_count": 0}', "{path}: parameter 'round_count' must be from 1 to 1,000, "
          "got 0"),
         ('{"game_type": "market"}', "{path}: game_type 'market' is not supported (voting, harberger or futarchy)"),
-        ('{"game_type": "harberger", "timer_phase_9": 0}', "{path}: parameter 'timer_phase_9' must be at least 1 "
-         "second (the server runs a phase without a timer when it reads 0, and a phase only its timer ends then "
-         "never ends)"),
+        # the bounds of every game's parameters (lib.ibex.params) come before --create's own checks
+        ('{"game_type": "harberger", "timer_phase_9": 0}', "{path}: parameter 'timer_phase_9' must be a positive "
+         "number of seconds (the server runs a phase without a timer when it reads 0)"),
         ('{"rounds": 3, "tax_rate": {"initial": 1}}', "{path}: 'rounds', 'tax_rate': not a parameter create-for-llm "
          "sets (the server would ignore it; the names are those of lib/ibex/createparams.py)"),
         ('{"timer_phase_2": 0.5}', "{path}: parameter 'timer_phase_2' must be a whole number (the server keeps only "
