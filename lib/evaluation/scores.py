@@ -26,9 +26,9 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 CHOICE, AMOUNT, TEXT = "choice", "amount", "text"
 RULES = "rules"  # scored by the game's own section (lib.games.protocols.ScoredSection), not by the statistics here
@@ -246,4 +246,22 @@ def invalid_reasons(decisions: Mapping[str, Sequence[Decision]]) -> dict[str, di
                 counted[why] = counted.get(why, 0) + 1
         if counted:
             out[name] = dict(sorted(counted.items(), key=lambda kv: (-kv[1], kv[0])))
+    return out
+
+
+T = TypeVar("T")
+
+
+def leave_one_game_out(evaluated_games: Iterable[str], training_games: Iterable[str],
+                       build: Callable[[frozenset[str]], T]) -> dict[str, T]:
+    """Per evaluated game, what `build(left_out)` makes from every training game but itself (leave one game out),
+    each distinct left-out set built once: a policy is never scored on a game it was fitted on."""
+    training = set(training_games)
+    made: dict[frozenset[str], T] = {}
+    out: dict[str, T] = {}
+    for game in evaluated_games:
+        leave = frozenset({game} & training)
+        if leave not in made:
+            made[leave] = build(leave)
+        out[game] = made[leave]
     return out

@@ -44,7 +44,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lib.evaluation.scores import Decision
+from lib.evaluation.scores import Decision, leave_one_game_out
 from lib.games.market.actions import (
     DECLARE,
     POST,
@@ -367,15 +367,8 @@ class MarketEvalPart:
 def per_game(evaluated_games: Iterable[str], training: Sequence[tuple[str, MarketExample]]
              ) -> dict[str, MarketSamples]:
     """Per evaluated game, the samples it is scored with: every training game's but its own."""
-    training_games = {g for g, _ in training}
-    made: dict[frozenset[str], MarketSamples] = {}
-    out = {}
-    for game in evaluated_games:
-        leave = frozenset({game} & training_games)
-        if leave not in made:
-            made[leave] = collect(training, left_out=leave)
-        out[game] = made[leave]
-    return out
+    return leave_one_game_out(evaluated_games, {g for g, _ in training},
+                              lambda leave: collect(training, left_out=leave))
 
 
 def fitted_rules(training_examples: Sequence[Any]) -> tuple[MarketEvalPart, dict[str, Any]]:

@@ -56,7 +56,7 @@ from typing import Any
 
 from lib.agents.transcript import Transcript
 from lib.dataset.sidecar import Example
-from lib.evaluation.scores import Decision
+from lib.evaluation.scores import Decision, leave_one_game_out
 from lib.games.market.sidecar import is_market
 from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST, ActionError, validate_action
 from lib.games.voting.fitted import offer_sample, request_sample, vote_sample
@@ -170,15 +170,8 @@ def collect(examples: Iterable[Example], left_out: Iterable[str] = ()) -> Sample
 
 def samples_for_games(evaluated_games: Iterable[str], training: Sequence[Example]) -> dict[str, Samples]:
     """Per evaluated game, the samples it is played with: every training game's but its own."""
-    training_games = {e.game for e in training}
-    made: dict[frozenset[str], Samples] = {}
-    out = {}
-    for game in evaluated_games:
-        leave = frozenset({game} & training_games)
-        if leave not in made:
-            made[leave] = collect(training, left_out=leave)
-        out[game] = made[leave]
-    return out
+    return leave_one_game_out(evaluated_games, {e.game for e in training},
+                              lambda leave: collect(training, left_out=leave))
 
 
 # ---------------------------------------------------------------------------------------------------------------

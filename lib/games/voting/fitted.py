@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.dataset.sidecar import Example
+from lib.evaluation.scores import leave_one_game_out
 from lib.games.voting.actions import DECISION, OFFER, REQUEST
 from lib.games.voting.policy import (
     DEFAULT_MARKUP,
@@ -203,15 +204,8 @@ def fit(examples: Iterable[Example], left_out: Iterable[str] = ()) -> Fit:
 
 def fits_for_games(evaluated_games: Iterable[str], training: Sequence[Example]) -> dict[str, Fit]:
     """Per evaluated game, the fit it is scored with: on every training game but itself (leave one game out)."""
-    training_games = {e.game for e in training}
-    fits: dict[frozenset[str], Fit] = {}
-    out = {}
-    for game in evaluated_games:
-        leave = frozenset({game} & training_games)
-        if leave not in fits:
-            fits[leave] = fit(training, left_out=leave)
-        out[game] = fits[leave]
-    return out
+    return leave_one_game_out(evaluated_games, {e.game for e in training},
+                              lambda leave: fit(training, left_out=leave))
 
 
 # ---------------------------------------------------------------------------------------------------------------
