@@ -105,18 +105,24 @@ def _arms(store: ResultsStore) -> list[str]:
     return [arm for arm, _ in rows if arm != HUMANS]
 
 
+# The cluster of an observation: its game, except when games replay the values of one recorded session (a study's
+# `sessions` or `logs` values): the replays of one session share its values, so they are one cluster, and an arm
+# that replays 3 sessions ten times each has 3 sessions behind its intervals, not 30.
+CLUSTER = "CASE WHEN g.values_source IS NULL OR g.values_source = 'fresh' THEN g.game_uid ELSE g.values_source END"
+
+
 def sample(store: ResultsStore, arm: str, table: str, column: str, role: str | None = None) -> Sample:
     """The non-empty `column` of `table` over the paid rounds of `arm`'s finished games (seats of `role` only, when
     given), in game and round order."""
     if table not in ("rounds", "seat_rounds") or column not in column_names(table):
         raise ReportError(f"{store.path}: {table} has no column {column!r}")
     if table == "rounds":
-        sql = (f'SELECT r."{column}", r.game_uid FROM rounds r JOIN games g ON g.game_uid = r.game_uid '
+        sql = (f'SELECT r."{column}", {CLUSTER} FROM rounds r JOIN games g ON g.game_uid = r.game_uid '
                f'WHERE g.status = ? AND r.arm = ? AND r.practice = 0 AND r."{column}" IS NOT NULL '
                "ORDER BY r.game_index, r.round")
         args: tuple[Any, ...] = (FINISHED, arm)
     else:
-        sql = (f'SELECT s."{column}", s.game_uid FROM seat_rounds s JOIN games g ON g.game_uid = s.game_uid '
+        sql = (f'SELECT s."{column}", {CLUSTER} FROM seat_rounds s JOIN games g ON g.game_uid = s.game_uid '
                "JOIN rounds r ON r.game_uid = s.game_uid AND r.round = s.round "
                f'WHERE g.status = ? AND s.arm = ? AND r.practice = 0 AND s."{column}" IS NOT NULL'
                + (" AND s.role = ?" if role else "") + " ORDER BY s.game_index, s.round, s.seat")

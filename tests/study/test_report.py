@@ -280,3 +280,24 @@ def test_every_game_describes_outcomes_the_tables_hold():
 def test_the_report_names_no_game():
     source = (REPO / "lib" / "study" / "report.py").read_text(encoding="utf-8").lower()
     assert not re.search(r"voting|harberger|futarchy|market", source)
+
+
+def test_replays_of_one_recorded_session_are_one_cluster(tmp_path):
+    # Ten replays of the same session's values are not ten independent sessions: the interval must not pretend so.
+    from lib.study.report import sample
+
+    with open_study(tmp_path, "replays", "d") as store:
+        for index in range(6):
+            uid = store.begin_game("arm", index, seed=index, server="local", game_type="voting", parameters={},
+                                   values_source=f"session {index % 2 + 1}")
+            store.finish_game(uid, game_id=index, rounds=[{"round": 1, "practice": 0, "approved": index % 2}],
+                              seat_rounds=[])
+        for index in range(3):
+            uid = store.begin_game("fresh-arm", index, seed=index, server="local", game_type="voting",
+                                   parameters={}, values_source="fresh")
+            store.finish_game(uid, game_id=10 + index, rounds=[{"round": 1, "practice": 0, "approved": 1}],
+                              seat_rounds=[])
+        replayed = sample(store, "arm", "rounds", "approved")
+        fresh = sample(store, "fresh-arm", "rounds", "approved")
+    assert len(replayed.values) == 6 and sorted(set(replayed.games)) == ["session 1", "session 2"]
+    assert len(set(fresh.games)) == 3  # fresh values: every game is its own cluster
