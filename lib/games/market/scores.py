@@ -36,6 +36,7 @@ from lib.games.market.examples import KINDS as DECISION_KINDS
 from lib.games.market.examples import MarketExample
 from lib.games.market.sidecar import market_example
 from lib.games.protocols import ActionError
+from lib.ibex.params import ROLE_NAMES
 
 NOT_SCORED = ("cancel-order: which order to cancel depends on a book the policy would itself have changed",
               "the timing and number of orders: the log holds no waits of the recorded players",
@@ -228,17 +229,49 @@ class _Rules:
         return None
 
 
+MARKET_CSV_COLUMNS = ["policy", "game", "round", "seat", "person", "role", "action", "condition", "lot", "side",
+                      "value_0", "value_1", "signal_0", "signal_1", "recorded_answer", "policy_answer", "valid",
+                      "invalid_reason", "recorded_ratio", "policy_ratio", "abs_error", "agree"]
+
+
 class MarketSection:
     """lib.games.protocols.ScoredSection of the market examples: the report's "market"."""
 
-    def __init__(self, section: dict[str, Any]) -> None:
+    def __init__(self, section: dict[str, Any], examples: Sequence[Any] = (),
+                 decisions: Mapping[str, Sequence[Any]] | None = None) -> None:
         self.report = {"market": section}
+        self.examples, self.decisions = list(examples), dict(decisions or {})
 
     def table(self) -> str:
         return market_table(self.report["market"])
 
     def decision_rows(self) -> tuple[list[str], list[list[Any]]]:
-        return [], []
+        """One row per policy and comparable choice of a scored market decision (a declaration per condition, a
+        snipe choice per condition and lot, an order's price), the recorded player's and the policy's ratios side by
+        side with the per-choice score, flat, as lib.games.market.fidelity compares them; invalid answers say why."""
+        from lib.games.market import fidelity as marketstats
+
+        made = [market_example(e) for e in self.examples]
+        rows = []
+        for name, decided in self.decisions.items():
+            answers = {id(m.view): d.action for m, d in zip(made, decided, strict=True)}
+            for kind, items in marketstats.items(self.examples, made, answers).items():
+                for item in items:
+                    i, condition, lot = item.key
+                    e, m, d = self.examples[i], made[i], decided[i]
+                    values, signals = m.state.get("values") or [None, None], m.state.get("signals") or [None, None]
+                    score = None if item.policy is None else (
+                        float(item.policy == item.recorded) if kind == marketstats.SNIPES
+                        else abs(item.policy - item.recorded))
+                    rows.append([name, e.game, m.round, m.seat, item.person, ROLE_NAMES.get(m.role, m.role), kind,
+                                 condition, None if lot < 0 else lot, item.side or None, values[0], values[1],
+                                 signals[0] if len(signals) > 0 else None, signals[1] if len(signals) > 1 else None,
+                                 m.messages[2]["content"], json.dumps(d.action) if d.action is not None else None,
+                                 int(d.action is not None), None if d.action is not None else (d.error or ""),
+                                 item.recorded, item.policy,
+                                 score if kind != marketstats.SNIPES else None,
+                                 score if kind == marketstats.SNIPES else None])
+        return MARKET_CSV_COLUMNS, rows
 
     def draw(self, path: Any, title: str) -> None:
         raise NotImplementedError("the market games have no picture")
@@ -283,7 +316,8 @@ class MarketScores:
 
     def score(self, examples: Sequence[Any], decisions: Mapping[str, Sequence[Any]], policies: Sequence[str],
               training: Sequence[Any] | None) -> MarketSection:
-        return MarketSection(market_section(policies, examples, decisions))
+        return MarketSection(market_section(policies, examples, decisions), examples,
+                             {name: decisions[name] for name in policies if name in decisions})
 
 
 SCORES = MarketScores()

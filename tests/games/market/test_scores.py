@@ -4,6 +4,7 @@ differences, sign tests and out-of-sample reference on hand-computed items."""
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 
@@ -73,6 +74,18 @@ def test_market_scores_get_intervals_and_distributions_consistent_with_their_mea
     assert "2 games: an interval over games is not meaningful" in printed
     market_lines = printed[printed.index("market decisions (n="):]
     assert "human" not in market_lines.replace("not with humans", "").replace("no human Harberger", "")
+    # the per-decision CSV holds a row per policy and comparable market choice, its score the report's per-choice one
+    with next((out / "evaluations").glob("*/decisions.csv")).open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["action"] in ("declare", "done-speculating", "post-order")]
+    assert {r["policy"] for r in rows} == {"baseline", "fitted"}
+    snipe_rows = [r for r in rows if r["policy"] == "baseline" and r["action"] == "done-speculating"]
+    assert len(snipe_rows) == market["policies"]["baseline"]["done-speculating"]["choices"]
+    valid = [r for r in snipe_rows if r["valid"] == "1"]
+    assert sum(float(r["agree"]) for r in valid) / len(snipe_rows) == pytest.approx(agreement["baseline"])
+    declare_rows = [r for r in rows if r["policy"] == "baseline" and r["action"] == "declare" and r["abs_error"]]
+    assert sum(float(r["abs_error"]) for r in declare_rows) / len(declare_rows) == pytest.approx(
+        declare["mean_rel_error"]["persons"]["estimate"], abs=1e-6)
+    assert all(r["recorded_answer"] and r["value_0"] for r in declare_rows)
     assert "negative = a closer to the recorded players" in printed
     assert "snipe choices: fitted - baseline (agreement, n=" in printed and "sign test" in printed
 
