@@ -59,7 +59,7 @@ from lib.dataset.sidecar import Example
 from lib.evaluation.scores import Decision, leave_one_game_out
 from lib.games.market.sidecar import is_market
 from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST, ActionError, validate_action
-from lib.games.voting.fitted import offer_sample, request_sample, vote_sample
+from lib.games.voting.fitted import newest_saved, offer_sample, request_sample, vote_sample
 from lib.games.voting.policy import (
     baseline_action,
     chat_text,
@@ -338,6 +338,11 @@ def _pairs(values: Any, where: str) -> list[tuple[float, int]]:
             and math.isfinite(p[0]) and p[1] in (0, 1) and not isinstance(p[1], bool) for p in values):
         raise EmpiricalError(f"{where} must be a list of [number, 0 or 1] pairs")
     return [(float(x), int(y)) for x, y in values]
+
+
+def newest_samples(data_dir: str | Path) -> Path:
+    """The samples handler.py plays by default: the newest empirical_policy.json of the evaluations (newest_saved)."""
+    return newest_saved(data_dir, PARAMS_FILE)
 
 
 def load(path: str | Path) -> tuple[Samples, Any]:

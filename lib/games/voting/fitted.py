@@ -268,9 +268,14 @@ def in_words(params: dict[str, float]) -> str:
             f"median request (below its break-even); owners vote {vote} (with the offer)")
 
 
-def newest_params(data_dir: str | Path) -> Path:
-    """The fitted parameters handler.py plays by default: the newest fitted_policy.json of the evaluation folders
-    (DATA_DIR/evaluations/*/), else DATA_DIR/fitted_policy.json (where evaluations wrote it before)."""
+def newest_saved(data_dir: str | Path, file_name: str) -> Path:
+    """The rule policy's saved file handler.py plays by default: the newest `file_name` of the evaluation folders
+    (DATA_DIR/evaluations/*/), else DATA_DIR/`file_name` (where evaluations wrote it before)."""
     data_dir = Path(data_dir)
-    found = sorted((data_dir / "evaluations").glob(f"*/{PARAMS_FILE}"), key=lambda p: (p.stat().st_mtime, str(p)))
-    return found[-1] if found else data_dir / PARAMS_FILE
+    found = sorted((data_dir / "evaluations").glob(f"*/{file_name}"), key=lambda p: (p.stat().st_mtime, str(p)))
+    return found[-1] if found else data_dir / file_name
+
+
+def newest_params(data_dir: str | Path) -> Path:
+    """The fitted parameters handler.py plays by default (see newest_saved)."""
+    return newest_saved(data_dir, PARAMS_FILE)

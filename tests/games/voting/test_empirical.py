@@ -335,3 +335,19 @@ def test_handler_plays_the_empirical_policy_in_a_voting_and_a_market_game(tmp_pa
     assert market.returncode == 0, market.stderr
     assert "round 1: winning condition" in market.stdout
     assert_checked_answers(tmp_path / "m")
+
+
+def test_without_a_path_the_newest_evaluations_samples_are_played(tmp_path):
+    # handler.py --policy empirical with no --empirical-params: the newest data/evaluations/*/empirical_policy.json
+    from lib.games import game_for
+
+    samples = empirical.Samples()
+    for name in ("old-set", "new-set"):
+        (tmp_path / "evaluations" / name).mkdir(parents=True)
+        empirical.save(tmp_path / "evaluations" / name / empirical.PARAMS_FILE, samples, {"set": name})
+    newest = tmp_path / "evaluations" / "new-set" / empirical.PARAMS_FILE
+    import os
+
+    os.utime(newest, (newest.stat().st_mtime + 10, newest.stat().st_mtime + 10))
+    policy, line = game_for("voting").play.rule_policy("empirical", seed=1, path=None, data_dir=tmp_path)
+    assert policy.name == "empirical" and str(newest) in line
