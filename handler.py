@@ -177,8 +177,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                        help="the private values: fresh (drawn from --seed as a study draws its game 0's) or session "
                             "N of --sessions (default: session 1)")
     local.add_argument("--seat-policy", action="append", default=[], metavar="WHO=POLICY",
-                       help="a policy for a seat group (developer, owners, speculators) or seat number: baseline, "
-                            "fitted, empirical or llm (repeatable; the other seats play --policy)")
+                       help="a policy for a seat group (the game's: developer, owners, speculators in the IBEX "
+                            "games) or seat number: baseline, fitted, empirical or llm (repeatable; the other seats "
+                            "play --policy)")
     modes.add_argument("--study", type=Path, metavar="FILE",
                        help="play a study file's games (docs/studies.md): many games, several arms, tidy tables")
     study = parser.add_argument_group("studies (--study)")

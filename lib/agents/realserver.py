@@ -101,6 +101,12 @@ def create_payload(source: Mapping[str, Any] | list[Any] | None = None, where: s
     return nested_payload(params.values, title), params
 
 
+def creatable(game_type: str) -> bool:
+    """Whether create-for-llm can set every parameter of a `game_type` game (the IBEX games); a game only the local
+    server plays (a test's, with parameters of its own) cannot be created on the real server."""
+    return set(game_for(game_type).rules.default_parameters()) <= set(ROW_TYPES)
+
+
 def _game_type(value: Any, where: str) -> str:
     names = game_types()
     if value not in names:

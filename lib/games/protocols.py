@@ -2,7 +2,8 @@
 
 A game (lib/games/<name>/game.py) is a `GameDefinition` whose parts each implement one Protocol here:
 
-- `rules` (GameRules): its parameters (the web UI's defaults, typed and checked), seats and seat groups, phases.
+- `rules` (GameRules): its parameters (the web UI's defaults, typed and checked), seats and seat groups (named by
+  the game), phases.
 - `server` (ServerRules): what the local IBEX server (lib/localserver) needs to play it.
 - `seat` (SeatRules): what one agent playing one seat must know of the game (lib.agents.agent asks it): the view,
   which decisions are due, the server's action-required, the last check before sending, the fallback, the resync
@@ -78,7 +79,9 @@ class GameRules(Protocol):
         ...
 
     def seat_groups(self, params: GameParams | None = None) -> dict[str, tuple[int, ...]]:
-        """Seat-group name (developer, owners, speculators) -> its seats; only the groups this game has."""
+        """Seat-group name -> its seats, the names being the game's own (the IBEX games: developer, owners,
+        speculators; the ultimatum test game: proposer, responder); only the groups with a seat. A study's arms
+        and `handler.py --seat-policy` name seats by these groups, and refuse a name not among them."""
         ...
 
     def timeout(self, params: GameParams) -> float:
@@ -453,10 +456,8 @@ class GameDefinition:
     outcomes: Any = None
 
 
-GROUP_ROLES = {"developer": 2, "owners": 3, "speculators": 1}  # lib.games.voting.rules ROLE_* by seat-group name
-
-
-def groups_from_roles(roles: Mapping[int, int]) -> dict[str, tuple[int, ...]]:
-    """Seat groups from seat -> role, leaving out groups without a seat."""
-    groups = {name: tuple(seat for seat, r in sorted(roles.items()) if r == role) for name, role in GROUP_ROLES.items()}
-    return {name: seats for name, seats in groups.items() if seats}
+def groups_from_roles(roles: Mapping[int, int], groups: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
+    """Seat groups from seat -> role and the game's own group name -> role (e.g. lib.ibex.params.SEAT_GROUPS for
+    the IBEX games), in the order of `groups`, leaving out groups without a seat."""
+    found = {name: tuple(seat for seat, r in sorted(roles.items()) if r == role) for name, role in groups.items()}
+    return {name: seats for name, seats in found.items() if seats}

@@ -17,6 +17,8 @@ from typing import Any
 
 ROLE_SPECULATOR, ROLE_DEVELOPER, ROLE_OWNER = 1, 2, 3
 ROLE_NAMES = {ROLE_SPECULATOR: "speculator", ROLE_DEVELOPER: "developer", ROLE_OWNER: "owner"}
+# The seat groups of the IBEX games (a study's arms, handler.py --seat-policy): group name -> the role of its seats.
+SEAT_GROUPS = {"developer": ROLE_DEVELOPER, "owners": ROLE_OWNER, "speculators": ROLE_SPECULATOR}
 
 NO_PROJECT, PROJECT = 0, 1
 CONDITIONS: tuple[dict[str, Any], ...] = (

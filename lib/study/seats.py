@@ -15,7 +15,7 @@ def seat_roles(game_type: str, params: Mapping[str, Any] | None = None) -> dict[
 
 
 def groups_of(game_type: str, params: Mapping[str, Any] | None = None) -> dict[str, list[int]]:
-    """Seat group name -> its seats, only the groups this game has."""
+    """Seat group name -> its seats, only the groups this game has, named as the game names them."""
     groups = game_for(game_type).rules.seat_groups(GameParams(dict(params or {})))
     return {name: list(seats) for name, seats in groups.items()}
 

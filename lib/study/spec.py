@@ -259,6 +259,9 @@ def parse_study(data: Mapping[str, Any], path: Path) -> Study:
             load_sessions(compare_sessions)
         except SessionsError as exc:
             raise _fail(path, "compare_sessions", str(exc)) from None
+    if server == "real" and not _creatable(game):
+        raise _fail(path, "server", f"the real server cannot create a {game} game (create-for-llm does not set its "
+                                    "parameters): play it on the local server"[:300])
     if server == "real" and values.source == "fresh":
         raise _fail(path, "values.source", "a real server reads values only from its own sessions table: use "
                                            "source = 'sessions' with a copy of that table")
@@ -267,6 +270,12 @@ def parse_study(data: Mapping[str, Any], path: Path) -> Study:
     canonical = canonical_form(study)
     return Study(**{**study.__dict__, "canonical": canonical,
                     "digest": hashlib.sha256(canonical.encode()).hexdigest()})
+
+
+def _creatable(game: str) -> bool:
+    from lib.agents.realserver import creatable
+
+    return creatable(game)
 
 
 def _check_log_game(path: Path, key: str, log: Path, game: str) -> None:
@@ -284,8 +293,12 @@ def _check_log_game(path: Path, key: str, log: Path, game: str) -> None:
 
 
 def _parameters(path: Path, game: str, table: Any) -> tuple[dict[str, Any], Path | None]:
-    from lib.agents.realserver import PlayError, create_payload
+    """The study's flat parameters typed as create-for-llm will store them (the IBEX games), or by the game's own
+    rules for a game create-for-llm cannot set (one only the local server plays, such as a test's)."""
+    from lib.agents.realserver import PlayError, creatable, create_payload
+    from lib.ibex.params import ParamError, parse_parameters
 
+    ibex = creatable(game)
     flat = dict(_table(path, "parameters", table))
     like = None
     source: dict[str, Any] | list[Any] = flat
@@ -299,8 +312,9 @@ def _parameters(path: Path, game: str, table: Any) -> tuple[dict[str, Any], Path
         if not isinstance(rows, list):
             raise _fail(path, "parameters.like", f"{like}: no 'parameters' list (not an IBEX log)")
         try:
-            _payload, base = create_payload(rows, f"{path}: parameters.like")
-        except PlayError as exc:
+            base = (create_payload(rows, f"{path}: parameters.like")[1] if ibex
+                    else parse_parameters(rows, f"{path}: parameters.like"))
+        except (PlayError, ParamError) as exc:
             raise StudyError(str(exc)[:500]) from None
         source = {**base.values, **flat}
     if "game_type" in flat and flat["game_type"] != game:
@@ -311,8 +325,11 @@ def _parameters(path: Path, game: str, table: Any) -> tuple[dict[str, Any], Path
     if "title" in flat:
         raise _fail(path, "parameters.title", "a study names its games itself")
     try:
-        _payload, params = create_payload(source, f"{path}: parameters", game_type=game)
-    except PlayError as exc:
+        if ibex:
+            _payload, params = create_payload(source, f"{path}: parameters", game_type=game)
+        else:
+            params = GAMES[game].rules.parameters({**source, "game_type": game}, f"{path}: parameters")
+    except (PlayError, ParamError) as exc:
         raise StudyError(str(exc)[:500]) from None
     return dict(params.values), like
 
@@ -350,7 +367,7 @@ def _values(path: Path, game: str, parameters: dict[str, Any], table: Any) -> Va
 def _check_sessions(path: Path, table_path: Path, ids: tuple[int, ...], game: str,
                     parameters: dict[str, Any]) -> None:
     """Every chosen session has values for every round the parameters play (else a game would fail mid-way)."""
-    from lib.ibex.params import GameParams
+    from lib.ibex.params import ROLE_SPECULATOR, GameParams
     from lib.ibex.sessions import SessionsError, load_sessions
 
     try:
@@ -358,7 +375,7 @@ def _check_sessions(path: Path, table_path: Path, ids: tuple[int, ...], game: st
     except SessionsError as exc:
         raise _fail(path, "values.table", str(exc)) from None
     params = GameParams(parameters)
-    landholders = [n for n, role in seat_roles(game, parameters).items() if role != 1]
+    landholders = [n for n, role in seat_roles(game, parameters).items() if role != ROLE_SPECULATOR]
     table_seats = [n for n in landholders if n <= 6]  # a sessions table's values: the developer and five owners
     for i, session in enumerate(ids):
         if session not in table.sessions:

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lib.games import game_for
-from lib.ibex.params import GameParams
+from lib.ibex.params import ROLE_SPECULATOR, GameParams
 from lib.ibex.sessions import add_signals, generate_sessions
 
 
@@ -42,7 +42,8 @@ def fresh_session(game: str, parameters: Mapping[str, Any], seed: int, index: in
     params = GameParams(dict(parameters))
     rounds = params.round_count + 1  # the table is indexed by round number, the practice round being round 0
     table = generate_sessions(params, 1, rounds, _seed(seed, index, "values"))
-    if "speculators" in game_for(game).rules.seat_groups(params):  # a game with a market: signals of the value
+    # A game with speculators (the IBEX role that trades on signals of the value: the market games) needs signals.
+    if ROLE_SPECULATOR in game_for(game).rules.seat_roles(params).values():
         table = add_signals(table, _seed(seed, index, "signals"),
                             speculators=int(parameters.get("speculators_count", 6)),
                             tax_rate_final=int(parameters.get("tax_rate_final", 33)),

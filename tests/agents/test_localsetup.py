@@ -129,3 +129,26 @@ def test_the_new_options_are_refused_outside_local(tmp_path):
     done = subprocess.run([sys.executable, "handler.py", "--game", "4", "--values", "fresh"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "work with --local only" in done.stderr
+
+
+def test_seat_groups_are_the_game_s_own():
+    """--seat-policy names a seat group of the game being played: the ultimatum test game's are proposer and
+    responder, not the IBEX games' developer, owners and speculators."""
+    from lib.games import register, unregister
+    from tests.games.ultimatum.game import GAME
+
+    register(GAME)
+    try:
+        params = GAME.rules.parameters(GAME.rules.local_parameters(rounds=1, practice=False, timer_scale=0.1))
+        default = BaselinePolicy(seed=0)
+
+        def make(name: str) -> BaselinePolicy:
+            return BaselinePolicy(seed=0, name=name)
+
+        seats = seat_policies([("responder", "fitted")], GAME, params, default, make)
+        assert {seat: p.name for seat, p in seats.items()} == {1: "baseline", 2: "fitted"}
+        with pytest.raises(UsageError, match=r"'owners' is not a seat group of a ultimatum game \(proposer, "
+                                             r"responder, or a seat number\)"):
+            seat_policies([("owners", "baseline")], GAME, params, default, make)
+    finally:
+        unregister(GAME.name)

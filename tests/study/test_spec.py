@@ -220,3 +220,40 @@ def test_logs_of_another_game_are_refused(tmp_path):
     assert ": compare_with[0]: " in message and "is a 'futarchy' game, the study's game is 'voting'" in message
     message = error_of(tmp_path, BASE + '[values]\nsource = "logs"\nlogs = ["f.log.json"]\n')
     assert ": values.logs[0]: " in message and "'futarchy' game" in message
+
+
+@pytest.fixture
+def ultimatum():
+    """The test-only ultimatum game (tests/games/ultimatum), whose seat groups are its own: proposer, responder."""
+    from lib.games import register, unregister
+    from tests.games.ultimatum.game import GAME
+
+    register(GAME)
+    yield GAME
+    unregister(GAME.name)
+
+
+ULTIMATUM = """
+name = "u1"
+game = "ultimatum"
+games_per_arm = 2
+[parameters]
+pie = 40
+"""
+
+
+def test_arms_name_the_seat_groups_of_the_study_s_own_game(tmp_path, ultimatum):
+    study = load_study(write(tmp_path, ULTIMATUM + '[arms.rules]\nproposer = "baseline"\nresponder = "fitted"\n'))
+    assert study.arms[0].seats == {1: "baseline", 2: "fitted"}
+    assert study.parameters["pie"] == 40 and study.parameters["game_type"] == "ultimatum"
+    # the IBEX games' group names are not the ultimatum game's: one line listing the groups it has
+    message = error_of(tmp_path, ULTIMATUM + '[arms.rules]\nproposer = "baseline"\nowners = "baseline"\n')
+    assert ": arms.rules.owners: 'owners' is not a seat group of a ultimatum game (proposer, responder, or a seat " \
+           "number)" in message
+    # its parameters are its own rules' (create-for-llm cannot set them): checked by them, in one line
+    assert ": parameters: parameter 'pie' must be a whole number" in error_of(
+        tmp_path, ULTIMATUM.replace("pie = 40", "pie = 0") + '[arms.rules]\nproposer = "baseline"\n'
+                                                              'responder = "baseline"\n')
+    assert ": server: the real server cannot create a ultimatum game" in error_of(
+        tmp_path, ULTIMATUM.replace("[parameters]", 'server = "real"\n[parameters]')
+        + '[arms.rules]\nproposer = "baseline"\nresponder = "baseline"\n')

@@ -14,7 +14,7 @@ from lib.games.market.scores import SCORES
 from lib.games.market.seat import MarketSeat
 from lib.games.market.serverrules import MarketServerRules
 from lib.games.protocols import GameDefinition, groups_from_roles
-from lib.ibex.params import GameParams
+from lib.ibex.params import SEAT_GROUPS, GameParams
 
 LAST_PHASE = 9
 
@@ -46,7 +46,7 @@ class MarketRules:
         return {seat.number: seat.role for seat in layout}
 
     def seat_groups(self, params: GameParams | None = None) -> dict[str, tuple[int, ...]]:
-        return groups_from_roles(self.seat_roles(params))
+        return groups_from_roles(self.seat_roles(params), SEAT_GROUPS)
 
     def timeout(self, params: GameParams) -> float:
         per_round = sum(params.timer(phase) or 0 for phase in range(1, LAST_PHASE + 1))

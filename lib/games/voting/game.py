@@ -14,7 +14,7 @@ from lib.games.voting.rules import LAST_PHASE, SEATS, seat_role
 from lib.games.voting.scores import SCORES
 from lib.games.voting.seat import SEAT
 from lib.games.voting.serverrules import VotingServerRules
-from lib.ibex.params import DEFAULT_PARAMETERS, GameParams, parameters_from_dict
+from lib.ibex.params import DEFAULT_PARAMETERS, SEAT_GROUPS, GameParams, parameters_from_dict
 
 
 class VotingRules:
@@ -39,7 +39,7 @@ class VotingRules:
         return {seat: seat_role(seat) for seat in range(1, SEATS + 1)}
 
     def seat_groups(self, params: GameParams | None = None) -> dict[str, tuple[int, ...]]:
-        return groups_from_roles(self.seat_roles(params))
+        return groups_from_roles(self.seat_roles(params), SEAT_GROUPS)
 
     def timeout(self, params: GameParams) -> float:
         # Every phase at its full timer, twice over, plus time to join: a game past this is stuck.

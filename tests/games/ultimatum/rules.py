@@ -4,9 +4,9 @@ Seat 1 proposes how much of the pie the responder gets (a whole number from 0 to
 rejects. Accepted: the responder gets the offer, the proposer the rest; rejected: both get nothing. Phases: 0 waits
 for the players, 1 presents the roles, 2 is the proposal, 3 the response, 4 shows the result.
 
-The proposer and responder sit in the seat groups the registry knows (lib.games.protocols.GROUP_ROLES): the
-proposer as the "developer" role, the responder as an "owner"; those group names are the only ones generic code
-(create-for-llm's seat counts, seat groups) understands.
+Its seat groups are its own: "proposer" and "responder" (a study's arms and handler.py --seat-policy name them).
+The two roles take the numbers of the IBEX developer and owner roles only because create-for-llm's seat counts
+(developers_count, owners_count) are the IBEX server's and the local server checks them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from lib.games.protocols import groups_from_roles
 from lib.ibex.params import GameParams, ParamError
 
 NAME = "ultimatum"
-ROLE_PROPOSER, ROLE_RESPONDER = 2, 3  # lib.games.protocols.GROUP_ROLES: developer, owners
+ROLE_PROPOSER, ROLE_RESPONDER = 2, 3  # the IBEX developer and owner numbers: create-for-llm counts them
+SEAT_GROUPS = {"proposer": ROLE_PROPOSER, "responder": ROLE_RESPONDER}  # group name -> role
 ROLE_NAMES = {ROLE_PROPOSER: "proposer", ROLE_RESPONDER: "responder"}
 PROPOSER_SEAT, RESPONDER_SEAT = 1, 2
 SEATS = 2
@@ -124,7 +125,7 @@ class UltimatumRules:
         return {seat: seat_role(seat) for seat in (PROPOSER_SEAT, RESPONDER_SEAT)}
 
     def seat_groups(self, params: GameParams | None = None) -> dict[str, tuple[int, ...]]:
-        return groups_from_roles(self.seat_roles(params))
+        return groups_from_roles(self.seat_roles(params), SEAT_GROUPS)
 
     def timeout(self, params: GameParams) -> float:
         # Every phase at its full timer, twice over, plus time to join: a game past this is stuck.
