@@ -2,8 +2,9 @@
 
 A training or validation set holds prompts and answers as text. A policy that is not a language model (the baseline,
 the fitted rules) needs the player's state instead: its role, seat, round and phase, its private values, the requests
-or the offer it has seen, the amount cap. constructDataset.py writes that state beside each set, one line per example
-in the same order, so that `finetune.py --evaluate` scores every policy on exactly the same decisions:
+or the offer it has seen, the amount cap where its game has one (the game's DataRules.cap reads it). constructDataset.py
+writes that state beside each set, one line per example in the same order, so that `finetune.py --evaluate` scores
+every policy on exactly the same decisions:
 
     training_set.jsonl    -> training_set.state.jsonl
     validation_set.jsonl  -> validation_set.state.jsonl
@@ -95,8 +96,10 @@ class Example:
         return game_for(self.game_type).data.view_from_state(self.state)
 
     @property
-    def cap(self) -> int:
-        return self.state["cap"]
+    def cap(self) -> int | None:
+        """The largest amount the answer may name, as the example's game reads it from the line (DataRules.cap);
+        None for a decision without amounts."""
+        return game_for(self.game_type).data.cap(self.state)
 
 
 @dataclass(frozen=True)

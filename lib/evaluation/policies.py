@@ -351,8 +351,9 @@ class LLMEvalPolicy:
         for attempt in range(self.max_retries + 1):
             try:
                 wire_type, cap = scores_of(example).answer_schema(example)  # its structured output, as at play time
+                # a decision without a cap is asked as an agent asks its policy then (lib.agents.agent: cap or 0)
                 completion, structured = await llm.complete(example.messages, wire_type,
-                                                            time.monotonic() + CALL_TIMEOUT, example.view(), cap)
+                                                            time.monotonic() + CALL_TIMEOUT, example.view(), cap or 0)
                 break
             except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
                 # This prompt, not the endpoint (too long for the model, say): invalid, and not cached, so a later

@@ -343,6 +343,12 @@ class DataRules(Protocol):
         """The player's view rebuilt from a sidecar line, for the prompts, the checks and the policies."""
         ...
 
+    def cap(self, state: dict[str, Any]) -> int | None:
+        """The largest amount the example's answer may name, as its seat's cap (SeatRules.cap) was at play time, from
+        its sidecar line (a checked one); None for a decision without amounts to cap. A line need not hold a `cap`
+        field: only the game knows where its cap comes from (lib.dataset.sidecar.Example.cap asks here)."""
+        ...
+
     def human_answer(self, answer: str, state: dict[str, Any]) -> dict[str, Any]:
         """The example's answer text as the wire message it was, checked against the line's view; ValueError
         (ActionError) or TypeError otherwise."""
@@ -387,8 +393,9 @@ class ScoreRules(Protocol):
         training game out; None when the game has no such rules."""
         ...
 
-    def answer_schema(self, example: Any) -> tuple[str, int]:
-        """(decision type, cap) a model's structured output is asked for with on `example`."""
+    def answer_schema(self, example: Any) -> tuple[str, int | None]:
+        """(decision type, cap) a model's structured output is asked for with on `example` (cap None: the decision
+        has no amount to cap, as SeatRules.cap says at play time)."""
         ...
 
     def chat_client(self, **options: Any) -> Any:

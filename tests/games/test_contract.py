@@ -35,6 +35,7 @@ from lib.dataset.build import TRAINING_FILE, BuildOptions, build_dataset
 from lib.dataset.sidecar import EvalSet, read_set
 from lib.games import GAMES, game_for, register, unregister
 from lib.games.protocols import Game, Policy
+from lib.ibex.params import GameParams
 from lib.localserver.server import LocalServer
 from tests.games.ultimatum.game import GAME as ULTIMATUM
 
@@ -81,9 +82,10 @@ class Played:
     transcripts: list[list[dict[str, Any]]]
     prompts: dict[tuple[Any, ...], list[list[dict[str, str]]]]
     dataset: EvalSet
+    params: GameParams  # the game's, as its seats had them at play time
 
 
-async def _play(game: Game, tmp: Path) -> tuple[modes.GameResult, PromptRecorder]:
+async def _play(game: Game, tmp: Path) -> tuple[modes.GameResult, PromptRecorder, GameParams]:
     async with LocalServer(records_dir=tmp / "records", strict=True) as server:
         game_id = server.create_game(game.rules.local_parameters(rounds=1, practice=False, timer_scale=TIMER_SCALE))
         params = server.game(game_id).params
@@ -94,20 +96,20 @@ async def _play(game: Game, tmp: Path) -> tuple[modes.GameResult, PromptRecorder
             result = await modes.play_local(server, game_id, dict.fromkeys(range(1, game.play.seats + 1), recorder),
                                             settings=settings, run_dir=tmp / "run", log=log, stop=asyncio.Event(),
                                             say=lambda line: None)
-    return result, recorder
+    return result, recorder, params
 
 
 @pytest.fixture(scope="module", params=NAMES)
 def played(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, _ultimatum: None) -> Played:
     game = game_for(request.param)
     tmp = tmp_path_factory.mktemp(game.name)
-    result, recorder = asyncio.run(_play(game, tmp))
+    result, recorder, params = asyncio.run(_play(game, tmp))
     transcripts = [read_transcript(tmp / "run" / f"agent{k}.jsonl") for k in range(1, len(result.agents) + 1)]
     built = build_dataset(BuildOptions(inputs=[tmp / "records"], output_dir=tmp / "data", validation_fraction=0))
     assert built.errors == []
     path = tmp / "data" / TRAINING_FILE
     dataset = read_set(path, hashlib.sha256(path.read_bytes()).hexdigest())
-    return Played(game, result, transcripts, recorder.prompts, dataset)
+    return Played(game, result, transcripts, recorder.prompts, dataset, params)
 
 
 def _key(played: Played, example: Any) -> tuple[Any, ...]:
@@ -174,7 +176,8 @@ def test_every_baseline_answer_on_the_examples_passes_the_game_s_last_check(play
     for example in played.dataset.examples:
         view = example.view()
         wire_type = game.data.kinds[example.action]
-        cap = game.seat.cap(view, None)  # the seat's own cap: not every game's sidecar line holds one
+        cap = example.cap  # the game's data part reads it (DataRules.cap): not every game's line holds a cap
+        assert cap == game.seat.cap(view, played.params), (example.line, cap)  # the seat's cap at play time
         required = game.seat.action_required(view, wire_type, cap=cap, timer_seconds=None)
         answer = asyncio.run(policy.decide(view, wire_type, cap=cap or 0, action_required=required,
                                            deadline=float("inf"), transcript=None))

@@ -32,6 +32,9 @@ class MarketData:
     def view_from_state(self, state: dict[str, Any]) -> Any:
         return sidecar.market_view_from_state(state["view"])
 
+    def cap(self, state: dict[str, Any]) -> None:
+        return None  # no market decision has an amount cap: every limit is the view's (lib.games.market.seat)
+
     def human_answer(self, answer: str, state: dict[str, Any]) -> dict[str, Any]:
         return sidecar.human_answer(answer, state)
 

@@ -301,8 +301,8 @@ class MarketScores:
             return _Rules(part, {"market": info})
         return None
 
-    def answer_schema(self, example: Any) -> tuple[str, int]:
-        return DECISION_KINDS[example.action], 0  # a market decision's schema is its kind's, as at play time
+    def answer_schema(self, example: Any) -> tuple[str, None]:
+        return DECISION_KINDS[example.action], None  # a market decision's schema is its kind's, as at play time
 
     def chat_client(self, **options: Any) -> Any:
         from lib.games.market.llm import MarketLLMPolicy

@@ -34,6 +34,9 @@ class VotingData:
     def view_from_state(self, state: dict[str, Any]) -> Any:
         return sidecar.view_from_state(state["view"])
 
+    def cap(self, state: dict[str, Any]) -> int:
+        return state["cap"]  # every voting line holds the cap its prompt stated (lib.games.voting.sidecar)
+
     def human_answer(self, answer: str, state: dict[str, Any]) -> dict[str, Any]:
         return sidecar.human_answer(answer, state)
 

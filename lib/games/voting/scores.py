@@ -155,7 +155,7 @@ class VotingScores:
             return empirical_rules(training, evaluated_games)
         return None
 
-    def answer_schema(self, example: Any) -> tuple[str, int]:
+    def answer_schema(self, example: Any) -> tuple[str, int | None]:
         return example.action, example.cap
 
     def chat_client(self, **options: Any) -> Any:

@@ -33,6 +33,9 @@ class UltimatumData:
     def view_from_state(self, state: dict[str, Any]) -> Any:
         return sidecar.view_from_state(state["view"])
 
+    def cap(self, state: dict[str, Any]) -> int:
+        return sidecar.cap(state)
+
     def human_answer(self, answer: str, state: dict[str, Any]) -> dict[str, Any]:
         return sidecar.human_answer(answer, state)
 

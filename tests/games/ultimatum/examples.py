@@ -59,7 +59,7 @@ def game_examples(log: IbexLog, *, sink: Sink | None) -> GameResult:
                 continue
             required = action_required(view, action, cap=cap, timer_seconds=params.timer(view.phase))
             user = user_prompt(view, required)
-            state = state_line(example_state(str(log.game_id), seat, action, cap, view))
+            state = state_line(example_state(str(log.game_id), seat, action, view))
             result.add(system_prompt(view), user.split("\n"), wire_json(answer), state, seat=seat,
                        role=ROLE_NAMES[seat_role(seat)], action=action, values_source="parameters", user=user)
     return result

@@ -29,7 +29,7 @@ class BaselineDecisions:
 
     def decide(self, example: Any) -> Decision:
         try:
-            return Decision(baseline_action(example.view(), example.action, example.state["cap"]))
+            return Decision(baseline_action(example.view(), example.action, example.cap))
         except ValueError as exc:
             return Decision(None, str(exc))
 
@@ -83,7 +83,7 @@ class UltimatumScores:
         return BaselineDecisions() if policy == "baseline" else None
 
     def answer_schema(self, example: Any) -> tuple[str, int]:
-        return example.action, example.state["cap"]
+        return example.action, example.cap
 
     def chat_client(self, **options: Any) -> Any:
         from lib.agents.llm import LLMPolicy
@@ -92,7 +92,7 @@ class UltimatumScores:
         return LLMPolicy(game=game_for(NAME), **options)
 
     def parse_answer(self, answer: Any, example: Any) -> dict[str, Any]:
-        return actions.parse(answer, example.view(), example.action, example.state["cap"])
+        return actions.parse(answer, example.view(), example.action, example.cap)
 
     def score(self, examples: Sequence[Any], decisions: Mapping[str, Sequence[Decision]], policies: Sequence[str],
               training: Sequence[Any] | None) -> UltimatumSection:

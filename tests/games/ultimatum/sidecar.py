@@ -1,7 +1,9 @@
 """An ultimatum example's line in the state sidecar (lib.dataset.sidecar): the seat's view when its prompt was
 built, whole (a few numbers per round), so that the view, and with it the prompt, can be rebuilt exactly.
 
-A line is {"game", "game_type", "seat", "action", "cap", "view"}.
+A line is {"game", "game_type", "seat", "action", "view"}: no "cap" field, as a game need not have one; the
+largest offer is the pie, which the view holds, and the data part's `cap` reads it there
+(lib.dataset.sidecar.Example.cap asks the game's data part).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from tests.games.ultimatum.view import RoundRecord, UltimatumView
 
 # What each field of a line must be (lib.dataset.sidecar.check_fields).
 LINE: dict[str, Any] = {
-    "game": (str,), "game_type": (str,), "seat": (int,), "action": (str,), "cap": (int,),
+    "game": (str,), "game_type": (str,), "seat": (int,), "action": (str,),
     "view": {"game_id": OPT_INT, "number": OPT_INT, "pie": OPT_INT, "round": (int,), "phase": (int,),
              "round_count": OPT_INT, "deadline_ms": OPT_INT,
              "rounds": mapping({"offer": OPT_INT, "accepted": (bool, type(None)), "payoff": OPT_INT},
@@ -41,8 +43,15 @@ def view_from_state(state: dict[str, Any]) -> UltimatumView:
     return view
 
 
-def example_state(game: str, seat: int, action: str, cap: int, view: UltimatumView) -> dict[str, Any]:
-    return {"game": game, "game_type": NAME, "seat": seat, "action": action, "cap": cap, "view": view_state(view)}
+def example_state(game: str, seat: int, action: str, view: UltimatumView) -> dict[str, Any]:
+    return {"game": game, "game_type": NAME, "seat": seat, "action": action, "view": view_state(view)}
+
+
+def cap(state: dict[str, Any]) -> int:
+    """The seat's cap at play time (UltimatumSeat.cap: the pie its view holds), from the line's view."""
+    from tests.games.ultimatum.seat import SEAT
+
+    return SEAT.cap(view_from_state(state["view"]), None)
 
 
 def check_state(state: dict[str, Any], where: str) -> None:
@@ -50,7 +59,7 @@ def check_state(state: dict[str, Any], where: str) -> None:
 
 
 def human_answer(answer: str, state: dict[str, Any]) -> dict[str, Any]:
-    return check(json.loads(answer), view_from_state(state["view"]), state["action"], state["cap"])
+    return check(json.loads(answer), view_from_state(state["view"]), state["action"], cap(state))
 
 
 def probe(example: Example) -> None:
