@@ -42,7 +42,9 @@ socket. An action owed in the current phase is then still delivered: the server'
 has; an answer chosen but not delivered is sent again when the game says a repeat is safe (SeatRules.resend), an
 answer not chosen yet is decided. The game ends at
 game-over, or with an AgentError naming the reason when the server says the game is gone. Error frames from the
-server are written to the transcript ("server-error") and change nothing else.
+server are written to the transcript ("server-error"; a warning frame, "server-warning") and counted: as a race no
+client can avoid when the game says so (SeatRules.race, asked before the view folds the frame; the record then
+names the race), else as a refusal (`refusals`), which the run reports and the local server's --strict fails.
 
 Shutdown: cancelling `Agent.run` closes the socket with code 1001 (going away), cancels the decision and ready
 tasks and writes a final "shutdown" record; the caller closes the transcript.
@@ -55,6 +57,7 @@ import functools
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -78,6 +81,17 @@ _GONE = re.compile(r"^Game \S+ not found", re.IGNORECASE)
 # one per call).
 _WIRE_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # far above any real frame; a bigger one closes the socket (1009) and we rejoin
+
+
+def _server_problem(frame: dict[str, Any]) -> tuple[str, str] | None:
+    """(its transcript record kind, its text) for a frame in which the server says it did not take a message (an
+    error frame, or a warning frame such as the market's "declaration update. This is not allowed"), else None."""
+    kind = frame.get("type")
+    if kind == "error" or ("error" in frame and kind is None):
+        return "server-error", str(frame.get("message", frame.get("error")))
+    if kind == "warning":
+        return "server-warning", str(frame.get("message"))
+    return None
 
 
 @dataclass
@@ -141,6 +155,10 @@ class Agent:
         # line in the transcript nobody reads.
         self.frame_errors = 0
         self._last_frame_error: str | None = None
+        # The server's error and warning frames: the ones the game calls a race no client can avoid, by race, and the
+        # others, refusals of what this seat sent (the strict local server refuses none of a correct agent's).
+        self.races: Counter[str] = Counter()
+        self.refusals = 0
         self.end_reason: str | None = None
         self._ws: ClientConnection | None = None
         self._connection = 0  # how many sockets this agent has opened
@@ -208,6 +226,7 @@ class Agent:
                                   round=self.view.round, phase=self.view.phase, game_over=self.view.game_over,
                                   sent=len(self.sent), fallbacks=self.fallbacks, dropped=self.dropped,
                                   reconnects=self.reconnects, frame_errors=self.frame_errors,
+                                  refusals=self.refusals, races=sum(self.races.values()),
                                   last_frame_error=self._last_frame_error,
                                   transcript_failures=getattr(self.transcript, "failures", 0))
 
@@ -427,7 +446,12 @@ class Agent:
         kind = frame.get("eventType") if frame.get("type") == "event" else None
         if kind == "set-timer":
             self._set_timer_at = time.monotonic()
+        problem = _server_problem(frame)
+        # Asked before the view folds the frame: the view may forget what the error answers (a cancel in flight).
+        race = self.seat.race(view, problem[1]) if problem is not None and problem[0] == "server-error" else None
         view.apply(frame)
+        if problem is not None:
+            self._note_problem(frame, problem[0], race)
         self._note_join(frame)
         if (self._seat_lookup is None and self._join_confirmed and self.api is not None
                 and self.seat.seat_lookup(view)):
@@ -466,14 +490,22 @@ class Agent:
         recorded without its seat, so it waits for the lookup (which takes one REST round trip)."""
         return self.api is not None and not self._seat_lookup_over and self.seat.seat_lookup(self.view)
 
+    def _note_problem(self, frame: dict[str, Any], record: str, race: str | None) -> None:
+        """An error or warning frame: its transcript record, counted as a race (named) or a refusal."""
+        message = frame.get("message") if frame.get("type") in ("error", "warning") else frame.get("error")
+        if race is not None:
+            self.races[race] += 1
+        else:
+            self.refusals += 1
+        self.transcript.write(record, message=message, round=self.view.round, phase=self.view.phase,
+                              **({"race": race} if race is not None else {}))
+
     def _note_join(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         if kind == "event" and self._join_confirmed:
             return  # the common case, once joined: nothing to note
         error = kind == "error" or ("error" in frame and kind is None)
         message = frame.get("message") if frame.get("type") in ("info", "error") else frame.get("error")
-        if error:
-            self.transcript.write("server-error", message=message, round=self.view.round, phase=self.view.phase)
         if not isinstance(message, str):
             if frame.get("type") == "event":
                 self._confirm_join()

@@ -20,6 +20,7 @@ import secrets as tokens
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ from lib.agents.run import (
     public_url,
     run_agents,
     safety_margin,
+    server_errors_line,
     verdict,
 )
 from lib.agents.transcript import Transcript
@@ -97,6 +99,16 @@ class GameResult:
     @property
     def fallbacks(self) -> int:
         return sum(agent.fallbacks for agent in self.agents)
+
+    @property
+    def refusals(self) -> int:
+        """Error and warning frames the server answered the agents with that no race explains (SeatRules.race)."""
+        return sum(agent.refusals for agent in self.agents)
+
+    @property
+    def races(self) -> Counter[str]:
+        """Error frames that answered a race no client can avoid, by race."""
+        return sum((agent.races for agent in self.agents), Counter())
 
 
 class _Hearers:
@@ -286,6 +298,8 @@ async def _local_game(args: argparse.Namespace, game: Game, played: Policy, over
             result.progress.on_phase()
             say(f"game log: {result.game_log}")
             say(f"fallback actions: {result.fallbacks}")
+            if result.refusals or result.races:
+                say(server_errors_line(result.refusals, result.races, strict=False))
             model = next((p for p in seats.values() if isinstance(p, LLMPolicy)), played)
             return verdict(log, fallback_limit(model, args.max_fallback_share), out)
 
@@ -397,6 +411,8 @@ def report_game(real: Real, result: GameResult) -> int:
         return EXIT_ERROR
     result.progress.on_phase()
     real.say(f"game {result.game_id} over; reconnects: {result.reconnects}, fallback actions: {result.fallbacks}")
+    if result.refusals or result.races:
+        real.say(server_errors_line(result.refusals, result.races, strict=False))
     return verdict(log, fallback_limit(real.policy, real.args.max_fallback_share), real.out)
 
 

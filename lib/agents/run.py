@@ -85,6 +85,18 @@ def verdict(log: decisions.DecisionLog, limit: float | None, out: TextIO) -> int
     return EXIT_OK
 
 
+def server_errors_line(refusals: int, races: Mapping[str, int], strict: bool) -> str:
+    """What the server answered with error or warning frames: the refusals (what the agents sent that the server
+    did not take), and apart from them the races no client can avoid (SeatRules.race), which are no refusal."""
+    where = "the strict local server refused" if strict else "the server refused"
+    line = f"server errors: {where} {refusals} frame{'' if refusals == 1 else 's'} the agents sent"
+    total = sum(races.values())
+    if total:
+        named = ", ".join(f"{n} x {race}" for race, n in sorted(races.items(), key=lambda item: -item[1]))
+        line += f"; {total} race{'' if total == 1 else 's'} no client can avoid, not counted as refusals ({named})"
+    return line
+
+
 def safety_margin(action_phases: Sequence[int], params: Any) -> float:
     """Seconds before a phase deadline by which every action is out: MAX_SAFETY_MARGIN, or a quarter of the
     shortest phase with actions when timers are scaled below that (params None: the game's timers are unknown)."""

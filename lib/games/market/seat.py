@@ -96,6 +96,12 @@ class MarketSeat:
     def acknowledged(self, frame: dict[str, Any]) -> str | None:
         return None  # a declaration's acknowledgement is the view's (declaration_acked)
 
+    def race(self, view: MarketView, message: str) -> str | None:
+        # A cancel sent while its order was resting can meet it filled or gone: the server then answers "Order not
+        # found. N", which no client can avoid in a continuous market (#20). Only for an order this seat is
+        # cancelling: the same answer to any other id is a refusal.
+        return "a cancel crossed its order's fill or removal" if view.cancel_race(message) else None
+
     def cap(self, view: MarketView, params: GameParams | None) -> None:
         return None  # every limit is the view's (lib.games.market.actions)
 

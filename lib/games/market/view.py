@@ -306,6 +306,12 @@ class MarketView:
         """Whether this seat's cancel of the order is on its way (sent, not answered yet)."""
         return order_id in self.current.cancelling
 
+    def cancel_race(self, text: str) -> bool:
+        """Whether an error frame's text, before it is folded, answers a cancel of this seat still on its way with
+        "Order not found. N": the order traded or went first (a race, not a refused cancel)."""
+        found = _NOT_FOUND.match(text)
+        return found is not None and any(str(order_id) == found.group(1) for order_id in self.current.cancelling)
+
 
 _NOT_FOUND = re.compile(r"^Order not found\. (\S+)")
 _NOT_MINE = "You cannot delete this order"

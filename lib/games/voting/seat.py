@@ -93,6 +93,9 @@ class VotingSeat:
         kind = frame.get("eventType") if frame.get("type") == "event" else None
         return ACKS.get(kind) if isinstance(kind, str) else None
 
+    def race(self, view: PlayerView, message: str) -> None:
+        return None  # one answer per phase, checked before it goes out: the game cannot move under it
+
     def cap(self, view: PlayerView, params: GameParams | None) -> int:
         return amount_cap(view, params)
 

@@ -136,3 +136,27 @@ def test_the_minimum_leaves_a_model_call_room():
     from lib.agents.llm import MIN_CALL_SECONDS
 
     assert MIN_TRADE_SECONDS >= MIN_CALL_SECONDS
+
+
+def test_an_order_not_found_for_a_cancel_in_flight_is_a_race_and_any_other_error_a_refusal(tmp_path):
+    """The market's seat part says which error frames answer a race no client can avoid (SeatRules.race): "Order not
+    found. N" for an order this seat is cancelling. The agent counts those apart from refusals and names the race
+    in the transcript; the same text for an order it never cancelled, or any other error, is a refusal."""
+    agent, _socket, log = trading_agent(tmp_path, seconds_left=600)
+    agent.view.apply_sent({"gameId": 5, "type": CANCEL, "order": {"id": 3, "condition": 0}})
+
+    async def frames() -> None:  # each frame may start a trading decision: a loop to start it on, then stopped
+        agent._on_text(json.dumps({"type": "error", "message": "Order not found. 3"}))
+        assert not agent.view.being_cancelled(3)  # the view still folds the answer
+        agent._on_text(json.dumps({"type": "error", "message": "Order not found. 3"}))  # not in flight any more
+        agent._on_text(json.dumps({"type": "error", "message": "Game 5: order price must be a number (--strict)"}))
+        await agent._stop_tasks()
+
+    asyncio.run(frames())
+    agent.transcript.close()
+    log.close()
+    assert agent.races == {"a cancel crossed its order's fill or removal": 1} and agent.refusals == 2
+    errors = [r for r in read_transcript(agent.transcript.path) if r["kind"] == "server-error"]
+    assert [(r["message"], r.get("race")) for r in errors] == [
+        ("Order not found. 3", "a cancel crossed its order's fill or removal"), ("Order not found. 3", None),
+        ("Game 5: order price must be a number (--strict)", None)]

@@ -57,6 +57,9 @@ class UltimatumSeat:
         kind = frame.get("eventType") if frame.get("type") == "event" else None
         return ACKS.get(kind) if isinstance(kind, str) else None
 
+    def race(self, view: UltimatumView, message: str) -> None:
+        return None  # one answer per phase: the game cannot move under it, so every error frame is a refusal
+
     def cap(self, view: UltimatumView, params: GameParams | None) -> int:
         return view.pie if view.pie is not None else pie(params) if params is not None else 0
 
