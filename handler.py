@@ -1,6 +1,6 @@
 """Run LLM (or baseline) agents as players of IBEX voting, Harberger and futarchy games.
 
-    python handler.py --local                      offline demo: a local IBEX server, one game, six agents
+    python handler.py --local [--strict]           offline demo: a local IBEX server, one game, six agents
     python handler.py --game ID [--players N] [--recovery CODE ...]
                                                    join an existing game on the IBEX server
     python handler.py --create [--game-type harberger|futarchy] [--agents-only] [--params FILE] [--players N]
@@ -13,7 +13,8 @@
 --local starts lib.localserver.server in this process, creates a game (--params FILE, --values fresh|session N and
 --seat-policy WHO=POLICY set it up as a study's arm is), runs one agent (lib.agents.agent) per seat to game-over,
 writes the game's log into logs/local-games/ (never into the jsonFiles/ that constructDataset.py reads) and one
-transcript per agent under logs/, and prints each round's summary as the round ends.
+transcript per agent under logs/, and prints each round's summary as the round ends. --strict makes that server
+refuse what the real one would wrongly take; a refused frame fails the run (exit 6), races are counted apart.
 
 The other modes talk to a real server: IBEX_WS_URL (ws://HOST:3088, or wss://HOST/wss behind a reverse proxy)
 and IBEX_API_URL (http://HOST:3080/api/v1 or https://HOST/api/v1), from .env or --ws-url / --api-url; both
@@ -41,7 +42,7 @@ who made it (lib/agents/decisions.py); the rounds mark fallbacks, the last lines
 above --max-fallback-share (default 0.2 for a model) exits 3 after the game. SIGTERM or SIGINT: the agents close
 their sockets (code 1001), the transcripts get a final "shutdown" record, the rounds played and the shares are
 printed, and the handler exits 143 or 130 (--serve: 0, its normal stop). Exit codes: 0 played, 1 not playable,
-2 usage, 3 too many fallbacks, 4 preflight failed, 130/143 signal.
+2 usage, 3 too many fallbacks, 4 preflight failed, 6 --strict: the local server refused frames, 130/143 signal.
 
 This script holds the arguments only; the modes are lib/agents/modes.py (each written once for every game, what
 differs coming from the game's PlayRules), the run control lib/agents/run.py.
@@ -164,6 +165,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="seed of the baseline policy's chat phrasing and the empirical policy's draws (default 0)")
     parser.add_argument("--sessions", type=Path, metavar="FILE",
                         help="private values table of the local server (default jsonFiles/sessions.json)")
+    parser.add_argument("--strict", action="store_true",
+                        help="--local: the local server refuses what the real server would wrongly take (wrong "
+                             "roles, out-of-range amounts, malformed orders: docs/local-server.md); any frame it "
+                             "refuses fails the run (exit code 6), while a race no client can avoid (a market "
+                             "cancel that crossed its order's fill) is counted apart and does not")
     parser.add_argument("--records", type=Path, default=DEFAULT_RECORDS,
                         help="--local: directory for the game's log (default logs/local-games/, outside the "
                              "jsonFiles/ that constructDataset.py reads)")
@@ -212,6 +218,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             args.rounds is not None or args.practice is not None or args.timer_scale is not None):
         parser.error("--rounds, --practice/--no-practice and --timer-scale set up a new game: they work with --local "
                      "and --create only")
+    if args.strict and not args.local:
+        parser.error("--strict is the local server's: it works with --local only (a study sets strict = true)")
     if args.sessions is not None and not args.local:
         parser.error("--sessions is the local server's private values table: it works with --local only")
     if args.game_type is not None and not (args.local or args.create):

@@ -54,6 +54,7 @@ from lib.agents.run import (
     run_agents,
     safety_margin,
     server_errors_line,
+    strict_refusals,
     verdict,
 )
 from lib.agents.transcript import Transcript
@@ -248,6 +249,8 @@ async def _local_game(args: argparse.Namespace, game: Game, played: Policy, over
     from lib.localserver.server import LocalServer
 
     secrets_ = redact.secrets_from_env(env)
+    # --strict: the local server refuses what the real server would wrongly take; a refused frame fails the run.
+    strict = bool(getattr(args, "strict", False))
     stop = Stop()
     stop.install()
 
@@ -256,7 +259,7 @@ async def _local_game(args: argparse.Namespace, game: Game, played: Policy, over
 
     try:
         # The local server numbers its games after the logs already in the records folder: none is overwritten.
-        server = LocalServer(records_dir=args.records, sessions=args.sessions)
+        server = LocalServer(records_dir=args.records, sessions=args.sessions, strict=strict)
     except ValueError as exc:  # the private-values table cannot be read
         raise UsageError(str(exc)) from None
     async with server:
@@ -273,7 +276,8 @@ async def _local_game(args: argparse.Namespace, game: Game, played: Policy, over
         run_dir = args.logs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-local-game{game_id}"
         ending = f"chat {'on' if args.chat else 'off'}" if game.play.chat else f"{game.play.seats} agents"
         rounds = params.round_count
-        say(f"local server {server.ws_url}, {_kind(game, ' ')}game {game_id}: {rounds} round"
+        say(f"local server {server.ws_url}{' (--strict)' if strict else ''}, {_kind(game, ' ')}game {game_id}: "
+            f"{rounds} round"
             f"{'s' if rounds > 1 else ''}{' after a practice round' if params.practice_round else ''}, timers "
             f"x{scale:g}, safety margin {margin:g} s, {ending}")
         if values or choices:
@@ -298,10 +302,13 @@ async def _local_game(args: argparse.Namespace, game: Game, played: Policy, over
             result.progress.on_phase()
             say(f"game log: {result.game_log}")
             say(f"fallback actions: {result.fallbacks}")
-            if result.refusals or result.races:
-                say(server_errors_line(result.refusals, result.races, strict=False))
+            if strict or result.refusals or result.races:
+                say(server_errors_line(result.refusals, result.races, strict))
             model = next((p for p in seats.values() if isinstance(p, LLMPolicy)), played)
-            return verdict(log, fallback_limit(model, args.max_fallback_share), out)
+            code = verdict(log, fallback_limit(model, args.max_fallback_share), out)
+            # A refused frame means the agents sent what the real server might have taken silently: it outweighs
+            # the fallback share, whose run would otherwise exit 3.
+            return (strict_refusals(result.refusals, run_dir) or code) if strict else code
 
 
 # ---------------------------------------------------------------------- a real server

@@ -3,7 +3,8 @@ or SIGINT, running a game's agents to game-over, the fallback limit and the run'
 run plays.
 
 Exit codes (docs/running-agents.md, "Exit codes"): 0 played, 1 not playable, 2 usage, 3 too many fallbacks, 4
-preflight failed; a signal exits 128 + its number: 130 for SIGINT (Ctrl-C), 143 for SIGTERM.
+preflight failed, 6 the strict local server refused frames; a signal exits 128 + its number: 130 for SIGINT
+(Ctrl-C), 143 for SIGTERM.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from lib.training.jobrecord import JobRecordError, resolve_model
 from lib.util import redact
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FALLBACKS, EXIT_PREFLIGHT = 0, 1, 2, 3, 4
+EXIT_REFUSED = 6  # the local server under --strict refused frames the agents sent (5 is a study's spending cap)
 DEFAULT_MAX_FALLBACK_SHARE = 0.2  # for a model policy: more fallbacks than this and the run does not show the model
 MAX_SAFETY_MARGIN = 2.0  # seconds, for real timers; scaled-down timers get a quarter of their shortest action phase
 JOIN_TIMEOUT = 10.0
@@ -95,6 +97,17 @@ def server_errors_line(refusals: int, races: Mapping[str, int], strict: bool) ->
         named = ", ".join(f"{n} x {race}" for race, n in sorted(races.items(), key=lambda item: -item[1]))
         line += f"; {total} race{'' if total == 1 else 's'} no client can avoid, not counted as refusals ({named})"
     return line
+
+
+def strict_refusals(refusals: int, run_dir: Any) -> int:
+    """--strict: the run fails when the local server refused a frame the agents sent (EXIT_REFUSED, with one line
+    on stderr); EXIT_OK when it refused none."""
+    if not refusals:
+        return EXIT_OK
+    print(f"error: --strict: the local server refused {refusals} frame{'' if refusals == 1 else 's'} the agents "
+          f"sent, which a correct agent never sends (see the server-error records of the transcripts in {run_dir}; "
+          "exit code 6)", file=sys.stderr, flush=True)
+    return EXIT_REFUSED
 
 
 def safety_margin(action_phases: Sequence[int], params: Any) -> float:

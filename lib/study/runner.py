@@ -10,8 +10,9 @@ For notebooks::
 handling and the exit code. What it does (docs/studies.md, "Running a study"):
 
 - game k of every arm before game k+1 (the store's `to_play` order), at most `concurrency` games at once, all on
-  one in-process local server (the study's `fast` mode asked of it) or, with `server = "real"`, each game made
-  with create-for-llm on the IBEX server of IBEX_API_URL/IBEX_WS_URL (the path `handler.py --create` takes);
+  one in-process local server (the study's `fast` and `strict` modes asked of it; under `strict` a game in which
+  it refused a frame fails) or, with `server = "real"`, each game made with create-for-llm on the IBEX server of
+  IBEX_API_URL/IBEX_WS_URL (the path `handler.py --create` takes);
 - each seat plays its arm's policy (lib.study.spec resolved seat groups to seats); a model seat is an LLMPolicy
   sharing the study's call cache (studies/<name>/calls.jsonl) and spend tracker;
 - a finished game is committed in one transaction: its `rounds` and `seat_rounds` rows built from its recorded
@@ -507,12 +508,14 @@ class _Games:
 
 
 class _LocalGames(_Games):
-    """The in-process local server (its fast mode when the study asks), one for the whole run."""
+    """The in-process local server (its fast and strict modes when the study asks), one for the whole run; under
+    strict, a game in which it refused a frame fails."""
 
     def __init__(self, study: Study, records: Path, settings: AgentSettings, secrets: list[str]) -> None:
         from lib.localserver.server import LocalServer
 
-        self.server = LocalServer(records_dir=records, fast=study.fast)
+        self.server = LocalServer(records_dir=records, fast=study.fast, strict=study.strict)
+        self.strict = study.strict
         self.parameters = dict(study.parameters)
         self.settings, self.secrets = settings, secrets
 
@@ -541,6 +544,9 @@ class _LocalGames(_Games):
             return _Outcome(game_id, stopped=True)
         if result.outcome != "game-over" or result.game_log is None:
             raise _GameFailed(result.outcome, game_id)
+        if self.strict and result.refusals:  # races no client can avoid (SeatRules.race) are no refusal
+            raise _GameFailed(f"the strict local server refused {result.refusals} frame(s) the agents sent (see the "
+                              "server-error records of its transcripts)", game_id)
         return _Outcome(game_id, log=result.game_log)
 
 

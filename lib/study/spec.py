@@ -4,9 +4,9 @@ Every problem is found before anything runs and reported as one line naming the 
 (`studies/x.toml: arms.llm.developer.endpoint: 'azure' is not in [endpoints] (have: openai)`). Paths in the file
 are relative to the file's own folder. The format is documented in docs/studies.md.
 
-The digest covers what decides a game's result (game, parameters, values, arms, endpoints, server, fast mode and
-the content of every file the study reads), not `concurrency` or `limits`: raising a spending cap or the number of
-games at once must not make a resumed study refuse its own finished games.
+The digest covers what decides a game's result (game, parameters, values, arms, endpoints, server, fast and strict
+mode and the content of every file the study reads), not `concurrency` or `limits`: raising a spending cap or the
+number of games at once must not make a resumed study refuse its own finished games.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # a study or arm name becomes a folder name and a CSV key
 
 TOP_KEYS = ("name", "game", "games_per_arm", "parameters", "values", "arms", "endpoints", "server", "concurrency",
-            "limits", "fast", "compare_with", "compare_sessions")
+            "limits", "fast", "compare_with", "compare_sessions", "strict")
 VALUES_KEYS = ("source", "seed", "table", "sessions", "logs")
 ENDPOINT_KEYS = ("base_url_env", "api_key_env")
 MODEL_KEYS = ("endpoint", "model", "temperature", "prompt")
@@ -114,6 +114,7 @@ class Study:
     canonical: str = ""  # see canonical_form
     digest: str = ""  # sha256 of canonical
     compare_sessions: Path | None = None  # the sessions table that holds the values of the compare_with logs
+    strict: bool = False  # the local server's --strict: a game in which it refused a frame fails
 
     def games_in_arm(self) -> int:
         """Games each arm plays: N, or N per named session or log."""
@@ -240,6 +241,10 @@ def parse_study(data: Mapping[str, Any], path: Path) -> Study:
     fast = _bool(path, "fast", data.get("fast", False))
     if fast and server != "local":
         raise _fail(path, "fast", "fast mode exists only on the local server (the real server keeps its timers)")
+    strict = _bool(path, "strict", data.get("strict", False))
+    if strict and server != "local":
+        raise _fail(path, "strict", "strict mode exists only on the local server (the real server takes what it "
+                                    "takes)")
     concurrency = _int(path, "concurrency", data.get("concurrency", 1), 1, MAX_CONCURRENCY)
     limits = _limits(path, data.get("limits", {}))
     compare = data.get("compare_with", [])
@@ -266,7 +271,7 @@ def parse_study(data: Mapping[str, Any], path: Path) -> Study:
         raise _fail(path, "values.source", "a real server reads values only from its own sessions table: use "
                                            "source = 'sessions' with a copy of that table")
     study = Study(path, name, game, games_per_arm, parameters, values, arms, endpoints, server, concurrency, limits,
-                  fast, compare_with, like, compare_sessions=compare_sessions)
+                  fast, compare_with, like, compare_sessions=compare_sessions, strict=strict)
     canonical = canonical_form(study)
     return Study(**{**study.__dict__, "canonical": canonical,
                     "digest": hashlib.sha256(canonical.encode()).hexdigest()})
@@ -508,4 +513,6 @@ def canonical_form(study: Study) -> str:
     }
     if study.compare_sessions is not None:  # only when given, so the digests of older study files stay as they were
         form["compare_sessions"] = _file_digest(study.compare_sessions)
+    if study.strict:  # likewise: what the server takes decides the games, but older files never set it
+        form["strict"] = True
     return json.dumps(form, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

@@ -347,3 +347,59 @@ def test_a_killed_run_leaves_a_decisions_table_of_complete_rows(tmp_path):
     rows = list(csv.DictReader(text.splitlines()))
     assert len(rows) > 11 and all(len(r) == len(COLUMNS) and None not in r.values() for r in rows)
     assert {r["made_by"] for r in rows} == {"baseline"}
+
+
+# handler.py with every owner's request one above the cap as it goes out: past the agent's own checks (its last check
+# is replaced), so only the server can refuse it; the strict local server does, the lenient one (the real server's
+# behaviour) takes it.
+OVER_THE_CAP = """
+import sys
+sys.path.insert(0, sys.argv.pop(1))
+import handler
+from lib.games.voting.seat import VotingSeat
+checked = VotingSeat.validate
+def over_the_cap(self, message, view, snapshot, wire_type, cap):
+    message = checked(self, message, view, snapshot, wire_type, cap)
+    if wire_type == "compensation-request":
+        return {**message, "compensationRequests": [None, cap + 1]}
+    return message
+VotingSeat.validate = over_the_cap
+sys.exit(handler.main(sys.argv[1:]))
+"""
+
+
+def test_strict_local_runs_count_refused_frames_and_fail_on_any(tmp_path):
+    (tmp_path / "clean").mkdir()
+    clean = run_handler(tmp_path / "clean", "--strict", *FAST)
+    assert clean.returncode == 0, clean.stderr
+    out = clean.stdout.splitlines()
+    assert "(--strict)" in out[1] and out[1].startswith("local server ")
+    assert "server errors: the strict local server refused 0 frames the agents sent" in out
+    assert out[-1].startswith("decisions: 11: baseline 11")
+
+    def over_the_cap(where: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", OVER_THE_CAP, str(REPO), "--local", *args, *FAST,
+             "--records", str(where / "records"), "--logs-dir", str(where / "logs")],
+            cwd=tmp_path, env=handler_env(), capture_output=True, text=True, timeout=60)
+
+    refused = over_the_cap(tmp_path / "refused", "--strict")
+    assert refused.returncode == 6, refused.stderr
+    assert "server errors: the strict local server refused 5 frames the agents sent" in refused.stdout
+    assert refused.stdout.splitlines()[-1].startswith("decisions: 11: ")  # the shares stay the last line
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("error: --strict: the local server refused 5 frames the agents sent")
+    assert "exit code 6" in line
+    errors = [r for records in transcripts(tmp_path / "refused").values() for r in records
+              if r["kind"] == "server-error"]
+    assert len(errors) == 5 and all("compensationRequests must be" in r["message"] and "race" not in r
+                                    for r in errors)
+    lenient = over_the_cap(tmp_path / "lenient")  # the real server's behaviour: taken, nothing to report
+    assert lenient.returncode == 0, lenient.stderr
+    assert "server errors" not in lenient.stdout
+
+
+def test_strict_is_the_local_server_s(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "handler.py"), "--game", "3", "--strict"], cwd=tmp_path,
+                            env=handler_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--strict is the local server's: it works with --local only" in result.stderr

@@ -334,3 +334,29 @@ owners = "baseline"
     for r in played:
         assert (r["value_0"], r["value_1"]) == human[r["seat"]]
     assert {g["values_source"] for g in rows(tmp_path / "matched", "games")} == {str(log)}
+
+
+def test_a_strict_study_fails_a_game_in_which_the_local_server_refused_a_frame(tmp_path, monkeypatch):
+    """strict = true asks the local server for --strict; an agent that sends what it refuses (here every request one
+    above the cap, past the agent's own last check) fails its game, which says why; a strict game without a refused
+    frame finishes."""
+    from lib.games.voting.seat import VotingSeat
+    from lib.study.store import FAILED
+
+    arms = '[values]\nsource = "fresh"\nseed = 3\n[arms.rules]\ndeveloper = "baseline"\nowners = "baseline"\n'
+    clean = run_study(study_file(tmp_path, "clean", "strict = true\nfast = true\n" + arms, games=1,
+                                 concurrency=1), out=io.StringIO())
+    assert clean.exit_code == 0 and clean.finished == {"rules": 1}
+
+    checked = VotingSeat.validate
+
+    def over_the_cap(self, message, view, snapshot, wire_type, cap):
+        message = checked(self, message, view, snapshot, wire_type, cap)
+        return {**message, "compensationRequests": [None, cap + 1]} if wire_type == "compensation-request" else message
+
+    monkeypatch.setattr(VotingSeat, "validate", over_the_cap)
+    result = run_study(study_file(tmp_path, "refused", "strict = true\nfast = true\n" + arms, games=1,
+                                  concurrency=1), out=io.StringIO())
+    assert result.exit_code == 1 and result.finished == {"rules": 0} and result.failed == 1
+    [game] = rows(tmp_path / "refused", "games")
+    assert game["status"] == FAILED and "the strict local server refused 5 frame(s)" in game["note"]

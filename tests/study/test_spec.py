@@ -86,6 +86,8 @@ def test_a_seat_number_overrides_its_group(tmp_path):
     ('concurrency = "4"\n', "concurrency", "must be a whole number"),
     ('fast = "yes"\n', "fast", "must be true or false"),
     ('server = "real"\nfast = true\n', "fast", "only on the local server"),
+    ('strict = 1\n', "strict", "must be true or false"),
+    ('server = "real"\nstrict = true\n', "strict", "only on the local server"),
     ('[limits]\nmax_fallback_share = 1.5\n', "limits.max_fallback_share", "at most 1"),
     ('[limits]\nspend_usd = 0\n', "limits.spend_usd", "above 0"),
     ('[endpoints.leaky]\nbase_url_env = "X"\napi_key = "sk-secret"\n', "endpoints.leaky.api_key",
@@ -190,6 +192,14 @@ def test_the_sessions_of_the_compared_logs_count_in_the_digest_only_when_given(t
     study = load_study(write(tmp_path, head + 'compare_sessions = "sessions.json"\n[endpoints.local]' + rest, "b.toml"))
     assert plain.compare_sessions is None and "compare_sessions" not in json.loads(plain.canonical)
     assert study.compare_sessions == tmp_path / "sessions.json" and study.digest != plain.digest
+
+
+def test_strict_mode_counts_in_the_digest_only_when_asked(tmp_path):
+    head, rest = BASE.split("[endpoints.local]")
+    plain = load_study(write(tmp_path, BASE))
+    strict = load_study(write(tmp_path, head + "strict = true\n[endpoints.local]" + rest, "b.toml"))
+    assert not plain.strict and "strict" not in json.loads(plain.canonical)  # older files keep their digest
+    assert strict.strict and strict.digest != plain.digest
 
 
 def test_editing_a_file_the_study_reads_changes_the_digest(tmp_path):
