@@ -10,7 +10,7 @@ market examples (lib.games.market.examples.MarketExample; lib.games.market.sidec
 - declaration shading h: a declaration is the true value x (1 - h), rounded down to 1000, within the server's
   limits (baseline: h = 0, truthful). Samples: (condition, value v, declared d) of every recorded declaration whose
   values are known (v > 0). Fitted: the h minimising the total |d - v (1 - h)| (in effect the value-weighted median
-  of d / v; lib.games.voting.fitted.fit_scale, exact).
+  of d / v; lib.evaluation.fits.fit_scale, exact).
 - snipe threshold t: a speculator snipes a lot under a condition that counts iff its declaration is below t x the
   value it can count on (lib.games.market.policy.sure_value): the baseline's margin is 1 - t (baseline: t = 0.95).
   Samples: (declared / sure value, sniped 0/1) of every (published lot, counted condition) choice of a recorded
@@ -25,7 +25,7 @@ market examples (lib.games.market.examples.MarketExample; lib.games.market.sidec
 A parameter with no sample keeps the baseline's rule. The empirical version draws instead of fitting: per
 declaration, one shading per condition uniformly from that condition's recorded shadings (v - d) / v; per
 (lot, condition) choice, a snipe with the probability the recorded players sniped at that ratio (the isotonic,
-non-increasing fit of the snipe choices on the ratio, lib.games.voting.empirical.isotonic_steps); per order, one markup
+non-increasing fit of the snipe choices on the ratio, lib.evaluation.fits.isotonic_steps); per order, one markup
 uniformly from its side's recorded markups. Its draws are seeded by (seed, game, round, seat, phase, decision
 count), as lib.games.market.policy's are. `finetune.py --evaluate` scores both like the baseline
 (lib.games.market.scores),
@@ -44,6 +44,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lib.evaluation.fits import fit_scale, isotonic_steps, step_value
 from lib.evaluation.scores import Decision, leave_one_game_out
 from lib.games.market.actions import (
     DECLARE,
@@ -69,8 +70,6 @@ from lib.games.market.policy import (
 from lib.games.market.sidecar import is_market, market_example
 from lib.games.market.view import MarketView
 from lib.games.protocols import ActionError
-from lib.games.voting.empirical import isotonic_steps, step_value
-from lib.games.voting.fitted import fit_scale
 
 RECORDED = "the recorded players (scripts and agents: no human market data exists)"
 DEFAULT_THRESHOLD = 1 - DEFAULT_SNIPE_MARGIN

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from lib.games.common.view import SEAT_EVENT_HANDLERS  # the events every IBEX game's view folds alike
 from lib.games.market.rules import FUTARCHY, HARBERGER
-from lib.games.voting.view import SEAT_EVENT_HANDLERS
 from lib.ibex.params import ROLE_DEVELOPER, ROLE_OWNER, ROLE_SPECULATOR
 
 CONDITION_IDS = (0, 1)  # No Project, Project; the third slot (project B) is never used

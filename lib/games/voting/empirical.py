@@ -47,7 +47,6 @@ import math
 import os
 import random
 import tempfile
-from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +55,7 @@ from typing import Any
 
 from lib.agents.transcript import Transcript
 from lib.dataset.sidecar import Example
+from lib.evaluation.fits import isotonic_steps, step_value  # the humans' noise around the margin
 from lib.evaluation.scores import Decision, leave_one_game_out
 from lib.games.market.sidecar import is_market
 from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST, ActionError, validate_action
@@ -86,36 +86,6 @@ def draw_rng(seed: int, game: Any, round_number: Any, seat: Any, phase: Any, act
     """The random draws of one decision: fixed by the seed and who decides when, whatever was drawn before."""
     key = f"{seed}:{game}:{round_number}:{seat}:{phase}:{action}:{draw}".encode()
     return random.Random(int.from_bytes(hashlib.sha256(key).digest()[:8], "big"))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The humans' noise around the margin: isotonic regression (pool adjacent violators)
-
-
-def isotonic_steps(points: Iterable[tuple[float, int]], increasing: bool = True) -> list[tuple[float, float]]:
-    """(x, outcome 0/1) -> [(start x of a block, its share of 1s)], a monotone step function (non-decreasing, or
-    non-increasing when `increasing` is False) that is the least-squares and maximum-likelihood fit to the points."""
-    grouped: dict[float, list[float]] = {}
-    for x, y in points:
-        entry = grouped.setdefault(float(x), [0.0, 0.0])
-        entry[0] += y
-        entry[1] += 1
-    sign = 1 if increasing else -1
-    blocks: list[list[float]] = []  # [start x, sum of outcomes, count]
-    for x in sorted(grouped):
-        blocks.append([x, grouped[x][0], grouped[x][1]])
-        # equal neighbours are pooled too, so that each step is a change of the share
-        while len(blocks) > 1 and sign * (blocks[-2][1] / blocks[-2][2]) >= sign * (blocks[-1][1] / blocks[-1][2]):
-            last = blocks.pop()
-            blocks[-1][1] += last[1]
-            blocks[-1][2] += last[2]
-    return [(x, total / count) for x, total, count in blocks]
-
-
-def step_value(steps: Sequence[tuple[float, float]], x: float) -> float:
-    """The step function at x: the block x falls in; below the first block's start, the first block's value."""
-    i = bisect_right([s for s, _ in steps], x) - 1
-    return steps[max(i, 0)][1]
 
 
 # ---------------------------------------------------------------------------------------------------------------

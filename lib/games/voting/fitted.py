@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.dataset.sidecar import Example
+from lib.evaluation.fits import fit_scale
 from lib.evaluation.scores import leave_one_game_out
 from lib.games.voting.actions import DECISION, OFFER, REQUEST
 from lib.games.voting.policy import (
@@ -61,46 +62,6 @@ class FittedError(ValueError):
 # One-parameter estimates
 
 
-def fit_scale(observed: Sequence[float], targets: Sequence[float], caps: Sequence[float], default: float) -> float:
-    """The s >= 0 minimising sum |observed - min(s * target, cap)| (targets > 0, caps >= 0); `default` without data.
-
-    Each term is piecewise linear in s, with breakpoints at observed/target (where the prediction meets the
-    observation) and cap/target (where the cap starts to bind), so the sum is minimal at one of them: sweep them in
-    order, keeping the sum's value and slope.
-    """
-    events: list[tuple[float, float]] = []  # (s, change of slope there)
-    value, slope = 0.0, 0.0  # the sum at s = 0, and its slope just after
-    for o, t, m in zip(observed, targets, caps, strict=True):
-        if t <= 0:
-            continue
-        value += abs(o)
-        knee = m / t
-        if o <= 0:  # the prediction moves away from the observation from the start
-            slope += t
-            events.append((knee, -t))
-        elif o < m:  # towards it, then past it, then the cap holds it still
-            slope -= t
-            events += [(o / t, 2 * t), (knee, -t)]
-        else:  # towards it until the cap holds it below
-            slope -= t
-            events.append((knee, t))
-    if not events:
-        return default
-    events.sort()
-    points = [(0.0, value, slope)]  # (s, the sum there, its slope just after)
-    position = 0.0
-    for s, change in events:
-        value += slope * (s - position)
-        position, slope = s, slope + change
-        points.append((s, value, slope))
-    low = min(v for _, v, _ in points)
-    tolerance = 1e-9 * max(1.0, abs(low))
-    optimal = []  # intervals [a, b] where the sum is minimal
-    for i, (s, v, after) in enumerate(points):
-        if v - low <= tolerance:
-            flat = abs(after) <= 1e-9
-            optimal.append((s, (points[i + 1][0] if i + 1 < len(points) else math.inf) if flat else s))
-    return min((min(max(default, a), b) for a, b in optimal), key=lambda s: abs(s - default))
 
 
 def fit_threshold(margins: Sequence[float], votes: Sequence[int], default: float) -> float:

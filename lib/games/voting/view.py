@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from lib.games.common.view import SEAT_EVENT_HANDLERS  # the events every IBEX game's view folds alike
 from lib.games.voting.rules import CHAT_PHASES, DEVELOPER_SEAT, seat_role, seat_tag
 from lib.ibex.params import ROLE_DEVELOPER, ROLE_OWNER
 
@@ -248,18 +249,6 @@ def _on_round_summary(view: PlayerView, data: dict[str, Any]) -> None:
         rec.profit = int(profit)
 
 
-def _on_reward(view: Any, data: dict[str, Any]) -> None:
-    view.reward = data
-
-
-def _on_game_over(view: Any, data: dict[str, Any]) -> None:
-    view.game_over = True
-
-
-def _on_ready(view: Any, data: dict[str, Any]) -> None:
-    view.ready_acked = True
-
-
 def _on_request_ack(view: PlayerView, data: dict[str, Any]) -> None:
     view.current.my_request = data.get("compensationRequests")
 
@@ -269,24 +258,12 @@ def _on_offer_ack(view: PlayerView, data: dict[str, Any]) -> None:
         view.current.offer = data.get("compensationOffers")
 
 
-def _on_action_required(view: Any, data: dict[str, Any]) -> None:
-    view.server_action = data
-
-
 def _on_instruction(view: PlayerView, data: dict[str, Any]) -> None:
     # The 2024 branch nested the action-required event inside an `instruction` event.
     nested = data.get("data") if data.get("eventType") == "action-required" else data.get("action-required")
     if isinstance(nested, dict):
         view.server_action = nested
 
-
-# The events every game type's view folds alike (lib/games/market/view.py's too): they touch only the seat's own record.
-SEAT_EVENT_HANDLERS: Mapping[str, Callable[[Any, dict[str, Any]], None]] = MappingProxyType({
-    "reward": _on_reward,
-    "game-over": _on_game_over,
-    "ready-received": _on_ready,
-    "action-required": _on_action_required,
-})
 
 _HANDLERS = {
     **SEAT_EVENT_HANDLERS,
