@@ -12,7 +12,8 @@ it (lib.evaluation.policies); each game's scores, with their intervals, referenc
 lib.evaluation.stats), go to stdout and to one folder per evaluation (--output-dir, default
 DATA_DIR/evaluations/<set name>-<sha256 prefix>/): evaluation_report.json, the picture evaluation.png (of a game that
 draws one), decisions.csv (one row per example and policy, the columns the games add) and what the rule policies
-save (the parameters fitted on all training games, which `handler.py --policy fitted` plays: the newest such file),
+save (the parameters fitted on all training games, which `handler.py --policy fitted` plays: the newest such file;
+the empirical samples of every game in one file, lib.evaluation.saved, which `handler.py --policy empirical` plays),
 all written only once everything is computed, each atomically, so that one evaluation never replaces another's.
 A set with examples of several games reports each game's section.
 
@@ -43,6 +44,7 @@ from lib.dataset import ftcheck
 from lib.dataset.sidecar import EvalSet, Example, SetError, read_set
 from lib.evaluation import local as evallocal  # evallocal: torch if used
 from lib.evaluation import policies as evalpolicies
+from lib.evaluation import saved as samplesfile  # the empirical samples file every game shares
 from lib.evaluation import scores as evaluate
 from lib.evaluation.policies import EvalPolicy, LLMEvalPolicy, ModelUnavailable, RulesPolicy, scores_of
 from lib.games import GAMES, game_for
@@ -171,6 +173,7 @@ class Context:
     parts: list[Part] = field(default_factory=list)  # the evaluated set's examples by their games' scores
     training: EvalSet | None = None  # the training set the fitted policy is estimated on
     saved: dict[str, Any] = field(default_factory=dict)  # rule policies (RuleDecisions) that save what they fitted
+    trained_on: dict[str, Any] = field(default_factory=dict)  # the training set the rule policies were fitted on
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -211,6 +214,7 @@ def make_rules(ctx: Context, name: str) -> EvalPolicy:
     ctx.saved[name] = list(parts.values())
     source = {} if training is None else {"training_set": {"path": str(training.path), "sha256": training.sha256,
                                                            "games": training.games}}
+    ctx.trained_on.update(source.get("training_set", {}))
     return RulesPolicy(name, parts, source)
 
 
@@ -501,7 +505,7 @@ def output_dir(args: argparse.Namespace, s: EvalSet) -> Path:
 
 def output_files() -> tuple[str, ...]:
     """Every file an evaluation may write into its folder."""
-    names = [REPORT_FILE, PICTURE_FILE, CSV_FILE]
+    names = [REPORT_FILE, PICTURE_FILE, CSV_FILE, samplesfile.SAMPLES_FILE]
     for name in GAMES:
         scores = getattr(GAMES[name], "scores", None)
         names += [f for f in (scores.output_files if scores is not None else ()) if f not in names]
@@ -569,7 +573,13 @@ def write_outputs(out: Path, report: dict[str, Any], parts: list[Part], sections
         if not write_csv(staged[CSV_FILE], sections):
             staged.pop(CSV_FILE).unlink(missing_ok=True)
         saved = [name for rules in ctx.saved.values() for r in rules for name in r.save(out)]
-        for name in (PICTURE_FILE, REPORT_FILE, CSV_FILE):
+        # Every game's empirical samples in one file, which handler.py --policy empirical plays in any game.
+        sections = samplesfile.merged([r.samples() for rules in ctx.saved.values() for r in rules])
+        if sections:
+            staged[samplesfile.SAMPLES_FILE] = _atomic_temp(out / samplesfile.SAMPLES_FILE)
+            samplesfile.write(staged[samplesfile.SAMPLES_FILE], sections, ctx.trained_on)
+            saved.append(samplesfile.SAMPLES_FILE)
+        for name in (PICTURE_FILE, REPORT_FILE, CSV_FILE, samplesfile.SAMPLES_FILE):
             if name in staged:
                 os.replace(staged[name], out / name)
         written = [name for name in (REPORT_FILE, PICTURE_FILE, CSV_FILE) if name in staged] + saved

@@ -377,7 +377,14 @@ class RuleDecisions(Protocol):
         ...
 
     def save(self, out: Path) -> list[str]:
-        """Write what `handler.py --policy` plays (fitted parameters, samples) into `out`; the file names."""
+        """Write what `handler.py --policy` plays of this game alone (fitted parameters) into `out`; the file
+        names."""
+        ...
+
+    def samples(self) -> Mapping[str, Any]:
+        """This game's sections of the evaluation's one empirical samples file (lib.evaluation.saved), which
+        `handler.py --policy empirical` plays in every game: section name -> a JSON object with a `summary` (a few
+        words on what it draws from); {} for rules that draw from no samples. Its PlayRules read the section back."""
         ...
 
     def summary(self, out: Path) -> str | None:

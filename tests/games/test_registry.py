@@ -53,3 +53,29 @@ def test_a_registered_game_is_found_and_removed_but_a_builtin_is_kept():
     assert "voting-copy" not in GAMES
     with pytest.raises(ValueError, match="built-in"):
         unregister("voting")
+
+
+def test_no_game_folder_imports_another_game_s_folder():
+    """A game is one folder (#21): what two games share lives in lib/games/common or a generic module
+    (lib.evaluation, lib.ibex, ...), so that no game folder imports another's, not even inside a function."""
+    import ast
+
+    from tests.helpers.paths import REPO
+
+    root = REPO / "lib" / "games"
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "__init__.py").exists()
+                     and p.name != "common" and not p.name.startswith("_"))
+    assert {"voting", "market"} <= set(folders)
+    crossing = []
+    for folder in folders:
+        for path in sorted((root / folder).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                for name in names:
+                    parts = name.split(".")
+                    if parts[:2] == ["lib", "games"] and len(parts) > 2 and parts[2] in folders \
+                            and parts[2] != folder:
+                        crossing.append(f"{path.relative_to(REPO)}:{node.lineno} imports {name}")
+    assert crossing == []
+

@@ -29,8 +29,9 @@ non-increasing fit of the snipe choices on the ratio, lib.evaluation.fits.isoton
 uniformly from its side's recorded markups. Its draws are seeded by (seed, game, round, seat, phase, decision
 count), as lib.games.market.policy's are. `finetune.py --evaluate` scores both like the baseline
 (lib.games.market.scores),
-leaving an evaluated training game out of what it is scored with; the empirical version's market samples are saved
-with the voting samples (lib.games.voting.empirical) for `handler.py --policy empirical`.
+leaving an evaluated training game out of what it is scored with; the empirical version's samples of all training
+games are the "market" section of the evaluation's one samples file (lib.evaluation.saved), which
+`handler.py --policy empirical` plays in every game (`from_saved` reads the section back).
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ import random
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lib.evaluation.fits import fit_scale, isotonic_steps, step_value
+from lib.evaluation.saved import SavedSamples
+from lib.evaluation.saved import read as read_saved
 from lib.evaluation.scores import Decision, leave_one_game_out
 from lib.games.market.actions import (
     DECLARE,
@@ -72,6 +76,7 @@ from lib.games.market.view import MarketView
 from lib.games.protocols import ActionError
 
 RECORDED = "the recorded players (scripts and agents: no human market data exists)"
+SECTION = "market"  # the market games' section of the empirical samples file (lib.evaluation.saved)
 DEFAULT_THRESHOLD = 1 - DEFAULT_SNIPE_MARGIN
 SIDES = ("bid", "ask")
 
@@ -325,12 +330,14 @@ class MarketEmpirical:
 
 
 class MarketEmpiricalAgentPolicy:
-    """MarketEmpirical as a market agent's policy (lib.games.market.agent), its decisions counted as the baseline's."""
+    """MarketEmpirical as a market agent's policy, its decisions counted as the baseline's; `saved`: the samples
+    file it came from (another game played with it takes its own section)."""
 
-    def __init__(self, samples: MarketSamples, seed: int = 0) -> None:
+    def __init__(self, samples: MarketSamples, seed: int = 0, saved: SavedSamples | None = None) -> None:
         self.rules = MarketEmpirical(samples, seed)
         self.name = "empirical"
         self.count = 0
+        self.saved = saved
 
     async def decide(self, view: MarketView, wire_type: str, *, cap: int, action_required: dict[str, Any],
                      deadline: float, transcript: Any) -> dict[str, Any] | None:
@@ -383,11 +390,52 @@ def fitted_rules(training_examples: Sequence[Any]) -> tuple[MarketEvalPart, dict
     return MarketEvalPart(lambda game: MarketFitted(fits.get(game, overall))), info
 
 
-def empirical_rules(training_examples: Sequence[Any]) -> tuple[MarketEvalPart, dict[str, Any]]:
+def empirical_rules(training_examples: Sequence[Any]) -> tuple[MarketEvalPart, dict[str, Any], MarketSamples]:
     """The empirical market rules: every training market game gets its leave-one-out samples, any other evaluated
-    market game those of all training games."""
+    market game those of all training games (also returned: what handler.py plays)."""
     training = market_pairs(training_examples)
     samples = per_game(sorted({g for g, _ in training}), training)
     overall = collect(training)
     info = {"recorded_players": RECORDED, "all_training_games": overall.to_dict()["n"]}
-    return MarketEvalPart(lambda game: MarketEmpirical(samples.get(game, overall))), info
+    return MarketEvalPart(lambda game: MarketEmpirical(samples.get(game, overall))), info, overall
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The saved samples: the "market" section of empirical_policy.json (lib.evaluation.saved)
+
+
+def summary(samples: MarketSamples) -> str:
+    """What the empirical policy draws from in the market games, in a few words (the run's first line)."""
+    n = samples.to_dict()["n"]
+    return (f"market: {n[DECLARE]} declarations, {n[SPECULATE]} snipe choices, {n[TRADE]} orders of the recorded "
+            "players")
+
+
+def section(samples: MarketSamples) -> dict[str, Any]:
+    """The samples as the market games' section of the samples file."""
+    return {"rules": "lib/games/market/policy.py (the baseline's rules), draws as in lib/games/market/fitted.py",
+            **samples.to_dict(), "summary": summary(samples)}
+
+
+def from_saved(saved: SavedSamples | None) -> MarketSamples:
+    """The market samples of a samples file: its "market" section, or the "market" object of a file of version 1;
+    none when it has neither (a set without market games: the baseline's rules). SamplesError (one line) when they
+    do not fit."""
+    record = saved.section(SECTION) if saved is not None else None
+    if saved is not None and record is None and saved.legacy is not None:
+        record = saved.legacy.get("market")
+    if record is None:
+        return MarketSamples()
+    try:
+        return MarketSamples.from_dict(record)
+    except ValueError as exc:
+        assert saved is not None
+        raise saved.error(str(exc)) from None
+
+
+def playing(path: Path, seed: int) -> tuple[MarketEmpiricalAgentPolicy, str]:
+    """handler.py --policy empirical in a market game: the policy of the saved samples and the run's first line;
+    SamplesError (one line) when the file cannot be used."""
+    saved = read_saved(path)
+    samples = from_saved(saved)
+    return MarketEmpiricalAgentPolicy(samples, seed=seed, saved=saved), saved.playing_line(summary(samples), seed)

@@ -138,13 +138,13 @@ class MarketPlay:
         if name == "baseline":
             return MarketBaselinePolicy(MarketBaseline(seed=seed)), None
         if name == "empirical":
-            from lib.games.voting import empirical  # its samples file holds both games' samples
+            from lib.evaluation.saved import SAMPLES_FILE, SamplesError, newest_saved
+            from lib.games.market import fitted
 
             try:
-                chosen, line = empirical.playing(path or empirical.newest_samples(data_dir), seed)
-            except empirical.EmpiricalError as exc:
+                return fitted.playing(path or newest_saved(data_dir, SAMPLES_FILE), seed)
+            except SamplesError as exc:
                 raise PolicyRefused(str(exc)) from None
-            return chosen.market(seed), line
         raise PolicyRefused(self.policy_refusal(name) or f"--policy {name} is no rule-based policy of "
                             f"{self.game_type} (baseline or empirical)")
 
@@ -159,8 +159,15 @@ class MarketPlay:
             model: Any = chosen  # lib.agents.llm.LLMPolicy
             return model.for_game(game_for(self.game_type))
         if chosen.name == "empirical":
-            drawing: Any = chosen  # lib.games.voting.empirical's policy, which holds the market samples too
-            return drawing.market(seed)
+            from lib.evaluation.saved import SamplesError
+            from lib.games.market import fitted
+
+            # The run's empirical policy (whichever game loaded it) keeps its samples file: this game's section of it.
+            saved = getattr(chosen, "saved", None)
+            try:
+                return fitted.MarketEmpiricalAgentPolicy(fitted.from_saved(saved), seed=seed, saved=saved)
+            except SamplesError as exc:
+                raise PolicyRefused(str(exc)) from None
         raise PolicyRefused(f"--policy {chosen.name} has no market-game version (use baseline, empirical or llm)")
 
     def agent_options(self, params: GameParams | None, *, seed: int, local: bool, known: bool = True) -> dict[str, Any]:

@@ -216,17 +216,20 @@ KINDS: dict[str, Kind] = {
 class _Rules:
     """lib.games.protocols.RuleDecisions on market examples: the rules `part` makes per game."""
 
-    def __init__(self, part: Any, info: dict[str, Any]) -> None:
-        self.decide, self._info = part.decide, info
+    def __init__(self, part: Any, info: dict[str, Any], samples: dict[str, Any] | None = None) -> None:
+        self.decide, self._info, self._samples = part.decide, info, samples or {}
 
     def info(self) -> dict[str, Any]:
         return self._info
 
     def save(self, out: Any) -> list[str]:
-        return []  # what handler.py plays of the market is saved with the voting samples (lib.games.voting.empirical)
+        return []  # what handler.py plays of the market is its section of the samples file (samples())
 
     def summary(self, out: Any) -> str | None:
         return None
+
+    def samples(self) -> dict[str, Any]:
+        return self._samples
 
 
 MARKET_CSV_COLUMNS = ["policy", "game", "round", "seat", "person", "role", "action", "condition", "lot", "side",
@@ -297,8 +300,9 @@ class MarketScores:
             part, info = marketfitted.fitted_rules(training.examples)
             return _Rules(part, {"market": info})
         if policy == "empirical":
-            part, info = marketfitted.empirical_rules(training.examples)
-            return _Rules(part, {"market": info})
+            part, info, overall = marketfitted.empirical_rules(training.examples)
+            # what handler.py --policy empirical plays: the market games' section of the one samples file
+            return _Rules(part, {"market": info}, {marketfitted.SECTION: marketfitted.section(overall)})
         return None
 
     def answer_schema(self, example: Any) -> tuple[str, None]:

@@ -34,32 +34,29 @@ is a training game (as lib.games.voting.fitted does). Its decision on an example
 the usual
 scores are computed on); its expected error over draws is the mean over DRAWS seeded draws (0 .. DRAWS-1) per
 decision, reported per action type as `exp_ae` (amounts: the mean absolute error of a draw) and
-`exp_agree` (votes: the probability that a draw agrees with the human). The samples of all training games
-(with the market samples of lib.games.market.fitted) are saved to empirical_policy.json, which
-`handler.py --policy empirical` plays.
+`exp_agree` (votes: the probability that a draw agrees with the human). The samples of all training games are this
+game's section ("voting") of the evaluation's empirical samples file (lib.evaluation.saved: every game's samples in
+one empirical_policy.json), which `handler.py --policy empirical` plays; the policy played keeps the file, so that
+another game played with it takes its own section.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import random
-import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from lib.agents.transcript import Transcript
 from lib.dataset.sidecar import Example
+from lib.evaluation import saved as samplesfile
 from lib.evaluation.fits import isotonic_steps, step_value  # the humans' noise around the margin
 from lib.evaluation.scores import Decision, leave_one_game_out
-from lib.games.market.sidecar import is_market
 from lib.games.voting.actions import CHAT, DECISION, OFFER, REQUEST, ActionError, validate_action
-from lib.games.voting.fitted import newest_saved, offer_sample, request_sample, vote_sample
+from lib.games.voting.fitted import offer_sample, request_sample, vote_sample
 from lib.games.voting.policy import (
     baseline_action,
     chat_text,
@@ -72,13 +69,13 @@ from lib.games.voting.rules import SEATS
 from lib.games.voting.view import PlayerView
 from lib.ibex.params import NO_PROJECT, PROJECT
 
-PARAMS_FILE = "empirical_policy.json"
+PARAMS_FILE = samplesfile.SAMPLES_FILE  # every game's samples, this game's in its section
+SECTION = "voting"
 DRAWS = 50  # seeded draws per decision for the expected error: enough for a stable mean, cheap on every set
 NAME = "empirical"
+RULES = "lib/games/voting/policy.py (the baseline's rules), draws as in lib/games/voting/empirical.py"
 
-
-class EmpiricalError(ValueError):
-    """The saved samples cannot be used; the message names the file and what to do."""
+EmpiricalError = samplesfile.SamplesError  # the saved samples cannot be used; the message names the file and what to do
 
 
 def draw_rng(seed: int, game: Any, round_number: Any, seat: Any, phase: Any, action: str, draw: int = 0
@@ -124,7 +121,7 @@ def collect(examples: Iterable[Example], left_out: Iterable[str] = ()) -> Sample
     """The samples of these voting decisions, leaving out the games in `left_out`."""
     excluded = set(left_out)
     examples = list(examples)
-    used = [e for e in examples if e.game not in excluded and not is_market(e)]
+    used = [e for e in examples if e.game not in excluded and e.game_type == SECTION]
     markups, shares, votes = [], [], []
     for e in used:
         if e.action == REQUEST and (r := request_sample(e)) is not None:
@@ -181,17 +178,13 @@ class EmpiricalPolicy:
     samples: Samples
     seed: int = 0
     name: str = NAME
-    market_samples: Any = None  # lib.games.market.fitted.MarketSamples, for the market games
+    # The file the samples came from: another game played with this policy takes its own section of it (its
+    # PlayRules.policy), so that one file plays every game.
+    saved: samplesfile.SavedSamples | None = None
 
     async def decide(self, view: PlayerView, wire_type: str, *, cap: int, action_required: dict[str, Any],
                      deadline: float, transcript: Transcript | None) -> dict[str, Any] | None:
         return empirical_action(view, wire_type, cap, self.samples, seed=self.seed)
-
-    def market(self, seed: int) -> Any:
-        """The market games' empirical policy (lib.games.market.fitted), drawing from the recorded players' samples."""
-        from lib.games.market.fitted import MarketEmpiricalAgentPolicy, MarketSamples
-
-        return MarketEmpiricalAgentPolicy(self.market_samples or MarketSamples(), seed=seed)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -230,29 +223,24 @@ class EmpiricalEvalPolicy:
     name = NAME
 
     def __init__(self, per_game: dict[str, Samples], info: dict[str, Any], seed: int = 0,
-                 overall: Samples | None = None, source: dict[str, Any] | None = None, market: Any = None) -> None:
+                 overall: Samples | None = None) -> None:
         self.per_game, self._info, self.seed = per_game, info, seed
-        self.overall, self.source, self.market = overall or Samples(), source or {}, market
+        self.overall = overall or Samples()
 
     @classmethod
     def from_training(cls, training: Any, evaluated_games: Iterable[str]) -> EmpiricalEvalPolicy:
-        """The samples of the training set (lib.dataset.sidecar.EvalSet), per evaluated game leaving it out; the
-        market samples of all its training games (lib.games.market.fitted) are kept to be saved with them."""
-        from lib.games.market import fitted as marketfitted
-
-        voting = [e for e in training.examples if e.game_type == "voting"]
+        """The samples of the training set's voting examples (lib.dataset.sidecar.EvalSet), per evaluated game
+        leaving it out."""
+        voting = [e for e in training.examples if e.game_type == SECTION]
         per_game = samples_for_games(evaluated_games, voting)
         overall = collect(voting)
-        market_overall = marketfitted.collect(marketfitted.market_pairs(training.examples))
         source = {"path": str(training.path), "sha256": training.sha256, "games": training.games}
         info = {"training_set": source, "draws_per_decision": DRAWS,
                 "expected_scores": "exp_ae / exp_agree: the mean over the draws 0..DRAWS-1 per decision; "
                                    "the other scores and the distributions are those of draw 0",
                 "all_training_games": overall.to_dict()["n"],
-                "leave_one_game_out": sorted(g for g, s in per_game.items() if s.left_out),
-                "market": {"recorded_players": marketfitted.RECORDED,
-                           "all_training_games": market_overall.to_dict()["n"]}}
-        return cls(per_game, info, overall=overall, source=source, market=market_overall)
+                "leave_one_game_out": sorted(g for g, s in per_game.items() if s.left_out)}
+        return cls(per_game, info, overall=overall)
 
     def decide(self, example: Example) -> Decision:
         samples = self.per_game.get(example.game) or Samples()
@@ -265,34 +253,33 @@ class EmpiricalEvalPolicy:
     def info(self) -> dict[str, Any]:
         return self._info
 
-    def save(self, path: Path) -> None:
-        """empirical_policy.json: the samples of all training games, which `handler.py --policy empirical` plays."""
-        save(path, self.overall, self.source, self.market)
+    def samples(self) -> dict[str, Any]:
+        """This game's section of the evaluation's samples file: the samples of all training games, which
+        `handler.py --policy empirical` plays."""
+        return {SECTION: section(self.overall)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The saved samples: empirical_policy.json
+# The saved samples: the "voting" section of empirical_policy.json (lib.evaluation.saved)
 
 
-def save(path: str | Path, samples: Samples, source: dict[str, Any], market: Any = None) -> None:
-    """Write the samples atomically, with what they were collected from (and the market samples, when given)."""
-    path = Path(path)
-    record = {"policy": NAME, "rules": "lib/games/voting/policy.py (the baseline's rules), draws as in "
-                                       "lib/games/voting/empirical.py",
-              **samples.to_dict(), "draws_per_decision_in_evaluation": DRAWS,
-              "market": market.to_dict() if market is not None else None,
-              "fitted_on": source, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def summary(samples: Samples) -> str:
+    """What the policy draws from, in a few words (the run's first line)."""
+    n = samples.to_dict()["n"]
+    return f"{n[REQUEST]} requests, {n[OFFER]} offers, {n[DECISION]} votes of training humans"
+
+
+def section(samples: Samples) -> dict[str, Any]:
+    """The samples as this game's section of the samples file."""
+    return {"rules": RULES, **samples.to_dict(), "draws_per_decision_in_evaluation": DRAWS,
+            "summary": summary(samples)}
+
+
+def save(path: str | Path, samples: Samples, source: dict[str, Any],
+         others: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """A samples file holding these voting samples (and `others`, other games' sections), as an evaluation writes
+    it."""
+    samplesfile.write(path, {SECTION: section(samples), **(others or {})}, source)
 
 
 def _numbers(values: Any, where: str) -> list[float]:
@@ -312,43 +299,41 @@ def _pairs(values: Any, where: str) -> list[tuple[float, int]]:
 
 def newest_samples(data_dir: str | Path) -> Path:
     """The samples handler.py plays by default: the newest empirical_policy.json of the evaluations (newest_saved)."""
-    return newest_saved(data_dir, PARAMS_FILE)
+    return samplesfile.newest_saved(data_dir, PARAMS_FILE)
 
 
-def load(path: str | Path) -> tuple[Samples, Any]:
-    """(the voting samples, the market samples) saved in `path`; EmpiricalError (one line) when unusable."""
-    from lib.games.market.fitted import MarketSamples
-
-    path = Path(path)
-    hint = "collect them with python finetune.py --evaluate --policies empirical"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EmpiricalError(f"{path}: no empirical samples yet; {hint}") from None
-    except (OSError, ValueError) as exc:
-        raise EmpiricalError(f"{path}: cannot read the empirical samples ({exc}); {hint}") from None
-    samples = record.get("samples") if isinstance(record, dict) else None
+def from_saved(saved: samplesfile.SavedSamples) -> Samples:
+    """The voting samples of a samples file: its "voting" section, or the top of a file of version 1 (where they
+    were before the sections); no samples when it has neither (a set without voting games: the baseline's rules).
+    SamplesError (one line) when they do not fit."""
+    record = saved.section(SECTION)
+    where = f"section {SECTION}: " if record is not None else ""
+    if record is None and saved.legacy is not None:
+        record = saved.legacy
+    if record is None:
+        return Samples()
+    samples = record.get("samples")
     if not isinstance(samples, dict):
-        raise EmpiricalError(f"{path}: no \"samples\" object; {hint}")
+        raise saved.error(f"{where}no \"samples\" object")
     try:
         voting = Samples(_numbers(samples.get("markup", []), "samples.markup"),
                          _numbers(samples.get("offer_share", []), "samples.offer_share"),
                          _pairs(samples.get("vote", []), "samples.vote"),
                          games=[str(g) for g in record.get("games") or []])
-        market = MarketSamples.from_dict(record.get("market")) if record.get("market") is not None else None
-    except (EmpiricalError, ValueError) as exc:
-        raise EmpiricalError(f"{path}: {exc}; {hint}") from None
+    except EmpiricalError as exc:
+        raise saved.error(f"{where}{exc}") from None
     if any(m < -1 for m in voting.markup) or any(s < 0 for s in voting.offer_share):
-        raise EmpiricalError(f"{path}: markups must be at least -1 and offer shares at least 0; {hint}")
-    return voting, market
+        raise saved.error(f"{where}markups must be at least -1 and offer shares at least 0")
+    return voting
+
+
+def load(path: str | Path) -> Samples:
+    """The voting samples saved in `path`; EmpiricalError (one line) when unusable."""
+    return from_saved(samplesfile.read(path))
 
 
 def playing(path: str | Path, seed: int) -> tuple[EmpiricalPolicy, str]:
     """handler.py --policy empirical: the policy of the saved samples, and the run's first line saying which."""
-    voting, market = load(path)
-    n = voting.to_dict()["n"]
-    market_n = market.to_dict()["n"] if market is not None else None
-    shown = (f"draws from {n[REQUEST]} requests, {n[OFFER]} offers, {n[DECISION]} votes of training humans"
-             + (f"; market: {market_n['declare']} declarations, {market_n['done-speculating']} snipe choices, "
-                f"{market_n['trade']} orders of the recorded players" if market_n else "") + f"; seed {seed}")
-    return EmpiricalPolicy(voting, seed=seed, market_samples=market), f"policy: empirical ({shown}, from {path})"
+    saved = samplesfile.read(path)
+    voting = from_saved(saved)
+    return EmpiricalPolicy(voting, seed=seed, saved=saved), saved.playing_line(summary(voting), seed)

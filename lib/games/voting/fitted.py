@@ -37,6 +37,7 @@ from typing import Any
 
 from lib.dataset.sidecar import Example
 from lib.evaluation.fits import fit_scale
+from lib.evaluation.saved import newest_saved
 from lib.evaluation.scores import leave_one_game_out
 from lib.games.voting.actions import DECISION, OFFER, REQUEST
 from lib.games.voting.policy import (
@@ -229,14 +230,6 @@ def in_words(params: dict[str, float]) -> str:
             f"median request (below its break-even); owners vote {vote} (with the offer)")
 
 
-def newest_saved(data_dir: str | Path, file_name: str) -> Path:
-    """The rule policy's saved file handler.py plays by default: the newest `file_name` of the evaluation folders
-    (DATA_DIR/evaluations/*/), else DATA_DIR/`file_name` (where evaluations wrote it before)."""
-    data_dir = Path(data_dir)
-    found = sorted((data_dir / "evaluations").glob(f"*/{file_name}"), key=lambda p: (p.stat().st_mtime, str(p)))
-    return found[-1] if found else data_dir / file_name
-
-
 def newest_params(data_dir: str | Path) -> Path:
-    """The fitted parameters handler.py plays by default (see newest_saved)."""
+    """The fitted parameters handler.py plays by default (lib.evaluation.saved.newest_saved)."""
     return newest_saved(data_dir, PARAMS_FILE)

@@ -44,8 +44,10 @@ def training_source(training: Any) -> dict[str, Any]:
 class _Rules:
     """lib.games.protocols.RuleDecisions on voting examples: `decide_one(example)` -> Decision."""
 
-    def __init__(self, decide_one: Any, info: dict[str, Any], save: Any = None, summary: Any = None) -> None:
+    def __init__(self, decide_one: Any, info: dict[str, Any], save: Any = None, summary: Any = None,
+                 samples: Any = None) -> None:
         self.decide, self._info, self._save, self._summary = decide_one, info, save, summary
+        self._samples = samples
 
     def info(self) -> dict[str, Any]:
         return self._info
@@ -55,6 +57,9 @@ class _Rules:
 
     def summary(self, out: Path) -> str | None:
         return self._summary(out) if self._summary is not None else None
+
+    def samples(self) -> dict[str, Any]:
+        return self._samples() if self._samples is not None else {}
 
 
 def _with_params(params_for: Any) -> Any:
@@ -95,12 +100,8 @@ def empirical_rules(training: Any, evaluated_games: Sequence[str]) -> _Rules:
     from lib.games.voting import empirical
 
     made = empirical.EmpiricalEvalPolicy.from_training(training, evaluated_games)
-
-    def save(out: Path) -> list[str]:
-        made.save(out / empirical.PARAMS_FILE)
-        return [empirical.PARAMS_FILE]
-
-    return _Rules(made.decide, made.info(), save)
+    # its samples go to the evaluation's one samples file (lib.evaluation.saved), in the section "voting"
+    return _Rules(made.decide, made.info(), samples=made.samples)
 
 
 class VotingSection:

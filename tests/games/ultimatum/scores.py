@@ -42,6 +42,9 @@ class BaselineDecisions:
     def summary(self, out: Path) -> str | None:
         return None
 
+    def samples(self) -> dict[str, Any]:
+        return {}  # draws from no samples
+
 
 class UltimatumSection:
     """lib.games.protocols.ScoredSection of the ultimatum examples."""

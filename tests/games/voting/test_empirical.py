@@ -20,6 +20,7 @@ import pytest
 
 from lib.agents import decisions
 from lib.dataset.sidecar import read_set
+from lib.evaluation import saved as samplesfile
 from lib.games.market import fitted as marketfitted
 from lib.games.market.actions import DECLARE, SPECULATE, TRADE, validate_market_action
 from lib.games.market.examples import market_examples
@@ -142,21 +143,52 @@ def test_without_samples_each_decision_is_the_baselines():
         assert empirical.empirical_action(view, action, CAP, empirical.Samples()) == baseline_action(view, action, CAP)
 
 
+def market_section(market: marketfitted.MarketSamples) -> dict:
+    """The market games' section of a samples file, as an evaluation writes it beside the voting one."""
+    return {marketfitted.SECTION: marketfitted.section(market)}
+
+
 def test_saved_samples_load_and_bad_files_say_which_field(tmp_path):
     s = loaded_set(tmp_path)
     market = marketfitted.MarketSamples([(0, 100000.0, 90000.0)], [(0.9, 1)], {"bid": [-0.1], "ask": []})
     path = tmp_path / "empirical_policy.json"
-    empirical.save(path, empirical.collect(s.examples), {"path": "x"}, market)
-    voting, loaded_market = empirical.load(path)
+    empirical.save(path, empirical.collect(s.examples), {"path": "x"}, market_section(market))
+    voting = empirical.load(path)
+    loaded_market = marketfitted.from_saved(samplesfile.read(path))
     assert sorted(voting.markup) == [-0.2, 0.0, 0.25, 0.25] and len(voting.vote) == 6
     assert loaded_market.declarations == market.declarations and loaded_market.markups == market.markups
     record = json.loads(path.read_text())
-    record["samples"]["markup"] = ["a lot"]
+    assert list(record["sections"]) == ["voting", "market"] and record["version"] == samplesfile.VERSION
+    record["sections"]["voting"]["samples"]["markup"] = ["a lot"]
     path.write_text(json.dumps(record))
-    with pytest.raises(empirical.EmpiricalError, match=r"empirical_policy.json: samples.markup must be a list"):
+    with pytest.raises(empirical.EmpiricalError,
+                       match=r"empirical_policy.json: section voting: samples.markup must be a list"):
         empirical.load(path)
     with pytest.raises(empirical.EmpiricalError, match="no empirical samples yet"):
         empirical.load(tmp_path / "missing.json")
+    path.write_text(json.dumps({**record, "version": 3}))
+    with pytest.raises(empirical.EmpiricalError, match="of version 3; this toolkit reads version 2") as refused:
+        empirical.load(path)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_samples_file_of_before_the_sections_is_still_played_by_every_game(tmp_path):
+    """Version 1 (before each game had its section): the voting samples at the top, the market's under "market";
+    each game still finds its own part of it."""
+    legacy = {"policy": "empirical", "rules": "lib/games/voting/policy.py",
+              "samples": {"markup": [0.5], "offer_share": [0.8], "vote": [[-0.1, 0], [0.0, 1]]},
+              "n": {REQUEST: 1, OFFER: 1, DECISION: 2}, "games": ["1"], "left_out": [],
+              "draws_per_decision_in_evaluation": empirical.DRAWS,
+              "market": marketfitted.MarketSamples([(0, 100000.0, 90000.0)], [(0.9, 1)],
+                                                   {"bid": [-0.1], "ask": []}).to_dict(),
+              "fitted_on": {"path": "x"}, "created_at": "2025-01-01T00:00:00+00:00"}
+    path = tmp_path / "empirical_policy.json"
+    path.write_text(json.dumps(legacy))
+    assert empirical.load(path).markup == [0.5]
+    assert marketfitted.from_saved(samplesfile.read(path)).declarations == [(0, 100000.0, 90000.0)]
+    _policy, line = empirical.playing(path, seed=0)
+    assert line == (f"policy: empirical (draws from 1 requests, 1 offers, 2 votes of training humans; seed 0, from "
+                    f"{path})")
 
 
 def test_evaluate_scores_draw_zero_and_the_expected_error_over_draws(tmp_path, monkeypatch, capsys):
@@ -181,7 +213,7 @@ def test_evaluate_scores_draw_zero_and_the_expected_error_over_draws(tmp_path, m
         mine = [empirical.expected_score(e, per_game[e.game])[key] for e in evaluated.examples if e.action == action]
         assert scores[action][key] == pytest.approx(sum(mine) / len(mine))
     assert "exp_ae" in capsys.readouterr().out
-    voting, _ = empirical.load(tmp_path / empirical.PARAMS_FILE)  # saved for handler.py, all training games
+    voting = empirical.load(tmp_path / empirical.PARAMS_FILE)  # saved for handler.py, all training games
     assert sorted(voting.markup) == [-0.2, 0.0, 0.25, 0.25]
     assert report["policy_info"]["empirical"]["draws_per_decision"] == empirical.DRAWS
 
@@ -285,8 +317,9 @@ def test_evaluate_scores_market_fitted_and_empirical_and_names_the_recorded_play
         assert "recorded players" in json.dumps(report["policy_info"][name]["market"])
     # never called humans: the one mention is the warning that no human market data exists
     assert "human" not in json.dumps(report["policy_info"]["fitted"]["market"]).replace(marketfitted.RECORDED, "")
-    _, market = empirical.load(out / empirical.PARAMS_FILE)
-    assert market is not None and market.snipes  # the market samples travel with the voting ones
+    saved = samplesfile.read(out / samplesfile.SAMPLES_FILE)
+    assert list(saved.sections) == ["voting", "market"]  # one file: each game's section, in the registry's order
+    assert marketfitted.from_saved(saved).snipes and empirical.from_saved(saved).games
 
 
 # ----------------------------------------------------------------------------------------------------- play
@@ -311,7 +344,7 @@ def assert_checked_answers(folder: Path) -> None:
 def test_handler_plays_the_empirical_policy_in_a_voting_and_a_market_game(tmp_path, recorded):
     samples = empirical.Samples(markup=[0.5], offer_share=[0.8], vote=[(-0.1, 0), (0.0, 1)])
     path = tmp_path / "empirical_policy.json"
-    empirical.save(path, samples, {"path": "hand-made"}, marketfitted.collect(recorded))
+    empirical.save(path, samples, {"path": "hand-made"}, market_section(marketfitted.collect(recorded)))
 
     voting = run_local(tmp_path, "--policy", "empirical", "--empirical-params", str(path), "--timer-scale", "0.005")
     assert voting.returncode == 0, voting.stderr
