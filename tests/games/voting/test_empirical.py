@@ -384,3 +384,20 @@ def test_without_a_path_the_newest_evaluations_samples_are_played(tmp_path):
     os.utime(newest, (newest.stat().st_mtime + 10, newest.stat().st_mtime + 10))
     policy, line = game_for("voting").play.rule_policy("empirical", seed=1, path=None, data_dir=tmp_path)
     assert policy.name == "empirical" and str(newest) in line
+
+
+def test_a_market_game_takes_its_own_section_whichever_game_loaded_the_file(tmp_path, recorded):
+    """The run's empirical policy may come from the default game's play part (handler.py) or from the market's own
+    (a study's market seat): either way the market game draws from the market section of the same file."""
+    from lib.games import game_for
+
+    market = marketfitted.collect(recorded)
+    path = tmp_path / "empirical_policy.json"
+    empirical.save(path, empirical.Samples(markup=[0.5]), {"path": "hand-made"}, market_section(market))
+    harberger = game_for("harberger").play
+    own, line = harberger.rule_policy("empirical", seed=3, path=path, data_dir=tmp_path)
+    assert line.startswith("policy: empirical (draws from market: ") and "; 1 requests, 0 offers" in line
+    from_voting, _ = game_for("voting").play.rule_policy("empirical", seed=3, path=path, data_dir=tmp_path)
+    for chosen in (own, from_voting):
+        played = harberger.policy(chosen, 3)  # what a study seat and handler.py do with the chosen policy
+        assert played.name == "empirical" and played.rules.samples.declarations == market.declarations
