@@ -79,3 +79,13 @@ def test_no_game_folder_imports_another_game_s_folder():
                         crossing.append(f"{path.relative_to(REPO)}:{node.lineno} imports {name}")
     assert crossing == []
 
+
+def test_the_market_s_compatibility_module_for_the_model_policy_is_gone():
+    """lib/games/market/llm.py (MarketLLMPolicy) only named LLMPolicy(game=...): its last caller uses that."""
+    import importlib.util
+
+    assert importlib.util.find_spec("lib.games.market.llm") is None
+    from lib.agents.llm import LLMPolicy
+
+    client = game_for("harberger").scores.chat_client(api_key="k", model="m", base_url="http://127.0.0.1:9/v1")
+    assert isinstance(client, LLMPolicy) and client.game is game_for("harberger")

@@ -309,9 +309,12 @@ class MarketScores:
         return DECISION_KINDS[example.action], None  # a market decision's schema is its kind's, as at play time
 
     def chat_client(self, **options: Any) -> Any:
-        from lib.games.market.llm import MarketLLMPolicy
+        from lib.agents.llm import LLMPolicy
+        from lib.games import game_for
+        from lib.games.market.rules import HARBERGER
 
-        return MarketLLMPolicy(**options)
+        # One client for both market games: their prompts, schema and checks are one (lib.games.market.answers).
+        return LLMPolicy(game=game_for(HARBERGER), **options)
 
     def parse_answer(self, answer: Any, example: Any) -> dict[str, Any]:
         from lib.games.market.actions import parse_market_answer
