@@ -155,6 +155,27 @@ def test_example_prompts_are_the_prompts_of_play_time(played: Played) -> None:
     assert once > 0
 
 
+def test_a_repeated_decision_s_example_prompt_is_what_play_time_code_builds_from_its_view(played: Played) -> None:
+    """A decision repeated all phase long (a cadence: the market's trading) cannot promise its play-time prompt (the
+    test above says why), but it can promise the code: its example's prompt is exactly what an agent's code builds
+    from the example's view (its sidecar line's, read back): the seat's action-required (SeatRules.action_required,
+    with the cap and the phase's timer as the agent passes them) shown through AnswerRules.messages. So what differs
+    from play time is the view alone (what had arrived), never how a prompt is made of it. A game with such a
+    decision keeps in its sidecar view everything its prompt shows."""
+    game, checked = played.game, 0
+    for example in played.dataset.examples:
+        view = example.view()
+        wire_type = game.data.kinds[example.action]
+        if game.seat.cadence(wire_type) is None:
+            continue  # decided once per phase: its example is the play-time prompt itself (the test above)
+        required = game.seat.action_required(view, wire_type, cap=example.cap,
+                                             timer_seconds=played.params.timer(view.phase))
+        assert game.answers.messages(view, required) == example.messages, (example.line, example.action)
+        checked += 1
+    if not checked:
+        pytest.skip(f"{game.name}: no example of a decision repeated all phase long")
+
+
 def test_the_sidecar_reads_back_every_example_with_its_answer_and_view(played: Played) -> None:
     lines = (played.dataset.path.read_text(encoding="utf-8").splitlines())
     assert len(played.dataset.examples) == len(lines)
