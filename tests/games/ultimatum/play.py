@@ -28,22 +28,45 @@ class UltimatumPlay:
         return 0.25 if policy_name == "llm" else 0.02
 
     def policy_refusal(self, policy_name: str) -> str | None:
-        return None if policy_name in ("baseline", "llm") else f"--policy {policy_name}: the ultimatum game has none"
+        return (None if policy_name in ("baseline", "empirical", "llm")
+                else f"--policy {policy_name}: the ultimatum game has none")
 
     def rule_policy(self, name: str, *, seed: int, path: Path | None, data_dir: Path) -> tuple[Policy, str | None]:
+        if name == "empirical":
+            from lib.evaluation.saved import SAMPLES_FILE, SamplesError, newest_saved
+            from lib.evaluation.saved import read as read_saved
+            from tests.games.ultimatum.empirical import EmpiricalPolicy, from_saved
+
+            try:
+                saved = read_saved(path or newest_saved(data_dir, SAMPLES_FILE))
+                samples = from_saved(saved)
+            except SamplesError as exc:
+                raise PolicyRefused(str(exc)) from None
+            return EmpiricalPolicy(samples, seed, saved), saved.playing_line(samples.summary(), seed)
         if name != "baseline":
-            raise PolicyRefused(f"--policy {name} is no rule-based policy of the ultimatum game (baseline only)")
+            raise PolicyRefused(f"--policy {name} is no rule-based policy of the ultimatum game (baseline or "
+                                "empirical)")
         return Baseline(seed=seed), None
 
     def policy(self, chosen: Policy, seed: int) -> Policy:
         if chosen.name == "baseline":
             return Baseline(seed=seed)
+        if chosen.name == "empirical":
+            from lib.evaluation.saved import SamplesError
+            from tests.games.ultimatum.empirical import EmpiricalPolicy, from_saved
+
+            # The run's empirical policy, whichever game loaded it, keeps its samples file: this game's section.
+            saved = getattr(chosen, "saved", None)
+            try:
+                return EmpiricalPolicy(from_saved(saved), seed, saved)
+            except SamplesError as exc:
+                raise PolicyRefused(str(exc)) from None
         if chosen.name == "llm":
             from lib.games import game_for
 
             model: Any = chosen  # lib.agents.llm.LLMPolicy
             return model.for_game(game_for("ultimatum"))
-        raise PolicyRefused(f"--policy {chosen.name} has no ultimatum version (use baseline or llm)")
+        raise PolicyRefused(f"--policy {chosen.name} has no ultimatum version (use baseline, empirical or llm)")
 
     def agent_options(self, params: GameParams | None, *, seed: int, local: bool, known: bool = True) -> dict[str, Any]:
         return {}

@@ -82,8 +82,14 @@ class UltimatumScores:
     has_picture = False
     output_files: tuple[str, ...] = ()
 
-    def rule_decisions(self, policy: str, training: Any, evaluated_games: Sequence[str]) -> BaselineDecisions | None:
-        return BaselineDecisions() if policy == "baseline" else None
+    def rule_decisions(self, policy: str, training: Any, evaluated_games: Sequence[str]) -> Any:
+        if policy == "baseline":
+            return BaselineDecisions()
+        if policy == "empirical":
+            from tests.games.ultimatum.empirical import EmpiricalDecisions
+
+            return EmpiricalDecisions(training)
+        return None
 
     def answer_schema(self, example: Any) -> tuple[str, int]:
         return example.action, example.cap
