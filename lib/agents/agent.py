@@ -67,7 +67,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from lib.agents import decisions
 from lib.agents.transcript import Transcript
-from lib.games import game_for
+from lib.games import DEFAULT_GAME, game_for
 from lib.games.protocols import ActionError, Game, NoLongerValid, Policy
 from lib.ibex.api import GameNotFound, IbexApi, IbexApiError
 
@@ -131,7 +131,7 @@ class Agent:
                  name: str = "agent", joined: asyncio.Event | None = None, api: IbexApi | None = None,
                  resume: bool = False, decision_log: decisions.DecisionLog | None = None,
                  on_phase: Callable[[Agent], None] | None = None, **game_options: Any) -> None:
-        self.game = game if game is not None else game_for("voting")  # the call sites from before games were parts
+        self.game = game if game is not None else game_for(DEFAULT_GAME)  # the call sites from before games were parts
         self.seat = self.game.seat.configured(**game_options)
         self.ws_url = ws_url
         self.game_id = game_id

@@ -45,7 +45,7 @@ from openai.types.chat.chat_completion import Choice
 
 from lib.agents import decisions
 from lib.agents.transcript import Transcript
-from lib.games import game_for
+from lib.games import DEFAULT_GAME, game_for
 from lib.games.protocols import ActionError, Game
 from lib.study.cache import CachedCall, CallCache, SpendTracker, call_key, cost_usd
 from lib.util.redact import public_url
@@ -168,7 +168,7 @@ class LLMPolicy:
         `game_index` (the study's index of the game these agents play) are a study's: see the module docstring."""
         if not api_key:
             raise ValueError("an API key is needed (any non-empty value for a local server that ignores it)")
-        self.game = game if game is not None else game_for("voting")  # the call sites from before games were parts
+        self.game = game if game is not None else game_for(DEFAULT_GAME)  # the call sites from before games were parts
         self.answers = self.game.answers
         self.model = model
         self.max_retries = max(0, max_retries)

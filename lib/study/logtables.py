@@ -52,8 +52,8 @@ def tables_from_data(data: Any, source: str, sessions: Any = None) -> LogTables:
         raise LogTableError(f"{source}: {exc}") from None
     module = game_modules().get(params.game_type)
     if module is None:
-        raise LogTableError(f"{source}: a {params.game_type!r} game has no outcome tables (voting, harberger, "
-                            "futarchy)")
+        raise LogTableError(f"{source}: a {params.game_type!r} game has no outcome tables (the games with "
+                            f"outcomes: {', '.join(game_modules())})")
     try:
         rounds, seats = module.tables_from_log(data, source, sessions)
     except LogError as exc:
