@@ -20,9 +20,13 @@ action type is scored, and a policy asks them for what it needs of the game.
   (ScoreRules.chat_client: lib.agents.llm.LLMPolicy, or the game's own, for the same structured output as at play
   time), asked with the example's messages and checked strictly against the player's state as at play time
   (ScoreRules.parse_answer). Each example is asked once: an invalid answer is counted as invalid,
-  not re-asked with feedback as at play time, so the score is the model's own first answer. Calls run
+  not re-asked with feedback as at play time, so the score is the model's own first answer. With `prompt`, a prompt
+  variant of the example's game (lib.games.protocols.PromptRules), it is asked with that variant's messages instead,
+  rebuilt from the example's messages and the view its sidecar line holds, exactly as an agent asks at play time;
+  its NLL is then the human answer's given those messages. Calls run
   concurrently, at most `max_concurrent` at once, and each answer is appended to a JSONL cache, keyed by the
-  endpoint, model, temperature and messages, as it arrives: an interrupted evaluation resumes where it stopped.
+  endpoint, model, temperature and messages (and a variant other than the default), as it arrives: an interrupted
+  evaluation resumes where it stopped.
   Lines are ASCII JSON (an answer's lone surrogate as its escape); a damaged line (invalid UTF-8, cut mid-write)
   is skipped with a warning and its example asked again, and a cut last line is ended before the next record.
   A 200 response that is no readable completion (lib.agents.llm.read_completion) counts as invalid and is not cached.
@@ -49,8 +53,8 @@ import openai
 from lib.agents.llm import MalformedResponse, _retry_after, read_completion, writable
 from lib.dataset.sidecar import Example
 from lib.evaluation.scores import TEXT, Decision
-from lib.games import game_for
-from lib.games.protocols import RuleDecisions, ScoreRules
+from lib.games import GAMES, game_for
+from lib.games.protocols import DEFAULT_PROMPT, RuleDecisions, ScoreRules, prompt_variants, variant_messages
 
 CALL_TIMEOUT = 120.0  # seconds for one answer; a long prompt on a slow local server takes a while
 BACKOFF_SECONDS = 1.0
@@ -126,9 +130,15 @@ FATAL_ERRORS = (openai.AuthenticationError, openai.PermissionDeniedError, openai
 RETRIED_ERRORS = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
 
 
-def cache_key(*, base_url: str, model: str, temperature: float | None, messages: list[dict[str, str]]) -> str:
-    text = json.dumps({"base_url": base_url, "model": model, "temperature": temperature, "messages": messages},
-                      sort_keys=True, ensure_ascii=False)
+def cache_key(*, base_url: str, model: str, temperature: float | None, messages: list[dict[str, str]],
+              prompt: str = DEFAULT_PROMPT) -> str:
+    """The key of one example's answer. A prompt variant other than the default is part of it, so two variants
+    never share an answer even where their messages agree (no-history on a first round); the default's keys are
+    those of the caches written before variants existed."""
+    form: dict[str, Any] = {"base_url": base_url, "model": model, "temperature": temperature, "messages": messages}
+    if prompt != DEFAULT_PROMPT:
+        form["prompt"] = prompt
+    text = json.dumps(form, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -185,8 +195,11 @@ class LLMEvalPolicy:
 
     def __init__(self, *, api_key: str, model: str, base_url: str | None, cache: Path, model_source: str = "",
                  max_concurrent: int = 8, temperature: float | None = 0.0, max_retries: int = 5, nll: bool = False,
-                 progress: TextIO | None | object = STDERR) -> None:
+                 progress: TextIO | None | object = STDERR, prompt: str = DEFAULT_PROMPT) -> None:
         self.model, self.model_source, self.temperature = model, model_source, temperature
+        # The prompt variant the model is asked with (the caller checked that every game of the set has it).
+        self.prompt = prompt
+        self._variant_messages: dict[int, list[dict[str, str]]] = {}  # id(example) -> its variant's messages
         self.max_retries = max(0, max_retries)
         # Also the NLL of each human answer (lib.training.nll), where the endpoint gives prompt log-probabilities.
         self.nll = nll
@@ -201,9 +214,20 @@ class LLMEvalPolicy:
         self.reasons: Counter[str] = Counter()
         self._warned: set[str] = set()
 
+    def messages(self, example: Example) -> list[dict[str, str]]:
+        """What the model is asked on `example`: its messages (the training prompt), or the prompt variant's,
+        rebuilt from them and the view of its sidecar line (made once per example)."""
+        if self.prompt == DEFAULT_PROMPT:
+            return example.messages
+        made = self._variant_messages.get(id(example))
+        if made is None:
+            made = self._variant_messages[id(example)] = variant_messages(
+                game_for(example.game_type), self.prompt, example.view(), example.messages)
+        return made
+
     def key(self, example: Example) -> str:
         return cache_key(base_url=self.base_url, model=self.model, temperature=self.temperature,
-                         messages=example.messages)
+                         messages=self.messages(example), prompt=self.prompt)
 
     def read_cache(self) -> dict[str, dict[str, Any]]:
         """The cache, each damaged line warned about once per run (the estimate reads it before the run does)."""
@@ -227,8 +251,17 @@ class LLMEvalPolicy:
         else:
             nll_note = "nats per answer, from the endpoint's prompt log-probabilities"
         return {"nll": nll_note, "model": self.model, "model_source": self.model_source, "endpoint": self.base_url,
-                "temperature": self.temperature, "cache": str(self.cache_path), **dict(self.stats),
+                "temperature": self.temperature, "prompt": self.prompt, "prompt_description": self.prompt_description(),
+                "cache": str(self.cache_path), **dict(self.stats),
                 "invalid_reasons": dict(self.reasons.most_common(10))}
+
+    def prompt_description(self) -> str:
+        """What the prompt variant is, in words (the first registered game's that has it)."""
+        for name in GAMES:
+            described = prompt_variants(GAMES[name]).get(self.prompt)
+            if described:
+                return described
+        return self.prompt
 
     def _judge(self, example: Example, answer: Any) -> Decision:
         try:
@@ -275,7 +308,7 @@ class LLMEvalPolicy:
 
         async def one(i: int, example: Example) -> None:
             async with gate:
-                score = await nll.served_answer_nll(client, self.model, example.messages, example.answer)
+                score = await nll.served_answer_nll(client, self.model, self.messages(example), example.answer)
             decisions[i].extra.update(nll=score.nll, nll_per_token=score.per_token)
 
         try:
@@ -351,7 +384,7 @@ class LLMEvalPolicy:
         for attempt in range(self.max_retries + 1):
             try:
                 wire_type, cap = scores_of(example).answer_schema(example)  # its structured output, as at play time
-                completion, structured = await llm.complete(example.messages, wire_type,
+                completion, structured = await llm.complete(self.messages(example), wire_type,
                                                             time.monotonic() + CALL_TIMEOUT, example.view(), cap)
                 break
             except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
@@ -373,7 +406,8 @@ class LLMEvalPolicy:
         except MalformedResponse as exc:
             return self._malformed(exc)
         cache.write(cache_line({"key": key, "model": self.model, "endpoint": self.base_url,
-                                "temperature": self.temperature, "structured": structured, "answer": answer,
+                                "temperature": self.temperature, "prompt": self.prompt, "structured": structured,
+                                "answer": answer,
                                 "usage": usage, "game": example.game, "line": example.line,
                                 "at": datetime.now(UTC).isoformat(timespec="seconds")}))
         cache.flush()  # answered is answered: an interrupted run resumes from here
