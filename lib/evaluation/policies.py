@@ -203,7 +203,9 @@ class LLMEvalPolicy:
         self.max_retries = max(0, max_retries)
         # Also the NLL of each human answer (lib.training.nll), where the endpoint gives prompt log-probabilities.
         self.nll = nll
-        self.nll_unavailable: str | None = None
+        self.nll_unavailable: str | None = None  # the endpoint gives no prompt log-probabilities: no NLL at all
+        self.nll_missing: Counter[str] = Counter()  # why examples have no NLL (the others have theirs)
+        self.nll_asked = 0  # examples whose NLL was asked
         self.max_concurrent = max(1, max_concurrent)
         self.cache_path = cache
         # sys.stderr as it is now, not as it was at import (a caller, or a test, may have replaced it since)
@@ -244,15 +246,22 @@ class LLMEvalPolicy:
         return [e for e in examples if scored(e) and self.key(e) not in cached]
 
     def info(self) -> dict[str, Any]:
+        missing: dict[str, Any] = {}
         if not self.nll:
             nll_note = "not asked (--nll)"
         elif self.nll_unavailable:
             nll_note = f"not available: {self.nll_unavailable}"
+        elif self.nll_missing and not self.stats["nll_scored"]:
+            nll_note = f"not available: {self.missing_line()}"
         else:
             nll_note = "nats per answer, from the endpoint's prompt log-probabilities"
+            if self.nll_missing:  # the means per action type are over the examples that have one
+                nll_note += f"; {self.missing_line()}"
+        if self.nll_missing:
+            missing["nll_missing_reasons"] = dict(self.nll_missing.most_common(10))
         return {"nll": nll_note, "model": self.model, "model_source": self.model_source, "endpoint": self.base_url,
                 "temperature": self.temperature, "prompt": self.prompt, "prompt_description": self.prompt_description(),
-                "cache": str(self.cache_path), **dict(self.stats),
+                "cache": str(self.cache_path), **dict(self.stats), **missing,
                 "invalid_reasons": dict(self.reasons.most_common(10))}
 
     def prompt_description(self) -> str:
@@ -297,27 +306,51 @@ class LLMEvalPolicy:
 
     async def _add_nll(self, examples: Sequence[Example], decisions: list[Decision]) -> None:
         """Each scored example's Decision.extra gets the NLL of the human's exact answer (nll, nll_per_token). Not
-        cached: it is asked of servers on this machine or nearby, where it costs nothing. An endpoint without prompt
-        log-probabilities (OpenAI) is told by the first example, and the evaluation goes on without the NLL."""
+        cached: it is asked of servers on this machine or nearby, where it costs nothing.
+
+        Per example: an answer the endpoint spoils (unreadable, log-probabilities of the wrong shape) leaves that
+        example without an NLL, its reason counted (nll_missing) and said once, and the others keep theirs. An
+        endpoint without prompt log-probabilities at all (OpenAI: lib.training.nll.LogprobsRefused) is told by the
+        examples asked one at a time until one has an NLL, and the evaluation then goes on without any."""
         from lib.training import nll
 
         # a game whose scores have no NLL column is not asked: its calls would be paid for and never shown
         todo = [(i, e) for i, e in enumerate(examples) if scored(e) and e.answer and scores_of(e).answer_nll]
         gate = asyncio.Semaphore(self.max_concurrent)
         client = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=self.max_retries)
+        self.nll_missing.clear()
 
-        async def one(i: int, example: Example) -> None:
+        async def one(i: int, example: Example, probing: bool) -> bool:
+            """Whether the example got its NLL; LogprobsRefused goes up only while `probing`: once an example has
+            had one, the endpoint does give them, and a refusal is about that example's request."""
             async with gate:
-                score = await nll.served_answer_nll(client, self.model, self.messages(example), example.answer)
+                try:
+                    score = await nll.served_answer_nll(client, self.model, self.messages(example), example.answer)
+                except nll.NoPromptLogprobs as exc:
+                    if probing and isinstance(exc, nll.LogprobsRefused):
+                        raise
+                    self.nll_missing[writable(str(exc))[:200]] += 1
+                    return False
             decisions[i].extra.update(nll=score.nll, nll_per_token=score.per_token)
+            return True
 
         try:
-            if todo:
-                await one(*todo[0])
-                await asyncio.gather(*(one(i, e) for i, e in todo[1:]))
-            self.stats["nll_scored"] = len(todo)
-        except nll.NoPromptLogprobs as exc:
+            rest = list(todo)
+            while rest:  # one at a time until the endpoint shows it gives prompt log-probabilities at all
+                i, example = rest.pop(0)
+                if await one(i, example, probing=True):
+                    break
+            await asyncio.gather(*(one(i, e, probing=False) for i, e in rest))
+            self.stats["nll_scored"] = len(todo) - sum(self.nll_missing.values())
+            if self.nll_missing:
+                self.stats["nll_missing"] = sum(self.nll_missing.values())
+                self.nll_asked = len(todo)
+                if self.progress is not None:
+                    lead = "no NLL: " if not self.stats["nll_scored"] else ""
+                    print(f"note: llm: {lead}{self.missing_line()}", file=self.progress, flush=True)
+        except nll.LogprobsRefused as exc:
             self.nll_unavailable = str(exc)
+            self.nll_missing.clear()
             for d in decisions:
                 d.extra.pop("nll", None)
                 d.extra.pop("nll_per_token", None)
@@ -328,6 +361,15 @@ class LLMEvalPolicy:
                                    self.cache_path) from None
         finally:
             await client.close()
+
+    def missing_line(self) -> str:
+        """"n of N examples without NLL: reason (count); ..." (the three commonest reasons, and how many others)."""
+        missing = sum(self.nll_missing.values())
+        common = self.nll_missing.most_common(3)
+        reasons = "; ".join(f"{reason} ({count})" for reason, count in common)
+        others = len(self.nll_missing) - len(common)
+        more = f"; and {others} other reason{'s' if others != 1 else ''}" if others > 0 else ""
+        return f"{missing} of {self.nll_asked} examples without NLL: {reasons}{more}"
 
     async def _ask_all(self, todo: list[tuple[int, Example, str]], decisions: list[Decision | None],
                        answered_before: int) -> None:
