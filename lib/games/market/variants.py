@@ -87,9 +87,9 @@ def rules(view: Any) -> str:
         "answer and additionalInfo its limits (declaration maxima, lot ids, price caps, free money and shares). "
         "Answer with one JSON object in that format and nothing else (no words, no code fence): the same gameId, "
         "and each placeholder replaced by whole numbers without quotes, separators or decimals. Lists by "
-        "condition are [No Project, Project]. The decisions: SubmitDeclaration (owners and the developer, phases "
-        '2 and 7): {"gameId":G,"type":"declare","declaration":[X0,X1,0]}, X0 your declaration under No Project, X1 '
-        "under Project, the third element 0; SubmitSnipes (speculators, phases 3 and 8): "
+        "condition give No Project first, then Project. The decisions: SubmitDeclaration (owners and the "
+        'developer, phases 2 and 7): {"gameId":G,"type":"declare","declaration":[X0,X1,0]}, X0 your declaration '
+        "under No Project, X1 under Project, the third element 0; SubmitSnipes (speculators, phases 3 and 8): "
         '{"gameId":G,"type":"done-speculating","snipe":[L0,L1,[]]}, L0 and L1 the lists of lot ids you snipe under '
         "No Project and under Project, each id at most once, [] for none; TradeInMarket (everyone, phase 6): "
         '{"gameId":G,"type":"post-order","order":{"price":P,"quantity":1,"condition":C,"type":"bid","now":false}} '
