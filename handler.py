@@ -64,8 +64,8 @@ from lib.agents.modes import DEFAULT_API_URL, DEFAULT_WS_URL, run
 from lib.agents.realserver import PlayError, max_players
 from lib.agents.run import DEFAULT_MAX_FALLBACK_SHARE, MAX_SAFETY_MARGIN, UsageError
 from lib.agents.run import choose_policy as choose
-from lib.games import DEFAULT_GAME, game_for, game_types
-from lib.games.protocols import Policy
+from lib.games import DEFAULT_GAME, GAMES, game_for, game_types
+from lib.games.protocols import DEFAULT_PROMPT, Policy, UnknownPromptVariant, check_prompt_variant
 from lib.ibex.api import IbexApiError
 from lib.ibex.params import ParamError
 from lib.training.jobrecord import DEFAULT_RECORD_PATH
@@ -120,6 +120,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "fitted_policy.json), or empirical: those rules drawing from the training humans' own "
                              "decisions (lib/games/voting/empirical.py) "
                              "(default: llm when OPENAI_API_KEY is set, else baseline)")
+    parser.add_argument("--prompt-variant", metavar="NAME",
+                        help="the model's prompt (--policy llm and --seat-policy WHO=llm): default (the prompt "
+                             "the training set holds, the only one a fine-tuned model has seen), zero-shot (the "
+                             "game's full rules added, for a model not fine-tuned on the game) or no-history "
+                             "(without the earlier rounds); each game's variants are listed in docs/running-agents.md")
     parser.add_argument("--fitted-params", type=Path, metavar="FILE",
                         help="--policy fitted: the parameters to play (default: the newest data/evaluations/*/"
                              "fitted_policy.json)")
@@ -248,6 +253,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def prompt_variant_refusal(args: argparse.Namespace) -> str | None:
+    """Why --prompt-variant cannot be played (one line), or None: it must name a variant of the game to play (of
+    some game, where the server will say which), and a model must play: the rules take no prompt."""
+    if getattr(args, "prompt_variant", None) is None:
+        return None
+    if args.study is not None:
+        return "--prompt-variant: a study names each model's prompt in its file (prompt = \"...\")"
+    models = args.policy in (None, "llm") or any(policy == "llm" for _who, policy in
+                                                 localsetup.parse_seat_policies(args.seat_policy))
+    if not models:
+        return (f"--prompt-variant is a model's prompt: it needs --policy llm or a --seat-policy WHO=llm, not "
+                f"--policy {args.policy} alone")
+    games = [game_for(args.game_type)] if args.game_type is not None else [GAMES[name] for name in GAMES]
+    refusals = []
+    for game in games:
+        try:
+            check_prompt_variant(game, args.prompt_variant)
+            return None
+        except UnknownPromptVariant as exc:
+            refusals.append(str(exc))
+    return f"--prompt-variant: {refusals[0]}"  # the game's, or where no game has it the default game's
+
+
 def choose_policy(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Policy, str]:
     """The policy --policy names (with --fitted-params or --empirical-params, --seed, OPENAI_*) and the first line
     that says which (no secret in it); UsageError for one that cannot play."""
@@ -256,7 +284,9 @@ def choose_policy(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Pol
     return choose(args.policy, env, seed=args.seed, params_path=path, data_dir=ROOT / "data",
                   job_record=getattr(args, "job_record", DEFAULT_RECORD_PATH),
                   max_retries=getattr(args, "max_retries", DEFAULT_MAX_RETRIES),
-                  max_concurrent_calls=getattr(args, "max_concurrent_calls", DEFAULT_MAX_CONCURRENT_CALLS))
+                  max_concurrent_calls=getattr(args, "max_concurrent_calls", DEFAULT_MAX_CONCURRENT_CALLS),
+                  prompt=getattr(args, "prompt_variant", None) or DEFAULT_PROMPT,
+                  game_type=getattr(args, "game_type", None))
 
 
 _public_url = redact.public_url  # without any user:password part, fit to print
@@ -264,11 +294,19 @@ _public_url = redact.public_url  # without any user:password part, fit to print
 
 async def _main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     policy, first_line = choose_policy(args, env)
+    if getattr(args, "prompt_variant", None) and policy.name != "llm" and not any(
+            chosen == "llm" for _who, chosen in localsetup.parse_seat_policies(getattr(args, "seat_policy", []))):
+        # --policy left out and no OPENAI_API_KEY: the rules play, and a prompt would silently mean nothing
+        raise UsageError(f"--prompt-variant is a model's prompt, but the rules play ({first_line})")
     return await run(args, policy, first_line, env, sys.stdout, DEFAULT_LOGS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    refusal = prompt_variant_refusal(args)
+    if refusal is not None:  # one line, before anything runs
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     from dotenv import load_dotenv
 
     load_dotenv(ROOT / ".env")

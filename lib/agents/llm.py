@@ -1,7 +1,9 @@
 """Model calls for the agents, through the openai SDK (AsyncOpenAI), against OpenAI or any OpenAI-compatible server.
 
 - The game's `answers` part (lib.games.protocols.AnswerRules) says what is asked and how the answer is read: the
-  prompt is exactly what the training set holds for that game.
+  prompt is exactly what the training set holds for that game, or with `prompt` another of the game's prompt
+  variants (lib.games.protocols.PromptRules: e.g. zero-shot, the rules in full for a model not fine-tuned on the
+  game), which the model-call records and the cache keys name.
 - Structured output first: response_format json_schema (AnswerRules.schema). An endpoint that answers 400 to it
   (Ollama, llama.cpp and vLLM builds without it) is remembered, and later calls ask for plain JSON, which
   AnswerRules.parse reads (a code fence around it is tolerated).
@@ -46,7 +48,7 @@ from openai.types.chat.chat_completion import Choice
 from lib.agents import decisions
 from lib.agents.transcript import Transcript
 from lib.games import DEFAULT_GAME, game_for
-from lib.games.protocols import ActionError, Game
+from lib.games.protocols import DEFAULT_PROMPT, ActionError, Game, check_prompt_variant, variant_messages
 from lib.study.cache import CachedCall, CallCache, SpendTracker, call_key, cost_usd
 from lib.util.redact import public_url
 
@@ -163,12 +165,16 @@ class LLMPolicy:
     def __init__(self, *, api_key: str, model: str, base_url: str | None = None,
                  max_retries: int = DEFAULT_MAX_RETRIES, max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS,
                  temperature: float | None = None, game: Game | None = None, cache: CallCache | None = None,
-                 spend: SpendTracker | None = None, endpoint: str | None = None, game_index: int = 0) -> None:
+                 spend: SpendTracker | None = None, endpoint: str | None = None, game_index: int = 0,
+                 prompt: str = DEFAULT_PROMPT) -> None:
         """`cache`, `spend`, `endpoint` (the name the cache keys calls by; the public base URL without one) and
-        `game_index` (the study's index of the game these agents play) are a study's: see the module docstring."""
+        `game_index` (the study's index of the game these agents play) are a study's: see the module docstring.
+        `prompt`: the game's prompt variant the model is asked with (UnknownPromptVariant, a ValueError, for one
+        the game does not have)."""
         if not api_key:
             raise ValueError("an API key is needed (any non-empty value for a local server that ignores it)")
         self.game = game if game is not None else game_for(DEFAULT_GAME)  # the call sites from before games were parts
+        self.prompt = check_prompt_variant(self.game, prompt)
         self.answers = self.game.answers
         self.model = model
         self.max_retries = max(0, max_retries)
@@ -290,25 +296,30 @@ class LLMPolicy:
         return await self._complete(messages, wire_type, deadline, view, cap)
 
     def for_game(self, game: Game) -> LLMPolicy:
-        """The same model at the same endpoint, asked about `game`, sharing this policy's limit on concurrent
-        calls."""
-        return self._copy(game, self.game_index)
+        """The same model at the same endpoint with the same prompt variant, asked about `game`, sharing this
+        policy's limit on concurrent calls (UnknownPromptVariant when `game` has no such variant)."""
+        return self._copy(game, self.game_index, self.prompt)
 
     def for_game_index(self, game_index: int) -> LLMPolicy:
         """The same policy for the agents of a study's game `game_index`: its answers are cached under that index,
         and it shares this policy's cache, spend tracker and limit on concurrent calls."""
-        return self._copy(self.game, game_index)
+        return self._copy(self.game, game_index, self.prompt)
 
-    def _copy(self, game: Game, game_index: int) -> LLMPolicy:
+    def with_prompt(self, prompt: str) -> LLMPolicy:
+        """The same model asked with prompt variant `prompt`, sharing this policy's cache, spend tracker and limit
+        on concurrent calls (the variants of one model share one bound on its endpoint)."""
+        return self._copy(self.game, self.game_index, prompt)
+
+    def _copy(self, game: Game, game_index: int, prompt: str) -> LLMPolicy:
         other = LLMPolicy(api_key=self._api_key, model=self.model, base_url=self.base_url,
                           max_retries=self.max_retries, temperature=self.temperature, game=game, cache=self.cache,
-                          spend=self.spend, endpoint=self.endpoint, game_index=game_index)
+                          spend=self.spend, endpoint=self.endpoint, game_index=game_index, prompt=prompt)
         other.semaphore = self.semaphore
         return other
 
-    # The game's prompts, schema and strict answer checks (its AnswerRules).
+    # The game's prompts (in this policy's variant), schema and strict answer checks (its AnswerRules).
     def messages(self, view: Any, action_required: dict[str, Any]) -> list[dict[str, str]]:
-        return self.answers.messages(view, action_required)
+        return variant_messages(self.game, self.prompt, view, self.answers.messages(view, action_required))
 
     def schema(self, view: Any, wire_type: str, cap: int) -> dict[str, Any]:
         return self.answers.schema(view, wire_type, cap)
@@ -331,6 +342,8 @@ class LLMPolicy:
             started = time.monotonic()
             record: dict[str, Any] = {"model": self.model, "wire_type": wire_type, "round": view.round,
                                       "phase": view.phase, "attempt": attempt, "messages": messages}
+            if self.prompt != DEFAULT_PROMPT:  # the default's records stay as they were before variants
+                record["prompt"] = self.prompt
             key = self._key(messages, view, attempt)
             hit = self.cache.get(key) if self.cache is not None and key is not None else None
             if hit is None and self._capped(trace, transcript, record):
@@ -397,7 +410,8 @@ class LLMPolicy:
         """The cache key of this attempt (None without a cache)."""
         if self.cache is None:
             return None
-        return call_key(self.endpoint, self.model, self.temperature, messages, self.game_index, view.number, attempt)
+        return call_key(self.endpoint, self.model, self.temperature, messages, self.game_index, view.number, attempt,
+                        prompt=self.prompt)
 
     def _capped(self, trace: decisions.Trace | None, transcript: Transcript | None, record: dict[str, Any]) -> bool:
         """True when the study's spending cap is reached: no call is made, and the decision says why."""
@@ -430,7 +444,7 @@ class LLMPolicy:
             self.cache.put(CachedCall(key=key, answer=writable(answer), prompt_tokens=prompt,
                                       completion_tokens=completion, cost_usd=cost, endpoint=self.endpoint,
                                       model=self.model, game_index=self.game_index, seat=view.number,
-                                      attempt=attempt))
+                                      attempt=attempt, prompt=self.prompt))
 
 
 def _cancel_reason(trace: decisions.Trace | None, deadline: float) -> str:

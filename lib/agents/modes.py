@@ -50,6 +50,7 @@ from lib.agents.run import (
     UsageError,
     choose_policy,
     fallback_limit,
+    policy_label,
     public_url,
     run_agents,
     safety_margin,
@@ -59,7 +60,7 @@ from lib.agents.run import (
 )
 from lib.agents.transcript import Transcript
 from lib.games import DEFAULT_GAME, game_for
-from lib.games.protocols import Game, Policy, PolicyRefused
+from lib.games.protocols import DEFAULT_PROMPT, Game, Policy, PolicyRefused
 from lib.ibex.api import IbexApi
 from lib.util import redact
 
@@ -231,7 +232,9 @@ async def local_mode(args: argparse.Namespace, policy: Policy, env: Mapping[str,
                 "empirical": getattr(args, "empirical_params", None)}.get(name)
         chosen, _line = choose_policy(name, env, seed=args.seed, params_path=path,
                                       data_dir=getattr(args, "data_dir", DATA_DIR), job_record=args.job_record,
-                                      max_retries=args.max_retries, max_concurrent_calls=args.max_concurrent_calls)
+                                      max_retries=args.max_retries, max_concurrent_calls=args.max_concurrent_calls,
+                                      prompt=getattr(args, "prompt_variant", None) or DEFAULT_PROMPT,
+                                      game_type=game.name)
         if isinstance(chosen, LLMPolicy):
             extra.append(chosen)
         return game_policy(game, chosen, args.seed)
@@ -283,7 +286,7 @@ async def _local_game(args: argparse.Namespace, game: Game, played: Policy, over
         if values or choices:
             drawn = (f"fresh (seed {args.seed})" if "sessions" in values
                      else f"session {values.get('session_number', 1)}")
-            say(f"values: {drawn}; " + ", ".join(f"seat {seat} {p.name}" for seat, p in seats.items()))
+            say(f"values: {drawn}; " + ", ".join(f"seat {seat} {policy_label(p)}" for seat, p in seats.items()))
         say(f"transcripts: {run_dir}/ (decisions table: decisions.csv there)")
         with decisions.DecisionLog(run_dir / "decisions.csv", secrets=secrets_) as log:
             result = await play_local(server, game_id, seats,

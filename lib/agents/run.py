@@ -20,7 +20,7 @@ from lib.agents import decisions
 from lib.agents.agent import Agent, AgentError
 from lib.agents.llm import LLMPolicy
 from lib.games import DEFAULT_GAME, game_for
-from lib.games.protocols import Policy, PolicyRefused
+from lib.games.protocols import DEFAULT_PROMPT, Policy, PolicyRefused
 from lib.training.jobrecord import JobRecordError, resolve_model
 from lib.util import redact
 
@@ -123,10 +123,13 @@ public_url = redact.public_url  # without any user:password part, fit to print
 
 
 def choose_policy(name: str | None, env: Mapping[str, str], *, seed: int, params_path: Path | None, data_dir: Path,
-                  job_record: Path, max_retries: int, max_concurrent_calls: int) -> tuple[Policy, str]:
+                  job_record: Path, max_retries: int, max_concurrent_calls: int, prompt: str = DEFAULT_PROMPT,
+                  game_type: str | None = None) -> tuple[Policy, str]:
     """The policy to play with (`name`: baseline, fitted, empirical or llm; None: llm when OPENAI_API_KEY is set,
     else baseline) and the first line that says which (no secret in it). A rule-based policy is the default game's;
-    each game played takes its own version of it (PlayRules.policy). UsageError for what cannot be played."""
+    each game played takes its own version of it (PlayRules.policy). A model is asked about `game_type` (None: the
+    default game) with its prompt variant `prompt` (lib.games.protocols.PromptRules; the rules take none).
+    UsageError for what cannot be played."""
     api_key = env.get("OPENAI_API_KEY", "").strip()
     wanted = name or ("llm" if api_key else "baseline")
     if wanted != "llm":
@@ -144,9 +147,20 @@ def choose_policy(name: str | None, env: Mapping[str, str], *, seed: int, params
     except JobRecordError as exc:
         raise UsageError(str(exc)) from None
     base_url = env.get("OPENAI_BASE_URL", "").strip() or None
-    policy = LLMPolicy(api_key=api_key, model=model, base_url=base_url, max_retries=max_retries,
-                       max_concurrent_calls=max_concurrent_calls)
-    return policy, f"policy: llm, model {model} (from {source}), endpoint {public_url(policy.base_url)}"
+    try:
+        policy = LLMPolicy(api_key=api_key, model=model, base_url=base_url, max_retries=max_retries,
+                           max_concurrent_calls=max_concurrent_calls, game=game_for(game_type or DEFAULT_GAME),
+                           prompt=prompt)
+    except PolicyRefused as exc:  # a prompt variant the game does not have
+        raise UsageError(f"--prompt-variant: {exc}") from None
+    variant = "" if prompt == DEFAULT_PROMPT else f", prompt {prompt} (not the training prompt)"
+    return policy, f"policy: llm, model {model} (from {source}), endpoint {public_url(policy.base_url)}{variant}"
+
+
+def policy_label(policy: Policy) -> str:
+    """A policy's name for the lines a run prints: a model's with its prompt variant where it is not the default."""
+    prompt = getattr(policy, "prompt", DEFAULT_PROMPT)
+    return policy.name if prompt == DEFAULT_PROMPT else f"{policy.name} (prompt {prompt})"
 
 
 async def run_agents(agents: list[Agent], stop: asyncio.Event, timeout: float | None) -> str:

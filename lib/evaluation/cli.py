@@ -48,7 +48,7 @@ from lib.evaluation import saved as samplesfile  # the empirical samples file ev
 from lib.evaluation import scores as evaluate
 from lib.evaluation.policies import EvalPolicy, LLMEvalPolicy, ModelUnavailable, RulesPolicy, scores_of
 from lib.games import GAMES, game_for
-from lib.games.protocols import ScoredSection, ScoreRules
+from lib.games.protocols import DEFAULT_PROMPT, ScoredSection, ScoreRules, UnknownPromptVariant, check_prompt_variant
 from lib.training import jobrecord
 
 REPORT_FILE, PICTURE_FILE, CACHE_FILE = "evaluation_report.json", "evaluation.png", "evaluation_cache.jsonl"
@@ -122,6 +122,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--nll", action="store_true",
                    help="llm: also the NLL of each human answer, where the endpoint returns prompt log-probabilities "
                         "(vLLM does, OpenAI does not); two more calls per example, not cached")
+    g.add_argument("--prompt-variant", metavar="NAME", default=DEFAULT_PROMPT,
+                   help="llm: ask the model with this prompt variant of each example's game instead of the "
+                        "training prompt (default; zero-shot: the game's full rules added, for a model not "
+                        "fine-tuned on the game; no-history: without the earlier rounds), rebuilt from the example "
+                        "and its sidecar state as at play time")
     g.add_argument("--temperature", type=_temperature, default=0.0,
                    help="llm: sampling temperature (default: 0, the model's most likely answer; none: the "
                         "endpoint's default)")
@@ -238,7 +243,20 @@ def make_llm(ctx: Context) -> EvalPolicy:
     return LLMEvalPolicy(api_key=api_key, model=model, model_source=source,
                          base_url=ctx.env.get("OPENAI_BASE_URL", "").strip() or None,
                          cache=ctx.data_dir / CACHE_FILE, max_concurrent=ctx.args.max_concurrent_calls,
-                         temperature=ctx.args.temperature, max_retries=ctx.args.max_retries, nll=ctx.args.nll)
+                         temperature=ctx.args.temperature, max_retries=ctx.args.max_retries, nll=ctx.args.nll,
+                         prompt=prompt_variant(ctx.args, ctx.parts))
+
+
+def prompt_variant(args: argparse.Namespace, parts: list[Part]) -> str:
+    """--prompt-variant, which every game of the set must have; EvalError (one line) naming the game's variants."""
+    variant = getattr(args, "prompt_variant", DEFAULT_PROMPT)
+    for part in parts:
+        for game_type in part.game_types:
+            try:
+                check_prompt_variant(game_for(game_type), variant)
+            except UnknownPromptVariant as exc:
+                raise EvalError(f"--prompt-variant: {exc}", EXIT_USAGE) from None
+    return variant
 
 
 def make_local(ctx: Context, base: bool = False) -> EvalPolicy:
@@ -316,7 +334,7 @@ def estimate(policy: LLMEvalPolicy, examples: list[Example]) -> dict[str, Any]:
     """Tokens and list-price cost of the calls a run would make on `examples` (the cache's answers cost nothing)."""
     todo = policy.uncached(examples)
     scored = sum(evalpolicies.scored(e) for e in examples)
-    prompt = sum(ftcheck.count_tokens(e.messages) for e in todo)
+    prompt = sum(ftcheck.count_tokens(policy.messages(e)) for e in todo)
     answer = sum(ftcheck.count_text_tokens(json.dumps(e.human, separators=(",", ":"))) for e in todo)
     price = prices(policy.model)
     usd = None if price is None else round(prompt / 1e6 * price[0] + answer / 1e6 * price[1], 4)
@@ -400,6 +418,9 @@ def run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) ->
 def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -> int:
     env = dict(os.environ)
     names = chosen_policies(args, env)
+    if getattr(args, "prompt_variant", DEFAULT_PROMPT) != DEFAULT_PROMPT and "llm" not in names:
+        raise EvalError(f"--prompt-variant {args.prompt_variant}: it is the llm policy's prompt, and llm is not "
+                        "evaluated (add it to --policies; it needs OPENAI_API_KEY)", EXIT_USAGE)
     path = args.evaluate_on or args.data_dir / "validation_set.jsonl"
     if not path.is_file():
         raise EvalError(f"{path}: no such set; build one with python constructDataset.py, or pass --evaluate-on FILE",
@@ -456,6 +477,11 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
             else:
                 report[key] = value
     report["policy_info"] = {policy.name: policy.info() for policy in policies}
+    prompts = model_prompts(policies)
+    for name, variant in prompts.items():
+        if variant != DEFAULT_PROMPT:
+            notes.append(f"{name} was asked with the prompt variant {variant}, not the training prompt (default): "
+                         f"{report['policy_info'][name].get('prompt_description', variant)}")
     if len(parts) > 1:
         notes.append("each game's scores, references and picture cover its own examples ("
                      + "; ".join(f"{', '.join(part.game_types)}: {len(part.examples)} {part.scores.noun}"
@@ -463,7 +489,7 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
     if notes:
         report["notes"] = notes
     out = output_dir(args, evaluated)
-    written = write_outputs(out, _clean(report), parts, sections, ctx)
+    written = write_outputs(out, _clean(report), parts, sections, ctx, prompts)
 
     print(evaluated_line(evaluated, parts, PICTURE_FILE in written))
     for section in sections:
@@ -472,6 +498,10 @@ def _run(args: argparse.Namespace, describe: Callable[[openai.APIError], str]) -
         line = rules.summary(out)
         if line:
             print(line)
+    for name, variant in prompts.items():
+        if variant != DEFAULT_PROMPT:
+            print(f"{name}: asked with the prompt variant {variant} (only default is the prompt a fine-tuned model "
+                  "was trained on)")
     print(f"Wrote {', '.join(written)} in {out}")
     return EXIT_OK
 
@@ -531,13 +561,25 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
         temp.unlink(missing_ok=True)
 
 
-def write_csv(path: Path, sections: list[ScoredSection]) -> bool:
+def model_prompts(policies: list[EvalPolicy]) -> dict[str, str]:
+    """Each model policy's prompt variant (a model without one is asked with the examples' own prompts, the
+    default); the rule policies take no prompt."""
+    return {policy.name: getattr(policy, "prompt", DEFAULT_PROMPT) for policy in policies
+            if not isinstance(policy, RulesPolicy)}
+
+
+def write_csv(path: Path, sections: list[ScoredSection], prompts: dict[str, str] | None = None) -> bool:
     """The per-decision CSV: the columns of every game's rows, each row under its own columns; False when no game
-    has rows to write (nothing is written then)."""
+    has rows to write (nothing is written then). With `prompts` (model policy -> its prompt variant) a last column,
+    `prompt`, says which prompt each model row was asked with (empty for the rules and references)."""
     tables = [section.decision_rows() for section in sections]
     columns = list(dict.fromkeys(c for cols, _ in tables for c in cols))
     if not columns:
         return False
+    if prompts:
+        tables = [(cols + ["prompt"], [[*row, prompts.get(row[cols.index("policy")])] for row in rows])
+                  if "policy" in cols else (cols, rows) for cols, rows in tables]
+        columns.append("prompt")
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
@@ -552,7 +594,7 @@ def write_csv(path: Path, sections: list[ScoredSection]) -> bool:
 
 
 def write_outputs(out: Path, report: dict[str, Any], parts: list[Part], sections: list[ScoredSection],
-                  ctx: Context) -> list[str]:
+                  ctx: Context, prompts: dict[str, str] | None = None) -> list[str]:
     """The report, the picture (of the first game that draws one), the per-decision CSV and what the rule policies
     save, each replacing the old file only when whole; the names of the files written."""
     out.mkdir(parents=True, exist_ok=True)
@@ -570,7 +612,7 @@ def write_outputs(out: Path, report: dict[str, Any], parts: list[Part], sections
         staged[REPORT_FILE] = _atomic_temp(out / REPORT_FILE)
         staged[REPORT_FILE].write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         staged[CSV_FILE] = _atomic_temp(out / CSV_FILE)
-        if not write_csv(staged[CSV_FILE], sections):
+        if not write_csv(staged[CSV_FILE], sections, prompts):
             staged.pop(CSV_FILE).unlink(missing_ok=True)
         saved = [name for rules in ctx.saved.values() for r in rules for name in r.save(out)]
         # Every game's empirical samples in one file, which handler.py --policy empirical plays in any game.

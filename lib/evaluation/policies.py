@@ -20,9 +20,13 @@ action type is scored, and a policy asks them for what it needs of the game.
   (ScoreRules.chat_client: lib.agents.llm.LLMPolicy, or the game's own, for the same structured output as at play
   time), asked with the example's messages and checked strictly against the player's state as at play time
   (ScoreRules.parse_answer). Each example is asked once: an invalid answer is counted as invalid,
-  not re-asked with feedback as at play time, so the score is the model's own first answer. Calls run
+  not re-asked with feedback as at play time, so the score is the model's own first answer. With `prompt`, a prompt
+  variant of the example's game (lib.games.protocols.PromptRules), it is asked with that variant's messages instead,
+  rebuilt from the example's messages and the view its sidecar line holds, exactly as an agent asks at play time;
+  its NLL is then the human answer's given those messages. Calls run
   concurrently, at most `max_concurrent` at once, and each answer is appended to a JSONL cache, keyed by the
-  endpoint, model, temperature and messages, as it arrives: an interrupted evaluation resumes where it stopped.
+  endpoint, model, temperature and messages (and a variant other than the default), as it arrives: an interrupted
+  evaluation resumes where it stopped.
   Lines are ASCII JSON (an answer's lone surrogate as its escape); a damaged line (invalid UTF-8, cut mid-write)
   is skipped with a warning and its example asked again, and a cut last line is ended before the next record.
   A 200 response that is no readable completion (lib.agents.llm.read_completion) counts as invalid and is not cached.
@@ -49,8 +53,8 @@ import openai
 from lib.agents.llm import MalformedResponse, _retry_after, read_completion, writable
 from lib.dataset.sidecar import Example
 from lib.evaluation.scores import TEXT, Decision
-from lib.games import game_for
-from lib.games.protocols import RuleDecisions, ScoreRules
+from lib.games import GAMES, game_for
+from lib.games.protocols import DEFAULT_PROMPT, RuleDecisions, ScoreRules, prompt_variants, variant_messages
 
 CALL_TIMEOUT = 120.0  # seconds for one answer; a long prompt on a slow local server takes a while
 BACKOFF_SECONDS = 1.0
@@ -126,9 +130,15 @@ FATAL_ERRORS = (openai.AuthenticationError, openai.PermissionDeniedError, openai
 RETRIED_ERRORS = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
 
 
-def cache_key(*, base_url: str, model: str, temperature: float | None, messages: list[dict[str, str]]) -> str:
-    text = json.dumps({"base_url": base_url, "model": model, "temperature": temperature, "messages": messages},
-                      sort_keys=True, ensure_ascii=False)
+def cache_key(*, base_url: str, model: str, temperature: float | None, messages: list[dict[str, str]],
+              prompt: str = DEFAULT_PROMPT) -> str:
+    """The key of one example's answer. A prompt variant other than the default is part of it, so two variants
+    never share an answer even where their messages agree (no-history on a first round); the default's keys are
+    those of the caches written before variants existed."""
+    form: dict[str, Any] = {"base_url": base_url, "model": model, "temperature": temperature, "messages": messages}
+    if prompt != DEFAULT_PROMPT:
+        form["prompt"] = prompt
+    text = json.dumps(form, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -185,12 +195,17 @@ class LLMEvalPolicy:
 
     def __init__(self, *, api_key: str, model: str, base_url: str | None, cache: Path, model_source: str = "",
                  max_concurrent: int = 8, temperature: float | None = 0.0, max_retries: int = 5, nll: bool = False,
-                 progress: TextIO | None | object = STDERR) -> None:
+                 progress: TextIO | None | object = STDERR, prompt: str = DEFAULT_PROMPT) -> None:
         self.model, self.model_source, self.temperature = model, model_source, temperature
+        # The prompt variant the model is asked with (the caller checked that every game of the set has it).
+        self.prompt = prompt
+        self._variant_messages: dict[int, list[dict[str, str]]] = {}  # id(example) -> its variant's messages
         self.max_retries = max(0, max_retries)
         # Also the NLL of each human answer (lib.training.nll), where the endpoint gives prompt log-probabilities.
         self.nll = nll
-        self.nll_unavailable: str | None = None
+        self.nll_unavailable: str | None = None  # the endpoint gives no prompt log-probabilities: no NLL at all
+        self.nll_missing: Counter[str] = Counter()  # why examples have no NLL (the others have theirs)
+        self.nll_asked = 0  # examples whose NLL was asked
         self.max_concurrent = max(1, max_concurrent)
         self.cache_path = cache
         # sys.stderr as it is now, not as it was at import (a caller, or a test, may have replaced it since)
@@ -201,9 +216,20 @@ class LLMEvalPolicy:
         self.reasons: Counter[str] = Counter()
         self._warned: set[str] = set()
 
+    def messages(self, example: Example) -> list[dict[str, str]]:
+        """What the model is asked on `example`: its messages (the training prompt), or the prompt variant's,
+        rebuilt from them and the view of its sidecar line (made once per example)."""
+        if self.prompt == DEFAULT_PROMPT:
+            return example.messages
+        made = self._variant_messages.get(id(example))
+        if made is None:
+            made = self._variant_messages[id(example)] = variant_messages(
+                game_for(example.game_type), self.prompt, example.view(), example.messages)
+        return made
+
     def key(self, example: Example) -> str:
         return cache_key(base_url=self.base_url, model=self.model, temperature=self.temperature,
-                         messages=example.messages)
+                         messages=self.messages(example), prompt=self.prompt)
 
     def read_cache(self) -> dict[str, dict[str, Any]]:
         """The cache, each damaged line warned about once per run (the estimate reads it before the run does)."""
@@ -220,15 +246,31 @@ class LLMEvalPolicy:
         return [e for e in examples if scored(e) and self.key(e) not in cached]
 
     def info(self) -> dict[str, Any]:
+        missing: dict[str, Any] = {}
         if not self.nll:
             nll_note = "not asked (--nll)"
         elif self.nll_unavailable:
             nll_note = f"not available: {self.nll_unavailable}"
+        elif self.nll_missing and not self.stats["nll_scored"]:
+            nll_note = f"not available: {self.missing_line()}"
         else:
             nll_note = "nats per answer, from the endpoint's prompt log-probabilities"
+            if self.nll_missing:  # the means per action type are over the examples that have one
+                nll_note += f"; {self.missing_line()}"
+        if self.nll_missing:
+            missing["nll_missing_reasons"] = dict(self.nll_missing.most_common(10))
         return {"nll": nll_note, "model": self.model, "model_source": self.model_source, "endpoint": self.base_url,
-                "temperature": self.temperature, "cache": str(self.cache_path), **dict(self.stats),
+                "temperature": self.temperature, "prompt": self.prompt, "prompt_description": self.prompt_description(),
+                "cache": str(self.cache_path), **dict(self.stats), **missing,
                 "invalid_reasons": dict(self.reasons.most_common(10))}
+
+    def prompt_description(self) -> str:
+        """What the prompt variant is, in words (the first registered game's that has it)."""
+        for name in GAMES:
+            described = prompt_variants(GAMES[name]).get(self.prompt)
+            if described:
+                return described
+        return self.prompt
 
     def _judge(self, example: Example, answer: Any) -> Decision:
         try:
@@ -264,27 +306,51 @@ class LLMEvalPolicy:
 
     async def _add_nll(self, examples: Sequence[Example], decisions: list[Decision]) -> None:
         """Each scored example's Decision.extra gets the NLL of the human's exact answer (nll, nll_per_token). Not
-        cached: it is asked of servers on this machine or nearby, where it costs nothing. An endpoint without prompt
-        log-probabilities (OpenAI) is told by the first example, and the evaluation goes on without the NLL."""
+        cached: it is asked of servers on this machine or nearby, where it costs nothing.
+
+        Per example: an answer the endpoint spoils (unreadable, log-probabilities of the wrong shape) leaves that
+        example without an NLL, its reason counted (nll_missing) and said once, and the others keep theirs. An
+        endpoint without prompt log-probabilities at all (OpenAI: lib.training.nll.LogprobsRefused) is told by the
+        examples asked one at a time until one has an NLL, and the evaluation then goes on without any."""
         from lib.training import nll
 
         # a game whose scores have no NLL column is not asked: its calls would be paid for and never shown
         todo = [(i, e) for i, e in enumerate(examples) if scored(e) and e.answer and scores_of(e).answer_nll]
         gate = asyncio.Semaphore(self.max_concurrent)
         client = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=self.max_retries)
+        self.nll_missing.clear()
 
-        async def one(i: int, example: Example) -> None:
+        async def one(i: int, example: Example, probing: bool) -> bool:
+            """Whether the example got its NLL; LogprobsRefused goes up only while `probing`: once an example has
+            had one, the endpoint does give them, and a refusal is about that example's request."""
             async with gate:
-                score = await nll.served_answer_nll(client, self.model, example.messages, example.answer)
+                try:
+                    score = await nll.served_answer_nll(client, self.model, self.messages(example), example.answer)
+                except nll.NoPromptLogprobs as exc:
+                    if probing and isinstance(exc, nll.LogprobsRefused):
+                        raise
+                    self.nll_missing[writable(str(exc))[:200]] += 1
+                    return False
             decisions[i].extra.update(nll=score.nll, nll_per_token=score.per_token)
+            return True
 
         try:
-            if todo:
-                await one(*todo[0])
-                await asyncio.gather(*(one(i, e) for i, e in todo[1:]))
-            self.stats["nll_scored"] = len(todo)
-        except nll.NoPromptLogprobs as exc:
+            rest = list(todo)
+            while rest:  # one at a time until the endpoint shows it gives prompt log-probabilities at all
+                i, example = rest.pop(0)
+                if await one(i, example, probing=True):
+                    break
+            await asyncio.gather(*(one(i, e, probing=False) for i, e in rest))
+            self.stats["nll_scored"] = len(todo) - sum(self.nll_missing.values())
+            if self.nll_missing:
+                self.stats["nll_missing"] = sum(self.nll_missing.values())
+                self.nll_asked = len(todo)
+                if self.progress is not None:
+                    lead = "no NLL: " if not self.stats["nll_scored"] else ""
+                    print(f"note: llm: {lead}{self.missing_line()}", file=self.progress, flush=True)
+        except nll.LogprobsRefused as exc:
             self.nll_unavailable = str(exc)
+            self.nll_missing.clear()
             for d in decisions:
                 d.extra.pop("nll", None)
                 d.extra.pop("nll_per_token", None)
@@ -295,6 +361,15 @@ class LLMEvalPolicy:
                                    self.cache_path) from None
         finally:
             await client.close()
+
+    def missing_line(self) -> str:
+        """"n of N examples without NLL: reason (count); ..." (the three commonest reasons, and how many others)."""
+        missing = sum(self.nll_missing.values())
+        common = self.nll_missing.most_common(3)
+        reasons = "; ".join(f"{reason} ({count})" for reason, count in common)
+        others = len(self.nll_missing) - len(common)
+        more = f"; and {others} other reason{'s' if others != 1 else ''}" if others > 0 else ""
+        return f"{missing} of {self.nll_asked} examples without NLL: {reasons}{more}"
 
     async def _ask_all(self, todo: list[tuple[int, Example, str]], decisions: list[Decision | None],
                        answered_before: int) -> None:
@@ -352,7 +427,7 @@ class LLMEvalPolicy:
             try:
                 wire_type, cap = scores_of(example).answer_schema(example)  # its structured output, as at play time
                 # a decision without a cap is asked as an agent asks its policy then (lib.agents.agent: cap or 0)
-                completion, structured = await llm.complete(example.messages, wire_type,
+                completion, structured = await llm.complete(self.messages(example), wire_type,
                                                             time.monotonic() + CALL_TIMEOUT, example.view(), cap or 0)
                 break
             except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
@@ -374,7 +449,8 @@ class LLMEvalPolicy:
         except MalformedResponse as exc:
             return self._malformed(exc)
         cache.write(cache_line({"key": key, "model": self.model, "endpoint": self.base_url,
-                                "temperature": self.temperature, "structured": structured, "answer": answer,
+                                "temperature": self.temperature, "prompt": self.prompt, "structured": structured,
+                                "answer": answer,
                                 "usage": usage, "game": example.game, "line": example.line,
                                 "at": datetime.now(UTC).isoformat(timespec="seconds")}))
         cache.flush()  # answered is answered: an interrupted run resumes from here

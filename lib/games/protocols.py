@@ -9,6 +9,8 @@ A game (lib/games/<name>/game.py) is a `GameDefinition` whose parts each impleme
   which decisions are due, the server's action-required, the last check before sending, the fallback, the resync
   from a status snapshot, acknowledgements, what the decisions table records.
 - `answers` (AnswerRules): what a model is asked and how its answer is read (lib.agents.llm.LLMPolicy).
+- `prompts` (PromptRules, optional): the game's prompt variants, other prompts than the training set's for the same
+  decisions (a model that was not fine-tuned on the game needs its rules spelt out); see `variant_messages`.
 - `play` (PlayRules): what the run modes (lib.agents.modes) need to play it with agents: its version of the chosen
   policy, the agents' options, the round report, what the real server says of it.
 - `data` (DataRules): what the dataset builder (lib.dataset.build) and the state sidecar (lib.dataset.sidecar) need:
@@ -268,6 +270,27 @@ class PolicyRefused(ValueError):
     """A policy a game has no version of, or whose saved parameters cannot be read: one line for the user."""
 
 
+DEFAULT_PROMPT = "default"  # the prompt the dataset builder writes: the only one a fine-tuned model was trained on
+
+
+class PromptRules(Protocol):
+    """A game's prompt variants. A variant rewrites the default messages of a decision (AnswerRules.messages: the
+    training set's prompt) with what the decision's view holds, so that the same variant can be asked at play time
+    (from the live view) and in `finetune.py --evaluate` (from an example's messages and the view its sidecar line
+    rebuilds) and gives the same prompt in both. The default is never rewritten."""
+
+    variants: Mapping[str, str]  # name -> what it changes and what it is for, one sentence; DEFAULT_PROMPT included
+
+    def rewrite(self, variant: str, view: Any, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The messages of prompt `variant` (one of `variants` but the default) for a decision whose default messages
+        are `messages`; a new list, `messages` unchanged."""
+        ...
+
+
+class UnknownPromptVariant(PolicyRefused):
+    """A prompt variant the game does not have; the message names it and the game's variants."""
+
+
 class PlayRules(Protocol):
     """What the run modes (lib.agents.modes: a local game, a real server's game, the agent manager) ask of a game
     to play it with agents and to print its rounds as they end."""
@@ -460,6 +483,7 @@ class Game(Protocol):
     data: DataRules
     scores: ScoreRules | None  # None: `finetune.py --evaluate` cannot score it
     outcomes: Any  # a lib.study.outcomes.GameOutcomes (its study tables and report), or None: no studies of it
+    prompts: PromptRules | None  # None: only the default prompt
 
 
 @dataclass(frozen=True)
@@ -476,6 +500,7 @@ class GameDefinition:
     data: DataRules
     scores: ScoreRules | None = None
     outcomes: Any = None
+    prompts: PromptRules | None = None
 
 
 def groups_from_roles(roles: Mapping[int, int], groups: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
@@ -483,3 +508,29 @@ def groups_from_roles(roles: Mapping[int, int], groups: Mapping[str, int]) -> di
     the IBEX games), in the order of `groups`, leaving out groups without a seat."""
     found = {name: tuple(seat for seat, r in sorted(roles.items()) if r == role) for name, role in groups.items()}
     return {name: seats for name, seats in found.items() if seats}
+
+
+def prompt_variants(game: Game) -> dict[str, str]:
+    """The prompt variants of `game`: name -> what it changes and what it is for; the default first."""
+    variants = dict(game.prompts.variants) if game.prompts is not None else {}
+    default = variants.pop(DEFAULT_PROMPT, "the training set's prompt, exactly")
+    return {DEFAULT_PROMPT: default, **variants}
+
+
+def check_prompt_variant(game: Game, variant: str) -> str:
+    """`variant` when `game` has it; UnknownPromptVariant (one line: the bad name and the game's variants) otherwise."""
+    names = prompt_variants(game)
+    if variant not in names:
+        raise UnknownPromptVariant(f"{variant!r} is not a prompt variant of the {game.title} game (it has "
+                                   f"{', '.join(names)})"[:300])
+    return variant
+
+
+def variant_messages(game: Game, variant: str, view: Any, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The messages of prompt `variant` for a decision whose default (training) messages are `messages`: these
+    themselves for the default, else the game's rewrite of them (UnknownPromptVariant for a variant it lacks)."""
+    if variant == DEFAULT_PROMPT:
+        return messages
+    check_prompt_variant(game, variant)
+    assert game.prompts is not None  # check_prompt_variant knows only the default without a prompts part
+    return game.prompts.rewrite(variant, view, messages)

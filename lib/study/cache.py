@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-KEY_FIELDS = ("endpoint", "model", "temperature", "messages", "game_index", "seat", "attempt")
+KEY_FIELDS = ("endpoint", "model", "temperature", "messages", "game_index", "seat", "attempt", "prompt")
+DEFAULT_PROMPT = "default"  # lib.games.protocols.DEFAULT_PROMPT: a key without a prompt is the default's
 
 
 # A wall-clock time in a prompt (the action-required's deadline, "2026-12-05T13:05:19.516Z"): it differs in every run
@@ -41,12 +42,17 @@ def keyed_text(text: str) -> str:
 
 
 def call_key(endpoint: str, model: str, temperature: float | None, messages: Sequence[Mapping[str, Any]],
-             game_index: int, seat: int, attempt: int) -> str:
+             game_index: int, seat: int, attempt: int, prompt: str = DEFAULT_PROMPT) -> str:
     """The cache key of one call (sha256 of its fields as canonical JSON, the messages' wall-clock times left out:
-    keyed_text); temperature None: the endpoint's default, a key of its own."""
+    keyed_text); temperature None: the endpoint's default, a key of its own. `prompt`, the prompt variant
+    (lib.games.protocols.PromptRules), is in the key of every other variant than the default: two variants never
+    share an answer, even where their messages happen to be the same (no-history in a first round), and the keys
+    of the default stay those of the caches written before variants existed."""
     said = [{k: keyed_text(v) if isinstance(v, str) else v for k, v in m.items()} for m in messages]
     form = {"endpoint": endpoint, "model": model, "temperature": None if temperature is None else float(temperature),
             "messages": said, "game_index": game_index, "seat": seat, "attempt": attempt}
+    if prompt != DEFAULT_PROMPT:
+        form["prompt"] = prompt
     text = json.dumps(form, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -73,6 +79,7 @@ class CachedCall:
     game_index: int = -1
     seat: int = -1
     attempt: int = 0
+    prompt: str = DEFAULT_PROMPT
 
     def usage(self) -> dict[str, int]:
         """The token counts as the model-call record holds them."""

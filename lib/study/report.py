@@ -79,6 +79,7 @@ class Report:
     sessions: dict[str, int]  # finished games per arm, the reference (HUMANS) included
     results: list[OutcomeResult] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
+    seats: dict[str, str] = field(default_factory=dict)  # arm -> who played its seats (arm_seats)
 
     @property
     def reference_sessions(self) -> int:
@@ -246,7 +247,10 @@ def render(report: Report) -> str:
         lines += ["No arm has a finished game yet: there is nothing to set beside the recorded sessions.", ""]
     for arm in report.arms:
         mine = [r for r in report.results if r.arm == arm]
-        lines += [f"## Arm {arm}", "", *_table(mine, arm, ref), "",
+        lines += [f"## Arm {arm}", ""]
+        if report.seats.get(arm):
+            lines += [f"Seats: {report.seats[arm]}.", ""]
+        lines += [*_table(mine, arm, ref), "",
                   sessions_sentence(report.sessions.get(arm, 0), report.reference_sessions, ref), ""]
     lines += ["## Distributions", ""]
     for outcome in d.outcomes:
@@ -372,6 +376,24 @@ def record_references(store: ResultsStore, logs: Sequence[Path], sessions: Path 
     return len(built)
 
 
+def arm_seats(store: ResultsStore, arm: str) -> str:
+    """Who played an arm's seats, from its finished games' seat rows: each policy (a model with its prompt variant
+    where that is not the default: lib.study.runner names it so) with its seats and their role."""
+    rows = store.db.execute("SELECT DISTINCT s.policy, s.seat, s.role FROM seat_rounds s JOIN games g ON "
+                            "g.game_uid = s.game_uid WHERE g.status = ? AND s.arm = ? ORDER BY s.seat",
+                            (FINISHED, arm))
+    by_policy: dict[str, list[tuple[int, str]]] = {}
+    for policy, seat, role in rows:
+        by_policy.setdefault(str(policy), []).append((seat, role))
+    parts = []
+    for policy, seats in by_policy.items():
+        roles = sorted({str(role) for _seat, role in seats if role})
+        numbers = ", ".join(str(seat) for seat, _role in dict.fromkeys(seats))
+        parts.append(f"{policy}: seat{'s' if len(seats) > 1 else ''} {numbers}"
+                     + (f" ({', '.join(roles)})" if roles else ""))
+    return "; ".join(parts)
+
+
 def build_report(store: ResultsStore, folder: Path) -> Report:
     """Compute every number, write `folder`/report.md and its figures; the report."""
     game_type = _game_type(store)
@@ -383,6 +405,7 @@ def build_report(store: ResultsStore, folder: Path) -> Report:
     sessions = dict(store.db.execute("SELECT arm, COUNT(*) FROM games WHERE status = ? GROUP BY arm", (FINISHED,)))
     report = Report(folder / REPORT_FILE, name, game_type, description, arms, sessions)
     report.results = [outcome_result(store, outcome, arm) for arm in arms for outcome in description.outcomes]
+    report.seats = {arm: arm_seats(store, arm) for arm in arms}
     plt = _pyplot()
     for outcome in description.outcomes:
         path = folder / _figure_name(outcome.name)

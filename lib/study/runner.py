@@ -14,7 +14,8 @@ handling and the exit code. What it does (docs/studies.md, "Running a study"):
   it refused a frame fails) or, with `server = "real"`, each game made with create-for-llm on the IBEX server of
   IBEX_API_URL/IBEX_WS_URL (the path `handler.py --create` takes);
 - each seat plays its arm's policy (lib.study.spec resolved seat groups to seats); a model seat is an LLMPolicy
-  sharing the study's call cache (studies/<name>/calls.jsonl) and spend tracker;
+  sharing the study's call cache (studies/<name>/calls.jsonl) and spend tracker, asked with its prompt variant
+  (lib.games.protocols.PromptRules), which its policy name in the tables says where it is not the default;
 - a finished game is committed in one transaction: its `rounds` and `seat_rounds` rows built from its recorded
   log by lib.study.logtables (the reader the humans' rows come from, so both line up), its decisions and model
   calls; its log, transcripts and decisions.csv stay in studies/<name>/games/<arm>/<index>/;
@@ -51,7 +52,7 @@ from lib.agents.llm import DEFAULT_MAX_CONCURRENT_CALLS, LLMPolicy
 from lib.agents.run import EXIT_ERROR, EXIT_FALLBACKS, EXIT_OK, EXIT_USAGE, safety_margin
 from lib.agents.transcript import read_transcript
 from lib.games import game_for
-from lib.games.protocols import Game, PolicyRefused
+from lib.games.protocols import DEFAULT_PROMPT, Game, PolicyRefused
 from lib.games.protocols import Policy as PlayPolicy
 from lib.ibex.sessions import SessionsError, SessionsTable, load_sessions, parse_sessions
 from lib.study.cache import CallCache, SpendTracker, call_key
@@ -156,8 +157,12 @@ class _Models:
 
 
 def _policy_name(chosen: str | ModelPolicy) -> str:
+    """A seat's policy as the tables' `policy` column names it: a rule policy's name, or a model as
+    endpoint:model@temperature, followed by ` prompt=VARIANT` where its prompt is not the default (the default's
+    name is what it was before variants existed)."""
     if isinstance(chosen, ModelPolicy):
-        return f"{chosen.endpoint}:{chosen.model}@{chosen.temperature:g}"
+        prompt = "" if chosen.prompt == DEFAULT_PROMPT else f" prompt={chosen.prompt}"
+        return f"{chosen.endpoint}:{chosen.model}@{chosen.temperature:g}{prompt}"
     return chosen
 
 
@@ -170,9 +175,10 @@ def seat_policies(study: Study, arm: Arm, game: Game, seed: int, models: _Models
     for seat, chosen in sorted(arm.seats.items()):
         where = f"{study.path}: arms.{arm.name}"
         if isinstance(chosen, ModelPolicy):
-            if chosen.prompt != "default":
-                raise StudyRunError(f"{where}: prompt variant {chosen.prompt!r}: only 'default' exists so far")
-            out[seat] = models.base(game, chosen).for_game(game)
+            try:  # the model's one policy of the study, in this seat's prompt variant (sharing its call limit)
+                out[seat] = models.base(game, chosen).with_prompt(chosen.prompt)
+            except PolicyRefused as exc:  # lib.study.spec checked the variant: only a game changed since can say so
+                raise StudyRunError(f"{where}: seat {seat}: {exc}") from None
             continue
         if chosen in rules:  # one instance per rule policy, as handler.py --local seats it: the same draws
             out[seat] = rules[chosen]
@@ -276,10 +282,12 @@ def call_rows(game_dir: Path, seats: Mapping[int, str | ModelPolicy], index: int
             usage = record.get("usage") or {}
             messages = record.get("messages")
             attempt = record.get("attempt")
-            key = (call_key(chosen.endpoint, chosen.model, chosen.temperature, messages, index, seat, attempt)
+            key = (call_key(chosen.endpoint, chosen.model, chosen.temperature, messages, index, seat, attempt,
+                            prompt=chosen.prompt)
                    if isinstance(messages, list) and isinstance(attempt, int) else None)
             rows.append({"seat": seat, "round": record.get("round"), "attempt": attempt,
                          "endpoint": chosen.endpoint, "model": chosen.model, "temperature": chosen.temperature,
+                         "prompt": chosen.prompt,
                          "cache_key": key, "cached": bool(record.get("cached")), "latency_s": record.get("latency_s"),
                          "prompt_tokens": usage.get("prompt_tokens"),
                          "completion_tokens": usage.get("completion_tokens"), "cost_usd": record.get("cost_usd"),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.games import DEFAULT_GAME, GAMES
+from lib.games.protocols import DEFAULT_PROMPT, UnknownPromptVariant, check_prompt_variant
 from lib.study.seats import groups_of, seat_roles
 
 RULE_POLICIES = ("baseline", "fitted", "empirical")
@@ -50,7 +51,7 @@ class ModelPolicy:
     endpoint: str
     model: str
     temperature: float = 1.0
-    prompt: str = "default"
+    prompt: str = DEFAULT_PROMPT  # the game's prompt variant (lib.games.protocols.PromptRules), checked on loading
 
 
 Policy = str | ModelPolicy  # one of RULE_POLICIES, or a model
@@ -417,7 +418,7 @@ def _endpoints(path: Path, table: Any) -> dict[str, Endpoint]:
     return out
 
 
-def _policy(path: Path, key: str, value: Any, endpoints: dict[str, Endpoint]) -> Policy:
+def _policy(path: Path, key: str, value: Any, endpoints: dict[str, Endpoint], game: str) -> Policy:
     if isinstance(value, str):
         if value not in RULE_POLICIES:
             raise _fail(path, key, f"{value!r} is not a policy ({', '.join(RULE_POLICIES)}, or a model table "
@@ -433,9 +434,14 @@ def _policy(path: Path, key: str, value: Any, endpoints: dict[str, Endpoint]) ->
         raise _fail(path, f"{key}.endpoint", f"{endpoint!r} is not in [endpoints] (have: {have})"[:300])
     if "model" not in entry:
         raise _fail(path, f"{key}.model", "missing (the model's name)")
+    prompt = _str(path, f"{key}.prompt", entry.get("prompt", DEFAULT_PROMPT))
+    try:
+        check_prompt_variant(GAMES[game], prompt)
+    except UnknownPromptVariant as exc:
+        raise _fail(path, f"{key}.prompt", str(exc)) from None
     return ModelPolicy(endpoint, _str(path, f"{key}.model", entry["model"]),
                        _number(path, f"{key}.temperature", entry.get("temperature", 1.0), 0.0, MAX_TEMPERATURE),
-                       _str(path, f"{key}.prompt", entry.get("prompt", "default")))
+                       prompt)
 
 
 def _arms(path: Path, game: str, parameters: dict[str, Any], table: dict[str, Any],
@@ -459,9 +465,9 @@ def _arms(path: Path, game: str, parameters: dict[str, Any], table: dict[str, An
                 if number not in seats:
                     raise _fail(path, here, f"seat {number} does not exist in a {game} game (seats "
                                             f"{seats[0]}..{seats[-1]})")
-                by_seat[number] = _policy(path, here, value, endpoints)
+                by_seat[number] = _policy(path, here, value, endpoints, game)
             elif who in groups:
-                policy = _policy(path, here, value, endpoints)
+                policy = _policy(path, here, value, endpoints, game)
                 chosen.update({n: policy for n in groups[who]})
             else:
                 raise _fail(path, here, f"{who!r} is not a seat group of a {game} game ({', '.join(groups)}, or a "

@@ -41,6 +41,7 @@ CALL_COLUMNS = (
     ("seat", "INTEGER"), ("round", "INTEGER"), ("attempt", "INTEGER"), ("endpoint", "TEXT"), ("model", "TEXT"),
     ("temperature", "REAL"), ("cache_key", "TEXT"), ("cached", "INTEGER"), ("latency_s", "REAL"),
     ("prompt_tokens", "INTEGER"), ("completion_tokens", "INTEGER"), ("cost_usd", "REAL"), ("status", "TEXT"),
+    ("prompt", "TEXT"),  # the prompt variant (lib.games.protocols.PromptRules); last: older stores get it added
 )
 TABLES = ("games", "rounds", "seat_rounds", "decisions", "calls")
 
@@ -84,6 +85,12 @@ class ResultsStore:
             self.db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols}{primary})")
             if table != "games":
                 self.db.execute(f"CREATE INDEX IF NOT EXISTS {table}_uid ON {table} (game_uid)")
+            # A store made before a column was added to its table gets it, empty for its old rows (a column is only
+            # ever added at the end, so the table's order stays that of column_names).
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in _columns(table):
+                if name not in have:
+                    self.db.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {kind}')
         self.db.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS one_finished ON games (arm, game_index) "
                         f"WHERE status = '{FINISHED}'")
 

@@ -9,12 +9,18 @@ the training loss of finetune.py --trainer trl covers.
 A served model: vLLM's OpenAI-compatible server returns the log-probability of every prompt token when asked
 (`prompt_logprobs`, a vLLM extension to chat completions). The conversation with the human's answer as the assistant
 turn is sent as the prompt, rendered without a new generation prompt; a second request with the prompt alone says
-where the answer starts. OpenAI's API has no such field: served_answer_nll raises NoPromptLogprobs there.
+where the answer starts. OpenAI's API has no such field: served_answer_nll raises LogprobsRefused there.
 
 Whatever the endpoint answers is checked before it is used: a body the SDK cannot read (not JSON, nested too deeply,
 an integer past Python's digit limit), choices or usage of the wrong shape (lib.agents.llm.read_completion, as at
 play time), log-probabilities that are not finite numbers at most 0, or token ids that are not integers raise
 MalformedAnswer (a NoPromptLogprobs: one line, with the reason), never another exception.
+
+Two kinds of NoPromptLogprobs, because a caller treats them differently (lib.evaluation.policies): LogprobsRefused
+says the endpoint does not do prompt log-probabilities at all (it refuses the request's arguments, or ignores them
+and answers without the field), so no other answer will have them either; any other (MalformedAnswer, a token
+without its log-probability, an answer with no tokens of its own) is about this one answer, and the next may be
+fine.
 """
 
 from __future__ import annotations
@@ -48,6 +54,11 @@ class NoPromptLogprobs(Exception):
     """The endpoint gives no usable prompt log-probabilities; one line."""
 
 
+class LogprobsRefused(NoPromptLogprobs):
+    """The endpoint does not give prompt log-probabilities at all: it refused the request, or answered without
+    them; one line."""
+
+
 class MalformedAnswer(NoPromptLogprobs):
     """The endpoint's answer to a prompt log-probability request cannot be read; one line with the reason."""
 
@@ -64,8 +75,8 @@ async def _prompt_logprobs(client: openai.AsyncOpenAI, model: str, messages: lis
         raise MalformedAnswer(f"{client.base_url} sent an unreadable answer: {_unreadable(exc)}") from None
     except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
         said = exc.body.get("message") if isinstance(exc.body, dict) else None
-        raise NoPromptLogprobs(f"{client.base_url} refused a prompt log-probability request ({exc.status_code}: "
-                               f"{writable(str(said or exc.message)[:160])})") from None
+        raise LogprobsRefused(f"{client.base_url} refused a prompt log-probability request ({exc.status_code}: "
+                              f"{writable(str(said or exc.message)[:160])})") from None
     try:
         _, _, usage = read_completion(completion)
     except MalformedResponse as exc:
@@ -73,7 +84,7 @@ async def _prompt_logprobs(client: openai.AsyncOpenAI, model: str, messages: lis
     extra = completion.model_extra or {}
     logprobs = extra.get("prompt_logprobs")
     if not isinstance(logprobs, list) or not logprobs:
-        raise NoPromptLogprobs(f"{client.base_url} returned no prompt log-probabilities (vLLM does; OpenAI does not)")
+        raise LogprobsRefused(f"{client.base_url} returned no prompt log-probabilities (vLLM does; OpenAI does not)")
     ids = extra.get("prompt_token_ids")
     if not (isinstance(ids, list) and len(ids) == len(logprobs)):
         ids = None
@@ -108,8 +119,8 @@ def _number(candidate: Any, position: int) -> float:
 
 async def served_answer_nll(client: openai.AsyncOpenAI, model: str, prompt: list[dict], answer: str) -> AnswerNLL:
     """The NLL of `answer` to `prompt` (system and user messages) by a served model whose endpoint returns prompt
-    log-probabilities (vLLM). NoPromptLogprobs when it does not, MalformedAnswer (one) when what it sent cannot be
-    read."""
+    log-probabilities (vLLM). LogprobsRefused when it does not, MalformedAnswer when what it sent cannot be read,
+    another NoPromptLogprobs when this answer's tokens cannot be scored from it."""
     full, full_ids, full_count = await _prompt_logprobs(
         client, model, [*prompt, {"role": "assistant", "content": answer}], generation_prompt=False)
     head, head_ids, head_count = await _prompt_logprobs(client, model, prompt, generation_prompt=True)

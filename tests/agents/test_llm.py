@@ -412,3 +412,34 @@ def test_the_policy_asks_in_its_games_words_and_for_game_shares_the_call_limit()
     assert market.semaphore is voting.semaphore and (market.model, market.base_url) == (voting.model, voting.base_url)
     asyncio.run(voting.close())
     asyncio.run(market.close())
+
+
+def test_a_prompt_variant_is_what_the_endpoint_is_asked_and_the_records_name_it(fake, tmp_path):
+    """zero-shot: the default messages with the game's rules after the system message, sent to the endpoint as such
+    (the real SDK against the fake server); the model-call record names the variant."""
+    from lib.games.voting.variants import RULES
+
+    fake.chat_replies.append(GOOD_REQUEST)
+    view = owner_view()
+    policy = LLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="gpt-4o", prompt="zero-shot")
+    action, records, _ = decide(fake, tmp_path, view=view, policy=policy)
+
+    assert action == {"gameId": 7, "type": REQUEST, "compensationRequests": [None, 335000]}
+    default = build_messages(view, build_action_required(view, REQUEST, cap=CAP))
+    [body] = chat_bodies(fake)
+    assert body["messages"] == [{"role": "system", "content": default[0]["content"] + RULES}, default[1]]
+    [call] = [r for r in records if r["kind"] == "model-call"]
+    assert call["prompt"] == "zero-shot" and call["messages"] == body["messages"]
+
+
+def test_copies_keep_the_prompt_variant_and_with_prompt_shares_the_call_limit():
+    from lib.games import game_for
+
+    policy = LLMPolicy(api_key="k", model="m", base_url="http://127.0.0.1:9/v1", prompt="no-history")
+    market = policy.for_game(game_for("harberger"))
+    again = policy.for_game_index(4)
+    other = policy.with_prompt("zero-shot")
+    assert (market.prompt, again.prompt, other.prompt) == ("no-history", "no-history", "zero-shot")
+    assert other.semaphore is policy.semaphore and other.game is policy.game
+    for p in (policy, market, again, other):
+        asyncio.run(p.close())

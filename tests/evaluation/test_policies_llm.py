@@ -250,3 +250,58 @@ def test_a_cache_path_that_is_a_folder_is_one_line_and_exit_2(fake, data, capsys
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert f"{data / 'evaluation_cache.jsonl'}: cannot read the evaluation cache" in err
     assert chat_calls(fake) == [] and not (data / "evaluation_report.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Prompt variants (issue #23)
+
+
+def test_a_prompt_variant_is_what_the_model_is_asked_and_the_report_and_csv_say_so(fake, data, capsys):
+    """--prompt-variant zero-shot: each example's variant, rebuilt from its messages and sidecar state, is what the
+    endpoint gets; the report, the notes, stdout and decisions.csv say which prompt the model rows were asked with."""
+    import csv
+
+    from lib.games.voting.variants import RULES
+
+    fake.chat_default = scripted
+    code, out, err = evaluate(capsys, data, "--prompt-variant", "zero-shot", "--policies", "baseline,llm")
+    assert code == 0, err
+    examples = [json.loads(line)["messages"] for line in (data / "validation_set.jsonl").read_text().splitlines()]
+    variants = [[{"role": "system", "content": m[0]["content"] + RULES}, m[1]] for m in examples
+                if '"chat-with-players"' not in m[2]["content"]]
+    asked = [c["json"]["messages"] for c in chat_calls(fake)]
+    assert sorted(map(json.dumps, asked)) == sorted(map(json.dumps, variants))
+    report = json.loads((data / "evaluation_report.json").read_text())
+    info = report["policy_info"]["llm"]
+    assert info["prompt"] == "zero-shot" and "full rules" in info["prompt_description"]
+    assert any(note.startswith("llm was asked with the prompt variant zero-shot") for note in report["notes"])
+    assert "llm: asked with the prompt variant zero-shot" in out
+    with (data / "decisions.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["prompt"] for r in rows if r["policy"] == "llm"} == {"zero-shot"}
+    assert {r["prompt"] for r in rows if r["policy"] != "llm"} == {""}  # the rules and references take no prompt
+
+
+def test_each_prompt_variant_has_its_own_cached_answers(fake, data, capsys):
+    """no-history on examples without earlier rounds asks the default's very messages, yet is asked anew: an answer
+    to one prompt variant never stands for another's."""
+    fake.chat_default = scripted
+    for variant, asked in (("default", SCORED), ("no-history", 2 * SCORED), ("zero-shot", 3 * SCORED),
+                           ("no-history", 3 * SCORED)):
+        code, _, err = evaluate(capsys, data, "--prompt-variant", variant)
+        assert code == 0 and len(chat_calls(fake)) == asked, (variant, err)
+    asked = [json.dumps(c["json"]["messages"]) for c in chat_calls(fake)]  # concurrent calls: any order
+    assert sorted(asked[SCORED:2 * SCORED]) == sorted(asked[:SCORED])
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--prompt-variant", "zeroshot"],
+     "--prompt-variant: 'zeroshot' is not a prompt variant of the voting game (it has default, zero-shot, "
+     "no-history)"),
+    (["--prompt-variant", "zero-shot", "--policies", "baseline"], "it is the llm policy's prompt"),
+])
+def test_a_prompt_variant_that_cannot_be_asked_is_one_line_and_nothing_is_written(fake, data, capsys, args, said):
+    fake.chat_default = scripted
+    code, out, err = evaluate(capsys, data, *args)
+    assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
+    assert chat_calls(fake) == [] and not (data / "evaluation_report.json").exists()

@@ -4,6 +4,8 @@ registered here), checked the same way for each, as PettingZoo's api_test checks
 - its baseline plays one short game with the agents on the local server in --strict mode, to game-over, and the
   server refuses none of their frames;
 - the examples its data part makes from that game's log hold exactly the prompts the agents were shown at play time;
+- each of its prompt variants, rebuilt from an example and its sidecar line as `finetune.py --evaluate` rebuilds it,
+  is the variant's prompt of play time;
 - the dataset builder writes them with their state sidecar, and the sidecar reads back (lib.dataset.sidecar.read_set)
   into the same examples, answers and views;
 - on every example, the baseline's answer passes the game's own last check before sending;
@@ -33,7 +35,7 @@ from lib.agents.transcript import Transcript, read_transcript
 from lib.dataset.build import TRAINING_FILE, BuildOptions, build_dataset
 from lib.dataset.sidecar import EvalSet, read_set
 from lib.games import GAMES, game_for, register, unregister
-from lib.games.protocols import Game, Policy
+from lib.games.protocols import DEFAULT_PROMPT, Game, Policy, prompt_variants, variant_messages
 from lib.ibex.params import GameParams
 from lib.localserver.server import LocalServer
 from tests.games.ultimatum.game import GAME as ULTIMATUM
@@ -57,6 +59,8 @@ class PromptRecorder:
     game: Game
     inner: Policy
     prompts: dict[tuple[Any, ...], list[list[dict[str, str]]]] = field(default_factory=dict)
+    # the other prompt variants' messages for the same decisions, by variant
+    variants: dict[str, dict[tuple[Any, ...], list[list[dict[str, str]]]]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -65,7 +69,12 @@ class PromptRecorder:
     async def decide(self, view: Any, wire_type: str, *, cap: int, action_required: dict[str, Any],
                      deadline: float, transcript: Transcript | None) -> dict[str, Any] | None:
         key = (view.number, view.round, view.phase, wire_type)
-        self.prompts.setdefault(key, []).append(self.game.answers.messages(view, action_required))
+        messages = self.game.answers.messages(view, action_required)
+        self.prompts.setdefault(key, []).append(messages)
+        for variant in prompt_variants(self.game):
+            if variant != DEFAULT_PROMPT:
+                self.variants.setdefault(variant, {}).setdefault(key, []).append(
+                    variant_messages(self.game, variant, view, messages))
         return await self.inner.decide(view, wire_type, cap=cap, action_required=action_required,
                                        deadline=deadline, transcript=transcript)
 
@@ -78,6 +87,7 @@ class Played:
     prompts: dict[tuple[Any, ...], list[list[dict[str, str]]]]
     dataset: EvalSet
     params: GameParams  # the game's, as its seats had them at play time
+    variants: dict[str, dict[tuple[Any, ...], list[list[dict[str, str]]]]]
 
 
 async def _play(game: Game, tmp: Path) -> tuple[modes.GameResult, PromptRecorder, GameParams]:
@@ -104,7 +114,7 @@ def played(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     assert built.errors == []
     path = tmp / "data" / TRAINING_FILE
     dataset = read_set(path, hashlib.sha256(path.read_bytes()).hexdigest())
-    return Played(game, result, transcripts, recorder.prompts, dataset, params)
+    return Played(game, result, transcripts, recorder.prompts, dataset, params, recorder.variants)
 
 
 def _key(played: Played, example: Any) -> tuple[Any, ...]:
@@ -174,6 +184,25 @@ def test_a_repeated_decision_s_example_prompt_is_what_play_time_code_builds_from
         checked += 1
     if not checked:
         pytest.skip(f"{game.name}: no example of a decision repeated all phase long")
+
+
+def test_every_prompt_variant_rebuilt_from_an_example_is_its_prompt_of_play_time(played: Played) -> None:
+    """What finetune.py --evaluate --prompt-variant asks a model (lib.evaluation.policies.LLMEvalPolicy.messages: the
+    variant of the example's messages on the view its sidecar line rebuilds) is what an agent playing that variant
+    was asked for the same decision, for decisions taken once per phase (see the test above)."""
+    variants = [v for v in prompt_variants(played.game) if v != DEFAULT_PROMPT]
+    if not variants:
+        pytest.skip(f"{played.game.name} has no prompt variant but the default")
+    compared = 0
+    for example in played.dataset.examples:
+        key = _key(played, example)
+        if played.game.seat.cadence(key[3]) is not None or example.messages not in played.prompts.get(key, []):
+            continue
+        for variant in variants:
+            rebuilt = variant_messages(played.game, variant, example.view(), example.messages)
+            assert rebuilt in played.variants[variant][key], (variant, example.line, key)
+            compared += 1
+    assert compared > 0
 
 
 def test_the_sidecar_reads_back_every_example_with_its_answer_and_view(played: Played) -> None:

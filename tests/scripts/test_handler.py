@@ -403,3 +403,56 @@ def test_strict_is_the_local_server_s(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "handler.py"), "--game", "3", "--strict"], cwd=tmp_path,
                             env=handler_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--strict is the local server's: it works with --local only" in result.stderr
+
+
+# ---------------------------------------------------------------------- prompt variants
+
+
+@pytest.mark.parametrize("who", [["--policy", "llm"], ["--policy", "baseline", "--seat-policy", "developer=llm"]],
+                         ids=["every seat", "a seat"])
+def test_a_prompt_variant_is_what_the_model_seats_are_asked_with(tmp_path, who):
+    from lib.games.voting.variants import RULES
+
+    def brain(body):
+        if "Action required:" not in body["messages"][-1]["content"]:
+            return "OK"  # the preflight call
+        action = json.loads(body["messages"][-1]["content"].split("Action required:\n", 1)[1])["data"]["actionType"]
+        return json.dumps({"gameId": 1, **{
+            "SubmitCompensationRequest": {"type": "compensation-request", "compensationRequests": [None, 250000]},
+            "SubmitCompensationOffer": {"type": "compensation-offer", "compensationOffers": [None, 260000]},
+            "SubmitCompensationDecision": {"type": "compensation-decision", "compensationDecisions": [1]}}[action]})
+
+    with FakeOpenAI() as fake:
+        fake.chat_default = brain
+        env = handler_env(**fake.env(), OPENAI_MODEL="gpt-4o-2024-08-06")
+        result = run_handler(tmp_path, *who, "--prompt-variant", "zero-shot", "--rounds", "1", "--no-practice",
+                             "--timer-scale", "0.01", env=env)
+        asked = [c["json"]["messages"] for c in fake.calls_to("POST", "/chat/completions")
+                 if "max_completion_tokens" not in c["json"]]
+    assert result.returncode == 0, result.stderr
+    assert asked and all(m[0]["content"].endswith(RULES) for m in asked)
+    model_calls = [r for records in transcripts(tmp_path).values() for r in records if r["kind"] == "model-call"]
+    assert len(model_calls) == len(asked) and {r["prompt"] for r in model_calls} == {"zero-shot"}
+    if who[1] == "llm":
+        assert result.stdout.splitlines()[0].endswith(", prompt zero-shot (not the training prompt)")
+        assert len(asked) == 11
+    else:
+        assert len(asked) == 1 and "seat 2 llm (prompt zero-shot)" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--policy", "llm", "--prompt-variant", "zeroshot"],
+     "--prompt-variant: 'zeroshot' is not a prompt variant of the voting game (it has default, zero-shot, "
+     "no-history)"),
+    (["--game-type", "harberger", "--policy", "llm", "--prompt-variant", "few-shot"],
+     "'few-shot' is not a prompt variant of the Harberger game"),
+    (["--policy", "baseline", "--prompt-variant", "zero-shot"],
+     "--prompt-variant is a model's prompt: it needs --policy llm or a --seat-policy WHO=llm"),
+    (["--prompt-variant", "zero-shot"], "--prompt-variant is a model's prompt, but the rules play"),
+])
+def test_a_prompt_variant_that_cannot_be_played_is_one_line_before_anything_runs(tmp_path, args, said):
+    result = run_handler(tmp_path, *args, *FAST, env=handler_env(**({"OPENAI_API_KEY": "sk-x"} if "llm" in args
+                                                                      else {})))
+    assert result.returncode == 2 and said in result.stderr, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert result.stdout == "" and not (tmp_path / "records").exists()

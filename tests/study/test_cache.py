@@ -25,6 +25,16 @@ def test_repeated_games_seats_and_attempts_are_separate_draws():
         assert key(**change) != base, change
 
 
+def test_a_prompt_variant_is_a_key_of_its_own_and_the_default_keys_stay_as_they_were():
+    """Two variants never share an answer, even with the same messages (no-history on a first round has the
+    default's); a key without a prompt is the default's, so the caches written before variants still answer."""
+    base = key()
+    assert key(prompt="default") == base
+    assert key(prompt="no-history") != base and key(prompt="zero-shot") != key(prompt="no-history")
+    # the default's key is the one call_key gave before prompt variants existed
+    assert base == "fbd4d0247bce87fb6a391faa40bbf543e89ea3f854d1ed353a35bd46555efa87"
+
+
 def test_answers_survive_a_new_run(tmp_path):
     path = tmp_path / "calls.jsonl"
     cache = CallCache(path)

@@ -360,3 +360,58 @@ def test_a_strict_study_fails_a_game_in_which_the_local_server_refused_a_frame(t
     assert result.exit_code == 1 and result.finished == {"rules": 0} and result.failed == 1
     [game] = rows(tmp_path / "refused", "games")
     assert game["status"] == FAILED and "the strict local server refused 5 frame(s)" in game["note"]
+
+
+def test_model_arms_with_prompt_variants_ask_with_them_and_the_tables_and_report_say_which(tmp_path):
+    """Issue #23: a seat's model with prompt = "zero-shot" (or "no-history") is asked with that variant's messages,
+    through the real SDK against the fake server, and every table and the report name the variant; the default
+    arm's names are those of before variants existed."""
+    from lib.games.voting.variants import RULES
+
+    model = '{{ endpoint = "fake", model = "gpt-4.1-mini", temperature = 0.5{prompt} }}'
+    body = "\n".join([
+        "fast = true", "[values]", 'source = "fresh"', "seed = 3", "[endpoints.fake]", 'base_url_env = "FAKE_BASE_URL"',
+        'api_key_env = "FAKE_KEY"',
+        *(f'[arms.{arm}]\ndeveloper = {model.format(prompt=prompt)}\nowners = "baseline"' for arm, prompt in
+          (("plain", ""), ("zero", ', prompt = "zero-shot"'), ("recent", ', prompt = "no-history"'))),
+    ])
+    path = study_file(tmp_path, "variants", body, games=1, concurrency=1)
+    folder = tmp_path / "variants"
+    with FakeOpenAI() as fake:
+        fake.chat_default = valid_answer
+        result = run_study(path, env={"FAKE_BASE_URL": fake.base_url, "FAKE_KEY": fake.api_key}, out=io.StringIO())
+        asked = [c["json"]["messages"] for c in fake.calls_to("POST", "/chat/completions")]
+    assert result.exit_code == 0 and result.finished == {"plain": 1, "zero": 1, "recent": 1}
+    assert len(asked) == 3  # one offer per arm: no arm replayed another's answer
+    zero_shot = [m for m in asked if m[0]["content"].endswith(RULES)]
+    assert len(zero_shot) == 1 and all(RULES not in m[0]["content"] for m in asked if m not in zero_shot)
+    names = {"plain": "fake:gpt-4.1-mini@0.5", "zero": "fake:gpt-4.1-mini@0.5 prompt=zero-shot",
+             "recent": "fake:gpt-4.1-mini@0.5 prompt=no-history"}
+    prompts = {"plain": "default", "zero": "zero-shot", "recent": "no-history"}
+    for arm, name in names.items():
+        seats = {r["seat"]: r["policy"] for r in rows(folder, "seat_rounds", f"WHERE arm = '{arm}'")}
+        assert seats == {1: "baseline", 2: name, 3: "baseline", 4: "baseline", 5: "baseline", 6: "baseline"}
+        [offer] = rows(folder, "decisions", f"WHERE arm = '{arm}' AND action = 'compensation-offer'")
+        assert offer["policy"] == name and offer["made_by"] == "model"
+        [call] = rows(folder, "calls", f"WHERE arm = '{arm}'")
+        assert call["prompt"] == prompts[arm] and call["model"] == "gpt-4.1-mini"
+    cached = [json.loads(line) for line in (folder / "calls.jsonl").read_text().splitlines()]
+    assert sorted(c["prompt"] for c in cached) == ["default", "no-history", "zero-shot"]
+    assert "prompt" in (folder / "calls.csv").read_text().splitlines()[0].split(",")
+    report = result.report.read_text(encoding="utf-8")
+    assert ("Seats: baseline: seats 1, 3, 4, 5, 6 (owner); fake:gpt-4.1-mini@0.5 prompt=zero-shot: seat 2 "
+            "(developer).") in report
+
+
+def test_a_store_made_before_prompt_variants_gets_the_calls_prompt_column(tmp_path):
+    """A study resumed on a store whose calls table has no prompt column (made before variants) gains it."""
+    from lib.study.store import ResultsStore, column_names
+
+    path = tmp_path / "study.sqlite"
+    old = sqlite3.connect(path)
+    names = [n for n in column_names("calls") if n != "prompt"]
+    old.execute(f"CREATE TABLE calls ({', '.join(names)})")
+    old.commit()
+    old.close()
+    with ResultsStore(path, "old") as store:
+        assert [r[1] for r in store.db.execute("PRAGMA table_info(calls)")] == column_names("calls")

@@ -81,6 +81,9 @@ def test_a_seat_number_overrides_its_group(tmp_path):
     ('[arms.x]\ndeveloper = { endpoint = "local", model = "m", temperature = 5 }\nowners = "baseline"\n',
      "arms.x.developer.temperature", "at most 2"),
     ('[arms.x]\ndeveloper = "smart"\nowners = "baseline"\n', "arms.x.developer", "'smart' is not a policy"),
+    ('[arms.x]\ndeveloper = { endpoint = "local", model = "m", prompt = "zeroshot" }\nowners = "baseline"\n',
+     "arms.x.developer.prompt", "'zeroshot' is not a prompt variant of the voting game (it has default, zero-shot, "
+                                "no-history)"),
     ('[arms.x]\ndeveloper = "baseline"\n', "arms.x", "seat(s) 1, 3, 4, 5, 6 have no policy"),
     ('concurrency = 0\n', "concurrency", "must be from 1"),
     ('concurrency = "4"\n', "concurrency", "must be a whole number"),
@@ -267,3 +270,13 @@ def test_arms_name_the_seat_groups_of_the_study_s_own_game(tmp_path, ultimatum):
     assert ": server: the real server cannot create a ultimatum game" in error_of(
         tmp_path, ULTIMATUM.replace("[parameters]", 'server = "real"\n[parameters]')
         + '[arms.rules]\nproposer = "baseline"\nresponder = "baseline"\n')
+
+
+def test_a_model_s_prompt_variant_is_kept_and_counts_in_the_digest(tmp_path):
+    arm = ('[arms.zero]\ndeveloper = { endpoint = "local", model = "gpt-4o", prompt = "zero-shot" }\n'
+           'owners = "baseline"\n')
+    study = load_study(write(tmp_path, BASE + arm))
+    assert study.arms[1].seats[2] == ModelPolicy("local", "gpt-4o", 1.0, "zero-shot")
+    other = load_study(write(tmp_path, BASE + arm.replace("zero-shot", "no-history"), "b.toml"))
+    assert other.digest != study.digest
+    assert json.loads(study.canonical)["arms"]["zero"]["2"]["prompt"] == "zero-shot"

@@ -5,6 +5,7 @@ fake OpenAI server playing vLLM with a toy model: one token per character, each 
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 
 import openai
@@ -212,3 +213,62 @@ def test_token_ids_that_are_not_integers_are_malformed():
         fake.chat_default = answer
         with pytest.raises(nll.MalformedAnswer, match="prompt_token_ids that are not all integers"):
             served(fake, PROMPT, ANSWER)
+
+
+def only_for(target_user: str, answer) -> callable:
+    """ToyVLLM's answers, but `answer` for the requests of the example whose user message is `target_user`."""
+    toy = ToyVLLM()
+
+    def reply(body: dict) -> dict | str:
+        if "prompt_logprobs" in body and body["messages"][1]["content"] == target_user:
+            return answer(body)
+        return toy(body)
+    return reply
+
+
+@pytest.mark.parametrize(("which", "spoil", "reason"), [
+    (0, spoiled({"last": {"124": {"logprob": 2.5}}}), "is not a number at most 0"),
+    (3, spoiled({"last": {"124": {"logprob": 2.5}}}), "is not a number at most 0"),
+    (3, lambda body: REFUSED, "refused a prompt log-probability request (400: Unrecognized request argument"),
+], ids=["the first example malformed", "a later example malformed", "a later example refused"])
+def test_an_example_the_endpoint_spoils_has_no_nll_and_the_others_keep_theirs(fake, tmp_path, capsys, which, spoil,
+                                                                              reason):
+    """The NLL is per example: one spoiled answer (or one refused request, once the endpoint has shown that it gives
+    prompt log-probabilities) leaves that example without an NLL, the reason counted and said; before, it switched
+    the NLL off for the whole run."""
+    write_set(tmp_path / "validation_set.jsonl")
+    lines = (tmp_path / "validation_set.jsonl").read_text().splitlines()
+    scored = [json.loads(line)["messages"] for line, row in zip(lines, HAND_SET, strict=True)
+              if row[2] != "chat-with-players"]
+    target = scored[which]
+    fake.chat_default = only_for(target[1]["content"], spoil)
+    code = finetune.main(["--evaluate", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path),
+                          "--policies", "llm", "--model", "served", "--nll"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    report = json.loads((tmp_path / "evaluation_report.json").read_text())
+    for action in ("compensation-request", "compensation-offer", "compensation-decision"):
+        answers = [m[2]["content"] for m in scored if m is not target and json.loads(m[2]["content"])["type"] == action]
+        assert report["policies"]["llm"][action]["nll"] == pytest.approx(sum(map(expected_nll, answers)) / len(answers))
+    info = report["policy_info"]["llm"]
+    assert info["nll_scored"] == len(scored) - 1 and info["nll_missing"] == 1
+    assert info["nll"].startswith("nats per answer") and f"; 1 of {len(scored)} examples without NLL: " in info["nll"]
+    [(said, count)] = info["nll_missing_reasons"].items()
+    assert reason in said and count == 1
+    assert f"note: llm: 1 of {len(scored)} examples without NLL: " in err and reason in err
+    assert "no NLL" not in err and "Traceback" not in err
+    with (tmp_path / "decisions.csv").open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["policy"] == "llm" and r["action"] != "chat-with-players"]
+    assert sum(r["nll"] == "" for r in rows) == 1 and rows[which]["nll"] == ""
+
+
+def test_the_nll_is_the_human_answer_s_given_the_prompt_variant_asked(fake, tmp_path, capsys):
+    from lib.games.voting.variants import RULES
+
+    write_set(tmp_path / "validation_set.jsonl")
+    fake.chat_default = ToyVLLM()
+    code = finetune.main(["--evaluate", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path),
+                          "--policies", "llm", "--model", "served", "--nll", "--prompt-variant", "zero-shot"])
+    assert code == 0, capsys.readouterr().err
+    asked = [c["json"] for c in fake.calls_to("POST", "/chat/completions") if "prompt_logprobs" in c["json"]]
+    assert asked and all(body["messages"][0]["content"].endswith(RULES) for body in asked)

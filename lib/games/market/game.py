@@ -13,6 +13,7 @@ from lib.games.market.rules import FUTARCHY, HARBERGER, seat_layout
 from lib.games.market.scores import SCORES
 from lib.games.market.seat import MarketSeat
 from lib.games.market.serverrules import MarketServerRules
+from lib.games.market.variants import PROMPTS
 from lib.games.protocols import GameDefinition, groups_from_roles
 from lib.ibex.params import SEAT_GROUPS, GameParams
 
@@ -55,7 +56,9 @@ class MarketRules:
 
 HARBERGER = GameDefinition(name=HARBERGER, title="Harberger", rules=MarketRules(HARBERGER),
                            server=MarketServerRules(HARBERGER), seat=MarketSeat(HARBERGER), answers=ANSWERS,
-                           play=MarketPlay(HARBERGER), data=DATA, scores=SCORES, outcomes=outcomes)
+                           play=MarketPlay(HARBERGER), data=DATA, scores=SCORES, outcomes=outcomes,
+                           prompts=PROMPTS)
 FUTARCHY = GameDefinition(name=FUTARCHY, title="futarchy", rules=MarketRules(FUTARCHY),
                           server=MarketServerRules(FUTARCHY), seat=MarketSeat(FUTARCHY), answers=ANSWERS,
-                          play=MarketPlay(FUTARCHY), data=DATA, scores=SCORES, outcomes=outcomes)
+                          play=MarketPlay(FUTARCHY), data=DATA, scores=SCORES, outcomes=outcomes,
+                          prompts=PROMPTS)

@@ -31,6 +31,7 @@ BOOK_DEPTH = 5
 OWN_SHOWN = 5  # own resting orders listed per side beyond the best BOOK_DEPTH
 TRADES_SHOWN = 10
 EARLIER_ROUNDS_SHOWN = 5
+EARLIER_ROUNDS = "Earlier rounds:"  # the first line of a user prompt that lists earlier rounds
 
 
 def _pair(values: Any) -> str:
@@ -287,11 +288,21 @@ def _earlier(view: MarketView) -> list[str]:
 def market_user_prompt(view: MarketView, action_required: dict[str, Any]) -> str:
     parts = _earlier(view)
     if parts:
-        parts = ["Earlier rounds:"] + parts + [""]
+        parts = [EARLIER_ROUNDS] + parts + [""]
     rec = view.current
     parts += _round_header(view, rec) + _declarations(view, rec) + _market(view, rec)
     parts += ["", "Action required:", json.dumps(action_required, ensure_ascii=False)]
     return "\n".join(parts)
+
+
+def without_earlier_rounds(user: str) -> str:
+    """A user prompt (market_user_prompt's text) without its earlier rounds: the header that opens it and the lines
+    up to the blank line after them. Read from the text, as lib.games.voting.prompts.without_earlier_rounds is, so that
+    an example's prompt and the play-time prompt give the same result (lib.games.market.variants, no-history)."""
+    lines = user.split("\n")
+    if lines[0] != EARLIER_ROUNDS or "" not in lines:
+        return user
+    return "\n".join(lines[lines.index("") + 1:])
 
 
 def build_market_messages(view: MarketView, action_required: dict[str, Any]) -> list[dict[str, str]]:

@@ -14,6 +14,7 @@ from lib.games.voting.rules import LAST_PHASE, SEATS, seat_role
 from lib.games.voting.scores import SCORES
 from lib.games.voting.seat import SEAT
 from lib.games.voting.serverrules import VotingServerRules
+from lib.games.voting.variants import PROMPTS
 from lib.ibex.params import DEFAULT_PARAMETERS, SEAT_GROUPS, GameParams, parameters_from_dict
 
 
@@ -48,4 +49,4 @@ class VotingRules:
 
 
 GAME = GameDefinition(name="voting", title="voting", rules=VotingRules(), server=VotingServerRules(), seat=SEAT,
-                      answers=ANSWERS, play=PLAY, data=DATA, scores=SCORES, outcomes=outcomes)
+                      answers=ANSWERS, play=PLAY, data=DATA, scores=SCORES, outcomes=outcomes, prompts=PROMPTS)

@@ -23,6 +23,9 @@ CONDITION_NAMES = {cond["id"]: cond["name"] for cond in CONDITIONS}
 MAX_EARLIER_ROUNDS = 20  # finished rounds a prompt lists, the latest ones (a 1,000-round game stays linear)
 MAX_CHAT_MESSAGE_CHARS = 1_000  # characters of one chat message's text in a prompt (twice what an agent may send)
 MAX_CHAT_CHARS = 8_000  # characters of chat lines in a prompt, newest first (about 2,000 tokens)
+EARLIER_ROUNDS = "Earlier rounds"  # how the header of the earlier rounds' lines begins (user_prompt_lines)
+# What may follow the earlier rounds' lines in a user prompt (user_prompt_lines): this round, its chat, the action.
+_AFTER_EARLIER_ROUNDS = ("This round so far: ", "Chat this round", "Action required:")
 # json.dumps(..., ensure_ascii=False) without building an encoder per call (a prompt makes dozens of these calls).
 _JSON_TEXT = json.JSONEncoder(ensure_ascii=False)
 
@@ -221,10 +224,10 @@ def user_prompt_lines(view: PlayerView, action_required: dict[str, Any]) -> list
              _values_line(view.current)]
     shown, left_out = _earlier_rounds(view)
     if left_out:
-        lines.append(f"Earlier rounds (the last {len(shown)}; {len(left_out)} earlier round(s), {left_out[0]} to "
+        lines.append(f"{EARLIER_ROUNDS} (the last {len(shown)}; {len(left_out)} earlier round(s), {left_out[0]} to "
                      f"{left_out[-1]}, are left out):")
     elif shown:
-        lines.append("Earlier rounds:")
+        lines.append(f"{EARLIER_ROUNDS}:")
     for number in shown:
         lines.append(_earlier_round_line(view, view.rounds[number]))
     now = _round_lines(view, view.current, finished=False)
@@ -240,6 +243,18 @@ def user_prompt_lines(view: PlayerView, action_required: dict[str, Any]) -> list
     if all(map(str.isascii, lines)):
         return lines
     return [line if line.isascii() else printable(line) for line in lines]
+
+
+def without_earlier_rounds(user: str) -> str:
+    """A user prompt (user_prompt's text) without its earlier rounds: the header and the round lines that
+    user_prompt_lines puts right after the values line, up to this round's lines. Read from the text, not the view,
+    so that an example's prompt (whose sidecar line keeps only the current round) gives the same result as the
+    play-time prompt (lib.games.voting.variants, the no-history prompt)."""
+    lines = user.split("\n")
+    if len(lines) < 3 or not lines[2].startswith(EARLIER_ROUNDS):
+        return user
+    end = next((i for i in range(3, len(lines)) if lines[i].startswith(_AFTER_EARLIER_ROUNDS)), len(lines))
+    return "\n".join(lines[:2] + lines[end:])
 
 
 def user_prompt(view: PlayerView, action_required: dict[str, Any]) -> str:
