@@ -24,10 +24,13 @@ A statistic that is undefined (no data, a constant side) is None, never NaN.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
+from array import array
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass
+from itertools import chain
 from statistics import NormalDist
 from typing import Any
 
@@ -88,6 +91,16 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[below] + (sorted_values[above] - sorted_values[below]) * (position - below)
 
 
+@functools.lru_cache(maxsize=32)
+def _resample_indices(clusters: int, resamples: int, seed: int) -> tuple[array, ...]:
+    """The clusters each resample draws, in order: they depend on the number of clusters, resamples and seed only,
+    so an evaluation's dozens of statistics over the same persons or games draw them once. The same random stream,
+    draw for draw, as drawing them afresh for each statistic (Random(seed).randrange(clusters), clusters times per
+    resample)."""
+    rng = random.Random(seed)
+    return tuple(array("I", [rng.randrange(clusters) for _ in range(clusters)]) for _ in range(resamples))
+
+
 def cluster_bootstrap(values: Sequence[Any], clusters: Sequence[Hashable],
                       statistic: Callable[[list[Any]], float | None] = mean, resamples: int = DEFAULT_RESAMPLES,
                       seed: int = DEFAULT_SEED, level: float = 0.95) -> Interval:
@@ -101,11 +114,9 @@ def cluster_bootstrap(values: Sequence[Any], clusters: Sequence[Hashable],
     estimate = statistic(list(values)) if values else None
     if estimate is None or len(groups) < 2:
         return Interval(estimate, None, None, len(values), len(groups), level)
-    rng = random.Random(seed)
     draws = []
-    for _ in range(resamples):
-        sample = [v for _ in groups for v in groups[rng.randrange(len(groups))]]
-        result = statistic(sample)
+    for drawn in _resample_indices(len(groups), resamples, seed):
+        result = statistic(list(chain.from_iterable(map(groups.__getitem__, drawn))))
         if result is not None:
             draws.append(result)
     if not draws:

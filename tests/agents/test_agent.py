@@ -1,6 +1,7 @@
 """Complete games of six agents on the local IBEX server, asserting on what the server received and recorded.
 
-Timers are sub-second; phases 3, 4 and 6 end as soon as everyone has acted. Model agents talk to the fake OpenAI
+Timers are sub-second but for the decision phases 3, 4 and 6 (tests/helpers/agent_games.py FAST), which end as soon
+as everyone has acted. Model agents talk to the fake OpenAI
 server through the real openai SDK; a scripted "brain" answers per seat and action, so each seat can exercise one
 failure: malformed JSON, an out-of-range or wrong-role answer, an answer slower than the deadline, a 429.
 """
@@ -21,7 +22,7 @@ from lib.agents.transcript import Transcript, read_transcript
 from lib.games.voting.policy import BaselinePolicy
 from lib.games.voting.rules import SEATS
 from lib.localserver.server import LocalServer
-from tests.helpers.agent_games import ACTIONS, SETTINGS, assert_clean_game, play, sent_by
+from tests.helpers.agent_games import ACTIONS, LATE, SETTINGS, assert_clean_game, play, sent_by
 
 # ---------------------------------------------------------------------- baseline agents
 
@@ -150,7 +151,7 @@ def test_model_agents_recover_from_bad_answers_and_fall_back_when_too_slow(tmp_p
                                            '"compensationRequests":[null,"lots"]}'],
         (4, "SubmitCompensationRequest"): ['{"gameId":1,"type":"compensation-offer","compensationOffers":[null,1]}'],
         (5, "SubmitCompensationRequest"): [{"content": json.dumps(GOOD["SubmitCompensationRequest"](5)),
-                                            "delay": 3.0}],
+                                            "delay": LATE}],
         (6, "SubmitCompensationRequest"): [{"status": 429, "error": {"message": "Rate limit reached"}}],
         (2, "SubmitCompensationOffer"): ['{"gameId":1,"type":"compensation-offer","compensationOffers":'
                                          '[null,99999999]}'],
@@ -199,7 +200,7 @@ def test_every_decision_says_who_made_it_in_the_decisions_table(tmp_path):
         (3, "SubmitCompensationRequest"): [invalid] * 3,  # every answer invalid: fallback
         (4, "SubmitCompensationRequest"): [{"status": 404, "error": {"message": "no such model"}}],
         (5, "SubmitCompensationRequest"): [{"content": json.dumps(GOOD["SubmitCompensationRequest"](5)),
-                                            "delay": 3.0}],  # slower than the deadline
+                                            "delay": LATE}],  # slower than the deadline
     })
     with FakeOpenAI() as fake:
         fake.chat_default = brain
@@ -235,7 +236,7 @@ def test_a_model_call_cut_at_the_deadline_says_so_not_that_the_phase_moved_on(tm
     from tests.helpers.fakeopenai import FakeOpenAI
 
     brain = Brain({(5, "SubmitCompensationRequest"): [{"content": json.dumps(GOOD["SubmitCompensationRequest"](5)),
-                                                      "delay": 3.0}]})
+                                                      "delay": LATE}]})
     with FakeOpenAI() as fake:
         fake.chat_default = brain
         policy = LLMPolicy(api_key=fake.api_key, base_url=fake.base_url, model="ft:test-model")
@@ -260,7 +261,7 @@ def test_an_answer_still_pending_when_its_phase_ends_is_dropped(tmp_path):
     from tests.helpers.fakeopenai import FakeOpenAI
 
     brain = Brain({(3, "SubmitCompensationRequest"): [{"content": json.dumps(GOOD["SubmitCompensationRequest"](3)),
-                                                      "delay": 2.5}]})
+                                                      "delay": LATE}]})
     settings = AgentSettings(safety_margin=0.2, ready_delay=0.05, ready_resend=0.3, clock_offset_ms=-5000)
     with FakeOpenAI() as fake:
         fake.chat_default = brain

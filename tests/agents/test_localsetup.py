@@ -127,7 +127,7 @@ def test_a_local_game_plays_the_session_asked_for(tmp_path):
 
 def test_the_new_options_are_refused_outside_local(tmp_path):
     done = subprocess.run([sys.executable, "handler.py", "--game", "4", "--values", "fresh"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "work with --local only" in done.stderr
 
 

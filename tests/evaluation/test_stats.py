@@ -76,6 +76,34 @@ def test_cluster_bootstrap_is_seeded_and_resamples_whole_clusters():
     assert first.low == pytest.approx(1.0) and first.high == pytest.approx(10.0)
 
 
+def test_cluster_bootstrap_draws_the_clusters_of_a_fresh_seeded_stream():
+    """The draws are kept per (clusters, resamples, seed) for the next statistic: each resample still draws, cluster
+    by cluster, what Random(seed).randrange would draw afresh, in the same order, so the interval is the one a
+    fresh draw gives, whatever came before."""
+    import random
+    import statistics
+
+    def fresh(values, clusters, statistic, resamples, seed):
+        groups = stats._group(values, clusters)
+        rng = random.Random(seed)
+        draws = []
+        for _ in range(resamples):
+            result = statistic([v for _ in groups for v in groups[rng.randrange(len(groups))]])
+            if result is not None:
+                draws.append(result)
+        draws.sort()
+        tail = (1 - 0.95) / 2
+        return stats.percentile(draws, tail), stats.percentile(draws, 1 - tail)
+
+    rng = random.Random(7)
+    values = [rng.gauss(0, 1) for _ in range(40)]
+    clusters = [rng.randrange(9) for _ in values]
+    for statistic in (stats.mean, statistics.median, lambda s: None if len(s) < 40 else max(s) - min(s)):
+        for seed in (0, 0, 5):
+            got = stats.cluster_bootstrap(values, clusters, statistic, resamples=300, seed=seed)
+            assert (got.low, got.high) == fresh(values, clusters, statistic, 300, seed)
+
+
 def test_cluster_bootstrap_within_one_constant_cluster_each_gives_the_cluster_means_range():
     values = [2.0, 2.0, 4.0, 4.0, 6.0, 6.0]
     interval = stats.cluster_bootstrap(values, [1, 1, 2, 2, 3, 3], resamples=2000, seed=0)

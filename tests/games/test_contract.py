@@ -104,7 +104,9 @@ async def _play(game: Game, tmp: Path) -> tuple[modes.GameResult, PromptRecorder
     return result, recorder, params
 
 
-@pytest.fixture(scope="module", params=NAMES)
+# Under -n, the tests of one game run in one worker, which plays that game once (each worker would play it again).
+@pytest.fixture(scope="module", params=[pytest.param(name, marks=pytest.mark.xdist_group(f"contract-{name}"))
+                                        for name in NAMES])
 def played(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, _ultimatum: None) -> Played:
     game = game_for(request.param)
     tmp = tmp_path_factory.mktemp(game.name)

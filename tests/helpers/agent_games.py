@@ -17,11 +17,17 @@ from lib.games.voting.rules import SEATS
 from lib.ibex.params import parameters_from_dict
 from lib.localserver.server import LocalServer
 
-FAST = {"timer_phase_1": 0.1, "timer_phase_2": 0.2, "timer_phase_3": 1.5, "timer_phase_4": 1.5,
-        "timer_phase_5": 0.2, "timer_phase_6": 1.5, "timer_phase_7": 0.1, "round_count": 1, "practice_round": False}
+# The decision phases (3, 4, 6) end as soon as every seat has acted, so their long timers cost a game nothing; they
+# keep the deadline far from any decision that is meant to be in time, however slow or busy the machine (with 1.5 s
+# and a 0.4 s margin, two quick model calls missed it on a loaded 2-core machine). A test that wants a decision to
+# miss its deadline makes it much slower than that (LATE).
+FAST = {"timer_phase_1": 0.1, "timer_phase_2": 0.2, "timer_phase_3": 6.0, "timer_phase_4": 6.0,
+        "timer_phase_5": 0.2, "timer_phase_6": 6.0, "timer_phase_7": 0.1, "round_count": 1, "practice_round": False}
 
 
 SETTINGS = AgentSettings(safety_margin=0.4, ready_delay=0.05, ready_resend=0.3, reconnect_delays=(0.05, 0.1))
+
+LATE = 60.0  # seconds a model answer takes that must miss a decision phase's deadline (its call is cut before)
 
 
 CAP = parameters_from_dict().amount_cap()
@@ -59,11 +65,11 @@ async def _play(tmp_path: Path, policy: Any, overrides: dict[str, Any], settings
         try:
             for agent in agents:  # one after another, so agent k takes seat k
                 tasks.append(asyncio.ensure_future(agent.run()))
-                await asyncio.wait_for(agent.joined.wait(), 5)
+                await asyncio.wait_for(agent.joined.wait(), 60)  # hang guards, all three
             if during is not None:
                 await during(server, game_id)
-            await asyncio.wait_for(asyncio.gather(*tasks), 30)
-            recorded = await server.wait_game_over(game_id, 5)
+            await asyncio.wait_for(asyncio.gather(*tasks), 120)
+            recorded = await server.wait_game_over(game_id, 60)
             assert server.log_path(game_id).exists()
         finally:
             for task in tasks:

@@ -15,7 +15,7 @@ from tests.helpers.paths import REPO
 ACTIONS = ("compensation-request", "compensation-offer", "compensation-decision")
 
 
-TIMEOUT = 60
+TIMEOUT = 120  # seconds: a hang guard for a handler's line or exit, never a speed limit
 
 
 def free_port() -> int:

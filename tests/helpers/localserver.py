@@ -29,7 +29,7 @@ async def http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
+            with urllib.request.urlopen(request, timeout=30) as answer:
                 status, text = answer.status, answer.read().decode()
         except urllib.error.HTTPError as exc:
             status, text = exc.code, exc.read().decode()

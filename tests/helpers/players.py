@@ -38,7 +38,7 @@ class Client:
         self.closed = asyncio.Event()
 
     async def connect(self) -> Client:
-        self.ws = await connect(self.url, open_timeout=5, ping_interval=None)
+        self.ws = await connect(self.url, open_timeout=30, ping_interval=None)
         self._reader = asyncio.create_task(self._read())
         return self
 
@@ -176,7 +176,7 @@ class ScriptedPlayer:
         query = urllib.parse.urlencode({"id": self.game_id, "recovery": self.recovery})
 
         def fetch() -> dict[str, Any]:
-            with urllib.request.urlopen(f"{api_url}/games/status?{query}", timeout=10) as answer:
+            with urllib.request.urlopen(f"{api_url}/games/status?{query}", timeout=30) as answer:
                 return json.loads(answer.read())["data"]["gameData"]
 
         data = await asyncio.to_thread(fetch)

@@ -248,7 +248,7 @@ def test_a_subprocess_reaches_the_fake_through_openai_base_url(fake_openai):
               "'content': 'hi'}]).choices[0].message.content)")
     env = {**os.environ, **fake_openai.env()}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=120)
     assert out.stdout.strip() == "from a subprocess", out.stderr
 
 

@@ -18,7 +18,7 @@ PASSWORD = "s3cret-admin-password"
 async def finished(server: LocalServer) -> int:
     game_id = server.create_game({**FAST, "practice_round": False, "round_count": 1})
     await play_game(server.ws_url, game_id, codes(), [Behaviour(ready_retry=1.0)] * 6)
-    await server.wait_game_over(game_id, timeout=10)
+    await server.wait_game_over(game_id, timeout=60)
     return game_id
 
 

@@ -152,7 +152,7 @@ def test_a_created_games_log_lists_the_stored_rows_as_the_real_server_does(tmp_p
             status, body = await create(server, payload)
             game_id = body["data"]["id"]
             await play_game(server.ws_url, game_id, codes(), [Behaviour()] * 6)
-            return status, await server.wait_game_over(game_id, timeout=20), server.game(game_id)
+            return status, await server.wait_game_over(game_id, timeout=60), server.game(game_id)
 
     status, recorded, game = run(scenario())
 

@@ -35,7 +35,7 @@ def expected(table: list[dict[str, Any]], session: int) -> dict[tuple[int, int],
 
 async def play_both(server: LocalServer, first: int, second: int) -> list[dict[str, Any]]:
     await asyncio.gather(*(play_game(server.ws_url, game, codes(), [QUIET] * 6) for game in (first, second)))
-    return [await server.wait_game_over(game, timeout=10) for game in (first, second)]
+    return [await server.wait_game_over(game, timeout=60) for game in (first, second)]
 
 
 def test_two_games_with_their_own_fresh_tables_each_play_their_own_values(tmp_path: Path) -> None:

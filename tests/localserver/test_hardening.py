@@ -34,7 +34,7 @@ def test_a_chat_holding_a_lone_surrogate_is_relayed_escaped_and_the_game_and_its
             game_id = server.create_game({**FAST, "round_count": 1, "practice_round": False, "timer_phase_2": 1.0})
             recoveries = codes()
             players = await play_game(server.ws_url, game_id, recoveries, [talker] + [Behaviour()] * 5)
-            await server.wait_game_over(game_id, timeout=10)
+            await server.wait_game_over(game_id, timeout=60)
             query = urllib.parse.urlencode({"id": game_id, "recovery": recoveries[1]})
             status = await http("GET", f"{server.api_url}/games/status?{query}")
             return players, status

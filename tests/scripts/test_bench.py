@@ -73,6 +73,7 @@ def test_each_bench_documents_its_smallest_size_flag(bench):
     assert SMOKE in doc, f"{bench.name}: its docstring must show the {SMOKE} run (tests/scripts/test_bench.py runs it)"
 
 
+@pytest.mark.xdist_group("bench-smoke")  # one worker runs the benches once for all of them (under -n)
 @pytest.mark.parametrize("bench", BENCHES, ids=lambda p: p.name)
 def test_each_bench_runs_at_its_smallest_size_and_prints_its_figures(bench, smoke_runs):
     code, out, err = smoke_runs[bench.name]

@@ -307,7 +307,7 @@ def test_ctrl_c_stops_following_without_cancelling_and_follow_resumes(fake, data
                  and record_of(data_dir).get("last_event_id"),
                  "finetune.py to be following the job")
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
 
@@ -322,7 +322,7 @@ def test_ctrl_c_stops_following_without_cancelling_and_follow_resumes(fake, data
     fake.jobs_advance = True
     resumed = subprocess.run(
         [sys.executable, "finetune.py", "--data-dir", str(data_dir), *FAST, "--follow"],
-        cwd=ROOT, env=subprocess_env(**fake.env()), capture_output=True, text=True, timeout=60)
+        cwd=ROOT, env=subprocess_env(**fake.env()), capture_output=True, text=True, timeout=120)
 
     assert resumed.returncode == 0, resumed.stderr
     assert record_of(data_dir)["fine_tuned_model"] == fake.jobs[job_id]["job"]["fine_tuned_model"]
@@ -399,7 +399,7 @@ def test_list_shows_jobs_and_marks_the_recorded_one(env, data_dir, capsys):
 def test_missing_api_key_is_one_line_with_how_to_set_it(data_dir):
     out = subprocess.run([sys.executable, "finetune.py", "--data-dir", str(data_dir)],
                          cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                         timeout=60)
+                         timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
         "error: OPENAI_API_KEY is not set: put OPENAI_API_KEY=sk-... in a .env file next to "
@@ -537,7 +537,7 @@ def test_handler_stops_when_the_recorded_model_lives_on_another_endpoint(tmp_pat
     env = subprocess_env(OPENAI_API_KEY="sk-test-0000000000", OPENAI_BASE_URL="http://127.0.0.1:9/v1")
     result = subprocess.run([sys.executable, str(ROOT / "handler.py"), "--local", "--policy", "llm",
                              "--job-record", str(path), "--logs-dir", str(tmp_path / "logs")],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1

@@ -22,6 +22,24 @@ from tests.helpers.paths import REPO
 FAST = ["--rounds", "1", "--no-practice", "--timer-scale", "0.005"]
 
 
+# handler.py with the decision phases (3, 4, 6) at two minutes and the others as --timer-scale makes them. Those
+# phases end as soon as every seat has acted, so the long timers cost no time; they only keep the deadline out of
+# the way. Under FAST alone phase 6 gives a decision about 0.2 s, and on a loaded machine the 404 of a dead model
+# can come later than that: the decision then falls back, rightly, for `timeout` instead of `model-error` (#21).
+LONG_DECISIONS = """
+import sys
+sys.path.insert(0, sys.argv.pop(1))
+import handler
+from lib.games import game_for
+game = game_for("voting")
+scaled = game.rules.local_parameters
+def long_decisions(rounds, practice, scale):
+    return {**scaled(rounds, practice, scale), **{f"timer_phase_{p}": 120.0 for p in game.play.action_phases}}
+game.rules.local_parameters = long_decisions
+sys.exit(handler.main(sys.argv[1:]))
+"""
+
+
 def handler_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "IBEX_"))}
     env["PYTHON_DOTENV_DISABLED"] = "1"
@@ -29,11 +47,14 @@ def handler_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_handler(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_handler(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
+                long_decisions: bool = False) -> subprocess.CompletedProcess[str]:
+    """handler.py --local ARGS; long_decisions: with LONG_DECISIONS' two-minute decision phases."""
+    script = ["-c", LONG_DECISIONS, str(REPO)] if long_decisions else [str(REPO / "handler.py")]
     return subprocess.run(
-        [sys.executable, str(REPO / "handler.py"), "--local", *args,
+        [sys.executable, *script, "--local", *args,
          "--records", str(tmp_path / "records"), "--logs-dir", str(tmp_path / "logs")],
-        cwd=tmp_path, env=env or handler_env(), capture_output=True, text=True, timeout=60,
+        cwd=tmp_path, env=env or handler_env(), capture_output=True, text=True, timeout=240,  # a hang guard
     )
 
 
@@ -100,7 +121,8 @@ def test_model_agents_run_through_an_openai_compatible_endpoint(tmp_path):
     with FakeOpenAI() as fake:
         fake.chat_default = brain
         env = handler_env(**fake.env(), OPENAI_MODEL="ft:gpt-4.1-mini:lab:voting:abc")
-        result = run_handler(tmp_path, "--rounds", "1", "--no-practice", "--timer-scale", "0.01", env=env)
+        result = run_handler(tmp_path, "--rounds", "1", "--no-practice", "--timer-scale", "0.01", env=env,
+                             long_decisions=True)  # every decision the model's, however slow the machine
         calls = fake.calls_to("POST", "/chat/completions")
         base_url = fake.base_url
 
@@ -129,7 +151,7 @@ def test_a_signal_mid_game_closes_sockets_and_leaves_complete_transcripts(tmp_pa
     )
     try:
         # Wait until the game is under way: the owners' first requests are in the decisions table.
-        give_up = time.monotonic() + 20
+        give_up = time.monotonic() + 120  # a hang guard: on a busy machine the start alone took over 20 s
         while time.monotonic() < give_up:
             found = [p for p in (tmp_path / "logs").rglob("decisions.csv")
                      if p.read_text(encoding="utf-8").count("\n") > 3]
@@ -139,7 +161,7 @@ def test_a_signal_mid_game_closes_sockets_and_leaves_complete_transcripts(tmp_pa
         else:
             pytest.fail("no decision was ever taken")
         process.send_signal(signum)
-        stdout, stderr = process.communicate(timeout=15)
+        stdout, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
@@ -179,13 +201,13 @@ def test_more_rounds_than_the_private_values_table_holds_is_a_one_line_error(tmp
 
 def test_without_a_mode_the_handler_says_what_to_do(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "handler.py")], cwd=tmp_path, env=handler_env(),
-                            capture_output=True, text=True, timeout=30)
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "--local" in result.stderr
 
 
 def test_help_names_every_game_the_handler_plays(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "handler.py"), "--help"], cwd=tmp_path, env=handler_env(),
-                            capture_output=True, text=True, timeout=30)
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert "voting, Harberger and futarchy games" in " ".join(result.stdout.split())
 
@@ -227,22 +249,6 @@ def test_the_preflight_stops_a_model_that_cannot_play_before_any_agent_joins(tmp
     assert not (tmp_path / "logs").exists() and not (tmp_path / "records").exists(), "no agent joined a game"
 
 
-# handler.py with the decision phases (3, 4, 6) at two minutes and the others as --timer-scale makes them. Those
-# phases end as soon as every seat has acted, so the long timers cost no time; they only keep the deadline out of
-# the way. Under FAST alone phase 6 gives a decision about 0.2 s, and on a loaded machine the 404 of a dead model
-# can come later than that: the decision then falls back, rightly, for `timeout` instead of `model-error` (#21).
-LONG_DECISIONS = """
-import sys
-sys.path.insert(0, sys.argv.pop(1))
-import handler
-from lib.games import game_for
-game = game_for("voting")
-scaled = game.rules.local_parameters
-def long_decisions(rounds, practice, scale):
-    return {**scaled(rounds, practice, scale), **{f"timer_phase_{p}": 120.0 for p in game.play.action_phases}}
-game.rules.local_parameters = long_decisions
-sys.exit(handler.main(sys.argv[1:]))
-"""
 
 
 def test_without_preflight_a_dead_model_plays_fallbacks_says_so_and_fails_the_run(tmp_path):
@@ -252,10 +258,7 @@ def test_without_preflight_a_dead_model_plays_fallbacks_says_so_and_fails_the_ru
     with FakeOpenAI() as fake:
         fake.chat_models = {"gpt-4.1-mini-2025-04-14"}
         env = handler_env(**fake.env(), OPENAI_MODEL="ft:gone")
-        result = subprocess.run(
-            [sys.executable, "-c", LONG_DECISIONS, str(REPO), "--local", "--policy", "llm", "--no-preflight", *FAST,
-             "--records", str(tmp_path / "records"), "--logs-dir", str(tmp_path / "logs")],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        result = run_handler(tmp_path, "--policy", "llm", "--no-preflight", *FAST, env=env, long_decisions=True)
 
     assert result.returncode == 3, result.stderr
     assert "more than --max-fallback-share 0.2" in result.stderr and result.stderr.count("\n") == 1
@@ -278,9 +281,10 @@ def test_a_model_whose_every_answer_is_invalid_is_not_reported_as_the_models_pla
         fake.chat_default = lambda body: "I would rather not say."
         env = handler_env(**fake.env(), OPENAI_MODEL="ft:stubborn")
         extra = ["--max-fallback-share", limit] if limit else []
-        # Timers long enough for two quick model calls per decision, even on a busy machine.
+        # Two model calls per decision: the deadline must be out of their way, however busy the machine (with
+        # --timer-scale 0.01 alone the votes have 0.45 s, and on a loaded machine they fell back for `timeout`).
         result = run_handler(tmp_path, "--policy", "llm", "--max-retries", "1", *extra, "--rounds", "1",
-                             "--no-practice", "--timer-scale", "0.01", env=env)
+                             "--no-practice", "--timer-scale", "0.01", env=env, long_decisions=True)
 
     assert result.returncode == (3 if limit is None else 0), result.stderr
     assert "decisions: 11: fallback 11 (100.0%: invalid-answers 11)" in result.stdout.splitlines(), result.stdout
@@ -292,9 +296,11 @@ def test_a_model_whose_every_answer_is_invalid_is_not_reported_as_the_models_pla
 
 
 def test_each_round_is_printed_when_it_ends_not_at_the_end_of_the_game(tmp_path):
+    # Timers x0.02: round 2 waits about 7 s in phases nobody can end early, so the game cannot be over by the time
+    # this process has read round 1's block, however long a busy machine keeps it from reading (x0.005: 1.7 s).
     process = subprocess.Popen(
         [sys.executable, str(REPO / "handler.py"), "--local", "--rounds", "2", "--no-practice", "--timer-scale",
-         "0.005", "--records", str(tmp_path / "records"), "--logs-dir", str(tmp_path / "logs")],
+         "0.02", "--records", str(tmp_path / "records"), "--logs-dir", str(tmp_path / "logs")],
         cwd=tmp_path, env=handler_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -306,7 +312,7 @@ def test_each_round_is_printed_when_it_ends_not_at_the_end_of_the_game(tmp_path)
         # Round 1 is out while round 2 is still to be played: the game has no log yet.
         assert "round 1" in seen and "round 2" not in seen
         assert not list((tmp_path / "records").glob("*.log.json"))
-        rest, stderr = process.communicate(timeout=60)
+        rest, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
@@ -328,7 +334,7 @@ def test_a_killed_run_leaves_a_decisions_table_of_complete_rows(tmp_path):
          "--records", str(tmp_path / "records"), "--logs-dir", str(tmp_path / "logs")],
         cwd=tmp_path, env=handler_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        give_up = time.monotonic() + 30
+        give_up = time.monotonic() + 120  # a hang guard
         while time.monotonic() < give_up:
             tables = list((tmp_path / "logs").rglob("decisions.csv"))
             if tables and tables[0].read_text(encoding="utf-8").count("\n") > 12:  # into round 1
@@ -337,7 +343,7 @@ def test_a_killed_run_leaves_a_decisions_table_of_complete_rows(tmp_path):
         else:
             pytest.fail("no decisions were taken")
         process.kill()  # SIGKILL: no handler runs, nothing is flushed at exit
-        process.communicate(timeout=15)
+        process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()

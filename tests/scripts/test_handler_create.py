@@ -189,7 +189,7 @@ def test_market_create_settings_that_cannot_be_played_are_refused_before_any_gam
     env = {"PATH": "/usr/bin:/bin", "PYTHON_DOTENV_DISABLED": "1", "IBEX_USERNAME": "admin",
            "IBEX_PASSWORD": "pw", "IBEX_API_URL": "http://127.0.0.1:9/api/v1", "IBEX_WS_URL": "ws://127.0.0.1:9"}
     result = subprocess.run([sys.executable, str(REPO / "handler.py"), "--create", "--policy", "baseline", *args,
-                             *extra], cwd=tmp_path, capture_output=True, text=True, timeout=30, env=env)
+                             *extra], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
 
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "error: " + message.format(path=path)
@@ -208,7 +208,7 @@ def test_market_create_settings_that_cannot_be_played_are_refused_before_any_gam
 )
 def test_flags_a_mode_would_ignore_are_refused(tmp_path, args, message):
     result = subprocess.run([sys.executable, str(REPO / "handler.py"), *args], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=30, env={"PATH": "/usr/bin:/bin", "PYTHON_DOTENV_DISABLED": "1"})
+                            text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHON_DOTENV_DISABLED": "1"})
 
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"python handler.py: error: {message}"

@@ -84,7 +84,10 @@ def test_a_crashed_handler_is_resumed_with_its_recovery_codes(tmp_path):
 
     async def scenario():
         async with LocalServer(records_dir=tmp_path / "records") as server:
-            game_id = server.create_game({**FAST, "round_count": 2, "timer_phase_2": 1.0})
+            # Decision phases of a minute: they end as the seats act, and round 1's wait for the second handler
+            # to start and rejoin (seconds on a busy machine) however slow that start.
+            game_id = server.create_game({**FAST, "round_count": 2, "timer_phase_2": 1.0, "timer_phase_3": 60,
+                                          "timer_phase_4": 60, "timer_phase_6": 60})
             first = await Handler.start(tmp_path, env_for(server), "--game", str(game_id))
             await first.wait_line("transcripts:")
             game = server.game(game_id)

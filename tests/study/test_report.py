@@ -25,6 +25,9 @@ from lib.study.spec import load_study
 from lib.study.store import column_names, open_study
 from tests.helpers.paths import FIXTURES, REPO
 
+# Under -n, one worker runs this file: its module fixtures play four games, which every worker would play again.
+pytestmark = pytest.mark.xdist_group("study-report")
+
 HUMAN_LOGS = [REPO / "jsonFiles" / f"{n}.log.json" for n in (1, 2, 3, 4)]
 SESSIONS = REPO / "jsonFiles" / "sessions.json"
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -185,7 +185,7 @@ def test_a_study_killed_mid_way_resumes_with_no_game_lost_or_counted_twice(tmp_p
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
-        proc.wait(timeout=30)
+        proc.wait(timeout=120)
     before = {(g["arm"], g["game_index"]) for g in rows(folder, "games") if g["status"] == FINISHED}
     assert 1 <= len(before) < 6
     done = subprocess.run([sys.executable, "handler.py", "--study", str(path)], cwd=REPO, capture_output=True,
@@ -222,7 +222,7 @@ def test_ctrl_c_finishes_the_running_game_starts_no_other_and_prints_the_summary
                     break
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
+        output, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -309,7 +309,7 @@ def test_too_many_fallbacks_start_no_new_game_and_exit_3(tmp_path):
 def test_a_model_without_its_endpoint_variable_is_one_line_before_any_game(tmp_path):
     path = model_study(tmp_path, "noenv", games=1)
     done = subprocess.run([sys.executable, "handler.py", "--study", str(path)], cwd=REPO, capture_output=True,
-                          text=True, timeout=60, env={k: v for k, v in os.environ.items() if k != "FAKE_BASE_URL"})
+                          text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "FAKE_BASE_URL"})
     assert done.returncode == 2 and "FAKE_BASE_URL is not set" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "noenv" / "games").exists()
 

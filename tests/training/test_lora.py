@@ -35,6 +35,13 @@ from lib.training import lora as trltrain
 from tests.helpers.paths import REPO
 from tests.helpers.tinymodel import make_model  # noqa: E402
 
+# Hang guards, not speed limits: the longest test here is a minute of CPU alone and shares two cores with three
+# other workers under the README's -n 4; a machine three times slower still passes.
+pytestmark = pytest.mark.timeout(600)
+# The tests that read the one training of the `trained` fixture run in one worker under -n: each worker would train
+# it again.
+TRAINED = pytest.mark.xdist_group("lora-trained")
+
 ROOT = REPO
 ANSWERS = ['{"gameId":7,"type":"compensation-decision","decision":[1]}',
            '{"gameId":7,"type":"compensation-decision","decision":[0]}',
@@ -98,6 +105,7 @@ def trained(tiny, tmp_path_factory):
 
 # ----------------------------------------------------------------------------- training
 
+@TRAINED
 def test_training_lowers_the_loss_and_writes_the_adapter_and_the_record(trained, tiny):
     assert trained["code"] == 0, trained["err"]
     record, folder, data = trained["record"], trained["folder"], trained["data"]
@@ -125,6 +133,7 @@ def test_training_lowers_the_loss_and_writes_the_adapter_and_the_record(trained,
     assert json.loads((folder / "training.json").read_text())["job_id"] == record["job_id"]
 
 
+@TRAINED
 def test_progress_shows_steps_losses_and_time_left(trained):
     lines = trained["out"].splitlines()
     steps = [line for line in lines if line.strip().startswith("step ")]
@@ -134,6 +143,7 @@ def test_progress_shows_steps_losses_and_time_left(trained):
     assert "{'loss'" not in trained["out"]   # the trainer's own dict dumps are replaced by these lines
 
 
+@TRAINED
 def test_the_trained_adapter_answers_like_the_humans(trained, tiny):
     tuned, base = localmodel.load(trained["folder"]), localmodel.load(tiny)
     assert tuned.adapter == str(trained["folder"]) and tuned.base == str(tiny)
@@ -143,6 +153,7 @@ def test_the_trained_adapter_answers_like_the_humans(trained, tiny):
         assert localmodel.answer_nll(tuned, prompt, answer).nll < localmodel.answer_nll(base, prompt, answer).nll / 3
 
 
+@TRAINED
 def test_merge_writes_full_weights_that_score_like_the_adapter(trained):
     merged_dir = trained["folder"] / "merged"
     assert trained["record"]["merged_path"] == str(merged_dir)
@@ -156,6 +167,7 @@ def test_merge_writes_full_weights_that_score_like_the_adapter(trained):
     assert localmodel.decide(merged, prompt, max_new_tokens=40) == answer
 
 
+@TRAINED
 def test_a_second_run_on_the_same_data_is_refused_without_resume(trained, tiny, capsys):
     code, _, err = trl(capsys, trained["data"], tiny, "--epochs", 20, "--save-steps", 20, *FAST)
     assert code == 2
@@ -212,6 +224,7 @@ class Interrupt(TrainerCallback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_a_checkpoint_and_resume_continues_from_it(tiny, tmp_path, capsys):
     data = make_data(tmp_path, n_train=12)
     stopped = job(tiny, data, hyper={"epochs": 3}, save_steps=100)
@@ -248,6 +261,7 @@ def test_ctrl_c_keeps_a_checkpoint_and_resume_continues_from_it(tiny, tmp_path, 
     assert (folder / "merged" / "config.json").is_file()
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_the_command_line_stops_cleanly(tiny, tmp_path):
     """The real script in its own process: Ctrl-C during training exits 130 with the checkpoint on disk."""
     data = make_data(tmp_path, n_train=12)
@@ -263,7 +277,7 @@ def test_ctrl_c_on_the_command_line_stops_cleanly(tiny, tmp_path):
             if line.strip().startswith("step 3/"):
                 proc.send_signal(signal.SIGINT)
                 break
-        rest, err = proc.communicate(timeout=60)
+        rest, err = proc.communicate(timeout=300)  # a hang guard: saving the checkpoint takes seconds
     finally:
         if proc.poll() is None:     # never leave a training running behind a failed test
             proc.kill()
@@ -277,6 +291,7 @@ def test_ctrl_c_on_the_command_line_stops_cleanly(tiny, tmp_path):
     assert json.loads((data / "finetune_job.json").read_text())["status"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_several_processes_train_one_model_and_one_process_reports(tiny, tmp_path):
     """What accelerate launch --multi_gpu does on GPUs, torchrun does here on the CPU: two processes, one
     data-parallel training; only the first prints and writes."""
@@ -287,7 +302,7 @@ def test_several_processes_train_one_model_and_one_process_reports(tiny, tmp_pat
         [str(torchrun), "--standalone", "--nproc_per_node", "2", str(ROOT / "finetune.py"), "--trainer",
          "trl", "--model", str(tiny), "--data-dir", str(data), "--epochs", "2", "--save-steps", "3", "--batch-size",
          "2", "--grad-accum", "1", "--lr", "1e-2", "--lora-r", "8", "--logging-steps", "1"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=100)
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=500)  # a hang guard
     assert result.returncode == 0, result.stderr[-3000:]
     steps = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("step ")]
     assert [s.split()[1] for s in steps if "eval" not in s] == [f"{i}/6" for i in range(1, 7)]   # 12 / (2 x 2)
@@ -475,6 +490,7 @@ def test_a_bad_line_is_named(tiny, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- finetune.py --evaluate: local
 
+@pytest.mark.slow
 def test_evaluate_scores_the_trained_model_beside_its_base(tmp_path, capsys, monkeypatch):
     """The whole path: a set as constructDataset.py writes it, a training on it, then --evaluate with the
     recorded adapter (local) and its base model (local-base): decisions scored, NLL of the humans' answers."""
@@ -577,6 +593,7 @@ class FakeVLLM:
         return {"content": "x", "response_extra": extra}
 
 
+@TRAINED
 @pytest.mark.parametrize("token_ids", [True, False], ids=["with prompt_token_ids", "with token counts only"])
 def test_a_served_model_gives_the_same_nll_as_in_process(trained, token_ids):
     """The NLL through an OpenAI-compatible endpoint that returns prompt log-probabilities, as vLLM does, with the

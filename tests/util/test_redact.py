@@ -89,7 +89,7 @@ def test_finetune_subprocess_traceback_free_and_redacted(tmp_path):
            "OPENAI_BASE_URL": f"http://researcher:{PASSWORD}@127.0.0.1:9/v1"}
     proc = subprocess.run([sys.executable, str(Path(finetune.__file__)), "--data-dir", str(tmp_path),
                            "--max-retries", "0", "--poll-interval", "0.01"], env=env, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=120)
     assert proc.returncode == 1
     assert "cannot reach http://[redacted]@127.0.0.1:9/v1" in proc.stderr
     assert KEY not in proc.stdout + proc.stderr and PASSWORD not in proc.stdout + proc.stderr

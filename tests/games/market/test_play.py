@@ -246,7 +246,7 @@ def test_market_options_are_refused_where_they_do_not_apply():
     for args, words in ((["--game", "3", "--game-type", "harberger"], "--game-type chooses the game of --local"),
                         (["--local", "--game-type", "futarchy", "--chat"], "has no chat")):
         out = subprocess.run([sys.executable, "handler.py", *args], cwd=ROOT, capture_output=True, text=True,
-                             timeout=60, env={"PYTHONPATH": str(ROOT), "PYTHON_DOTENV_DISABLED": "1"})
+                             timeout=120, env={"PYTHONPATH": str(ROOT), "PYTHON_DOTENV_DISABLED": "1"})
         assert out.returncode == 2 and words in out.stderr
 
 

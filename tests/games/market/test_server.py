@@ -295,7 +295,7 @@ async def seated(server: LocalServer, game_type: str, stop_at: int, **flat: Any)
     for client in clients:
         await client.send({"gameId": game_id, "type": "player-is-ready"})
     for client in clients:
-        await client.wait_for(is_event("phase-transition", phase=stop_at), timeout=15)
+        await client.wait_for(is_event("phase-transition", phase=stop_at), timeout=60)
     return game_id, clients
 
 
@@ -303,7 +303,7 @@ async def answer(client: Client, message: dict[str, Any], predicate: Any = None)
     """Send a frame and return the first frame after it that satisfies `predicate` (default: any)."""
     start = len(client.frames)
     await client.send(message)
-    return (await client.wait_for(predicate or (lambda _f: True), start=start, timeout=5))[1]
+    return (await client.wait_for(predicate or (lambda _f: True), start=start, timeout=30))[1]
 
 
 async def silence(client: Client, seconds: float = 0.2) -> list[dict[str, Any]]:
@@ -355,7 +355,7 @@ def test_wrong_phase_wrong_role_and_repeated_declarations_get_the_real_servers_a
             assert await silence(c[3]) == [] and server.game(game_id).players[4].property["d"] is None
             for client in (c[1], c[3], c[4], c[5]):  # every lot declared: the phase ends
                 await client.send(valid)
-            published = (await c[0].wait_for(is_event("declarations-published"), timeout=5))[1]["data"]
+            published = (await c[0].wait_for(is_event("declarations-published"), timeout=30))[1]["data"]
             assert published["declarations"][2]["d"] == [350000, 150000]
             await close_all(c)
 
@@ -396,7 +396,7 @@ def test_anyone_may_end_phase_5_as_on_the_real_server() -> None:
             game_id, c = await seated(server, "futarchy", stop_at=5)
             g = {"gameId": game_id}
             await c[6].send({**g, "type": "complete-current-phase"})  # a speculator: the real server lets anyone
-            await c[0].wait_for(is_event("phase-transition", phase=6), timeout=2)
+            await c[0].wait_for(is_event("phase-transition", phase=6), timeout=30)
             assert server.game(game_id).phase == 6
             await close_all(c)
 
@@ -422,7 +422,7 @@ def test_futarchy_phase_3_ends_when_minutes_for_sniping_are_over_and_a_message_a
             await asyncio.sleep(0.3)
             assert server.game(game_id).phase == 3  # tested only when a message arrives, as there
             await c[6].send({"gameId": game_id, "type": "done-speculating", "snipe": [[], [], []]})  # one of six
-            await c[0].wait_for(is_event("phase-transition", phase=4), timeout=2)
+            await c[0].wait_for(is_event("phase-transition", phase=4), timeout=30)
             await close_all(c)
 
     run(scenario())
@@ -622,7 +622,7 @@ def test_a_whole_in_process_game_pays_each_seat_the_profit_of_its_paid_rounds_su
                                           "session_number": 2, **timers})
             clients = await play_market_game(server.ws_url, game_id, [new_recovery_code() for _ in range(12)],
                                              game_type)
-            recorded = await server.wait_game_over(game_id, timeout=5)
+            recorded = await server.wait_game_over(game_id, timeout=30)
             await close_all(clients)
             return clients, recorded, server.game(game_id)
 
