@@ -123,28 +123,31 @@ def _listening(log: decisions.DecisionLog, hear: Callable[[str, Any], None]) -> 
 
 async def play_seats(game: Game, game_id: int, seats: Sequence[Seat], policies: Mapping[int, Policy], *,
                      ws_url: str, api: IbexApi, params: GameParams | None, settings: AgentSettings, run_dir: Path,
-                     log: decisions.DecisionLog, stop: asyncio.Event, say: Say, seed: int = 0, local: bool = False,
-                     known: bool = True, compact: bool = False, secrets: Sequence[str] = (),
+                     log: decisions.DecisionLog, stop: asyncio.Event, say: Say | None, seed: int = 0,
+                     local: bool = False, known: bool = True, compact: bool = False, secrets: Sequence[str] = (),
                      transcript_batch: float = 0.0, timeout: float | None = None) -> GameResult:
     """One agent per seat (agent k plays `seats[k - 1]` with `policies[k]`, the game's version of a policy),
     joined in order, until game-over, a stop, a failed agent or `timeout`; transcripts agent<k>.jsonl in
     `run_dir`, decisions in `log` (which may be shared by several games), each round reported through `say` as it
-    ends. `params` None: the game's parameters are unknown (a real server's game); `known` False: the server did
-    not say which of the games sharing its ruleset this is."""
+    ends (`say` None: no live report; a study plays hundreds of games and prints none of their rounds, so their
+    agents skip working out which rounds every seat has finished at each phase). `params` None: the game's
+    parameters are unknown (a real server's game); `known` False: the server did not say which of the games
+    sharing its ruleset this is."""
     if sorted(policies) != list(range(1, len(seats) + 1)):
         raise ValueError(f"a policy for each of the seats 1 to {len(seats)}, in join order, got seats "
                          f"{sorted(policies)}")
-    progress = Progress(say, game, game_id, params, compact=compact)
+    progress = Progress(say or _silent, game, game_id, params, compact=compact)
     progress.log = log
     options = game.play.agent_options(params, seed=seed, local=local, known=known)
     with contextlib.ExitStack() as closing:
-        closing.enter_context(_listening(log, progress.hear))
+        if say is not None:
+            closing.enter_context(_listening(log, progress.hear))
         transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=list(secrets),
                                                         flush_delay=transcript_batch))
                        for k in range(1, len(seats) + 1)]
         agents = [Agent(ws_url, game_id, seat.recovery, policies[k], transcripts[k - 1], game=game, params=params,
                         settings=settings, name=f"agent{k}", api=api, resume=seat.resumes is not None,
-                        decision_log=log, on_phase=progress.on_phase, **options)
+                        decision_log=log, on_phase=progress.on_phase if say is not None else None, **options)
                   for k, seat in enumerate(seats, 1)]
         progress.agents = agents
         outcome = await run_agents(agents, stop, timeout)
@@ -152,7 +155,7 @@ async def play_seats(game: Game, game_id: int, seats: Sequence[Seat], policies: 
 
 
 async def play_local(server: Any, game_id: int, policies: Mapping[int, Policy], *, settings: AgentSettings,
-                     run_dir: Path, log: decisions.DecisionLog, stop: asyncio.Event, say: Say, seed: int = 0,
+                     run_dir: Path, log: decisions.DecisionLog, stop: asyncio.Event, say: Say | None, seed: int = 0,
                      secrets: Sequence[str] = (), transcript_batch: float = 0.0) -> GameResult:
     """Play game `game_id` of the running local server `server` (lib.localserver.server.LocalServer), one agent
     per entry of `policies` (seat -> policy, in the game's version: PlayRules.policy; seats 1 to n, which the
@@ -170,6 +173,10 @@ async def play_local(server: Any, game_id: int, policies: Mapping[int, Policy], 
         await server.wait_game_over(game_id, timeout=5)
         result.game_log = server.log_path(game_id)
     return result
+
+
+def _silent(_line: str) -> None:
+    return None
 
 
 def secrets_token() -> str:

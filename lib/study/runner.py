@@ -533,7 +533,7 @@ class _LocalGames(_Games):
             raise _GameFailed(f"the local server cannot create the game: {exc}") from None
         try:
             result = await play_local(self.server, game_id, game.policies, settings=self.settings,
-                                      run_dir=game.folder, log=log, stop=stop, say=lambda _line: None,
+                                      run_dir=game.folder, log=log, stop=stop, say=None,
                                       seed=game.seed, secrets=self.secrets)
         finally:
             await self.server.delete_game(game_id)  # a study's server must not hold every game it played
@@ -592,7 +592,7 @@ class _RealGames(_Games):
             raise _GameFailed(f"the server cannot create the game: {exc}") from None
         result = await play_seats(self.game, created.id, seats, game.policies, ws_url=self.urls.ws_url, api=self.api,
                                   params=params, settings=self.settings, run_dir=game.folder, log=log, stop=stop,
-                                  say=lambda _line: None, seed=game.seed, secrets=self.secrets,
+                                  say=None, seed=game.seed, secrets=self.secrets,
                                   timeout=self.game.rules.timeout(params))
         if result.outcome == "stopped":
             return _Outcome(created.id, stopped=True)
