@@ -65,6 +65,9 @@ CALLS_FILE = "calls.jsonl"
 GAMES_DIR = "games"
 SERVER_LOGS = "server-logs"  # where the in-process local server writes a game's log before it moves to its folder
 MODEL_MADE = (decisions.MODEL, decisions.MODEL_RETRIED, decisions.FALLBACK)
+# Transcript lines reach the OS in batches this many seconds apart (and at the game's end): a line per frame costs a
+# write per frame, and a killed run loses nothing by it, since the games it leaves running are played again.
+TRANSCRIPT_BATCH = 2.0
 
 Say = Callable[[str], None]
 
@@ -534,7 +537,7 @@ class _LocalGames(_Games):
         try:
             result = await play_local(self.server, game_id, game.policies, settings=self.settings,
                                       run_dir=game.folder, log=log, stop=stop, say=None,
-                                      seed=game.seed, secrets=self.secrets)
+                                      seed=game.seed, secrets=self.secrets, transcript_batch=TRANSCRIPT_BATCH)
         finally:
             await self.server.delete_game(game_id)  # a study's server must not hold every game it played
         if result.outcome == "stopped":
@@ -593,7 +596,7 @@ class _RealGames(_Games):
         result = await play_seats(self.game, created.id, seats, game.policies, ws_url=self.urls.ws_url, api=self.api,
                                   params=params, settings=self.settings, run_dir=game.folder, log=log, stop=stop,
                                   say=None, seed=game.seed, secrets=self.secrets,
-                                  timeout=self.game.rules.timeout(params))
+                                  timeout=self.game.rules.timeout(params), transcript_batch=TRANSCRIPT_BATCH)
         if result.outcome == "stopped":
             return _Outcome(created.id, stopped=True)
         if result.outcome != "game-over":
