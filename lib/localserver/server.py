@@ -291,7 +291,10 @@ class LocalServer:
     def _on_game_over(self, game: CoreGame) -> None:
         assert game.recorded is not None
         if self.records_dir is not None:
-            _write_atomically(self.log_path(game.id), js.stringify(game.recorded))
+            # The server log is recorded by value (CoreGame._record): it alone needs no second deep copy.
+            text = js.stringify_value({key: value if key == "server-log" else js.to_json_value(value)
+                                       for key, value in game.recorded.items()})
+            _write_atomically(self.log_path(game.id), text)
         waiter = self._waiters.get(game.id)
         if waiter is not None and not waiter.done():
             waiter.set_result(game.recorded)
