@@ -56,7 +56,7 @@ from lib.ibex.sessions import SessionsError, SessionsTable, load_sessions, parse
 from lib.study.cache import CallCache, SpendTracker, call_key
 from lib.study.logtables import LogTableError, tables_from_log
 from lib.study.spec import Arm, GameSlot, ModelPolicy, Study, StudyError, load_study
-from lib.study.store import FAILED, FINISHED, ResultsStore, StoreError, open_study
+from lib.study.store import ABANDONED, FAILED, FINISHED, ResultsStore, StoreError, open_study
 from lib.study.values import fresh_table
 from lib.util import redact
 
@@ -334,9 +334,7 @@ class _Run:
         self.abandoned = 0
         self.limit: str | None = None
         self.secrets = redact.secrets_from_env(env)
-        self.params = self.game.rules.parameters(study.parameters)
-        margin = safety_margin(self.game.play.action_phases, self.params)
-        self.settings = AgentSettings(chat=False, safety_margin=margin, ready_delay=min(0.2, margin))
+        self.settings = agent_settings(study, self.game)
         # Every policy is built once before any game starts: a policy that cannot play fails the study at once.
         self.policies = {name: seat_policies(study, arm, self.game, 0, self.models, data_dir)
                          for name, arm in self.arms.items()}
@@ -371,8 +369,8 @@ class _Run:
     def game_dir(self, arm: str, index: int) -> Path:
         return self.folder / GAMES_DIR / arm / f"{index:06d}"
 
-    async def play_one(self, server: _Games, arm_name: str, index: int) -> None:
-        arm, slot = self.arms[arm_name], self.slots[index]
+    async def play_one(self, plays: _Plays, arm_name: str, index: int) -> None:
+        slot = self.slots[index]
         table, session_number = self.values.of(slot, self.study.parameters)
         game_dir = self.game_dir(arm_name, index)
         if game_dir.exists():  # what an abandoned attempt left: this attempt's files alone belong to the game
@@ -381,33 +379,35 @@ class _Run:
         uid = self.store.begin_game(arm_name, index, seed=slot.seed, server=self.study.server,
                                     game_type=self.study.game, parameters=self.study.parameters,
                                     values_source=slot.source)
-        policies = _for_index(seat_policies(self.study, arm, self.game, slot.seed, self.models, self.data_dir), index)
-        names = {seat: _policy_name(chosen) for seat, chosen in arm.seats.items()}
-        game = _Game(f"{self.study.name}/{arm_name}/{index}", table, session_number, policies, game_dir, slot.seed)
-        with decisions.DecisionLog(game_dir / "decisions.csv", secrets=self.secrets) as log:
-            try:
-                outcome = await server.play(game, log, self.stop.abandon)
-            except _GameFailed as exc:
-                self._failed(uid, arm_name, index, str(exc), exc.game_id)
-                return
-        if outcome.stopped:
-            self.store.finish_game(uid, game_id=outcome.game_id, status="abandoned", note="stopped by a signal")
+        job = GameJob(arm_name, index, f"{self.study.name}/{arm_name}/{index}", table, session_number, slot.seed,
+                      game_dir)
+        self._commit(uid, job, await plays.play(job))
+
+    def _commit(self, uid: str, job: GameJob, played: GamePlayed) -> None:
+        """Store what playing `job` gave: a finished game's rows in one transaction, or why it has none."""
+        arm, arm_name, index = self.arms[job.arm], job.arm, job.index
+        if played.status == FAILED:
+            self._failed(uid, arm_name, index, played.why or "?", played.game_id)
+            return
+        if played.status == ABANDONED:
+            self.store.finish_game(uid, game_id=played.game_id, status=ABANDONED, note="stopped by a signal")
             self.abandoned += 1
             return
-        log_path = game_dir / "game.log.json"
-        shutil.move(str(outcome.log), log_path)
+        assert played.log is not None
+        table = job.table if job.table is not None else self.values.table
         try:
-            tables = tables_from_log(log_path, table if table is not None else self.values.table)
+            tables = tables_from_log(played.log, table)
         except LogTableError as exc:
-            self._failed(uid, arm_name, index, str(exc), outcome.game_id)
+            self._failed(uid, arm_name, index, str(exc), played.game_id)
             return
-        rows = decision_rows(log, names)
+        names = {seat: _policy_name(chosen) for seat, chosen in arm.seats.items()}
+        rows = played.decisions
         for row in tables.seat_rounds:  # the log knows the seats, the arm knows who played them
             row["policy"] = names.get(row.get("seat"))
         # the limit judges the models: a rule seat's late action is no sign of a failing endpoint
         made = [r for r in rows if isinstance(arm.seats.get(r["seat"]), ModelPolicy) and r["made_by"] in MODEL_MADE]
-        self.store.finish_game(uid, game_id=outcome.game_id, rounds=tables.rounds, seat_rounds=tables.seat_rounds,
-                               decisions=rows, calls=call_rows(game_dir, arm.seats, index), status=FINISHED)
+        self.store.finish_game(uid, game_id=played.game_id, rounds=tables.rounds, seat_rounds=tables.seat_rounds,
+                               decisions=rows, calls=call_rows(job.folder, arm.seats, index), status=FINISHED)
         self.finished[arm_name] += 1
         self.tally.done_now += 1
         self.tally.model_decisions += len(made)
@@ -432,7 +432,7 @@ class _Run:
         games: _Games = (_RealGames(self.study, self.game, self.env, self.settings, self.secrets)
                          if self.study.server == "real"
                          else _LocalGames(self.study, self.folder / SERVER_LOGS, self.settings, self.secrets))
-        async with games:
+        async with _Player(self.study, games, self.models, self.data_dir, self.secrets, self.stop.abandon) as plays:
             running: set[asyncio.Task[None]] = set()
             slots = asyncio.Semaphore(self.study.concurrency)
             for arm, index in order:
@@ -442,7 +442,7 @@ class _Run:
                 if self.limit is not None:
                     slots.release()
                     break
-                task = asyncio.ensure_future(self.play_one(games, arm, index))
+                task = asyncio.ensure_future(self.play_one(plays, arm, index))
                 running.add(task)
                 task.add_done_callback(running.discard)
                 task.add_done_callback(lambda _t: slots.release())
@@ -468,6 +468,90 @@ async def _acquire(slots: asyncio.Semaphore, drain: asyncio.Event) -> bool:
         slots.release()
         return False
     return True
+
+
+def agent_settings(study: Study, game: Game) -> AgentSettings:
+    """How a study's agents play: no chat, and a safety margin that fits the study's timers."""
+    margin = safety_margin(game.play.action_phases, game.rules.parameters(study.parameters))
+    return AgentSettings(chat=False, safety_margin=margin, ready_delay=min(0.2, margin))
+
+
+@dataclass
+class GameJob:
+    """One game of the study to play, as the runner hands it over (to this process or to a worker process): arm,
+    game index, title, values (its own sessions table, None: the server's; the session number), seed, folder."""
+
+    arm: str
+    index: int
+    title: str
+    table: SessionsTable | None
+    session_number: int
+    seed: int
+    folder: Path
+
+
+@dataclass
+class GamePlayed:
+    """How a job went: FINISHED (its log moved into its folder, its decisions' rows), ABANDONED (a stop) or
+    FAILED (`why`)."""
+
+    game_id: int | None
+    status: str
+    why: str | None = None
+    log: Path | None = None
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Plays:
+    """What plays a study's jobs: `async with` it around the run, `await play(job)` for each game."""
+
+    async def __aenter__(self) -> _Plays:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+    async def play(self, job: GameJob) -> GamePlayed:
+        raise NotImplementedError
+
+
+class _Player(_Plays):
+    """Plays jobs in this process on `games` (a local server, or the real one): the arm's policies for the game's
+    seed, its decisions table, its log moved into its folder. A worker process plays its jobs with one too."""
+
+    def __init__(self, study: Study, games: _Games, models: _Models, data_dir: Path, secrets: list[str],
+                 abandon: asyncio.Event) -> None:
+        self.study, self.games, self.models, self.data_dir = study, games, models, data_dir
+        self.secrets, self.abandon = secrets, abandon
+        self.game = game_for(study.game)
+        self.arms = {arm.name: arm for arm in study.arms}
+
+    async def __aenter__(self) -> _Player:
+        await self.games.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.games.__aexit__(*exc)
+
+    async def play(self, job: GameJob) -> GamePlayed:
+        arm = self.arms[job.arm]
+        try:
+            policies = _for_index(seat_policies(self.study, arm, self.game, job.seed, self.models, self.data_dir),
+                                  job.index)
+        except StudyRunError as exc:
+            return GamePlayed(None, FAILED, str(exc))
+        names = {seat: _policy_name(chosen) for seat, chosen in arm.seats.items()}
+        game = _Game(job.title, job.table, job.session_number, policies, job.folder, job.seed)
+        with decisions.DecisionLog(job.folder / "decisions.csv", secrets=self.secrets) as log:
+            try:
+                outcome = await self.games.play(game, log, self.abandon)
+            except _GameFailed as exc:
+                return GamePlayed(exc.game_id, FAILED, str(exc))
+        if outcome.stopped:
+            return GamePlayed(outcome.game_id, ABANDONED)
+        log_path = job.folder / "game.log.json"
+        shutil.move(str(outcome.log), log_path)
+        return GamePlayed(outcome.game_id, FINISHED, log=log_path, decisions=decision_rows(log, names))
 
 
 @dataclass
