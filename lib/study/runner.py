@@ -321,6 +321,7 @@ class _Run:
             "SELECT COALESCE(SUM(c.cost_usd), 0) FROM calls c JOIN games g ON g.game_uid = c.game_uid "
             "WHERE g.status = ? AND NOT c.cached", (FINISHED,)).fetchone()[0])
         self.models = _Models(study, env, cache, self.spend, max_concurrent_calls)
+        self.use_cache, self.max_concurrent_calls = cache is not None, max_concurrent_calls
         self.values = _Values(study)
         self.data_dir = data_dir
         self.tally = _Tally()
@@ -422,17 +423,29 @@ class _Run:
 
     # ----- every game
 
+    def _plays(self) -> _Plays:
+        """This process's player, or the study's worker processes (lib.study.workers)."""
+        if self.study.workers > 1:
+            from lib.study.workers import WorkerPool
+
+            return WorkerPool(self.study, self.study.workers, self.folder, env=self.env, use_cache=self.use_cache,
+                              data_dir=self.data_dir, max_concurrent_calls=self.max_concurrent_calls,
+                              spend=self.spend, abandon=self.stop.abandon, say=self.say)
+        games: _Games = (_RealGames(self.study, self.game, self.env, self.settings, self.secrets)
+                         if self.study.server == "real"
+                         else _LocalGames(self.study, self.folder / SERVER_LOGS, self.settings, self.secrets))
+        return _Player(self.study, games, self.models, self.data_dir, self.secrets, self.stop.abandon)
+
     async def play_all(self) -> None:
         order = self.store.to_play(self.arms, self.study.games_in_arm())
         self.say(f"study {self.study.name}: {len(self.arms)} arm{'s' if len(self.arms) != 1 else ''} x "
                  f"{self.study.games_in_arm()} games, {sum(self.finished.values())} finished before, {len(order)} to "
-                 f"play, {self.study.concurrency} at once, {self.study.server} server; folder {self.folder}")
+                 f"play, {self.study.concurrency} at once, {self.study.server} server"
+                 f"{f' in {self.study.workers} worker processes' if self.study.workers > 1 else ''}; folder "
+                 f"{self.folder}")
         if not order:
             return
-        games: _Games = (_RealGames(self.study, self.game, self.env, self.settings, self.secrets)
-                         if self.study.server == "real"
-                         else _LocalGames(self.study, self.folder / SERVER_LOGS, self.settings, self.secrets))
-        async with _Player(self.study, games, self.models, self.data_dir, self.secrets, self.stop.abandon) as plays:
+        async with self._plays() as plays:
             running: set[asyncio.Task[None]] = set()
             slots = asyncio.Semaphore(self.study.concurrency)
             for arm, index in order:
