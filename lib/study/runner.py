@@ -33,7 +33,9 @@ spending cap was reached before every game was played; 128 + signal number (130 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
+import math
 import os
 import shutil
 import signal
@@ -68,6 +70,12 @@ MODEL_MADE = (decisions.MODEL, decisions.MODEL_RETRIED, decisions.FALLBACK)
 # Transcript lines reach the OS in batches this many seconds apart (and at the game's end): a line per frame costs a
 # write per frame, and a killed run loses nothing by it, since the games it leaves running are played again.
 TRANSCRIPT_BATCH = 2.0
+# Games start at most this many seconds apart until the first one ends, then at the pace games end (their mean
+# length over `concurrency`): started all at once, a thousand games move in step, so that every phase change, and
+# later every game's end, comes to all of them at the same moment and the event loop falls seconds behind.
+MAX_START_SPACING = 0.5
+LAG_SAMPLE = 0.05  # seconds between two looks at the event loop's lateness
+LAG_WINDOW = 1.0  # the lateness that counts is the largest of this many seconds
 
 Say = Callable[[str], None]
 
@@ -298,6 +306,7 @@ class _Tally:
     done_now: int = 0
     model_decisions: int = 0
     fallbacks: int = 0
+    played_s: float = 0.0  # the lengths of the games finished this run, added up
 
     @property
     def fallback_share(self) -> float:
@@ -382,7 +391,17 @@ class _Run:
                                     values_source=slot.source)
         job = GameJob(arm_name, index, f"{self.study.name}/{arm_name}/{index}", table, session_number, slot.seed,
                       game_dir)
-        self._commit(uid, job, await plays.play(job))
+        began = time.monotonic()
+        played = await plays.play(job)
+        if played.status == FINISHED:
+            self.tally.played_s += time.monotonic() - began
+        self._commit(uid, job, played)
+
+    def start_spacing(self) -> float:
+        """Seconds between two game starts (MAX_START_SPACING's comment says why)."""
+        if not self.tally.done_now:
+            return MAX_START_SPACING
+        return min(MAX_START_SPACING, self.tally.played_s / self.tally.done_now / self.study.concurrency)
 
     def _commit(self, uid: str, job: GameJob, played: GamePlayed) -> None:
         """Store what playing `job` gave: a finished game's rows in one transaction, or why it has none."""
@@ -430,11 +449,13 @@ class _Run:
 
             return WorkerPool(self.study, self.study.workers, self.folder, env=self.env, use_cache=self.use_cache,
                               data_dir=self.data_dir, max_concurrent_calls=self.max_concurrent_calls,
-                              spend=self.spend, abandon=self.stop.abandon, say=self.say)
+                              spend=self.spend, abandon=self.stop.abandon, say=self.say,
+                              max_lag=lag_limit(self.settings))
         games: _Games = (_RealGames(self.study, self.game, self.env, self.settings, self.secrets)
                          if self.study.server == "real"
                          else _LocalGames(self.study, self.folder / SERVER_LOGS, self.settings, self.secrets))
-        return _Player(self.study, games, self.models, self.data_dir, self.secrets, self.stop.abandon)
+        return _Player(self.study, games, self.models, self.data_dir, self.secrets, self.stop.abandon,
+                       lag_limit(self.settings))
 
     async def play_all(self) -> None:
         order = self.store.to_play(self.arms, self.study.games_in_arm())
@@ -448,9 +469,15 @@ class _Run:
         async with self._plays() as plays:
             running: set[asyncio.Task[None]] = set()
             slots = asyncio.Semaphore(self.study.concurrency)
+            last_start = -math.inf
             for arm, index in order:
                 if not await _acquire(slots, self.stop.drain):
                     break
+                wait = last_start + self.start_spacing() - time.monotonic()
+                if (wait > 0 and await _set_within(self.stop.drain, wait)) or not await plays.room(self.stop.drain):
+                    slots.release()
+                    break
+                last_start = time.monotonic()
                 self.check_limits()  # the running games may have reached a limit while this one waited
                 if self.limit is not None:
                     slots.release()
@@ -464,6 +491,52 @@ class _Run:
                 for exc in results:
                     if isinstance(exc, BaseException):
                         raise exc
+
+
+async def _set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Whether `event` is set within `seconds`."""
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+class _LagMonitor:
+    """How late this process's event loop runs what is due: a task looks every LAG_SAMPLE seconds, and `lag` is
+    the largest lateness of the last LAG_WINDOW seconds. A loop that runs late runs the agents' decisions late: a
+    process whose loop is behind takes no new game (a deadline missed because the machine was busy is a game that
+    did not play as it should)."""
+
+    def __init__(self) -> None:
+        self.samples: collections.deque[tuple[float, float]] = collections.deque()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.ensure_future(self._watch())
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _watch(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(LAG_SAMPLE)
+            now = time.monotonic()
+            self.samples.append((now, now - before - LAG_SAMPLE))
+            while self.samples and self.samples[0][0] < now - LAG_WINDOW:
+                self.samples.popleft()
+
+    @property
+    def lag(self) -> float:
+        return max((late for _at, late in self.samples), default=0.0)
+
+
+def lag_limit(settings: AgentSettings) -> float:
+    """The event loop lateness above which a process takes no new game: a third of the agents' safety margin, the
+    time they keep in hand for exactly such delays."""
+    return settings.safety_margin / 3
 
 
 async def _acquire(slots: asyncio.Semaphore, drain: asyncio.Event) -> bool:
@@ -527,26 +600,52 @@ class _Plays:
     async def play(self, job: GameJob) -> GamePlayed:
         raise NotImplementedError
 
+    async def room(self, drain: asyncio.Event) -> bool:
+        """Wait until a game may start (True), or `drain` is set (False)."""
+        return not drain.is_set()
+
 
 class _Player(_Plays):
     """Plays jobs in this process on `games` (a local server, or the real one): the arm's policies for the game's
     seed, its decisions table, its log moved into its folder. A worker process plays its jobs with one too."""
 
     def __init__(self, study: Study, games: _Games, models: _Models, data_dir: Path, secrets: list[str],
-                 abandon: asyncio.Event) -> None:
+                 abandon: asyncio.Event, max_lag: float) -> None:
         self.study, self.games, self.models, self.data_dir = study, games, models, data_dir
-        self.secrets, self.abandon = secrets, abandon
+        self.secrets, self.abandon, self.max_lag = secrets, abandon, max_lag
         self.game = game_for(study.game)
         self.arms = {arm.name: arm for arm in study.arms}
+        self.monitor = _LagMonitor()
+        self.running = 0
 
     async def __aenter__(self) -> _Player:
         await self.games.__aenter__()
+        self.monitor.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self.monitor.stop()
         await self.games.__aexit__(*exc)
 
+    @property
+    def has_room(self) -> bool:
+        """Whether this process may take one more game now: it plays none, or its event loop keeps up."""
+        return not self.running or self.monitor.lag <= self.max_lag
+
+    async def room(self, drain: asyncio.Event) -> bool:
+        while not self.has_room:
+            if await _set_within(drain, LAG_SAMPLE):
+                return False
+        return not drain.is_set()
+
     async def play(self, job: GameJob) -> GamePlayed:
+        self.running += 1
+        try:
+            return await self._play(job)
+        finally:
+            self.running -= 1
+
+    async def _play(self, job: GameJob) -> GamePlayed:
         arm = self.arms[job.arm]
         try:
             policies = _for_index(seat_policies(self.study, arm, self.game, job.seed, self.models, self.data_dir),

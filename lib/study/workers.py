@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import os
 import pickle
 import signal
@@ -46,6 +47,7 @@ from lib.games import game_for
 from lib.study.cache import CallCache, SpendTracker
 from lib.study.runner import (
     CALLS_FILE,
+    LAG_SAMPLE,
     SERVER_LOGS,
     GameJob,
     GamePlayed,
@@ -54,7 +56,9 @@ from lib.study.runner import (
     _Models,
     _Player,
     _Plays,
+    _set_within,
     agent_settings,
+    lag_limit,
     seat_policies,
 )
 from lib.study.spec import Study
@@ -64,6 +68,7 @@ from lib.util import redact
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 120.0  # seconds a worker may take to start (imports, its local server) before the study gives up
 EXIT_TIMEOUT = 30.0  # seconds a worker may take to exit once it has no game left, before it is killed
+LAG_REPORT = 0.25  # seconds between a worker's reports of its event loop's lateness
 
 
 def _frame(message: Any) -> bytes:
@@ -96,6 +101,7 @@ class _Worker:
         self.pending: dict[int, asyncio.Future[GamePlayed]] = {}
         self.alive = True
         self.reader: asyncio.Task[None] | None = None
+        self.lag = 0.0  # its event loop's lateness, as it last reported it
 
     def send(self, message: Any) -> None:
         stdin = self.process.stdin
@@ -110,10 +116,10 @@ class WorkerPool(_Plays):
 
     def __init__(self, study: Study, count: int, folder: Path, *, env: Mapping[str, str], use_cache: bool,
                  data_dir: Path, max_concurrent_calls: int, spend: SpendTracker, abandon: asyncio.Event,
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None], max_lag: float = math.inf) -> None:
         self.study, self.count, self.folder, self.env = study, count, folder, dict(env)
         self.use_cache, self.data_dir, self.max_concurrent_calls = use_cache, data_dir, max_concurrent_calls
-        self.spend, self.abandon, self.say = spend, abandon, say
+        self.spend, self.abandon, self.say, self.max_lag = spend, abandon, say, max_lag
         self.workers: list[_Worker] = []
         self._ids = itertools.count()
         self._watch: asyncio.Task[None] | None = None
@@ -165,6 +171,8 @@ class WorkerPool(_Plays):
                     future = worker.pending.pop(message[1], None)
                     if future is not None and not future.done():
                         future.set_result(message[2])
+                elif message[0] == "lag":
+                    worker.lag = message[1]
                 elif message[0] == "spend":
                     self.spend.add(message[1])
                     for other in self.workers:
@@ -187,11 +195,22 @@ class WorkerPool(_Plays):
         for worker in self.workers:
             worker.send(("abandon",))
 
+    def _has_room(self, worker: _Worker) -> bool:
+        """Whether the worker may take one more game now: it plays none, or its event loop keeps up (the runner's
+        _Player.has_room, across the pipe)."""
+        return worker.alive and (not worker.pending or worker.lag <= self.max_lag)
+
+    async def room(self, drain: asyncio.Event) -> bool:
+        while any(w.alive for w in self.workers) and not any(self._has_room(w) for w in self.workers):
+            if await _set_within(drain, LAG_SAMPLE):
+                return False
+        return not drain.is_set()
+
     async def play(self, job: GameJob) -> GamePlayed:
         alive = [w for w in self.workers if w.alive]
         if not alive:
             return GamePlayed(None, FAILED, "no worker process is running")
-        worker = min(alive, key=lambda w: (len(w.pending), w.number))
+        worker = min(alive, key=lambda w: (not self._has_room(w), len(w.pending), w.number))
         job_id = next(self._ids)
         future: asyncio.Future[GamePlayed] = asyncio.get_running_loop().create_future()
         worker.pending[job_id] = future
@@ -285,9 +304,16 @@ async def _serve(out: int) -> None:
             played = GamePlayed(None, FAILED, f"{type(exc).__name__}: {exc}"[:500])
         send(("done", job_id, played))
 
+    async def report_lag(player: _Player) -> None:
+        while True:
+            await asyncio.sleep(LAG_REPORT)
+            send(("lag", player.monitor.lag))
+
     try:
-        async with _Player(study, games, models, init["data_dir"], secrets, abandon) as player:
+        async with _Player(study, games, models, init["data_dir"], secrets, abandon,
+                           lag_limit(agent_settings(study, game))) as player:
             send(("ready",))
+            reporting = asyncio.ensure_future(report_lag(player))
             while True:
                 try:
                     message = await _receive(reader)
@@ -305,6 +331,7 @@ async def _serve(out: int) -> None:
             abandon.set()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
+            reporting.cancel()
     finally:
         await models.close()
         with contextlib.suppress(ConnectionError, OSError):

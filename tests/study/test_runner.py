@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -276,3 +277,24 @@ owners = "baseline"
     for r in played:
         assert (r["value_0"], r["value_1"]) == human[r["seat"]]
     assert {g["values_source"] for g in rows(tmp_path / "matched", "games")} == {str(log)}
+
+
+def test_a_process_whose_event_loop_runs_late_takes_no_new_game(tmp_path):
+    from lib.study.runner import _Player
+
+    study = load_study(study_file(tmp_path, "lag", RULE_ARMS))
+
+    async def scenario() -> list[bool]:
+        player = _Player(study, None, None, tmp_path, [], asyncio.Event(), max_lag=0.1)  # type: ignore[arg-type]
+        player.monitor.samples.append((time.monotonic(), 0.5))  # half a second late, a moment ago
+        seen = [player.has_room]  # no game running: one starts whatever the lateness (else none ever would)
+        player.running = 1
+        seen.append(player.has_room)
+        drain = asyncio.Event()
+        drain.set()
+        seen.append(await player.room(drain))  # a stop does not wait for the loop to catch up
+        player.monitor.samples.clear()
+        seen += [player.has_room, await player.room(asyncio.Event())]
+        return seen
+
+    assert asyncio.run(scenario()) == [True, False, False, True, True]

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from lib.study.cache import SpendTracker
-from lib.study.runner import EXIT_SPEND_CAP, run_study
+from lib.study.runner import EXIT_SPEND_CAP, GameJob, GamePlayed, run_study
 from lib.study.spec import load_study
 from lib.study.store import FAILED, FINISHED
 from lib.study.workers import WorkerPool, _frame, _RelayedSpend, _Worker, calls_share
@@ -236,3 +236,30 @@ def test_the_limit_on_concurrent_calls_is_split_between_the_workers():
     assert [calls_share(8, 3, n) for n in range(3)] == [3, 3, 2]
     assert [calls_share(8, 2, n) for n in range(2)] == [4, 4]
     assert [calls_share(1, 2, n) for n in range(2)] == [1, 1]
+
+
+def test_a_game_goes_to_a_worker_whose_event_loop_keeps_up(tmp_path):
+    study = load_study(study_file(tmp_path, "lag", RULE_ARMS))
+    job = GameJob("rules", 0, "lag/rules/0", None, 1, 5, tmp_path / "game")
+
+    async def scenario() -> tuple[bool, bytes, bytes, bool]:
+        pool = WorkerPool(study, 2, tmp_path, env={}, use_cache=False, data_dir=tmp_path, max_concurrent_calls=8,
+                          spend=SpendTracker(), abandon=asyncio.Event(), say=print, max_lag=0.1)
+        late, keeping_up = _Worker(1, _Process([])), _Worker(2, _Process([]))  # type: ignore[arg-type]
+        pool.workers = [late, keeping_up]
+        for worker, lag in ((late, 0.5), (keeping_up, 0.01)):
+            worker.pending[-1] = asyncio.get_running_loop().create_future()  # a game each
+            worker.lag = lag
+        had_room = await pool.room(asyncio.Event())
+        playing = asyncio.ensure_future(pool.play(job))
+        await asyncio.sleep(0)
+        keeping_up.pending.pop(0).set_result(GamePlayed(1, FINISHED))
+        assert (await playing).status == FINISHED
+        keeping_up.lag = 0.5
+        drain = asyncio.Event()
+        drain.set()
+        return had_room, late.process.stdin.data, keeping_up.process.stdin.data, await pool.room(drain)
+
+    had_room, to_late, to_keeping_up, room_when_all_late = asyncio.run(scenario())
+    assert had_room and to_late == b"" and to_keeping_up == _frame(("play", 0, job))
+    assert not room_when_all_late
