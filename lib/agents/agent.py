@@ -55,7 +55,7 @@ import functools
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -116,7 +116,8 @@ class Agent:
                  game: Game | None = None, params: GameParams | None = None, settings: AgentSettings | None = None,
                  name: str = "agent", joined: asyncio.Event | None = None, api: IbexApi | None = None,
                  resume: bool = False, decision_log: decisions.DecisionLog | None = None,
-                 on_phase: Callable[[Agent], None] | None = None, **game_options: Any) -> None:
+                 on_phase: Callable[[Agent], None] | None = None,
+                 connector: Callable[[], Awaitable[Any]] | None = None, **game_options: Any) -> None:
         self.game = game if game is not None else game_for("voting")  # the call sites from before games were parts
         self.seat = self.game.seat.configured(**game_options)
         self.ws_url = ws_url
@@ -132,6 +133,9 @@ class Agent:
         self.resume = resume  # the code already holds a seat (a crashed run's): the first join is a rejoin too
         self.decision_log = decision_log  # the run's decisions table, one row per decision
         self.on_phase = on_phase  # told of every new round/phase and of game-over (live progress)
+        # Opens the connection instead of a WebSocket to ws_url (LocalServer.connect_in_memory: an in-process
+        # study's agents reach its server without sockets); what it returns is used as a ClientConnection.
+        self.connector = connector
         self.view: Any = self.seat.new_view(game_id, params)
         self.sent: list[dict[str, Any]] = []  # every wire message sent, in order
         self.fallbacks = 0
@@ -231,10 +235,10 @@ class Agent:
         failures = 0
         while True:
             try:
-                ws = await connect(self.ws_url, open_timeout=self.settings.open_timeout,
-                                   close_timeout=self.settings.close_timeout, compression=None,
-                                   ping_interval=self.settings.ping_interval,
-                                   ping_timeout=self.settings.ping_interval, max_size=MAX_FRAME_BYTES)
+                ws = await (self.connector() if self.connector is not None else connect(
+                    self.ws_url, open_timeout=self.settings.open_timeout, close_timeout=self.settings.close_timeout,
+                    compression=None, ping_interval=self.settings.ping_interval,
+                    ping_timeout=self.settings.ping_interval, max_size=MAX_FRAME_BYTES))
             except InvalidURI as exc:
                 raise AgentError(f"cannot connect to {self.ws_url}: {exc}") from None
             except InvalidStatus as exc:

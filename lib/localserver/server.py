@@ -47,6 +47,7 @@ from lib.ibex.sessions import SessionsError, SessionsTable, load_sessions, parse
 from lib.localserver import create as creation
 from lib.localserver.core import CoreGame, new_recovery_code
 from lib.localserver.http import Request, Response, json_response, serve_http
+from lib.localserver.memory import MemoryConnection
 
 log = logging.getLogger("lib.localserver.server")
 
@@ -332,6 +333,23 @@ class LocalServer:
         return game.spawn_error
 
     # ------------------------------------------------------------------ WebSocket
+
+    async def connect_in_memory(self) -> MemoryConnection:
+        """A connection to this server's WebSocket handler that passes its frames in memory (lib.localserver.memory:
+        an in-process study's agents); ConnectionRefusedError while the server does not listen, as a socket gets."""
+        if self._ws_server is None:
+            raise ConnectionRefusedError("the local server is not listening")
+        client, end = MemoryConnection.pair()
+        self._background(self._memory_handler(end))
+        return client
+
+    async def _memory_handler(self, end: MemoryConnection) -> None:
+        code = 1011  # websockets closes with 1011 after a handler's error, and with 1000 once it returns
+        try:
+            await self._ws_handler(end)  # type: ignore[arg-type]  # the part of a ServerConnection it uses
+            code = 1000
+        finally:
+            await end.close(code)
 
     async def _ws_handler(self, ws: ServerConnection) -> None:
         client = _Client(ws)
