@@ -733,7 +733,8 @@ class _LocalGames(_Games):
         try:
             result = await play_local(self.server, game_id, game.policies, settings=self.settings,
                                       run_dir=game.folder, log=log, stop=stop, say=None,
-                                      seed=game.seed, secrets=self.secrets, transcript_batch=TRANSCRIPT_BATCH)
+                                      seed=game.seed, secrets=self.secrets, transcript_batch=TRANSCRIPT_BATCH,
+                                      in_memory=True)
         finally:
             await self.server.delete_game(game_id)  # a study's server must not hold every game it played
         if result.outcome == "stopped":
