@@ -63,10 +63,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from lib.agents import decisions
-from lib.agents.transcript import Transcript
+from lib.agents.transcript import RawJSON, Transcript
 from lib.games import game_for
 from lib.games.protocols import ActionError, Game, NoLongerValid, Policy
 from lib.ibex.api import GameNotFound, IbexApi, IbexApiError
+from lib.ibex.log import loads_json
 
 if TYPE_CHECKING:
     from lib.ibex.params import GameParams
@@ -78,6 +79,16 @@ _GONE = re.compile(r"^Game \S+ not found", re.IGNORECASE)
 # one per call).
 _WIRE_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # far above any real frame; a bigger one closes the socket (1009) and we rejoin
+
+
+def _parse(text: str) -> Any:
+    """A frame's JSON, through lib.ibex.log's loader: orjson where it gives exactly what json gives (every frame of
+    every seat is parsed), json for the rest."""
+    try:
+        raw = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate, which no WebSocket text frame holds
+        return json.loads(text)
+    return loads_json(raw)
 
 
 @dataclass
@@ -413,12 +424,13 @@ class Agent:
 
     def _on_text(self, text: str) -> None:
         try:
-            frame = json.loads(text)
+            frame = _parse(text)
         except (json.JSONDecodeError, RecursionError):
             self.transcript.write("recv", raw=text[:2000], error="not JSON")
             return
         try:
-            self.transcript.write("recv", msg=frame)
+            # The text itself, which is the frame's JSON, unless a line break in it would split the record.
+            self.transcript.write("recv", msg=frame if "\n" in text or "\r" in text else RawJSON(text))
         except Exception as exc:  # the transcript records play, it never decides it: the frame is applied anyway
             self.frame_errors += 1
             self._last_frame_error = f"transcript: {type(exc).__name__}: {exc}"

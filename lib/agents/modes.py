@@ -126,7 +126,8 @@ async def play_seats(game: Game, game_id: int, seats: Sequence[Seat], policies: 
                      log: decisions.DecisionLog, stop: asyncio.Event, say: Say | None, seed: int = 0,
                      local: bool = False, known: bool = True, compact: bool = False, secrets: Sequence[str] = (),
                      transcript_batch: float = 0.0, timeout: float | None = None,
-                     connector: Callable[[], Awaitable[Any]] | None = None) -> GameResult:
+                     connector: Callable[[], Awaitable[Any]] | None = None, transcript_sync: bool = True
+                     ) -> GameResult:
     """One agent per seat (agent k plays `seats[k - 1]` with `policies[k]`, the game's version of a policy),
     joined in order, until game-over, a stop, a failed agent or `timeout`; transcripts agent<k>.jsonl in
     `run_dir`, decisions in `log` (which may be shared by several games), each round reported through `say` as it
@@ -134,7 +135,7 @@ async def play_seats(game: Game, game_id: int, seats: Sequence[Seat], policies: 
     agents skip working out which rounds every seat has finished at each phase). `params` None: the game's
     parameters are unknown (a real server's game); `known` False: the server did not say which of the games
     sharing its ruleset this is. `connector`: how each agent connects instead of a WebSocket to `ws_url`
-    (Agent's `connector`)."""
+    (Agent's `connector`); `transcript_sync` False: the transcripts are not fsynced at their close."""
     if sorted(policies) != list(range(1, len(seats) + 1)):
         raise ValueError(f"a policy for each of the seats 1 to {len(seats)}, in join order, got seats "
                          f"{sorted(policies)}")
@@ -145,7 +146,7 @@ async def play_seats(game: Game, game_id: int, seats: Sequence[Seat], policies: 
         if say is not None:
             closing.enter_context(_listening(log, progress.hear))
         transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=list(secrets),
-                                                        flush_delay=transcript_batch))
+                                                        flush_delay=transcript_batch, sync=transcript_sync))
                        for k in range(1, len(seats) + 1)]
         agents = [Agent(ws_url, game_id, seat.recovery, policies[k], transcripts[k - 1], game=game, params=params,
                         settings=settings, name=f"agent{k}", api=api, resume=seat.resumes is not None,
@@ -159,8 +160,8 @@ async def play_seats(game: Game, game_id: int, seats: Sequence[Seat], policies: 
 
 async def play_local(server: Any, game_id: int, policies: Mapping[int, Policy], *, settings: AgentSettings,
                      run_dir: Path, log: decisions.DecisionLog, stop: asyncio.Event, say: Say | None, seed: int = 0,
-                     secrets: Sequence[str] = (), transcript_batch: float = 0.0, in_memory: bool = False
-                     ) -> GameResult:
+                     secrets: Sequence[str] = (), transcript_batch: float = 0.0, in_memory: bool = False,
+                     transcript_sync: bool = True) -> GameResult:
     """Play game `game_id` of the running local server `server` (lib.localserver.server.LocalServer), one agent
     per entry of `policies` (seat -> policy, in the game's version: PlayRules.policy; seats 1 to n, which the
     agents take in join order), to game-over within the game's timeout; a game that ended has its game log in the
@@ -174,7 +175,8 @@ async def play_local(server: Any, game_id: int, policies: Mapping[int, Policy], 
                                   settings=settings, run_dir=run_dir, log=log, stop=stop, say=say, seed=seed,
                                   local=True, secrets=secrets, transcript_batch=transcript_batch,
                                   timeout=game.rules.timeout(params),
-                                  connector=server.connect_in_memory if in_memory else None)
+                                  connector=server.connect_in_memory if in_memory else None,
+                                  transcript_sync=transcript_sync)
     if result.outcome == "game-over":
         await server.wait_game_over(game_id, timeout=5)
         result.game_log = server.log_path(game_id)
