@@ -70,6 +70,8 @@ MODEL_MADE = (decisions.MODEL, decisions.MODEL_RETRIED, decisions.FALLBACK)
 # Transcript lines reach the OS in batches this many seconds apart (and at the game's end): a line per frame costs a
 # write per frame, and a killed run loses nothing by it, since the games it leaves running are played again.
 TRANSCRIPT_BATCH = 2.0
+# ... and are not fsynced at their game's end: six fsyncs per game held the event loop of every other game, for a
+# durability the store itself does not have (WAL with synchronous=NORMAL: a commit survives a killed process).
 # Games start at most this many seconds apart until the first one ends, then at the pace games end (their mean
 # length over `concurrency`): started all at once, a thousand games move in step, so that every phase change, and
 # later every game's end, comes to all of them at the same moment and the event loop falls seconds behind.
@@ -734,7 +736,7 @@ class _LocalGames(_Games):
             result = await play_local(self.server, game_id, game.policies, settings=self.settings,
                                       run_dir=game.folder, log=log, stop=stop, say=None,
                                       seed=game.seed, secrets=self.secrets, transcript_batch=TRANSCRIPT_BATCH,
-                                      in_memory=True)
+                                      in_memory=True, transcript_sync=False)
         finally:
             await self.server.delete_game(game_id)  # a study's server must not hold every game it played
         if result.outcome == "stopped":
