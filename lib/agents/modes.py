@@ -178,7 +178,7 @@ async def play_local(server: Any, game_id: int, policies: Mapping[int, Policy], 
                                   connector=server.connect_in_memory if in_memory else None,
                                   transcript_sync=transcript_sync)
     if result.outcome == "game-over":
-        await server.wait_game_over(game_id, timeout=5)
+        await server.game_over(game_id, timeout=5)  # the log is read from its file: no copy of it is needed
         result.game_log = server.log_path(game_id)
     return result
 

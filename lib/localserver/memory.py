@@ -11,7 +11,8 @@ What it leaves out is what loopback sockets add: no keepalive pings (no network 
 agent's 16 MB cap guards against a server it does not know; this one is in the same process) and no delay.
 
 Only what the agent (lib.agents.agent) and the server's handler (lib.localserver.server) use of websockets'
-connections is here: `send`, `async for`, `close`, and `transport.abort()`.
+connections is here: `send`, `async for`, `close`, and `transport.abort()`; and `send_nowait`, with which the server
+puts a frame in the agent's queue the moment a game sends it.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ class MemoryConnection:
             self._wake()
 
     async def send(self, message: str) -> None:
+        self.send_nowait(message)
+
+    def send_nowait(self, message: str) -> None:
+        """`send` without the coroutine: an in-memory send never waits."""
         if self._closed is not None:
             raise self._closed
         self.peer._inbox.append(message)
