@@ -58,7 +58,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,10 +66,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from lib.agents import decisions
-from lib.agents.transcript import Transcript
+from lib.agents.transcript import RawJSON, Transcript
 from lib.games import DEFAULT_GAME, game_for
 from lib.games.protocols import ActionError, Game, NoLongerValid, Policy
 from lib.ibex.api import GameNotFound, IbexApi, IbexApiError
+from lib.ibex.log import loads_json
 
 if TYPE_CHECKING:
     from lib.ibex.params import GameParams
@@ -92,6 +93,16 @@ def _server_problem(frame: dict[str, Any]) -> tuple[str, str] | None:
     if kind == "warning":
         return "server-warning", str(frame.get("message"))
     return None
+
+
+def _parse(text: str) -> Any:
+    """A frame's JSON, through lib.ibex.log's loader: orjson where it gives exactly what json gives (every frame of
+    every seat is parsed), json for the rest."""
+    try:
+        raw = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate, which no WebSocket text frame holds
+        return json.loads(text)
+    return loads_json(raw)
 
 
 @dataclass
@@ -130,7 +141,8 @@ class Agent:
                  game: Game | None = None, params: GameParams | None = None, settings: AgentSettings | None = None,
                  name: str = "agent", joined: asyncio.Event | None = None, api: IbexApi | None = None,
                  resume: bool = False, decision_log: decisions.DecisionLog | None = None,
-                 on_phase: Callable[[Agent], None] | None = None, **game_options: Any) -> None:
+                 on_phase: Callable[[Agent], None] | None = None,
+                 connector: Callable[[], Awaitable[Any]] | None = None, **game_options: Any) -> None:
         self.game = game if game is not None else game_for(DEFAULT_GAME)  # the call sites from before games were parts
         self.seat = self.game.seat.configured(**game_options)
         self.ws_url = ws_url
@@ -146,6 +158,9 @@ class Agent:
         self.resume = resume  # the code already holds a seat (a crashed run's): the first join is a rejoin too
         self.decision_log = decision_log  # the run's decisions table, one row per decision
         self.on_phase = on_phase  # told of every new round/phase and of game-over (live progress)
+        # Opens the connection instead of a WebSocket to ws_url (LocalServer.connect_in_memory: an in-process
+        # study's agents reach its server without sockets); what it returns is used as a ClientConnection.
+        self.connector = connector
         self.view: Any = self.seat.new_view(game_id, params)
         self.sent: list[dict[str, Any]] = []  # every wire message sent, in order
         self.fallbacks = 0
@@ -250,10 +265,10 @@ class Agent:
         failures = 0
         while True:
             try:
-                ws = await connect(self.ws_url, open_timeout=self.settings.open_timeout,
-                                   close_timeout=self.settings.close_timeout, compression=None,
-                                   ping_interval=self.settings.ping_interval,
-                                   ping_timeout=self.settings.ping_interval, max_size=MAX_FRAME_BYTES)
+                ws = await (self.connector() if self.connector is not None else connect(
+                    self.ws_url, open_timeout=self.settings.open_timeout, close_timeout=self.settings.close_timeout,
+                    compression=None, ping_interval=self.settings.ping_interval,
+                    ping_timeout=self.settings.ping_interval, max_size=MAX_FRAME_BYTES))
             except InvalidURI as exc:
                 raise AgentError(f"cannot connect to {self.ws_url}: {exc}") from None
             except InvalidStatus as exc:
@@ -428,12 +443,13 @@ class Agent:
 
     def _on_text(self, text: str) -> None:
         try:
-            frame = json.loads(text)
+            frame = _parse(text)
         except (json.JSONDecodeError, RecursionError):
             self.transcript.write("recv", raw=text[:2000], error="not JSON")
             return
         try:
-            self.transcript.write("recv", msg=frame)
+            # The text itself, which is the frame's JSON, unless a line break in it would split the record.
+            self.transcript.write("recv", msg=frame if "\n" in text or "\r" in text else RawJSON(text))
         except Exception as exc:  # the transcript records play, it never decides it: the frame is applied anyway
             self.frame_errors += 1
             self._last_frame_error = f"transcript: {type(exc).__name__}: {exc}"

@@ -34,6 +34,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import re
 import time
@@ -181,6 +182,7 @@ class LLMPolicy:
         self.temperature = temperature
         self._api_key = api_key
         self.client = AsyncOpenAI(api_key=api_key, base_url=base_url or None, max_retries=0, timeout=60.0)
+        self._owns_client = True  # False in a copy (for_game, for_game_index), which shares this one's client
         self.base_url = str(self.client.base_url)
         self.semaphore = asyncio.Semaphore(max(1, max_concurrent_calls))
         self.structured: bool | None = None  # None: untried; True: works; False: this endpoint refuses it
@@ -191,7 +193,9 @@ class LLMPolicy:
         self.priced = cost_usd(model, 0, 0) is not None if cache is not None or spend is not None else None
 
     async def close(self) -> None:
-        await self.client.close()
+        """Close the client; a copy's close leaves the client it shares to the policy it was copied from."""
+        if self._owns_client:
+            await self.client.close()
 
     async def preflight(self, where: str | None = None) -> str | None:
         """One cheap call to the endpoint and model. Raises PreflightError (one line) when it cannot play:
@@ -311,10 +315,14 @@ class LLMPolicy:
         return self._copy(self.game, self.game_index, prompt)
 
     def _copy(self, game: Game, game_index: int, prompt: str) -> LLMPolicy:
-        other = LLMPolicy(api_key=self._api_key, model=self.model, base_url=self.base_url,
-                          max_retries=self.max_retries, temperature=self.temperature, game=game, cache=self.cache,
-                          spend=self.spend, endpoint=self.endpoint, game_index=game_index, prompt=prompt)
-        other.semaphore = self.semaphore
+        # The client too is shared: a new one per copy (a study copies the policy for every model seat of every
+        # game) cost a certificate load (~60 ms of CPU) and a connection pool that nobody closed. The semaphore,
+        # cache and spend tracker are shared the same way.
+        other = copy.copy(self)
+        other.game, other.answers, other.game_index = game, game.answers, game_index
+        other.prompt = check_prompt_variant(game, prompt)
+        other.structured = None  # each copy learns for itself whether the endpoint takes json_schema, as before
+        other._owns_client = False
         return other
 
     # The game's prompts (in this policy's variant), schema and strict answer checks (its AnswerRules).

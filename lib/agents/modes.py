@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -137,28 +137,35 @@ def _listening(log: decisions.DecisionLog, hear: Callable[[str, Any], None]) -> 
 
 async def play_seats(game: Game, game_id: int, seats: Sequence[Seat], policies: Mapping[int, Policy], *,
                      ws_url: str, api: IbexApi, params: GameParams | None, settings: AgentSettings, run_dir: Path,
-                     log: decisions.DecisionLog, stop: asyncio.Event, say: Say, seed: int = 0, local: bool = False,
-                     known: bool = True, compact: bool = False, secrets: Sequence[str] = (),
-                     transcript_batch: float = 0.0, timeout: float | None = None) -> GameResult:
+                     log: decisions.DecisionLog, stop: asyncio.Event, say: Say | None, seed: int = 0,
+                     local: bool = False, known: bool = True, compact: bool = False, secrets: Sequence[str] = (),
+                     transcript_batch: float = 0.0, timeout: float | None = None,
+                     connector: Callable[[], Awaitable[Any]] | None = None, transcript_sync: bool = True
+                     ) -> GameResult:
     """One agent per seat (agent k plays `seats[k - 1]` with `policies[k]`, the game's version of a policy),
     joined in order, until game-over, a stop, a failed agent or `timeout`; transcripts agent<k>.jsonl in
     `run_dir`, decisions in `log` (which may be shared by several games), each round reported through `say` as it
-    ends. `params` None: the game's parameters are unknown (a real server's game); `known` False: the server did
-    not say which of the games sharing its ruleset this is."""
+    ends (`say` None: no live report; a study plays hundreds of games and prints none of their rounds, so their
+    agents skip working out which rounds every seat has finished at each phase). `params` None: the game's
+    parameters are unknown (a real server's game); `known` False: the server did not say which of the games
+    sharing its ruleset this is. `connector`: how each agent connects instead of a WebSocket to `ws_url`
+    (Agent's `connector`); `transcript_sync` False: the transcripts are not fsynced at their close."""
     if sorted(policies) != list(range(1, len(seats) + 1)):
         raise ValueError(f"a policy for each of the seats 1 to {len(seats)}, in join order, got seats "
                          f"{sorted(policies)}")
-    progress = Progress(say, game, game_id, params, compact=compact)
+    progress = Progress(say or _silent, game, game_id, params, compact=compact)
     progress.log = log
     options = game.play.agent_options(params, seed=seed, local=local, known=known)
     with contextlib.ExitStack() as closing:
-        closing.enter_context(_listening(log, progress.hear))
+        if say is not None:
+            closing.enter_context(_listening(log, progress.hear))
         transcripts = [closing.enter_context(Transcript(run_dir / f"agent{k}.jsonl", secrets=list(secrets),
-                                                        flush_delay=transcript_batch))
+                                                        flush_delay=transcript_batch, sync=transcript_sync))
                        for k in range(1, len(seats) + 1)]
         agents = [Agent(ws_url, game_id, seat.recovery, policies[k], transcripts[k - 1], game=game, params=params,
                         settings=settings, name=f"agent{k}", api=api, resume=seat.resumes is not None,
-                        decision_log=log, on_phase=progress.on_phase, **options)
+                        decision_log=log, on_phase=progress.on_phase if say is not None else None,
+                        connector=connector, **options)
                   for k, seat in enumerate(seats, 1)]
         progress.agents = agents
         outcome = await run_agents(agents, stop, timeout)
@@ -166,12 +173,14 @@ async def play_seats(game: Game, game_id: int, seats: Sequence[Seat], policies: 
 
 
 async def play_local(server: Any, game_id: int, policies: Mapping[int, Policy], *, settings: AgentSettings,
-                     run_dir: Path, log: decisions.DecisionLog, stop: asyncio.Event, say: Say, seed: int = 0,
-                     secrets: Sequence[str] = (), transcript_batch: float = 0.0) -> GameResult:
+                     run_dir: Path, log: decisions.DecisionLog, stop: asyncio.Event, say: Say | None, seed: int = 0,
+                     secrets: Sequence[str] = (), transcript_batch: float = 0.0, in_memory: bool = False,
+                     transcript_sync: bool = True) -> GameResult:
     """Play game `game_id` of the running local server `server` (lib.localserver.server.LocalServer), one agent
     per entry of `policies` (seat -> policy, in the game's version: PlayRules.policy; seats 1 to n, which the
     agents take in join order), to game-over within the game's timeout; a game that ended has its game log in the
-    result."""
+    result. `in_memory`: the agents reach the server in memory, not over WebSockets (lib.localserver.memory: the
+    same frames, without the sockets' and the framing's CPU)."""
     params = server.game(game_id).params
     game = game_for(params.game_type)
     seats = [Seat(secrets_token()) for _ in policies]
@@ -179,11 +188,17 @@ async def play_local(server: Any, game_id: int, policies: Mapping[int, Policy], 
         result = await play_seats(game, game_id, seats, policies, ws_url=server.ws_url, api=api, params=params,
                                   settings=settings, run_dir=run_dir, log=log, stop=stop, say=say, seed=seed,
                                   local=True, secrets=secrets, transcript_batch=transcript_batch,
-                                  timeout=game.rules.timeout(params))
+                                  timeout=game.rules.timeout(params),
+                                  connector=server.connect_in_memory if in_memory else None,
+                                  transcript_sync=transcript_sync)
     if result.outcome == "game-over":
-        await server.wait_game_over(game_id, timeout=5)
+        await server.game_over(game_id, timeout=5)  # the log is read from its file: no copy of it is needed
         result.game_log = server.log_path(game_id)
     return result
+
+
+def _silent(_line: str) -> None:
+    return None
 
 
 def secrets_token() -> str:

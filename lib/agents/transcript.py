@@ -30,7 +30,7 @@ from typing import Any
 
 from lib.util.redact import REDACTED, Redactor
 
-__all__ = ["REDACTED", "Transcript", "read_transcript", "utc_iso_ms"]
+__all__ = ["REDACTED", "RawJSON", "Transcript", "read_transcript", "utc_iso_ms"]
 # One encoder for every line: json.dumps with options builds a new one per call. Hundreds of agents write a line
 # per frame, so the cost per line matters (bench/agents_bench.py).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
@@ -46,15 +46,23 @@ def utc_iso_ms(now: float) -> str:
     return f"{_second_cache[1]}.{int(now * 1000) % 1000:03d}+00:00"
 
 
+class RawJSON(str):
+    """A field's value that is already JSON text, written into the line as it is: a frame an agent received, which
+    it has just parsed (encoding the parsed frame again would only give the same JSON, and a line per frame of every
+    seat is most of what transcripts cost). One JSON value with no line break in it; secrets are scrubbed from the
+    whole line all the same."""
+
+
 class Transcript:
-    """Append-only JSONL writer. Records: {"t", "ts_ms", "kind", ...fields}."""
+    """Append-only JSONL writer. Records: {"t", "ts_ms", "kind", ...fields}; RawJSON fields come last."""
 
     def __init__(self, path: str | Path, secrets: list[str] | tuple[str, ...] = (), *,
-                 flush_delay: float = 0.0) -> None:
+                 flush_delay: float = 0.0, sync: bool = True) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._redactor = Redactor(secrets)
         self.flush_delay = max(0.0, flush_delay)
+        self.sync = sync  # fsync at close (a study's transcripts skip it: its store is its record of what finished)
         self._pending: list[dict[str, Any]] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         # Line-buffered text: each write of a full line (or of a batch of them) reaches the OS immediately.
@@ -96,7 +104,12 @@ class Transcript:
         """One record as its line; a record that cannot be encoded becomes a line saying so (each record on its
         own: in a batch, the others are still written)."""
         try:
-            return self.scrub(_ENCODER.encode(record)) + "\n"
+            raw = [(key, value) for key, value in record.items() if isinstance(value, RawJSON)]
+            if not raw:
+                return self.scrub(_ENCODER.encode(record)) + "\n"
+            text = _ENCODER.encode({key: value for key, value in record.items() if not isinstance(value, RawJSON)})
+            return self.scrub(text[:-1] + "".join(f", {_ENCODER.encode(key)}: {value}" for key, value in raw)
+                              + "}") + "\n"
         except (ValueError, TypeError, RecursionError) as exc:  # circular or too deep structures, odd keys
             error = self.scrub(f"{type(exc).__name__}: {exc}")
             self._failed(f"a {record.get('kind')!r} record could not be encoded ({error})")
@@ -131,7 +144,8 @@ class Transcript:
         self.closed = True
         try:
             self._file.flush()
-            os.fsync(self._file.fileno())
+            if self.sync:
+                os.fsync(self._file.fileno())
         except OSError:
             pass  # not every file system supports fsync; a refused write was counted when it was made
         try:

@@ -105,10 +105,19 @@ class IbexApi:
         self.base_url = base
         self.retries = max(0, retries)
         self.backoff = max(0.0, backoff)
-        self._client = httpx2.AsyncClient(timeout=timeout, transport=transport, follow_redirects=True)
+        self._timeout, self._transport = timeout, transport
+        # Made at the first call: an httpx client loads the system's CA certificates (about 60 ms of CPU) even for
+        # plain http, and most local games (a study's, a --local one's) never call the API at all.
+        self._client: httpx2.AsyncClient | None = None
+
+    def _http(self) -> httpx2.AsyncClient:
+        if self._client is None:
+            self._client = httpx2.AsyncClient(timeout=self._timeout, transport=self._transport, follow_redirects=True)
+        return self._client
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     async def __aenter__(self) -> IbexApi:
         return self
@@ -254,7 +263,7 @@ class IbexApi:
             hidden[str(json_body["password"])] = "[redacted]"
         for attempt in range(1, attempts + 1):
             try:
-                response = await self._client.request(method, url, params=params, json=json_body)
+                response = await self._http().request(method, url, params=params, json=json_body)
             except httpx2.TransportError as exc:
                 sent = not isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout)
                 last = _hide(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, hidden)

@@ -234,9 +234,18 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
+# json.dumps with options builds an encoder per call; the local server stringifies every frame it sends.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def stringify(value: Any) -> str:
     """`JSON.stringify(value)`: compact, non-ASCII kept as is, lone surrogates escaped."""
-    return well_formed(json.dumps(to_json_value(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False))
+    return stringify_value(to_json_value(value))
+
+
+def stringify_value(value: Any) -> str:
+    """`stringify` of what `to_json_value` already made (JSON values only): the deep copy is not made again."""
+    return well_formed(_COMPACT.encode(value))
 
 
 class JSONParseError(ValueError):

@@ -142,6 +142,9 @@ def _loads(raw: bytes) -> Any:
     return json.loads(raw)
 
 
+loads_json = _loads  # public: the study runner reads each of its games' logs back the same way
+
+
 def parse_log(data: Any, source: str = "<log>") -> Any:
     """Check a decoded log (see read_log); `source` names it in errors. The log of its game's data part: it has
     `source`, `game_type` and `played_by_agents` (a voting game's is an IbexLog)."""

@@ -240,12 +240,12 @@ class CoreGame:
         conn = self.sockets.get(number)
         if conn is None:
             return  # the real server neither sends nor records an event for a seat that never joined
-        conn.send(self._record(kind, data, number))
+        conn.send_text(js.stringify_value(self._record(kind, data, number)))  # _record made it JSON values
 
     def _broadcast_event(self, kind: str, data: Any, role: int | None = None) -> None:
         if kind == "phase-transition":
             self._meta_round, self._meta_phase = data["round"], data["phase"]
-        text = js.stringify(self._record(kind, data, "all" if role is None else role))
+        text = js.stringify_value(self._record(kind, data, "all" if role is None else role))
         for number, conn in list(self.sockets.items()):
             if role is None or self.players[number].role == role:
                 conn.send_text(text)  # encoded once, not once per seat: a busy market broadcasts every order

@@ -6,7 +6,6 @@ picks the module and stores the rows, so the humans' rows and a study's rows hav
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,9 +64,11 @@ def tables_from_data(data: Any, source: str, sessions: Any = None) -> LogTables:
 
 def tables_from_log(path: str | Path, sessions: Any = None) -> LogTables:
     """The rows of the log file at `path` (a .log.json)."""
+    from lib.ibex.log import loads_json  # orjson where it reads as json does: a study reads back every game's log
+
     path = Path(path)
     try:
-        data = json.loads(path.read_bytes())
+        data = loads_json(path.read_bytes())
     except OSError as exc:
         raise LogTableError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except ValueError as exc:

@@ -35,7 +35,9 @@ spending cap was reached before every game was played; 128 + signal number (130 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
+import math
 import os
 import shutil
 import signal
@@ -58,7 +60,7 @@ from lib.ibex.sessions import SessionsError, SessionsTable, load_sessions, parse
 from lib.study.cache import CallCache, SpendTracker, call_key
 from lib.study.logtables import LogTableError, tables_from_log
 from lib.study.spec import Arm, GameSlot, ModelPolicy, Study, StudyError, load_study
-from lib.study.store import FAILED, FINISHED, ResultsStore, StoreError, open_study
+from lib.study.store import ABANDONED, FAILED, FINISHED, ResultsStore, StoreError, open_study
 from lib.study.values import fresh_table
 from lib.util import redact
 
@@ -67,6 +69,17 @@ CALLS_FILE = "calls.jsonl"
 GAMES_DIR = "games"
 SERVER_LOGS = "server-logs"  # where the in-process local server writes a game's log before it moves to its folder
 MODEL_MADE = (decisions.MODEL, decisions.MODEL_RETRIED, decisions.FALLBACK)
+# Transcript lines reach the OS in batches this many seconds apart (and at the game's end): a line per frame costs a
+# write per frame, and a killed run loses nothing by it, since the games it leaves running are played again.
+TRANSCRIPT_BATCH = 2.0
+# ... and are not fsynced at their game's end: six fsyncs per game held the event loop of every other game, for a
+# durability the store itself does not have (WAL with synchronous=NORMAL: a commit survives a killed process).
+# Games start at most this many seconds apart until the first one ends, then at the pace games end (their mean
+# length over `concurrency`): started all at once, a thousand games move in step, so that every phase change, and
+# later every game's end, comes to all of them at the same moment and the event loop falls seconds behind.
+MAX_START_SPACING = 0.5
+LAG_SAMPLE = 0.05  # seconds between two looks at the event loop's lateness
+LAG_WINDOW = 1.0  # the lateness that counts is the largest of this many seconds
 
 Say = Callable[[str], None]
 
@@ -304,6 +317,7 @@ class _Tally:
     done_now: int = 0
     model_decisions: int = 0
     fallbacks: int = 0
+    played_s: float = 0.0  # the lengths of the games finished this run, added up
 
     @property
     def fallback_share(self) -> float:
@@ -327,6 +341,7 @@ class _Run:
             "SELECT COALESCE(SUM(c.cost_usd), 0) FROM calls c JOIN games g ON g.game_uid = c.game_uid "
             "WHERE g.status = ? AND NOT c.cached", (FINISHED,)).fetchone()[0])
         self.models = _Models(study, env, cache, self.spend, max_concurrent_calls)
+        self.use_cache, self.max_concurrent_calls = cache is not None, max_concurrent_calls
         self.values = _Values(study)
         self.data_dir = data_dir
         self.tally = _Tally()
@@ -340,9 +355,7 @@ class _Run:
         self.abandoned = 0
         self.limit: str | None = None
         self.secrets = redact.secrets_from_env(env)
-        self.params = self.game.rules.parameters(study.parameters)
-        margin = safety_margin(self.game.play.action_phases, self.params)
-        self.settings = AgentSettings(chat=False, safety_margin=margin, ready_delay=min(0.2, margin))
+        self.settings = agent_settings(study, self.game)
         # Every policy is built once before any game starts: a policy that cannot play fails the study at once.
         self.policies = {name: seat_policies(study, arm, self.game, 0, self.models, data_dir)
                          for name, arm in self.arms.items()}
@@ -377,8 +390,8 @@ class _Run:
     def game_dir(self, arm: str, index: int) -> Path:
         return self.folder / GAMES_DIR / arm / f"{index:06d}"
 
-    async def play_one(self, server: _Games, arm_name: str, index: int) -> None:
-        arm, slot = self.arms[arm_name], self.slots[index]
+    async def play_one(self, plays: _Plays, arm_name: str, index: int) -> None:
+        slot = self.slots[index]
         table, session_number = self.values.of(slot, self.study.parameters)
         game_dir = self.game_dir(arm_name, index)
         if game_dir.exists():  # what an abandoned attempt left: this attempt's files alone belong to the game
@@ -387,33 +400,45 @@ class _Run:
         uid = self.store.begin_game(arm_name, index, seed=slot.seed, server=self.study.server,
                                     game_type=self.study.game, parameters=self.study.parameters,
                                     values_source=slot.source)
-        policies = _for_index(seat_policies(self.study, arm, self.game, slot.seed, self.models, self.data_dir), index)
-        names = {seat: _policy_name(chosen) for seat, chosen in arm.seats.items()}
-        game = _Game(f"{self.study.name}/{arm_name}/{index}", table, session_number, policies, game_dir, slot.seed)
-        with decisions.DecisionLog(game_dir / "decisions.csv", secrets=self.secrets) as log:
-            try:
-                outcome = await server.play(game, log, self.stop.abandon)
-            except _GameFailed as exc:
-                self._failed(uid, arm_name, index, str(exc), exc.game_id)
-                return
-        if outcome.stopped:
-            self.store.finish_game(uid, game_id=outcome.game_id, status="abandoned", note="stopped by a signal")
+        job = GameJob(arm_name, index, f"{self.study.name}/{arm_name}/{index}", table, session_number, slot.seed,
+                      game_dir)
+        began = time.monotonic()
+        played = await plays.play(job)
+        if played.status == FINISHED:
+            self.tally.played_s += time.monotonic() - began
+        self._commit(uid, job, played)
+
+    def start_spacing(self) -> float:
+        """Seconds between two game starts (MAX_START_SPACING's comment says why)."""
+        if not self.tally.done_now:
+            return MAX_START_SPACING
+        return min(MAX_START_SPACING, self.tally.played_s / self.tally.done_now / self.study.concurrency)
+
+    def _commit(self, uid: str, job: GameJob, played: GamePlayed) -> None:
+        """Store what playing `job` gave: a finished game's rows in one transaction, or why it has none."""
+        arm, arm_name, index = self.arms[job.arm], job.arm, job.index
+        if played.status == FAILED:
+            self._failed(uid, arm_name, index, played.why or "?", played.game_id)
+            return
+        if played.status == ABANDONED:
+            self.store.finish_game(uid, game_id=played.game_id, status=ABANDONED, note="stopped by a signal")
             self.abandoned += 1
             return
-        log_path = game_dir / "game.log.json"
-        shutil.move(str(outcome.log), log_path)
+        assert played.log is not None
+        table = job.table if job.table is not None else self.values.table
         try:
-            tables = tables_from_log(log_path, table if table is not None else self.values.table)
+            tables = tables_from_log(played.log, table)
         except LogTableError as exc:
-            self._failed(uid, arm_name, index, str(exc), outcome.game_id)
+            self._failed(uid, arm_name, index, str(exc), played.game_id)
             return
-        rows = decision_rows(log, names)
+        names = {seat: _policy_name(chosen) for seat, chosen in arm.seats.items()}
+        rows = played.decisions
         for row in tables.seat_rounds:  # the log knows the seats, the arm knows who played them
             row["policy"] = names.get(row.get("seat"))
         # the limit judges the models: a rule seat's late action is no sign of a failing endpoint
         made = [r for r in rows if isinstance(arm.seats.get(r["seat"]), ModelPolicy) and r["made_by"] in MODEL_MADE]
-        self.store.finish_game(uid, game_id=outcome.game_id, rounds=tables.rounds, seat_rounds=tables.seat_rounds,
-                               decisions=rows, calls=call_rows(game_dir, arm.seats, index), status=FINISHED)
+        self.store.finish_game(uid, game_id=played.game_id, rounds=tables.rounds, seat_rounds=tables.seat_rounds,
+                               decisions=rows, calls=call_rows(job.folder, arm.seats, index), status=FINISHED)
         self.finished[arm_name] += 1
         self.tally.done_now += 1
         self.tally.model_decisions += len(made)
@@ -428,27 +453,47 @@ class _Run:
 
     # ----- every game
 
+    def _plays(self) -> _Plays:
+        """This process's player, or the study's worker processes (lib.study.workers)."""
+        if self.study.workers > 1:
+            from lib.study.workers import WorkerPool
+
+            return WorkerPool(self.study, self.study.workers, self.folder, env=self.env, use_cache=self.use_cache,
+                              data_dir=self.data_dir, max_concurrent_calls=self.max_concurrent_calls,
+                              spend=self.spend, abandon=self.stop.abandon, say=self.say,
+                              max_lag=lag_limit(self.settings))
+        games: _Games = (_RealGames(self.study, self.game, self.env, self.settings, self.secrets)
+                         if self.study.server == "real"
+                         else _LocalGames(self.study, self.folder / SERVER_LOGS, self.settings, self.secrets))
+        return _Player(self.study, games, self.models, self.data_dir, self.secrets, self.stop.abandon,
+                       lag_limit(self.settings))
+
     async def play_all(self) -> None:
         order = self.store.to_play(self.arms, self.study.games_in_arm())
         self.say(f"study {self.study.name}: {len(self.arms)} arm{'s' if len(self.arms) != 1 else ''} x "
                  f"{self.study.games_in_arm()} games, {sum(self.finished.values())} finished before, {len(order)} to "
-                 f"play, {self.study.concurrency} at once, {self.study.server} server; folder {self.folder}")
+                 f"play, {self.study.concurrency} at once, {self.study.server} server"
+                 f"{f' in {self.study.workers} worker processes' if self.study.workers > 1 else ''}; folder "
+                 f"{self.folder}")
         if not order:
             return
-        games: _Games = (_RealGames(self.study, self.game, self.env, self.settings, self.secrets)
-                         if self.study.server == "real"
-                         else _LocalGames(self.study, self.folder / SERVER_LOGS, self.settings, self.secrets))
-        async with games:
+        async with self._plays() as plays:
             running: set[asyncio.Task[None]] = set()
             slots = asyncio.Semaphore(self.study.concurrency)
+            last_start = -math.inf
             for arm, index in order:
                 if not await _acquire(slots, self.stop.drain):
                     break
+                wait = last_start + self.start_spacing() - time.monotonic()
+                if (wait > 0 and await _set_within(self.stop.drain, wait)) or not await plays.room(self.stop.drain):
+                    slots.release()
+                    break
+                last_start = time.monotonic()
                 self.check_limits()  # the running games may have reached a limit while this one waited
                 if self.limit is not None:
                     slots.release()
                     break
-                task = asyncio.ensure_future(self.play_one(games, arm, index))
+                task = asyncio.ensure_future(self.play_one(plays, arm, index))
                 running.add(task)
                 task.add_done_callback(running.discard)
                 task.add_done_callback(lambda _t: slots.release())
@@ -457,6 +502,52 @@ class _Run:
                 for exc in results:
                     if isinstance(exc, BaseException):
                         raise exc
+
+
+async def _set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Whether `event` is set within `seconds`."""
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+class _LagMonitor:
+    """How late this process's event loop runs what is due: a task looks every LAG_SAMPLE seconds, and `lag` is
+    the largest lateness of the last LAG_WINDOW seconds. A loop that runs late runs the agents' decisions late: a
+    process whose loop is behind takes no new game (a deadline missed because the machine was busy is a game that
+    did not play as it should)."""
+
+    def __init__(self) -> None:
+        self.samples: collections.deque[tuple[float, float]] = collections.deque()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.ensure_future(self._watch())
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _watch(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(LAG_SAMPLE)
+            now = time.monotonic()
+            self.samples.append((now, now - before - LAG_SAMPLE))
+            while self.samples and self.samples[0][0] < now - LAG_WINDOW:
+                self.samples.popleft()
+
+    @property
+    def lag(self) -> float:
+        return max((late for _at, late in self.samples), default=0.0)
+
+
+def lag_limit(settings: AgentSettings) -> float:
+    """The event loop lateness above which a process takes no new game: a third of the agents' safety margin, the
+    time they keep in hand for exactly such delays."""
+    return settings.safety_margin / 3
 
 
 async def _acquire(slots: asyncio.Semaphore, drain: asyncio.Event) -> bool:
@@ -474,6 +565,116 @@ async def _acquire(slots: asyncio.Semaphore, drain: asyncio.Event) -> bool:
         slots.release()
         return False
     return True
+
+
+def agent_settings(study: Study, game: Game) -> AgentSettings:
+    """How a study's agents play: no chat, and a safety margin that fits the study's timers."""
+    margin = safety_margin(game.play.action_phases, game.rules.parameters(study.parameters))
+    return AgentSettings(chat=False, safety_margin=margin, ready_delay=min(0.2, margin))
+
+
+@dataclass
+class GameJob:
+    """One game of the study to play, as the runner hands it over (to this process or to a worker process): arm,
+    game index, title, values (its own sessions table, None: the server's; the session number), seed, folder."""
+
+    arm: str
+    index: int
+    title: str
+    table: SessionsTable | None
+    session_number: int
+    seed: int
+    folder: Path
+
+
+@dataclass
+class GamePlayed:
+    """How a job went: FINISHED (its log moved into its folder, its decisions' rows), ABANDONED (a stop) or
+    FAILED (`why`)."""
+
+    game_id: int | None
+    status: str
+    why: str | None = None
+    log: Path | None = None
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Plays:
+    """What plays a study's jobs: `async with` it around the run, `await play(job)` for each game."""
+
+    async def __aenter__(self) -> _Plays:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+    async def play(self, job: GameJob) -> GamePlayed:
+        raise NotImplementedError
+
+    async def room(self, drain: asyncio.Event) -> bool:
+        """Wait until a game may start (True), or `drain` is set (False)."""
+        return not drain.is_set()
+
+
+class _Player(_Plays):
+    """Plays jobs in this process on `games` (a local server, or the real one): the arm's policies for the game's
+    seed, its decisions table, its log moved into its folder. A worker process plays its jobs with one too."""
+
+    def __init__(self, study: Study, games: _Games, models: _Models, data_dir: Path, secrets: list[str],
+                 abandon: asyncio.Event, max_lag: float) -> None:
+        self.study, self.games, self.models, self.data_dir = study, games, models, data_dir
+        self.secrets, self.abandon, self.max_lag = secrets, abandon, max_lag
+        self.game = game_for(study.game)
+        self.arms = {arm.name: arm for arm in study.arms}
+        self.monitor = _LagMonitor()
+        self.running = 0
+
+    async def __aenter__(self) -> _Player:
+        await self.games.__aenter__()
+        self.monitor.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.monitor.stop()
+        await self.games.__aexit__(*exc)
+
+    @property
+    def has_room(self) -> bool:
+        """Whether this process may take one more game now: it plays none, or its event loop keeps up."""
+        return not self.running or self.monitor.lag <= self.max_lag
+
+    async def room(self, drain: asyncio.Event) -> bool:
+        while not self.has_room:
+            if await _set_within(drain, LAG_SAMPLE):
+                return False
+        return not drain.is_set()
+
+    async def play(self, job: GameJob) -> GamePlayed:
+        self.running += 1
+        try:
+            return await self._play(job)
+        finally:
+            self.running -= 1
+
+    async def _play(self, job: GameJob) -> GamePlayed:
+        arm = self.arms[job.arm]
+        try:
+            policies = _for_index(seat_policies(self.study, arm, self.game, job.seed, self.models, self.data_dir),
+                                  job.index)
+        except StudyRunError as exc:
+            return GamePlayed(None, FAILED, str(exc))
+        names = {seat: _policy_name(chosen) for seat, chosen in arm.seats.items()}
+        game = _Game(job.title, job.table, job.session_number, policies, job.folder, job.seed)
+        with decisions.DecisionLog(job.folder / "decisions.csv", secrets=self.secrets) as log:
+            try:
+                outcome = await self.games.play(game, log, self.abandon)
+            except _GameFailed as exc:
+                return GamePlayed(exc.game_id, FAILED, str(exc))
+        if outcome.stopped:
+            return GamePlayed(outcome.game_id, ABANDONED)
+        log_path = job.folder / "game.log.json"
+        shutil.move(str(outcome.log), log_path)
+        return GamePlayed(outcome.game_id, FINISHED, log=log_path, decisions=decision_rows(log, names))
 
 
 @dataclass
@@ -544,8 +745,9 @@ class _LocalGames(_Games):
             raise _GameFailed(f"the local server cannot create the game: {exc}") from None
         try:
             result = await play_local(self.server, game_id, game.policies, settings=self.settings,
-                                      run_dir=game.folder, log=log, stop=stop, say=lambda _line: None,
-                                      seed=game.seed, secrets=self.secrets)
+                                      run_dir=game.folder, log=log, stop=stop, say=None,
+                                      seed=game.seed, secrets=self.secrets, transcript_batch=TRANSCRIPT_BATCH,
+                                      in_memory=True, transcript_sync=False)
         finally:
             await self.server.delete_game(game_id)  # a study's server must not hold every game it played
         if result.outcome == "stopped":
@@ -606,8 +808,8 @@ class _RealGames(_Games):
             raise _GameFailed(f"the server cannot create the game: {exc}") from None
         result = await play_seats(self.game, created.id, seats, game.policies, ws_url=self.urls.ws_url, api=self.api,
                                   params=params, settings=self.settings, run_dir=game.folder, log=log, stop=stop,
-                                  say=lambda _line: None, seed=game.seed, secrets=self.secrets,
-                                  timeout=self.game.rules.timeout(params))
+                                  say=None, seed=game.seed, secrets=self.secrets,
+                                  timeout=self.game.rules.timeout(params), transcript_batch=TRANSCRIPT_BATCH)
         if result.outcome == "stopped":
             return _Outcome(created.id, stopped=True)
         if result.outcome != "game-over":

@@ -5,8 +5,8 @@ Every problem is found before anything runs and reported as one line naming the 
 are relative to the file's own folder. The format is documented in docs/studies.md.
 
 The digest covers what decides a game's result (game, parameters, values, arms, endpoints, server, fast and strict
-mode and the content of every file the study reads), not `concurrency` or `limits`: raising a spending cap or the
-number of games at once must not make a resumed study refuse its own finished games.
+mode and the content of every file the study reads), not `concurrency`, `workers` or `limits`: raising a spending
+cap or the number of games at once must not make a resumed study refuse its own finished games.
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ VALUE_SOURCES = ("fresh", "sessions", "logs")
 SERVERS = ("local", "real")
 MAX_GAMES_PER_ARM = 1_000_000
 MAX_CONCURRENCY = 1_000
+MAX_WORKERS = 64
 MAX_TEMPERATURE = 2.0
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # a study or arm name becomes a folder name and a CSV key
 
 TOP_KEYS = ("name", "game", "games_per_arm", "parameters", "values", "arms", "endpoints", "server", "concurrency",
-            "limits", "fast", "compare_with", "compare_sessions", "strict")
+            "workers", "limits", "fast", "compare_with", "compare_sessions", "strict")
 VALUES_KEYS = ("source", "seed", "table", "sessions", "logs")
 ENDPOINT_KEYS = ("base_url_env", "api_key_env")
 MODEL_KEYS = ("endpoint", "model", "temperature", "prompt")
@@ -116,6 +117,7 @@ class Study:
     digest: str = ""  # sha256 of canonical
     compare_sessions: Path | None = None  # the sessions table that holds the values of the compare_with logs
     strict: bool = False  # the local server's --strict: a game in which it refused a frame fails
+    workers: int = 1  # processes that play the games (1: the runner's own); not in the digest, as concurrency
 
     def games_in_arm(self) -> int:
         """Games each arm plays: N, or N per named session or log."""
@@ -247,6 +249,10 @@ def parse_study(data: Mapping[str, Any], path: Path) -> Study:
         raise _fail(path, "strict", "strict mode exists only on the local server (the real server takes what it "
                                     "takes)")
     concurrency = _int(path, "concurrency", data.get("concurrency", 1), 1, MAX_CONCURRENCY)
+    workers = _int(path, "workers", data.get("workers", 1), 1, MAX_WORKERS)
+    if workers > 1 and server != "local":
+        raise _fail(path, "workers", "worker processes play on the local server only (a real server's games wait on "
+                                     "the network, not on this machine's cores)")
     limits = _limits(path, data.get("limits", {}))
     compare = data.get("compare_with", [])
     if not isinstance(compare, list):
@@ -272,7 +278,7 @@ def parse_study(data: Mapping[str, Any], path: Path) -> Study:
         raise _fail(path, "values.source", "a real server reads values only from its own sessions table: use "
                                            "source = 'sessions' with a copy of that table")
     study = Study(path, name, game, games_per_arm, parameters, values, arms, endpoints, server, concurrency, limits,
-                  fast, compare_with, like, compare_sessions=compare_sessions, strict=strict)
+                  fast, compare_with, like, compare_sessions=compare_sessions, strict=strict, workers=workers)
     canonical = canonical_form(study)
     return Study(**{**study.__dict__, "canonical": canonical,
                     "digest": hashlib.sha256(canonical.encode()).hexdigest()})
@@ -501,8 +507,8 @@ def _file_digest(path: Path) -> str:
 
 def canonical_form(study: Study) -> str:
     """The study's meaning as one JSON text: defaults filled in, seats resolved, paths replaced by the content
-    digests of their files (moving a file changes nothing, editing it does). Concurrency and limits are left out
-    (see the module's docstring)."""
+    digests of their files (moving a file changes nothing, editing it does). Concurrency, workers and limits are
+    left out (see the module's docstring)."""
     values: dict[str, Any] = {"source": study.values.source, "seed": study.values.seed}
     if study.values.source == "sessions":
         assert study.values.table is not None

@@ -410,8 +410,15 @@ def test_the_policy_asks_in_its_games_words_and_for_game_shares_the_call_limit()
     market = voting.for_game(game_for("futarchy"))
     assert voting.answers is game_for("voting").answers and market.answers is game_for("futarchy").answers
     assert market.semaphore is voting.semaphore and (market.model, market.base_url) == (voting.model, voting.base_url)
-    asyncio.run(voting.close())
+    # one client (one connection pool) for every copy; a copy's close leaves it to the policy it was copied from
+    again = market.for_game_index(4)
+    assert market.client is voting.client and again.client is voting.client and again.game_index == 4
+    assert again.answers is market.answers and voting.game_index == market.game_index == 0
     asyncio.run(market.close())
+    asyncio.run(again.close())
+    assert not voting.client.is_closed()
+    asyncio.run(voting.close())
+    assert voting.client.is_closed()
 
 
 def test_a_prompt_variant_is_what_the_endpoint_is_asked_and_the_records_name_it(fake, tmp_path):

@@ -7,7 +7,7 @@ import asyncio
 import json
 
 from lib.agents.agent import Agent
-from lib.agents.transcript import Transcript, read_transcript
+from lib.agents.transcript import RawJSON, Transcript, read_transcript
 from lib.games.voting.policy import BaselinePolicy
 
 LONE = "\ud800"
@@ -97,3 +97,32 @@ def test_the_agent_applies_a_frame_whatever_happens_to_its_transcript_line(tmp_p
     transcript.close()
     assert (agent.view.round, agent.view.phase) == (1, 1)
     assert agent.frame_errors == 1 and "the transcript failed" in agent._last_frame_error
+
+
+def test_a_received_frame_is_written_as_its_own_json_and_reads_back_as_the_parsed_frame(tmp_path):
+    path = tmp_path / "agent.jsonl"
+    secret = "recovery-code-0123456789"
+    texts = ['{"type":"event","eventType":"status","data":{"recovery":"recovery-code-0123456789","é":[1.5,null]}}',
+             '{"gameId": 1, "note": "\\ud800 \\u00e9"}', "[1E5, -0]"]
+
+    async def scenario() -> None:
+        for batch in (0.0, 0.01):  # line by line, and in a batch
+            transcript = Transcript(path, secrets=[secret], flush_delay=batch)
+            for text in texts:
+                transcript.write("recv", msg=RawJSON(text))
+            transcript.close()
+
+    asyncio.run(scenario())
+    records = read_transcript(path)
+    assert [r["msg"] for r in records] == [json.loads(t.replace(secret, "[redacted]")) for t in texts] * 2
+    assert all(list(r) == ["t", "ts_ms", "kind", "msg"] for r in records)
+    assert secret not in path.read_text(encoding="utf-8")
+
+
+def test_the_agent_writes_a_frame_with_a_line_break_re_encoded_on_one_line(tmp_path):
+    path = tmp_path / "agent.jsonl"
+    with Transcript(path) as transcript:
+        agent = Agent("ws://127.0.0.1:1", 1, "code", BaselinePolicy(), transcript)
+        agent._on_text('{"type": "info",\n "message": "Player 1 joined."}')
+    [record] = read_transcript(path)
+    assert record["msg"] == {"type": "info", "message": "Player 1 joined."}

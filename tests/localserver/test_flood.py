@@ -25,18 +25,18 @@ def test_a_broadcast_order_is_encoded_once_for_all_twelve_seats(monkeypatch: pyt
         async with LocalServer(sessions=SESSIONS) as server:
             game_id, clients = await seated(server, "futarchy", stop_at=6)
             encoded: list[Any] = []
-            stringify = js.stringify
+            stringify = js.stringify_value  # every encoding of a frame ends there (js.stringify too)
 
             def counting(value: Any) -> str:
                 encoded.append(value)
                 return stringify(value)
 
-            monkeypatch.setattr(js, "stringify", counting)
+            monkeypatch.setattr(js, "stringify_value", counting)
             starts = [len(c.frames) for c in clients]
             await clients[6].send({"gameId": game_id, "type": "post-order", "order": {
                 "type": "bid", "price": 10, "quantity": 1, "condition": 0, "now": False}})
             got = [(await c.wait_for(is_event("add-order"), start=s))[1] for c, s in zip(clients, starts, strict=True)]
-            monkeypatch.setattr(js, "stringify", stringify)
+            monkeypatch.setattr(js, "stringify_value", stringify)
             assert len({json.dumps(f, sort_keys=True) for f in got}) == 1  # every seat, the same frame
             assert got[0]["data"]["order"]["sender"] == 7
             assert len([v for v in encoded if v.get("eventType") == "add-order"]) == 1

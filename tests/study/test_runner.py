@@ -27,47 +27,9 @@ from lib.study.values import fresh_table
 from tests.helpers.fakeopenai import FakeOpenAI
 from tests.helpers.paths import REPO
 from tests.helpers.scripted_answers import player
+from tests.helpers.studies import RULE_ARMS, rows, study_file, wait_for_states
 
 PASSWORD = "study-admin-password"
-TIMERS = """round_count = 1
-practice_round = false
-timer_phase_1 = 0.1
-timer_phase_2 = 0.2
-timer_phase_3 = 1.5
-timer_phase_4 = 1.5
-timer_phase_5 = 0.2
-timer_phase_6 = 1.5
-timer_phase_7 = 0.1
-"""
-
-
-def study_file(folder: Path, name: str, body: str, games: int = 2, concurrency: int = 2) -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(f'name = "{name}"\ngame = "voting"\ngames_per_arm = {games}\nconcurrency = {concurrency}\n'
-                    f"{body}\n[parameters]\n{TIMERS}", encoding="utf-8")
-    return path
-
-
-RULE_ARMS = """
-[values]
-source = "fresh"
-seed = 11
-[arms.rules]
-developer = "baseline"
-owners = "baseline"
-[arms.again]
-developer = "baseline"
-owners = "baseline"
-"""
-
-
-def rows(folder: Path, table: str, where: str = "") -> list[dict]:
-    db = sqlite3.connect(folder / "study.sqlite")
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute(f"SELECT * FROM {table} {where}")]
-    finally:
-        db.close()
 
 
 def log_messages(log: dict, kind: str) -> dict[int, dict]:
@@ -172,17 +134,8 @@ def test_a_study_killed_mid_way_resumes_with_no_game_lost_or_counted_twice(tmp_p
     folder = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "handler.py", "--study", str(path)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        give_up = time.monotonic() + 90
-        while time.monotonic() < give_up:  # until the first game is committed and the next one runs
-            if (folder / "study.sqlite").exists():
-                try:
-                    states = Counter(g["status"] for g in rows(folder, "games"))
-                except sqlite3.OperationalError:  # the tables are being made
-                    states = Counter()
-                if states[FINISHED] >= 1 and states["running"] >= 1:
-                    break
-            time.sleep(0.05)
+    try:  # until the first game is committed and the next one runs
+        wait_for_states(folder, lambda states: states[FINISHED] >= 1 and states["running"] >= 1)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=120)
@@ -211,16 +164,7 @@ def test_ctrl_c_finishes_the_running_game_starts_no_other_and_prints_the_summary
     proc = subprocess.Popen([sys.executable, "handler.py", "--study", str(path)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        give_up = time.monotonic() + 90
-        while time.monotonic() < give_up:
-            if (folder / "study.sqlite").exists():
-                try:
-                    states = Counter(g["status"] for g in rows(folder, "games"))
-                except sqlite3.OperationalError:
-                    states = Counter()
-                if states[FINISHED] >= 1 and states["running"] >= 1:
-                    break
-            time.sleep(0.05)
+        wait_for_states(folder, lambda states: states[FINISHED] >= 1 and states["running"] >= 1)
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=120)
     finally:
@@ -415,3 +359,24 @@ def test_a_store_made_before_prompt_variants_gets_the_calls_prompt_column(tmp_pa
     old.close()
     with ResultsStore(path, "old") as store:
         assert [r[1] for r in store.db.execute("PRAGMA table_info(calls)")] == column_names("calls")
+
+
+def test_a_process_whose_event_loop_runs_late_takes_no_new_game(tmp_path):
+    from lib.study.runner import _Player
+
+    study = load_study(study_file(tmp_path, "lag", RULE_ARMS))
+
+    async def scenario() -> list[bool]:
+        player = _Player(study, None, None, tmp_path, [], asyncio.Event(), max_lag=0.1)  # type: ignore[arg-type]
+        player.monitor.samples.append((time.monotonic(), 0.5))  # half a second late, a moment ago
+        seen = [player.has_room]  # no game running: one starts whatever the lateness (else none ever would)
+        player.running = 1
+        seen.append(player.has_room)
+        drain = asyncio.Event()
+        drain.set()
+        seen.append(await player.room(drain))  # a stop does not wait for the loop to catch up
+        player.monitor.samples.clear()
+        seen += [player.has_room, await player.room(asyncio.Event())]
+        return seen
+
+    assert asyncio.run(scenario()) == [True, False, False, True, True]

@@ -56,7 +56,7 @@ def test_the_shipped_example_loads():
 
 def test_a_minimal_study_gets_the_defaults(tmp_path):
     study = load_study(write(tmp_path, BASE))
-    assert study.server == "local" and study.concurrency == 1 and not study.fast
+    assert study.server == "local" and study.concurrency == 1 and study.workers == 1 and not study.fast
     assert study.values.source == "fresh" and study.values.seed == 0
     assert study.parameters["round_count"] == 5  # the real server's default
     assert study.arms[0].seats == dict.fromkeys(range(1, 7), "baseline")
@@ -87,6 +87,8 @@ def test_a_seat_number_overrides_its_group(tmp_path):
     ('[arms.x]\ndeveloper = "baseline"\n', "arms.x", "seat(s) 1, 3, 4, 5, 6 have no policy"),
     ('concurrency = 0\n', "concurrency", "must be from 1"),
     ('concurrency = "4"\n', "concurrency", "must be a whole number"),
+    ('workers = 0\n', "workers", "must be from 1 to 64"),
+    ('workers = 2\nserver = "real"\n', "workers", "on the local server only"),
     ('fast = "yes"\n', "fast", "must be true or false"),
     ('server = "real"\nfast = true\n', "fast", "only on the local server"),
     ('strict = 1\n', "strict", "must be true or false"),
@@ -181,7 +183,7 @@ def test_the_digest_follows_meaning_not_layout(tmp_path):
                              'developer = "baseline"') + "# a comment\n"
     assert load_study(write(tmp_path, reordered, "b.toml")).digest == first.digest
     head, rest = BASE.split("[endpoints.local]")
-    not_results = head + "concurrency = 8\n[limits]\nspend_usd = 2.5\n[endpoints.local]" + rest
+    not_results = head + "concurrency = 8\nworkers = 2\n[limits]\nspend_usd = 2.5\n[endpoints.local]" + rest
     assert load_study(write(tmp_path, not_results, "c.toml")).digest == first.digest
     assert load_study(write(tmp_path, BASE.replace("= 3", "= 4"), "d.toml")).digest != first.digest
     assert load_study(write(tmp_path, BASE + '2 = "fitted"\n', "e.toml")).digest != first.digest
