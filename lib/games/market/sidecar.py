@@ -32,8 +32,6 @@ from lib.games.market.view import MarketRound, MarketView
 # MarketRound fields keyed by condition or phase (JSON makes the keys strings), and those that are sets.
 _INT_KEYS = ("declarations", "my_declaration", "my_snipes", "trades", "hidden")
 _SETS = ("declaration_acked", "speculation_acked")
-# Kept only to classify a live seat's error frames (lib.games.market.seat.race); no prompt or check reads it.
-_PLAY_ONLY = ("cancel_gone",)
 _VIEW_FIELDS = ("game_id", "game_type", "number", "role", "tag", "round", "phase", "deadline_ms", "boundaries",
                 "tax_rate_initial", "tax_rate_final", "players", "round_count", "practice_round", "ready_acked",
                 "game_over", "reward", "server_action", "closing", "market_version")
@@ -68,8 +66,6 @@ def market_view_state(view: MarketView) -> dict[str, Any]:
     of them), the game-level fields. Enough for market_view_from_state to give the same prompt and checks."""
     current: dict[str, Any] = {}
     for f in dataclasses.fields(MarketRound):
-        if f.name in _PLAY_ONLY:
-            continue
         value = getattr(view.current, f.name)
         if f.name in _SETS:
             value = sorted(value)

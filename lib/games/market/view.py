@@ -68,9 +68,6 @@ class MarketRound:
     movements: list[dict[str, Any]] = field(default_factory=list)  # own asset-movement data, in order
     pending: list[dict[str, Any]] = field(default_factory=list)  # own post-order orders not answered yet
     cancelling: list[int] = field(default_factory=list)  # ids of own orders whose cancel-order is not answered yet
-    # Ids whose delete-order arrived while their cancel was on its way: filled (the cancel will still be answered
-    # "Order not found. N", a race) or cancelled (nothing follows); kept to tell that answer from a refusal.
-    cancel_gone: list[int] = field(default_factory=list)
     refusals: list[dict[str, Any]] = field(default_factory=list)  # order-refused data
     final_price: Any = None
     summary: dict[str, Any] | None = None  # round-summary data
@@ -313,11 +310,9 @@ class MarketView:
         """Whether an error frame's text, before it is folded, answers a cancel of this seat still on its way with
         "Order not found. N": the order traded or went first (a race, not a refused cancel)."""
         found = _NOT_FOUND.match(text)
-        return found is not None and any(str(order_id) == found.group(1)
-                                         for order_id in (*self.current.cancelling, *self.current.cancel_gone))
+        return found is not None and any(str(order_id) == found.group(1) for order_id in self.current.cancelling)
 
 
-_CANCEL_GONE_KEPT = 64  # a cancel's answer follows its order's delete within a frame or two: bounded all round long
 _NOT_FOUND = re.compile(r"^Order not found\. (\S+)")
 _NOT_MINE = "You cannot delete this order"
 
@@ -326,11 +321,10 @@ def _cancel_answered(rec: MarketRound, text: str) -> bool:
     """An error frame that answers one of our cancels (market.py's two cancel errors) takes it off `cancelling`."""
     found = _NOT_FOUND.match(text)
     if found is not None:
-        for ids in (rec.cancelling, rec.cancel_gone):
-            for order_id in ids:
-                if str(order_id) == found.group(1):
-                    ids.remove(order_id)
-                    return True
+        for order_id in rec.cancelling:
+            if str(order_id) == found.group(1):
+                rec.cancelling.remove(order_id)
+                break
         return True
     if text.startswith(_NOT_MINE):
         if rec.cancelling:
@@ -405,7 +399,6 @@ def _on_phase_transition(view: MarketView, data: dict[str, Any]) -> None:
         view.current.books = {}
         view.current.pending = []
         view.current.cancelling = []
-        view.current.cancel_gone = []
         view.current.hidden = {}
     view.server_action = None
 
@@ -487,9 +480,6 @@ def _on_delete_order(view: MarketView, data: dict[str, Any]) -> None:
     gone = book.pop(order.get("id"), None) if isinstance(order.get("id"), int) else None
     if order.get("id") in view.current.cancelling:
         view.current.cancelling.remove(order.get("id"))  # cancelled, or filled before the cancel arrived
-        answered = view.current.cancel_gone
-        answered.append(order["id"])
-        del answered[:-_CANCEL_GONE_KEPT]
     index = view._indexes.get(order.get("condition"))
     if gone is not None and index is not None and index.book is book:
         index.drop(order["id"])
@@ -669,6 +659,5 @@ def apply_status(view: MarketView, game_data: dict[str, Any]) -> set[str]:
                           for c in range(len(movements)) if isinstance(movements[c], list) and movements[c]}
         rec.pending = []  # whatever reached the server is in the book now; the rest never will
         rec.cancelling = []  # an order still in the snapshot's book was not cancelled
-        rec.cancel_gone = []
     view.market_version += 1
     return acted

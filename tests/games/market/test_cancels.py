@@ -160,17 +160,3 @@ def test_an_order_not_found_for_a_cancel_in_flight_is_a_race_and_any_other_error
     assert [(r["message"], r.get("race")) for r in errors] == [
         ("Order not found. 3", "a cancel crossed its order's fill or removal"), ("Order not found. 3", None),
         ("Game 5: order price must be a number (--strict)", None)]
-
-
-def test_an_order_not_found_after_the_order_s_delete_is_still_the_cancel_s_race():
-    """The order traded while its cancel was on its way: its delete-order reaches the seat first, then the cancel's
-    "Order not found. N". That answer is the same race (found by the contract test on a loaded machine, where it was
-    counted as a refusal); the same text for an order never cancelled stays a refusal, and each id answers once."""
-    view = with_resting_bid(market_view())
-    view.apply_sent({"gameId": 5, "type": CANCEL, "order": {"id": 3, "condition": 0}})
-    view.apply({"type": "event", "eventType": "delete-order", "data": {"order": {"id": 3, "type": "bid",
-                                                                                 "condition": 0}}})
-    assert not view.being_cancelled(3)
-    assert view.cancel_race("Order not found. 3") and not view.cancel_race("Order not found. 4")
-    view.apply({"type": "error", "message": "Order not found. 3"})
-    assert not view.cancel_race("Order not found. 3")  # answered: a second one would be a refusal
