@@ -188,9 +188,10 @@ class SeatRules(Protocol):
     def race(self, view: Any, message: str) -> str | None:
         """Whether an error frame the server sent this seat (its message; asked before the view folds the frame)
         answers a race no client can avoid: the game moved between the seat's send and the server's reading of it
-        (the market's cancel that crosses its order's fill: "Order not found. N" for an order the seat is
-        cancelling). A few words naming the race, which the run counts apart from refusals; None: a refusal (the
-        seat sent what the server does not take: under the local server's --strict, a bug that fails the run)."""
+        (the market's cancel that crosses its order's fill: "Order not found. N" for an order whose cancel the seat
+        sent and the server had not answered yet). A few words naming the race, which the run counts apart from
+        refusals; None: a refusal (the seat sent what the server does not take: under the local server's
+        --strict, a bug that fails the run)."""
         ...
 
     def cap(self, view: Any, params: GameParams | None) -> int | None:

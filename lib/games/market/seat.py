@@ -98,8 +98,9 @@ class MarketSeat:
 
     def race(self, view: MarketView, message: str) -> str | None:
         # A cancel sent while its order was resting can meet it filled or gone: the server then answers "Order not
-        # found. N", which no client can avoid in a continuous market (#20). Only for an order this seat is
-        # cancelling: the same answer to any other id is a refusal.
+        # found. N", which no client can avoid in a continuous market (#20). Only for an order whose cancel this
+        # seat sent and the server had not answered (the fill's delete-order may come first): any other id is a
+        # refusal.
         return "a cancel crossed its order's fill or removal" if view.cancel_race(message) else None
 
     def cap(self, view: MarketView, params: GameParams | None) -> None:

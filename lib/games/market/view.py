@@ -164,6 +164,10 @@ class MarketView:
     market_version: int = 0  # bumped by every frame that may change the books, the wallets or the signals
     _movement: Any = field(default=None, compare=False, repr=False)  # (condition, side) of the last own trade
     _indexes: dict[int, BookIndex] = field(default_factory=dict, compare=False, repr=False)
+    # Own orders that went (traded, or were removed) while this seat's cancel of them was on its way: the server
+    # answers that cancel later with "Order not found. N", a race no client can avoid (cancel_race). Not part of
+    # what the seat knows of the game: no prompt, check or sidecar line reads it.
+    _overtaken: list[Any] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def current(self) -> MarketRound:
@@ -260,7 +264,7 @@ class MarketView:
         if kind == "error" or "error" in frame and kind is None:
             text = str(frame.get("message", frame.get("error")))
             self.errors.append(text)
-            if self.phase == MARKET_PHASE and _cancel_answered(self.current, text):
+            if self.phase == MARKET_PHASE and _cancel_answered(self.current, text, self._overtaken):
                 return  # the answer to a cancel, not to an order in flight
             if self.phase == MARKET_PHASE and self.current.pending:
                 self.current.pending.pop(0)  # e.g. "wrong condition": that order is not in the book
@@ -307,20 +311,27 @@ class MarketView:
         return order_id in self.current.cancelling
 
     def cancel_race(self, text: str) -> bool:
-        """Whether an error frame's text, before it is folded, answers a cancel of this seat still on its way with
-        "Order not found. N": the order traded or went first (a race, not a refused cancel)."""
+        """Whether an error frame's text, before it is folded, answers a cancel of this seat with "Order not found.
+        N" because the order traded or went first: the cancel is still on its way, or the order's delete-order
+        overtook it (a race, not a refused cancel)."""
         found = _NOT_FOUND.match(text)
-        return found is not None and any(str(order_id) == found.group(1) for order_id in self.current.cancelling)
+        return found is not None and any(str(order_id) == found.group(1)
+                                         for order_id in (*self.current.cancelling, *self._overtaken))
 
 
 _NOT_FOUND = re.compile(r"^Order not found\. (\S+)")
 _NOT_MINE = "You cannot delete this order"
 
 
-def _cancel_answered(rec: MarketRound, text: str) -> bool:
-    """An error frame that answers one of our cancels (market.py's two cancel errors) takes it off `cancelling`."""
+def _cancel_answered(rec: MarketRound, text: str, overtaken: list[Any]) -> bool:
+    """An error frame that answers one of our cancels (market.py's two cancel errors) takes it off `cancelling`
+    (or off `overtaken`, when the order's delete-order came first)."""
     found = _NOT_FOUND.match(text)
     if found is not None:
+        for order_id in overtaken:
+            if str(order_id) == found.group(1):
+                overtaken.remove(order_id)
+                break
         for order_id in rec.cancelling:
             if str(order_id) == found.group(1):
                 rec.cancelling.remove(order_id)
@@ -399,6 +410,7 @@ def _on_phase_transition(view: MarketView, data: dict[str, Any]) -> None:
         view.current.books = {}
         view.current.pending = []
         view.current.cancelling = []
+        view._overtaken = []
         view.current.hidden = {}
     view.server_action = None
 
@@ -480,6 +492,7 @@ def _on_delete_order(view: MarketView, data: dict[str, Any]) -> None:
     gone = book.pop(order.get("id"), None) if isinstance(order.get("id"), int) else None
     if order.get("id") in view.current.cancelling:
         view.current.cancelling.remove(order.get("id"))  # cancelled, or filled before the cancel arrived
+        view._overtaken.append(order["id"])  # if filled, the server will still answer the cancel: not found
     index = view._indexes.get(order.get("condition"))
     if gone is not None and index is not None and index.book is book:
         index.drop(order["id"])

@@ -160,3 +160,18 @@ def test_an_order_not_found_for_a_cancel_in_flight_is_a_race_and_any_other_error
     assert [(r["message"], r.get("race")) for r in errors] == [
         ("Order not found. 3", "a cancel crossed its order's fill or removal"), ("Order not found. 3", None),
         ("Game 5: order price must be a number (--strict)", None)]
+
+
+def test_an_order_not_found_after_the_order_s_delete_order_is_still_the_race():
+    """The fill's delete-order may reach the seat before the server reads its cancel: the cancel is no longer in
+    flight in the view, yet the server's later "Order not found. N" answers it (seen in a strict futarchy game)."""
+    view = with_resting_bid(market_view())
+    view.apply_sent({"gameId": 5, "type": CANCEL, "order": {"id": 3, "condition": 0}})
+    view.apply({"type": "event", "eventType": "delete-order", "data": {"order": {"id": 3, "type": "bid",
+                                                                                 "condition": 0}}})
+    assert not view.being_cancelled(3)
+    seat = game_for("harberger").seat
+    assert seat.race(view, "Order not found. 3") is not None
+    view.apply({"type": "error", "message": "Order not found. 3"})
+    assert seat.race(view, "Order not found. 3") is None  # answered: a second one would be a refusal
+    assert seat.race(view, "Order not found. 4") is None  # never cancelled
