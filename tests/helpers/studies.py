@@ -33,11 +33,17 @@ owners = "baseline"
 """
 
 
-def study_file(folder: Path, name: str, body: str, games: int = 2, concurrency: int = 2) -> Path:
+# The same round with decision phases long enough for a loaded machine: for tests whose assertion needs every
+# decision in time (a re-run that replays the first run's games call for call).
+SLOW_TIMERS = TIMERS.replace("= 1.5", "= 8")
+
+
+def study_file(folder: Path, name: str, body: str, games: int = 2, concurrency: int = 2,
+               timers: str = TIMERS) -> Path:
     """`folder/<name>.toml`: a voting study of `games` games per arm with the top-level keys and tables of `body`."""
     path = folder / f"{name}.toml"
     path.write_text(f'name = "{name}"\ngame = "voting"\ngames_per_arm = {games}\nconcurrency = {concurrency}\n'
-                    f"{body}\n[parameters]\n{TIMERS}", encoding="utf-8")
+                    f"{body}\n[parameters]\n{timers}", encoding="utf-8")
     return path
 
 

@@ -27,7 +27,7 @@ from lib.study.values import fresh_table
 from tests.helpers.fakeopenai import FakeOpenAI
 from tests.helpers.paths import REPO
 from tests.helpers.scripted_answers import player
-from tests.helpers.studies import RULE_ARMS, rows, study_file, wait_for_states
+from tests.helpers.studies import RULE_ARMS, SLOW_TIMERS, TIMERS, rows, study_file, wait_for_states
 
 PASSWORD = "study-admin-password"
 
@@ -185,7 +185,7 @@ def valid_answer(body: dict) -> str:
     return json.dumps({"gameId": game, "type": "compensation-decision", "compensationDecisions": [1]})
 
 
-def model_study(tmp_path: Path, name: str, games: int, cap: str = "") -> Path:
+def model_study(tmp_path: Path, name: str, games: int, cap: str = "", timers: str = TIMERS) -> Path:
     body = f"""
 [values]
 source = "fresh"
@@ -198,11 +198,13 @@ api_key_env = "FAKE_KEY"
 developer = {{ endpoint = "fake", model = "gpt-4.1-mini", temperature = 0.5 }}
 owners = "baseline"
 """
-    return study_file(tmp_path, name, body, games=games, concurrency=1)
+    return study_file(tmp_path, name, body, games=games, concurrency=1, timers=timers)
 
 
 def test_a_model_arm_is_cached_and_a_rerun_makes_no_call(tmp_path):
-    path = model_study(tmp_path, "model", games=2)
+    # A re-run asks the same messages only if it plays the same games: every decision of both runs in time, so the
+    # decision phases are long (with 1.5 s ones a loaded machine let an owner fall back once and the rerun differ).
+    path = model_study(tmp_path, "model", games=2, timers=SLOW_TIMERS)
     folder = tmp_path / "model"
     with FakeOpenAI() as fake:
         fake.chat_default = valid_answer
