@@ -108,15 +108,28 @@ def cluster_bootstrap(values: Sequence[Any], clusters: Sequence[Hashable],
 
     Values may be anything the statistic takes (numbers, or (human, policy) pairs for a correlation). Resamples on
     which the statistic is undefined (None) are left out of the percentiles; with no cluster, or fewer than two,
-    the interval is None (one cluster resampled is always itself).
+    the interval is None (one cluster resampled is always itself). The statistic must be a function of the sample
+    alone: with few clusters, a resample that draws the same clusters in the same order as an earlier one (the
+    same sample) takes that one's value instead of computing it again.
     """
     groups = _group(values, clusters)
     estimate = statistic(list(values)) if values else None
     if estimate is None or len(groups) < 2:
         return Interval(estimate, None, None, len(values), len(groups), level)
+    # Few clusters have few distinct ordered draws (2 clusters: 4; 4 clusters: 256), and an evaluation's intervals
+    # over a handful of games or persons would compute each of them hundreds of times. Beyond 5 clusters (5^5 =
+    # 3,125 draws) repeats are too rare to keep.
+    known: dict[bytes, float | None] | None = {} if len(groups) ** len(groups) <= 4 * resamples else None
     draws = []
     for drawn in _resample_indices(len(groups), resamples, seed):
-        result = statistic(list(chain.from_iterable(map(groups.__getitem__, drawn))))
+        if known is None:
+            result = statistic(list(chain.from_iterable(map(groups.__getitem__, drawn))))
+        else:
+            key = drawn.tobytes()
+            if key in known:
+                result = known[key]
+            else:
+                result = known[key] = statistic(list(chain.from_iterable(map(groups.__getitem__, drawn))))
         if result is not None:
             draws.append(result)
     if not draws:

@@ -77,9 +77,9 @@ def test_cluster_bootstrap_is_seeded_and_resamples_whole_clusters():
 
 
 def test_cluster_bootstrap_draws_the_clusters_of_a_fresh_seeded_stream():
-    """The draws are kept per (clusters, resamples, seed) for the next statistic: each resample still draws, cluster
-    by cluster, what Random(seed).randrange would draw afresh, in the same order, so the interval is the one a
-    fresh draw gives, whatever came before."""
+    """The draws are kept per (clusters, resamples, seed) for the next statistic, and with few clusters a repeated
+    draw reuses its value: each resample still draws, cluster by cluster, what Random(seed).randrange would draw
+    afresh, in the same order, so the interval is the one a fresh draw gives, whatever came before."""
     import random
     import statistics
 
@@ -97,11 +97,12 @@ def test_cluster_bootstrap_draws_the_clusters_of_a_fresh_seeded_stream():
 
     rng = random.Random(7)
     values = [rng.gauss(0, 1) for _ in range(40)]
-    clusters = [rng.randrange(9) for _ in values]
-    for statistic in (stats.mean, statistics.median, lambda s: None if len(s) < 40 else max(s) - min(s)):
-        for seed in (0, 0, 5):
-            got = stats.cluster_bootstrap(values, clusters, statistic, resamples=300, seed=seed)
-            assert (got.low, got.high) == fresh(values, clusters, statistic, 300, seed)
+    for k in (2, 3, 5, 9):  # few clusters: a repeated draw reuses its value; 9: every draw is computed
+        clusters = [rng.randrange(k) for _ in values]
+        for statistic in (stats.mean, statistics.median, lambda s: None if len(s) < 20 else max(s) - min(s)):
+            for seed in (0, 0, 5):
+                got = stats.cluster_bootstrap(values, clusters, statistic, resamples=300, seed=seed)
+                assert (got.low, got.high) == fresh(values, clusters, statistic, 300, seed)
 
 
 def test_cluster_bootstrap_within_one_constant_cluster_each_gives_the_cluster_means_range():
