@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import resource
 import statistics
@@ -41,7 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from lib.agents.agent import Agent, AgentSettings  # noqa: E402
 from lib.agents.realserver import create_payload  # noqa: E402
-from lib.agents.transcript import Transcript  # noqa: E402
+from lib.agents.transcript import RawJSON, Transcript  # noqa: E402
 from lib.games.voting.actions import DECISION, OFFER, REQUEST  # noqa: E402
 from lib.games.voting.policy import BaselinePolicy, Policy  # noqa: E402
 from lib.games.voting.view import PlayerView  # noqa: E402
@@ -94,6 +95,8 @@ class TimedTranscript(Transcript):
     def write(self, kind: str, **fields: Any) -> None:
         now = time.perf_counter()
         msg = fields.get("msg")
+        if isinstance(msg, RawJSON):  # a received frame, as its text
+            msg = json.loads(msg)
         if kind == "recv" and isinstance(msg, dict) and msg.get("type") == "event":
             data = msg.get("data") or {}
             if msg.get("eventType") == "set-timer":

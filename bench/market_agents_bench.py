@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import resource
 import subprocess
 import sys
@@ -36,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.agents_bench import ADMIN, percentile, start_server  # noqa: E402
 from lib.agents.agent import Agent, AgentSettings  # noqa: E402
-from lib.agents.transcript import Transcript  # noqa: E402
+from lib.agents.transcript import RawJSON, Transcript  # noqa: E402
 from lib.games import game_for  # noqa: E402
 from lib.games.market.play import typed_parameters, ui_parameters  # noqa: E402
 from lib.games.market.policy import MarketBaseline, MarketBaselinePolicy  # noqa: E402
@@ -77,6 +78,8 @@ class TimedTranscript(Transcript):
     def write(self, kind: str, **fields: Any) -> None:
         now = time.perf_counter()
         msg = fields.get("msg")
+        if isinstance(msg, RawJSON):  # a received frame, as its text
+            msg = json.loads(msg)
         if kind == "recv" and isinstance(msg, dict) and msg.get("eventType") == "phase-transition":
             data = msg.get("data") or {}
             self.at = (data.get("round"), data.get("phase"))

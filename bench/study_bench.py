@@ -2,26 +2,31 @@
 """Benchmark of the study runner (lib.study.runner, issue #23 item 6).
 
     .venv/bin/python bench/study_bench.py                       # 1,000 and 100 baseline games, 3 pairs; model arm
-    .venv/bin/python bench/study_bench.py --games 300 --small 100 --pairs 2 --concurrency 60
+    .venv/bin/python bench/study_bench.py --games 300 --small 100 --pairs 3
+    .venv/bin/python bench/study_bench.py --workers 1 --concurrency 60  # the runner's own process plays the games
     .venv/bin/python bench/study_bench.py --smoke       # smallest: 4 and 2 one-round games, 1 pair, 1 model game
 
 Two measurements, each study run in its own fresh Python process (imports, caches and peak memory do not leak from
-one to the next; times exclude interpreter start-up and imports):
+one to the next; times exclude the runner's interpreter start-up and imports, not its workers'):
 
 1. Baseline voting games of 5 paid rounds (no practice round) with fresh values, in the local server's fast mode,
    the phase timers the real server's times --timer-scale (default 0.02, handler.py --local's for the baseline),
-   `--concurrency` games at once. A study of `--small` games and one of `--games` games are run as a pair, one right
-   after the other, and the pair is repeated (`--pairs`) in alternating order, so that a busy moment of the shared
+   at most `--concurrency` games at once, played by `--workers` processes (the study file's `workers`; default 2,
+   this machine's cores). A study of `--small` games and one of `--games` games are run as a pair, one right after
+   the other, and the pair is repeated (`--pairs`) in alternating order, so that a busy moment of the shared
    machine weighs on both sizes. Printed per size: games per minute (games / the span from the first game's start
-   to the last one's end, the report not written), CPU seconds per game (the whole process: server, agents,
-   store), the peak memory (max RSS), and missed deadlines (decisions a fallback made because the deadline came,
-   or that sent nothing); then how each grows from the small size to the large one. Target: at least 200 games
-   per minute with no missed deadline, memory flat in the number of games.
+   to the last one's end, the report not written), CPU seconds per game (every process: runner and workers,
+   server, agents, store), the peak memory (the max RSS of the largest process), missed deadlines (decisions a
+   fallback made because the deadline came, or that sent nothing) and the load average when each study ended;
+   then how each grows from the small size to the large one. Target: at least 200 games per minute with no
+   missed deadline, memory flat in the number of games.
 2. A model arm (every seat a model) against the fake OpenAI server (tests/helpers/fakeopenai.py, in its own
-   process) answering every call in 200 ms, `--model-concurrency` games at once: model calls in the busiest second
-   against the limit the runner's `--max-concurrent-calls` sets (that many calls in flight, so at most that many /
-   0.2 s per second). The seats of all games decide at the same moments (the phases start together), so the
-   bursts, not the average over the games' timers, show whether the limit is reached.
+   process) answering every call in 200 ms, `--model-concurrency` games at once in the runner's process: model
+   calls in the busiest second against the limit `--max-concurrent-calls` sets (that many calls in flight, so at
+   most that many / 0.2 s per second). The games' chat phases, in which nobody is asked and which only their
+   timer ends, last MODEL_CHAT_SECONDS: the games' calls then come so close together that more are wanted than
+   the limit lets through, whatever moments the games started at (the runner spreads their starts), and the
+   busiest second shows whether the limit is reached.
 
 Nothing asserts on timings: this prints the truth, and other work on the machine shows in it (the load average is
 printed).
@@ -44,6 +49,7 @@ sys.path.insert(0, str(REPO))
 
 ROUNDS = 5
 CALL_DELAY = 0.2  # seconds the fake model takes for every answer
+MODEL_CHAT_SECONDS = 0.2  # the model arm's chat phases (2 and 5): see the module docstring
 
 FAKE_OPENAI_SCRIPT = """
 import json, re, sys
@@ -68,12 +74,15 @@ sys.stdin.read()  # until the bench closes our stdin
 """
 
 
-def study_text(name: str, games: int, concurrency: int, scale: float, model: bool, rounds: int) -> str:
+def study_text(name: str, games: int, concurrency: int, scale: float, model: bool, rounds: int,
+               workers: int = 1) -> str:
     from lib.games import game_for
 
     timers = game_for("voting").rules.local_parameters(rounds, False, scale)
+    if model:
+        timers.update(timer_phase_2=MODEL_CHAT_SECONDS, timer_phase_5=MODEL_CHAT_SECONDS)
     lines = [f'name = "{name}"', 'game = "voting"', f"games_per_arm = {games}", f"concurrency = {concurrency}",
-             "fast = true", "[parameters]"]
+             f"workers = {workers}", "fast = true", "[parameters]"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in timers.items()]
     lines += ["[values]", 'source = "fresh"', "seed = 2026"]
     if model:
@@ -94,11 +103,13 @@ def child(args: argparse.Namespace) -> None:
 
     with tempfile.TemporaryDirectory(prefix="study-bench-") as tmp:
         path = Path(tmp) / "bench.toml"
-        path.write_text(study_text("bench", args.child, args.concurrency, args.timer_scale, args.model, args.rounds))
+        path.write_text(study_text("bench", args.child, args.concurrency, args.timer_scale, args.model, args.rounds,
+                                   args.workers))
         before = resource.getrusage(resource.RUSAGE_SELF)
         result = run_study(path, out=io.StringIO(), report=False, env=dict(os.environ),
                            max_concurrent_calls=args.max_concurrent_calls)
         after = resource.getrusage(resource.RUSAGE_SELF)
+        workers = resource.getrusage(resource.RUSAGE_CHILDREN)  # they have exited: the runner waits for them
         db = sqlite3.connect(Path(tmp) / "bench" / "study.sqlite")
         start, end = db.execute("SELECT MIN(started_at), MAX(finished_at) FROM games").fetchone()
         missed = db.execute("SELECT COUNT(*) FROM decisions WHERE made_by = 'none' OR fallback"
@@ -108,9 +119,11 @@ def child(args: argparse.Namespace) -> None:
         db.close()
         peak = busiest_second(Path(tmp) / "bench" / "games")
     print(json.dumps({"games": sum(result.finished.values()), "failed": result.failed, "span_s": end - start,
-                      "cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
-                      "peak_rss_mb": after.ru_maxrss / 1024, "missed": missed, "calls": calls,
-                      "decisions": decided, "peak_calls_per_s": peak, "exit_code": result.exit_code}), flush=True)
+                      "cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+                      + workers.ru_utime + workers.ru_stime,
+                      "peak_rss_mb": max(after.ru_maxrss, workers.ru_maxrss) / 1024, "missed": missed,
+                      "calls": calls, "decisions": decided, "peak_calls_per_s": peak, "exit_code": result.exit_code,
+                      "load": os.getloadavg()[0]}), flush=True)
 
 
 def busiest_second(games: Path) -> int:
@@ -131,7 +144,8 @@ def measure(games: int, args: argparse.Namespace, model: bool = False, env: dict
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(games), "--concurrency",
                str(args.concurrency if not model else args.model_concurrency), "--timer-scale",
                str(args.timer_scale if not model else args.model_timer_scale), "--max-concurrent-calls",
-               str(args.max_concurrent_calls), "--rounds", str(args.rounds)] + (["--model"] if model else [])
+               str(args.max_concurrent_calls), "--rounds", str(args.rounds), "--workers",
+               str(args.workers if not model else 1)] + (["--model"] if model else [])
     full_env = {**os.environ, "PYTHON_DOTENV_DISABLED": "1", **(env or {})}
     done = subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True, check=False)
     if done.returncode != 0 or not done.stdout.strip():
@@ -150,16 +164,18 @@ def baseline_part(args: argparse.Namespace) -> None:
         for n in sizes if k % 2 == 0 else sizes[::-1]:
             runs[n].append(measure(n, args))
     print(f"baseline voting games, {args.rounds} paid rounds, fresh values, fast mode, timers x{args.timer_scale:g}, "
-          f"{args.concurrency} at once; {args.pairs} pair(s) (min median max)")
-    print(f"{'games':>7} {'games/min':>26} {'CPU s/game':>26} {'peak MB':>26}  missed  failed")
+          f"at most {args.concurrency} at once, {args.workers} worker process(es); {args.pairs} pair(s) "
+          "(min median max)")
+    print(f"{'games':>7} {'games/min':>26} {'CPU s/game':>26} {'peak MB':>26}  missed  failed  load avg")
     per = {}
     for n in sizes:
         rate = [r["games"] / r["span_s"] * 60 for r in runs[n]]
         cpu = [r["cpu_s"] / max(1, r["games"]) for r in runs[n]]
         rss = [r["peak_rss_mb"] for r in runs[n]]
         per[n] = (statistics.median(rate), statistics.median(cpu), statistics.median(rss))
+        loads = "/".join(f"{r['load']:.1f}" for r in runs[n])
         print(f"{n:>7} {spread(rate):>26} {spread(cpu):>26} {spread(rss):>26}  {sum(r['missed'] for r in runs[n]):6d}"
-              f"  {sum(r['failed'] for r in runs[n]):6d}")
+              f"  {sum(r['failed'] for r in runs[n]):6d}  {loads}")
     small, large = per[args.small], per[args.games]
     print(f"growth from {args.small} to {args.games} games (median/median): games/min x{large[0] / small[0]:.2f}, "
           f"CPU per game x{large[1] / small[1]:.2f}, peak memory x{large[2] / small[2]:.2f}")
@@ -181,10 +197,11 @@ def model_part(args: argparse.Namespace) -> None:
     limit = args.max_concurrent_calls / CALL_DELAY
     rate = r["calls"] / r["span_s"]
     print(f"model arm: {r['games']} games, {args.model_concurrency} at once, every seat the fake model answering in "
-          f"{CALL_DELAY * 1000:.0f} ms: {r['calls']} calls in {r['span_s']:.1f} s ({rate:.1f} calls/s on average, "
-          f"the games' timers between the bursts); busiest second {r['peak_calls_per_s']} calls against a limit of "
-          f"{limit:.0f} calls/s ({args.max_concurrent_calls} in flight): {100 * r['peak_calls_per_s'] / limit:.0f}% "
-          f"of it; {r['missed']} fallbacks or nothing sent")
+          f"{CALL_DELAY * 1000:.0f} ms, chat phases {MODEL_CHAT_SECONDS:g} s: {r['calls']} calls in "
+          f"{r['span_s']:.1f} s ({rate:.1f} calls/s on average); busiest second {r['peak_calls_per_s']} calls against "
+          f"a limit of {limit:.0f} calls/s ({args.max_concurrent_calls} in flight): "
+          f"{100 * r['peak_calls_per_s'] / limit:.0f}% of it; {r['missed']} fallbacks or nothing sent; CPU "
+          f"{r['cpu_s'] / max(1, r['calls']) * 1000:.1f} ms per call in all; load average {r['load']:.1f}")
 
 
 def main() -> None:
@@ -192,7 +209,8 @@ def main() -> None:
     parser.add_argument("--games", type=int, default=1000, help="the large study's games")
     parser.add_argument("--small", type=int, default=100, help="the small study's games")
     parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=100, help="baseline games at once")
+    parser.add_argument("--concurrency", type=int, default=150, help="baseline games at once, at most")
+    parser.add_argument("--workers", type=int, default=2, help="processes that play the baseline games")
     parser.add_argument("--timer-scale", type=float, default=0.02, help="factor on the real server's timers")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="paid rounds per game")
     parser.add_argument("--model-games", type=int, default=24)
@@ -207,7 +225,7 @@ def main() -> None:
         child(args)
         return
     if args.smoke:
-        args.games, args.small, args.pairs, args.concurrency, args.model_games = 4, 2, 1, 2, 1
+        args.games, args.small, args.pairs, args.concurrency, args.model_games = 4, 2, 1, 2, 1  # two workers
         args.model_concurrency, args.rounds, args.timer_scale = 1, 1, 0.01
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     baseline_part(args)

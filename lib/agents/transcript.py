@@ -35,15 +35,20 @@ __all__ = ["REDACTED", "RawJSON", "Transcript", "read_transcript", "utc_iso_ms"]
 # per frame, so the cost per line matters (bench/agents_bench.py).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 _second_cache: tuple[int, str] = (-1, "")
+_ms_cache: tuple[int, str] = (-1, "")
 
 
 def utc_iso_ms(now: float) -> str:
     """`now` (epoch seconds) as ISO 8601 UTC with milliseconds, e.g. 2026-11-25T16:29:24.301+00:00."""
-    global _second_cache
+    global _second_cache, _ms_cache
+    ms = int(now * 1000)
+    if _ms_cache[0] == ms:  # a frame goes to six seats' transcripts within the same millisecond
+        return _ms_cache[1]
     second = int(now)
     if _second_cache[0] != second:  # formatting the date part once a second is enough
         _second_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{_second_cache[1]}.{int(now * 1000) % 1000:03d}+00:00"
+    _ms_cache = (ms, f"{_second_cache[1]}.{ms % 1000:03d}+00:00")
+    return _ms_cache[1]
 
 
 class RawJSON(str):
@@ -104,6 +109,12 @@ class Transcript:
         """One record as its line; a record that cannot be encoded becomes a line saying so (each record on its
         own: in a batch, the others are still written)."""
         try:
+            msg = record.get("msg")
+            if type(msg) is RawJSON and len(record) == 4:
+                # A received frame, most of every transcript: the line the general case below gives, in one step
+                # ("t" is an ISO time, which JSON writes as it is).
+                return self.scrub(f'{{"t": "{record["t"]}", "ts_ms": {record["ts_ms"]}, "kind": '
+                                  f'{_ENCODER.encode(record["kind"])}, "msg": {msg}}}') + "\n"
             raw = [(key, value) for key, value in record.items() if isinstance(value, RawJSON)]
             if not raw:
                 return self.scrub(_ENCODER.encode(record)) + "\n"

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import math
 import os
@@ -47,6 +48,7 @@ from lib.games import game_for
 from lib.study.cache import CallCache, SpendTracker
 from lib.study.runner import (
     CALLS_FILE,
+    GAMES_GC_THRESHOLD,
     LAG_SAMPLE,
     SERVER_LOGS,
     GameJob,
@@ -343,6 +345,7 @@ def main() -> None:
     """One worker process of a study, started by the runner (WorkerPool) with the study's folder and its number."""
     # Ctrl-C reaches every process of the terminal's group: the runner alone decides what a signal stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.set_threshold(*GAMES_GC_THRESHOLD)  # this process only plays games
     out = os.dup(1)
     os.dup2(2, 1)  # the frames go to the copy of stdout; anything printed goes to stderr
     sys.stdout = sys.stderr
