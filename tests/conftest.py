@@ -1,5 +1,5 @@
 """Shared test setup: the fake OpenAI server fixture, no developer .env leaking into any test, one math thread per
-process, and how the README's `pytest -n 4` shares the tests out.
+process, and the groups of tests the README's `pytest -n 4` runs in one worker.
 
 Helpers every test may import live in tests/helpers/ (paths, scripted IBEX players, the fake OpenAI server, local
 server and handler runs); no test file imports another test file."""
@@ -28,20 +28,15 @@ def _no_dotenv(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`-n`): the tests marked `slow` go first, and each test marked `xdist_group("name")` says
-    its group in its id, so that one worker runs the whole group (pyproject.toml's `--dist loadgroup`).
+    """Under pytest-xdist's `--dist loadgroup` (pyproject.toml): each test marked `xdist_group("name")` says its group
+    in its id, so that one worker runs the whole group. xdist schedules the groups first, the largest first, then
+    the other tests one by one as workers free up.
 
-    Slow first: a long test that starts last makes the whole run wait for it alone. Every worker sorts the same
-    collection the same way, as xdist requires; a run without xdist keeps the files' order.
-
-    The groups: pytest-xdist 3.8 appends "@name" to `item._nodeid`, which pytest 9 no longer reads (a node's id is
-    `item._id`), so its loadgroup scheduler saw no group and sent a group's tests to every worker, each building
-    the group's module fixture again. Grouping only saves that work: every module fixture is made in the worker's
-    own temporary folder, so a group split over workers still passes."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-    if not getattr(config.option, "loadgroup", False):
+    pytest-xdist 3.8 appends "@name" to `item._nodeid`, which pytest 9 no longer reads (a node's id is `item._id`),
+    so its scheduler saw no group and sent a group's tests to every worker, each building the group's module fixture
+    again. Grouping only saves that work: every module fixture is made in the worker's own temporary folder, so a
+    group split over workers still passes."""
+    if not getattr(config.option, "loadgroup", False):  # set in xdist's workers only
         return
     for item in items:
         names = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))

@@ -1,8 +1,15 @@
 """finetune.py --trainer trl and lib/training/localmodel.py on a tiny model made here: random weights, a tokenizer
 trained on
-the examples, a ChatML template. CPU, offline, nothing downloaded. Skipped without requirements-train.txt."""
+the examples, a ChatML template. CPU, offline, nothing downloaded. Skipped without requirements-train.txt.
+
+torch, transformers and the modules built on them (ten seconds of CPU to import) are imported when a test first uses
+them, not when pytest collects this file: under -n every worker collects every file, and only the workers that run
+these tests (two: the groups below) need them."""
+
+from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import math
@@ -12,6 +19,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,28 +27,57 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")   # before huggingface_hub is impor
 
 from lib.training import requirements as trainreqs  # noqa: E402
 
-if trainreqs.missing():
-    pytest.skip(f"training requirements not installed ({', '.join(trainreqs.missing())}): "
-                f"{trainreqs.INSTALL}", allow_module_level=True)
 
-import torch  # noqa: E402
-from transformers import TrainerCallback  # noqa: E402
+# Whether the packages are there is looked up (no import): importing them to see that they work takes ten seconds,
+# which every -n worker would pay to collect this file. CI checks that they import (.ci/run); a broken install fails
+# the tests that use them, saying why.
+def absent(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is None
+    except (ImportError, ValueError):  # a module set to None in sys.modules, or one without a spec
+        return True
+
+
+ABSENT = [name for name in trainreqs.PACKAGES if absent(name)]
+if ABSENT:
+    pytest.skip(f"training requirements not installed ({', '.join(ABSENT)}): {trainreqs.INSTALL}",
+                allow_module_level=True)
 
 import finetune  # noqa: E402
-from lib.training import (
-    jobrecord,  # noqa: E402
-    localmodel,
-)
-from lib.training import lora as trltrain
-from tests.helpers.paths import REPO
-from tests.helpers.tinymodel import make_model  # noqa: E402
+from lib.training import jobrecord  # noqa: E402
+from tests.helpers.paths import REPO  # noqa: E402
 
-# Hang guards, not speed limits: the longest test here is a minute of CPU alone and shares two cores with three
-# other workers under the README's -n 4; a machine three times slower still passes.
-pytestmark = pytest.mark.timeout(600)
-# The tests that read the one training of the `trained` fixture run in one worker under -n: each worker would train
-# it again.
-TRAINED = pytest.mark.xdist_group("lora-trained")
+localmodel: Any = None  # lib.training.localmodel and lib.training.lora, once the first test here runs
+trltrain: Any = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _training_modules() -> None:
+    """Imports the modules built on torch for the tests here, when the first of them runs."""
+    global localmodel, trltrain
+    from lib.training import localmodel
+    from lib.training import lora as trltrain
+
+
+def make_model(*args, **kwargs) -> Path:
+    from tests.helpers.tinymodel import make_model
+
+    return make_model(*args, **kwargs)
+
+
+def callbacks():
+    """tests/helpers/trainer_callbacks.py: its classes subclass transformers' TrainerCallback."""
+    from tests.helpers import trainer_callbacks
+
+    return trainer_callbacks
+
+
+# Under -n the tests here run in two workers (xdist groups), which alone import torch: the tests marked TRAINED
+# (those that read the one training of the `trained` fixture, which each worker would train again, and the longest
+# test) in one, all the others in the other. The timeout is a hang guard, not a speed limit: the longest test here
+# is a minute of CPU alone and shares two cores with three other workers; a machine three times slower still passes.
+pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("lora")]
+TRAINED = pytest.mark.xdist_group("lora-trained")  # with the module's group: the group "lora_lora-trained"
 
 ROOT = REPO
 ANSWERS = ['{"gameId":7,"type":"compensation-decision","decision":[1]}',
@@ -174,13 +211,6 @@ def test_a_second_run_on_the_same_data_is_refused_without_resume(trained, tiny, 
     assert err.count("\n") == 1 and "already holds a training" in err and "--resume" in err and "--suffix" in err
 
 
-class Grab(TrainerCallback):
-    """Keeps the first training batch exactly as the model receives it."""
-
-    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
-        self.batch = next(iter(train_dataloader))
-
-
 def job(tiny: Path, data: Path, **changes) -> trltrain.Job:
     hyper = trltrain.Hyper(**{"epochs": 1, "learning_rate": 1e-2, "batch_size": 4, "grad_accum": 1, "lora_r": 8,
                               **changes.pop("hyper", {})})
@@ -191,7 +221,7 @@ def job(tiny: Path, data: Path, **changes) -> trltrain.Job:
 
 def test_the_loss_covers_the_answer_only(tiny, tmp_path, capsys):
     data = make_data(tmp_path, n_train=4)
-    grab = Grab()
+    grab = callbacks().Grab()
     assert trltrain.run(job(tiny, data), callbacks=(grab,)) == 0
     tokenizer = localmodel.load_tokenizer(str(tiny))
     seen = set()
@@ -213,22 +243,10 @@ def encoded(tokenizer, k: int) -> localmodel.Encoded:
     return localmodel.encode(tokenizer, *localmodel.split_example(example(k)["messages"]))
 
 
-class Interrupt(TrainerCallback):
-    """Presses Ctrl-C during step at_step: a real SIGINT to this process."""
-
-    def __init__(self, at_step: int):
-        self.at_step = at_step
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if state.global_step + 1 == self.at_step:
-            os.kill(os.getpid(), signal.SIGINT)
-
-
-@pytest.mark.slow
 def test_ctrl_c_keeps_a_checkpoint_and_resume_continues_from_it(tiny, tmp_path, capsys):
     data = make_data(tmp_path, n_train=12)
     stopped = job(tiny, data, hyper={"epochs": 3}, save_steps=100)
-    assert trltrain.run(stopped, callbacks=(Interrupt(at_step=4),)) == trltrain.EXIT_INTERRUPTED
+    assert trltrain.run(stopped, callbacks=(callbacks().Interrupt(at_step=4),)) == trltrain.EXIT_INTERRUPTED
     out = capsys.readouterr().out
     assert "stopped at step 4 of 9" in out and "--resume" in out
     folder = the_folder(data)
@@ -261,7 +279,6 @@ def test_ctrl_c_keeps_a_checkpoint_and_resume_continues_from_it(tiny, tmp_path, 
     assert (folder / "merged" / "config.json").is_file()
 
 
-@pytest.mark.slow
 def test_ctrl_c_on_the_command_line_stops_cleanly(tiny, tmp_path):
     """The real script in its own process: Ctrl-C during training exits 130 with the checkpoint on disk."""
     data = make_data(tmp_path, n_train=12)
@@ -291,7 +308,6 @@ def test_ctrl_c_on_the_command_line_stops_cleanly(tiny, tmp_path):
     assert json.loads((data / "finetune_job.json").read_text())["status"] == "interrupted"
 
 
-@pytest.mark.slow
 def test_several_processes_train_one_model_and_one_process_reports(tiny, tmp_path):
     """What accelerate launch --multi_gpu does on GPUs, torchrun does here on the CPU: two processes, one
     data-parallel training; only the first prints and writes."""
@@ -461,18 +477,10 @@ def test_examples_over_the_models_context(tmp_path, capsys):
     assert "context of 64 tokens" in err and "--include-chat" in err
 
 
-class RunOutOfMemory(TrainerCallback):
-    """The device runs out of memory in the second step, as a too large batch on a GPU does."""
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if state.global_step == 1:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-
-
 def test_out_of_memory_says_what_to_lower(tiny, tmp_path):
     data = make_data(tmp_path, n_train=12)
     with pytest.raises(trltrain.TrainError) as caught:
-        trltrain.run(job(tiny, data), callbacks=(RunOutOfMemory(),))
+        trltrain.run(job(tiny, data), callbacks=(callbacks().RunOutOfMemory(),))
     message = str(caught.value)
     assert "\n" not in message and message.startswith("out of memory on cpu")
     assert "--batch-size" in message and "--grad-accum" in message and "--resume" in message
@@ -490,7 +498,7 @@ def test_a_bad_line_is_named(tiny, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- finetune.py --evaluate: local
 
-@pytest.mark.slow
+@TRAINED
 def test_evaluate_scores_the_trained_model_beside_its_base(tmp_path, capsys, monkeypatch):
     """The whole path: a set as constructDataset.py writes it, a training on it, then --evaluate with the
     recorded adapter (local) and its base model (local-base): decisions scored, NLL of the humans' answers."""
@@ -577,6 +585,8 @@ class FakeVLLM:
         self.lm, self.token_ids, self.requests = lm, token_ids, []
 
     def __call__(self, body: dict) -> dict:
+        import torch
+
         self.requests.append(body)
         text = self.lm.tokenizer.apply_chat_template(body["messages"], tokenize=False,
                                                      add_generation_prompt=body.get("add_generation_prompt", True))
