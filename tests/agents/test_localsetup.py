@@ -23,8 +23,10 @@ from tests.helpers.fakeopenai import FakeOpenAI
 from tests.helpers.paths import REPO
 from tests.helpers.scripted_answers import player
 
-FAST = {"round_count": 1, "practice_round": False, "timer_phase_1": 0.1, "timer_phase_2": 0.2, "timer_phase_3": 1.5,
-        "timer_phase_4": 1.5, "timer_phase_5": 0.2, "timer_phase_6": 1.5, "timer_phase_7": 0.1}
+# The decision phases (3, 4, 6) end as soon as every seat has acted: their long timers cost nothing and keep the
+# deadline out of the way on a busy machine (with 1.5 s, a starved handler's baseline seats fell back for timeout).
+FAST = {"round_count": 1, "practice_round": False, "timer_phase_1": 0.1, "timer_phase_2": 0.2, "timer_phase_3": 30,
+        "timer_phase_4": 30, "timer_phase_5": 0.2, "timer_phase_6": 30, "timer_phase_7": 0.1}
 
 
 def test_values_and_seat_policies_are_parsed_or_refused_in_one_line():

@@ -31,7 +31,7 @@ def decisions(path: Path) -> list[dict[str, str]]:
 
 
 async def play_market(folder: Path, server: Any, game_type: str, overrides: dict[str, Any] | None = None,
-                      timeout: float = 60.0) -> tuple[list[Any], dict[str, Any]]:
+                      timeout: float = 180.0) -> tuple[list[Any], dict[str, Any]]:
     """Twelve baseline agents play one market game on `server` (a LocalServer) with FAST timers and `overrides`:
     (the agents, the recorded log). Transcripts and decisions.csv go into `folder`."""
     game_id = server.create_game({"game_type": game_type, **FAST, **(overrides or {})})
@@ -47,9 +47,9 @@ async def play_market(folder: Path, server: Any, game_type: str, overrides: dict
                                   api=api, decision_log=log, trade_interval=0.1, trade_seconds=1.0)
                     agents.append(agent)
                     tasks.append(asyncio.ensure_future(agent.run()))
-                    await asyncio.wait_for(agent.joined.wait(), 5)  # one after another: agent k takes seat k
+                    await asyncio.wait_for(agent.joined.wait(), 60)  # one after another: agent k takes seat k
                 await asyncio.wait_for(asyncio.gather(*tasks), timeout)
-                recorded = await server.wait_game_over(game_id, 5)
+                recorded = await server.wait_game_over(game_id, 60)  # hang guards, all three
             finally:
                 for task in tasks:
                     task.cancel()

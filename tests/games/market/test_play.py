@@ -51,11 +51,11 @@ async def play(tmp_path: Path, server: LocalServer, game_type: str, *, policy: A
         try:
             for agent in agents:  # one after another: agent k takes seat k
                 tasks.append(asyncio.ensure_future(agent.run()))
-                await asyncio.wait_for(agent.joined.wait(), 5)
+                await asyncio.wait_for(agent.joined.wait(), 60)  # hang guards, all three
             if during is not None:
                 await during(game_id)
-            await asyncio.wait_for(asyncio.gather(*tasks), 60)
-            await server.wait_game_over(game_id, 5)
+            await asyncio.wait_for(asyncio.gather(*tasks), 180)
+            await server.wait_game_over(game_id, 60)
         finally:
             for task in tasks:
                 task.cancel()
@@ -97,7 +97,10 @@ def assert_clean(agents: list[Agent]) -> None:
 def test_twelve_baseline_agents_play_a_whole_game_in_strict_mode(tmp_path, game_type):
     async def scenario():
         async with LocalServer(records_dir=tmp_path, sessions=SESSIONS, strict=True) as server:
-            return await play(tmp_path, server, game_type)
+            # A market of 8 s (FAST: 3 s): the zero-intelligence traders' orders cross by chance, once or twice
+            # in a game, and a busy machine makes fewer of them in a second (3 s: no trade in two of three
+            # Harberger games at a load of 10 on two cores; 8 s: a trade in every one).
+            return await play(tmp_path, server, game_type, overrides={"timer_phase_6": 8.0})
 
     agents, table = asyncio.run(scenario())
     assert_clean(agents)
@@ -156,8 +159,10 @@ def test_a_model_plays_through_the_openai_sdk_with_invalid_and_slow_answers(tmp_
                                game=game_for("harberger"))
             try:
                 async with LocalServer(records_dir=tmp_path, sessions=SESSIONS, strict=True) as server:
+                    # Declaration and speculation phases of 30 s: they end once every seat has acted, and give
+                    # the model's answers (a snipe takes two calls) time however busy the machine.
                     return await play(tmp_path, server, "harberger", policy=policy, trade_interval=0.5,
-                                      trade_seconds=1.0)
+                                      trade_seconds=1.0, overrides={f"timer_phase_{n}": 30 for n in (2, 3, 7, 8)})
             finally:
                 await policy.close()
 
