@@ -17,9 +17,9 @@ one to the next; times exclude the runner's interpreter start-up and imports, no
    machine weighs on both sizes. Printed per size: games per minute (games / the span from the first game's start
    to the last one's end, the report not written), CPU seconds per game (every process: runner and workers,
    server, agents, store), the peak memory (the max RSS of the largest process), missed deadlines (decisions a
-   fallback made because the deadline came, or that sent nothing) and the load average when each study ended;
-   then how each grows from the small size to the large one. Target: at least 200 games per minute with no
-   missed deadline, memory flat in the number of games.
+   fallback made because the deadline came, or that sent nothing), the most games that ran at once (memory
+   follows it) and the load average when each study ended; then how each grows from the small size to the large
+   one. Target: at least 200 games per minute with no missed deadline, memory flat in the number of games.
 2. A model arm (every seat a model) against the fake OpenAI server (tests/helpers/fakeopenai.py, in its own
    process) answering every call in 200 ms, `--model-concurrency` games at once in the runner's process: model
    calls in the busiest second against the limit `--max-concurrent-calls` sets (that many calls in flight, so at
@@ -116,6 +116,7 @@ def child(args: argparse.Namespace) -> None:
                             ).fetchone()[0]
         calls = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
         decided = db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+        at_once = most_at_once(db.execute("SELECT started_at, finished_at FROM games").fetchall())
         db.close()
         peak = busiest_second(Path(tmp) / "bench" / "games")
     print(json.dumps({"games": sum(result.finished.values()), "failed": result.failed, "span_s": end - start,
@@ -123,7 +124,18 @@ def child(args: argparse.Namespace) -> None:
                       + workers.ru_utime + workers.ru_stime,
                       "peak_rss_mb": max(after.ru_maxrss, workers.ru_maxrss) / 1024, "missed": missed,
                       "calls": calls, "decisions": decided, "peak_calls_per_s": peak, "exit_code": result.exit_code,
-                      "load": os.getloadavg()[0]}), flush=True)
+                      "load": os.getloadavg()[0], "at_once": at_once}), flush=True)
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The most games that were running at the same moment (the runner starts fewer than `concurrency` while its
+    processes' event loops run late, and memory follows the games running, not the games played)."""
+    events = sorted([(start, 1) for start, _end in spans] + [(end, -1) for _start, end in spans])
+    running = most = 0
+    for _at, step in events:
+        running += step
+        most = max(most, running)
+    return most
 
 
 def busiest_second(games: Path) -> int:
@@ -153,8 +165,8 @@ def measure(games: int, args: argparse.Namespace, model: bool = False, env: dict
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def spread(values: list[float]) -> str:
-    return f"{min(values):8.1f} {statistics.median(values):8.1f} {max(values):8.1f}"
+def spread(values: list[float], digits: int = 1) -> str:
+    return " ".join(f"{v:8.{digits}f}" for v in (min(values), statistics.median(values), max(values)))
 
 
 def baseline_part(args: argparse.Namespace) -> None:
@@ -166,7 +178,7 @@ def baseline_part(args: argparse.Namespace) -> None:
     print(f"baseline voting games, {args.rounds} paid rounds, fresh values, fast mode, timers x{args.timer_scale:g}, "
           f"at most {args.concurrency} at once, {args.workers} worker process(es); {args.pairs} pair(s) "
           "(min median max)")
-    print(f"{'games':>7} {'games/min':>26} {'CPU s/game':>26} {'peak MB':>26}  missed  failed  load avg")
+    print(f"{'games':>7} {'games/min':>26} {'CPU s/game':>26} {'peak MB':>26}  missed  failed  at once  load avg")
     per = {}
     for n in sizes:
         rate = [r["games"] / r["span_s"] * 60 for r in runs[n]]
@@ -174,8 +186,9 @@ def baseline_part(args: argparse.Namespace) -> None:
         rss = [r["peak_rss_mb"] for r in runs[n]]
         per[n] = (statistics.median(rate), statistics.median(cpu), statistics.median(rss))
         loads = "/".join(f"{r['load']:.1f}" for r in runs[n])
-        print(f"{n:>7} {spread(rate):>26} {spread(cpu):>26} {spread(rss):>26}  {sum(r['missed'] for r in runs[n]):6d}"
-              f"  {sum(r['failed'] for r in runs[n]):6d}  {loads}")
+        at_once = "/".join(str(r["at_once"]) for r in runs[n])
+        print(f"{n:>7} {spread(rate):>26} {spread(cpu, 3):>26} {spread(rss):>26}  "
+              f"{sum(r['missed'] for r in runs[n]):6d}  {sum(r['failed'] for r in runs[n]):6d}  {at_once:>7}  {loads}")
     small, large = per[args.small], per[args.games]
     print(f"growth from {args.small} to {args.games} games (median/median): games/min x{large[0] / small[0]:.2f}, "
           f"CPU per game x{large[1] / small[1]:.2f}, peak memory x{large[2] / small[2]:.2f}")

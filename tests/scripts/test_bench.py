@@ -31,7 +31,7 @@ FIGURES = {
                                r"game-over\)",
                                r"overhead event -> declaration/snipe \([1-9]\d*\): p50 [\d.]+ ms",
                                r"trading: \d+ policy decisions"],
-    "study_bench.py": [r"^\s+4" + r"\s+[\d.]+" * 9 + r"\s+0\s+0\s+[\d.]+$",
+    "study_bench.py": [r"^\s+4" + r"\s+[\d.]+" * 9 + r"\s+0\s+0\s+[1-9]\d*\s+[\d.]+$",
                        r"growth from 2 to 4 games \(median/median\): games/min x[\d.]+, CPU per game x[\d.]+",
                        r"model arm: 1 games, .* [1-9]\d* calls in [\d.]+ s .* busiest second [1-9]\d* calls"],
     "dataset_bench.py": [r"^\s+4\s+1\s+[\d.]+s\s+[\d.]+s .* [1-9]\d*$",
