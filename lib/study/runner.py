@@ -9,9 +9,11 @@ For notebooks::
 `handler.py --study FILE [--no-cache] [--accept-changes]` calls `main_study`, which is `run_study` with Ctrl-C
 handling and the exit code. What it does (docs/studies.md, "Running a study"):
 
-- game k of every arm before game k+1 (the store's `to_play` order), at most `concurrency` games at once, all on
-  one in-process local server (the study's `fast` and `strict` modes asked of it; under `strict` a game in which
-  it refused a frame fails) or, with `server = "real"`, each game made with create-for-llm on the IBEX server of
+- game k of every arm before game k+1 (the store's `to_play` order), at most `concurrency` games at once, started
+  spread out and only while the event loop keeps up (MAX_START_SPACING, _LagMonitor), all on one in-process local
+  server that the agents reach in memory (the study's `fast` and `strict` modes asked of it; under `strict` a game
+  in which it refused a frame fails; with `workers = N`, N processes play the games, each on its own server,
+  lib.study.workers) or, with `server = "real"`, each game made with create-for-llm on the IBEX server of
   IBEX_API_URL/IBEX_WS_URL (the path `handler.py --create` takes);
 - each seat plays its arm's policy (lib.study.spec resolved seat groups to seats); a model seat is an LLMPolicy
   sharing the study's call cache (studies/<name>/calls.jsonl) and spend tracker, asked with its prompt variant
@@ -25,7 +27,8 @@ handling and the exit code. What it does (docs/studies.md, "Running a study"):
 - limits: at the spending cap, or above the largest tolerated fallback share, no new game starts, the running
   ones finish, and the exit code says which limit stopped the study;
 - Ctrl-C (SIGINT) or SIGTERM: no new game starts and the running ones finish; a second signal abandons them (their
-  agents close their sockets; they are played again on the next run). The summary so far is printed either way.
+  agents close their connections; they are played again on the next run). The summary so far is printed either
+  way.
 
 Exit codes: 0 every game played; 1 some game failed (it is played again on the next run); 2 the study file, its
 store or a policy cannot be used (one line); 3 the fallback share passed limits.max_fallback_share; 5 the
