@@ -20,6 +20,7 @@ from lib.training.jobrecord import DEFAULT_CHAT_MODEL, resolve_model
 from tests.helpers.fakeopenai import FakeOpenAI
 from tests.helpers.finetune_runs import FAST, write_dataset
 from tests.helpers.paths import REPO
+from tests.helpers.processes import signal_state
 
 ROOT = REPO
 
@@ -307,7 +308,11 @@ def test_ctrl_c_stops_following_without_cancelling_and_follow_resumes(fake, data
                  and record_of(data_dir).get("last_event_id"),
                  "finetune.py to be following the job")
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            # Say what the child made of the signal: a hang guard that only says "timed out" hides the cause.
+            raise AssertionError(f"finetune.py did not stop on SIGINT: {signal_state(proc.pid)}") from None
     finally:
         proc.kill()
 
