@@ -76,8 +76,10 @@ class Report:
     game_type: str
     description: OutcomeReport
     arms: list[str]
-    sessions: dict[str, int]  # finished games per arm, the reference (HUMANS) included
+    sessions: dict[str, int]  # sessions per arm, as the intervals count them (CLUSTER), the reference included
     results: list[OutcomeResult] = field(default_factory=list)
+    games: dict[str, int] = field(default_factory=dict)  # finished games per arm: more than its sessions where
+    # games replay recorded sessions' values
     figures: list[Path] = field(default_factory=list)
     seats: dict[str, str] = field(default_factory=dict)  # arm -> who played its seats (arm_seats)
 
@@ -193,14 +195,21 @@ def _interval(interval: stats.Interval) -> str:
     return stats.format_interval(interval, number)
 
 
-def sessions_sentence(arm_sessions: int, reference_sessions: int, reference: str) -> str:
-    """What this many games can and cannot show: the few-sessions sentence of each side that has too few, or that
-    the intervals rest on enough games, and what the 'detectable' column means."""
+def sessions_sentence(arm_sessions: int, reference_sessions: int, reference: str, arm_games: int | None = None
+                      ) -> str:
+    """What this many sessions can and cannot show: the few-sessions sentence of each side that has too few, or that
+    the intervals rest on enough, and what the 'detectable' column means. `arm_games`: the arm's games, when more
+    than its sessions (games that replay recorded sessions' values count as the sessions they replay)."""
     notes = [f"{who}: {note}." for who, n in (("This arm", arm_sessions), (reference[0].upper() + reference[1:],
                                                                           reference_sessions))
              if (note := stats.few_clusters_note(n, "sessions"))]
-    head = (f"Behind these numbers: {arm_sessions} sessions of this arm and {reference_sessions} sessions of "
-            f"{reference} (one session is one game; every interval resamples whole sessions).")
+    if arm_games is not None and arm_games > arm_sessions:
+        mine = (f"{arm_games} games of this arm, which replay the values of {arm_sessions} recorded sessions and so "
+                f"count as {arm_sessions} sessions,")
+    else:
+        mine = f"{arm_sessions} sessions of this arm"
+    head = (f"Behind these numbers: {mine} and {reference_sessions} sessions of {reference} (a session is one game, "
+            "or every replay of one recorded session's values; every interval resamples whole sessions).")
     if notes:
         body = " ".join(notes) + (
             " The intervals are printed but are not to be quoted, and a difference can only be called a direction "
@@ -251,7 +260,8 @@ def render(report: Report) -> str:
         if report.seats.get(arm):
             lines += [f"Seats: {report.seats[arm]}.", ""]
         lines += [*_table(mine, arm, ref), "",
-                  sessions_sentence(report.sessions.get(arm, 0), report.reference_sessions, ref), ""]
+                  sessions_sentence(report.sessions.get(arm, 0), report.reference_sessions, ref,
+                                    report.games.get(arm)), ""]
     lines += ["## Distributions", ""]
     for outcome in d.outcomes:
         lines += [f"![{outcome.label}]({_figure_name(outcome.name)})", ""]
@@ -402,8 +412,11 @@ def build_report(store: ResultsStore, folder: Path) -> Report:
         raise ReportError(f"{store.path}: a {game_type!r} game has no outcomes to report")
     name = store.meta("name") or folder.name
     arms = _arms(store)
-    sessions = dict(store.db.execute("SELECT arm, COUNT(*) FROM games WHERE status = ? GROUP BY arm", (FINISHED,)))
+    sessions = dict(store.db.execute(f"SELECT g.arm, COUNT(DISTINCT {CLUSTER}) FROM games g WHERE g.status = ? "
+                                     "GROUP BY g.arm", (FINISHED,)))
     report = Report(folder / REPORT_FILE, name, game_type, description, arms, sessions)
+    report.games = dict(store.db.execute("SELECT arm, COUNT(*) FROM games WHERE status = ? GROUP BY arm",
+                                         (FINISHED,)))
     report.results = [outcome_result(store, outcome, arm) for arm in arms for outcome in description.outcomes]
     report.seats = {arm: arm_seats(store, arm) for arm in arms}
     plt = _pyplot()

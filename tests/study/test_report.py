@@ -304,3 +304,27 @@ def test_replays_of_one_recorded_session_are_one_cluster(tmp_path):
         fresh = sample(store, "fresh-arm", "rounds", "approved")
     assert len(replayed.values) == 6 and sorted(set(replayed.games)) == ["session 1", "session 2"]
     assert len(set(fresh.games)) == 3  # fresh values: every game is its own cluster
+
+
+def test_the_report_counts_replays_of_a_session_as_that_session(tmp_path):
+    # Thirty games replaying three sessions are three sessions behind the report's intervals: the sentence under the
+    # table, the sessions column and the few-sessions warning must all say 3, not 30.
+    from lib.study.report import build_report
+
+    folder = tmp_path / "replays"
+    with open_study(folder, "replays", "d") as store:
+        for index in range(30):
+            uid = store.begin_game("arm", index, seed=index, server="local", game_type="voting", parameters={},
+                                   values_source=f"session {index % 3 + 1}")
+            store.finish_game(uid, game_id=index, rounds=[{"round": 1, "practice": 0, "approved": index % 2}],
+                              seat_rounds=[])
+        for index in range(3):
+            uid = store.begin_game(HUMANS, index, seed=None, server="log", game_type="voting", parameters={})
+            store.finish_game(uid, game_id=100 + index, rounds=[{"round": 1, "practice": 0, "approved": 1}],
+                              seat_rounds=[])
+        report = build_report(store, folder)
+    assert report.sessions == {"arm": 3, HUMANS: 3} and report.games == {"arm": 30, HUMANS: 3}
+    text = report.path.read_text(encoding="utf-8")
+    assert "30 games of this arm, which replay the values of 3 recorded sessions and so count as 3 sessions" in text
+    assert "This arm: 3 sessions: an interval over sessions is not meaningful" in text
+    assert "| 3 / 3 |" in text
