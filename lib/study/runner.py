@@ -844,12 +844,20 @@ class _RealGames(_Games):
 
 
 def _write_outputs(run: _Run, result: StudyResult, say: Say, report: bool) -> None:
-    """CSV exports of every table, and the report when a game is finished (and it is wanted)."""
+    """The human logs' rows (once), CSV exports of every table, and the report when a game is finished (and it is
+    wanted)."""
+    from lib.study.report import ReportError, record_references, write_report
+
+    # The reference rows go in before the export, so that the first run's CSV files already set the humans beside
+    # the arms (the report would store them only after the export).
+    try:
+        record_references(run.store, run.study.compare_with, run.study.compare_sessions)
+    except ReportError as exc:
+        result.notes.append(f"no reference rows: {exc}")
+        say(f"no reference rows: {exc}")
     run.store.export_csv(run.folder)
     if not report or not any(run.finished.values()):
         return
-    from lib.study.report import ReportError, write_report
-
     try:
         written = write_report(run.folder, run.study)
     except (ReportError, StoreError) as exc:

@@ -6,6 +6,7 @@ game with its values."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import json
 import os
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from lib.ibex.sessions import load_sessions
 from lib.localserver.server import LocalServer
-from lib.study.logtables import tables_from_log
+from lib.study.logtables import HUMANS, tables_from_log
 from lib.study.runner import EXIT_SPEND_CAP, StudyResult, run_study, run_study_async
 from lib.study.spec import load_study
 from lib.study.store import FINISHED
@@ -263,7 +264,8 @@ def test_a_model_without_its_endpoint_variable_is_one_line_before_any_game(tmp_p
 def test_a_study_matched_to_a_human_log_replays_its_values_in_every_game(tmp_path):
     log = REPO / "jsonFiles" / "1.log.json"
     sessions = REPO / "jsonFiles" / "sessions.json"
-    body = f"""compare_sessions = "{sessions}"
+    body = f"""compare_with = ["{log}"]
+compare_sessions = "{sessions}"
 [values]
 source = "logs"
 logs = ["{log}"]
@@ -275,8 +277,14 @@ owners = "baseline"
     assert result.exit_code == 0 and result.finished == {"rules": 2}
     human = {r["seat"]: (r["value_0"], r["value_1"])
              for r in tables_from_log(log, load_sessions(sessions)).seat_rounds if r["round"] == 1}
-    played = rows(tmp_path / "matched", "seat_rounds")
+    played = rows(tmp_path / "matched", "seat_rounds", "WHERE arm = 'rules'")
     assert len(played) == 12
+    # the first run's CSV files already hold the recorded game beside the arm's, column for column
+    with (tmp_path / "matched" / "seat_rounds.csv").open(newline="") as fh:
+        exported = list(csv.DictReader(fh))
+    assert Counter(r["arm"] for r in exported) == {"rules": 12, HUMANS: len(tables_from_log(log).seat_rounds)}
+    with (tmp_path / "matched" / "rounds.csv").open(newline="") as fh:
+        assert {r["arm"] for r in csv.DictReader(fh)} == {"rules", HUMANS}
     for r in played:
         assert (r["value_0"], r["value_1"]) == human[r["seat"]]
     assert {g["values_source"] for g in rows(tmp_path / "matched", "games")} == {str(log)}
