@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 _FIELDS = ("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
@@ -28,3 +30,19 @@ def signal_state(pid: int, signum: int = signal.SIGINT) -> str:
     except OSError:
         pass
     return f"{signal.Signals(signum).name}: " + ", ".join(parts)
+
+
+@contextlib.contextmanager
+def children_take_sigint() -> Iterator[None]:
+    """Child processes started inside see SIGINT at its default, however the suite was started.
+
+    A process started in the background of a non-interactive shell (`cmd &`, nohup, some CI runners) has SIGINT
+    ignored, and a child inherits that: a Python child then has no KeyboardInterrupt at all, and a test that presses
+    Ctrl-C on it waits in vain. A signal this process catches is reset to its default in a child at exec, so the
+    handler is set to Python's own while the child starts and put back afterwards."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler not set from Python, which cannot be put back
+            signal.signal(signal.SIGINT, previous)

@@ -20,7 +20,7 @@ from lib.training.jobrecord import DEFAULT_CHAT_MODEL, resolve_model
 from tests.helpers.fakeopenai import FakeOpenAI
 from tests.helpers.finetune_runs import FAST, write_dataset
 from tests.helpers.paths import REPO
-from tests.helpers.processes import signal_state
+from tests.helpers.processes import children_take_sigint, signal_state
 
 ROOT = REPO
 
@@ -299,10 +299,11 @@ def wait_for(condition, what: str, limit: float = 30.0) -> None:
 
 def test_ctrl_c_stops_following_without_cancelling_and_follow_resumes(fake, data_dir):
     fake.jobs_advance = False                                  # the job sits in validating_files
-    proc = subprocess.Popen(
-        [sys.executable, "finetune.py", "--data-dir", str(data_dir), *FAST],
-        cwd=ROOT, env=subprocess_env(**fake.env()), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+    with children_take_sigint():  # else, with the suite started in the background, finetune.py ignores it
+        proc = subprocess.Popen(
+            [sys.executable, "finetune.py", "--data-dir", str(data_dir), *FAST],
+            cwd=ROOT, env=subprocess_env(**fake.env()), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: (data_dir / "finetune_job.json").exists()
                  and record_of(data_dir).get("last_event_id"),
