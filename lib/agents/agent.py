@@ -44,7 +44,8 @@ answer not chosen yet is decided. The game ends at
 game-over, or with an AgentError naming the reason when the server says the game is gone. Error frames from the
 server are written to the transcript ("server-error"; a warning frame, "server-warning") and counted: as a race no
 client can avoid when the game says so (SeatRules.race, asked before the view folds the frame; the record then
-names the race), else as a refusal (`refusals`), which the run reports and the local server's --strict fails.
+names the race) or when it answers a ready re-sent as the round started (_session_race, every game), else as a
+refusal (`refusals`), which the run reports and the local server's --strict fails.
 
 Shutdown: cancelling `Agent.run` closes the socket with code 1001 (going away), cancels the decision and ready
 tasks and writes a final "shutdown" record; the caller closes the transcript.
@@ -178,6 +179,7 @@ class Agent:
         self._ws: ClientConnection | None = None
         self._connection = 0  # how many sockets this agent has opened
         self._ready_task: asyncio.Task[None] | None = None
+        self._ready_round: int | None = None  # the round of the last player-is-ready sent
         self._decisions: dict[Key, asyncio.Task[None]] = {}
         self._traces: dict[Key, decisions.Trace] = {}  # of the decisions running, to say why one is cancelled
         self._delivered: set[Key] = set()  # answers whose send went out on a socket (the server may have them)
@@ -464,7 +466,9 @@ class Agent:
             self._set_timer_at = time.monotonic()
         problem = _server_problem(frame)
         # Asked before the view folds the frame: the view may forget what the error answers (a cancel in flight).
-        race = self.seat.race(view, problem[1]) if problem is not None and problem[0] == "server-error" else None
+        race = None
+        if problem is not None and problem[0] == "server-error":
+            race = self.seat.race(view, problem[1]) or self._session_race(problem[1])
         view.apply(frame)
         if problem is not None:
             self._note_problem(frame, problem[0], race)
@@ -654,8 +658,20 @@ class Agent:
         while view.phase == 0 and view.round == round_number and not view.ready_acked and not view.game_over:
             if self._join_error:
                 return
+            self._ready_round = round_number
             await self._send({"gameId": self.game_id, "type": "player-is-ready"})
             await asyncio.sleep(self.settings.ready_resend)
+
+    def _session_race(self, message: str) -> str | None:
+        """A race of the game session itself, which no client can avoid, whatever the game. A ready re-sent just
+        as the last seat's ready moved the round on: the server ends phase 0, tells everyone, then answers the
+        re-send with "could not find an handler for player-is-ready"; the re-send left before its sender could see
+        the new phase, and the server changed nothing."""
+        view = self.view
+        if ("handler for player-is-ready" in message and self._ready_round == view.round
+                and (view.phase != 0 or view.ready_acked)):
+            return "a ready re-send crossed the round's start"
+        return None
 
     # ------------------------------------------------------------------ decisions
 

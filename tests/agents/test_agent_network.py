@@ -73,11 +73,11 @@ async def play_game(tmp_path: Path, server: LocalServer, *, ws_url: Callable[[in
                               settings=settings, name=f"agent{k}", api=api)
                 agents.append(agent)
                 tasks.append(asyncio.ensure_future(agent.run()))
-                await asyncio.wait_for(agent.joined.wait(), 5)
+                await asyncio.wait_for(agent.joined.wait(), 60)  # hang guards, all three
             if during is not None:
                 await during(game_id)
-            results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
-            recorded = None if expect_errors else await server.wait_game_over(game_id, 5)
+            results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 120)
+            recorded = None if expect_errors else await server.wait_game_over(game_id, 60)
         finally:
             for task in tasks:
                 task.cancel()
@@ -162,8 +162,10 @@ def test_a_request_already_at_the_server_is_not_sent_again_after_a_drop(tmp_path
                 await wait_for(lambda: game.players[5].requests not in (None, js_missing()))
                 await server.drop_connection(game_id, 5)
 
-            return await play_game(tmp_path, server, during=drop,
-                                   policies={1: SlowPolicy("compensation-request", 0.5)})
+            # Seat 1's request, 8 s late in a 30 s phase, keeps phase 3 open while seat 5 reconnects and resyncs
+            # (0.5 s did not: on a busy machine seat 5 came back in phase 5, and had nothing left to resend).
+            return await play_game(tmp_path, server, during=drop, overrides={"timer_phase_3": 30.0},
+                                   policies={1: SlowPolicy("compensation-request", 8.0)})
 
     played, _results = asyncio.run(scenario())
 
