@@ -179,7 +179,9 @@ class Agent:
         self._ws: ClientConnection | None = None
         self._connection = 0  # how many sockets this agent has opened
         self._ready_task: asyncio.Task[None] | None = None
-        self._ready_round: int | None = None  # the round of the last player-is-ready sent
+        # player-is-ready sent and not yet answered (ready-received, or the error of a ready that came too late);
+        # back to 0 at each phase 0, where the real server may drop one silently
+        self._readies_unanswered = 0
         self._decisions: dict[Key, asyncio.Task[None]] = {}
         self._traces: dict[Key, decisions.Trace] = {}  # of the decisions running, to say why one is cancelled
         self._delivered: set[Key] = set()  # answers whose send went out on a socket (the server may have them)
@@ -464,6 +466,8 @@ class Agent:
         kind = frame.get("eventType") if frame.get("type") == "event" else None
         if kind == "set-timer":
             self._set_timer_at = time.monotonic()
+        elif kind == "ready-received":
+            self._readies_unanswered = max(0, self._readies_unanswered - 1)
         problem = _server_problem(frame)
         # Asked before the view folds the frame: the view may forget what the error answers (a cancel in flight).
         race = None
@@ -480,6 +484,8 @@ class Agent:
         if acked is not None:
             self._acked.add((view.round, view.phase, acked))
         if kind == "phase-transition" and (view.round, view.phase) != before:
+            if view.phase == 0:
+                self._readies_unanswered = 0
             self._on_new_phase()
         elif kind == "phase-transition":
             self._phase_started = self._set_timer_at or time.monotonic()
@@ -658,7 +664,7 @@ class Agent:
         while view.phase == 0 and view.round == round_number and not view.ready_acked and not view.game_over:
             if self._join_error:
                 return
-            self._ready_round = round_number
+            self._readies_unanswered += 1
             await self._send({"gameId": self.game_id, "type": "player-is-ready"})
             await asyncio.sleep(self.settings.ready_resend)
 
@@ -668,8 +674,9 @@ class Agent:
         re-send with "could not find an handler for player-is-ready"; the re-send left before its sender could see
         the new phase, and the server changed nothing."""
         view = self.view
-        if ("handler for player-is-ready" in message and self._ready_round == view.round
+        if ("handler for player-is-ready" in message and self._readies_unanswered > 0
                 and (view.phase != 0 or view.ready_acked)):
+            self._readies_unanswered -= 1
             return "a ready re-send crossed the round's start"
         return None
 
