@@ -19,13 +19,13 @@ is still read: `SavedSamples.legacy` holds it whole, and each game knows where i
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from lib.util.atomic import write_text_atomic
 
 SAMPLES_FILE = "empirical_policy.json"
 FORMAT = "ibex-empirical-samples"
@@ -74,17 +74,7 @@ def write(path: str | Path, sections: Mapping[str, Mapping[str, Any]], source: M
     path = Path(path)
     record = {"format": FORMAT, "version": VERSION, "policy": "empirical", "sections": dict(sections),
               "fitted_on": dict(source), "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(record, indent=1) + "\n")
 
 
 def read(path: str | Path) -> SavedSamples:

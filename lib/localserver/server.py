@@ -31,7 +31,6 @@ import re
 import secrets
 import signal
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -49,6 +48,7 @@ from lib.localserver import create as creation
 from lib.localserver.core import CoreGame, new_recovery_code
 from lib.localserver.http import Request, Response, json_response, serve_http
 from lib.localserver.memory import MemoryConnection
+from lib.util.atomic import write_text_atomic
 
 log = logging.getLogger("lib.localserver.server")
 
@@ -575,17 +575,7 @@ def _post_json(url: str, body: bytes) -> None:
         answer.read()
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes it private; a log is an ordinary file
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+_write_atomically = write_text_atomic
 
 
 # ---------------------------------------------------------------------- command line

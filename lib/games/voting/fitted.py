@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +47,7 @@ from lib.games.voting.policy import (
 )
 from lib.games.voting.rules import OWNER_SEATS
 from lib.ibex.params import NO_PROJECT, PROJECT
+from lib.util.atomic import write_text_atomic
 
 PARAMS_FILE = "fitted_policy.json"
 BASELINE = {"markup": DEFAULT_MARKUP, "offer_share": DEFAULT_OFFER_SHARE, "vote_threshold": DEFAULT_VOTE_THRESHOLD}
@@ -179,17 +178,7 @@ def save(path: str | Path, fitted: Fit, source: dict[str, Any]) -> None:
     path = Path(path)
     record = {"policy": "fitted", "rules": "lib/games/voting/policy.py (the baseline's rules)", **fitted.to_dict(),
               "fitted_on": source, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
 def load(path: str | Path) -> dict[str, float]:
